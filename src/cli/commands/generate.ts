@@ -1,0 +1,162 @@
+import { readFileSync } from 'node:fs';
+import { resolve } from 'node:path';
+import { Option, type Command } from 'commander';
+import { z } from 'zod';
+import { EngineClient, type Generation } from '../../engine/worker/client.ts';
+import { EXECUTION_PROVIDERS, type ExecutionProvider } from '../../engine/runtime/session.ts';
+import type { GenerateRequest, GenerateResult } from '../../engine/generation/request.ts';
+import { parse, warn } from '../output.ts';
+
+interface GenerateOptions {
+  model: string;
+  tokenizer?: string;
+  adapter?: string;
+  prompt?: string;
+  promptIds?: number[];
+  batch?: string;
+  maxTokens?: number;
+  temperature?: number;
+  topK?: number;
+  topP?: number;
+  seed?: number;
+  stop?: string[];
+  ignoreEos?: boolean;
+  logprobs?: number;
+  json?: boolean;
+  ep: ExecutionProvider;
+  threads?: number;
+}
+
+export function register(program: Command): void {
+  program
+    .command('generate')
+    .description('generate text from a model, optionally through an adapter; or decode a JSONL batch together')
+    .requiredOption('--model <path>', 'Hugging Face model folder or llama2.c checkpoint (.bin)')
+    .option('--tokenizer <path>', 'tokenizer.json, its folder, or llama2.c tokenizer.bin (default: next to the model)')
+    .option('--adapter <path>', 'PEFT LoRA or VLM adapter folder')
+    .option('--prompt <text>', 'prompt text (tokenized with the model\'s template, e.g. BOS first)')
+    .option('--prompt-ids <ids>', 'comma-separated token ids, fed verbatim', parse.ids)
+    .option('--batch <file.jsonl>', 'one request per line, decoded together as one batch (use with --json)')
+    .option('--max-tokens <n>', 'tokens to generate at most (default 256)', parse.int(1))
+    .option('--temperature <t>', '0 = greedy (default)', parse.number(0))
+    .option('--top-k <k>', 'sample among the k most likely tokens', parse.int(0))
+    .option('--top-p <p>', 'sample from the smallest set with this much probability', parse.number(0, 1))
+    .option('--seed <s>', 'random seed: the same seed gives the same output', parse.int(Number.MIN_SAFE_INTEGER))
+    .option('--stop <str>', 'stop when this text appears (repeatable)', parse.collect)
+    .option('--ignore-eos', 'keep going past the end-of-sequence token')
+    .option('--logprobs <n>', 'with --json: per-token logprobs plus n alternatives', parse.int(0))
+    .option('--json', 'print one JSON object {tokens, text, finish_reason} (one per line with --batch)')
+    .addOption(new Option('--ep <provider>', 'execution provider').choices(EXECUTION_PROVIDERS).default('cpu'))
+    .option('--threads <n>', 'CPU threads (default: all cores)', parse.int(1))
+    .action(run);
+}
+
+async function run(o: GenerateOptions): Promise<void> {
+  const sources = [o.prompt !== undefined, o.promptIds !== undefined, o.batch !== undefined].filter(Boolean).length;
+  if (sources > 1) throw new Error('give only one of --prompt, --prompt-ids and --batch');
+  if (sources === 0) o.prompt = ''; // as llama2.c's run: generate from BOS alone
+  if (o.batch && !o.json) throw new Error('--batch prints JSON lines: add --json');
+  if (o.batch && o.adapter) throw new Error('with --batch, name adapters per line ("adapter": PATH)');
+  const lines = o.batch ? readBatch(o.batch) : [{ adapter: o.adapter ?? null, request: requestFromFlags(o) }];
+
+  const engine = await EngineClient.start({
+    model: o.model,
+    tokenizer: o.tokenizer,
+    ep: o.ep,
+    threads: o.threads,
+    maxBatch: Math.max(64, lines.length),
+    prefillChunkIdle: o.batch ? Number.MAX_SAFE_INTEGER : undefined, // the whole batch prefills together
+  });
+  try {
+    for (const w of engine.info.warnings) warn(w);
+    for (const dir of new Set(lines.map((l) => l.adapter).filter((a): a is string => !!a))) {
+      await engine.addAdapterFolder(dir, dir);
+    }
+    const generations = engine.generateMany(lines.map((l) => ({ ...l.request, adapter: l.adapter })));
+    if (o.json) {
+      for (const g of generations) process.stdout.write(`${JSON.stringify(await toJson(g))}\n`);
+    } else {
+      for await (const event of generations[0]) process.stdout.write(event.text);
+      await generations[0].result;
+      if (process.stdout.isTTY) process.stdout.write('\n');
+    }
+  } finally {
+    await engine.close();
+  }
+}
+
+function requestFromFlags(o: GenerateOptions): GenerateRequest {
+  return {
+    prompt: o.prompt,
+    promptIds: o.promptIds,
+    maxTokens: o.maxTokens,
+    temperature: o.temperature,
+    topK: o.topK,
+    topP: o.topP,
+    seed: o.seed,
+    stop: o.stop,
+    ignoreEos: o.ignoreEos,
+    logprobs: o.logprobs,
+  };
+}
+
+async function toJson(g: Generation) {
+  const logprobs: Array<{ token: number; logprob?: number; top?: unknown }> = [];
+  for await (const e of g) if (e.logprob !== undefined) logprobs.push({ token: e.token, logprob: e.logprob, top: e.top });
+  const r: GenerateResult = await g.result;
+  return { tokens: r.tokens, text: r.text, finish_reason: r.finishReason, ...(logprobs.length ? { logprobs } : {}) };
+}
+
+const BatchLine = z
+  .object({
+    adapter: z.string().min(1).nullable().optional(),
+    prompt: z.string().optional(),
+    prompt_ids: z.array(z.number().int().nonnegative()).min(1).optional(),
+    max_tokens: z.number().int().positive().optional(),
+    temperature: z.number().nonnegative().optional(),
+    top_k: z.number().int().nonnegative().optional(),
+    top_p: z.number().gt(0).lte(1).optional(),
+    seed: z.number().int().optional(),
+    stop: z.union([z.string(), z.array(z.string())]).optional(),
+    stop_token_ids: z.array(z.number().int().nonnegative()).optional(),
+    ignore_eos: z.boolean().optional(),
+    logprobs: z.number().int().nonnegative().optional(),
+  })
+  .strict()
+  .refine((l) => (l.prompt === undefined) !== (l.prompt_ids === undefined), 'give exactly one of "prompt" and "prompt_ids"');
+
+function readBatch(file: string): Array<{ adapter: string | null; request: GenerateRequest }> {
+  const text = readFileSync(file, 'utf8');
+  const lines = text.split('\n').map((l, i) => ({ l: l.trim(), n: i + 1 })).filter(({ l }) => l);
+  if (!lines.length) throw new Error(`${file}: no requests`);
+  return lines.map(({ l, n }) => {
+    let json: unknown;
+    try {
+      json = JSON.parse(l);
+    } catch {
+      throw new Error(`${file}:${n}: not valid JSON`);
+    }
+    const parsed = BatchLine.safeParse(json);
+    if (!parsed.success) {
+      const issue = parsed.error.issues[0];
+      throw new Error(`${file}:${n}: ${issue.path.length ? `"${issue.path.join('.')}": ` : ''}${issue.message}`);
+    }
+    const p = parsed.data;
+    return {
+      adapter: p.adapter ? resolve(p.adapter) : null,
+      request: {
+        prompt: p.prompt,
+        promptIds: p.prompt_ids,
+        maxTokens: p.max_tokens,
+        temperature: p.temperature,
+        topK: p.top_k,
+        topP: p.top_p,
+        seed: p.seed,
+        stop: typeof p.stop === 'string' ? [p.stop] : p.stop,
+        stopTokenIds: p.stop_token_ids,
+        ignoreEos: p.ignore_eos,
+        logprobs: p.logprobs,
+      },
+    };
+  });
+}

@@ -1,0 +1,26 @@
+import { Command, CommanderError } from 'commander';
+import { fail } from './output.ts';
+
+/**
+ * The `versa` command line. Each subcommand lives in commands/ and is loaded only when used, so
+ * `versa models ls` does not pay for onnxruntime.
+ */
+const program = new Command('versa')
+  .description('Serve many generation tasks from one language model')
+  .showHelpAfterError('(run with --help for usage)')
+  .exitOverride();
+
+const commands: Record<string, () => Promise<{ register(program: Command): void }>> = {
+  generate: () => import('./commands/generate.ts'),
+};
+
+const name = process.argv[2];
+if (name && name in commands) (await commands[name]()).register(program);
+else for (const load of Object.values(commands)) (await load()).register(program);
+
+try {
+  await program.parseAsync(process.argv);
+} catch (e) {
+  if (e instanceof CommanderError) process.exit(e.exitCode);
+  fail(e);
+}

@@ -1,0 +1,107 @@
+import type { ModelConfig } from '../model/config.ts';
+import { layerPrefix } from '../model/layout.ts';
+import { parseHeader, toFloat32, type SafetensorsHeader } from '../weights/safetensors.ts';
+import {
+  AdapterFormatError, ADAPTER_CONFIG_FILE, describeLora, describeVlm, detectKind, LORA_WEIGHTS_FILE, VLM_WEIGHTS_FILE,
+  type AdapterManifest,
+} from './format.ts';
+
+/** One VLM adapter block, in PyTorch layout: down [m, d], up [d, m]. */
+export interface VlmLayer {
+  lnW: Float32Array;
+  lnB: Float32Array;
+  down: Float32Array;
+  downB: Float32Array;
+  up: Float32Array;
+  upB: Float32Array;
+}
+
+/** One LoRA-adapted projection, in PyTorch layout: a [r, in], b [out, r]; `scale` not yet applied. */
+export interface LoraModule {
+  layer: number;
+  module: string;
+  rank: number;
+  scale: number;
+  a: Float32Array;
+  b: Float32Array;
+}
+
+interface AdapterBase {
+  /** Caller's identity for the adapter (e.g. "name@3" or a sha256); rows name adapters by it. */
+  id: string;
+  manifest: AdapterManifest;
+  /** Bytes the adapter's weights take in memory. */
+  bytes: number;
+}
+export type Adapter =
+  | (AdapterBase & { kind: 'vlm'; bottleneck: number; layers: VlmLayer[]; taskEmbeddings: Float32Array; taskTokens: string[] })
+  | (AdapterBase & { kind: 'lora'; modules: LoraModule[] });
+
+export interface AdapterFiles {
+  /** Parsed adapter_config.json, if the adapter has one. */
+  config?: Record<string, unknown>;
+  /** File name -> contents. */
+  files: Map<string, Uint8Array>;
+}
+
+/** Parses and validates an adapter from its files' bytes, ready for an adapter bank. */
+export function readAdapter(id: string, input: AdapterFiles, base: ModelConfig): Adapter {
+  const kind = detectKind(input.config, [...input.files.keys()]);
+  const file = kind === 'vlm' ? VLM_WEIGHTS_FILE : LORA_WEIGHTS_FILE;
+  const bytes = input.files.get(file);
+  if (!bytes) throw new AdapterFormatError(`missing ${file}`);
+  const header = parseHeader(bytes, bytes.length);
+  const tensor = (name: string) => {
+    const t = header.tensors.get(name)!;
+    return toFloat32(bytes.subarray(header.dataOffset + t.begin, header.dataOffset + t.end), t.dtype, name);
+  };
+  if (kind === 'vlm') {
+    const manifest = describeVlm(header, base, input.config);
+    const layers = Array.from({ length: base.numLayers }, (_, i) => {
+      const p = `${layerPrefix(base, i)}adapter_block.`;
+      return {
+        lnW: tensor(`${p}ln.weight`), lnB: tensor(`${p}ln.bias`),
+        down: tensor(`${p}project_down.weight`), downB: tensor(`${p}project_down.bias`),
+        up: tensor(`${p}project_up.weight`), upB: tensor(`${p}project_up.bias`),
+      };
+    });
+    const taskEmbeddings = manifest.taskTokens.length ? tensor('task_embeddings') : new Float32Array(0);
+    return { id, kind, manifest, bytes: manifest.params * 4, bottleneck: manifest.bottleneck!, layers, taskEmbeddings, taskTokens: manifest.taskTokens };
+  }
+  if (!input.config) throw new AdapterFormatError(`missing ${ADAPTER_CONFIG_FILE}`);
+  const { modules: specs, ...manifest } = describeLora(header, base, input.config);
+  const modules = specs.map((spec) => {
+    let b = tensor(spec.bName);
+    // PEFT adapters are trained on Hugging Face layouts; a llama2.c base keeps interleaved RoPE pairs.
+    if (base.ropeLayout === 'interleaved' && (spec.module === 'self_attn.q_proj' || spec.module === 'self_attn.k_proj')) {
+      b = halfToInterleavedRows(b, spec.rank, base.headDim);
+    }
+    return { layer: spec.layer, module: spec.module, rank: spec.rank, scale: spec.scale, a: tensor(spec.aName), b };
+  });
+  return { id, kind, manifest, bytes: manifest.params * 4, modules };
+}
+
+/** Reorders output rows from rotate-half (HF) to interleaved (llama2.c) RoPE order, per head. */
+function halfToInterleavedRows(w: Float32Array, cols: number, headDim: number): Float32Array {
+  const out = new Float32Array(w.length);
+  const rows = w.length / cols;
+  const half = headDim / 2;
+  for (let row = 0; row < rows; row++) {
+    const head = Math.floor(row / headDim);
+    const r = row % headDim;
+    const part = r < half ? 0 : 1;
+    const i = r % half;
+    const dst = head * headDim + 2 * i + part;
+    out.set(w.subarray(row * cols, (row + 1) * cols), dst * cols);
+  }
+  return out;
+}
+
+/** Reads just the manifest (no tensor data beyond the header). */
+export function inspectAdapter(config: Record<string, unknown> | undefined, header: SafetensorsHeader, fileNames: string[], base: ModelConfig): AdapterManifest {
+  const kind = detectKind(config, fileNames);
+  if (kind === 'vlm') return describeVlm(header, base, config);
+  if (!config) throw new AdapterFormatError(`missing ${ADAPTER_CONFIG_FILE}`);
+  const { modules: _modules, ...manifest } = describeLora(header, base, config);
+  return manifest;
+}

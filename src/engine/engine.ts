@@ -1,0 +1,173 @@
+import { existsSync, statSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { eosIds, parameterCount, type ModelConfig } from './model/config.ts';
+import { loadWeights } from './loaders/load.ts';
+import { loadTokenizer } from './tokenizer/load.ts';
+import { TaskTokenizer } from './tokenizer/task-tokens.ts';
+import type { Tokenizer } from './tokenizer/types.ts';
+import { readAdapter, type Adapter, type AdapterFiles } from './adapters/read.ts';
+import { loadAdapterFolder } from './adapters/load.ts';
+import type { AdapterManifest } from './adapters/format.ts';
+import { ModelRunner } from './runtime/runner.ts';
+import type { ExecutionProvider } from './runtime/session.ts';
+import { Scheduler, type SchedulerOptions, type StepStats } from './generation/scheduler.ts';
+import { Sequence, type SequenceSink } from './generation/sequence.ts';
+import { RequestError, validateRequest, type GenerateRequest } from './generation/request.ts';
+
+export interface EngineOptions extends Partial<SchedulerOptions> {
+  /** A Hugging Face model folder or a llama2.c checkpoint. */
+  model: string;
+  /** tokenizer.json, a folder with one, or llama2.c's tokenizer.bin; found next to the model if omitted. */
+  tokenizer?: string;
+  ep?: ExecutionProvider;
+  threads?: number;
+}
+
+export interface EngineInfo {
+  architecture: ModelConfig['architecture'];
+  format: 'hf' | 'llama2c';
+  config: ModelConfig;
+  params: number;
+  ep: ExecutionProvider;
+  hasTokenizer: boolean;
+  /** Things the user should know (e.g. a tokenizer larger than the model's vocabulary). */
+  warnings: string[];
+}
+
+/**
+ * One base model serving many adapters: loads weights and tokenizer, keeps the adapters that
+ * requests may name, and turns requests into sequences for the continuous-batching scheduler.
+ * Runs inside a worker thread (worker/); nothing here knows about HTTP or threads.
+ */
+export class Engine {
+  private readonly adapters = new Map<string, { adapter: Adapter; tokenizer?: Tokenizer }>();
+  private readonly scheduler: Scheduler;
+  private readonly defaultStops: number[];
+
+  private constructor(
+    private readonly runner: ModelRunner,
+    private readonly tokenizer: Tokenizer | undefined,
+    readonly info: EngineInfo,
+    opts: EngineOptions,
+  ) {
+    this.scheduler = new Scheduler(runner, {
+      maxBatch: opts.maxBatch ?? 64,
+      prefillChunk: opts.prefillChunk ?? 256,
+      prefillChunkIdle: opts.prefillChunkIdle ?? 2048,
+    });
+    this.defaultStops = [...new Set([...(tokenizer?.stopIds ?? []), ...eosIds(info.config)])];
+  }
+
+  static async load(opts: EngineOptions): Promise<Engine> {
+    const { config, weights, format } = loadWeights(opts.model);
+    const tokenizerPath = opts.tokenizer ?? findTokenizer(opts.model, format);
+    const tokenizer = tokenizerPath ? loadTokenizer(tokenizerPath) : undefined;
+    const warnings: string[] = [];
+    if (tokenizer && tokenizer.size !== config.vocabSize) {
+      warnings.push(`the tokenizer knows ${tokenizer.size} tokens but the model has ${config.vocabSize}; text that encodes to ids outside the model's vocabulary is refused`);
+    }
+    const runner = await ModelRunner.create(config, weights, { ep: opts.ep, threads: opts.threads });
+    weights.clear(); // the session holds its own copy
+    const info: EngineInfo = {
+      architecture: config.architecture, format, config, params: parameterCount(config), ep: runner.ep,
+      hasTokenizer: tokenizer !== undefined, warnings,
+    };
+    return new Engine(runner, tokenizer, info, opts);
+  }
+
+  set onStep(fn: ((stats: StepStats) => void) | undefined) {
+    this.scheduler.onStep = fn;
+  }
+
+  get load(): { queued: number; active: number } {
+    return { queued: this.scheduler.queued, active: this.scheduler.active };
+  }
+
+  /** Makes an adapter available to requests under `id` (files: what the adapter folder holds). */
+  addAdapter(id: string, files: AdapterFiles): AdapterManifest {
+    return this.register(readAdapter(id, files, this.info.config));
+  }
+
+  addAdapterFolder(dir: string, id = dir): AdapterManifest {
+    return this.register(loadAdapterFolder(dir, this.info.config, id));
+  }
+
+  private register(adapter: Adapter): AdapterManifest {
+    const tokenizer =
+      this.tokenizer && adapter.kind === 'vlm' && adapter.taskTokens.length
+        ? new TaskTokenizer(this.tokenizer, this.info.config.vocabSize, adapter.taskTokens)
+        : this.tokenizer;
+    this.adapters.set(adapter.id, { adapter, tokenizer });
+    return adapter.manifest;
+  }
+
+  /** Forgets an adapter; rows already running with it finish normally. */
+  removeAdapter(id: string): boolean {
+    return this.adapters.delete(id);
+  }
+
+  hasAdapter(id: string): boolean {
+    return this.adapters.has(id);
+  }
+
+  /** Starts a request; throws RequestError for bad input. Results arrive through `sink`. */
+  submit(id: string, req: GenerateRequest, sink: SequenceSink): void {
+    const { maxTokens, sampling, stop, stopTokenIds } = validateRequest(req);
+    const c = this.info.config;
+    const entry = req.adapter ? this.adapters.get(req.adapter) : undefined;
+    if (req.adapter && !entry) throw new RequestError(`unknown adapter "${req.adapter}"`, 'adapter');
+    const tokenizer = entry ? entry.tokenizer : this.tokenizer;
+    const taskTokens = entry?.adapter.kind === 'vlm' ? entry.adapter.taskTokens.length : 0;
+    const vocab = c.vocabSize + taskTokens;
+
+    let prompt: number[];
+    if (req.promptIds) {
+      prompt = req.promptIds;
+    } else {
+      if (!tokenizer) throw new RequestError('this model has no tokenizer: send prompt_ids, or start with a tokenizer', 'prompt');
+      try {
+        prompt = tokenizer.encode(req.prompt!);
+      } catch (e) {
+        throw new RequestError((e as Error).message, 'prompt');
+      }
+      if (!prompt.length && c.bosTokenId !== undefined) prompt = [c.bosTokenId];
+      if (!prompt.length) throw new RequestError('the prompt is empty and the model has no BOS token to start from', 'prompt');
+    }
+    const bad = prompt.find((t) => !Number.isInteger(t) || t < 0 || t >= vocab);
+    if (bad !== undefined) {
+      throw new RequestError(`prompt token id ${bad} is outside the vocabulary (${c.vocabSize}${taskTokens ? ` + ${taskTokens} task tokens` : ''})`, req.promptIds ? 'prompt_ids' : 'prompt');
+    }
+    if (prompt.length > c.maxPositions) {
+      throw new RequestError(`the prompt has ${prompt.length} tokens but the context is ${c.maxPositions}`, req.promptIds ? 'prompt_ids' : 'prompt');
+    }
+    const stopIds = [...(req.ignoreEos ? [] : this.defaultStops), ...stopTokenIds];
+    const allowed = Math.min(maxTokens, c.maxPositions - prompt.length + 1);
+    const seq = new Sequence(id, prompt, entry?.adapter, tokenizer ?? NO_TEXT, sampling, allowed, stop, stopIds, sink);
+    this.scheduler.add(seq);
+  }
+
+  cancel(id: string): void {
+    this.scheduler.cancel(id);
+  }
+
+  async close(): Promise<void> {
+    await this.runner.release();
+  }
+}
+
+/** For models served without a tokenizer: ids only, no text. */
+const NO_TEXT: Tokenizer = {
+  size: 0,
+  stopIds: [],
+  template: { prefix: [], suffix: [] },
+  encode: () => [],
+  encodePlain: () => [],
+  decode: () => '',
+  streamDecoder: () => ({ push: () => '', flush: () => '' }),
+  tokenText: () => '',
+};
+
+function findTokenizer(model: string, format: 'hf' | 'llama2c'): string | undefined {
+  const candidates = format === 'hf' ? [join(model, 'tokenizer.json')] : [join(dirname(model), 'tokenizer.bin')];
+  return candidates.find((p) => existsSync(p) && statSync(p).isFile());
+}

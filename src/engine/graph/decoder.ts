@@ -1,0 +1,240 @@
+import type { ModelConfig } from '../model/config.ts';
+import { layerPrefix, linearModules } from '../model/layout.ts';
+import type { Tensor, Weights } from '../weights/tensor.ts';
+import { VLM_LAYER_NORM_EPS } from '../adapters/format.ts';
+import { GraphBuilder } from './onnx.ts';
+import { IN, LOGITS, loraInputs, newKey, newValue, pastKey, pastValue, vlmInputs } from './io.ts';
+
+/**
+ * The pieces every decoder-only architecture shares, on top of the I/O contract in io.ts:
+ * embeddings with task tokens, attention over a JS-owned KV cache, LoRA-adapted projections,
+ * VLM residual adapters and the output head. The per-architecture builders (gpt2.ts, llama.ts)
+ * only wire these together. Activations are token-major [N, d].
+ */
+export class DecoderGraph {
+  readonly g = new GraphBuilder();
+  private readonly gathered = new Map<string, string>();
+  private readonly constants = new Map<string, string>();
+  /** Shape [B, S] of the batch, and the attention bias shaped for grouped-query heads. */
+  private readonly batchShape: string;
+  private readonly bias: string;
+  private readonly splitSizes: string;
+  private ropeTables?: { cos: string; sin: string };
+
+  constructor(
+    readonly c: ModelConfig,
+    private readonly weights: Weights,
+  ) {
+    const g = this.g;
+    const { numLayers, hiddenSize: d, numKvHeads: kvh, headDim: hd } = c;
+    g.input(IN.inputIds, 'int64', ['B', 'S']);
+    g.input(IN.taskIndex, 'int64', ['B', 'S']);
+    g.input(IN.positionIds, 'int64', ['B', 'S']);
+    g.input(IN.attnBias, 'float32', ['B', 'S', 'T']);
+    g.input(IN.lastIndex, 'int64', ['B']);
+    g.input(IN.taskEmbeddings, 'float32', ['TaskRows', d]);
+    g.input(IN.taskHead, 'float32', ['U', d, 'K']);
+    g.input(IN.vlmGather, 'int64', ['U', 'R']);
+    g.input(IN.vlmScatter, 'int64', ['N']);
+    g.input(IN.headGather, 'int64', ['U', 'Rh']);
+    g.input(IN.headScatter, 'int64', ['B']);
+    g.input(IN.loraGather, 'int64', ['Ul', 'Rl']);
+    g.input(IN.loraScatter, 'int64', ['N']);
+    for (let l = 0; l < numLayers; l++) {
+      g.input(pastKey(l), 'float32', ['B', kvh, hd, 'P']);
+      g.input(pastValue(l), 'float32', ['B', kvh, 'P', hd]);
+      const v = vlmInputs(l);
+      g.input(v.lnW, 'float32', ['U', 1, d]);
+      g.input(v.lnB, 'float32', ['U', 1, d]);
+      g.input(v.down, 'float32', ['U', d, `m${l}`]);
+      g.input(v.downB, 'float32', ['U', 1, `m${l}`]);
+      g.input(v.up, 'float32', ['U', `m${l}`, d]);
+      g.input(v.upB, 'float32', ['U', 1, d]);
+      for (const m of linearModules(c)) {
+        const io = loraInputs(l, m.name);
+        g.input(io.a, 'float32', ['Ul', m.in, `r${l}.${m.name}`]);
+        g.input(io.b, 'float32', ['Ul', `r${l}.${m.name}`, m.out]);
+      }
+    }
+    this.batchShape = g.op('Shape', [IN.inputIds]);
+    // Queries of the G heads that share a key/value head are stacked as G*S rows: tile the bias.
+    const groups = c.numHeads / c.numKvHeads;
+    const bias4 = g.unsqueeze(IN.attnBias, [1]);
+    this.bias = groups > 1 ? g.op('Tile', [bias4, g.ints([1, 1, groups, 1])]) : bias4;
+    const pastLen = g.op('Shape', [pastKey(0)], { start: 3 });
+    const newLen = g.op('Shape', [IN.inputIds], { start: 1 });
+    this.splitSizes = g.concat([pastLen, newLen], 0);
+  }
+
+  /** A weight by its Hugging Face name; `transpose` turns PyTorch [out, in] into [in, out]. */
+  w(name: string, transform?: (t: Tensor) => Tensor): string {
+    const t = this.weights.get(name);
+    if (!t) throw new Error(`weight ${name} is missing`);
+    return this.g.weight(name, transform ? transform(t) : t);
+  }
+
+  /** Token embeddings [N, d]; a row's task tokens take their embedding from its VLM slot. */
+  embed(table: string, positions?: string): string {
+    const g = this.g;
+    const base = g.gather(table, IN.inputIds);
+    const task = g.gather(IN.taskEmbeddings, IN.taskIndex);
+    const isTask = g.unsqueeze(g.op('Greater', [IN.taskIndex, g.ints([0])]), [2]);
+    let x = g.op('Where', [isTask, task, base]);
+    if (positions) x = g.add(x, g.gather(positions, IN.positionIds));
+    return g.reshape(x, [-1, this.c.hiddenSize]);
+  }
+
+  layerNorm(x: string, weight: string, bias: string, eps = this.c.normEps): string {
+    return this.g.op('LayerNormalization', [x, weight, bias], { axis: -1, epsilon: { float: eps } });
+  }
+
+  rmsNorm(x: string, weight: string): string {
+    const g = this.g;
+    const meanSquare = g.op('ReduceMean', [g.mul(x, x)], { axes: [-1], keepdims: 1 });
+    const inv = g.op('Reciprocal', [g.op('Sqrt', [g.add(meanSquare, g.scalar(this.c.normEps))])]);
+    return g.mul(g.mul(x, inv), weight);
+  }
+
+  /** GPT-2's "gelu_new": the tanh approximation. */
+  geluTanh(x: string): string {
+    const g = this.g;
+    const cube = g.mul(g.mul(x, x), x);
+    const inner = g.mul(g.add(x, g.mul(cube, g.scalar(0.044715))), g.scalar(Math.sqrt(2 / Math.PI)));
+    const t = g.op('Tanh', [inner]);
+    return g.mul(g.mul(x, g.scalar(0.5)), g.add(t, g.scalar(1)));
+  }
+
+  silu(x: string): string {
+    return this.g.mul(x, this.g.op('Sigmoid', [x]));
+  }
+
+  /**
+   * x @ W (+ b) for the block projection `module` of layer `l`, plus the LoRA delta of each row's
+   * LoRA slot. `weight` is already [in, out].
+   */
+  linear(l: number, module: string, x: string, weight: string, bias?: string): string {
+    const g = this.g;
+    let y = g.matmul(x, weight);
+    if (bias) y = g.add(y, bias);
+    const io = loraInputs(l, module);
+    const delta = g.matmul(g.matmul(this.gatherRows(x, IN.loraGather), io.a), io.b);
+    return g.add(y, this.scatterRows(delta, IN.loraScatter));
+  }
+
+  /** Rotary position embedding of x [N, heads*hd], in the checkpoint's pairing layout. */
+  rope(x: string, heads: number): string {
+    const g = this.g;
+    const { headDim: hd } = this.c;
+    const { cos, sin } = this.ropeTables ?? (this.ropeTables = this.ropeTable());
+    const rotate = (a: string, b: string, cosT: string, sinT: string) => [
+      g.sub(g.mul(a, cosT), g.mul(b, sinT)),
+      g.add(g.mul(b, cosT), g.mul(a, sinT)),
+    ];
+    if (this.c.ropeLayout === 'interleaved') {
+      const x4 = g.reshape(x, [-1, heads, hd / 2, 2]);
+      const even = g.slice(x4, [0], [1], [3]);
+      const odd = g.slice(x4, [1], [2], [3]);
+      const [c4, s4] = [g.unsqueeze(cos, [3]), g.unsqueeze(sin, [3])];
+      return g.reshape(g.concat(rotate(even, odd, c4, s4), 3), [-1, heads * hd]);
+    }
+    const x3 = g.reshape(x, [-1, heads, hd]);
+    const first = g.slice(x3, [0], [hd / 2], [2]);
+    const second = g.slice(x3, [hd / 2], [hd], [2]);
+    return g.reshape(g.concat(rotate(first, second, cos, sin), 2), [-1, heads * hd]);
+  }
+
+  /** cos/sin [N, 1, hd/2] for the batch's positions, from tables computed like PyTorch in float32. */
+  private ropeTable(): { cos: string; sin: string } {
+    const { headDim: hd, maxPositions, ropeTheta = 10000 } = this.c;
+    const half = hd / 2;
+    const cos = new Float32Array(maxPositions * half);
+    const sin = new Float32Array(maxPositions * half);
+    for (let j = 0; j < half; j++) {
+      const inv = Math.fround(1 / Math.fround(ropeTheta ** Math.fround((2 * j) / hd)));
+      for (let p = 0; p < maxPositions; p++) {
+        const angle = Math.fround(p * inv);
+        cos[p * half + j] = Math.cos(angle);
+        sin[p * half + j] = Math.sin(angle);
+      }
+    }
+    const g = this.g;
+    const positions = g.reshape(IN.positionIds, [-1]);
+    const pick = (name: string, data: Float32Array) =>
+      g.unsqueeze(g.gather(g.weight(name, { dims: [maxPositions, half], data }), positions), [1]);
+    return { cos: pick('rope.cos', cos), sin: pick('rope.sin', sin) };
+  }
+
+  /**
+   * Causal attention of the new tokens over the cached past and each other. q [N, H*hd], k and v
+   * [N, Hkv*hd]; k and v also become the outputs the runtime writes into its cache.
+   */
+  attention(l: number, q: string, k: string, v: string): string {
+    const g = this.g;
+    const { numHeads: h, numKvHeads: kvh, headDim: hd } = this.c;
+    g.output(k, newKey(l), 'float32', ['N', kvh * hd]);
+    g.output(v, newValue(l), 'float32', ['N', kvh * hd]);
+    const split = (x: string, heads: number, perm: number[]) =>
+      g.transpose(g.op('Reshape', [x, g.concat([this.batchShape, g.ints([heads, hd])], 0)]), perm);
+    const qScaled = g.mul(q, g.scalar(1 / Math.sqrt(hd)));
+    const qGrouped = g.reshape(split(qScaled, h, [0, 2, 1, 3]), [0, kvh, -1, hd]); // [B, Hkv, G*S, hd]
+    const kT = split(k, kvh, [0, 2, 3, 1]); // [B, Hkv, hd, S]
+    const vT = split(v, kvh, [0, 2, 1, 3]); // [B, Hkv, S, hd]
+    const scores = g.concat([g.matmul(qGrouped, pastKey(l)), g.matmul(qGrouped, kT)], 3);
+    const probs = g.op('Softmax', [g.add(scores, this.bias)], { axis: 3 });
+    const [pPast, pNew] = g.opN('Split', [probs, this.splitSizes], 2, { axis: 3 });
+    const out = g.add(g.matmul(pPast, pastValue(l)), g.matmul(pNew, vT)); // [B, Hkv, G*S, hd]
+    const heads = g.transpose(g.reshape(out, [0, h, -1, hd]), [0, 2, 1, 3]); // [B, S, H, hd]
+    return g.reshape(heads, [-1, h * hd]);
+  }
+
+  /** The VLM residual adapter after block l: h + up(ReLU(down(LayerNorm(h)))) for rows with one. */
+  vlm(l: number, h: string): string {
+    const g = this.g;
+    const d = this.c.hiddenSize;
+    const io = vlmInputs(l);
+    const ones = this.constantRow('ones', d, 1);
+    const zeros = this.constantRow('zeros', d, 0);
+    const normed = this.layerNorm(h, ones, zeros, VLM_LAYER_NORM_EPS);
+    const x = g.add(g.mul(this.gatherRows(normed, IN.vlmGather), io.lnW), io.lnB);
+    const z = g.op('Relu', [g.add(g.matmul(x, io.down), io.downB)]);
+    const y = g.add(g.matmul(z, io.up), io.upB);
+    return g.add(h, this.scatterRows(y, IN.vlmScatter));
+  }
+
+  /** Logits of each row's last token: the base vocabulary, then the row's task tokens. */
+  head(h: string, norm: (x: string) => string, table: string): void {
+    const g = this.g;
+    const last = norm(g.gather(h, IN.lastIndex)); // [B, d]
+    const base = g.op('Gemm', [last, table], { transB: 1 });
+    const task = this.scatterRows(g.matmul(g.gather(last, IN.headGather), IN.taskHead), IN.headScatter);
+    g.output(g.concat([base, task], 1), LOGITS, 'float32', ['B', 'V']);
+  }
+
+  encode(): Uint8Array {
+    return this.g.encode(`${this.c.architecture}-decoder`);
+  }
+
+  /** Rows of x [N, k] grouped by adapter slot: [U, R, k]. Shared by projections with one input. */
+  private gatherRows(x: string, index: string): string {
+    const key = `${x}|${index}`;
+    let out = this.gathered.get(key);
+    if (!out) this.gathered.set(key, (out = this.g.gather(x, index)));
+    return out;
+  }
+
+  /** The inverse of gatherRows: [U, R, k] back to [N, k], zeros for rows without an adapter. */
+  private scatterRows(y: string, index: string): string {
+    const g = this.g;
+    const flat = g.op('Flatten', [y], { axis: 2 });
+    return g.gather(g.op('Pad', [flat, g.ints([0, 0, 1, 0])]), index);
+  }
+
+  private constantRow(name: string, d: number, value: number): string {
+    const key = `${name}_${d}`;
+    if (!this.constants.has(key)) this.constants.set(key, this.g.weight(key, { dims: [d], data: new Float32Array(d).fill(value) }));
+    return this.constants.get(key)!;
+  }
+}
+
+/** The name of a block weight of layer l. */
+export const blockWeight = (c: ModelConfig, l: number, name: string) => `${layerPrefix(c, l)}${name}`;

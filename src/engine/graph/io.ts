@@ -1,0 +1,56 @@
+import type { ModelConfig } from '../model/config.ts';
+import { linearModules } from '../model/layout.ts';
+
+/**
+ * The contract between every graph the builders make and the runtime that feeds it. B rows of up
+ * to S new tokens each (right-padded); N = B*S tokens, flattened token-major inside the graph.
+ * P is the KV-cache capacity: the cache is JS-owned and fed as inputs, never copied out.
+ *
+ * Adapters are banks of U slots stacked per tensor; rows are grouped by slot with `*_gather`
+ * [U, R] (token indices, padded) and put back with `*_scatter` [N] (index into U*R, or U*R for
+ * "no adapter", which picks a zero row). So rows of different adapters, or none, share one run.
+ */
+export const IN = {
+  inputIds: 'input_ids', // int64 [B, S]: base-vocabulary ids (task tokens replaced by 0)
+  taskIndex: 'task_index', // int64 [B, S]: 0, or 1 + slot*K + k for task token k of the row's VLM slot
+  positionIds: 'position_ids', // int64 [B, S]
+  attnBias: 'attn_bias', // float [B, S, P + S]: 0 where a token may attend, -1e30 elsewhere
+  lastIndex: 'last_index', // int64 [B]: flat index of each row's last real token
+  taskEmbeddings: 'task_embeddings', // float [1 + U*K, d]; row 0 is zeros
+  taskHead: 'task_head', // float [U, d, K]: the task rows of the tied head, transposed
+  vlmGather: 'vlm_gather', // int64 [U, R]
+  vlmScatter: 'vlm_scatter', // int64 [N]
+  headGather: 'head_gather', // int64 [U, R'] over the B last tokens, for task-token logits
+  headScatter: 'head_scatter', // int64 [B]
+  loraGather: 'lora_gather', // int64 [U', R]
+  loraScatter: 'lora_scatter', // int64 [N]
+} as const;
+
+export const pastKey = (l: number) => `past_key.${l}`; // float [B, Hkv, hd, P] (keys stored transposed)
+export const pastValue = (l: number) => `past_value.${l}`; // float [B, Hkv, P, hd]
+export const newKey = (l: number) => `new_key.${l}`; // output float [N, Hkv*hd]
+export const newValue = (l: number) => `new_value.${l}`; // output float [N, Hkv*hd]
+export const LOGITS = 'logits'; // output float [B, V + K]
+
+/** VLM bank tensors of one layer: ln [U,1,d] x2, down [U,d,m], down_b [U,1,m], up [U,m,d], up_b [U,1,d]. */
+export const vlmInputs = (l: number) => ({
+  lnW: `vlm.${l}.ln_w`, lnB: `vlm.${l}.ln_b`,
+  down: `vlm.${l}.down`, downB: `vlm.${l}.down_b`,
+  up: `vlm.${l}.up`, upB: `vlm.${l}.up_b`,
+});
+
+/** LoRA bank tensors of one projection: a [U', in, r], b [U', r, out] (b carries alpha/r). */
+export const loraInputs = (l: number, module: string) => ({ a: `lora.${l}.${module}.a`, b: `lora.${l}.${module}.b` });
+
+/** Every input name, in a stable order. */
+export function inputNames(c: ModelConfig): string[] {
+  const names: string[] = Object.values(IN);
+  for (let l = 0; l < c.numLayers; l++) {
+    names.push(pastKey(l), pastValue(l), ...Object.values(vlmInputs(l)));
+    for (const m of linearModules(c)) names.push(...Object.values(loraInputs(l, m.name)));
+  }
+  return names;
+}
+
+/** Additive attention bias for positions a token must not see. */
+export const MASKED = -1e30;

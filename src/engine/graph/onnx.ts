@@ -1,0 +1,134 @@
+import onnxProto from 'onnx-proto';
+import type { Tensor } from '../weights/tensor.ts';
+
+const { onnx } = onnxProto;
+const DT = onnx.TensorProto.DataType;
+const AT = onnx.AttributeProto.AttributeType;
+
+export type ElemType = 'float32' | 'int64' | 'bool';
+const ELEM: Record<ElemType, number> = { float32: DT.FLOAT, int64: DT.INT64, bool: DT.BOOL };
+
+/** A symbolic (string) or fixed (number) dimension of a graph input or output. */
+export type Dim = string | number;
+type AttrValue = number | number[] | string | { float: number };
+
+/**
+ * A small builder over onnx-proto: each method adds one node and returns the name of its output,
+ * so model code reads like the math. Hand-written because no maintained TypeScript ONNX graph
+ * builder exists; onnx-proto supplies the (de)serialisation.
+ */
+export class GraphBuilder {
+  private readonly nodes: onnxProto.onnx.INodeProto[] = [];
+  private readonly inputs: onnxProto.onnx.IValueInfoProto[] = [];
+  private readonly outputs: onnxProto.onnx.IValueInfoProto[] = [];
+  private readonly initializers: onnxProto.onnx.ITensorProto[] = [];
+  private readonly constants = new Map<string, string>();
+  private counter = 0;
+
+  input(name: string, type: ElemType, dims: Dim[]): string {
+    this.inputs.push(valueInfo(name, type, dims));
+    return name;
+  }
+
+  output(value: string, name: string, type: ElemType, dims: Dim[]): void {
+    this.op('Identity', [value], {}, name);
+    this.outputs.push(valueInfo(name, type, dims));
+  }
+
+  /** A float32 weight, stored in the model as an initializer. */
+  weight(name: string, t: Tensor): string {
+    this.initializers.push({
+      name,
+      dims: t.dims,
+      dataType: DT.FLOAT,
+      rawData: new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength),
+    });
+    return name;
+  }
+
+  /** A small int64 constant (shapes, axes, indices), shared when repeated. */
+  ints(values: number[]): string {
+    const key = `i64:${values.join(',')}`;
+    let name = this.constants.get(key);
+    if (!name) {
+      name = `const_${this.constants.size}`;
+      const data = BigInt64Array.from(values.map(BigInt));
+      this.initializers.push({ name, dims: [values.length], dataType: DT.INT64, rawData: new Uint8Array(data.buffer) });
+      this.constants.set(key, name);
+    }
+    return name;
+  }
+
+  /** A float32 scalar constant. */
+  scalar(value: number): string {
+    const key = `f32:${value}`;
+    let name = this.constants.get(key);
+    if (!name) {
+      name = `const_${this.constants.size}`;
+      const data = Float32Array.of(value);
+      this.initializers.push({ name, dims: [], dataType: DT.FLOAT, rawData: new Uint8Array(data.buffer) });
+      this.constants.set(key, name);
+    }
+    return name;
+  }
+
+  /** Adds a node with one output; returns the output's name. */
+  op(type: string, inputs: string[], attrs: Record<string, AttrValue> = {}, name?: string, domain = ''): string {
+    const out = name ?? `${type.toLowerCase()}_${this.counter++}`;
+    this.nodes.push({ opType: type, domain, input: inputs, output: [out], attribute: attributes(attrs) });
+    return out;
+  }
+
+  /** Adds a node with several outputs. */
+  opN(type: string, inputs: string[], count: number, attrs: Record<string, AttrValue> = {}): string[] {
+    const outs = Array.from({ length: count }, (_, i) => `${type.toLowerCase()}_${this.counter}_${i}`);
+    this.counter++;
+    this.nodes.push({ opType: type, input: inputs, output: outs, attribute: attributes(attrs) });
+    return outs;
+  }
+
+  // Shorthands for the ops the model builders use most.
+  add = (a: string, b: string) => this.op('Add', [a, b]);
+  sub = (a: string, b: string) => this.op('Sub', [a, b]);
+  mul = (a: string, b: string) => this.op('Mul', [a, b]);
+  matmul = (a: string, b: string) => this.op('MatMul', [a, b]);
+  reshape = (x: string, shape: number[]) => this.op('Reshape', [x, this.ints(shape)]);
+  transpose = (x: string, perm: number[]) => this.op('Transpose', [x], { perm });
+  gather = (data: string, indices: string, axis = 0) => this.op('Gather', [data, indices], { axis });
+  concat = (xs: string[], axis: number) => this.op('Concat', xs, { axis });
+  slice = (x: string, starts: number[], ends: number[], axes: number[]) =>
+    this.op('Slice', [x, this.ints(starts), this.ints(ends), this.ints(axes)]);
+  unsqueeze = (x: string, axes: number[]) => this.op('Unsqueeze', [x, this.ints(axes)]);
+
+  /** Serialises the model (opset 17, IR 8). */
+  encode(name = 'versa'): Uint8Array {
+    const model = onnx.ModelProto.create({
+      irVersion: 8,
+      producerName: 'versa',
+      opsetImport: [{ domain: '', version: 17 }],
+      graph: { name, node: this.nodes, input: this.inputs, output: this.outputs, initializer: this.initializers },
+    });
+    return onnx.ModelProto.encode(model).finish();
+  }
+}
+
+function valueInfo(name: string, type: ElemType, dims: Dim[]): onnxProto.onnx.IValueInfoProto {
+  return {
+    name,
+    type: {
+      tensorType: {
+        elemType: ELEM[type],
+        shape: { dim: dims.map((d) => (typeof d === 'string' ? { dimParam: d } : { dimValue: d })) },
+      },
+    },
+  };
+}
+
+function attributes(attrs: Record<string, AttrValue>): onnxProto.onnx.IAttributeProto[] {
+  return Object.entries(attrs).map(([name, v]) => {
+    if (Array.isArray(v)) return { name, type: AT.INTS, ints: v };
+    if (typeof v === 'string') return { name, type: AT.STRING, s: new TextEncoder().encode(v) };
+    if (typeof v === 'object') return { name, type: AT.FLOAT, f: v.float };
+    return Number.isInteger(v) ? { name, type: AT.INT, i: v } : { name, type: AT.FLOAT, f: v };
+  });
+}

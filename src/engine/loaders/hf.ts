@@ -1,0 +1,82 @@
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { configFromHf, ModelFormatError, type ModelConfig } from '../model/config.ts';
+import { optionalBiasShapes, weightShapes } from '../model/layout.ts';
+import { SafetensorsFile } from '../weights/files.ts';
+import type { Weights } from '../weights/tensor.ts';
+
+/** Loads a Hugging Face model folder: config.json + model.safetensors (or a sharded index). */
+export function loadHfFolder(dir: string): { config: ModelConfig; weights: Weights } {
+  const configPath = join(dir, 'config.json');
+  if (!existsSync(configPath)) throw new ModelFormatError(`${dir}: no config.json (not a Hugging Face model folder)`);
+  let json: Record<string, unknown>;
+  try {
+    json = JSON.parse(readFileSync(configPath, 'utf8'));
+  } catch (e) {
+    throw new ModelFormatError(`${configPath}: invalid JSON (${(e as Error).message})`);
+  }
+  const config = configFromHf(json);
+  const files = openShards(dir);
+  try {
+    return { config, weights: readWeights(config, files) };
+  } finally {
+    for (const f of new Set(files.values())) f.close();
+  }
+}
+
+/** Maps every tensor name (GPT-2 names normalised to carry "transformer.") to its open file. */
+function openShards(dir: string): Map<string, SafetensorsFile> {
+  const single = join(dir, 'model.safetensors');
+  const index = join(dir, 'model.safetensors.index.json');
+  const byName = new Map<string, SafetensorsFile>();
+  const add = (file: SafetensorsFile) => {
+    for (const name of file.names) byName.set(normalise(name), file);
+  };
+  if (existsSync(single)) {
+    add(SafetensorsFile.open(single));
+  } else if (existsSync(index)) {
+    let weightMap: Record<string, string>;
+    try {
+      weightMap = JSON.parse(readFileSync(index, 'utf8')).weight_map;
+    } catch (e) {
+      throw new ModelFormatError(`${index}: invalid JSON (${(e as Error).message})`);
+    }
+    if (!weightMap || typeof weightMap !== 'object') throw new ModelFormatError(`${index}: no "weight_map"`);
+    const opened = new Map<string, SafetensorsFile>();
+    for (const shard of new Set(Object.values(weightMap))) {
+      if (shard.includes('/') || shard.includes('\\')) throw new ModelFormatError(`${index}: shard name "${shard}" is not a plain file name`);
+      const file = SafetensorsFile.open(join(dir, shard));
+      opened.set(shard, file);
+      add(file);
+    }
+  } else {
+    const hint = existsSync(join(dir, 'pytorch_model.bin')) ? ' (pytorch_model.bin is not supported: save with safe_serialization=True)' : '';
+    throw new ModelFormatError(`${dir}: no model.safetensors or model.safetensors.index.json${hint}`);
+  }
+  return byName;
+}
+
+/** GPT-2 checkpoints saved from GPT2Model lack the "transformer." prefix of GPT2LMHeadModel. */
+function normalise(name: string): string {
+  return /^(h\.\d+\.|wte\.|wpe\.|ln_f\.)/.test(name) ? `transformer.${name}` : name;
+}
+
+function readWeights(config: ModelConfig, files: Map<string, SafetensorsFile>): Weights {
+  const expected = weightShapes(config);
+  const missing = [...expected.keys()].filter((n) => !files.has(n));
+  if (missing.length) {
+    throw new ModelFormatError(`missing ${missing.length} weight(s) for ${config.architecture}: ${missing.slice(0, 5).join(', ')}${missing.length > 5 ? ', ...' : ''}`);
+  }
+  const wanted = new Map([...expected, ...[...optionalBiasShapes(config)].filter(([n]) => files.has(n))]);
+  const weights: Weights = new Map();
+  for (const [name, dims] of wanted) {
+    const file = files.get(name)!;
+    const original = [...file.names].find((n) => normalise(n) === name)!;
+    const shape = file.info(original).shape;
+    if (shape.join() !== dims.join()) {
+      throw new ModelFormatError(`weight ${name} has shape [${shape}] but the config implies [${dims}]`);
+    }
+    weights.set(name, file.read(original));
+  }
+  return weights;
+}

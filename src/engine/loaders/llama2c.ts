@@ -1,0 +1,82 @@
+import { readFileSync } from 'node:fs';
+import { ModelFormatError, type ModelConfig } from '../model/config.ts';
+import { layerPrefix } from '../model/layout.ts';
+import type { Weights } from '../weights/tensor.ts';
+
+const MAGIC_AK42 = 0x616b3432;
+
+/**
+ * Loads a llama2.c checkpoint: the legacy format (7 x int32 header, read by run.c) or the v1
+ * "ak42" export (256-byte header). Weights keep llama2.c's interleaved RoPE layout; they are
+ * stored under Hugging Face names so that the Llama builder serves both.
+ */
+export function loadLlama2c(path: string): { config: ModelConfig; weights: Weights } {
+  const file = readFileSync(path);
+  const buf = file.buffer.slice(file.byteOffset, file.byteOffset + file.byteLength);
+  if (buf.byteLength < 28) throw new ModelFormatError(`${path}: too small to be a llama2.c checkpoint`);
+  const head = new DataView(buf);
+  const v1 = head.getUint32(0, true) === MAGIC_AK42;
+  if (v1 && head.getInt32(4, true) !== 1) {
+    throw new ModelFormatError(`${path}: llama2.c export version ${head.getInt32(4, true)} is not supported (only legacy and v1 float32)`);
+  }
+  const at = v1 ? 8 : 0;
+  const [dim, hidden, layers, heads, kvHeads, vocabRaw, seqLen] = Array.from({ length: 7 }, (_, i) => head.getInt32(at + 4 * i, true));
+  const shared = v1 ? head.getUint8(36) === 1 : vocabRaw > 0;
+  const vocab = Math.abs(vocabRaw);
+  for (const [k, v] of Object.entries({ dim, hidden, layers, heads, kvHeads, vocab, seqLen })) {
+    if (!(v > 0 && v < 1 << 24)) throw new ModelFormatError(`${path}: implausible header field ${k} = ${v} (not a llama2.c checkpoint?)`);
+  }
+  if (dim % heads || heads % kvHeads) throw new ModelFormatError(`${path}: dim ${dim}, ${heads} heads, ${kvHeads} kv heads do not fit together`);
+  const headDim = dim / heads;
+  const kvDim = kvHeads * headDim;
+  const config: ModelConfig = {
+    architecture: 'llama', vocabSize: vocab, hiddenSize: dim, numLayers: layers, numHeads: heads, numKvHeads: kvHeads,
+    headDim, intermediateSize: hidden, maxPositions: seqLen, normEps: 1e-5, tiedEmbeddings: shared,
+    ropeTheta: 10000, ropeLayout: 'interleaved', bosTokenId: 1, eosTokenId: 2,
+  };
+
+  let offset = v1 ? 256 : 28;
+  const floats = (count: number) => {
+    if (offset + count * 4 > buf.byteLength) throw new ModelFormatError(`${path}: truncated (needs more than ${buf.byteLength} bytes)`);
+    const out = new Float32Array(buf.slice(offset, offset + count * 4));
+    offset += count * 4;
+    return out;
+  };
+  const weights: Weights = new Map();
+  const perLayer = (name: string, dims: number[]) => {
+    for (let i = 0; i < layers; i++) weights.set(`${layerPrefix(config, i)}${name}`, { dims, data: floats(dims.reduce((a, b) => a * b, 1)) });
+  };
+  const embed = () => weights.set('model.embed_tokens.weight', { dims: [vocab, dim], data: floats(vocab * dim) });
+  const norm = () => weights.set('model.norm.weight', { dims: [dim], data: floats(dim) });
+  const projections = () => {
+    perLayer('self_attn.q_proj.weight', [dim, dim]);
+    perLayer('self_attn.k_proj.weight', [kvDim, dim]);
+    perLayer('self_attn.v_proj.weight', [kvDim, dim]);
+    perLayer('self_attn.o_proj.weight', [dim, dim]);
+  };
+  if (v1) {
+    perLayer('input_layernorm.weight', [dim]);
+    perLayer('post_attention_layernorm.weight', [dim]);
+    norm();
+    embed();
+    projections();
+    perLayer('mlp.gate_proj.weight', [hidden, dim]);
+    perLayer('mlp.down_proj.weight', [dim, hidden]);
+    perLayer('mlp.up_proj.weight', [hidden, dim]);
+  } else {
+    embed();
+    perLayer('input_layernorm.weight', [dim]);
+    projections();
+    perLayer('post_attention_layernorm.weight', [dim]);
+    perLayer('mlp.gate_proj.weight', [hidden, dim]);
+    perLayer('mlp.down_proj.weight', [dim, hidden]);
+    perLayer('mlp.up_proj.weight', [hidden, dim]);
+    norm();
+    floats(seqLen * headDim); // the legacy file's precomputed RoPE tables (cos and sin), unused
+  }
+  if (!shared) weights.set('lm_head.weight', { dims: [vocab, dim], data: floats(vocab * dim) });
+  if (offset !== buf.byteLength) {
+    throw new ModelFormatError(`${path}: ${buf.byteLength - offset} unexpected trailing bytes (header and file size disagree)`);
+  }
+  return { config, weights };
+}

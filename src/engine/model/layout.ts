@@ -1,0 +1,91 @@
+import type { ModelConfig } from './config.ts';
+
+/**
+ * Where things live in each architecture's Hugging Face state dict. The loaders check weights
+ * against these shapes, and the adapter validator checks LoRA targets and VLM blocks against them.
+ */
+
+/** A linear projection inside a block that a LoRA adapter may target. */
+export interface LinearModule {
+  /** Path inside the block, e.g. "attn.c_attn" or "self_attn.q_proj". */
+  name: string;
+  in: number;
+  out: number;
+}
+
+export function layerPrefix(c: ModelConfig, layer: number): string {
+  return c.architecture === 'gpt2' ? `transformer.h.${layer}.` : `model.layers.${layer}.`;
+}
+
+export function linearModules(c: ModelConfig): LinearModule[] {
+  const d = c.hiddenSize;
+  const q = c.numHeads * c.headDim;
+  const kv = c.numKvHeads * c.headDim;
+  const ff = c.intermediateSize;
+  if (c.architecture === 'gpt2') {
+    return [
+      { name: 'attn.c_attn', in: d, out: 3 * d },
+      { name: 'attn.c_proj', in: d, out: d },
+      { name: 'mlp.c_fc', in: d, out: ff },
+      { name: 'mlp.c_proj', in: ff, out: d },
+    ];
+  }
+  return [
+    { name: 'self_attn.q_proj', in: d, out: q },
+    { name: 'self_attn.k_proj', in: d, out: kv },
+    { name: 'self_attn.v_proj', in: d, out: kv },
+    { name: 'self_attn.o_proj', in: q, out: d },
+    { name: 'mlp.gate_proj', in: d, out: ff },
+    { name: 'mlp.up_proj', in: d, out: ff },
+    { name: 'mlp.down_proj', in: ff, out: d },
+  ];
+}
+
+/** Every weight the graph needs, with its shape (GPT-2 Conv1D weights are [in, out]). */
+export function weightShapes(c: ModelConfig): Map<string, number[]> {
+  const d = c.hiddenSize;
+  const shapes = new Map<string, number[]>();
+  if (c.architecture === 'gpt2') {
+    shapes.set('transformer.wte.weight', [c.vocabSize, d]);
+    shapes.set('transformer.wpe.weight', [c.maxPositions, d]);
+    for (let i = 0; i < c.numLayers; i++) {
+      const p = layerPrefix(c, i);
+      for (const ln of ['ln_1', 'ln_2']) {
+        shapes.set(`${p}${ln}.weight`, [d]);
+        shapes.set(`${p}${ln}.bias`, [d]);
+      }
+      for (const m of linearModules(c)) {
+        shapes.set(`${p}${m.name}.weight`, [m.in, m.out]);
+        shapes.set(`${p}${m.name}.bias`, [m.out]);
+      }
+    }
+    shapes.set('transformer.ln_f.weight', [d]);
+    shapes.set('transformer.ln_f.bias', [d]);
+    return shapes;
+  }
+  shapes.set('model.embed_tokens.weight', [c.vocabSize, d]);
+  for (let i = 0; i < c.numLayers; i++) {
+    const p = layerPrefix(c, i);
+    shapes.set(`${p}input_layernorm.weight`, [d]);
+    shapes.set(`${p}post_attention_layernorm.weight`, [d]);
+    for (const m of linearModules(c)) shapes.set(`${p}${m.name}.weight`, [m.out, m.in]);
+  }
+  shapes.set('model.norm.weight', [d]);
+  if (!c.tiedEmbeddings) shapes.set('lm_head.weight', [c.vocabSize, d]);
+  return shapes;
+}
+
+/** Optional bias weights some Llama-family checkpoints carry (attention_bias / mlp_bias). */
+export function optionalBiasShapes(c: ModelConfig): Map<string, number[]> {
+  const shapes = new Map<string, number[]>();
+  if (c.architecture !== 'llama') return shapes;
+  for (let i = 0; i < c.numLayers; i++) {
+    for (const m of linearModules(c)) shapes.set(`${layerPrefix(c, i)}${m.name}.bias`, [m.out]);
+  }
+  return shapes;
+}
+
+/** Name of the embedding matrix that also serves as the tied output head. */
+export function embeddingName(c: ModelConfig): string {
+  return c.architecture === 'gpt2' ? 'transformer.wte.weight' : 'model.embed_tokens.weight';
+}

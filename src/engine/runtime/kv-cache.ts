@@ -1,0 +1,137 @@
+import type { ModelConfig } from '../model/config.ts';
+
+/**
+ * The KV cache, owned by JS and fed to every run as graph inputs (onnxruntime-node does not copy
+ * inputs, but copies every output, so the graph only ever outputs the new positions).
+ *
+ * Per layer, keys are [rows, Hkv, hd, capacity] (already transposed for q @ k) and values
+ * [rows, Hkv, capacity, hd]. A run over rows [r0, r1) feeds the contiguous slice of those rows.
+ * Capacity grows in steps of GROW positions; rows grow geometrically.
+ */
+const GROW = 64;
+
+export class KvCache {
+  private keys: Float32Array[] = [];
+  private values: Float32Array[] = [];
+  private rowCapacity = 0;
+  /** Positions each row can hold (the P dimension fed to the graph). */
+  capacity = 0;
+
+  constructor(private readonly c: ModelConfig) {}
+
+  private get kvDim(): number {
+    return this.c.numKvHeads * this.c.headDim;
+  }
+
+  /** Floats one row takes in one layer's key (or value) buffer. */
+  private get rowSize(): number {
+    return this.kvDim * this.capacity;
+  }
+
+  /** Bytes currently allocated. */
+  get bytes(): number {
+    return 2 * this.c.numLayers * this.rowCapacity * this.rowSize * 4;
+  }
+
+  /** Makes room for `rows` rows of at least `length` positions, keeping what is stored. */
+  ensure(rows: number, length: number): void {
+    if (length > this.c.maxPositions) throw new RangeError(`position ${length} exceeds the model's context of ${this.c.maxPositions}`);
+    const needLength = length > this.capacity;
+    const needRows = rows > this.rowCapacity;
+    if (!needLength && !needRows) return;
+    const capacity = needLength ? Math.min(this.c.maxPositions, Math.ceil(length / GROW) * GROW) : this.capacity;
+    const rowCapacity = needRows ? Math.max(rows, Math.ceil(this.rowCapacity * 1.5)) : this.rowCapacity;
+    this.relayout(rowCapacity, capacity);
+  }
+
+  /** Shrinks the position capacity (e.g. after long rows left) to hold `length` positions. */
+  shrink(length: number): void {
+    const capacity = Math.max(GROW, Math.ceil(length / GROW) * GROW);
+    if (capacity < this.capacity) this.relayout(this.rowCapacity, capacity);
+  }
+
+  private relayout(rowCapacity: number, capacity: number): void {
+    const { numLayers, headDim: hd } = this.c;
+    const heads = this.c.numKvHeads;
+    const keep = Math.min(capacity, this.capacity);
+    const size = rowCapacity * this.kvDim * capacity;
+    for (let l = 0; l < numLayers; l++) {
+      const keys = new Float32Array(size);
+      const values = new Float32Array(size);
+      const oldKeys = this.keys[l];
+      const oldValues = this.values[l];
+      if (oldKeys && keep > 0) {
+        const rows = Math.min(rowCapacity, this.rowCapacity);
+        // Keys [row, h, i, t]: each (row, h, i) run of positions moves to its new stride.
+        for (let r = 0; r < rows * heads * hd; r++) keys.set(oldKeys.subarray(r * this.capacity, r * this.capacity + keep), r * capacity);
+        // Values [row, h, t, i]: each (row, h) block of positions moves.
+        for (let r = 0; r < rows * heads; r++) {
+          values.set(oldValues.subarray(r * this.capacity * hd, (r * this.capacity + keep) * hd), r * capacity * hd);
+        }
+      }
+      this.keys[l] = keys;
+      this.values[l] = values;
+    }
+    this.rowCapacity = rowCapacity;
+    this.capacity = capacity;
+  }
+
+  /** The key and value slices of rows [r0, r1) of layer l, shaped for the graph. */
+  slices(l: number, r0: number, r1: number): { keys: Float32Array; values: Float32Array; keyDims: number[]; valueDims: number[] } {
+    const { numKvHeads: heads, headDim: hd } = this.c;
+    const n = this.rowSize;
+    return {
+      keys: this.keys[l].subarray(r0 * n, r1 * n),
+      values: this.values[l].subarray(r0 * n, r1 * n),
+      keyDims: [r1 - r0, heads, hd, this.capacity],
+      valueDims: [r1 - r0, heads, this.capacity, hd],
+    };
+  }
+
+  /** Stores the key and value of one token (each kvDim floats at `offset` of `k`/`v`). */
+  write(l: number, row: number, position: number, k: Float32Array, v: Float32Array, offset: number): void {
+    const { numKvHeads: heads, headDim: hd } = this.c;
+    const cap = this.capacity;
+    const keys = this.keys[l];
+    const values = this.values[l];
+    const base = row * this.rowSize;
+    for (let h = 0; h < heads; h++) {
+      const src = offset + h * hd;
+      const keyAt = base + h * hd * cap + position;
+      for (let i = 0; i < hd; i++) keys[keyAt + i * cap] = k[src + i];
+      values.set(v.subarray(src, src + hd), base + (h * cap + position) * hd);
+    }
+  }
+
+  /** Copies row `from` over row `to` in every layer. */
+  moveRow(from: number, to: number): void {
+    if (from === to) return;
+    const n = this.rowSize;
+    for (let l = 0; l < this.c.numLayers; l++) {
+      this.keys[l].copyWithin(to * n, from * n, (from + 1) * n);
+      this.values[l].copyWithin(to * n, from * n, (from + 1) * n);
+    }
+  }
+
+  /** Exchanges two rows in every layer. */
+  swapRows(a: number, b: number): void {
+    if (a === b) return;
+    const n = this.rowSize;
+    const tmp = new Float32Array(n);
+    for (const buffers of [this.keys, this.values]) {
+      for (const buf of buffers) {
+        tmp.set(buf.subarray(a * n, (a + 1) * n));
+        buf.copyWithin(a * n, b * n, (b + 1) * n);
+        buf.set(tmp, b * n);
+      }
+    }
+  }
+
+  /** Frees everything (when the engine goes idle). */
+  clear(): void {
+    this.keys = [];
+    this.values = [];
+    this.rowCapacity = 0;
+    this.capacity = 0;
+  }
+}

@@ -1,0 +1,157 @@
+import ort from 'onnxruntime-node';
+import type { ModelConfig } from '../model/config.ts';
+import type { Weights } from '../weights/tensor.ts';
+import { buildDecoderGraph } from '../graph/build.ts';
+import { IN, LOGITS, MASKED, newKey, newValue, pastKey, pastValue } from '../graph/io.ts';
+import { AdapterBank } from './adapter-bank.ts';
+import { KvCache } from './kv-cache.ts';
+import { createSession, type ExecutionProvider } from './session.ts';
+
+/** One row of a run: new tokens of a sequence whose first `position` tokens are in the cache. */
+export interface RunRow {
+  /** Cache row; the rows of one run must be consecutive and ascending. */
+  row: number;
+  tokens: readonly number[];
+  position: number;
+  /** Id of an adapter in the bank, or undefined for the base model. */
+  adapter?: string;
+}
+
+export class InvalidTokenError extends RangeError {
+  override name = 'InvalidTokenError';
+}
+
+/**
+ * Runs the decoder graph over rows of different lengths and adapters: builds the feeds (ids,
+ * positions, attention bias, adapter grouping), runs the session, stores the new keys/values in
+ * the cache, and returns each row's last-token logits (base vocabulary + its task tokens).
+ */
+export class ModelRunner {
+  readonly cache: KvCache;
+  readonly bank: AdapterBank;
+
+  private constructor(
+    private readonly session: ort.InferenceSession,
+    readonly config: ModelConfig,
+    readonly ep: ExecutionProvider,
+  ) {
+    this.cache = new KvCache(config);
+    this.bank = new AdapterBank(config);
+  }
+
+  static async create(config: ModelConfig, weights: Weights, opts: { ep?: ExecutionProvider; threads?: number } = {}): Promise<ModelRunner> {
+    const ep = opts.ep ?? 'cpu';
+    const session = await createSession(buildDecoderGraph(config, weights), ep, opts.threads);
+    return new ModelRunner(session, config, ep);
+  }
+
+  async run(rows: readonly RunRow[]): Promise<Float32Array[]> {
+    const c = this.config;
+    const B = rows.length;
+    if (B === 0) return [];
+    const r0 = rows[0].row;
+    rows.forEach((r, i) => {
+      if (r.row !== r0 + i) throw new Error('rows of a run must be consecutive cache rows');
+      if (r.tokens.length === 0) throw new Error('every row needs at least one token');
+    });
+    const S = Math.max(...rows.map((r) => r.tokens.length));
+    this.cache.ensure(r0 + B, Math.max(...rows.map((r) => r.position + r.tokens.length)));
+    const P = this.cache.capacity;
+    const T = P + S;
+    const N = B * S;
+    const V = c.vocabSize;
+    const K = this.bank.taskColumns;
+
+    const inputIds = new BigInt64Array(N);
+    const taskIndex = new BigInt64Array(N);
+    const positionIds = new BigInt64Array(N);
+    const bias = new Float32Array(N * T).fill(MASKED);
+    const lastIndex = new BigInt64Array(B);
+    const slots = rows.map((r) => (r.adapter === undefined ? undefined : this.bank.slotOf(r.adapter)));
+    rows.forEach((r, b) => {
+      const slot = slots[b];
+      for (let j = 0; j < S; j++) {
+        const n = b * S + j;
+        const real = j < r.tokens.length;
+        positionIds[n] = BigInt(r.position + (real ? j : 0));
+        const biasRow = bias.subarray(n * T, (n + 1) * T);
+        if (!real) {
+          biasRow[P] = 0; // padding attends to the row's first new token: finite, ignored
+          continue;
+        }
+        const id = r.tokens[j];
+        if (Number.isInteger(id) && id >= 0 && id < V) inputIds[n] = BigInt(id);
+        else if (slot?.kind === 'vlm' && id >= V && id < V + slot.taskTokens) taskIndex[n] = BigInt(1 + slot.slot * K + id - V);
+        else throw new InvalidTokenError(`token id ${id} is outside the vocabulary (${V}${slot?.taskTokens ? ` + ${slot.taskTokens} task tokens` : ''})`);
+        biasRow.fill(0, 0, r.position);
+        biasRow.fill(0, P, P + j + 1);
+      }
+      lastIndex[b] = BigInt(b * S + r.tokens.length - 1);
+    });
+
+    const realTokens = (b: number) => Array.from({ length: rows[b].tokens.length }, (_, j) => b * S + j);
+    const vlm = group(N, this.bank.vlmSlots, rows.map((_, b) => (slots[b]?.kind === 'vlm' ? slots[b]!.slot : -1)), realTokens);
+    const head = group(B, this.bank.vlmSlots, rows.map((_, b) => (slots[b]?.kind === 'vlm' ? slots[b]!.slot : -1)), (b) => [b]);
+    const lora = group(N, this.bank.loraSlots, rows.map((_, b) => (slots[b]?.kind === 'lora' ? slots[b]!.slot : -1)), realTokens);
+
+    const feeds: Record<string, ort.Tensor> = {
+      [IN.inputIds]: new ort.Tensor('int64', inputIds, [B, S]),
+      [IN.taskIndex]: new ort.Tensor('int64', taskIndex, [B, S]),
+      [IN.positionIds]: new ort.Tensor('int64', positionIds, [B, S]),
+      [IN.attnBias]: new ort.Tensor('float32', bias, [B, S, T]),
+      [IN.lastIndex]: new ort.Tensor('int64', lastIndex, [B]),
+      [IN.vlmGather]: new ort.Tensor('int64', vlm.gather, vlm.dims),
+      [IN.vlmScatter]: new ort.Tensor('int64', vlm.scatter, [N]),
+      [IN.headGather]: new ort.Tensor('int64', head.gather, head.dims),
+      [IN.headScatter]: new ort.Tensor('int64', head.scatter, [B]),
+      [IN.loraGather]: new ort.Tensor('int64', lora.gather, lora.dims),
+      [IN.loraScatter]: new ort.Tensor('int64', lora.scatter, [N]),
+    };
+    for (const [name, f] of this.bank.feeds()) feeds[name] = new ort.Tensor('float32', f.data, f.dims);
+    for (let l = 0; l < c.numLayers; l++) {
+      const s = this.cache.slices(l, r0, r0 + B);
+      feeds[pastKey(l)] = new ort.Tensor('float32', s.keys, s.keyDims);
+      feeds[pastValue(l)] = new ort.Tensor('float32', s.values, s.valueDims);
+    }
+
+    const out = await this.session.run(feeds);
+
+    const kvDim = c.numKvHeads * c.headDim;
+    for (let l = 0; l < c.numLayers; l++) {
+      const k = out[newKey(l)].data as Float32Array;
+      const v = out[newValue(l)].data as Float32Array;
+      rows.forEach((r, b) => {
+        for (let j = 0; j < r.tokens.length; j++) this.cache.write(l, r.row, r.position + j, k, v, (b * S + j) * kvDim);
+      });
+    }
+    const logits = out[LOGITS].data as Float32Array;
+    const width = V + K;
+    return rows.map((_, b) => logits.subarray(b * width, b * width + V + (slots[b]?.taskTokens ?? 0)));
+  }
+
+  async release(): Promise<void> {
+    await this.session.release();
+  }
+}
+
+/**
+ * Groups items (tokens or rows) by adapter slot for the bank tensors: gather [U, R] lists each
+ * slot's items (padded with item 0), scatter [items] points each item at its place in the flattened
+ * [U*R] result, or at U*R (a zero row) when its row has no adapter of this kind.
+ */
+function group(items: number, slots: number, rowSlot: number[], itemsOf: (row: number) => number[]) {
+  const bySlot: number[][] = Array.from({ length: slots }, () => []);
+  rowSlot.forEach((s, row) => {
+    if (s >= 0) bySlot[s].push(...itemsOf(row));
+  });
+  const R = Math.max(1, ...bySlot.map((x) => x.length));
+  const gather = new BigInt64Array(slots * R);
+  const scatter = new BigInt64Array(items).fill(BigInt(slots * R));
+  bySlot.forEach((list, s) =>
+    list.forEach((item, i) => {
+      gather[s * R + i] = BigInt(item);
+      scatter[item] = BigInt(s * R + i);
+    }),
+  );
+  return { gather, scatter, dims: [slots, R] };
+}
