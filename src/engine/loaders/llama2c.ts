@@ -1,4 +1,4 @@
-import { readFileSync } from 'node:fs';
+import { closeSync, openSync, readFileSync, readSync } from 'node:fs';
 import { ModelFormatError, type ModelConfig } from '../model/config.ts';
 import { layerPrefix } from '../model/layout.ts';
 import type { Weights } from '../weights/tensor.ts';
@@ -13,27 +13,9 @@ const MAGIC_AK42 = 0x616b3432;
 export function loadLlama2c(path: string): { config: ModelConfig; weights: Weights } {
   const file = readFileSync(path);
   const buf = file.buffer.slice(file.byteOffset, file.byteOffset + file.byteLength);
-  if (buf.byteLength < 28) throw new ModelFormatError(`${path}: too small to be a llama2.c checkpoint`);
-  const head = new DataView(buf);
-  const v1 = head.getUint32(0, true) === MAGIC_AK42;
-  if (v1 && head.getInt32(4, true) !== 1) {
-    throw new ModelFormatError(`${path}: llama2.c export version ${head.getInt32(4, true)} is not supported (only legacy and v1 float32)`);
-  }
-  const at = v1 ? 8 : 0;
-  const [dim, hidden, layers, heads, kvHeads, vocabRaw, seqLen] = Array.from({ length: 7 }, (_, i) => head.getInt32(at + 4 * i, true));
-  const shared = v1 ? head.getUint8(36) === 1 : vocabRaw > 0;
-  const vocab = Math.abs(vocabRaw);
-  for (const [k, v] of Object.entries({ dim, hidden, layers, heads, kvHeads, vocab, seqLen })) {
-    if (!(v > 0 && v < 1 << 24)) throw new ModelFormatError(`${path}: implausible header field ${k} = ${v} (not a llama2.c checkpoint?)`);
-  }
-  if (dim % heads || heads % kvHeads) throw new ModelFormatError(`${path}: dim ${dim}, ${heads} heads, ${kvHeads} kv heads do not fit together`);
-  const headDim = dim / heads;
-  const kvDim = kvHeads * headDim;
-  const config: ModelConfig = {
-    architecture: 'llama', vocabSize: vocab, hiddenSize: dim, numLayers: layers, numHeads: heads, numKvHeads: kvHeads,
-    headDim, intermediateSize: hidden, maxPositions: seqLen, normEps: 1e-5, tiedEmbeddings: shared,
-    ropeTheta: 10000, ropeLayout: 'interleaved', bosTokenId: 1, eosTokenId: 2,
-  };
+  const { config, v1, headDim, kvDim } = parseHeader(new DataView(buf), path);
+  const { hiddenSize: dim, intermediateSize: hidden, numLayers: layers, vocabSize: vocab, maxPositions: seqLen } = config;
+  const shared = config.tiedEmbeddings;
 
   let offset = v1 ? 256 : 28;
   const floats = (count: number) => {
@@ -79,4 +61,42 @@ export function loadLlama2c(path: string): { config: ModelConfig; weights: Weigh
     throw new ModelFormatError(`${path}: ${buf.byteLength - offset} unexpected trailing bytes (header and file size disagree)`);
   }
   return { config, weights };
+}
+
+/** Reads the config from a llama2.c checkpoint's header (the first 256 bytes at most). */
+export function readLlama2cConfig(path: string): ModelConfig {
+  const fd = openSync(path, 'r');
+  try {
+    const head = new Uint8Array(256);
+    const n = readSync(fd, head, 0, 256, 0);
+    return parseHeader(new DataView(head.buffer, 0, n), path).config;
+  } finally {
+    closeSync(fd);
+  }
+}
+
+function parseHeader(head: DataView, path: string) {
+  if (head.byteLength < 28) throw new ModelFormatError(`${path}: too small to be a llama2.c checkpoint`);
+  const v1 = head.getUint32(0, true) === MAGIC_AK42;
+  if (v1 && head.getInt32(4, true) !== 1) {
+    throw new ModelFormatError(`${path}: llama2.c export version ${head.getInt32(4, true)} is not supported (only legacy and v1 float32)`);
+  }
+  if (v1 && head.byteLength < 37) throw new ModelFormatError(`${path}: truncated v1 header`);
+  const at = v1 ? 8 : 0;
+  const [dim, hidden, layers, heads, kvHeads, vocabRaw, seqLen] = Array.from({ length: 7 }, (_, i) => head.getInt32(at + 4 * i, true));
+  const shared = v1 ? head.getUint8(36) === 1 : vocabRaw > 0;
+  const vocab = Math.abs(vocabRaw);
+  for (const [k, v] of Object.entries({ dim, hidden, layers, heads, kvHeads, vocab, seqLen })) {
+    if (!(v > 0 && v < 1 << 24)) throw new ModelFormatError(`${path}: implausible header field ${k} = ${v} (not a llama2.c checkpoint?)`);
+  }
+  if (dim % heads || heads % kvHeads || (dim / heads) % 2) {
+    throw new ModelFormatError(`${path}: dim ${dim}, ${heads} heads, ${kvHeads} kv heads do not fit together`);
+  }
+  const headDim = dim / heads;
+  const config: ModelConfig = {
+    architecture: 'llama', vocabSize: vocab, hiddenSize: dim, numLayers: layers, numHeads: heads, numKvHeads: kvHeads,
+    headDim, intermediateSize: hidden, maxPositions: seqLen, normEps: 1e-5, tiedEmbeddings: shared,
+    ropeTheta: 10000, ropeLayout: 'interleaved', bosTokenId: 1, eosTokenId: 2,
+  };
+  return { config, v1, headDim, kvDim: kvHeads * headDim };
 }
