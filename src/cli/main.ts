@@ -12,6 +12,7 @@ const program = new Command('versa')
 
 const commands: Record<string, () => Promise<{ register(program: Command): void }>> = {
   generate: () => import('./commands/generate.ts'),
+  bench: () => import('./commands/bench.ts'),
 };
 
 const name = process.argv[2];

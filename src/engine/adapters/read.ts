@@ -1,29 +1,31 @@
 import type { ModelConfig } from '../model/config.ts';
-import { layerPrefix } from '../model/layout.ts';
+import { layerPrefix, linearModules } from '../model/layout.ts';
 import { parseHeader, toFloat32, type SafetensorsHeader } from '../weights/safetensors.ts';
 import {
   AdapterFormatError, ADAPTER_CONFIG_FILE, describeLora, describeVlm, detectKind, LORA_WEIGHTS_FILE, VLM_WEIGHTS_FILE,
   type AdapterManifest,
 } from './format.ts';
 
-/** One VLM adapter block, in PyTorch layout: down [m, d], up [d, m]. */
+/**
+ * One VLM adapter block, laid out as the adapter bank takes it: downT = project_down^T [d, m],
+ * upT = project_up^T [m, d] (PyTorch stores [m, d] and [d, m]). Transposed once, at load.
+ */
 export interface VlmLayer {
   lnW: Float32Array;
   lnB: Float32Array;
-  down: Float32Array;
+  downT: Float32Array;
   downB: Float32Array;
-  up: Float32Array;
+  upT: Float32Array;
   upB: Float32Array;
 }
 
-/** One LoRA-adapted projection, in PyTorch layout: a [r, in], b [out, r]; `scale` not yet applied. */
+/** One LoRA-adapted projection as the bank takes it: aT = A^T [in, r], bT = B^T * scale [r, out]. */
 export interface LoraModule {
   layer: number;
   module: string;
   rank: number;
-  scale: number;
-  a: Float32Array;
-  b: Float32Array;
+  aT: Float32Array;
+  bT: Float32Array;
 }
 
 interface AdapterBase {
@@ -57,12 +59,14 @@ export function readAdapter(id: string, input: AdapterFiles, base: ModelConfig):
   };
   if (kind === 'vlm') {
     const manifest = describeVlm(header, base, input.config);
+    const m = manifest.bottleneck!;
+    const d = base.hiddenSize;
     const layers = Array.from({ length: base.numLayers }, (_, i) => {
       const p = `${layerPrefix(base, i)}adapter_block.`;
       return {
         lnW: tensor(`${p}ln.weight`), lnB: tensor(`${p}ln.bias`),
-        down: tensor(`${p}project_down.weight`), downB: tensor(`${p}project_down.bias`),
-        up: tensor(`${p}project_up.weight`), upB: tensor(`${p}project_up.bias`),
+        downT: transpose(tensor(`${p}project_down.weight`), m, d), downB: tensor(`${p}project_down.bias`),
+        upT: transpose(tensor(`${p}project_up.weight`), d, m), upB: tensor(`${p}project_up.bias`),
       };
     });
     const taskEmbeddings = manifest.taskTokens.length ? tensor('task_embeddings') : new Float32Array(0);
@@ -71,14 +75,24 @@ export function readAdapter(id: string, input: AdapterFiles, base: ModelConfig):
   if (!input.config) throw new AdapterFormatError(`missing ${ADAPTER_CONFIG_FILE}`);
   const { modules: specs, ...manifest } = describeLora(header, base, input.config);
   const modules = specs.map((spec) => {
+    const { in: fanIn, out } = linearModules(base).find((m) => m.name === spec.module)!;
     let b = tensor(spec.bName);
     // PEFT adapters are trained on Hugging Face layouts; a llama2.c base keeps interleaved RoPE pairs.
     if (base.ropeLayout === 'interleaved' && (spec.module === 'self_attn.q_proj' || spec.module === 'self_attn.k_proj')) {
       b = halfToInterleavedRows(b, spec.rank, base.headDim);
     }
-    return { layer: spec.layer, module: spec.module, rank: spec.rank, scale: spec.scale, a: tensor(spec.aName), b };
+    const bT = transpose(b, out, spec.rank);
+    for (let i = 0; i < bT.length; i++) bT[i] *= spec.scale;
+    return { layer: spec.layer, module: spec.module, rank: spec.rank, aT: transpose(tensor(spec.aName), spec.rank, fanIn), bT };
   });
   return { id, kind, manifest, bytes: manifest.params * 4, modules };
+}
+
+/** [rows, cols] -> [cols, rows]. */
+function transpose(w: Float32Array, rows: number, cols: number): Float32Array {
+  const out = new Float32Array(w.length);
+  for (let r = 0; r < rows; r++) for (let c = 0; c < cols; c++) out[c * rows + r] = w[r * cols + c];
+  return out;
 }
 
 /** Reorders output rows from rotate-half (HF) to interleaved (llama2.c) RoPE order, per head. */

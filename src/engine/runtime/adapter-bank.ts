@@ -1,6 +1,6 @@
 import type { ModelConfig } from '../model/config.ts';
 import { linearModules } from '../model/layout.ts';
-import type { Adapter, LoraModule, VlmLayer } from '../adapters/read.ts';
+import type { Adapter, LoraModule } from '../adapters/read.ts';
 import { IN, loraInputs, vlmInputs } from '../graph/io.ts';
 
 type VlmAdapter = Extract<Adapter, { kind: 'vlm' }>;
@@ -86,8 +86,7 @@ abstract class Bank<A extends Adapter> {
 
   add(adapter: A): void {
     this.slots.push(adapter);
-    const grow = this.slots.length > this.capacity;
-    if (grow || this.needsRelayout()) this.relayout(grow ? Math.max(this.slots.length, this.capacity * 2, 4) : this.capacity);
+    if (this.slots.length > this.capacity || this.needsRelayout()) this.relayout(this.fitCapacity());
     else this.write(this.slots.length - 1, adapter);
   }
 
@@ -97,9 +96,15 @@ abstract class Bank<A extends Adapter> {
     if (s < 0) return false;
     const last = this.slots.pop()!;
     if (s < this.slots.length) this.slots[s] = last;
-    if (this.needsRelayout()) this.relayout(this.capacity);
+    if (this.needsRelayout()) this.relayout(this.fitCapacity());
     else if (s < this.slots.length) this.write(s, last);
     return true;
+  }
+
+  /** Room for the active slots plus headroom, so that a few arrivals do not each re-lay everything. */
+  private fitCapacity(): number {
+    const n = this.slots.length;
+    return n <= this.capacity && this.capacity <= 2 * n + 2 ? this.capacity : n + Math.ceil(n / 2) + 1;
   }
 
   /** Whether the padded sizes no longer fit the active adapters (grow, or shrink to save work). */
@@ -112,7 +117,7 @@ abstract class Bank<A extends Adapter> {
 class VlmBank extends Bank<VlmAdapter> {
   private m = 0;
   maxTasks = 0;
-  private layers: Array<Record<keyof VlmLayer, Float32Array>> = [];
+  private layers: Array<Record<'lnW' | 'lnB' | 'down' | 'downB' | 'up' | 'upB', Float32Array>> = [];
   private taskIn = new Float32Array(0);
   private taskHead = new Float32Array(0);
 
@@ -154,15 +159,11 @@ class VlmBank extends Bank<VlmAdapter> {
       const src = a.layers[l];
       bank.lnW.set(src.lnW, s * d);
       bank.lnB.set(src.lnB, s * d);
-      // down: PyTorch [am, d] -> slot [d, m]; up: PyTorch [d, am] -> slot [m, d]; padding zeroed.
-      const down = bank.down.subarray(s * d * m, (s + 1) * d * m).fill(0);
-      const up = bank.up.subarray(s * m * d, (s + 1) * m * d).fill(0);
-      for (let j = 0; j < am; j++) {
-        for (let i = 0; i < d; i++) {
-          down[i * m + j] = src.down[j * d + i];
-          up[j * d + i] = src.up[i * am + j];
-        }
-      }
+      // Slot tensors: down [d, m], up [m, d]; an adapter with a smaller bottleneck is zero-padded.
+      const down = bank.down.subarray(s * d * m, (s + 1) * d * m);
+      if (am === m) down.set(src.downT);
+      else for (let i = 0; i < d; i++) down.subarray(i * m, (i + 1) * m).fill(0).set(src.downT.subarray(i * am, (i + 1) * am));
+      bank.up.subarray(s * m * d, (s + 1) * m * d).fill(0).set(src.upT);
       bank.downB.subarray(s * m, (s + 1) * m).fill(0).set(src.downB);
       bank.upB.set(src.upB, s * d);
     });
@@ -253,15 +254,17 @@ class LoraBank extends Bank<LoraAdapter> {
         const key = `${l}:${spec.name}`;
         const r = this.ranks.get(key) ?? 0;
         if (r === 0) continue;
-        // a: PyTorch A [ra, in] -> slot [in, r]; b: PyTorch B [out, ra] * scale -> slot [r, out].
-        const a = this.a.get(key)!.subarray(s * spec.in * r, (s + 1) * spec.in * r).fill(0);
+        // Slot tensors: a [in, r], b [r, out]; a smaller rank is zero-padded.
+        const a = this.a.get(key)!.subarray(s * spec.in * r, (s + 1) * spec.in * r);
         const b = this.b.get(key)!.subarray(s * r * spec.out, (s + 1) * r * spec.out).fill(0);
         const mod = byKey.get(key);
-        if (!mod) continue;
-        for (let j = 0; j < mod.rank; j++) {
-          for (let i = 0; i < spec.in; i++) a[i * r + j] = mod.a[j * spec.in + i];
-          for (let o = 0; o < spec.out; o++) b[j * spec.out + o] = mod.b[o * mod.rank + j] * mod.scale;
+        if (!mod) {
+          a.fill(0);
+          continue;
         }
+        if (mod.rank === r) a.set(mod.aT);
+        else for (let i = 0; i < spec.in; i++) a.subarray(i * r, (i + 1) * r).fill(0).set(mod.aT.subarray(i * mod.rank, (i + 1) * mod.rank));
+        b.set(mod.bT);
       }
     }
   }
