@@ -7,7 +7,7 @@ import { fail } from './output.ts';
  */
 const program = new Command('versa')
   .description('Serve many generation tasks from one language model')
-  .showHelpAfterError('(run with --help for usage)')
+  .configureOutput({ outputError: (message, write) => write(`versa: ${message.trim()}\n`) })
   .exitOverride();
 
 const commands: Record<string, () => Promise<{ register(program: Command): void }>> = {

@@ -1,0 +1,69 @@
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { fixture, hasFixtures, readJson } from '../helpers/fixtures.ts';
+import { versa } from '../helpers/cli.ts';
+
+describe.skipIf(!hasFixtures)('versa generate', () => {
+  const stories = fixture('stories260k/model.bin');
+  const tokenizer = fixture('stories260k/tokenizer.bin');
+
+  it('--json prints {tokens, text, finish_reason}', async () => {
+    const p = readJson('stories260k/adapters/vlm-max/expected/greedy.json').prompts[2];
+    const r = await versa(['generate', '--model', stories, '--tokenizer', tokenizer, '--adapter', fixture('stories260k/adapters/vlm-max'),
+      '--prompt', `<|max|>${p.prompt_text}`, '--max-tokens', '120', '--json']);
+    expect(r.code, r.stderr).toBe(0);
+    expect(JSON.parse(r.stdout)).toEqual({ tokens: p.greedy_new_tokens, text: p.greedy_text, finish_reason: 'length' });
+  });
+
+  it('--prompt-ids are fed verbatim', async () => {
+    const r = await versa(['generate', '--model', fixture('tiny-gpt2'), '--prompt-ids', '0,0,195,731', '--max-tokens', '6', '--json']);
+    expect(r.code, r.stderr).toBe(0);
+    expect(JSON.parse(r.stdout).tokens).toEqual([731, 114, 114, 114, 114, 114]);
+  });
+
+  it('--batch decodes all lines together and prints them in input order', async () => {
+    const spec = readJson('tiny-gpt2/expected/adapters/mixed_batch.json');
+    const dir = mkdtempSync(join(tmpdir(), 'versa-'));
+    const lines = [...spec.rows].reverse().map((r: any) =>
+      JSON.stringify({ adapter: r.adapter ? fixture('tiny-gpt2/adapters', r.adapter) : null, prompt_ids: r.input_ids, max_tokens: 16, ignore_eos: true }),
+    );
+    writeFileSync(join(dir, 'batch.jsonl'), `${lines.join('\n')}\n`);
+    const r = await versa(['generate', '--model', fixture('tiny-gpt2'), '--batch', join(dir, 'batch.jsonl'), '--json']);
+    expect(r.code, r.stderr).toBe(0);
+    const out = r.stdout.trim().split('\n').map((l) => JSON.parse(l));
+    expect(out.map((o) => o.tokens)).toEqual([...spec.rows].reverse().map((row: any) => row.expected_new_tokens));
+  });
+
+  it('streams text without --json', async () => {
+    const r = await versa(['generate', '--model', fixture('stories260k/hf'), '--prompt', 'Once upon a time', '--max-tokens', '8']);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toBe(', there was a little girl');
+  });
+
+  const errors: Array<[string, string[], RegExp]> = [
+    ['a missing model', ['generate', '--model', '/nope/model.bin', '--prompt', 'x'], /model not found/],
+    ['a bad temperature', ['generate', '--model', stories, '--temperature', 'hot'], /temperature/],
+    ['a prompt longer than the context', ['generate', '--model', stories, '--prompt-ids', Array(600).fill(5).join(',')], /context is 512/],
+    ['an id outside the vocabulary', ['generate', '--model', stories, '--prompt-ids', '1,9999'], /outside the vocabulary/],
+    ['an adapter for another base', ['generate', '--model', stories, '--adapter', fixture('tiny-gpt2/adapters/vglm-a')], /project_down/],
+    ['two prompt sources', ['generate', '--model', stories, '--prompt', 'a', '--prompt-ids', '1'], /only one of/],
+  ];
+  for (const [what, args, message] of errors) {
+    it(`refuses ${what} with one line and a non-zero exit`, async () => {
+      const r = await versa(args);
+      expect(r.code).not.toBe(0);
+      expect(r.stderr.trim().split('\n')).toHaveLength(1);
+      expect(r.stderr).toMatch(message);
+    });
+  }
+
+  it('refuses a malformed batch line, naming the line', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'versa-'));
+    writeFileSync(join(dir, 'b.jsonl'), '{"prompt": "a"}\n{"prompt": "b", "max_token": 3}\n');
+    const r = await versa(['generate', '--model', stories, '--batch', join(dir, 'b.jsonl'), '--json']);
+    expect(r.code).not.toBe(0);
+    expect(r.stderr).toMatch(/b\.jsonl:2: .*max_token/);
+  });
+});
