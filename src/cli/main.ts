@@ -13,6 +13,7 @@ const program = new Command('versa')
 const commands: Record<string, () => Promise<{ register(program: Command): void }>> = {
   generate: () => import('./commands/generate.ts'),
   bench: () => import('./commands/bench.ts'),
+  compute: () => import('./commands/compute.ts'),
 };
 
 const name = process.argv[2];

@@ -109,10 +109,19 @@ export class EngineClient {
     };
   }
 
-  async close(): Promise<void> {
-    this.post({ type: 'close' });
-    await new Promise((resolve) => this.worker.once('exit', resolve));
+  /** Cancels every running generation (each finishes with finish_reason "cancelled"). */
+  cancelAll(): void {
+    for (const id of this.running.keys()) this.post({ type: 'cancel', id });
   }
+
+  async close(): Promise<void> {
+    this.closing ??= new Promise<void>((resolve) => {
+      this.worker.once('exit', () => resolve());
+      this.post({ type: 'close' });
+    });
+    return this.closing;
+  }
+  private closing?: Promise<void>;
 
   private post(msg: ToWorker, transfer: ArrayBuffer[] = []): void {
     this.worker.postMessage(msg, transfer);

@@ -1,0 +1,68 @@
+import { readFileSync } from 'node:fs';
+import { Option, type Command } from 'commander';
+import { EXECUTION_PROVIDERS, type ExecutionProvider } from '../../engine/runtime/session.ts';
+import type { AdapterRef } from '../../compute/adapter-cache.ts';
+import { parse } from '../output.ts';
+
+interface ComputeOptions {
+  model: string;
+  tokenizer?: string;
+  port: number;
+  host: string;
+  ep: ExecutionProvider;
+  threads?: number;
+  adapterCacheMb: number;
+  maxBatch: number;
+  maxQueue?: number;
+  blobs?: string;
+  registryKey?: string;
+  preload?: string;
+  drainSeconds: number;
+}
+
+export function register(program: Command): void {
+  program
+    .command('compute')
+    .description('run a compute node: one base model, many adapters decoded in the same batch')
+    .requiredOption('--model <path>', 'Hugging Face model folder or llama2.c checkpoint (.bin)')
+    .option('--tokenizer <path>', 'tokenizer.json, its folder, or llama2.c tokenizer.bin (default: next to the model)')
+    .option('--port <n>', 'port to listen on', parse.int(0), 8788)
+    .option('--host <addr>', 'address to listen on', '127.0.0.1')
+    .addOption(new Option('--ep <provider>', 'execution provider').choices(EXECUTION_PROVIDERS).default('cpu'))
+    .option('--threads <n>', 'CPU threads (default: all cores)', parse.int(1))
+    .option('--adapter-cache-mb <n>', 'memory budget for resident adapters', parse.int(1), 1024)
+    .option('--max-batch <n>', 'rows decoded together', parse.int(1), 64)
+    .option('--max-queue <n>', 'requests that may wait for a row before 429 (default 4 x max batch)', parse.int(0))
+    .option('--blobs <dir>', "the registry's blob folder, to read adapter files from directly")
+    .option('--registry-key <key>', 'API key for downloading adapter files (default: $VERSA_API_KEY)')
+    .option('--preload <file.json>', 'adapters to load at start: a JSON list of {id, sha256, files}')
+    .option('--drain-seconds <n>', 'on SIGTERM, let running streams finish this long', parse.int(0), 30)
+    .action(run);
+}
+
+async function run(o: ComputeOptions): Promise<void> {
+  const { startComputeNode } = await import('../../compute/node.ts');
+  const { blobPath } = await import('../../compute/blob-source.ts');
+  const log = (line: string) => process.stderr.write(`versa compute: ${line}\n`);
+  let preload: AdapterRef[] | undefined;
+  if (o.preload) {
+    try {
+      preload = JSON.parse(readFileSync(o.preload, 'utf8'));
+    } catch (e) {
+      throw new Error(`${o.preload}: ${(e as Error).message}`);
+    }
+  }
+  const node = await startComputeNode({
+    model: o.model, tokenizer: o.tokenizer, port: o.port, host: o.host, ep: o.ep, threads: o.threads,
+    adapterCacheMb: o.adapterCacheMb, maxBatch: o.maxBatch, maxQueue: o.maxQueue,
+    blobs: o.blobs ? { root: o.blobs, path: blobPath } : undefined,
+    registryKey: o.registryKey ?? process.env.VERSA_API_KEY, preload, log,
+  });
+  process.stdout.write(`${node.url}\n`);
+  for (const signal of ['SIGTERM', 'SIGINT'] as const) {
+    process.once(signal, () => {
+      log(`${signal}: draining (up to ${o.drainSeconds}s)`);
+      void node.shutdown(o.drainSeconds * 1000).then(() => process.exit(0));
+    });
+  }
+}

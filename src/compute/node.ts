@@ -1,0 +1,111 @@
+import type { AddressInfo } from 'node:net';
+import { serve, type ServerType } from '@hono/node-server';
+import { EngineClient } from '../engine/worker/client.ts';
+import type { ExecutionProvider } from '../engine/runtime/session.ts';
+import { AdapterCache, type AdapterRef } from './adapter-cache.ts';
+import { firstOf, folderSource, httpSource, type BlobSource } from './blob-source.ts';
+import { createComputeApp, type ComputeState } from './app.ts';
+import { cacheEvents, createMetrics } from './metrics.ts';
+
+export interface ComputeNodeOptions {
+  model: string;
+  tokenizer?: string;
+  port?: number;
+  host?: string;
+  ep?: ExecutionProvider;
+  threads?: number;
+  /** Budget of the adapter cache, in MB. */
+  adapterCacheMb?: number;
+  /** Rows decoded together; requests beyond wait in the engine's queue. */
+  maxBatch?: number;
+  /** Requests allowed to wait for a row; beyond, 429 with Retry-After. */
+  maxQueue?: number;
+  /** A blob folder shared with the registry, and its layout; otherwise files are fetched by URL. */
+  blobs?: { root: string; path: (sha256: string) => string };
+  /** Bearer key for downloading adapter files from the registry. */
+  registryKey?: string;
+  /** Adapters to load at start. */
+  preload?: AdapterRef[];
+  /** Per-request deadline when the request sets none. */
+  deadlineMs?: number;
+  log?: (line: string) => void;
+}
+
+export interface ComputeNode {
+  url: string;
+  port: number;
+  engine: EngineClient;
+  state: ComputeState;
+  /** Stops accepting, lets running streams finish (cancelling them after `timeoutMs`), then closes. */
+  shutdown(timeoutMs?: number): Promise<void>;
+}
+
+/** Starts a compute node: the engine in its worker thread, the adapter cache, and the HTTP server. */
+export async function startComputeNode(o: ComputeNodeOptions): Promise<ComputeNode> {
+  const log = o.log ?? (() => {});
+  const maxBatch = o.maxBatch ?? 64;
+  const engine = await EngineClient.start({ model: o.model, tokenizer: o.tokenizer, ep: o.ep, threads: o.threads, maxBatch });
+  for (const w of engine.info.warnings) log(`warning: ${w}`);
+  const metrics = createMetrics();
+  const sources: BlobSource[] = [];
+  if (o.blobs) sources.push(folderSource(o.blobs.root, o.blobs.path));
+  sources.push(httpSource(o.registryKey));
+  const cache = new AdapterCache(engine, firstOf(...sources), (o.adapterCacheMb ?? 1024) * 1024 * 1024, cacheEvents(metrics));
+
+  let window = { tokens: 0, ms: 0 };
+  engine.onStep = (stats, load) => {
+    metrics.queueDepth.set(load.queued);
+    metrics.activeRows.set(load.active);
+    if (stats.decodeRows) metrics.batchSize.observe(stats.decodeRows);
+    window = { tokens: window.tokens * 0.9 + stats.generatedTokens, ms: window.ms * 0.9 + stats.ms };
+    if (window.ms > 0) metrics.tokensPerSecond.set((window.tokens / window.ms) * 1000);
+  };
+
+  const waiters: Array<() => void> = [];
+  const state: ComputeState = {
+    engine, cache, metrics,
+    capacity: maxBatch + (o.maxQueue ?? 4 * maxBatch),
+    inflight: 0,
+    draining: false,
+    defaultDeadlineMs: o.deadlineMs ?? 10 * 60_000,
+    idle: () => (state.inflight === 0 ? Promise.resolve() : new Promise((resolve) => waiters.push(resolve))),
+    onSettled: () => {
+      if (state.inflight === 0) waiters.splice(0).forEach((w) => w());
+    },
+  };
+  for (const ref of o.preload ?? []) (await cache.acquire(ref)).release();
+
+  const app = createComputeApp(state);
+  const server: ServerType = await new Promise((resolve) => {
+    const s = serve({ fetch: app.fetch, port: o.port ?? 0, hostname: o.host ?? '127.0.0.1' }, () => resolve(s));
+  });
+  const port = (server.address() as AddressInfo).port;
+  const url = `http://${o.host ?? '127.0.0.1'}:${port}`;
+  log(`compute node on ${url} (${engine.info.architecture}, ${(engine.info.params / 1e6).toFixed(1)}M params, ${engine.info.ep})`);
+
+  let closing: Promise<void> | undefined;
+  return {
+    url, port, engine, state,
+    shutdown(timeoutMs = 30_000) {
+      closing ??= (async () => {
+        state.draining = true;
+        const closed = new Promise((resolve) => server.close(resolve)); // stop accepting connections
+        const timer = setTimeout(() => {
+          log('shutdown: drain deadline reached, cancelling running streams');
+          engine.cancelAll();
+        }, timeoutMs);
+        await state.idle();
+        clearTimeout(timer);
+        // Responses are finishing: close keep-alive sockets as they go idle, all of them at worst.
+        const http = server as unknown as { closeIdleConnections(): void; closeAllConnections(): void };
+        const sweep = setInterval(() => http.closeIdleConnections(), 20);
+        const hard = setTimeout(() => http.closeAllConnections(), 5000);
+        await closed;
+        clearInterval(sweep);
+        clearTimeout(hard);
+        await engine.close();
+      })();
+      return closing;
+    },
+  };
+}
