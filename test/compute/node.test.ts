@@ -102,12 +102,20 @@ describe.skipIf(!hasFixtures)('compute node under load', () => {
       expect(await metric(node.url, 'versa_adapter_cache_loads_total', 'adapter="vlm-max@1"')).toBe(1);
       expect(await metric(node.url, 'versa_adapter_cache_misses_total', 'adapter="vlm-max@1"')).toBe(8);
 
-      const flood = await Promise.all(Array.from({ length: 12 }, () => generate(node.url, { prompt: '', max_tokens: 64, ignore_eos: true })));
-      const rejected = flood.filter((r) => r.status === 429);
-      expect(rejected.length).toBe(4);
-      expect(rejected[0].headers.get('retry-after')).toBe('1');
-      expect(rejected[0].error.code).toBe('overloaded');
-      expect(flood.filter((r) => r.status === 200).every((r) => r.tokens!.length === 64)).toBe(true);
+      // Fill every row and queue slot (4 + 4), then knock: everyone beyond gets 429.
+      const controller = new AbortController();
+      const holding = Array.from({ length: 8 }, () => generate(node.url, { prompt: '', max_tokens: 400, ignore_eos: true }, controller.signal).catch(() => null));
+      while (node.state.inflight < 8) await new Promise((r) => setTimeout(r, 5));
+      const knocks = await Promise.all(Array.from({ length: 3 }, () => generate(node.url, { prompt: '', max_tokens: 4 })));
+      for (const r of knocks) {
+        expect(r.status).toBe(429);
+        expect(r.headers.get('retry-after')).toBe('1');
+        expect(r.error.code).toBe('overloaded');
+      }
+      controller.abort();
+      await Promise.all(holding);
+      while (node.state.inflight > 0) await new Promise((r) => setTimeout(r, 5));
+      expect((await generate(node.url, { prompt: '', max_tokens: 4 })).status).toBe(200);
     } finally {
       await node.shutdown(1000);
     }

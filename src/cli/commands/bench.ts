@@ -15,6 +15,18 @@ export function register(program: Command): void {
       if (o.json) return void process.stdout.write(`${JSON.stringify(result)}\n`);
       printTable(result);
     });
+
+  bench
+    .command('compute')
+    .description('aggregate tokens/s and time to first token at 1-64 concurrent streams on one and on 16 adapters')
+    .option('--json', 'print one JSON object')
+    .option('--threads <n>', 'CPU threads (default: all cores)', parse.int(1))
+    .action(async (o: { json?: boolean; threads?: number }) => {
+      const { benchCompute } = await import('../../bench/compute.ts');
+      const result = await benchCompute({ threads: o.threads, log: (line) => process.stderr.write(`bench: ${line}\n`) });
+      if (o.json) return void process.stdout.write(`${JSON.stringify(result)}\n`);
+      printTable(result);
+    });
 }
 
 function printTable(result: object & { targets?: Record<string, { target: string; met: boolean }> }): void {

@@ -101,7 +101,10 @@ export class Scheduler {
       generated += list.length;
       seq.emit(list);
     }
-    for (const seq of [...this.rows]) if (seq.finish) this.remove(seq, () => seq.complete());
+    const finished = this.rows.filter((seq) => seq.finish);
+    for (const seq of finished) this.remove(seq, () => seq.complete());
+    // Long rows left: attend over less (the graph reads the whole cache capacity every step).
+    if (finished.length && this.rows.length) this.runner.cache.shrink(Math.max(...this.rows.map((s) => s.cached + 1)));
     for (const seq of this.rows.slice(this.decoding)) if (!seq.prefilling) this.promote(seq);
     this.onStep?.({
       decodeRows: decodeRows.length,

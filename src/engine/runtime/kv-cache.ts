@@ -46,8 +46,8 @@ export class KvCache {
 
   /** Shrinks the position capacity (e.g. after long rows left) to hold `length` positions. */
   shrink(length: number): void {
-    const capacity = Math.max(GROW, Math.ceil(length / GROW) * GROW);
-    if (capacity < this.capacity) this.relayout(this.rowCapacity, capacity);
+    const capacity = Math.ceil(length / GROW) * GROW;
+    if (capacity <= this.capacity / 2) this.relayout(this.rowCapacity, capacity);
   }
 
   private relayout(rowCapacity: number, capacity: number): void {

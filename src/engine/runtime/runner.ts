@@ -55,7 +55,9 @@ export class ModelRunner {
       if (r.tokens.length === 0) throw new Error('every row needs at least one token');
     });
     const S = Math.max(...rows.map((r) => r.tokens.length));
-    this.cache.ensure(r0 + B, Math.max(...rows.map((r) => r.position + r.tokens.length)));
+    // The graph attends over the whole capacity (masked), so grow it for the past only; room for
+    // the new tokens is made after the run. A fresh prompt then attends over nothing cached.
+    this.cache.ensure(r0 + B, Math.max(...rows.map((r) => r.position)));
     const P = this.cache.capacity;
     const T = P + S;
     const N = B * S;
@@ -117,6 +119,7 @@ export class ModelRunner {
     const out = await this.session.run(feeds);
 
     const kvDim = c.numKvHeads * c.headDim;
+    this.cache.ensure(r0 + B, Math.max(...rows.map((r) => r.position + r.tokens.length)));
     for (let l = 0; l < c.numLayers; l++) {
       const k = out[newKey(l)].data as Float32Array;
       const v = out[newValue(l)].data as Float32Array;
