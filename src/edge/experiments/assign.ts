@@ -1,0 +1,36 @@
+/**
+ * Sticky assignment of units (users) to experiment arms, with no shared state: every edge
+ * instance computes the same arm from the experiment's seed and the unit alone.
+ *
+ * Weighted rendezvous hashing: each arm draws u = H(seed, unit, arm) in (0, 1) and scores
+ * -weight / ln(u); the highest score wins. Arm a wins with probability weight_a / sum(weights),
+ * and when one arm's weight changes only that arm gains or loses units: ramping a treatment from
+ * 10 % to 20 % moves exactly the units it gains, and no unit moves between untouched arms.
+ */
+export interface Arm {
+  name: string;
+  weight: number;
+}
+
+export async function assignArm(seed: string, unit: string, arms: readonly Arm[]): Promise<Arm> {
+  if (!arms.length) throw new Error('an experiment needs at least one arm');
+  let best = arms[0];
+  let bestScore = -Infinity;
+  for (const arm of arms) {
+    if (!(arm.weight > 0)) continue;
+    const score = -arm.weight / Math.log(await unitInterval(`${seed}\u0000${unit}\u0000${arm.name}`));
+    if (score > bestScore) {
+      best = arm;
+      bestScore = score;
+    }
+  }
+  return best;
+}
+
+/** SHA-256 (WebCrypto: the same on Workers and Node) of the key, as a number in (0, 1). */
+export async function unitInterval(key: string): Promise<number> {
+  const digest = new Uint8Array(await crypto.subtle.digest('SHA-256', new TextEncoder().encode(key)));
+  let n = 0;
+  for (let i = 0; i < 6; i++) n = n * 256 + digest[i]; // 48 bits
+  return (n + 0.5) / 2 ** 48;
+}
