@@ -12,6 +12,12 @@ const program = new Command('versa')
 
 const commands: Record<string, () => Promise<{ register(program: Command): void }>> = {
   generate: () => import('./commands/generate.ts'),
+  publish: () => import('./commands/publish.ts'),
+  import: () => import('./commands/import.ts'),
+  models: () => import('./commands/models.ts'),
+  adapters: () => import('./commands/adapters.ts'),
+  alias: () => import('./commands/alias.ts'),
+  pull: () => import('./commands/pull.ts'),
 };
 
 const name = process.argv[2];
