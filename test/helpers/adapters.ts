@@ -51,7 +51,10 @@ function values(n: number, seed: number): Float32Array {
 export type AdapterFiles = Array<{ name: string; bytes: Uint8Array }>;
 
 /** A VLM adapter (VGLM layout) for a gpt2 or llama `config`. `seed` changes the weights. */
-export function vlmAdapter(config: ModelConfig, options: { bottleneck?: number; taskTokens?: string[]; seed?: number } = {}): AdapterFiles {
+export function vlmAdapter(
+  config: ModelConfig,
+  options: { bottleneck?: number; taskTokens?: string[]; seed?: number; /** what the file claims, if not taskTokens */ declaredTaskTokens?: string[] } = {},
+): AdapterFiles {
   const d = config.hiddenSize;
   const m = options.bottleneck ?? 4;
   const tokens = options.taskTokens ?? ['<|toy|>'];
@@ -70,8 +73,9 @@ export function vlmAdapter(config: ModelConfig, options: { bottleneck?: number; 
     );
   }
   if (tokens.length) tensors.push({ name: 'task_embeddings', shape: [tokens.length, d], data: values(tokens.length * d, seed + 99) });
-  const metadata = { format: 'vglm', bottleneck: String(m), task_tokens: JSON.stringify(tokens) };
-  const config_ = { format: 'vglm', bottleneck: m, task_tokens: tokens };
+  const declared = options.declaredTaskTokens ?? tokens;
+  const metadata = { format: 'vglm', bottleneck: String(m), task_tokens: JSON.stringify(declared) };
+  const config_ = { format: 'vglm', bottleneck: m, task_tokens: declared };
   return [
     { name: 'adapter_config.json', bytes: new TextEncoder().encode(JSON.stringify(config_)) },
     { name: 'adapter.safetensors', bytes: encodeSafetensors(tensors, metadata) },
@@ -124,11 +128,8 @@ const TABLES = [
 
 /** Row counts of every table, every blob, and partial uploads: equal snapshots = nothing changed. */
 export async function snapshot(reg: TestRegistry) {
-  const rows: Record<string, number> = {};
-  for (const t of TABLES) {
-    const [r] = await reg.registry.db.all<{ n: number }>(sql.raw(`select count(*) as n from ${t}`));
-    rows[t] = Number(r.n);
-  }
+  const [counts] = await reg.registry.db.all<Record<string, number>>(sql.raw(`select ${TABLES.map((t) => `(select count(*) from ${t}) as ${t}`).join(', ')}`));
+  const rows = Object.fromEntries(TABLES.map((t) => [t, Number(counts[t])]));
   const blobs: string[] = [];
   for await (const b of reg.blobs.list()) blobs.push(b.sha256);
   return { rows, blobs: blobs.sort(), partials: await reg.partials() };
