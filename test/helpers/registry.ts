@@ -132,3 +132,45 @@ export async function startRegistry(backend: Backend, options: StartOptions = {}
     },
   };
 }
+
+export interface TestWorker {
+  url: string;
+  adminKey: string;
+  dir: string;
+  fetch(path: string, init?: RequestInit & { key?: string | null }): Promise<Response>;
+  close(): Promise<void>;
+}
+
+/**
+ * The real Worker (src/edge/worker.ts bundled by wrangler, run by workerd) on local D1 + R2 in a
+ * temp persist dir with migrations applied. Its admin key comes in as the VERSA_API_KEY secret.
+ */
+export async function startWorkerRegistry(vars: Record<string, string> = {}): Promise<TestWorker> {
+  const dir = mkdtempSync(join(tmpdir(), 'versa-worker-'));
+  await applyD1Migrations(dir);
+  const adminKey = `vsk_worker-admin-${Math.random().toString(36).slice(2)}-0000000000`;
+  const { unstable_startWorker } = await import('wrangler');
+  const worker = await unstable_startWorker({
+    config: join(REPO_ROOT, 'wrangler.toml'),
+    bindings: Object.fromEntries(Object.entries({ VERSA_API_KEY: adminKey, ...vars }).map(([k, value]) => [k, { type: 'plain_text' as const, value }])),
+    dev: { persist: dir, server: { hostname: '127.0.0.1', port: 0 }, inspector: false, watch: false, logLevel: 'error' },
+  });
+  await worker.ready;
+  const url = (await worker.url).origin;
+  return {
+    url,
+    adminKey,
+    dir,
+    fetch: (path, init = {}) => {
+      const { key, ...rest } = init;
+      const headers = new Headers(rest.headers);
+      const bearer = key === undefined ? adminKey : key;
+      if (bearer) headers.set('authorization', `Bearer ${bearer}`);
+      return fetch(url + path, { ...rest, headers });
+    },
+    close: async () => {
+      await worker.dispose();
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
