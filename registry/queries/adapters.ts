@@ -1,5 +1,6 @@
 import { and, asc, desc, eq, gt, inArray, lt, or, sql, type SQL } from 'drizzle-orm';
 import type { ModelConfig } from '../../src/engine/model/config.ts';
+import { isAdmin, type Principal } from '../auth.ts';
 import type { Db, RegistryDb } from '../db/index.ts';
 import { ApiError, conflict, notFound } from '../errors.ts';
 import { parseRef, type Ref } from '../names.ts';
@@ -15,6 +16,10 @@ export type AdapterVersionRow = typeof adapterVersions.$inferSelect;
 export interface Viewer {
   tenantId: string;
   admin: boolean;
+}
+
+export function viewerOf(p: Principal): Viewer {
+  return { tenantId: p.tenantId, admin: isAdmin(p) };
 }
 
 export function canSee(viewer: Viewer | null, a: Pick<AdapterRow, 'tenantId' | 'visibility'>): boolean {

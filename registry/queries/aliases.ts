@@ -1,7 +1,7 @@
 import { and, asc, desc, eq, lt, sql } from 'drizzle-orm';
 import type { Db, RegistryDb, Statement } from '../db/index.ts';
 import { ApiError, conflict, notFound } from '../errors.ts';
-import { adapterVersions, aliases, aliasHistory, apiKeys } from '../schema.ts';
+import { aliases, aliasHistory, apiKeys } from '../schema.ts';
 import { decodeCursor, encodeCursor, getVersion, type AdapterRow, type Page } from './adapters.ts';
 
 export type AliasRow = typeof aliases.$inferSelect;
@@ -127,15 +127,4 @@ export async function aliasHistoryPage(db: Db, adapter: AdapterRow, alias: strin
     movedBy: h.movedBy ? { keyId: h.movedBy, keyName: keyName ?? '', tenantId: tenantId ?? '' } : null,
   }));
   return { data, nextCursor: rows.length > limit ? encodeCursor(data[data.length - 1].id) : null };
-}
-
-/** The version number an alias resolves to, checked to exist (for experiments). */
-export async function aliasVersion(db: Db, adapter: AdapterRow, alias: string): Promise<number | undefined> {
-  const row = await getAlias(db, adapter, alias);
-  if (!row) return undefined;
-  const [v] = await db
-    .select({ version: adapterVersions.version })
-    .from(adapterVersions)
-    .where(and(eq(adapterVersions.adapterId, adapter.id), eq(adapterVersions.version, row.version)));
-  return v?.version;
 }

@@ -101,8 +101,11 @@ export async function commitAdapterVersion(
         createdAt: v.now,
         createdBy: v.keyId ?? null,
       }),
-      r.db.insert(adapterFiles).values(v.files.map((f) => ({ versionId, ...f }))),
     );
+    // D1 binds at most 100 parameters per statement: 4 per file row.
+    for (let i = 0; i < v.files.length; i += 24) {
+      statements.push(r.db.insert(adapterFiles).values(v.files.slice(i, i + 24).map((f) => ({ versionId, ...f }))));
+    }
     if (v.alias) {
       const newVersion = sql`(select ${adapterVersions.version} from ${adapterVersions} where ${adapterVersions.id} = ${versionId})`;
       statements.push(...aliasMoveStatements(r.db, adapterId, v.alias, newVersion, { keyId: v.keyId, now: v.now }));

@@ -3,14 +3,13 @@ import { ApiError, notFound } from '../errors.ts';
 import { principalOf, setWarning, type AppEnv } from '../http.ts';
 import { parseRef } from '../names.ts';
 import {
-  decorate, findVisibleAdapter, findWritableAdapter, getVersion, listAdapters, listVersions, resolveAdapter, setVersionStatus, updateAdapter,
+  decorate, findVisibleAdapter, findWritableAdapter, getVersion, listAdapters, listVersions, resolveAdapter, setVersionStatus, updateAdapter, viewerOf,
   type AdapterListItem, type AdapterVersionDetail, type VersionSummary,
 } from '../queries/adapters.ts';
 import {
   AdapterParam, conflictError, errors, FileParam, FileSchema, goneError, iso, json, jsonBody, ListMeta, page, PageQuery, scoped,
   StatusSchema, Tag, TokenizerSchema, VersionParam, VisibilitySchema,
 } from './schemas.ts';
-import { viewerOf } from './viewer.ts';
 
 export const VersionSummarySchema = z
   .object({

@@ -1,9 +1,8 @@
 import { createRoute, OpenAPIHono, z } from '@hono/zod-openapi';
 import { principalOf, type AppEnv } from '../http.ts';
-import { findVisibleAdapter, findWritableAdapter } from '../queries/adapters.ts';
+import { findVisibleAdapter, findWritableAdapter, viewerOf } from '../queries/adapters.ts';
 import { createExperiment, findVisibleExperiment, listExperiments, updateExperiment, type Experiment } from '../queries/experiments.ts';
 import { AliasName, conflictError, errors, ExperimentStatusSchema, iso, json, jsonBody, Name, scoped } from './schemas.ts';
-import { viewerOf } from './viewer.ts';
 
 const ArmInputSchema = z
   .object({

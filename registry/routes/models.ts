@@ -2,9 +2,8 @@ import { createRoute, OpenAPIHono, z } from '@hono/zod-openapi';
 import { isAdmin } from '../auth.ts';
 import { ApiError, notFound } from '../errors.ts';
 import { principalOf, type AppEnv } from '../http.ts';
-import { listAdapters, type AdapterListItem } from '../queries/adapters.ts';
+import { listAdapters, viewerOf, type AdapterListItem } from '../queries/adapters.ts';
 import { createBaseModel, getBaseModel, getBaseVersion, listBaseModels, listBaseVersions, registerBaseVersion, type BaseVersion, type BaseVersionInput } from '../queries/models.ts';
-import { viewerOf } from './viewer.ts';
 import {
   conflictError, errors, FileSchema, iso, json, jsonBody, ModelConfigSchema, ModelParam, Name, scoped, TokenizerSchema, unixSeconds, VersionParam,
 } from './schemas.ts';

@@ -1,10 +1,10 @@
 import { createRoute, OpenAPIHono, z } from '@hono/zod-openapi';
 import { ApiError } from '../errors.ts';
+import { viewerOf } from '../queries/adapters.ts';
 import { principalOf, type AppEnv } from '../http.ts';
 import { formDataBoundary } from '../multipart.ts';
 import { publishAdapterVersion } from '../publish.ts';
 import { AdapterParam, errors, FileSchema, json, scoped } from './schemas.ts';
-import { viewerOf } from './viewer.ts';
 
 const PublishedSchema = z
   .object({

@@ -24,17 +24,24 @@ function depsFrom(env: Env): AppDeps {
   return { registry: d1Registry(env.DB), blobs: new R2BlobStore(env.BLOBS, { hasher }), hasher };
 }
 
-// Bindings do not change within an isolate: build the app once.
-let app: ReturnType<typeof createApp> | undefined;
+// Bindings do not change within an isolate: build the app once, on the first request.
+let built: { app: ReturnType<typeof createApp>; deps: AppDeps } | undefined;
 let keyInstalled: Promise<unknown> | undefined;
+
+function appFor(env: Env) {
+  if (!built) {
+    const deps = depsFrom(env);
+    built = { app: createApp(deps), deps };
+  }
+  return built;
+}
 
 export default {
   async fetch(request: Request, env: Env, ctx: ExecutionContext): Promise<Response> {
-    const deps = depsFrom(env);
-    app ??= createApp(deps);
+    const { app, deps } = appFor(env);
     if (env.VERSA_API_KEY) {
       keyInstalled ??= createApiKey(deps.registry, { tenant: 'default', name: 'VERSA_API_KEY', scopes: ['admin'], key: env.VERSA_API_KEY }).catch((e) => {
-        keyInstalled = undefined;
+        keyInstalled = undefined; // try again on the next request
         throw e;
       });
       await keyInstalled;
@@ -43,7 +50,7 @@ export default {
   },
 
   async scheduled(_controller: ScheduledController, env: Env, ctx: ExecutionContext): Promise<void> {
-    const deps = depsFrom(env);
+    const { deps } = appFor(env);
     ctx.waitUntil(sweepOrphans(deps.registry.db, deps.blobs).then((r) => console.log('versa: swept', r)));
   },
 };
