@@ -1,4 +1,4 @@
-import { and, asc, desc, eq, inArray, sql } from 'drizzle-orm';
+import { and, asc, desc, eq, inArray, lt, sql } from 'drizzle-orm';
 import { parameterCount, type ModelConfig } from '../../src/engine/model/config.ts';
 import type { Db, RegistryDb } from '../db/index.ts';
 import { isUniqueViolation } from '../db/index.ts';
@@ -43,8 +43,14 @@ export async function listBaseModels(db: Db): Promise<Array<BaseModelRow & { lat
   return rows.map((r) => ({ ...r.model, latestVersion: r.latestVersion, versions: Number(r.versions) }));
 }
 
-export async function listBaseVersions(db: Db, model: BaseModelRow): Promise<BaseVersion[]> {
-  const versions = await db.select().from(baseModelVersions).where(eq(baseModelVersions.modelId, model.id)).orderBy(desc(baseModelVersions.version));
+/** Versions of a base model, newest first; `before` (a version number) pages on. */
+export async function listBaseVersions(db: Db, model: BaseModelRow, page: { before?: number; limit?: number } = {}): Promise<BaseVersion[]> {
+  const versions = await db
+    .select()
+    .from(baseModelVersions)
+    .where(and(eq(baseModelVersions.modelId, model.id), page.before !== undefined ? lt(baseModelVersions.version, page.before) : undefined))
+    .orderBy(desc(baseModelVersions.version))
+    .limit(page.limit ?? 1000);
   return withFiles(db, model.name, versions);
 }
 

@@ -2,10 +2,14 @@ import { createRoute, OpenAPIHono, z } from '@hono/zod-openapi';
 import { isAdmin } from '../auth.ts';
 import { ApiError, notFound } from '../errors.ts';
 import { principalOf, type AppEnv } from '../http.ts';
-import { listAdapters, viewerOf, type AdapterListItem } from '../queries/adapters.ts';
-import { createBaseModel, getBaseModel, getBaseVersion, listBaseModels, listBaseVersions, registerBaseVersion, type BaseVersion, type BaseVersionInput } from '../queries/models.ts';
+import { decodeCursor, encodeCursor, listAdapters, viewerOf, type AdapterListItem } from '../queries/adapters.ts';
 import {
-  conflictError, errors, FileSchema, iso, json, jsonBody, ModelConfigSchema, ModelParam, Name, scoped, TokenizerSchema, unixSeconds, VersionParam,
+  createBaseModel, getBaseModel, getBaseVersion, listBaseModels, listBaseVersions, registerBaseVersion, setBaseVersionStatus,
+  type BaseVersion, type BaseVersionInput,
+} from '../queries/models.ts';
+import {
+  conflictError, errors, FileSchema, iso, json, jsonBody, ListMeta, ModelConfigSchema, ModelParam, Name, page, PageQuery, scoped, StatusSchema, TokenizerSchema,
+  unixSeconds, VersionParam,
 } from './schemas.ts';
 
 /**
@@ -135,6 +139,26 @@ const createVersion = createRoute({
   responses: { 201: json(BaseVersionSchema, 'Created'), ...errors },
 });
 
+const listVersions = createRoute({
+  method: 'get',
+  path: '/v1/models/{model}/versions',
+  tags: ['models'],
+  summary: 'Versions of a base model, newest first (cursor-paginated)',
+  ...scoped('read', 'generate'),
+  request: { params: ModelParam, query: PageQuery },
+  responses: { 200: json(z.object({ ...ListMeta, data: z.array(BaseVersionSchema) }).openapi('BaseModelVersionList'), 'A page of versions'), ...errors },
+});
+
+const patchVersion = createRoute({
+  method: 'patch',
+  path: '/v1/models/{model}/versions/{version}',
+  tags: ['models'],
+  summary: "Set a base model version's status (deprecated, yanked: no new adapters on it)",
+  ...scoped('publish'),
+  request: { params: ModelParam.merge(VersionParam), body: jsonBody(z.object({ status: StatusSchema }).strict()) },
+  responses: { 200: json(BaseVersionSchema, 'Base model version'), ...errors },
+});
+
 const getVersion = createRoute({
   method: 'get',
   path: '/v1/models/{model}/versions/{version}',
@@ -195,6 +219,28 @@ export function modelRoutes(): OpenAPIHono<AppEnv> {
     const created = await registerBaseVersion(registry, model, input, { tenantId: p.tenantId, keyId: p.keyId, now: now() });
     const v = await getBaseVersion(registry.db, model, created.version);
     return c.json(presentBaseVersion(v!), 201);
+  });
+
+  app.openapi(listVersions, async (c) => {
+    const db = c.var.deps.registry.db;
+    const { model } = c.req.valid('param');
+    const { cursor, limit = 50 } = c.req.valid('query');
+    const row = await getBaseModel(db, model);
+    if (!row) throw notFound(`base model "${model}" not found`, 'model_not_found');
+    const before = cursor ? Number(decodeCursor(cursor)) : undefined;
+    const versions = await listBaseVersions(db, row, { before: Number.isFinite(before) ? before : undefined, limit: limit + 1 });
+    const data = versions.slice(0, limit);
+    return c.json(page(data.map(presentBaseVersion), versions.length > limit ? encodeCursor(data[data.length - 1].version) : null), 200);
+  });
+
+  app.openapi(patchVersion, async (c) => {
+    const p = principalOf(c);
+    const { model, version } = c.req.valid('param');
+    const { registry } = c.var.deps;
+    const row = await getBaseModel(registry.db, model);
+    if (!row) throw notFound(`base model "${model}" not found`, 'model_not_found');
+    if (row.tenantId !== p.tenantId && !isAdmin(p)) throw new ApiError(403, `base model "${model}" belongs to another tenant`, 'not_owner');
+    return c.json(presentBaseVersion(await setBaseVersionStatus(registry, model, version, c.req.valid('json').status)), 200);
   });
 
   app.openapi(getVersion, async (c) => {

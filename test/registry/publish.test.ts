@@ -183,6 +183,14 @@ describe.each(BACKENDS)('publishing and versions (%s)', (backend) => {
     const model = await (await reg.fetch('/v1/models/fresh')).json();
     expect(model.versions.map((v: { version: number }) => v.version)).toEqual([2, 1]);
     expect(model.versions[0].config).toEqual(config);
+    const paged = await (await reg.fetch('/v1/models/fresh/versions?limit=1')).json();
+    expect(paged.data.map((v: { version: number }) => v.version)).toEqual([2]);
+    const rest = await (await reg.fetch(`/v1/models/fresh/versions?limit=1&cursor=${paged.next_cursor}`)).json();
+    expect([rest.data.map((v: { version: number }) => v.version), rest.next_cursor]).toEqual([[1], null]);
+    const yank = await reg.fetch('/v1/models/fresh/versions/2', { method: 'PATCH', headers: { 'content-type': 'application/json' }, body: '{"status":"yanked"}' });
+    expect((await yank.json()).status).toBe('yanked');
+    expect(await errorOf(await publish(reg, 'on-yanked', { base: 'fresh@2' }, vlmAdapter(config)))).toMatchObject({ status: 400, code: 'base_yanked' });
+    expect((await published(reg, 'on-latest', { base: 'fresh' }, vlmAdapter(config))).base).toBe('fresh@1');
     const dup = await reg.fetch('/v1/models', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ name: 'fresh' }) });
     expect(await errorOf(dup)).toMatchObject({ status: 409 });
     const list = await (await reg.fetch('/v1/models')).json();
