@@ -4,7 +4,7 @@ import type { Db, RegistryDb } from '../db/index.ts';
 import { isUniqueViolation } from '../db/index.ts';
 import { manifestDigest } from '../digest.ts';
 import { conflict, notFound } from '../errors.ts';
-import { baseModelFiles, baseModels, baseModelVersions, type FileEntry, type TokenizerInfo, type VersionStatus } from '../schema.ts';
+import { adapters, baseModelFiles, baseModels, baseModelVersions, type FileEntry, type TokenizerInfo, type VersionStatus } from '../schema.ts';
 
 export type BaseModelRow = typeof baseModels.$inferSelect;
 export type BaseVersionRow = typeof baseModelVersions.$inferSelect;
@@ -92,10 +92,17 @@ async function withFiles(db: Db, model: string, versions: BaseVersionRow[]): Pro
 
 /** Creates a base model with no version yet; 409 if the name is taken. */
 export async function createBaseModel(r: RegistryDb, name: string, actor: { tenantId: string; description?: string | null; now: Date }): Promise<BaseModelRow> {
+  await refuseAdapterName(r.db, name);
   const row = { id: `bm_${crypto.randomUUID()}`, name, tenantId: actor.tenantId, description: actor.description ?? null, createdAt: actor.now };
   const inserted = await r.db.insert(baseModels).values(row).onConflictDoNothing().returning();
   if (!inserted.length) throw conflict(`base model "${name}" already exists`, 'model_exists');
   return row;
+}
+
+/** `model` names a base model or an adapter: the two never share a name. */
+async function refuseAdapterName(db: Db, name: string): Promise<void> {
+  const [taken] = await db.select({ id: adapters.id }).from(adapters).where(eq(adapters.name, name)).limit(1);
+  if (taken) throw conflict(`"${name}" is the name of an adapter`, 'name_taken');
 }
 
 export interface RegisteredBaseVersion {
@@ -127,6 +134,7 @@ export async function registerBaseVersion(
   const bytes = files.reduce((n, f) => n + f.bytes, 0);
   for (let attempt = 0; ; attempt++) {
     const existing = await getBaseModel(r.db, name);
+    if (!existing) await refuseAdapterName(r.db, name);
     if (existing && actor.createOnly) throw conflict(`base model "${name}" already exists`, 'model_exists');
     const modelId = existing?.id ?? `bm_${crypto.randomUUID()}`;
     const versionId = `bmv_${crypto.randomUUID()}`;

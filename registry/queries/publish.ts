@@ -1,7 +1,8 @@
 import { eq, sql } from 'drizzle-orm';
 import type { AdapterManifest } from '../../src/engine/adapters/format.ts';
 import { isUniqueViolation, type RegistryDb, type Statement } from '../db/index.ts';
-import { adapterFiles, adapters, adapterVersions, type FileEntry, type Visibility } from '../schema.ts';
+import { conflict } from '../errors.ts';
+import { adapterFiles, adapters, adapterVersions, baseModels, type FileEntry, type Visibility } from '../schema.ts';
 import { aliasMoveStatements } from './aliases.ts';
 import { getAdapter, type AdapterRow } from './adapters.ts';
 
@@ -56,6 +57,10 @@ export async function commitAdapterVersion(
   for (let attempt = 0; ; attempt++) {
     const existing = await getAdapter(r.db, v.adapter);
     check(existing);
+    if (!existing && (await r.db.select({ id: baseModels.id }).from(baseModels).where(eq(baseModels.name, v.adapter)).limit(1)).length) {
+      // `model` names either one: an adapter may not shadow a base model.
+      throw conflict(`"${v.adapter}" is the name of a base model`, 'name_taken');
+    }
     const adapterId = existing?.id ?? `ad_${crypto.randomUUID()}`;
     const versionId = `adv_${crypto.randomUUID()}`;
     const statements: Statement[] = [];

@@ -136,7 +136,7 @@ const createVersion = createRoute({
   summary: 'Register a new base model version (metadata: compute nodes hold the weights); creates the model if new',
   ...scoped('publish'),
   request: { params: ModelParam, body: jsonBody(BaseVersionInputSchema) },
-  responses: { 201: json(BaseVersionSchema, 'Created'), ...errors },
+  responses: { 201: json(BaseVersionSchema, 'Created'), ...errors, ...conflictError },
 });
 
 const listVersions = createRoute({

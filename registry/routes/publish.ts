@@ -4,7 +4,7 @@ import { viewerOf } from '../queries/adapters.ts';
 import { principalOf, type AppEnv } from '../http.ts';
 import { formDataBoundary } from '../multipart.ts';
 import { publishAdapterVersion } from '../publish.ts';
-import { AdapterParam, errors, FileSchema, json, scoped } from './schemas.ts';
+import { AdapterParam, conflictError, errors, FileSchema, json, scoped } from './schemas.ts';
 
 const PublishedSchema = z
   .object({
@@ -58,6 +58,7 @@ const publish = createRoute({
   responses: {
     201: json(PublishedSchema, 'Published'),
     ...errors,
+    ...conflictError,
     413: { description: 'A file or field is over its limit', content: { 'application/json': { schema: z.object({ error: z.object({ message: z.string() }) }) } } },
     415: { description: 'Not multipart/form-data', content: { 'application/json': { schema: z.object({ error: z.object({ message: z.string() }) }) } } },
   },

@@ -191,6 +191,10 @@ describe.each(BACKENDS)('publishing and versions (%s)', (backend) => {
     expect((await yank.json()).status).toBe('yanked');
     expect(await errorOf(await publish(reg, 'on-yanked', { base: 'fresh@2' }, vlmAdapter(config)))).toMatchObject({ status: 400, code: 'base_yanked' });
     expect((await published(reg, 'on-latest', { base: 'fresh' }, vlmAdapter(config))).base).toBe('fresh@1');
+    // A base model and an adapter never share a name (`model` may name either).
+    expect(await errorOf(await publish(reg, 'fresh', { base: 'toy@1' }, vlmAdapter(config)))).toMatchObject({ status: 409, code: 'name_taken' });
+    const shadow = await reg.fetch('/v1/models/alpha/versions', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ architecture: 'gpt2', config, files: [] }) });
+    expect(await errorOf(shadow)).toMatchObject({ status: 409, code: 'name_taken' });
     const dup = await reg.fetch('/v1/models', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ name: 'fresh' }) });
     expect(await errorOf(dup)).toMatchObject({ status: 409 });
     const list = await (await reg.fetch('/v1/models')).json();
