@@ -5,7 +5,6 @@ import { authenticate, hasScope, type Principal } from './auth.ts';
 import type { BlobStore } from './blobs/store.ts';
 import type { RegistryDb } from './db/index.ts';
 import { ApiError, errorBody } from './errors.ts';
-import type { HasherFactory } from './hash.ts';
 import type { Scope } from './schema.ts';
 
 const MiB = 1024 * 1024;
@@ -39,7 +38,6 @@ export const DEFAULT_LIMITS: Limits = {
 export interface RegistryDeps {
   registry: RegistryDb;
   blobs: BlobStore;
-  hasher: HasherFactory;
   /** The clock; tests may pin it. */
   now: () => Date;
   limits: Limits;

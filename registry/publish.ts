@@ -10,8 +10,8 @@ import { ApiError, badRequest, tooLarge } from './errors.ts';
 import type { Limits, RegistryDeps } from './http.ts';
 import { MultipartError, readMultipart, type FormPart } from './multipart.ts';
 import { AliasName, FILE_NAME_RE, parseRef, Sha256, Tag } from './names.ts';
-import { blobReferences, canSee, canWrite, getAdapter, type Viewer } from './queries/adapters.ts';
-import { getBaseVersion, type BaseVersion } from './queries/models.ts';
+import { blobReferences, canSee, canWrite, getAdapter, viewerOf } from './queries/adapters.ts';
+import { getBaseModel, getBaseVersion, type BaseVersion } from './queries/models.ts';
 import { commitAdapterVersion, type CommittedVersion } from './queries/publish.ts';
 import { VISIBILITIES, type FileEntry } from './schema.ts';
 import { checkedSafetensors } from './upload.ts';
@@ -100,15 +100,17 @@ export interface PublishResult {
 export async function publishAdapterVersion(
   deps: RegistryDeps,
   principal: Principal,
-  viewer: Viewer,
   name: string,
   body: ReadableStream<Uint8Array>,
   boundary: string,
 ): Promise<PublishResult> {
   const { registry, blobs, limits } = deps;
+  const viewer = viewerOf(principal);
+  // Fail before reading the body when the answer is already known.
   const existing = await getAdapter(registry.db, name);
   if (existing && !canSee(viewer, existing)) throw new ApiError(404, `adapter "${name}" not found`, 'adapter_not_found');
   if (existing && !canWrite(viewer, existing)) throw new ApiError(403, `adapter "${name}" belongs to another tenant`, 'not_owner');
+  if (!existing && (await getBaseModel(registry.db, name))) throw new ApiError(409, `"${name}" is the name of a base model`, 'name_taken');
 
   const stored: FileEntry[] = [];
   const created: string[] = [];

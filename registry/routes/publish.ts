@@ -1,6 +1,5 @@
 import { createRoute, OpenAPIHono, z } from '@hono/zod-openapi';
 import { ApiError } from '../errors.ts';
-import { viewerOf } from '../queries/adapters.ts';
 import { principalOf, type AppEnv } from '../http.ts';
 import { formDataBoundary } from '../multipart.ts';
 import { publishAdapterVersion } from '../publish.ts';
@@ -77,7 +76,7 @@ export function publishRoutes(): OpenAPIHono<AppEnv> {
     if (declared > max) throw new ApiError(413, `the request is ${declared} bytes; the limit is ${max}`, 'payload_too_large');
     const body = c.req.raw.body;
     if (!body) throw new ApiError(400, 'empty request body', 'invalid_multipart');
-    const r = await publishAdapterVersion(c.var.deps, p, viewerOf(p), adapter, body, boundary);
+    const r = await publishAdapterVersion(c.var.deps, p, adapter, body, boundary);
     c.header('Location', `/v1/adapters/${r.adapter}/versions/${r.version}`);
     return c.json(
       {

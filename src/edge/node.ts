@@ -3,7 +3,6 @@ import { serve, type ServerType } from '@hono/node-server';
 import { createApiKey } from '../../registry/auth.ts';
 import { FolderBlobStore } from '../../registry/blobs/folder.ts';
 import { sqliteRegistry, type SqliteRegistry } from '../../registry/db/sqlite.ts';
-import { nodeHasher } from '../../registry/hash-node.ts';
 import type { Limits } from '../../registry/http.ts';
 import { sweepOrphans } from '../../registry/sweep.ts';
 import { createApp, type AppDeps } from './app.ts';
@@ -46,7 +45,7 @@ export async function startNodeServer(options: NodeServerOptions = {}): Promise<
   const hostname = options.hostname ?? '127.0.0.1';
   const { registry, blobs } = openLocalRegistry(home);
   if (options.apiKey) await createApiKey(registry, { tenant: 'default', name: 'admin', scopes: ['admin'], key: options.apiKey });
-  const app = createApp({ registry, blobs, hasher: nodeHasher, limits: options.limits, ...options.deps });
+  const app = createApp({ registry, blobs, limits: options.limits, ...options.deps });
   const sweep = () => sweepOrphans(registry.db, blobs).catch((e) => console.error('versa: sweep failed:', e));
   void sweep();
   const timer = setInterval(sweep, 60 * 60 * 1000);

@@ -21,7 +21,7 @@ export interface Env {
 function depsFrom(env: Env): AppDeps {
   const hasher = digestStreamHasher();
   if (!hasher) throw new Error('crypto.DigestStream is missing: not a Workers runtime?');
-  return { registry: d1Registry(env.DB), blobs: new R2BlobStore(env.BLOBS, { hasher }), hasher };
+  return { registry: d1Registry(env.DB), blobs: new R2BlobStore(env.BLOBS, { hasher }) };
 }
 
 // Bindings do not change within an isolate: build the app once, on the first request.

@@ -101,7 +101,7 @@ export async function startRegistry(backend: Backend, options: StartOptions = {}
     partials = async () => (await proxy.env.BLOBS.list({ prefix: 'partial/' })).objects.length;
     dispose = () => proxy.dispose();
   }
-  const app = createApp({ registry, blobs: options.wrapBlobs ? options.wrapBlobs(blobs) : blobs, hasher: nodeHasher, limits: options.limits });
+  const app = createApp({ registry, blobs: options.wrapBlobs ? options.wrapBlobs(blobs) : blobs, limits: options.limits });
   const server: ServerType = await new Promise((ready) => {
     const s = serve({ fetch: app.fetch, port: 0, hostname: '127.0.0.1' }, () => ready(s));
   });

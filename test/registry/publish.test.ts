@@ -4,6 +4,7 @@ import { sha256Hex } from '../../registry/hash.ts';
 import { appendEvents } from '../../registry/queries/events.ts';
 import { getAdapter, resolveAdapter } from '../../registry/queries/adapters.ts';
 import { getRunningExperiment } from '../../registry/queries/experiments.ts';
+import { resolveModel } from '../../registry/queries/resolve.ts';
 import { errorOf, loraAdapter, publish, published, registerBase, snapshot, toyConfig, vlmAdapter } from '../helpers/adapters.ts';
 import { BACKENDS, startRegistry, type TestRegistry } from '../helpers/registry.ts';
 
@@ -113,6 +114,13 @@ describe.each(BACKENDS)('publishing and versions (%s)', (backend) => {
     expect((await resolveAdapter(reg.registry.db, 'delta', null)).version.version).toBe(1);
     expect((await resolveAdapter(reg.registry.db, 'delta@2', null)).version.version).toBe(2);
     expect((await errorOf(await put(9))).status).toBe(404);
+    // The generation API's whole `model` grammar: a base model, or an adapter reference.
+    expect(await resolveModel(reg.registry.db, 'toy', null)).toMatchObject({ kind: 'base', base: { model: 'toy', version: 1 } });
+    expect(await resolveModel(reg.registry.db, 'toy@1', null)).toMatchObject({ kind: 'base', base: { config } });
+    expect(await resolveModel(reg.registry.db, 'delta@production', null)).toMatchObject({ kind: 'adapter', via: 'alias', version: { version: 1 } });
+    await expect(resolveModel(reg.registry.db, 'toy@production', null)).rejects.toMatchObject({ status: 404 });
+    await expect(resolveModel(reg.registry.db, 'nothing', null)).rejects.toMatchObject({ status: 404 });
+    await expect(resolveModel(reg.registry.db, 'a/b', null)).rejects.toMatchObject({ status: 400 });
   });
 
   it('status: deprecated still resolves with a warning; yanked is refused (410); aliases never point at yanked', async () => {
