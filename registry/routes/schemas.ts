@@ -82,7 +82,8 @@ export const ModelConfigSchema = z
     bosTokenId: z.number().int().nonnegative().optional(),
     eosTokenId: z.union([z.number().int().nonnegative(), z.array(z.number().int().nonnegative())]).optional(),
   })
-  .strict()
+  // The engine owns ModelConfig: fields it adds later are kept, not refused.
+  .loose()
   .refine((c) => c.numHeads % c.numKvHeads === 0, { message: 'numHeads must be a multiple of numKvHeads', path: ['numKvHeads'] })
   .openapi('ModelConfig', { description: "The engine's architecture-independent model description (src/engine/model/config.ts)" });
 

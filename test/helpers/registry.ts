@@ -16,7 +16,7 @@ import { sqliteRegistry } from '../../registry/db/sqlite.ts';
 import { nodeHasher } from '../../registry/hash-node.ts';
 import type { Limits } from '../../registry/http.ts';
 import type { Scope } from '../../registry/schema.ts';
-import { createApp } from '../../src/edge/app.ts';
+import { createApp, type AppDeps } from '../../src/edge/app.ts';
 
 /**
  * Starts the registry app on a real HTTP port over either backend, for tests (the registry's and,
@@ -43,6 +43,8 @@ export interface StartOptions {
   wrapBlobs?: (blobs: BlobStore) => BlobStore;
   /** R2 part size (default 5 MiB, R2's minimum, so multipart paths are cheap to reach). */
   partBytes?: number;
+  /** More app dependencies (e.g. for the generation routes). */
+  deps?: Partial<AppDeps>;
 }
 
 export interface TestRegistry {
@@ -101,7 +103,7 @@ export async function startRegistry(backend: Backend, options: StartOptions = {}
     partials = async () => (await proxy.env.BLOBS.list({ prefix: 'partial/' })).objects.length;
     dispose = () => proxy.dispose();
   }
-  const app = createApp({ registry, blobs: options.wrapBlobs ? options.wrapBlobs(blobs) : blobs, limits: options.limits });
+  const app = createApp({ registry, blobs: options.wrapBlobs ? options.wrapBlobs(blobs) : blobs, limits: options.limits, ...options.deps });
   const server: ServerType = await new Promise((ready) => {
     const s = serve({ fetch: app.fetch, port: 0, hostname: '127.0.0.1' }, () => ready(s));
   });
