@@ -1,4 +1,5 @@
-import { mkdirSync, readdirSync, utimesSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FolderBlobStore } from '../../registry/blobs/folder.ts';
@@ -123,7 +124,7 @@ describe.each(BACKENDS)('blob store contract (%s)', (backend) => {
 
 describe('folder blob store', () => {
   it('keeps blobs inside its root and sweeps old partial uploads', async () => {
-    const root = join(process.env.TMPDIR ?? '/tmp', `versa-folder-${process.pid}-${Date.now()}`);
+    const root = mkdtempSync(join(tmpdir(), 'versa-folder-'));
     const store = new FolderBlobStore(root);
     const { sha256 } = await store.put(bytes(10));
     expect(store.pathOf(sha256).startsWith(`${root}/sha256/${sha256.slice(0, 2)}/`)).toBe(true);
@@ -134,5 +135,6 @@ describe('folder blob store', () => {
     utimesSync(join(root, 'partial', 'crashed'), old, old);
     expect(await store.sweepPartial(new Date(Date.now() - 3600_000))).toBe(1);
     expect(readdirSync(join(root, 'partial'))).toEqual(['in-flight']);
+    rmSync(root, { recursive: true, force: true });
   });
 });
