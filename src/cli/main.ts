@@ -14,6 +14,12 @@ const commands: Record<string, () => Promise<{ register(program: Command): void 
   generate: () => import('./commands/generate.ts'),
   bench: () => import('./commands/bench.ts'),
   compute: () => import('./commands/compute.ts'),
+  publish: () => import('./commands/publish.ts'),
+  import: () => import('./commands/import.ts'),
+  models: () => import('./commands/models.ts'),
+  adapters: () => import('./commands/adapters.ts'),
+  alias: () => import('./commands/alias.ts'),
+  pull: () => import('./commands/pull.ts'),
 };
 
 const name = process.argv[2];

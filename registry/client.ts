@@ -1,0 +1,151 @@
+/**
+ * A small typed HTTP client for the registry API (fetch-based: Node, Workers, browsers). The CLI
+ * uses it; so can tests and the compute node. Errors are thrown as RegistryError with the server's
+ * JSON error message and status.
+ */
+export class RegistryError extends Error {
+  override name = 'RegistryError';
+  constructor(
+    readonly status: number,
+    message: string,
+    readonly code: string | null = null,
+  ) {
+    super(message);
+  }
+}
+
+/** A part of a multipart upload; files are streamed from `open()` when the body is sent. */
+export type UploadPart =
+  | { field: string; value: string }
+  | { file: string; bytes: number; open: () => ReadableStream<Uint8Array>; contentType?: string };
+
+export interface ClientOptions {
+  url: string;
+  key?: string;
+  fetch?: typeof fetch;
+}
+
+export class RegistryClient {
+  readonly url: string;
+  private readonly key?: string;
+  private readonly fetcher: typeof fetch;
+
+  constructor(options: ClientOptions) {
+    this.url = options.url.replace(/\/+$/, '');
+    this.key = options.key;
+    this.fetcher = options.fetch ?? fetch;
+  }
+
+  private headers(extra: Record<string, string> = {}): Record<string, string> {
+    return { ...(this.key ? { authorization: `Bearer ${this.key}` } : {}), ...extra };
+  }
+
+  async request(method: string, path: string, body?: unknown): Promise<Response> {
+    let res: Response;
+    try {
+      res = await this.fetcher(this.url + path, {
+        method,
+        headers: this.headers(body === undefined ? {} : { 'content-type': 'application/json' }),
+        body: body === undefined ? undefined : JSON.stringify(body),
+      });
+    } catch (e) {
+      throw new RegistryError(0, `cannot reach the registry at ${this.url}: ${(e as Error).cause ? String((e as Error & { cause: unknown }).cause) : (e as Error).message}`);
+    }
+    if (!res.ok) throw await errorOf(res);
+    return res;
+  }
+
+  async json<T = any>(method: string, path: string, body?: unknown): Promise<T> {
+    return (await this.request(method, path, body)).json() as Promise<T>;
+  }
+
+  /** Every item of a cursor-paginated list. */
+  async *paginate<T = any>(path: string): AsyncGenerator<T> {
+    let cursor: string | null = null;
+    do {
+      const sep = path.includes('?') ? '&' : '?';
+      const page: { data: T[]; next_cursor: string | null } = await this.json('GET', cursor ? `${path}${sep}cursor=${encodeURIComponent(cursor)}` : path);
+      yield* page.data;
+      cursor = page.next_cursor;
+    } while (cursor);
+  }
+
+  /** POST multipart/form-data, streaming the file parts; `onProgress` gets file bytes sent so far. */
+  async upload<T = any>(path: string, parts: UploadPart[], onProgress?: (sent: number) => void): Promise<T> {
+    const boundary = `versa-${crypto.randomUUID()}`;
+    const body = multipartStream(boundary, parts, onProgress);
+    let res: Response;
+    try {
+      res = await this.fetcher(this.url + path, {
+        method: 'POST',
+        headers: this.headers({ 'content-type': `multipart/form-data; boundary=${boundary}` }),
+        body,
+        // Node's fetch needs this to send a stream body.
+        duplex: 'half',
+      } as RequestInit);
+    } catch (e) {
+      throw new RegistryError(0, `upload to ${this.url} failed: ${(e as Error).message}`);
+    }
+    if (!res.ok) throw await errorOf(res);
+    return res.json() as Promise<T>;
+  }
+}
+
+async function errorOf(res: Response): Promise<RegistryError> {
+  const text = await res.text().catch(() => '');
+  try {
+    const body = JSON.parse(text) as { error?: { message?: string; code?: string } };
+    if (body.error?.message) return new RegistryError(res.status, `${res.status}: ${body.error.message}`, body.error.code ?? null);
+  } catch {
+    // not JSON
+  }
+  return new RegistryError(res.status, `${res.status} ${res.statusText}${text ? `: ${text.slice(0, 200)}` : ''}`);
+}
+
+function quote(s: string): string {
+  return s.replace(/[\r\n"\\]/g, (ch) => encodeURIComponent(ch));
+}
+
+/** A multipart/form-data body that reads each file only when it is its turn. */
+export function multipartStream(boundary: string, parts: UploadPart[], onProgress?: (sent: number) => void): ReadableStream<Uint8Array> {
+  const enc = new TextEncoder();
+  let index = 0;
+  let current: ReadableStreamDefaultReader<Uint8Array> | null = null;
+  let sent = 0;
+  return new ReadableStream<Uint8Array>({
+    async pull(controller) {
+      if (current) {
+        const r = await current.read();
+        if (!r.done) {
+          sent += r.value.length;
+          onProgress?.(sent);
+          controller.enqueue(r.value);
+          return;
+        }
+        current = null;
+        controller.enqueue(enc.encode('\r\n'));
+        return;
+      }
+      if (index >= parts.length) {
+        controller.enqueue(enc.encode(`--${boundary}--\r\n`));
+        controller.close();
+        return;
+      }
+      const part = parts[index++];
+      if ('field' in part) {
+        controller.enqueue(enc.encode(`--${boundary}\r\nContent-Disposition: form-data; name="${quote(part.field)}"\r\n\r\n${part.value}\r\n`));
+        return;
+      }
+      controller.enqueue(
+        enc.encode(
+          `--${boundary}\r\nContent-Disposition: form-data; name="file"; filename="${quote(part.file)}"\r\n` +
+            `Content-Type: ${part.contentType ?? 'application/octet-stream'}\r\n\r\n`,
+        ),
+      );
+      current = part.open().getReader();
+    },
+    async cancel(reason) {
+      await current?.cancel(reason);
+    },
+  });
+}

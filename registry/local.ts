@@ -1,0 +1,118 @@
+import { createReadStream, existsSync, readFileSync, statSync } from 'node:fs';
+import { basename, dirname, join } from 'node:path';
+import { Readable } from 'node:stream';
+import { ADAPTER_CONFIG_FILE, detectKind, LORA_WEIGHTS_FILE, VLM_WEIGHTS_FILE } from '../src/engine/adapters/format.ts';
+import { inspectModel } from '../src/engine/loaders/load.ts';
+import { nodeHasher } from './hash-node.ts';
+import type { RegistryDb } from './db/index.ts';
+import { registerBaseVersion, type BaseVersionInput, type RegisteredBaseVersion } from './queries/models.ts';
+import { tenants, type FileEntry, type TokenizerInfo } from './schema.ts';
+
+/**
+ * Node-only helpers that turn local folders into what the registry stores: a base model's metadata
+ * (hashing its files) and an adapter folder's file list.
+ */
+
+export type Progress = (done: number, total: number, file: string) => void;
+
+export async function hashFile(path: string, onBytes?: (n: number) => void): Promise<FileEntry> {
+  const hasher = nodeHasher();
+  let bytes = 0;
+  for await (const chunk of createReadStream(path, { highWaterMark: 1 << 20 })) {
+    hasher.update(chunk as Buffer);
+    bytes += (chunk as Buffer).length;
+    onBytes?.((chunk as Buffer).length);
+  }
+  return { name: basename(path), sha256: await hasher.digest(), bytes };
+}
+
+/** Hashes files one after another, reporting bytes hashed over all of them. */
+export async function hashFiles(paths: string[], onProgress?: Progress): Promise<FileEntry[]> {
+  const total = paths.reduce((n, p) => n + statSync(p).size, 0);
+  let done = 0;
+  const out: FileEntry[] = [];
+  for (const p of paths) {
+    out.push(
+      await hashFile(p, (n) => {
+        done += n;
+        onProgress?.(done, total, basename(p));
+      }),
+    );
+  }
+  return out;
+}
+
+/** Finds the tokenizer of a local model: `explicit` (file or folder), else next to the model. */
+export function findTokenizer(modelPath: string, explicit?: string): { path: string; kind: TokenizerInfo['kind'] } | undefined {
+  const candidates = explicit ? [explicit] : statSync(modelPath).isDirectory() ? [modelPath] : [dirname(modelPath)];
+  for (const c of candidates) {
+    if (!existsSync(c)) throw new Error(`tokenizer not found: ${c}`);
+    if (statSync(c).isDirectory()) {
+      if (existsSync(join(c, 'tokenizer.json'))) return { path: join(c, 'tokenizer.json'), kind: 'hf' };
+      if (existsSync(join(c, 'tokenizer.bin'))) return { path: join(c, 'tokenizer.bin'), kind: 'llama2c' };
+      if (explicit) throw new Error(`${c}: no tokenizer.json or tokenizer.bin in this folder`);
+    } else {
+      return { path: c, kind: c.endsWith('.json') ? 'hf' : 'llama2c' };
+    }
+  }
+  return undefined;
+}
+
+/**
+ * Describes a local model (Hugging Face folder or llama2.c checkpoint) as a base model version:
+ * config read with the engine's inspectModel (no weights loaded), every file hashed.
+ */
+export async function describeLocalModel(path: string, options: { tokenizer?: string; onProgress?: Progress } = {}): Promise<BaseVersionInput> {
+  const { config, files: paths } = inspectModel(path);
+  const tok = findTokenizer(path, options.tokenizer);
+  const toHash = tok && !paths.includes(tok.path) ? [...paths, tok.path] : paths;
+  const hashed = await hashFiles(toHash, options.onProgress);
+  const files = hashed.slice(0, paths.length);
+  const tokFile = tok ? hashed[toHash.indexOf(tok.path)] : undefined;
+  return {
+    architecture: config.architecture,
+    config,
+    tokenizer: tokFile && tok ? { kind: tok.kind, file: tokFile.name, sha256: tokFile.sha256, bytes: tokFile.bytes } : null,
+    files,
+  };
+}
+
+/**
+ * Registers a local model in-process (no HTTP): what `versa import` does through the API, for
+ * `npm start` to call on its own registry. Creates the model if new, else adds a version.
+ */
+export async function importLocalModel(
+  registry: RegistryDb,
+  options: { path: string; name: string; tokenizer?: string; tenantId?: string; keyId?: string; onProgress?: Progress },
+): Promise<RegisteredBaseVersion> {
+  const input = await describeLocalModel(options.path, { tokenizer: options.tokenizer, onProgress: options.onProgress });
+  const tenantId = options.tenantId ?? 'default';
+  await registry.db.insert(tenants).values({ id: tenantId, name: tenantId, createdAt: new Date() }).onConflictDoNothing();
+  return registerBaseVersion(registry, options.name, input, { tenantId, keyId: options.keyId });
+}
+
+export interface LocalAdapterFile {
+  name: string;
+  path: string;
+  bytes: number;
+}
+
+/**
+ * The files of a local adapter folder (PEFT LoRA or VLM, as the engine reads them) in upload order:
+ * adapter_config.json, README.md, then the weights.
+ */
+export function adapterFolderFiles(dir: string): LocalAdapterFile[] {
+  if (!existsSync(dir) || !statSync(dir).isDirectory()) throw new Error(`${dir} is not a folder`);
+  const present = (name: string) => existsSync(join(dir, name)) && statSync(join(dir, name)).isFile();
+  const config = present(ADAPTER_CONFIG_FILE) ? (JSON.parse(readFileSync(join(dir, ADAPTER_CONFIG_FILE), 'utf8')) as Record<string, unknown>) : undefined;
+  const names = [ADAPTER_CONFIG_FILE, VLM_WEIGHTS_FILE, LORA_WEIGHTS_FILE, 'README.md'].filter(present);
+  const kind = detectKind(config, names);
+  const weights = kind === 'vlm' ? VLM_WEIGHTS_FILE : LORA_WEIGHTS_FILE;
+  if (!present(weights)) throw new Error(`${dir}: no ${weights}`);
+  const order = [ADAPTER_CONFIG_FILE, 'README.md', weights].filter(present);
+  return order.map((name) => ({ name, path: join(dir, name), bytes: statSync(join(dir, name)).size }));
+}
+
+export function fileStream(path: string): ReadableStream<Uint8Array> {
+  return Readable.toWeb(createReadStream(path, { highWaterMark: 1 << 20 })) as unknown as ReadableStream<Uint8Array>;
+}

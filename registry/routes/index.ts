@@ -1,0 +1,13 @@
+import type { OpenAPIHono } from '@hono/zod-openapi';
+import type { AppEnv } from '../http.ts';
+import { adapterRoutes } from './adapters.ts';
+import { adminRoutes } from './admin.ts';
+import { aliasRoutes } from './aliases.ts';
+import { experimentRoutes } from './experiments.ts';
+import { modelRoutes } from './models.ts';
+import { publishRoutes } from './publish.ts';
+
+/** Every registry route module; src/edge/app.ts mounts them (next to the generation routes). */
+export function registryRoutes(): OpenAPIHono<AppEnv>[] {
+  return [modelRoutes(), adapterRoutes(), publishRoutes(), aliasRoutes(), experimentRoutes(), adminRoutes()];
+}

@@ -1,0 +1,107 @@
+import { z } from '@hono/zod-openapi';
+import { requireScope } from '../http.ts';
+import { AliasName, FileName, Name, Sha256, Tag, TenantId, VersionNumber } from '../names.ts';
+import { EXPERIMENT_STATUSES, SCOPES, VERSION_STATUSES, VISIBILITIES, type Scope } from '../schema.ts';
+
+/** Shared request/response schemas of the registry API (they are also its OpenAPI components). */
+
+export const ErrorSchema = z
+  .object({
+    error: z.object({
+      message: z.string(),
+      type: z.string(),
+      param: z.string().nullable(),
+      code: z.string().nullable(),
+    }),
+  })
+  .openapi('Error');
+
+const errorContent = { content: { 'application/json': { schema: ErrorSchema } } };
+
+/** The error responses every authenticated route may give. */
+export const errors = {
+  400: { description: 'Invalid request (validation, malformed JSON)', ...errorContent },
+  401: { description: 'Missing, unknown or revoked API key', ...errorContent },
+  403: { description: 'The key lacks the scope, or the resource belongs to another tenant', ...errorContent },
+  404: { description: 'Not found (or not visible to this key\'s tenant)', ...errorContent },
+} as const;
+
+export const conflictError = { 409: { description: 'Conflicts with the current state', ...errorContent } } as const;
+export const goneError = { 410: { description: 'The version was yanked', ...errorContent } } as const;
+
+export const bearer = [{ bearer: [] as string[] }];
+
+/** Route security + scope check, in the shape createRoute takes. */
+export function scoped(...scopes: Scope[]) {
+  return {
+    security: bearer,
+    middleware: [requireScope(...scopes)],
+  };
+}
+
+export function json<T extends z.ZodType>(schema: T, description: string) {
+  return { description, content: { 'application/json': { schema } } };
+}
+
+export function jsonBody<T extends z.ZodType>(schema: T) {
+  return { required: true, content: { 'application/json': { schema } } };
+}
+
+// ---- path and query parameters ----
+
+export const ModelParam = z.object({ model: Name.openapi({ param: { name: 'model', in: 'path' }, example: 'tiny-gpt2' }) });
+export const AdapterParam = z.object({ adapter: Name.openapi({ param: { name: 'adapter', in: 'path' }, example: 'summarize' }) });
+export const VersionParam = z.object({ version: VersionNumber.openapi({ param: { name: 'version', in: 'path' }, type: 'integer', example: 3 }) });
+export const AliasParam = z.object({ alias: AliasName.openapi({ param: { name: 'alias', in: 'path' }, example: 'production' }) });
+export const FileParam = z.object({ name: FileName.openapi({ param: { name: 'name', in: 'path' }, example: 'adapter.safetensors' }) });
+
+export const PageQuery = z.object({
+  cursor: z.string().max(512).optional().openapi({ description: 'next_cursor of the previous page' }),
+  limit: z.coerce.number().int().min(1).max(200).optional().openapi({ description: 'page size (default 50)' }),
+});
+
+// ---- shared shapes ----
+
+export const FileSchema = z.object({ name: FileName, sha256: Sha256, bytes: z.number().int().nonnegative() }).openapi('File');
+
+export const ModelConfigSchema = z
+  .object({
+    architecture: z.enum(['gpt2', 'llama']),
+    vocabSize: z.number().int().positive(),
+    hiddenSize: z.number().int().positive(),
+    numLayers: z.number().int().positive(),
+    numHeads: z.number().int().positive(),
+    numKvHeads: z.number().int().positive(),
+    headDim: z.number().int().positive(),
+    intermediateSize: z.number().int().positive(),
+    maxPositions: z.number().int().positive(),
+    normEps: z.number().positive(),
+    tiedEmbeddings: z.boolean(),
+    ropeTheta: z.number().positive().optional(),
+    ropeLayout: z.enum(['interleaved', 'half']).optional(),
+    bosTokenId: z.number().int().nonnegative().optional(),
+    eosTokenId: z.union([z.number().int().nonnegative(), z.array(z.number().int().nonnegative())]).optional(),
+  })
+  // The engine owns ModelConfig: fields it adds later are kept, not refused.
+  .loose()
+  .refine((c) => c.numHeads % c.numKvHeads === 0, { message: 'numHeads must be a multiple of numKvHeads', path: ['numKvHeads'] })
+  .openapi('ModelConfig', { description: "The engine's architecture-independent model description (src/engine/model/config.ts)" });
+
+export const TokenizerSchema = z
+  .object({ kind: z.enum(['hf', 'llama2c']), file: FileName, sha256: Sha256, bytes: z.number().int().nonnegative() })
+  .openapi('Tokenizer');
+
+export const ListMeta = { object: z.literal('list'), next_cursor: z.string().nullable(), has_more: z.boolean() };
+
+export function page<T>(data: T[], nextCursor: string | null) {
+  return { object: 'list' as const, data, next_cursor: nextCursor, has_more: nextCursor !== null };
+}
+
+export const iso = (d: Date | null | undefined) => (d ? d.toISOString() : null);
+export const unixSeconds = (d: Date) => Math.floor(d.getTime() / 1000);
+
+export const ScopeSchema = z.enum(SCOPES);
+export const StatusSchema = z.enum(VERSION_STATUSES);
+export const VisibilitySchema = z.enum(VISIBILITIES);
+export const ExperimentStatusSchema = z.enum(EXPERIMENT_STATUSES);
+export { AliasName, FileName, Name, Sha256, Tag, TenantId, VersionNumber };

@@ -1,0 +1,64 @@
+import type { Command } from 'commander';
+import { SingleBar, Presets } from 'cli-progress';
+import { RegistryClient } from '../../../registry/client.ts';
+
+/** Options shared by the commands that talk to a registry. */
+export interface RegistryOptions {
+  registry: string;
+  key?: string;
+  json?: boolean;
+}
+
+export function withRegistryOptions(cmd: Command): Command {
+  return cmd
+    .option('--registry <url>', 'registry URL (env VERSA_REGISTRY, default http://127.0.0.1:8787)', process.env.VERSA_REGISTRY ?? 'http://127.0.0.1:8787')
+    .option('--key <key>', 'API key (env VERSA_API_KEY)', process.env.VERSA_API_KEY)
+    .option('--json', 'print JSON instead of text');
+}
+
+export function clientOf(o: RegistryOptions): RegistryClient {
+  return new RegistryClient({ url: o.registry, key: o.key });
+}
+
+export interface Progress {
+  update(done: number): void;
+  stop(): void;
+}
+
+/** A byte progress bar on stderr, only when stderr is a terminal (never in pipes, logs or CI). */
+export function progress(label: string, total: number): Progress {
+  if (!process.stderr.isTTY || total <= 0) return { update() {}, stop() {} };
+  const bar = new SingleBar(
+    {
+      stream: process.stderr,
+      format: `${label.padEnd(10)} [{bar}] {percentage}% | {done}/{size}`,
+      hideCursor: true,
+      clearOnComplete: false,
+    },
+    Presets.shades_classic,
+  );
+  bar.start(total, 0, { done: formatBytes(0), size: formatBytes(total) });
+  return {
+    update: (done) => bar.update(Math.min(done, total), { done: formatBytes(done), size: formatBytes(total) }),
+    stop: () => bar.stop(),
+  };
+}
+
+export function formatBytes(n: number): string {
+  if (n < 1024) return `${n} B`;
+  const units = ['KiB', 'MiB', 'GiB', 'TiB'];
+  let v = n;
+  let u = -1;
+  do {
+    v /= 1024;
+    u++;
+  } while (v >= 1024 && u < units.length - 1);
+  return `${v.toFixed(v < 10 ? 1 : 0)} ${units[u]}`;
+}
+
+/** Prints rows as aligned columns. */
+export function table(rows: string[][]): string {
+  if (!rows.length) return '';
+  const widths = rows[0].map((_, i) => Math.max(...rows.map((r) => (r[i] ?? '').length)));
+  return rows.map((r) => r.map((cell, i) => (i === r.length - 1 ? cell : cell.padEnd(widths[i]))).join('  ').trimEnd()).join('\n') + '\n';
+}

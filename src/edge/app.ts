@@ -1,0 +1,63 @@
+import { OpenAPIHono } from '@hono/zod-openapi';
+import { bodyLimit } from 'hono/body-limit';
+import { DEFAULT_LIMITS, errorResponse, principalMiddleware, validationHook, type AppEnv, type Limits, type RegistryDeps } from '../../registry/http.ts';
+import { errorBody } from '../../registry/errors.ts';
+import { registryRoutes } from '../../registry/routes/index.ts';
+
+export type { AppEnv } from '../../registry/http.ts';
+
+/** What the app is built from. Entries (Worker, Node) and tests inject these; nothing is global. */
+export interface AppDeps extends Omit<RegistryDeps, 'now' | 'limits'> {
+  now?: () => Date;
+  limits?: Partial<Limits>;
+}
+
+/**
+ * The whole public HTTP surface as ONE Hono app: the registry routes today, the OpenAI-compatible
+ * generation routes next to them (mount more route modules in `routeModules`). Runs unchanged in a
+ * Worker and on Node.
+ */
+export function createApp(deps: AppDeps): OpenAPIHono<AppEnv> {
+  const resolved: RegistryDeps = {
+    ...deps,
+    now: deps.now ?? (() => new Date()),
+    limits: { ...DEFAULT_LIMITS, ...deps.limits },
+  };
+  const app = new OpenAPIHono<AppEnv>({ defaultHook: validationHook });
+
+  app.use('*', async (c, next) => {
+    c.set('deps', resolved);
+    await next();
+  });
+  // JSON bodies are small; only the publish route streams (it enforces its own limits).
+  app.use('/v1/*', async (c, next) => {
+    const type = c.req.header('content-type') ?? '';
+    if (type.startsWith('multipart/')) return next();
+    return bodyLimit({
+      maxSize: resolved.limits.maxJsonBytes,
+      onError: (c) => c.json(errorBody(413, `request body over ${resolved.limits.maxJsonBytes} bytes`, 'payload_too_large'), 413),
+    })(c, next);
+  });
+  app.use('/v1/*', principalMiddleware());
+
+  const routeModules = [...registryRoutes()];
+  for (const module of routeModules) app.route('/', module);
+
+  app.openAPIRegistry.registerComponent('securitySchemes', 'bearer', {
+    type: 'http',
+    scheme: 'bearer',
+    description: 'API key: `Authorization: Bearer vsk_...`',
+  });
+  app.doc31('/openapi.json', {
+    openapi: '3.1.0',
+    info: {
+      title: 'Versa',
+      version: '0.1.0',
+      description: 'Registry of versioned base models and adapters, and OpenAI-compatible generation, from one language model.',
+    },
+  });
+
+  app.notFound((c) => c.json(errorBody(404, `no route for ${c.req.method} ${new URL(c.req.url).pathname}`, 'route_not_found'), 404));
+  app.onError(errorResponse);
+  return app;
+}

@@ -1,0 +1,71 @@
+import { resolve } from 'node:path';
+import { serve, type ServerType } from '@hono/node-server';
+import { createApiKey } from '../../registry/auth.ts';
+import { FolderBlobStore } from '../../registry/blobs/folder.ts';
+import { sqliteRegistry, type SqliteRegistry } from '../../registry/db/sqlite.ts';
+import type { Limits } from '../../registry/http.ts';
+import { sweepOrphans } from '../../registry/sweep.ts';
+import { createApp, type AppDeps } from './app.ts';
+
+/**
+ * Node entry: the same app over SQLite (better-sqlite3, migrations applied at open) and a blob
+ * folder, both under VERSA_HOME (default ./.versa): `<home>/registry.db`, `<home>/blobs/`.
+ */
+export interface NodeServerOptions {
+  /** Default: env PORT, else 8787. 0 picks a free port. */
+  port?: number;
+  hostname?: string;
+  /** Default: env VERSA_HOME, else ./.versa */
+  home?: string;
+  /** Register this key (e.g. VERSA_API_KEY) as an admin key of tenant "default". */
+  apiKey?: string;
+  limits?: Partial<Limits>;
+  /** Extra app dependencies (the generation routes' later). */
+  deps?: Partial<AppDeps>;
+}
+
+export interface NodeServer {
+  url: string;
+  port: number;
+  home: string;
+  registry: SqliteRegistry;
+  blobs: FolderBlobStore;
+  app: ReturnType<typeof createApp>;
+  close(): Promise<void>;
+}
+
+/** The registry's local storage under `home`, migrated and ready (no HTTP). */
+export function openLocalRegistry(home: string): { registry: SqliteRegistry; blobs: FolderBlobStore } {
+  return { registry: sqliteRegistry(resolve(home, 'registry.db')), blobs: new FolderBlobStore(resolve(home, 'blobs')) };
+}
+
+export async function startNodeServer(options: NodeServerOptions = {}): Promise<NodeServer> {
+  const home = resolve(options.home ?? process.env.VERSA_HOME ?? '.versa');
+  const port = options.port ?? Number(process.env.PORT ?? 8787);
+  const hostname = options.hostname ?? '127.0.0.1';
+  const { registry, blobs } = openLocalRegistry(home);
+  if (options.apiKey) await createApiKey(registry, { tenant: 'default', name: 'admin', scopes: ['admin'], key: options.apiKey });
+  const app = createApp({ registry, blobs, limits: options.limits, ...options.deps });
+  const sweep = () => sweepOrphans(registry.db, blobs).catch((e) => console.error('versa: sweep failed:', e));
+  void sweep();
+  const timer = setInterval(sweep, 60 * 60 * 1000);
+  timer.unref();
+  const server: ServerType = await new Promise((ready) => {
+    const s = serve({ fetch: app.fetch, port, hostname }, () => ready(s));
+  });
+  const address = server.address();
+  const actualPort = typeof address === 'object' && address ? address.port : port;
+  return {
+    url: `http://${hostname}:${actualPort}`,
+    port: actualPort,
+    home,
+    registry,
+    blobs,
+    app,
+    close: async () => {
+      clearInterval(timer);
+      await new Promise<void>((done) => server.close(() => done()));
+      registry.close();
+    },
+  };
+}

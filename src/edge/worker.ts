@@ -1,0 +1,56 @@
+import type { D1Database, ExecutionContext, R2Bucket, ScheduledController } from '@cloudflare/workers-types/index.ts';
+import { createApiKey } from '../../registry/auth.ts';
+import { R2BlobStore } from '../../registry/blobs/r2.ts';
+import { d1Registry } from '../../registry/db/d1.ts';
+import { digestStreamHasher } from '../../registry/hash.ts';
+import { sweepOrphans } from '../../registry/sweep.ts';
+import { createApp, type AppDeps } from './app.ts';
+
+/**
+ * Cloudflare Worker entry: bindings DB (D1) and BLOBS (R2) from wrangler.toml. Optional secret
+ * VERSA_API_KEY is installed as an admin key of tenant "default" (how a fresh deployment gets its
+ * first key). Nothing here may import a node-only module.
+ */
+export interface Env {
+  DB: D1Database;
+  BLOBS: R2Bucket;
+  VERSA_API_KEY?: string;
+  COMPUTE_NODES?: string;
+}
+
+function depsFrom(env: Env): AppDeps {
+  const hasher = digestStreamHasher();
+  if (!hasher) throw new Error('crypto.DigestStream is missing: not a Workers runtime?');
+  return { registry: d1Registry(env.DB), blobs: new R2BlobStore(env.BLOBS, { hasher }) };
+}
+
+// Bindings do not change within an isolate: build the app once, on the first request.
+let built: { app: ReturnType<typeof createApp>; deps: AppDeps } | undefined;
+let keyInstalled: Promise<unknown> | undefined;
+
+function appFor(env: Env) {
+  if (!built) {
+    const deps = depsFrom(env);
+    built = { app: createApp(deps), deps };
+  }
+  return built;
+}
+
+export default {
+  async fetch(request: Request, env: Env, ctx: ExecutionContext): Promise<Response> {
+    const { app, deps } = appFor(env);
+    if (env.VERSA_API_KEY) {
+      keyInstalled ??= createApiKey(deps.registry, { tenant: 'default', name: 'VERSA_API_KEY', scopes: ['admin'], key: env.VERSA_API_KEY }).catch((e) => {
+        keyInstalled = undefined; // try again on the next request
+        throw e;
+      });
+      await keyInstalled;
+    }
+    return app.fetch(request, env, ctx);
+  },
+
+  async scheduled(_controller: ScheduledController, env: Env, ctx: ExecutionContext): Promise<void> {
+    const { deps } = appFor(env);
+    ctx.waitUntil(sweepOrphans(deps.registry.db, deps.blobs).then((r) => console.log('versa: swept', r)));
+  },
+};
