@@ -1,9 +1,9 @@
-import { createHash } from 'node:crypto';
-import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { availableParallelism, tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
+import { join } from 'node:path';
 import type { AdapterRef } from '../compute/adapter-cache.ts';
-import { blobPath } from '../compute/blob-source.ts';
+import { FolderBlobStore } from '../../registry/blobs/folder.ts';
+import type { BlobStore } from '../../registry/blobs/store.ts';
 import { startComputeNode } from '../compute/node.ts';
 import { GPT2_SMALL, randomWeights, writeGpt2Folder, writeVlmAdapter } from './synthetic.ts';
 
@@ -53,15 +53,16 @@ export async function benchCompute(opts: { threads?: number; log?: (line: string
     log('writing a GPT-2-small-sized model and 16 adapters (seeded random weights)');
     writeGpt2Folder(join(dir, 'model'), c, randomWeights(c, 2));
     const refs: AdapterRef[] = [];
+    const blobs = new FolderBlobStore(join(dir, 'blobs'));
     for (let i = 0; i < ADAPTERS; i++) {
       const folder = join(dir, `adapter-${i}`);
       writeVlmAdapter(folder, c, 64, 300 + i);
-      refs.push(toBlob(join(dir, 'blobs'), `bench-${i}@1`, join(folder, 'adapter.safetensors')));
+      refs.push(await toBlob(blobs, `bench-${i}@1`, join(folder, 'adapter.safetensors')));
     }
     log('starting the compute node');
     const node = await startComputeNode({
       model: join(dir, 'model'), threads: opts.threads ?? availableParallelism(), maxBatch: 64, maxQueue: 64,
-      blobs: { root: join(dir, 'blobs'), path: blobPath }, preload: refs,
+      blobs, preload: refs,
     });
     try {
       const prompt = (k: number) => Array.from({ length: 16 }, (_, i) => (k * 7919 + i * 104729) % c.vocabSize);
@@ -128,13 +129,10 @@ export async function benchCompute(opts: { threads?: number; log?: (line: string
   }
 }
 
-/** Copies an adapter's weights into a blob folder; returns the ref the edge would send. */
-function toBlob(root: string, id: string, file: string): AdapterRef {
-  const sha256 = createHash('sha256').update(readFileSync(file)).digest('hex');
-  const target = join(root, blobPath(sha256));
-  mkdirSync(dirname(target), { recursive: true });
-  copyFileSync(file, target);
-  return { id, sha256, files: [{ name: 'adapter.safetensors', sha256, bytes: statSync(file).size }] };
+/** Puts an adapter's weights into a blob store; returns the ref the edge would send. */
+async function toBlob(store: BlobStore, id: string, file: string): Promise<AdapterRef> {
+  const { sha256, bytes } = await store.put(new Uint8Array(readFileSync(file)));
+  return { id, sha256, files: [{ name: 'adapter.safetensors', sha256, bytes }] };
 }
 
 async function stream(url: string, body: object): Promise<Stream> {

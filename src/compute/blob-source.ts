@@ -1,4 +1,4 @@
-import { readFile } from 'node:fs/promises';
+import type { BlobStore } from '../../registry/blobs/store.ts';
 
 /** One file of an adapter version, as the edge describes it. */
 export interface AdapterFile {
@@ -18,16 +18,13 @@ export class BlobFetchError extends Error {
   override name = 'BlobFetchError';
 }
 
-/** Reads `<root>/<path(sha256)>`; `path` is the folder store's own layout. */
-export function folderSource(root: string, path: (sha256: string) => string): BlobSource {
+/** Reads from a blob store the node shares with the registry (e.g. its folder on the same host). */
+export function storeSource(store: BlobStore): BlobSource {
   return {
     async read(file) {
-      if (!/^[0-9a-f]{64}$/.test(file.sha256)) throw new BlobFetchError(`bad sha256 "${file.sha256}"`);
-      try {
-        return new Uint8Array(await readFile(`${root}/${path(file.sha256)}`));
-      } catch {
-        throw new BlobFetchError(`blob ${file.sha256} (${file.name}) is not in ${root}`);
-      }
+      const blob = await store.get(file.sha256).catch(() => null);
+      if (!blob) throw new BlobFetchError(`blob ${file.sha256} (${file.name}) is not in the blob store`);
+      return new Uint8Array(await new Response(blob.body).arrayBuffer());
     },
   };
 }
@@ -61,7 +58,3 @@ export function firstOf(...sources: BlobSource[]): BlobSource {
   };
 }
 
-/** Where the registry's folder store keeps a blob (kept in step with registry/blobs). */
-export function blobPath(sha256: string): string {
-  return `${sha256.slice(0, 2)}/${sha256}`;
-}

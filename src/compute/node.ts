@@ -3,7 +3,8 @@ import { serve, type ServerType } from '@hono/node-server';
 import { EngineClient } from '../engine/worker/client.ts';
 import type { ExecutionProvider } from '../engine/runtime/session.ts';
 import { AdapterCache, type AdapterRef } from './adapter-cache.ts';
-import { firstOf, folderSource, httpSource, type BlobSource } from './blob-source.ts';
+import { firstOf, httpSource, storeSource, type BlobSource } from './blob-source.ts';
+import type { BlobStore } from '../../registry/blobs/store.ts';
 import { createComputeApp, type ComputeState } from './app.ts';
 import { cacheEvents, createMetrics } from './metrics.ts';
 
@@ -20,8 +21,8 @@ export interface ComputeNodeOptions {
   maxBatch?: number;
   /** Requests allowed to wait for a row; beyond, 429 with Retry-After. */
   maxQueue?: number;
-  /** A blob folder shared with the registry, and its layout; otherwise files are fetched by URL. */
-  blobs?: { root: string; path: (sha256: string) => string };
+  /** A blob store shared with the registry (its folder on this host); otherwise files are fetched by URL. */
+  blobs?: BlobStore;
   /** Bearer key for downloading adapter files from the registry. */
   registryKey?: string;
   /** Adapters to load at start. */
@@ -48,7 +49,7 @@ export async function startComputeNode(o: ComputeNodeOptions): Promise<ComputeNo
   for (const w of engine.info.warnings) log(`warning: ${w}`);
   const metrics = createMetrics();
   const sources: BlobSource[] = [];
-  if (o.blobs) sources.push(folderSource(o.blobs.root, o.blobs.path));
+  if (o.blobs) sources.push(storeSource(o.blobs));
   sources.push(httpSource(o.registryKey));
   const cache = new AdapterCache(engine, firstOf(...sources), (o.adapterCacheMb ?? 1024) * 1024 * 1024, cacheEvents(metrics));
 

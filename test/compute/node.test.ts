@@ -1,18 +1,17 @@
 import { spawn } from 'node:child_process';
 import { copyFileSync, mkdirSync } from 'node:fs';
-import { dirname, join, resolve } from 'node:path';
+import { dirname, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { fixture, hasFixtures, readJson } from '../helpers/fixtures.ts';
 import { blobFolder, generate, metric } from '../helpers/compute.ts';
 import { startComputeNode, type ComputeNode } from '../../src/compute/node.ts';
-import { blobPath } from '../../src/compute/blob-source.ts';
 
 describe.skipIf(!hasFixtures)('compute node', () => {
   let node: ComputeNode;
-  let blobs: ReturnType<typeof blobFolder>;
+  let blobs: Awaited<ReturnType<typeof blobFolder>>;
   beforeAll(async () => {
-    blobs = blobFolder({ 'vlm-max@1': fixture('stories260k/adapters/vlm-max'), 'lora-max@1': fixture('stories260k/adapters/lora-max') });
-    node = await startComputeNode({ model: fixture('stories260k/model.bin'), threads: 2, maxBatch: 8, maxQueue: 16, blobs: { root: blobs.root, path: blobPath } });
+    blobs = await blobFolder({ 'vlm-max@1': fixture('stories260k/adapters/vlm-max'), 'lora-max@1': fixture('stories260k/adapters/lora-max') });
+    node = await startComputeNode({ model: fixture('stories260k/model.bin'), threads: 2, maxBatch: 8, maxQueue: 16, blobs: blobs.store });
   });
   afterAll(() => node?.shutdown(1000));
 
@@ -63,8 +62,8 @@ describe.skipIf(!hasFixtures)('compute node', () => {
     const good = blobs.refs['lora-max@1'];
     const weights = good.files.find((f) => f.name.endsWith('.safetensors'))!;
     const claimed = 'f'.repeat(64); // a blob stored under a hash its bytes do not have
-    mkdirSync(dirname(join(blobs.root, blobPath(claimed))), { recursive: true });
-    copyFileSync(join(blobs.root, blobPath(weights.sha256)), join(blobs.root, blobPath(claimed)));
+    mkdirSync(dirname(blobs.store.pathOf(claimed)), { recursive: true });
+    copyFileSync(blobs.store.pathOf(weights.sha256), blobs.store.pathOf(claimed));
     const bad = { id: 'tampered@1', sha256: claimed, files: good.files.map((f) => (f === weights ? { ...f, sha256: claimed } : f)) };
     const before = node.state.cache.bytes;
     for (let i = 0; i < 2; i++) {
@@ -94,8 +93,8 @@ describe.skipIf(!hasFixtures)('compute node', () => {
 
 describe.skipIf(!hasFixtures)('compute node under load', () => {
   it('a burst for one cold adapter loads it once; overload gets 429 with Retry-After', async () => {
-    const blobs = blobFolder({ 'vlm-max@1': fixture('stories260k/adapters/vlm-max') });
-    const node = await startComputeNode({ model: fixture('stories260k/model.bin'), threads: 2, maxBatch: 4, maxQueue: 4, blobs: { root: blobs.root, path: blobPath } });
+    const blobs = await blobFolder({ 'vlm-max@1': fixture('stories260k/adapters/vlm-max') });
+    const node = await startComputeNode({ model: fixture('stories260k/model.bin'), threads: 2, maxBatch: 4, maxQueue: 4, blobs: blobs.store });
     try {
       const burst = await Promise.all(Array.from({ length: 8 }, () => generate(node.url, { adapter: blobs.refs['vlm-max@1'], prompt: '<|max|>', max_tokens: 4 })));
       expect(burst.every((r) => r.status === 200)).toBe(true);

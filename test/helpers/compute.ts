@@ -1,29 +1,20 @@
-import { createHash } from 'node:crypto';
-import { mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
+import { join } from 'node:path';
 import type { AdapterRef } from '../../src/compute/adapter-cache.ts';
-import { blobPath } from '../../src/compute/blob-source.ts';
+import { FolderBlobStore } from '../../registry/blobs/folder.ts';
 
-/** A blob folder holding the files of the given adapter folders, and the refs the edge would send. */
-export function blobFolder(adapters: Record<string, string>): { root: string; refs: Record<string, AdapterRef> } {
-  const root = mkdtempSync(join(tmpdir(), 'versa-blobs-'));
+/** A blob store holding the files of the given adapter folders, and the refs the edge would send. */
+export async function blobFolder(adapters: Record<string, string>): Promise<{ store: FolderBlobStore; refs: Record<string, AdapterRef> }> {
+  const store = new FolderBlobStore(mkdtempSync(join(tmpdir(), 'versa-blobs-')));
   const refs: Record<string, AdapterRef> = {};
   for (const [id, dir] of Object.entries(adapters)) {
-    const files = readdirSync(dir)
-      .filter((name) => name.endsWith('.safetensors') || name === 'adapter_config.json')
-      .map((name) => {
-        const bytes = readFileSync(join(dir, name));
-        const sha256 = createHash('sha256').update(bytes).digest('hex');
-        const path = join(root, blobPath(sha256));
-        mkdirSync(dirname(path), { recursive: true });
-        writeFileSync(path, bytes);
-        return { name, sha256, bytes: bytes.length };
-      });
+    const names = readdirSync(dir).filter((name) => name.endsWith('.safetensors') || name === 'adapter_config.json');
+    const files = await Promise.all(names.map(async (name) => ({ name, ...(await store.put(new Uint8Array(readFileSync(join(dir, name))))) })));
     const weights = files.find((f) => f.name.endsWith('.safetensors'))!;
-    refs[id] = { id, sha256: weights.sha256, files };
+    refs[id] = { id, sha256: weights.sha256, files: files.map(({ name, sha256, bytes }) => ({ name, sha256, bytes })) };
   }
-  return { root, refs };
+  return { store, refs };
 }
 
 /** POSTs a generation to a compute node and reads its NDJSON stream. */

@@ -42,7 +42,7 @@ export function register(program: Command): void {
 
 async function run(o: ComputeOptions): Promise<void> {
   const { startComputeNode } = await import('../../compute/node.ts');
-  const { blobPath } = await import('../../compute/blob-source.ts');
+  const { FolderBlobStore } = await import('../../../registry/blobs/folder.ts');
   const log = (line: string) => process.stderr.write(`versa compute: ${line}\n`);
   let preload: AdapterRef[] | undefined;
   if (o.preload) {
@@ -55,7 +55,7 @@ async function run(o: ComputeOptions): Promise<void> {
   const node = await startComputeNode({
     model: o.model, tokenizer: o.tokenizer, port: o.port, host: o.host, ep: o.ep, threads: o.threads,
     adapterCacheMb: o.adapterCacheMb, maxBatch: o.maxBatch, maxQueue: o.maxQueue,
-    blobs: o.blobs ? { root: o.blobs, path: blobPath } : undefined,
+    blobs: o.blobs ? new FolderBlobStore(o.blobs) : undefined,
     registryKey: o.registryKey ?? process.env.VERSA_API_KEY, preload, log,
   });
   process.stdout.write(`${node.url}\n`);
