@@ -3,7 +3,7 @@
  * `{"error": {"message", "type", "param", "code"}}` with the right 4xx status. Route code throws
  * `ApiError`; the app's error handler turns it (and anything else) into that shape.
  */
-export type ErrorStatus = 400 | 401 | 403 | 404 | 409 | 410 | 413 | 415 | 422 | 500 | 502 | 503;
+export type ErrorStatus = 400 | 401 | 403 | 404 | 409 | 410 | 413 | 415 | 422 | 429 | 500 | 502 | 503 | 504;
 
 const TYPES: Record<number, string> = {
   400: 'invalid_request_error',
@@ -15,6 +15,7 @@ const TYPES: Record<number, string> = {
   413: 'invalid_request_error',
   415: 'invalid_request_error',
   422: 'invalid_request_error',
+  429: 'rate_limit_error',
 };
 
 export interface ErrorBody {

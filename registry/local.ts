@@ -3,6 +3,7 @@ import { basename, dirname, join } from 'node:path';
 import { Readable } from 'node:stream';
 import { ADAPTER_CONFIG_FILE, detectKind, LORA_WEIGHTS_FILE, VLM_WEIGHTS_FILE } from '../src/engine/adapters/format.ts';
 import { inspectModel } from '../src/engine/loaders/load.ts';
+import type { RegistryClient, UploadPart } from './client.ts';
 import { nodeHasher } from './hash-node.ts';
 import type { RegistryDb } from './db/index.ts';
 import { registerBaseVersion, type BaseVersionInput, type RegisteredBaseVersion } from './queries/models.ts';
@@ -115,4 +116,62 @@ export function adapterFolderFiles(dir: string): LocalAdapterFile[] {
 
 export function fileStream(path: string): ReadableStream<Uint8Array> {
   return Readable.toWeb(createReadStream(path, { highWaterMark: 1 << 20 })) as unknown as ReadableStream<Uint8Array>;
+}
+
+/** The publish form's text fields (see routes/publish). */
+export interface PublishFolderFields {
+  base: string;
+  alias?: string;
+  visibility?: string;
+  task?: string;
+  description?: string;
+  chat_template?: string;
+  dataset?: string;
+  license?: string;
+  training_notes?: string;
+  card?: string;
+  metrics?: string;
+  tags?: string;
+}
+
+/**
+ * Publishes a local adapter folder as a new version: hashes the files (the registry refuses the
+ * upload unless it stores exactly these bytes), then streams the multipart form.
+ */
+export async function publishFolder(
+  client: RegistryClient,
+  dir: string,
+  name: string,
+  fields: PublishFolderFields,
+  progress: { hashing?: (done: number) => void; uploading?: (sent: number) => void } = {},
+): Promise<PublishedVersion> {
+  const files = adapterFolderFiles(dir);
+  const hashes = await hashFiles(files.map((f) => f.path), (done) => progress.hashing?.(done));
+  const readme = files.find((f) => f.name === 'README.md');
+  const all: Record<string, string | undefined> = {
+    ...fields,
+    card: fields.card ?? (readme ? readFileSync(readme.path, 'utf8') : undefined),
+    checksums: JSON.stringify(Object.fromEntries(hashes.map((h) => [h.name, h.sha256]))),
+  };
+  const parts: UploadPart[] = [
+    ...Object.entries(all)
+      .filter((e): e is [string, string] => e[1] !== undefined)
+      .map(([field, value]) => ({ field, value })),
+    ...files.map((f) => ({ file: f.name, bytes: f.bytes, open: () => fileStream(f.path) })),
+  ];
+  return client.upload<PublishedVersion>(`/v1/adapters/${encodeURIComponent(name)}/versions`, parts, progress.uploading);
+}
+
+/** What POST /v1/adapters/{adapter}/versions answers. */
+export interface PublishedVersion {
+  adapter: string;
+  version: number;
+  sha256: string;
+  bytes: number;
+  params: number;
+  params_pct_of_base: number;
+  base: string;
+  kind: 'vlm' | 'lora';
+  alias: string | null;
+  files: FileEntry[];
 }

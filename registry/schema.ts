@@ -113,6 +113,8 @@ export const adapters = sqliteTable(
     visibility: text('visibility', { enum: VISIBILITIES }).notNull().default('private'),
     task: text('task'),
     description: text('description'),
+    /** Jinja chat template for /v1/chat/completions (null: task tokens, then the messages' text). */
+    chatTemplate: text('chat_template'),
     createdAt: createdAt(),
   },
   (t) => [index('adapters_tenant_idx').on(t.tenantId), index('adapters_task_idx').on(t.task)],

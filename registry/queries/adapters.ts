@@ -311,7 +311,7 @@ export async function setVersionStatus(r: RegistryDb, adapter: AdapterRow, versi
 export async function updateAdapter(
   r: RegistryDb,
   adapter: AdapterRow,
-  patch: { visibility?: Visibility; task?: string | null; description?: string | null },
+  patch: { visibility?: Visibility; task?: string | null; description?: string | null; chatTemplate?: string | null },
 ): Promise<AdapterRow> {
   const set = Object.fromEntries(Object.entries(patch).filter(([, v]) => v !== undefined));
   if (Object.keys(set).length) await r.db.update(adapters).set(set).where(eq(adapters.id, adapter.id));

@@ -163,6 +163,15 @@ export async function getRunningExperiment(db: Db, adapter: AdapterRow): Promise
   return row ? getExperiment(db, row.id) : undefined;
 }
 
+/** The adapter's running experiment, killed or not: a killed one sends every unit to its control arm. */
+export async function getActiveExperiment(db: Db, adapter: AdapterRow): Promise<Experiment | undefined> {
+  const [row] = await db
+    .select({ id: experiments.id })
+    .from(experiments)
+    .where(and(eq(experiments.adapterId, adapter.id), eq(experiments.status, 'running')));
+  return row ? getExperiment(db, row.id) : undefined;
+}
+
 export async function listExperiments(db: Db, adapter: AdapterRow): Promise<Experiment[]> {
   const rows = await db.select({ id: experiments.id }).from(experiments).where(eq(experiments.adapterId, adapter.id)).orderBy(desc(experiments.createdAt));
   return (await Promise.all(rows.map((r) => getExperiment(db, r.id)))).filter((e): e is Experiment => !!e);

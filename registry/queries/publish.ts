@@ -15,6 +15,7 @@ export interface NewAdapterVersion {
   visibility?: Visibility;
   task?: string;
   description?: string;
+  chatTemplate?: string;
   baseVersionId: string;
   baseParams: number;
   manifest: AdapterManifest;
@@ -64,7 +65,7 @@ export async function commitAdapterVersion(
     const adapterId = existing?.id ?? `ad_${crypto.randomUUID()}`;
     const versionId = `adv_${crypto.randomUUID()}`;
     const statements: Statement[] = [];
-    const meta = { visibility: v.visibility, task: v.task, description: v.description };
+    const meta = { visibility: v.visibility, task: v.task, description: v.description, chatTemplate: v.chatTemplate };
     if (!existing) {
       statements.push(
         r.db.insert(adapters).values({
@@ -74,6 +75,7 @@ export async function commitAdapterVersion(
           visibility: v.visibility ?? 'private',
           task: v.task ?? null,
           description: v.description ?? null,
+          chatTemplate: v.chatTemplate ?? null,
           createdAt: v.now,
         }),
       );

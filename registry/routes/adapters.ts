@@ -33,6 +33,7 @@ export const AdapterSchema = z
     visibility: VisibilitySchema,
     task: z.string().nullable(),
     description: z.string().nullable(),
+    chat_template: z.string().nullable().openapi({ description: 'Jinja chat template; null = task tokens, then the messages' }),
     created_at: z.string(),
     versions: z.number().int(),
     latest_version: VersionSummarySchema.nullable(),
@@ -102,6 +103,7 @@ export function presentAdapter(a: AdapterListItem): z.infer<typeof AdapterSchema
     visibility: a.visibility,
     task: a.task,
     description: a.description,
+    chat_template: a.chatTemplate,
     created_at: iso(a.createdAt)!,
     versions: a.versions,
     latest_version: a.latest ? presentSummary(a.latest) : null,
@@ -187,13 +189,18 @@ const patch = createRoute({
   method: 'patch',
   path: '/v1/adapters/{adapter}',
   tags: ['adapters'],
-  summary: "Change an adapter's visibility, task or description (its versions never change)",
+  summary: "Change an adapter's visibility, task, description or chat template (its versions never change)",
   ...scoped('publish'),
   request: {
     params: AdapterParam,
     body: jsonBody(
       z
-        .object({ visibility: VisibilitySchema.optional(), task: z.string().max(100).nullable().optional(), description: z.string().max(10_000).nullable().optional() })
+        .object({
+          visibility: VisibilitySchema.optional(),
+          task: z.string().max(100).nullable().optional(),
+          description: z.string().max(10_000).nullable().optional(),
+          chat_template: z.string().max(100_000).nullable().optional(),
+        })
         .strict(),
     ),
   },
@@ -277,7 +284,8 @@ export function adapterRoutes(): OpenAPIHono<AppEnv> {
     const p = principalOf(c);
     const { registry } = c.var.deps;
     const adapter = await findWritableAdapter(registry.db, c.req.valid('param').adapter, viewerOf(p));
-    const updated = await updateAdapter(registry, adapter, c.req.valid('json'));
+    const { chat_template: chatTemplate, ...patch } = c.req.valid('json');
+    const updated = await updateAdapter(registry, adapter, { ...patch, chatTemplate });
     const [item] = await decorate(registry.db, [updated]);
     return c.json(presentAdapter(item), 200);
   });

@@ -3,6 +3,9 @@ import { bodyLimit } from 'hono/body-limit';
 import { DEFAULT_LIMITS, errorResponse, principalMiddleware, validationHook, type AppEnv, type Limits, type RegistryDeps } from '../../registry/http.ts';
 import { errorBody } from '../../registry/errors.ts';
 import { registryRoutes } from '../../registry/routes/index.ts';
+import type { GenerationConfig } from './generation/config.ts';
+import { generationContext } from './generation/context.ts';
+import { generationRoutes } from './generation/routes.ts';
 
 export type { AppEnv } from '../../registry/http.ts';
 
@@ -10,6 +13,8 @@ export type { AppEnv } from '../../registry/http.ts';
 export interface AppDeps extends Omit<RegistryDeps, 'now' | 'limits'> {
   now?: () => Date;
   limits?: Partial<Limits>;
+  /** Compute nodes and generation limits (the OpenAI-compatible routes). */
+  generation?: Partial<GenerationConfig>;
 }
 
 /**
@@ -18,8 +23,9 @@ export interface AppDeps extends Omit<RegistryDeps, 'now' | 'limits'> {
  * Worker and on Node.
  */
 export function createApp(deps: AppDeps): OpenAPIHono<AppEnv> {
+  const { generation: _generation, ...registryDeps } = deps;
   const resolved: RegistryDeps = {
-    ...deps,
+    ...registryDeps,
     now: deps.now ?? (() => new Date()),
     limits: { ...DEFAULT_LIMITS, ...deps.limits },
   };
@@ -40,7 +46,7 @@ export function createApp(deps: AppDeps): OpenAPIHono<AppEnv> {
   });
   app.use('/v1/*', principalMiddleware());
 
-  const routeModules = [...registryRoutes()];
+  const routeModules = [...registryRoutes(), generationRoutes(generationContext(deps.generation))];
   for (const module of routeModules) app.route('/', module);
 
   app.openAPIRegistry.registerComponent('securitySchemes', 'bearer', {

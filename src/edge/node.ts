@@ -6,6 +6,7 @@ import { sqliteRegistry, type SqliteRegistry } from '../../registry/db/sqlite.ts
 import type { Limits } from '../../registry/http.ts';
 import { sweepOrphans } from '../../registry/sweep.ts';
 import { createApp, type AppDeps } from './app.ts';
+import { parseComputeNodes } from './generation/config.ts';
 
 /**
  * Node entry: the same app over SQLite (better-sqlite3, migrations applied at open) and a blob
@@ -45,7 +46,8 @@ export async function startNodeServer(options: NodeServerOptions = {}): Promise<
   const hostname = options.hostname ?? '127.0.0.1';
   const { registry, blobs } = openLocalRegistry(home);
   if (options.apiKey) await createApiKey(registry, { tenant: 'default', name: 'admin', scopes: ['admin'], key: options.apiKey });
-  const app = createApp({ registry, blobs, limits: options.limits, ...options.deps });
+  const generation = options.deps?.generation ?? { nodes: parseComputeNodes(process.env.COMPUTE_NODES) };
+  const app = createApp({ registry, blobs, limits: options.limits, ...options.deps, generation });
   const sweep = () => sweepOrphans(registry.db, blobs).catch((e) => console.error('versa: sweep failed:', e));
   void sweep();
   const timer = setInterval(sweep, 60 * 60 * 1000);

@@ -5,6 +5,7 @@ import { d1Registry } from '../../registry/db/d1.ts';
 import { digestStreamHasher } from '../../registry/hash.ts';
 import { sweepOrphans } from '../../registry/sweep.ts';
 import { createApp, type AppDeps } from './app.ts';
+import { parseComputeNodes } from './generation/config.ts';
 
 /**
  * Cloudflare Worker entry: bindings DB (D1) and BLOBS (R2) from wrangler.toml. Optional secret
@@ -15,13 +16,22 @@ export interface Env {
   DB: D1Database;
   BLOBS: R2Bucket;
   VERSA_API_KEY?: string;
+  /** JSON {"BASE": ["https://node..."]} or a comma-separated list of compute-node URLs. */
   COMPUTE_NODES?: string;
+  /** The Worker's public URL, for compute nodes downloading adapter files (default: the request's origin). */
+  PUBLIC_URL?: string;
+  /** Requests per minute per API key (default 600; 0 = off). */
+  RATE_LIMIT_PER_MINUTE?: string;
+  MAX_TOKENS?: string;
 }
 
 function depsFrom(env: Env): AppDeps {
   const hasher = digestStreamHasher();
   if (!hasher) throw new Error('crypto.DigestStream is missing: not a Workers runtime?');
-  return { registry: d1Registry(env.DB), blobs: new R2BlobStore(env.BLOBS, { hasher }) };
+  const generation: AppDeps['generation'] = { nodes: parseComputeNodes(env.COMPUTE_NODES), publicUrl: env.PUBLIC_URL || undefined };
+  if (env.RATE_LIMIT_PER_MINUTE) generation.rateLimitPerMinute = Number(env.RATE_LIMIT_PER_MINUTE);
+  if (env.MAX_TOKENS) generation.maxTokens = Number(env.MAX_TOKENS);
+  return { registry: d1Registry(env.DB), blobs: new R2BlobStore(env.BLOBS, { hasher }), generation };
 }
 
 // Bindings do not change within an isolate: build the app once, on the first request.

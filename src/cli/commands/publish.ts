@@ -1,7 +1,6 @@
 import { readFileSync } from 'node:fs';
 import type { Command } from 'commander';
-import type { UploadPart } from '../../../registry/client.ts';
-import { adapterFolderFiles, fileStream, hashFiles } from '../../../registry/local.ts';
+import { adapterFolderFiles, publishFolder } from '../../../registry/local.ts';
 import { parse } from '../output.ts';
 import { clientOf, formatBytes, progress, withRegistryOptions, type RegistryOptions } from './registry-options.ts';
 
@@ -18,6 +17,7 @@ interface PublishOptions extends RegistryOptions {
   card?: string;
   metrics?: string;
   tag?: string[];
+  chatTemplate?: string;
 }
 
 export function register(program: Command): void {
@@ -32,6 +32,7 @@ export function register(program: Command): void {
       .option('--visibility <v>', 'private (default) or public')
       .option('--task <task>', 'what the adapter does (e.g. summarize)')
       .option('--description <text>', 'one-line description')
+      .option('--chat-template <file>', 'Jinja chat template for /v1/chat/completions (default: task tokens, then the messages)')
       .option('--dataset <text>', 'lineage: training data')
       .option('--license <spdx>', 'lineage: license')
       .option('--notes <text>', 'lineage: training notes')
@@ -42,37 +43,30 @@ export function register(program: Command): void {
 }
 
 async function run(dir: string, o: PublishOptions): Promise<void> {
-  const files = adapterFolderFiles(dir);
-  const total = files.reduce((n, f) => n + f.bytes, 0);
-  // Hash locally first: the registry refuses the upload unless it stores exactly these bytes.
+  const total = adapterFolderFiles(dir).reduce((n, f) => n + f.bytes, 0);
   const hashing = progress('hashing', total);
-  const hashes = await hashFiles(
-    files.map((f) => f.path),
-    (done) => hashing.update(done),
+  const uploading = progress('uploading', total);
+  const r = await publishFolder(
+    clientOf(o),
+    dir,
+    o.name,
+    {
+      base: o.base,
+      alias: o.alias,
+      visibility: o.visibility,
+      task: o.task,
+      description: o.description,
+      chat_template: o.chatTemplate ? readFileSync(o.chatTemplate, 'utf8') : undefined,
+      dataset: o.dataset,
+      license: o.license,
+      training_notes: o.notes,
+      card: o.card ? readFileSync(o.card, 'utf8') : undefined,
+      metrics: o.metrics ? (o.metrics.trim().startsWith('{') ? o.metrics : readFileSync(o.metrics, 'utf8')) : undefined,
+      tags: o.tag?.length ? JSON.stringify(o.tag) : undefined,
+    },
+    { hashing: (done) => hashing.update(done), uploading: (sent) => uploading.update(sent) },
   );
   hashing.stop();
-  const fields: Record<string, string | undefined> = {
-    base: o.base,
-    alias: o.alias,
-    visibility: o.visibility,
-    task: o.task,
-    description: o.description,
-    dataset: o.dataset,
-    license: o.license,
-    training_notes: o.notes,
-    card: o.card ? readFileSync(o.card, 'utf8') : files.some((f) => f.name === 'README.md') ? readFileSync(files.find((f) => f.name === 'README.md')!.path, 'utf8') : undefined,
-    metrics: o.metrics ? (o.metrics.trim().startsWith('{') ? o.metrics : readFileSync(o.metrics, 'utf8')) : undefined,
-    tags: o.tag?.length ? JSON.stringify(o.tag) : undefined,
-    checksums: JSON.stringify(Object.fromEntries(hashes.map((h) => [h.name, h.sha256]))),
-  };
-  const parts: UploadPart[] = [
-    ...Object.entries(fields)
-      .filter((e): e is [string, string] => e[1] !== undefined)
-      .map(([field, value]) => ({ field, value })),
-    ...files.map((f) => ({ file: f.name, bytes: f.bytes, open: () => fileStream(f.path) })),
-  ];
-  const uploading = progress('uploading', total);
-  const r = await clientOf(o).upload(`/v1/adapters/${encodeURIComponent(o.name)}/versions`, parts, (sent) => uploading.update(sent));
   uploading.stop();
   if (o.json) {
     process.stdout.write(`${JSON.stringify(r)}\n`);

@@ -12,7 +12,7 @@ export interface Arm {
   weight: number;
 }
 
-export async function assignArm(seed: string, unit: string, arms: readonly Arm[]): Promise<Arm> {
+export async function assignArm<A extends Arm>(seed: string, unit: string, arms: readonly A[]): Promise<A> {
   if (!arms.length) throw new Error('an experiment needs at least one arm');
   let best = arms[0];
   let bestScore = -Infinity;

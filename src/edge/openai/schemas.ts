@@ -1,4 +1,4 @@
-import { z } from 'zod';
+import { z } from '@hono/zod-openapi';
 
 /**
  * OpenAI request bodies as Versa accepts them. Parameters Versa cannot honour are refused with a

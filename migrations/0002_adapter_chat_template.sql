@@ -1,0 +1,1 @@
+ALTER TABLE `adapters` ADD `chat_template` text;

@@ -1,0 +1,31 @@
+import type { Context } from 'hono';
+import { DEFAULT_GENERATION, Pools, type GenerationConfig } from './config.ts';
+import { RateLimiter } from './rate-limit.ts';
+
+/** What the generation routes share across requests (per Worker isolate, or per Node process). */
+export interface GenerationContext {
+  config: GenerationConfig;
+  pools: Pools;
+  limiter: RateLimiter;
+  /** Finishes work after the response (events): waitUntil on Workers, a logged promise on Node. */
+  defer(c: Context, work: Promise<unknown>): void;
+}
+
+export function generationContext(config: Partial<GenerationConfig> = {}): GenerationContext {
+  const full = { ...DEFAULT_GENERATION, ...config };
+  return {
+    config: full,
+    pools: new Pools(full.nodes),
+    limiter: new RateLimiter(full.rateLimitPerMinute),
+    defer(c, work) {
+      const guarded = work.catch((e) => console.error('versa: deferred work failed:', e));
+      let ctx: { waitUntil(p: Promise<unknown>): void } | undefined;
+      try {
+        ctx = c.executionCtx; // throws outside Workers
+      } catch {
+        ctx = undefined;
+      }
+      ctx?.waitUntil(guarded);
+    },
+  };
+}

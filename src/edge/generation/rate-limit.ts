@@ -1,0 +1,25 @@
+/**
+ * Requests per minute per API key: a token bucket refilled continuously. In a Worker it is per
+ * isolate (Cloudflare's rate-limiting binding is the global alternative); on Node, per process.
+ */
+export class RateLimiter {
+  private readonly buckets = new Map<string, { tokens: number; at: number }>();
+
+  constructor(
+    private readonly perMinute: number,
+    private readonly now: () => number = () => Date.now(),
+  ) {}
+
+  /** Takes one request from the key's bucket; returns the seconds to wait when it is empty. */
+  take(key: string): { ok: true } | { ok: false; retryAfter: number } {
+    if (this.perMinute <= 0) return { ok: true };
+    const now = this.now();
+    const b = this.buckets.get(key) ?? { tokens: this.perMinute, at: now };
+    b.tokens = Math.min(this.perMinute, b.tokens + ((now - b.at) / 60_000) * this.perMinute);
+    b.at = now;
+    this.buckets.set(key, b);
+    if (b.tokens < 1) return { ok: false, retryAfter: Math.ceil(((1 - b.tokens) * 60) / this.perMinute) };
+    b.tokens -= 1;
+    return { ok: true };
+  }
+}
