@@ -5,7 +5,7 @@ import type { AdapterRef } from '../compute/adapter-cache.ts';
 import { FolderBlobStore } from '../../registry/blobs/folder.ts';
 import type { BlobStore } from '../../registry/blobs/store.ts';
 import { startComputeNode } from '../compute/node.ts';
-import { GPT2_SMALL, randomWeights, writeGpt2Folder, writeVlmAdapter } from './synthetic.ts';
+import { GPT2_SMALL, randomWeights, writeGpt2Folder, writeVlmAdapter } from '../engine/synthetic.ts';
 
 export interface ComputeRun {
   streams: number;

@@ -5,7 +5,7 @@ import { parameterCount } from '../engine/model/config.ts';
 import { EngineClient, type Generation } from '../engine/worker/client.ts';
 import type { GenerateRequest } from '../engine/generation/request.ts';
 import { measureReadBandwidth } from './bandwidth.ts';
-import { GPT2_SMALL, randomWeights, writeGpt2Folder, writeVlmAdapter } from './synthetic.ts';
+import { GPT2_SMALL, randomWeights, writeGpt2Folder, writeVlmAdapter } from '../engine/synthetic.ts';
 
 export interface EngineBenchResult {
   model: string;

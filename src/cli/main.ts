@@ -14,6 +14,7 @@ const commands: Record<string, () => Promise<{ register(program: Command): void 
   generate: () => import('./commands/generate.ts'),
   bench: () => import('./commands/bench.ts'),
   compute: () => import('./commands/compute.ts'),
+  start: () => import('./commands/start.ts'),
   publish: () => import('./commands/publish.ts'),
   import: () => import('./commands/import.ts'),
   models: () => import('./commands/models.ts'),

@@ -1,9 +1,9 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import type { ModelConfig } from '../engine/model/config.ts';
-import { weightShapes, layerPrefix } from '../engine/model/layout.ts';
-import { encodeSafetensors } from '../engine/weights/safetensors.ts';
-import type { Weights } from '../engine/weights/tensor.ts';
+import type { ModelConfig } from './model/config.ts';
+import { layerPrefix, linearModules, weightShapes } from './model/layout.ts';
+import { encodeSafetensors } from './weights/safetensors.ts';
+import type { Weights } from './weights/tensor.ts';
 
 /** GPT-2 small's shape (124M parameters), for benchmarks with seeded random weights. */
 export const GPT2_SMALL: ModelConfig = {
@@ -65,4 +65,45 @@ export function writeVlmAdapter(dir: string, c: ModelConfig, m: number, seed: nu
   writeFileSync(join(dir, 'adapter.safetensors'), encodeSafetensors(tensors, {
     format: 'vglm', bottleneck: String(m), task_tokens: JSON.stringify(taskTokens), base_model: 'gpt2-small-random',
   }));
+}
+
+/** A random PEFT LoRA adapter folder for `c` on `modules` (e.g. ["attn.c_attn"]). */
+export function writeLoraAdapter(dir: string, c: ModelConfig, rank: number, modules: string[], seed: number, alpha = 2 * rank): void {
+  const next = gaussian(seed, 0.05);
+  const rand = (n: number) => Float32Array.from({ length: n }, next);
+  const specs = linearModules(c).filter((m) => modules.includes(m.name));
+  const tensors: Array<{ name: string; shape: number[]; data: Float32Array }> = [];
+  for (let l = 0; l < c.numLayers; l++) {
+    for (const m of specs) {
+      const p = `base_model.model.${layerPrefix(c, l)}${m.name}`;
+      tensors.push({ name: `${p}.lora_A.weight`, shape: [rank, m.in], data: rand(rank * m.in) });
+      tensors.push({ name: `${p}.lora_B.weight`, shape: [m.out, rank], data: rand(m.out * rank) });
+    }
+  }
+  mkdirSync(dir, { recursive: true });
+  writeFileSync(join(dir, 'adapter_model.safetensors'), encodeSafetensors(tensors));
+  writeFileSync(join(dir, 'adapter_config.json'), JSON.stringify({
+    peft_type: 'LORA', task_type: 'CAUSAL_LM', r: rank, lora_alpha: alpha, lora_dropout: 0,
+    target_modules: [...new Set(specs.map((m) => m.name.split('.').pop()))], fan_in_fan_out: c.architecture === 'gpt2', bias: 'none',
+  }, null, 1));
+}
+
+/**
+ * A llama2.c tokenizer.bin over bytes: the three specials, the 256 byte-fallback pieces, then
+ * printable ASCII as itself (so text round-trips and a random model prints readable noise).
+ */
+export function writeByteTokenizer(path: string): number {
+  const pieces: Array<[string, number]> = [['<unk>', 0], ['\n<s>\n', 0], ['\n</s>\n', 0]];
+  for (let b = 0; b < 256; b++) pieces.push([`<0x${b.toString(16).toUpperCase().padStart(2, '0')}>`, 0]);
+  for (let ch = 32; ch < 127; ch++) pieces.push([String.fromCharCode(ch), 0]);
+  const chunks: Buffer[] = [Buffer.from(Int32Array.of(16).buffer)];
+  for (const [text, score] of pieces) {
+    const bytes = Buffer.from(text, 'latin1');
+    const head = Buffer.alloc(8);
+    head.writeFloatLE(score, 0);
+    head.writeInt32LE(bytes.length, 4);
+    chunks.push(head, bytes);
+  }
+  writeFileSync(path, Buffer.concat(chunks));
+  return pieces.length;
 }

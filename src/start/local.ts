@@ -1,0 +1,123 @@
+import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { generateKey } from '../../registry/auth.ts';
+import { RegistryClient } from '../../registry/client.ts';
+import { importLocalModel, publishFolder } from '../../registry/local.ts';
+import { getBaseModel, listBaseModels } from '../../registry/queries/models.ts';
+import { startComputeNode, type ComputeNode } from '../compute/node.ts';
+import { openLocalRegistry, startNodeServer, type NodeServer } from '../edge/node.ts';
+import type { ExecutionProvider } from '../engine/runtime/session.ts';
+import { DEMO, ensureDemoFiles } from './demo.ts';
+
+export interface LocalOptions {
+  /** Default: env PORT, else 8787 (0 picks a free port). */
+  port?: number;
+  /** Default: env VERSA_HOME, else ./.versa */
+  home?: string;
+  /** Default: env VERSA_API_KEY, else the key kept in <home>/admin-key (made on first start). */
+  apiKey?: string;
+  /** A real base model to serve (Hugging Face folder or llama2.c .bin); default: the offline demo. */
+  model?: string;
+  tokenizer?: string;
+  /** Registry name of --model (required with it). */
+  name?: string;
+  ep?: ExecutionProvider;
+  threads?: number;
+  computePort?: number;
+  log?: (line: string) => void;
+}
+
+export interface Local {
+  url: string;
+  apiKey: string;
+  base: string;
+  edge: NodeServer;
+  compute: ComputeNode;
+  banner: string;
+  close(): Promise<void>;
+}
+
+/**
+ * `npm start`: the whole product on this machine, in one process. The registry (SQLite + a blob
+ * folder under VERSA_HOME, migrations applied), one compute node, and the edge on Node. On first
+ * start without --model it seeds a demo: base model, two adapters, a production alias and a
+ * running experiment.
+ */
+export async function startLocal(o: LocalOptions = {}): Promise<Local> {
+  const log = o.log ?? (() => {});
+  const home = resolve(o.home ?? process.env.VERSA_HOME ?? '.versa');
+  mkdirSync(home, { recursive: true });
+  const apiKey = o.apiKey ?? process.env.VERSA_API_KEY ?? localKey(home);
+
+  if (o.model && !o.name) throw new Error('--model needs --name: the name the base model gets in the registry');
+  const demo = o.model ? undefined : ensureDemoFiles(home);
+  const model = o.model ?? demo!.model;
+  const tokenizer = o.tokenizer ?? demo?.tokenizer;
+  const base = o.name ?? DEMO.base;
+
+  // Register the base before the edge starts, so that its compute node is known to the router.
+  const { registry, blobs } = openLocalRegistry(home);
+  const fresh = (await listBaseModels(registry.db)).length === 0;
+  if (!(await getBaseModel(registry.db, base))) {
+    log(`registering ${base} from ${model}`);
+    await importLocalModel(registry, { path: model, name: base, tokenizer });
+  }
+  registry.close();
+
+  log('starting the compute node');
+  const compute = await startComputeNode({ model, tokenizer, port: o.computePort ?? 0, ep: o.ep, threads: o.threads, blobs, log });
+  const edge = await startNodeServer({ port: o.port, home, apiKey, deps: { generation: { nodes: { [base]: [compute.url] } } } });
+
+  let seeded = '';
+  if (demo && fresh) seeded = await seedDemo(new RegistryClient({ url: edge.url, key: apiKey }), demo);
+
+  const banner = bannerText(edge.url, apiKey, base, !!demo, seeded);
+  return {
+    url: edge.url, apiKey, base, edge, compute, banner,
+    close: async () => {
+      await edge.close();
+      await compute.shutdown(5000);
+    },
+  };
+}
+
+/** The demo's adapters, versions, alias and experiment. Returns the experiment id. */
+async function seedDemo(client: RegistryClient, demo: ReturnType<typeof ensureDemoFiles>): Promise<string> {
+  const base = `${DEMO.base}@1`;
+  await publishFolder(client, demo.writerV1, DEMO.writer, { base, alias: 'production', visibility: 'public', task: 'storytelling', description: `${DEMO.note}` });
+  await publishFolder(client, demo.writerV2, DEMO.writer, { base, alias: 'staging' });
+  await publishFolder(client, demo.critic, DEMO.critic, { base, alias: 'production', task: 'critique', description: DEMO.note });
+  const experiment = await client.json('POST', '/v1/experiments', {
+    name: `${DEMO.writer}: v2 against v1`, adapter: DEMO.writer, status: 'running',
+    arms: [{ name: 'control', version: 1, weight: 50 }, { name: 'candidate', version: 2, weight: 50 }],
+  });
+  return experiment.id;
+}
+
+function bannerText(url: string, key: string, base: string, demo: boolean, experiment: string): string {
+  const model = demo ? DEMO.writer : base;
+  const body = JSON.stringify({ model, messages: [{ role: 'user', content: 'Once upon a time' }], stream: true, max_tokens: 32 });
+  return [
+    `Versa is running on ${url}`,
+    `  dashboard  ${url}/ui#key=${key}`,
+    `  API key    ${key}`,
+    `  base       ${base}${demo ? ` (${DEMO.note})` : ''}`,
+    ...(demo ? [`  adapters   ${DEMO.writer} (v1 = production, v2 = staging${experiment ? `, A/B experiment ${experiment} running` : ''}), ${DEMO.critic}`] : []),
+    `  API docs   ${url}/openapi.json`,
+    '',
+    'Stream tokens:',
+    `  curl -N ${url}/v1/chat/completions -H 'Authorization: Bearer ${key}' -H 'Content-Type: application/json' -d '${body}'`,
+    '',
+  ].join('\n');
+}
+
+/** The local admin key, made once and kept (owner-readable only) under VERSA_HOME. */
+function localKey(home: string): string {
+  const path = join(home, 'admin-key');
+  if (existsSync(path)) return readFileSync(path, 'utf8').trim();
+  const key = generateKey();
+  writeFileSync(path, `${key}\n`, { mode: 0o600 });
+  chmodSync(path, 0o600);
+  return key;
+}
+

@@ -1,0 +1,87 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import OpenAI from 'openai';
+import { afterEach, describe, expect, it } from 'vitest';
+import { fixture, hasFixtures, readJson } from '../helpers/fixtures.ts';
+import { versa } from '../helpers/cli.ts';
+
+const BIN = resolve(import.meta.dirname, '../../bin/versa.js');
+const running: ChildProcess[] = [];
+afterEach(() => running.splice(0).forEach((p) => p.kill('SIGTERM')));
+
+/** Runs `versa start ARGS` and waits for its banner. */
+async function start(home: string, args: string[] = [], env: Record<string, string> = {}) {
+  const child = spawn(process.execPath, [BIN, 'start', ...args], { env: { ...process.env, VERSA_HOME: home, PORT: '0', ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  running.push(child);
+  let out = '';
+  let err = '';
+  child.stderr.on('data', (d) => (err += d));
+  const banner = await new Promise<string>((done, fail) => {
+    child.stdout.on('data', (d) => {
+      out += d;
+      if (out.includes('curl -N') && out.endsWith('\n\n')) done(out);
+    });
+    child.on('exit', (code) => fail(new Error(`versa start exited ${code}: ${err}`)));
+  });
+  const url = /running on (\S+)/.exec(banner)![1];
+  const key = /API key\s+(\S+)/.exec(banner)![1];
+  const curl = /curl -N (\S+) -H 'Authorization: Bearer (\S+)' -H 'Content-Type: application\/json' -d '(.*)'/.exec(banner)!;
+  return { child, banner, url, key, curl: { url: curl[1], key: curl[2], body: curl[3] } };
+}
+
+describe('npm start (versa start)', () => {
+  it('serves the offline demo; the printed curl streams tokens; a restart keeps data and key', async () => {
+    const home = mkdtempSync(join(tmpdir(), 'versa-home-'));
+    const first = await start(home);
+    expect(first.banner).toMatch(/demo weights/);
+    expect(first.banner).toMatch(/A\/B experiment exp_\w+ running/);
+    const res = await fetch(first.curl.url, { method: 'POST', headers: { authorization: `Bearer ${first.curl.key}`, 'content-type': 'application/json' }, body: first.curl.body });
+    expect(res.status).toBe(200);
+    expect(res.headers.get('content-type')).toMatch(/text\/event-stream/);
+    expect(res.headers.get('x-versa-experiment')).toMatch(/^exp_/);
+    const events = (await res.text()).trim().split('\n\n');
+    expect(events.at(-1)).toBe('data: [DONE]');
+    expect(events.filter((e) => e.includes('"content"')).length).toBeGreaterThan(1);
+    expect(readFileSync(join(home, 'admin-key'), 'utf8').trim()).toBe(first.key);
+    const models = await (await fetch(`${first.url}/v1/models`, { headers: { authorization: `Bearer ${first.key}` } })).json();
+    expect(models.data.map((m: { id: string }) => m.id)).toEqual(expect.arrayContaining(['versa-demo', 'demo-writer', 'demo-critic', 'demo-writer@production']));
+
+    first.child.kill('SIGTERM');
+    await new Promise((r) => first.child.once('exit', r));
+    const again = await start(home);
+    expect(again.key).toBe(first.key);
+    expect(again.banner).not.toMatch(/experiment exp_/); // seeded once, not twice
+    const experiments = await (await fetch(`${again.url}/v1/experiments?adapter=demo-writer`, { headers: { authorization: `Bearer ${again.key}` } })).json();
+    expect(experiments.data).toHaveLength(1);
+  }, 120_000);
+
+  it('VERSA_API_KEY sets the admin key', async () => {
+    const key = `vsk_${'k'.repeat(40)}`;
+    const s = await start(mkdtempSync(join(tmpdir(), 'versa-home-')), [], { VERSA_API_KEY: key });
+    expect(s.key).toBe(key);
+    expect((await fetch(`${s.url}/v1/whoami`, { headers: { authorization: `Bearer ${key}` } })).status).toBe(200);
+  }, 120_000);
+
+  it.skipIf(!hasFixtures)('serves a real model: an adapter published with versa publish streams its golden text', async () => {
+    const home = mkdtempSync(join(tmpdir(), 'versa-home-'));
+    const s = await start(home, ['--model', fixture('stories260k/model.bin'), '--tokenizer', fixture('stories260k/tokenizer.bin'), '--name', 'stories260k']);
+    expect(s.banner).not.toMatch(/demo weights/);
+    const published = await versa(['publish', fixture('stories260k/adapters/vlm-max'), '--name', 'vlm-max', '--base', 'stories260k@1', '--alias', 'production', '--registry', s.url, '--key', s.key]);
+    expect(published.code, published.stderr).toBe(0);
+    const g = readJson('stories260k/adapters/vlm-max/expected/greedy.json').prompts[1];
+    const openai = new OpenAI({ baseURL: `${s.url}/v1`, apiKey: s.key, maxRetries: 0 });
+    const stream = await openai.chat.completions.create({ model: 'vlm-max', messages: [{ role: 'user', content: g.prompt_text }], temperature: 0, max_tokens: 120, stream: true });
+    let text = '';
+    for await (const chunk of stream) text += chunk.choices[0]?.delta.content ?? '';
+    expect(text).toBe(g.greedy_text);
+  }, 120_000);
+
+  it('refuses --model without --name in one line', async () => {
+    const r = await versa(['start', '--model', 'x.bin'], { env: { VERSA_HOME: mkdtempSync(join(tmpdir(), 'versa-home-')), PORT: '0' } });
+    expect(r.code).not.toBe(0);
+    expect(r.stderr.trim().split('\n')).toHaveLength(1);
+    expect(r.stderr).toMatch(/--model needs --name/);
+  });
+});
