@@ -1,7 +1,7 @@
 import type { AddressInfo } from 'node:net';
 import { serve, type ServerType } from '@hono/node-server';
 import { EngineClient } from '../engine/worker/client.ts';
-import type { ExecutionProvider } from '../engine/runtime/session.ts';
+import type { ProviderChoice } from '../engine/runtime/session.ts';
 import { AdapterCache, type AdapterRef } from './adapter-cache.ts';
 import { firstOf, httpSource, storeSource, type BlobSource } from './blob-source.ts';
 import type { BlobStore } from '../../registry/blobs/store.ts';
@@ -13,7 +13,7 @@ export interface ComputeNodeOptions {
   tokenizer?: string;
   port?: number;
   host?: string;
-  ep?: ExecutionProvider;
+  ep?: ProviderChoice;
   threads?: number;
   /** Budget of the adapter cache, in MB. */
   adapterCacheMb?: number;

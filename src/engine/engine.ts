@@ -9,7 +9,7 @@ import { readAdapter, type Adapter, type AdapterFiles } from './adapters/read.ts
 import { loadAdapterFolder } from './adapters/load.ts';
 import type { AdapterManifest } from './adapters/format.ts';
 import { ModelRunner } from './runtime/runner.ts';
-import type { ExecutionProvider } from './runtime/session.ts';
+import type { ExecutionProvider, ProviderChoice } from './runtime/session.ts';
 import { Scheduler, type SchedulerOptions, type StepStats } from './generation/scheduler.ts';
 import { Sequence, type SequenceSink } from './generation/sequence.ts';
 import { RequestError, validateRequest, type GenerateRequest } from './generation/request.ts';
@@ -19,7 +19,7 @@ export interface EngineOptions extends Partial<SchedulerOptions> {
   model: string;
   /** tokenizer.json, a folder with one, or llama2.c's tokenizer.bin; found next to the model if omitted. */
   tokenizer?: string;
-  ep?: ExecutionProvider;
+  ep?: ProviderChoice;
   threads?: number;
 }
 

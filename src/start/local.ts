@@ -6,7 +6,7 @@ import { importLocalModel, publishFolder } from '../../registry/local.ts';
 import { getBaseModel, listBaseModels } from '../../registry/queries/models.ts';
 import { startComputeNode, type ComputeNode } from '../compute/node.ts';
 import { openLocalRegistry, startNodeServer, type NodeServer } from '../edge/node.ts';
-import type { ExecutionProvider } from '../engine/runtime/session.ts';
+import type { ProviderChoice } from '../engine/runtime/session.ts';
 import { DEMO, ensureDemoFiles } from './demo.ts';
 
 export interface LocalOptions {
@@ -21,7 +21,7 @@ export interface LocalOptions {
   tokenizer?: string;
   /** Registry name of --model (required with it). */
   name?: string;
-  ep?: ExecutionProvider;
+  ep?: ProviderChoice;
   threads?: number;
   computePort?: number;
   log?: (line: string) => void;

@@ -49,6 +49,7 @@ describe.skipIf(!hasFixtures)('versa generate', () => {
     ['an id outside the vocabulary', ['generate', '--model', stories, '--prompt-ids', '1,9999'], /outside the vocabulary/],
     ['an adapter for another base', ['generate', '--model', stories, '--adapter', fixture('tiny-gpt2/adapters/vglm-a')], /project_down/],
     ['two prompt sources', ['generate', '--model', stories, '--prompt', 'a', '--prompt-ids', '1'], /only one of/],
+    ['an execution provider this host cannot load', ['generate', '--model', stories, '--ep', 'cuda'], /execution provider "cuda" could not be loaded: .*--onnxruntime-node-install=cuda12/],
   ];
   for (const [what, args, message] of errors) {
     it(`refuses ${what} with one line and a non-zero exit`, async () => {

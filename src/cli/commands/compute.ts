@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { Option, type Command } from 'commander';
-import { EXECUTION_PROVIDERS, type ExecutionProvider } from '../../engine/runtime/session.ts';
+import { EXECUTION_PROVIDERS, type ProviderChoice } from '../../engine/runtime/session.ts';
 import type { AdapterRef } from '../../compute/adapter-cache.ts';
 import { parse } from '../output.ts';
 
@@ -9,7 +9,7 @@ interface ComputeOptions {
   tokenizer?: string;
   port: number;
   host: string;
-  ep: ExecutionProvider;
+  ep: ProviderChoice;
   threads?: number;
   adapterCacheMb: number;
   maxBatch: number;

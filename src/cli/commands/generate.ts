@@ -3,7 +3,7 @@ import { resolve } from 'node:path';
 import { Option, type Command } from 'commander';
 import { z } from 'zod';
 import { EngineClient, type Generation } from '../../engine/worker/client.ts';
-import { EXECUTION_PROVIDERS, type ExecutionProvider } from '../../engine/runtime/session.ts';
+import { EXECUTION_PROVIDERS, type ProviderChoice } from '../../engine/runtime/session.ts';
 import type { GenerateRequest, GenerateResult } from '../../engine/generation/request.ts';
 import { parse, warn } from '../output.ts';
 
@@ -23,7 +23,7 @@ interface GenerateOptions {
   ignoreEos?: boolean;
   logprobs?: number;
   json?: boolean;
-  ep: ExecutionProvider;
+  ep: ProviderChoice;
   threads?: number;
 }
 

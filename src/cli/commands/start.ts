@@ -1,5 +1,5 @@
 import { Option, type Command } from 'commander';
-import { EXECUTION_PROVIDERS, type ExecutionProvider } from '../../engine/runtime/session.ts';
+import { EXECUTION_PROVIDERS, type ProviderChoice } from '../../engine/runtime/session.ts';
 import { parse } from '../output.ts';
 
 interface StartOptions {
@@ -8,7 +8,7 @@ interface StartOptions {
   name?: string;
   port?: number;
   home?: string;
-  ep: ExecutionProvider;
+  ep: ProviderChoice;
   threads?: number;
   computePort?: number;
 }

@@ -5,7 +5,7 @@ import { buildDecoderGraph } from '../graph/build.ts';
 import { IN, LOGITS, MASKED, newKey, newValue, pastKey, pastValue } from '../graph/io.ts';
 import { AdapterBank } from './adapter-bank.ts';
 import { KvCache } from './kv-cache.ts';
-import { createSession, type ExecutionProvider } from './session.ts';
+import { createSession, type ExecutionProvider, type ProviderChoice } from './session.ts';
 
 /** One row of a run: new tokens of a sequence whose first `position` tokens are in the cache. */
 export interface RunRow {
@@ -39,9 +39,8 @@ export class ModelRunner {
     this.bank = new AdapterBank(config);
   }
 
-  static async create(config: ModelConfig, weights: Weights, opts: { ep?: ExecutionProvider; threads?: number } = {}): Promise<ModelRunner> {
-    const ep = opts.ep ?? 'cpu';
-    const session = await createSession(buildDecoderGraph(config, weights), ep, opts.threads);
+  static async create(config: ModelConfig, weights: Weights, opts: { ep?: ProviderChoice; threads?: number } = {}): Promise<ModelRunner> {
+    const { session, ep } = await createSession(buildDecoderGraph(config, weights), opts.ep ?? 'cpu', opts.threads);
     return new ModelRunner(session, config, ep);
   }
 

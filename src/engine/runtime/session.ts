@@ -2,7 +2,12 @@ import { availableParallelism } from 'node:os';
 import ort from 'onnxruntime-node';
 
 export type ExecutionProvider = 'cpu' | 'webgpu' | 'cuda';
-export const EXECUTION_PROVIDERS: readonly ExecutionProvider[] = ['cpu', 'webgpu', 'cuda'];
+/** What a user may ask for: a provider, or `auto` (the first of cuda, webgpu, cpu that loads). */
+export type ProviderChoice = ExecutionProvider | 'auto';
+export const EXECUTION_PROVIDERS: readonly ProviderChoice[] = ['cpu', 'webgpu', 'cuda', 'auto'];
+
+// Failures surface as exceptions with our own message; onnxruntime's own log would repeat them.
+ort.env.logLevel = 'fatal';
 
 export class ExecutionProviderError extends Error {
   override name = 'ExecutionProviderError';
@@ -22,18 +27,34 @@ export function bundledProviders(): string[] {
 }
 
 /** Creates the inference session, failing with a clear message when the provider cannot load. */
-export async function createSession(model: Uint8Array, ep: ExecutionProvider, threads?: number): Promise<ort.InferenceSession> {
+export async function createSession(model: Uint8Array, choice: ProviderChoice, threads?: number): Promise<{ session: ort.InferenceSession; ep: ExecutionProvider }> {
+  if (choice === 'auto') {
+    for (const ep of ['cuda', 'webgpu'] as const) {
+      try {
+        return await createSession(model, ep, threads);
+      } catch {
+        // not on this host: try the next one
+      }
+    }
+    return createSession(model, 'cpu', threads);
+  }
   const options: ort.InferenceSession.SessionOptions = {
-    executionProviders: ep === 'cuda' ? [{ name: 'cuda', deviceId: 0 }] : [ep],
+    executionProviders: choice === 'cuda' ? [{ name: 'cuda', deviceId: 0 }] : [choice],
     graphOptimizationLevel: 'all',
     intraOpNumThreads: threads ?? availableParallelism(),
     interOpNumThreads: 1,
-    logSeverityLevel: 3,
+    logSeverityLevel: 4,
   };
   try {
-    return await ort.InferenceSession.create(model, options);
+    return { session: await ort.InferenceSession.create(model, options), ep: choice };
   } catch (e) {
-    if (ep === 'cpu') throw e;
-    throw new ExecutionProviderError(`execution provider "${ep}" could not be loaded: ${(e as Error).message.split('\n')[0]}. ${HINTS[ep]}`);
+    if (choice === 'cpu') throw e;
+    throw new ExecutionProviderError(`execution provider "${choice}" could not be loaded: ${essence((e as Error).message)}. ${HINTS[choice]}`);
   }
+}
+
+/** The informative part of an onnxruntime error (without its source paths and assertions). */
+function essence(message: string): string {
+  const line = message.split('\n')[0];
+  return line.replace(/^.*? was false\. /, '').replace(/^\/onnxruntime_src\/\S+ \S+ /, '').trim();
 }
