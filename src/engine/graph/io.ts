@@ -32,9 +32,11 @@ export const newKey = (l: number) => `new_key.${l}`; // output float [N, Hkv*hd]
 export const newValue = (l: number) => `new_value.${l}`; // output float [N, Hkv*hd]
 export const LOGITS = 'logits'; // output float [B, V + K]
 
-/** VLM bank tensors of one layer: ln [U,1,d] x2, down [U,d,m], down_b [U,1,m], up [U,m,d], up_b [U,1,d]. */
+/**
+ * VLM bank tensors of one layer: down [U,d,m] and down_b [U,1,m] (with the adapter's LayerNorm
+ * scale and shift folded in), up [U,m,d], up_b [U,1,d].
+ */
 export const vlmInputs = (l: number) => ({
-  lnW: `vlm.${l}.ln_w`, lnB: `vlm.${l}.ln_b`,
   down: `vlm.${l}.down`, downB: `vlm.${l}.down_b`,
   up: `vlm.${l}.up`, upB: `vlm.${l}.up_b`,
 });

@@ -23,6 +23,8 @@ export class GraphBuilder {
   private readonly outputs: onnxProto.onnx.IValueInfoProto[] = [];
   private readonly initializers: onnxProto.onnx.ITensorProto[] = [];
   private readonly constants = new Map<string, string>();
+  /** Values exposed as graph outputs under another name: renamed at encode, no Identity copy. */
+  private readonly renames = new Map<string, string>();
   private counter = 0;
 
   input(name: string, type: ElemType, dims: Dim[]): string {
@@ -31,7 +33,9 @@ export class GraphBuilder {
   }
 
   output(value: string, name: string, type: ElemType, dims: Dim[]): void {
-    this.op('Identity', [value], {}, name);
+    const produced = this.nodes.some((n) => n.output?.includes(value));
+    if (produced && !this.renames.has(value)) this.renames.set(value, name);
+    else this.op('Identity', [value], {}, name); // a graph input, an initializer, or already an output
     this.outputs.push(valueInfo(name, type, dims));
   }
 
@@ -72,7 +76,7 @@ export class GraphBuilder {
     return name;
   }
 
-  /** Adds a node with one output; returns the output's name. */
+  /** Adds a node with one output; returns the output's name. `domain` 'com.microsoft' for contrib ops. */
   op(type: string, inputs: string[], attrs: Record<string, AttrValue> = {}, name?: string, domain = ''): string {
     const out = name ?? `${type.toLowerCase()}_${this.counter++}`;
     this.nodes.push({ opType: type, domain, input: inputs, output: [out], attribute: attributes(attrs) });
@@ -102,11 +106,14 @@ export class GraphBuilder {
 
   /** Serialises the model (opset 17, IR 8). */
   encode(name = 'versa'): Uint8Array {
+    const rename = (v: string) => this.renames.get(v) ?? v;
+    const nodes = this.nodes.map((n) => ({ ...n, input: n.input!.map(rename), output: n.output!.map(rename) }));
+    const contrib = nodes.some((n) => n.domain === 'com.microsoft');
     const model = onnx.ModelProto.create({
       irVersion: 8,
       producerName: 'versa',
-      opsetImport: [{ domain: '', version: 17 }],
-      graph: { name, node: this.nodes, input: this.inputs, output: this.outputs, initializer: this.initializers },
+      opsetImport: [{ domain: '', version: 17 }, ...(contrib ? [{ domain: 'com.microsoft', version: 1 }] : [])],
+      graph: { name, node: nodes, input: this.inputs, output: this.outputs, initializer: this.initializers },
     });
     return onnx.ModelProto.encode(model).finish();
   }

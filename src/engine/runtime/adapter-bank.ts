@@ -117,7 +117,7 @@ abstract class Bank<A extends Adapter> {
 class VlmBank extends Bank<VlmAdapter> {
   private m = 0;
   maxTasks = 0;
-  private layers: Array<Record<'lnW' | 'lnB' | 'down' | 'downB' | 'up' | 'upB', Float32Array>> = [];
+  private layers: Array<Record<'down' | 'downB' | 'up' | 'upB', Float32Array>> = [];
   private taskIn = new Float32Array(0);
   private taskHead = new Float32Array(0);
 
@@ -142,7 +142,6 @@ class VlmBank extends Bank<VlmAdapter> {
     this.capacity = capacity;
     const m = this.m;
     this.layers = Array.from({ length: this.c.numLayers }, () => ({
-      lnW: new Float32Array(capacity * d), lnB: new Float32Array(capacity * d),
       down: new Float32Array(capacity * d * m), downB: new Float32Array(capacity * m),
       up: new Float32Array(capacity * m * d), upB: new Float32Array(capacity * d),
     }));
@@ -157,14 +156,22 @@ class VlmBank extends Bank<VlmAdapter> {
     const am = a.bottleneck;
     this.layers.forEach((bank, l) => {
       const src = a.layers[l];
-      bank.lnW.set(src.lnW, s * d);
-      bank.lnB.set(src.lnB, s * d);
       // Slot tensors: down [d, m], up [m, d]; an adapter with a smaller bottleneck is zero-padded.
-      const down = bank.down.subarray(s * d * m, (s + 1) * d * m);
-      if (am === m) down.set(src.downT);
-      else for (let i = 0; i < d; i++) down.subarray(i * m, (i + 1) * m).fill(0).set(src.downT.subarray(i * am, (i + 1) * am));
+      // LayerNorm's affine goes into down: (x*w + b) D = x (w D) + (b D), so the graph skips it.
+      const down = bank.down.subarray(s * d * m, (s + 1) * d * m).fill(0);
+      const downB = bank.downB.subarray(s * m, (s + 1) * m).fill(0);
+      downB.set(src.downB);
+      for (let i = 0; i < d; i++) {
+        const w = src.lnW[i];
+        const b = src.lnB[i];
+        const row = src.downT.subarray(i * am, (i + 1) * am);
+        const into = down.subarray(i * m, i * m + am);
+        for (let j = 0; j < am; j++) {
+          into[j] = w * row[j];
+          downB[j] += b * row[j];
+        }
+      }
       bank.up.subarray(s * m * d, (s + 1) * m * d).fill(0).set(src.upT);
-      bank.downB.subarray(s * m, (s + 1) * m).fill(0).set(src.downB);
       bank.upB.set(src.upB, s * d);
     });
     const k = this.maxTasks;
@@ -187,8 +194,6 @@ class VlmBank extends Bank<VlmAdapter> {
         data: data ? data.subarray(0, dims.reduce((x, y) => x * y, 1)) : new Float32Array(0),
         dims,
       });
-      feeds.set(io.lnW, view(bank?.lnW, [u, 1, d]));
-      feeds.set(io.lnB, view(bank?.lnB, [u, 1, d]));
       feeds.set(io.down, view(bank?.down, [u, d, m]));
       feeds.set(io.downB, view(bank?.downB, [u, 1, m]));
       feeds.set(io.up, view(bank?.up, [u, m, d]));
