@@ -19,13 +19,17 @@ variants.full.bank.acquire(ad); variants.nolora.bank.acquire(ad);
 const configs: Array<[string, ModelRunner, string | undefined]> = [['full', variants.full, undefined], ['full+ad', variants.full, 'a'], ['nolora', variants.nolora, undefined], ['nolora+ad', variants.nolora, 'a'], ['none', variants.none, undefined]];
 const times: Record<string, number[]> = {};
 for (const [name, r, a] of configs) { times[name] = []; await r.run([{ row: configs.findIndex(x => x[0] === name) % 2, tokens: Array(16).fill(5), position: 0, adapter: a }]); }
-for (let s = 0; s < 60; s++) {
+let pos = 16;
+for (let round = 0; round < 3; round++) {
   for (const [name, r, a] of configs) {
     const row = configs.findIndex(x => x[0] === name) % 2;
-    const t = performance.now();
-    await r.run([{ row, tokens: [7], position: 16 + s, adapter: a }]);
-    times[name].push(performance.now() - t);
+    for (let s = 0; s < 25; s++) {
+      const t = performance.now();
+      await r.run([{ row, tokens: [7], position: pos + s, adapter: a }]);
+      if (s >= 5) times[name].push(performance.now() - t);
+    }
   }
+  pos += 25;
 }
-const med = (a: number[]) => [...a].sort((x, y) => x - y)[a.length >> 1];
+const med = (a: number[]) => [...a].sort((x, y) => x - y)[Math.floor(a.length * 0.1)];
 for (const [name] of configs) console.log(name.padEnd(10), med(times[name]).toFixed(2), 'ms');

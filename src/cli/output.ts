@@ -32,6 +32,12 @@ export const parse = {
     if (!ids.length || ids.some((s) => !/^\d+$/.test(s))) throw new InvalidArgumentError('expected comma-separated token ids, e.g. 1,2,3');
     return ids.map(Number);
   },
+  adapterKinds(value: string): Array<'vlm' | 'lora'> {
+    if (value === 'none') return [];
+    const kinds = value.split(',').map((k) => k.trim());
+    if (!kinds.every((k) => k === 'vlm' || k === 'lora')) throw new InvalidArgumentError('expected vlm, lora, vlm,lora or none');
+    return [...new Set(kinds)] as Array<'vlm' | 'lora'>;
+  },
   collect(value: string, previous: string[] = []): string[] {
     return [...previous, value];
   },

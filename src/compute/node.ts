@@ -5,6 +5,7 @@ import type { ProviderChoice } from '../engine/runtime/session.ts';
 import { AdapterCache, type AdapterRef } from './adapter-cache.ts';
 import { firstOf, httpSource, storeSource, type BlobSource } from './blob-source.ts';
 import type { BlobStore } from '../../registry/blobs/store.ts';
+import type { AdapterKind } from '../engine/adapters/format.ts';
 import { createComputeApp, type ComputeState } from './app.ts';
 import { cacheEvents, createMetrics } from './metrics.ts';
 
@@ -17,6 +18,8 @@ export interface ComputeNodeOptions {
   threads?: number;
   /** Budget of the adapter cache, in MB. */
   adapterCacheMb?: number;
+  /** Adapter kinds served (default both). */
+  adapterKinds?: AdapterKind[];
   /** Rows decoded together; requests beyond wait in the engine's queue. */
   maxBatch?: number;
   /** Requests allowed to wait for a row; beyond, 429 with Retry-After. */
@@ -45,7 +48,7 @@ export interface ComputeNode {
 export async function startComputeNode(o: ComputeNodeOptions): Promise<ComputeNode> {
   const log = o.log ?? (() => {});
   const maxBatch = o.maxBatch ?? 64;
-  const engine = await EngineClient.start({ model: o.model, tokenizer: o.tokenizer, ep: o.ep, threads: o.threads, maxBatch });
+  const engine = await EngineClient.start({ model: o.model, tokenizer: o.tokenizer, ep: o.ep, threads: o.threads, maxBatch, adapterKinds: o.adapterKinds });
   for (const w of engine.info.warnings) log(`warning: ${w}`);
   const metrics = createMetrics();
   const sources: BlobSource[] = [];

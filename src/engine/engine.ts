@@ -7,7 +7,7 @@ import { TaskTokenizer } from './tokenizer/task-tokens.ts';
 import type { Tokenizer } from './tokenizer/types.ts';
 import { readAdapter, type Adapter, type AdapterFiles } from './adapters/read.ts';
 import { loadAdapterFolder } from './adapters/load.ts';
-import type { AdapterManifest } from './adapters/format.ts';
+import { AdapterFormatError, type AdapterKind, type AdapterManifest } from './adapters/format.ts';
 import { ModelRunner } from './runtime/runner.ts';
 import type { ExecutionProvider, ProviderChoice } from './runtime/session.ts';
 import { Scheduler, type SchedulerOptions, type StepStats } from './generation/scheduler.ts';
@@ -21,6 +21,11 @@ export interface EngineOptions extends Partial<SchedulerOptions> {
   tokenizer?: string;
   ep?: ProviderChoice;
   threads?: number;
+  /**
+   * Adapter kinds to serve (default both). The graph only carries what it serves: a base-only
+   * engine skips the adapter ops that would otherwise run, empty, on every step.
+   */
+  adapterKinds?: AdapterKind[];
 }
 
 export interface EngineInfo {
@@ -30,6 +35,7 @@ export interface EngineInfo {
   params: number;
   ep: ExecutionProvider;
   hasTokenizer: boolean;
+  adapterKinds: AdapterKind[];
   /** Things the user should know (e.g. a tokenizer larger than the model's vocabulary). */
   warnings: string[];
 }
@@ -66,11 +72,13 @@ export class Engine {
     if (tokenizer && tokenizer.size !== config.vocabSize) {
       warnings.push(`the tokenizer knows ${tokenizer.size} tokens but the model has ${config.vocabSize}; text that encodes to ids outside the model's vocabulary is refused`);
     }
-    const runner = await ModelRunner.create(config, weights, { ep: opts.ep, threads: opts.threads });
+    const adapterKinds = opts.adapterKinds ?? ['vlm', 'lora'];
+    const features = { vlm: adapterKinds.includes('vlm'), lora: adapterKinds.includes('lora') };
+    const runner = await ModelRunner.create(config, weights, { ep: opts.ep, threads: opts.threads, features });
     weights.clear(); // the session holds its own copy
     const info: EngineInfo = {
       architecture: config.architecture, format, config, params: parameterCount(config), ep: runner.ep,
-      hasTokenizer: tokenizer !== undefined, warnings,
+      hasTokenizer: tokenizer !== undefined, warnings, adapterKinds,
     };
     return new Engine(runner, tokenizer, info, opts);
   }
@@ -93,6 +101,9 @@ export class Engine {
   }
 
   private register(adapter: Adapter): AdapterManifest {
+    if (!this.info.adapterKinds.includes(adapter.kind)) {
+      throw new AdapterFormatError(`this engine serves ${this.info.adapterKinds.join(' and ') || 'no'} adapters, not ${adapter.kind}`);
+    }
     const tokenizer =
       this.tokenizer && adapter.kind === 'vlm' && adapter.taskTokens.length
         ? new TaskTokenizer(this.tokenizer, this.info.config.vocabSize, adapter.taskTokens)

@@ -110,6 +110,30 @@ describe.skipIf(!hasFixtures)('generation on stories260k', () => {
   });
 });
 
+describe.skipIf(!hasFixtures)('engines built for some adapter kinds only', () => {
+  it('a base-only graph decodes the same tokens and refuses adapters clearly', async () => {
+    const engine = await EngineClient.start({ model: fixture('stories260k/hf'), threads: 2, adapterKinds: [] });
+    try {
+      expect((await engine.generate({ prompt: '', maxTokens: 50 }).result).tokens).toEqual(readJson('stories260k/expected/greedy_n200.tokens.json').tokens.slice(0, 50));
+      await expect(engine.addAdapterFolder('lora', fixture('stories260k/adapters/lora-max'))).rejects.toThrow(/serves no adapters, not lora/);
+    } finally {
+      await engine.close();
+    }
+  });
+
+  it('a LoRA-only graph serves LoRA and refuses VLM', async () => {
+    const engine = await EngineClient.start({ model: fixture('stories260k/hf'), threads: 2, adapterKinds: ['lora'] });
+    try {
+      await engine.addAdapterFolder('lora', fixture('stories260k/adapters/lora-max'));
+      const p = readJson('stories260k/adapters/lora-max/expected/greedy.json').prompts[0];
+      expect((await engine.generate({ promptIds: p.prompt_ids, adapter: 'lora', maxTokens: 120 }).result).tokens).toEqual(p.greedy_new_tokens);
+      await expect(engine.addAdapterFolder('vlm', fixture('stories260k/adapters/vlm-max'))).rejects.toThrow(/serves lora adapters, not vlm/);
+    } finally {
+      await engine.close();
+    }
+  });
+});
+
 describe.skipIf(!hasFixtures)('tokenizers and adapters', () => {
   it('the same text encodes to different ids under different adapters', () => {
     const base = Llama2cTokenizer.fromFile(fixture('stories260k/tokenizer.bin'));

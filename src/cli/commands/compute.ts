@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import { Option, type Command } from 'commander';
 import { EXECUTION_PROVIDERS, type ProviderChoice } from '../../engine/runtime/session.ts';
 import type { AdapterRef } from '../../compute/adapter-cache.ts';
+import type { AdapterKind } from '../../engine/adapters/format.ts';
 import { parse } from '../output.ts';
 
 interface ComputeOptions {
@@ -12,6 +13,7 @@ interface ComputeOptions {
   ep: ProviderChoice;
   threads?: number;
   adapterCacheMb: number;
+  adapterKinds: AdapterKind[];
   maxBatch: number;
   maxQueue?: number;
   blobs?: string;
@@ -31,6 +33,7 @@ export function register(program: Command): void {
     .addOption(new Option('--ep <provider>', 'execution provider').choices(EXECUTION_PROVIDERS).default('cpu'))
     .option('--threads <n>', 'CPU threads (default: all cores)', parse.int(1))
     .option('--adapter-cache-mb <n>', 'memory budget for resident adapters', parse.int(1), 1024)
+    .option('--adapter-kinds <kinds>', 'adapter kinds to serve: vlm,lora (default), vlm, lora or none', parse.adapterKinds, ['vlm', 'lora'])
     .option('--max-batch <n>', 'rows decoded together', parse.int(1), 64)
     .option('--max-queue <n>', 'requests that may wait for a row before 429 (default 4 x max batch)', parse.int(0))
     .option('--blobs <dir>', "the registry's blob folder, to read adapter files from directly")
@@ -54,7 +57,7 @@ async function run(o: ComputeOptions): Promise<void> {
   }
   const node = await startComputeNode({
     model: o.model, tokenizer: o.tokenizer, port: o.port, host: o.host, ep: o.ep, threads: o.threads,
-    adapterCacheMb: o.adapterCacheMb, maxBatch: o.maxBatch, maxQueue: o.maxQueue,
+    adapterCacheMb: o.adapterCacheMb, adapterKinds: o.adapterKinds, maxBatch: o.maxBatch, maxQueue: o.maxQueue,
     blobs: o.blobs ? new FolderBlobStore(o.blobs) : undefined,
     registryKey: o.registryKey ?? process.env.VERSA_API_KEY, preload, log,
   });

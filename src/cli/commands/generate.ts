@@ -3,6 +3,7 @@ import { resolve } from 'node:path';
 import { Option, type Command } from 'commander';
 import { z } from 'zod';
 import { EngineClient, type Generation } from '../../engine/worker/client.ts';
+import { adapterKindOf } from '../../engine/adapters/load.ts';
 import { EXECUTION_PROVIDERS, type ProviderChoice } from '../../engine/runtime/session.ts';
 import type { GenerateRequest, GenerateResult } from '../../engine/generation/request.ts';
 import { parse, warn } from '../output.ts';
@@ -59,8 +60,10 @@ async function run(o: GenerateOptions): Promise<void> {
   if (o.batch && o.adapter) throw new Error('with --batch, name adapters per line ("adapter": PATH)');
   const lines = o.batch ? readBatch(o.batch) : [{ adapter: o.adapter ?? null, request: requestFromFlags(o) }];
 
+  const adapters = [...new Set(lines.map((l) => l.adapter).filter((a): a is string => !!a))];
   const engine = await EngineClient.start({
     model: o.model,
+    adapterKinds: [...new Set(adapters.map(adapterKindOf))], // the graph carries only what is used
     tokenizer: o.tokenizer,
     ep: o.ep,
     threads: o.threads,
@@ -69,9 +72,7 @@ async function run(o: GenerateOptions): Promise<void> {
   });
   try {
     for (const w of engine.info.warnings) warn(w);
-    for (const dir of new Set(lines.map((l) => l.adapter).filter((a): a is string => !!a))) {
-      await engine.addAdapterFolder(dir, dir);
-    }
+    for (const dir of adapters) await engine.addAdapterFolder(dir, dir);
     const generations = engine.generateMany(lines.map((l) => ({ ...l.request, adapter: l.adapter })));
     if (o.json) {
       for (const g of generations) process.stdout.write(`${JSON.stringify(await toJson(g))}\n`);

@@ -11,6 +11,13 @@ import { IN, LOGITS, loraInputs, newKey, newValue, pastKey, pastValue, vlmInputs
  * VLM residual adapters and the output head. The per-architecture builders (gpt2.ts, llama.ts)
  * only wire these together. Activations are token-major [N, d].
  */
+/** The adapter kinds a graph serves. */
+export interface GraphFeatures {
+  vlm: boolean;
+  lora: boolean;
+}
+export const ALL_FEATURES: GraphFeatures = { vlm: true, lora: true };
+
 export class DecoderGraph {
   readonly g = new GraphBuilder();
   private readonly gathered = new Map<string, string>();
@@ -24,34 +31,44 @@ export class DecoderGraph {
   constructor(
     readonly c: ModelConfig,
     private readonly weights: Weights,
+    /** Which adapter kinds the graph serves; an unused kind costs its ops on every step. */
+    readonly features: GraphFeatures = ALL_FEATURES,
   ) {
     const g = this.g;
     const { numLayers, hiddenSize: d, numKvHeads: kvh, headDim: hd } = c;
     g.input(IN.inputIds, 'int64', ['B', 'S']);
-    g.input(IN.taskIndex, 'int64', ['B', 'S']);
     g.input(IN.positionIds, 'int64', ['B', 'S']);
     g.input(IN.attnBias, 'float32', ['B', 'S', 'T']);
     g.input(IN.lastIndex, 'int64', ['B']);
-    g.input(IN.taskEmbeddings, 'float32', ['TaskRows', d]);
-    g.input(IN.taskHead, 'float32', ['U', d, 'K']);
-    g.input(IN.vlmGather, 'int64', ['U', 'R']);
-    g.input(IN.vlmScatter, 'int64', ['N']);
-    g.input(IN.headGather, 'int64', ['U', 'Rh']);
-    g.input(IN.headScatter, 'int64', ['B']);
-    g.input(IN.loraGather, 'int64', ['Ul', 'Rl']);
-    g.input(IN.loraScatter, 'int64', ['N']);
+    if (features.vlm) {
+      g.input(IN.taskIndex, 'int64', ['B', 'S']);
+      g.input(IN.taskEmbeddings, 'float32', ['TaskRows', d]);
+      g.input(IN.taskHead, 'float32', ['U', d, 'K']);
+      g.input(IN.vlmGather, 'int64', ['U', 'R']);
+      g.input(IN.vlmScatter, 'int64', ['N']);
+      g.input(IN.headGather, 'int64', ['U', 'Rh']);
+      g.input(IN.headScatter, 'int64', ['B']);
+    }
+    if (features.lora) {
+      g.input(IN.loraGather, 'int64', ['Ul', 'Rl']);
+      g.input(IN.loraScatter, 'int64', ['N']);
+    }
     for (let l = 0; l < numLayers; l++) {
       g.input(pastKey(l), 'float32', ['B', kvh, hd, 'P']);
       g.input(pastValue(l), 'float32', ['B', kvh, 'P', hd]);
-      const v = vlmInputs(l);
-      g.input(v.down, 'float32', ['U', d, `m${l}`]);
-      g.input(v.downB, 'float32', ['U', 1, `m${l}`]);
-      g.input(v.up, 'float32', ['U', `m${l}`, d]);
-      g.input(v.upB, 'float32', ['U', 1, d]);
-      for (const m of linearModules(c)) {
-        const io = loraInputs(l, m.name);
-        g.input(io.a, 'float32', ['Ul', m.in, `r${l}.${m.name}`]);
-        g.input(io.b, 'float32', ['Ul', `r${l}.${m.name}`, m.out]);
+      if (features.vlm) {
+        const v = vlmInputs(l);
+        g.input(v.down, 'float32', ['U', d, `m${l}`]);
+        g.input(v.downB, 'float32', ['U', 1, `m${l}`]);
+        g.input(v.up, 'float32', ['U', `m${l}`, d]);
+        g.input(v.upB, 'float32', ['U', 1, d]);
+      }
+      if (features.lora) {
+        for (const m of linearModules(c)) {
+          const io = loraInputs(l, m.name);
+          g.input(io.a, 'float32', ['Ul', m.in, `r${l}.${m.name}`]);
+          g.input(io.b, 'float32', ['Ul', `r${l}.${m.name}`, m.out]);
+        }
       }
     }
     this.batchShape = g.op('Shape', [IN.inputIds]);
@@ -74,10 +91,12 @@ export class DecoderGraph {
   /** Token embeddings [N, d]; a row's task tokens take their embedding from its VLM slot. */
   embed(table: string, positions?: string): string {
     const g = this.g;
-    const base = g.gather(table, IN.inputIds);
-    const task = g.gather(IN.taskEmbeddings, IN.taskIndex);
-    const isTask = g.unsqueeze(g.op('Greater', [IN.taskIndex, g.ints([0])]), [2]);
-    let x = g.op('Where', [isTask, task, base]);
+    let x = g.gather(table, IN.inputIds);
+    if (this.features.vlm) {
+      const task = g.gather(IN.taskEmbeddings, IN.taskIndex);
+      const isTask = g.unsqueeze(g.op('Greater', [IN.taskIndex, g.ints([0])]), [2]);
+      x = g.op('Where', [isTask, task, x]);
+    }
     if (positions) x = g.add(x, g.gather(positions, IN.positionIds));
     return g.reshape(x, [-1, this.c.hiddenSize]);
   }
@@ -114,6 +133,7 @@ export class DecoderGraph {
     const g = this.g;
     let y = g.matmul(x, weight);
     if (bias) y = g.add(y, bias);
+    if (!this.features.lora) return y;
     const io = loraInputs(l, module);
     const delta = g.matmul(g.matmul(this.gatherRows(x, IN.loraGather), io.a), io.b);
     return g.add(y, this.scatterRows(delta, IN.loraScatter));
@@ -187,6 +207,7 @@ export class DecoderGraph {
 
   /** The VLM residual adapter after block l: h + up(ReLU(down(LayerNorm(h)))) for rows with one. */
   vlm(l: number, h: string): string {
+    if (!this.features.vlm) return h;
     const g = this.g;
     const d = this.c.hiddenSize;
     const io = vlmInputs(l);
@@ -204,6 +225,7 @@ export class DecoderGraph {
     const g = this.g;
     const last = norm(g.gather(h, IN.lastIndex)); // [B, d]
     const base = g.op('Gemm', [last, table], { transB: 1 });
+    if (!this.features.vlm) return g.output(base, LOGITS, 'float32', ['B', 'V']);
     const task = this.scatterRows(g.matmul(g.gather(last, IN.headGather), IN.taskHead), IN.headScatter);
     g.output(g.concat([base, task], 1), LOGITS, 'float32', ['B', 'V']);
   }

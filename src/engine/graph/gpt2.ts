@@ -1,13 +1,13 @@
 import type { ModelConfig } from '../model/config.ts';
 import type { Weights } from '../weights/tensor.ts';
-import { blockWeight, DecoderGraph } from './decoder.ts';
+import { blockWeight, DecoderGraph, type GraphFeatures } from './decoder.ts';
 
 /**
  * GPT-2 (Radford et al. 2019): learned positions, pre-LayerNorm blocks, tanh-GELU MLP, output
  * head tied to the token embeddings. Conv1D weights are already [in, out].
  */
-export function buildGpt2(c: ModelConfig, weights: Weights): Uint8Array {
-  const m = new DecoderGraph(c, weights);
+export function buildGpt2(c: ModelConfig, weights: Weights, features?: GraphFeatures): Uint8Array {
+  const m = new DecoderGraph(c, weights, features);
   const g = m.g;
   const d = c.hiddenSize;
   const wte = m.w('transformer.wte.weight');

@@ -1,14 +1,14 @@
 import type { ModelConfig } from '../model/config.ts';
 import { transpose2d, type Weights } from '../weights/tensor.ts';
-import { blockWeight, DecoderGraph } from './decoder.ts';
+import { blockWeight, DecoderGraph, type GraphFeatures } from './decoder.ts';
 
 /**
  * Llama (Touvron et al. 2023): RMSNorm, rotary positions (llama2.c's interleaved pairs or
  * Hugging Face's rotate-half), grouped-query attention, SwiGLU MLP, tied or separate head.
  * PyTorch [out, in] projection weights are transposed once, here, to [in, out].
  */
-export function buildLlama(c: ModelConfig, weights: Weights): Uint8Array {
-  const m = new DecoderGraph(c, weights);
+export function buildLlama(c: ModelConfig, weights: Weights, features?: GraphFeatures): Uint8Array {
+  const m = new DecoderGraph(c, weights, features);
   const g = m.g;
   const embed = m.w('model.embed_tokens.weight');
   let h = m.embed(embed);

@@ -2,6 +2,7 @@ import type { ModelConfig } from '../model/config.ts';
 import { linearModules } from '../model/layout.ts';
 import type { Adapter, LoraModule } from '../adapters/read.ts';
 import { IN, loraInputs, vlmInputs } from '../graph/io.ts';
+import { ALL_FEATURES, type GraphFeatures } from '../graph/decoder.ts';
 
 type VlmAdapter = Extract<Adapter, { kind: 'vlm' }>;
 type LoraAdapter = Extract<Adapter, { kind: 'lora' }>;
@@ -26,12 +27,16 @@ export class AdapterBank {
   private readonly lora: LoraBank;
   private readonly users = new Map<string, number>();
 
-  constructor(c: ModelConfig) {
+  constructor(
+    c: ModelConfig,
+    private readonly features: GraphFeatures = ALL_FEATURES,
+  ) {
     this.vlm = new VlmBank(c);
     this.lora = new LoraBank(c);
   }
 
   acquire(adapter: Adapter): void {
+    if (!this.features[adapter.kind]) throw new Error(`this engine's graph was built without ${adapter.kind.toUpperCase()} adapters`);
     const n = this.users.get(adapter.id) ?? 0;
     if (n === 0) (adapter.kind === 'vlm' ? this.vlm : this.lora).add(adapter as never);
     this.users.set(adapter.id, n + 1);

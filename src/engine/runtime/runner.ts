@@ -2,6 +2,7 @@ import ort from 'onnxruntime-node';
 import type { ModelConfig } from '../model/config.ts';
 import type { Weights } from '../weights/tensor.ts';
 import { buildDecoderGraph } from '../graph/build.ts';
+import { ALL_FEATURES, type GraphFeatures } from '../graph/decoder.ts';
 import { IN, LOGITS, MASKED, newKey, newValue, pastKey, pastValue } from '../graph/io.ts';
 import { AdapterBank } from './adapter-bank.ts';
 import { KvCache } from './kv-cache.ts';
@@ -30,18 +31,23 @@ export class ModelRunner {
   readonly cache: KvCache;
   readonly bank: AdapterBank;
 
+  private readonly inputs: Set<string>;
+
   private constructor(
     private readonly session: ort.InferenceSession,
     readonly config: ModelConfig,
     readonly ep: ExecutionProvider,
+    readonly features: GraphFeatures,
   ) {
+    this.inputs = new Set(session.inputNames);
     this.cache = new KvCache(config);
-    this.bank = new AdapterBank(config);
+    this.bank = new AdapterBank(config, features);
   }
 
-  static async create(config: ModelConfig, weights: Weights, opts: { ep?: ProviderChoice; threads?: number } = {}): Promise<ModelRunner> {
-    const { session, ep } = await createSession(buildDecoderGraph(config, weights), opts.ep ?? 'cpu', opts.threads);
-    return new ModelRunner(session, config, ep);
+  static async create(config: ModelConfig, weights: Weights, opts: { ep?: ProviderChoice; threads?: number; features?: GraphFeatures } = {}): Promise<ModelRunner> {
+    const features = opts.features ?? ALL_FEATURES;
+    const { session, ep } = await createSession(buildDecoderGraph(config, weights, features), opts.ep ?? 'cpu', opts.threads);
+    return new ModelRunner(session, config, ep, features);
   }
 
   async run(rows: readonly RunRow[]): Promise<Float32Array[]> {
@@ -115,6 +121,8 @@ export class ModelRunner {
       feeds[pastValue(l)] = new ort.Tensor('float32', s.values, s.valueDims);
     }
 
+    // A graph built without an adapter kind has no inputs for it.
+    for (const name of Object.keys(feeds)) if (!this.inputs.has(name)) delete feeds[name];
     const out = await this.session.run(feeds);
 
     const kvDim = c.numKvHeads * c.headDim;
