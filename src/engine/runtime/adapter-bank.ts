@@ -70,9 +70,9 @@ export class AdapterBank {
     return this.vlm.maxTasks;
   }
 
-  /** The bank inputs of the graph. */
+  /** The bank inputs of the graph (of the adapter kinds it serves). */
   feeds(): Map<string, Feed> {
-    return new Map([...this.vlm.feeds(), ...this.lora.feeds()]);
+    return new Map([...(this.features.vlm ? this.vlm.feeds() : []), ...(this.features.lora ? this.lora.feeds() : [])]);
   }
 }
 

@@ -31,15 +31,12 @@ export class ModelRunner {
   readonly cache: KvCache;
   readonly bank: AdapterBank;
 
-  private readonly inputs: Set<string>;
-
   private constructor(
     private readonly session: ort.InferenceSession,
     readonly config: ModelConfig,
     readonly ep: ExecutionProvider,
     readonly features: GraphFeatures,
   ) {
-    this.inputs = new Set(session.inputNames);
     this.cache = new KvCache(config);
     this.bank = new AdapterBank(config, features);
   }
@@ -96,24 +93,29 @@ export class ModelRunner {
       lastIndex[b] = BigInt(b * S + r.tokens.length - 1);
     });
 
-    const realTokens = (b: number) => Array.from({ length: rows[b].tokens.length }, (_, j) => b * S + j);
-    const vlm = group(N, this.bank.vlmSlots, rows.map((_, b) => (slots[b]?.kind === 'vlm' ? slots[b]!.slot : -1)), realTokens);
-    const head = group(B, this.bank.vlmSlots, rows.map((_, b) => (slots[b]?.kind === 'vlm' ? slots[b]!.slot : -1)), (b) => [b]);
-    const lora = group(N, this.bank.loraSlots, rows.map((_, b) => (slots[b]?.kind === 'lora' ? slots[b]!.slot : -1)), realTokens);
-
     const feeds: Record<string, ort.Tensor> = {
       [IN.inputIds]: new ort.Tensor('int64', inputIds, [B, S]),
-      [IN.taskIndex]: new ort.Tensor('int64', taskIndex, [B, S]),
       [IN.positionIds]: new ort.Tensor('int64', positionIds, [B, S]),
       [IN.attnBias]: new ort.Tensor('float32', bias, [B, S, T]),
       [IN.lastIndex]: new ort.Tensor('int64', lastIndex, [B]),
-      [IN.vlmGather]: new ort.Tensor('int64', vlm.gather, vlm.dims),
-      [IN.vlmScatter]: new ort.Tensor('int64', vlm.scatter, [N]),
-      [IN.headGather]: new ort.Tensor('int64', head.gather, head.dims),
-      [IN.headScatter]: new ort.Tensor('int64', head.scatter, [B]),
-      [IN.loraGather]: new ort.Tensor('int64', lora.gather, lora.dims),
-      [IN.loraScatter]: new ort.Tensor('int64', lora.scatter, [N]),
     };
+    const int64 = (name: string, data: BigInt64Array, dims: number[]) => (feeds[name] = new ort.Tensor('int64', data, dims));
+    const slotIn = (kind: 'vlm' | 'lora') => slots.map((s) => (s?.kind === kind ? s.slot : -1));
+    const realTokens = (b: number) => Array.from({ length: rows[b].tokens.length }, (_, j) => b * S + j);
+    if (this.features.vlm) {
+      const vlm = group(N, this.bank.vlmSlots, slotIn('vlm'), realTokens);
+      const head = group(B, this.bank.vlmSlots, slotIn('vlm'), (b) => [b]);
+      int64(IN.taskIndex, taskIndex, [B, S]);
+      int64(IN.vlmGather, vlm.gather, vlm.dims);
+      int64(IN.vlmScatter, vlm.scatter, [N]);
+      int64(IN.headGather, head.gather, head.dims);
+      int64(IN.headScatter, head.scatter, [B]);
+    }
+    if (this.features.lora) {
+      const lora = group(N, this.bank.loraSlots, slotIn('lora'), realTokens);
+      int64(IN.loraGather, lora.gather, lora.dims);
+      int64(IN.loraScatter, lora.scatter, [N]);
+    }
     for (const [name, f] of this.bank.feeds()) feeds[name] = new ort.Tensor('float32', f.data, f.dims);
     for (let l = 0; l < c.numLayers; l++) {
       const s = this.cache.slices(l, r0, r0 + B);
@@ -121,8 +123,6 @@ export class ModelRunner {
       feeds[pastValue(l)] = new ort.Tensor('float32', s.values, s.valueDims);
     }
 
-    // A graph built without an adapter kind has no inputs for it.
-    for (const name of Object.keys(feeds)) if (!this.inputs.has(name)) delete feeds[name];
     const out = await this.session.run(feeds);
 
     const kvDim = c.numKvHeads * c.headDim;
