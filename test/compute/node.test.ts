@@ -75,6 +75,14 @@ describe.skipIf(!hasFixtures)('compute node', () => {
     expect(await metric(node.url, 'versa_adapter_cache_loads_total', 'adapter="tampered@1"')).toBe(0);
   });
 
+  it('ends a request that runs past its deadline with an error line, and frees its row', async () => {
+    const r = await generate(node.url, { prompt: '', max_tokens: 500, ignore_eos: true, deadline_ms: 150 });
+    expect(r.status).toBe(200);
+    expect(r.tokens!.length).toBeLessThan(500);
+    expect(r.end).toMatchObject({ type: 'error', error: { code: 'deadline_exceeded' } });
+    expect(node.state.inflight).toBe(0);
+  });
+
   it('answers bad input with a JSON 400', async () => {
     const post = (body: string, type = 'application/json') => fetch(`${node.url}/v1/internal/generate`, { method: 'POST', headers: { 'content-type': type }, body });
     for (const [body, message] of [
