@@ -9,6 +9,7 @@ export const pageHtml = `<!doctype html>
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <meta name="referrer" content="no-referrer">
 <title>Versa dashboard</title>
+<link rel="icon" href="data:,">
 <link rel="stylesheet" href="/ui/assets/styles.css">
 <script type="module" src="/ui/assets/app.js"></script>
 </head>

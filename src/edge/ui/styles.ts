@@ -39,6 +39,7 @@ label { font-weight: 600; font-size: 13px; }
 label.inline { font-weight: 400; display: inline-flex; gap: 4px; align-items: center; }
 input, select, textarea, button { font: inherit; padding: 5px 8px; border: 1px solid var(--line); border-radius: 6px; background: var(--bg); color: var(--fg); }
 textarea { width: 100%; }
+input[type="number"] { width: 7em; }
 button { cursor: pointer; background: var(--panel); }
 button[type="submit"] { background: var(--accent); color: var(--bg); border-color: var(--accent); }
 button.danger { border-color: var(--bad); color: var(--bad); }
@@ -63,6 +64,8 @@ dl.facts dd { margin: 0; }
 pre.output { white-space: pre-wrap; min-height: 4em; padding: 10px; border: 1px solid var(--line); border-radius: 6px; background: var(--panel); }
 .card-body { border-left: 3px solid var(--line); padding-left: 12px; }
 .charts { display: flex; flex-wrap: wrap; gap: 16px; }
+figure.chart { margin: 0; }
+figure.chart figcaption { font-size: 13px; font-weight: 600; margin: 4px 0; }
 svg.chart { max-width: 100%; height: auto; border: 1px solid var(--line); border-radius: 6px; }
 svg.chart text { fill: var(--fg); font-size: 12px; }
 svg.chart text.tick, svg.chart text.none { fill: var(--muted); }

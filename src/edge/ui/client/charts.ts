@@ -4,7 +4,7 @@
  * bars, dots and whiskers.
  */
 export const chartsJs = String.raw`
-import { s, sig } from './dom.js';
+import { h, s, sig } from './dom.js';
 
 const W = 560;
 const LABEL = 130;
@@ -33,6 +33,11 @@ function frame(title, testid, rows, summary) {
     class: 'chart', viewBox: '0 0 ' + W + ' ' + height, width: W, height, role: 'img',
     'aria-label': title + '. ' + summary, testid,
   }, s('title', {}, title));
+}
+
+// A chart with its title visible above it.
+function figure(title, svg) {
+  return h('figure', { class: 'chart' }, h('figcaption', {}, title), svg);
 }
 
 function axis(svg, sc, rows, unit, zeroLine) {
@@ -75,7 +80,7 @@ export function intervalChart({ title, rows, unit = '', zeroLine = false, testid
     svg.append(g);
   });
   axis(svg, sc, rows.length, unit, zeroLine);
-  return svg;
+  return figure(title, svg);
 }
 
 // Latency per arm: a bar to the median, a whisker on to p95, a dot at the mean.
@@ -100,6 +105,6 @@ export function latencyChart({ title, rows, testid }) {
     svg.append(g);
   });
   axis(svg, sc, rows.length, 'ms', false);
-  return svg;
+  return figure(title, svg);
 }
 `;

@@ -183,7 +183,7 @@ function renderResults(root, r) {
   }
   const cell = (a, key, ...content) => h('td', { class: 'num', testid: 'arm-' + a.arm + '-' + key }, content);
   const rows = arms.map((a) => h('tr', { testid: 'arm-row-' + a.arm },
-    h('th', { scope: 'row' }, a.arm, a.arm === r.control ? ' (control)' : '', h('div', { class: 'muted' }, armTarget(a))),
+    h('th', { scope: 'row' }, a.arm, h('div', { class: 'muted' }, armTarget(a) + (a.arm === r.control ? ' · control' : ''))),
     cell(a, 'weight', percent(a.weight / totalWeight, 0), h('div', { class: 'muted' }, 'seen ' + (totalUnits ? percent(a.units / totalUnits, 0) : '–'))),
     cell(a, 'units', num(a.units)),
     cell(a, 'requests', num(a.requests)),
