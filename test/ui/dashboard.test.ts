@@ -225,9 +225,32 @@ describe.skipIf(!hasFixtures)('dashboard in headless Chromium', () => {
     await until(() => page.getByTestId('playground-view').getByRole('alert').first().innerText()).toBe('model "no-such-adapter" not found');
   });
 
+  it('lists base models with their versions and adapters', async () => {
+    await go('#/models');
+    const model = await api('GET', '/v1/models/stories260k');
+    const row = page.getByTestId('model-stories260k').getByTestId('model-version-1');
+    await row.waitFor();
+    expect(await row.locator('code.hash').innerText()).toBe(model.versions[0].sha256);
+    expect(await page.getByTestId('model-stories260k').getByRole('link').allInnerTexts()).toEqual(['lora-max', 'vlm-max']);
+  });
+
+  it('forgets the key, refuses a bad one and takes a good one typed in', async () => {
+    await page.getByTestId('key-forget').click();
+    await page.getByTestId('key-form').waitFor();
+    expect(await page.evaluate(() => localStorage.getItem('versa.apiKey'))).toBeNull();
+    await page.getByLabel('API key').fill('vsk_notAKeyAnyoneWasGiven0000000000');
+    await page.getByTestId('key-save').click();
+    await until(() => page.getByTestId('key-form').getByRole('alert').innerText()).toBe('invalid or revoked API key');
+    expect(await page.evaluate(() => localStorage.getItem('versa.apiKey'))).toBeNull();
+    await page.getByLabel('API key').fill(product.registry.adminKey);
+    await page.getByLabel('API key').press('Enter');
+    await until(() => text('whoami')).toContain('tenant acme');
+    await page.getByTestId('model-stories260k').waitFor(); // back on the view it was showing
+  });
+
   it('talked to its own origin only, without errors', () => {
     expect([...origins]).toEqual([product.registry.url]);
-    // The one expected console error: the 404 answer to the bad model name above.
-    expect(problems.filter((p) => !/status of 404/.test(p))).toEqual([]);
+    // The expected console errors: the 404 for the bad model name and the 401 for the bad key above.
+    expect(problems.filter((p) => !/status of (404|401)/.test(p))).toEqual([]);
   });
 });

@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import ts from 'typescript';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startRegistry, startWorkerRegistry, type TestRegistry } from '../helpers/registry.ts';
-import { dashboardUrl, UI_ASSETS } from '../../src/edge/ui/routes.ts';
+import { UI_ASSETS } from '../../src/edge/ui/routes.ts';
 
 /** GET /ui without a browser: the page and its modules are served, need no key, and hold together. */
 describe('dashboard route /ui', () => {
@@ -66,11 +66,6 @@ describe('dashboard route /ui', () => {
       const text = readFileSync(join(dir, f), 'utf8');
       for (const [, spec] of text.matchAll(/^import .* from '([^']+)';$/gm)) expect(spec, f).not.toMatch(/^node:|^(fs|path|os|url|child_process)$/);
     }
-  });
-
-  it('dashboardUrl puts the key in the fragment', () => {
-    expect(dashboardUrl('http://127.0.0.1:8787/', 'vsk_a/b')).toBe('http://127.0.0.1:8787/ui#key=vsk_a%2Fb');
-    expect(dashboardUrl('https://edge.example')).toBe('https://edge.example/ui');
   });
 });
 

@@ -48,11 +48,6 @@ function send(c: Context<AppEnv>, type: string, body: string): Response {
   return c.body(body, 200, { ...SECURITY_HEADERS, 'content-type': type });
 }
 
-/** The dashboard link the start banner prints: the key rides in the fragment, which browsers never send. */
-export function dashboardUrl(origin: string, key?: string): string {
-  return `${origin.replace(/\/$/, '')}/ui${key ? `#key=${encodeURIComponent(key)}` : ''}`;
-}
-
 /**
  * The web dashboard at /ui: a static page and its ES modules. Loading them needs no key (they hold
  * no data); the page then calls /v1/* with the key the user gives it.

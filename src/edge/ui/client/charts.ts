@@ -79,7 +79,7 @@ export function intervalChart({ title, rows, unit = '', zeroLine = false, testid
     }
     svg.append(g);
   });
-  axis(svg, sc, rows.length, unit, zeroLine);
+  if (values.length) axis(svg, sc, rows.length, unit, zeroLine);
   return figure(title, svg);
 }
 
@@ -104,7 +104,7 @@ export function latencyChart({ title, rows, testid }) {
     }
     svg.append(g);
   });
-  axis(svg, sc, rows.length, 'ms', false);
+  if (values.length) axis(svg, sc, rows.length, 'ms', false);
   return figure(title, svg);
 }
 `;

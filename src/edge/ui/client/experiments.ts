@@ -10,6 +10,7 @@ import { intervalChart, latencyChart } from './charts.js';
 // How often live results refresh.
 const REFRESH_MS = 2500;
 
+const pValue = (p) => (p < 1e-6 ? '< 0.000001' : '= ' + sig(p, 2));
 const armTarget = (a) => (a.version !== null ? 'v' + a.version : 'alias ' + a.alias);
 
 export function experimentsView(ctx, adapterName) {
@@ -176,10 +177,10 @@ function renderResults(root, r) {
     srm = h('div', { class: 'warning', role: 'alert', testid: 'srm-warning' },
       h('strong', {}, 'Sample ratio mismatch. '),
       'Units per arm (', arms.map((a) => a.arm + ' ' + a.units).join(', '), ') do not fit the weights (',
-      arms.map((a) => a.arm + ' ' + percent(a.weight / totalWeight, 0)).join(', '), '): χ² = ', sig(r.srm.chi2), ', p = ', sig(r.srm.p_value, 2),
-      ' < ', String(r.srm.alpha), '. Assignment or logging is broken; do not trust these results until that is explained.');
+      arms.map((a) => a.arm + ' ' + percent(a.weight / totalWeight, 0)).join(', '), '): χ² = ', sig(r.srm.chi2), ', p ', pValue(r.srm.p_value),
+      ' (threshold ', String(r.srm.alpha), '). Assignment or logging is broken; do not trust these results until that is explained.');
   } else {
-    srm = h('p', { class: 'muted', testid: 'srm-status' }, 'Sample-ratio check passed (p = ' + sig(r.srm.p_value, 2) + ').');
+    srm = h('p', { class: 'muted', testid: 'srm-status' }, 'Sample-ratio check passed (p ' + pValue(r.srm.p_value) + ').');
   }
   const cell = (a, key, ...content) => h('td', { class: 'num', testid: 'arm-' + a.arm + '-' + key }, content);
   const rows = arms.map((a) => h('tr', { testid: 'arm-row-' + a.arm },
