@@ -82,6 +82,21 @@ describe.skipIf(!hasFixtures)('dashboard in headless Chromium', () => {
     expect(await page.evaluate(() => (window as any).pwned)).toBeUndefined();
   });
 
+  it('deprecates and reactivates a version; a refused yank shows the API\'s reason', async () => {
+    await page.getByTestId('version-deprecate-2').click();
+    await until(() => text('adapter-status')).toBe('vlm-max@2 is now deprecated.');
+    expect(await page.getByTestId('version-row-2').getByTestId('version-status').innerText()).toBe('deprecated');
+    expect((await api('GET', '/v1/adapters/vlm-max/versions/2')).status).toBe('deprecated');
+    await page.getByTestId('version-activate-2').click();
+    await until(() => text('adapter-status')).toBe('vlm-max@2 is now active.');
+    expect((await api('GET', '/v1/adapters/vlm-max/versions/2')).status).toBe('active');
+
+    page.once('dialog', (d) => d.accept()); // "Yank vlm-max@1? ..."
+    await page.getByTestId('version-yank-1').click();
+    await until(() => page.getByTestId('adapter-view').getByRole('alert').innerText()).toBe('alias "production" points to version 1: move it first');
+    expect((await api('GET', '/v1/adapters/vlm-max/versions/1')).status).toBe('active');
+  });
+
   it('moves the alias to the new version and rolls it back in one click, with the history', async () => {
     await page.getByTestId('alias-target-production').selectOption('2');
     await page.getByTestId('alias-move-production').click();
@@ -250,7 +265,7 @@ describe.skipIf(!hasFixtures)('dashboard in headless Chromium', () => {
 
   it('talked to its own origin only, without errors', () => {
     expect([...origins]).toEqual([product.registry.url]);
-    // The expected console errors: the 404 for the bad model name and the 401 for the bad key above.
-    expect(problems.filter((p) => !/status of (404|401)/.test(p))).toEqual([]);
+    // The expected console errors: the 409 refused yank, the 404 bad model name and the 401 bad key above.
+    expect(problems.filter((p) => !/status of (404|401|409)/.test(p))).toEqual([]);
   });
 });
