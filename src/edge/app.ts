@@ -6,6 +6,7 @@ import { registryRoutes } from '../../registry/routes/index.ts';
 import type { GenerationConfig } from './generation/config.ts';
 import { generationContext } from './generation/context.ts';
 import { generationRoutes } from './generation/routes.ts';
+import { uiRoutes } from './ui/routes.ts';
 
 export type { AppEnv } from '../../registry/http.ts';
 
@@ -46,7 +47,7 @@ export function createApp(deps: AppDeps): OpenAPIHono<AppEnv> {
   });
   app.use('/v1/*', principalMiddleware());
 
-  const routeModules = [...registryRoutes(), generationRoutes(generationContext(deps.generation))];
+  const routeModules = [...registryRoutes(), generationRoutes(generationContext(deps.generation)), uiRoutes()];
   for (const module of routeModules) app.route('/', module);
 
   app.openAPIRegistry.registerComponent('securitySchemes', 'bearer', {
