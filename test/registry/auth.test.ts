@@ -134,6 +134,17 @@ const routes: RouteCase[] = [
     },
   },
   { route: 'GET /v1/whoami', scopes: [], ok: 200, rival: 200, send: (c, key) => c.reg.fetch('/v1/whoami', { key }) },
+  // Generation: this registry has no compute node, so a request that passes auth and resolution gets 503.
+  {
+    route: 'POST /v1/chat/completions',
+    scopes: ['generate'],
+    ok: 503,
+    rival: 404,
+    send: (c, key) => c.reg.fetch('/v1/chat/completions', { ...body('POST', { model: 'secret', messages: [{ role: 'user', content: 'hi' }] }), key }),
+  },
+  { route: 'POST /v1/completions', scopes: ['generate'], ok: 503, rival: 404, send: (c, key) => c.reg.fetch('/v1/completions', { ...body('POST', { model: 'secret@1', prompt: 'hi' }), key }) },
+  { route: 'POST /v1/feedback', scopes: ['generate'], ok: 404, rival: 404, send: (c, key) => c.reg.fetch('/v1/feedback', { ...body('POST', { completion_id: 'chatcmpl-unknown', score: 1 }), key }) },
+  { route: 'GET /v1/experiments/{id}/results', scopes: ['read'], ok: 200, rival: 404, send: (c, key) => c.reg.fetch(`/v1/experiments/${c.experiment}/results`, { key }) },
 ];
 
 function expected(route: RouteCase, who: Who): number {
@@ -169,7 +180,7 @@ describe.each(BACKENDS)('auth matrix (%s)', (backend) => {
       const res = await route.send(ctx, keys[who]);
       const want = expected(route, who);
       if (res.status !== want) wrong.push(`${who}: ${res.status} (want ${want}) ${await res.text().then((t) => t.slice(0, 160))}`);
-      else if (res.status >= 400) {
+      else if ([401, 403, 404].includes(res.status)) {
         const err = await errorOf(res);
         expect(err.type).toBe({ 401: 'authentication_error', 403: 'permission_error', 404: 'not_found_error' }[res.status]);
       } else await res.arrayBuffer();
