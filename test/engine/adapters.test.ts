@@ -17,7 +17,7 @@ describe.skipIf(!hasFixtures)('adapters', () => {
     const dir = mkdtempSync(join(tmpdir(), 'versa-lora-'));
     writeLoraAdapter(dir, config, 3, ['self_attn.q_proj', 'self_attn.k_proj', 'self_attn.v_proj', 'self_attn.o_proj', 'mlp.gate_proj', 'mlp.up_proj', 'mlp.down_proj'], 5, 12);
     const tokens = [1, ...readJson('stories260k/expected/greedy_n200.tokens.json').tokens.slice(0, 11)];
-    const logits = [];
+    const logits: Float32Array[][] = [];
     for (const model of ['stories260k/hf', 'stories260k/model.bin']) {
       const runner = await runnerFor(fixture(model));
       logits.push(await teacherForce(runner, tokens, adapterFor(runner, dir)));
