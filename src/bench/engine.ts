@@ -3,7 +3,6 @@ import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parameterCount } from '../engine/model/config.ts';
 import { EngineClient } from '../engine/worker/client.ts';
-import type { GenerateRequest } from '../engine/generation/request.ts';
 import { measureReadBandwidth } from './bandwidth.ts';
 import { GPT2_SMALL, randomWeights, writeGpt2Folder, writeVlmAdapter } from '../engine/synthetic.ts';
 
@@ -62,8 +61,8 @@ export async function benchEngine(opts: { threads?: number; log?: (line: string)
     try {
       await decodeRate(plain, [undefined], 8); // warm-up
       log('decode at batch 1 and 16, prefill');
-      b1 = Math.max(await decodeRate(plain, [undefined], 64), await decodeRate(plain, [undefined], 64));
-      b16 = Math.max(await decodeRate(plain, Array(16).fill(undefined), 48), await decodeRate(plain, Array(16).fill(undefined), 48));
+      b1 = median([await decodeRate(plain, [undefined], 48), await decodeRate(plain, [undefined], 48), await decodeRate(plain, [undefined], 48)]);
+      b16 = median([await decodeRate(plain, Array(16).fill(undefined), 32), await decodeRate(plain, Array(16).fill(undefined), 32), await decodeRate(plain, Array(16).fill(undefined), 32)]);
       const prompt = Array.from({ length: 512 }, (_, i) => (i * 7919) % c.vocabSize);
       let best = Infinity;
       for (let k = 0; k < 3; k++) {
@@ -86,39 +85,39 @@ export async function benchEngine(opts: { threads?: number; log?: (line: string)
       }
       await decodeRate(engine, ['b300-0'], 8); // warm-up
 
+      // Shared machines are noisy: compare A and B in alternating short runs, medians of each.
       log('adapter overhead at batch 1 (bottleneck 300), base and adapter alternating');
-      let base1 = 0;
-      let adapter1 = 0;
-      for (let k = 0; k < 3; k++) {
-        base1 = Math.max(base1, await decodeRate(engine, [undefined], 48));
-        adapter1 = Math.max(adapter1, await decodeRate(engine, ['b300-0'], 48));
-      }
+      const [base1, adapter1] = await alternate(() => decodeRate(engine, [undefined], 24), () => decodeRate(engine, ['b300-0'], 24), 8);
 
       log('16 distinct adapters vs one adapter, 16 rows');
-      const pair = async (bottleneck: number) => {
-        let single = 0;
-        let mixed = 0;
-        for (let k = 0; k < 2; k++) {
-          single = Math.max(single, await decodeRate(engine, Array(16).fill(`b${bottleneck}-0`), 48));
-          mixed = Math.max(mixed, await decodeRate(engine, Array.from({ length: 16 }, (_, i) => `b${bottleneck}-${i}`), 48));
-        }
+      const mixedRatio = async (bottleneck: number) => {
+        const [single, mixed] = await alternate(
+          () => decodeRate(engine, Array(16).fill(`b${bottleneck}-0`), 24),
+          () => decodeRate(engine, Array.from({ length: 16 }, (_, i) => `b${bottleneck}-${i}`), 24),
+          4,
+        );
         return mixed / single;
       };
-      const mixed64 = await pair(64);
-      const mixed300 = await pair(300);
+      const mixed64 = await mixedRatio(64);
+      const mixed300 = await mixedRatio(300);
 
-      log('loading a new 22 MB adapter');
+      log('loading a new 22 MB adapter (bytes in memory), three times');
       const bytes = readFileSync(join(dir, 'fresh', 'adapter.safetensors'));
-      const firstToken = async (req: GenerateRequest) => {
+      const timed = async (work: () => Promise<unknown>) => {
         const t = performance.now();
-        await engine.generate(req).result;
+        await work();
         return performance.now() - t;
       };
-      const baseFirst = Math.min(await firstToken({ promptIds: PROMPT, maxTokens: 1 }), await firstToken({ promptIds: PROMPT, maxTokens: 1 }));
-      const tLoad = performance.now();
-      await engine.addAdapter('fresh', { files: new Map([['adapter.safetensors', new Uint8Array(bytes)]]) });
-      await firstToken({ promptIds: PROMPT, maxTokens: 1, adapter: 'fresh' });
-      const loadMs = performance.now() - tLoad - baseFirst;
+      const loads: number[] = [];
+      for (let k = 0; k < 3; k++) {
+        const baseline = await timed(() => engine.generate({ promptIds: PROMPT, maxTokens: 1 }).result);
+        const withLoad = await timed(async () => {
+          await engine.addAdapter(`fresh-${k}`, { files: new Map([['adapter.safetensors', new Uint8Array(bytes)]]) });
+          await engine.generate({ promptIds: PROMPT, maxTokens: 1, adapter: `fresh-${k}` }).result;
+        });
+        loads.push(withLoad - baseline);
+      }
+      const loadMs = median(loads);
 
       const bytesPerToken = (parameterCount(c) - c.maxPositions * c.hiddenSize) * 4;
       const roofline = (bandwidth * 1e9) / bytesPerToken;
@@ -173,6 +172,22 @@ async function decodeRate(engine: EngineClient, adapters: Array<string | undefin
   const start = Math.min(...spans.map((s) => s.first));
   const end = Math.max(...spans.map((s) => s.last));
   return spans.reduce((a, s) => a + s.tokens, 0) / ((end - start) / 1000);
+}
+
+/** Runs a and b alternately `rounds` times; the median result of each. */
+async function alternate(a: () => Promise<number>, b: () => Promise<number>, rounds: number): Promise<[number, number]> {
+  const as: number[] = [];
+  const bs: number[] = [];
+  for (let k = 0; k < rounds; k++) {
+    as.push(await a());
+    bs.push(await b());
+  }
+  return [median(as), median(bs)];
+}
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((x, y) => x - y);
+  return s.length % 2 ? s[s.length >> 1] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
 }
 
 function round(x: number, digits = 1): number {

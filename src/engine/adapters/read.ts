@@ -7,12 +7,11 @@ import {
 } from './format.ts';
 
 /**
- * One VLM adapter block, laid out as the adapter bank takes it: downT = project_down^T [d, m],
- * upT = project_up^T [m, d] (PyTorch stores [m, d] and [d, m]). Transposed once, at load.
+ * One VLM adapter block, laid out as the adapter bank takes it, once, at load: downT [d, m] and
+ * downB [m] carry the block's LayerNorm scale and shift, since (x*w + b) D^T = x (w D^T) + b D^T,
+ * so the graph normalises without them; upT [m, d] (PyTorch stores down [m, d], up [d, m]).
  */
 export interface VlmLayer {
-  lnW: Float32Array;
-  lnB: Float32Array;
   downT: Float32Array;
   downB: Float32Array;
   upT: Float32Array;
@@ -53,9 +52,16 @@ export function readAdapter(id: string, input: AdapterFiles, base: ModelConfig):
   const bytes = input.files.get(file);
   if (!bytes) throw new AdapterFormatError(`missing ${file}`);
   const header = parseHeader(bytes, bytes.length);
+  /** A tensor as a fresh float32 array (ours to keep or change). */
   const tensor = (name: string) => {
     const t = header.tensors.get(name)!;
     return toFloat32(bytes.subarray(header.dataOffset + t.begin, header.dataOffset + t.end), t.dtype, name);
+  };
+  /** A tensor only read (transposed into a new array): an aligned F32 one is viewed in place, not copied. */
+  const view = (name: string) => {
+    const t = header.tensors.get(name)!;
+    const at = bytes.byteOffset + header.dataOffset + t.begin;
+    return t.dtype === 'F32' && at % 4 === 0 ? new Float32Array(bytes.buffer, at, (t.end - t.begin) / 4) : tensor(name);
   };
   if (kind === 'vlm') {
     const manifest = describeVlm(header, base, input.config);
@@ -63,11 +69,13 @@ export function readAdapter(id: string, input: AdapterFiles, base: ModelConfig):
     const d = base.hiddenSize;
     const layers = Array.from({ length: base.numLayers }, (_, i) => {
       const p = `${layerPrefix(base, i)}adapter_block.`;
-      return {
-        lnW: tensor(`${p}ln.weight`), lnB: tensor(`${p}ln.bias`),
-        downT: transpose(tensor(`${p}project_down.weight`), m, d), downB: tensor(`${p}project_down.bias`),
-        upT: transpose(tensor(`${p}project_up.weight`), d, m), upB: tensor(`${p}project_up.bias`),
-      };
+      const [lnW, lnB, down, downB] = [view(`${p}ln.weight`), view(`${p}ln.bias`), view(`${p}project_down.weight`), tensor(`${p}project_down.bias`)];
+      for (let j = 0; j < m; j++) {
+        let shift = 0;
+        for (let i = 0; i < d; i++) shift += down[j * d + i] * lnB[i];
+        downB[j] += shift;
+      }
+      return { downT: transpose(down, m, d, lnW), downB, upT: transpose(view(`${p}project_up.weight`), d, m), upB: tensor(`${p}project_up.bias`) };
     });
     const taskEmbeddings = manifest.taskTokens.length ? tensor('task_embeddings') : new Float32Array(0);
     return { id, kind, manifest, bytes: manifest.params * 4, bottleneck: manifest.bottleneck!, layers, taskEmbeddings, taskTokens: manifest.taskTokens };
@@ -76,22 +84,35 @@ export function readAdapter(id: string, input: AdapterFiles, base: ModelConfig):
   const { modules: specs, ...manifest } = describeLora(header, base, input.config);
   const modules = specs.map((spec) => {
     const { in: fanIn, out } = linearModules(base).find((m) => m.name === spec.module)!;
-    let b = tensor(spec.bName);
+    let b = view(spec.bName);
     // PEFT adapters are trained on Hugging Face layouts; a llama2.c base keeps interleaved RoPE pairs.
     if (base.ropeLayout === 'interleaved' && (spec.module === 'self_attn.q_proj' || spec.module === 'self_attn.k_proj')) {
       b = halfToInterleavedRows(b, spec.rank, base.headDim);
     }
     const bT = transpose(b, out, spec.rank);
     for (let i = 0; i < bT.length; i++) bT[i] *= spec.scale;
-    return { layer: spec.layer, module: spec.module, rank: spec.rank, aT: transpose(tensor(spec.aName), spec.rank, fanIn), bT };
+    return { layer: spec.layer, module: spec.module, rank: spec.rank, aT: transpose(view(spec.aName), spec.rank, fanIn), bT };
   });
   return { id, kind, manifest, bytes: manifest.params * 4, modules };
 }
 
-/** [rows, cols] -> [cols, rows]. */
-function transpose(w: Float32Array, rows: number, cols: number): Float32Array {
+/**
+ * [rows, cols] -> [cols, rows], optionally scaling column c by colScale[c]. Tiled, so that both
+ * sides stay in cache: adapter loading is dominated by this.
+ */
+function transpose(w: Float32Array, rows: number, cols: number, colScale?: Float32Array): Float32Array {
   const out = new Float32Array(w.length);
-  for (let r = 0; r < rows; r++) for (let c = 0; c < cols; c++) out[c * rows + r] = w[r * cols + c];
+  const T = 32;
+  for (let r0 = 0; r0 < rows; r0 += T) {
+    const r1 = Math.min(rows, r0 + T);
+    for (let c0 = 0; c0 < cols; c0 += T) {
+      const c1 = Math.min(cols, c0 + T);
+      for (let c = c0; c < c1; c++) {
+        const scale = colScale ? colScale[c] : 1;
+        for (let r = r0; r < r1; r++) out[c * rows + r] = w[r * cols + c] * scale;
+      }
+    }
+  }
   return out;
 }
 

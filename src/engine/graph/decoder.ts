@@ -88,10 +88,13 @@ export class DecoderGraph {
     return this.g.weight(name, transform ? transform(t) : t);
   }
 
-  /** Token embeddings [N, d]; a row's task tokens take their embedding from its VLM slot. */
-  embed(table: string, positions?: string): string {
+  /**
+   * Token embeddings [N, d]; a row's task tokens take their embedding from its VLM slot.
+   * `tableT` is the embedding matrix transposed, [d, V], as the head reads it (see head()).
+   */
+  embed(tableT: string, positions?: string): string {
     const g = this.g;
-    let x = g.gather(table, IN.inputIds);
+    let x = g.transpose(g.gather(tableT, IN.inputIds, 1), [1, 2, 0]); // [d, B, S] -> [B, S, d]
     if (this.features.vlm) {
       const task = g.gather(IN.taskEmbeddings, IN.taskIndex);
       const isTask = g.unsqueeze(g.op('Greater', [IN.taskIndex, g.ints([0])]), [2]);
@@ -220,11 +223,15 @@ export class DecoderGraph {
     return g.add(h, this.scatterRows(y, IN.vlmScatter));
   }
 
-  /** Logits of each row's last token: the base vocabulary, then the row's task tokens. */
-  head(h: string, norm: (x: string) => string, table: string): void {
+  /**
+   * Logits of each row's last token: the base vocabulary, then the row's task tokens. The head
+   * is [d, V] so that batch-1 decoding gets onnxruntime's GEMV kernel: with the PyTorch [V, d]
+   * layout (a transposed Gemm) reading its 150 MB took GPT-2 small 4.6 ms instead of 2.5.
+   */
+  head(h: string, norm: (x: string) => string, tableT: string): void {
     const g = this.g;
     const last = norm(g.gather(h, IN.lastIndex)); // [B, d]
-    const base = g.op('Gemm', [last, table], { transB: 1 });
+    const base = g.matmul(last, tableT);
     if (!this.features.vlm) return g.output(base, LOGITS, 'float32', ['B', 'V']);
     const task = this.scatterRows(g.matmul(g.gather(last, IN.headGather), IN.taskHead), IN.headScatter);
     g.output(g.concat([base, task], 1), LOGITS, 'float32', ['B', 'V']);

@@ -1,5 +1,5 @@
 import type { ModelConfig } from '../model/config.ts';
-import type { Weights } from '../weights/tensor.ts';
+import { transpose2d, type Weights } from '../weights/tensor.ts';
 import { blockWeight, DecoderGraph, type GraphFeatures } from './decoder.ts';
 
 /**
@@ -10,8 +10,8 @@ export function buildGpt2(c: ModelConfig, weights: Weights, features?: GraphFeat
   const m = new DecoderGraph(c, weights, features);
   const g = m.g;
   const d = c.hiddenSize;
-  const wte = m.w('transformer.wte.weight');
-  let h = m.embed(wte, m.w('transformer.wpe.weight'));
+  const wteT = m.w('transformer.wte.weight', transpose2d); // [d, V]: see DecoderGraph.head
+  let h = m.embed(wteT, m.w('transformer.wpe.weight'));
   for (let l = 0; l < c.numLayers; l++) {
     const w = (name: string) => m.w(blockWeight(c, l, name));
     const proj = (module: string, x: string) => m.linear(l, module, x, w(`${module}.weight`), w(`${module}.bias`));
@@ -25,6 +25,6 @@ export function buildGpt2(c: ModelConfig, weights: Weights, features?: GraphFeat
 
     h = m.vlm(l, h);
   }
-  m.head(h, (x) => m.layerNorm(x, m.w('transformer.ln_f.weight'), m.w('transformer.ln_f.bias')), wte);
+  m.head(h, (x) => m.layerNorm(x, m.w('transformer.ln_f.weight'), m.w('transformer.ln_f.bias')), wteT);
   return m.encode();
 }

@@ -10,8 +10,8 @@ import { blockWeight, DecoderGraph, type GraphFeatures } from './decoder.ts';
 export function buildLlama(c: ModelConfig, weights: Weights, features?: GraphFeatures): Uint8Array {
   const m = new DecoderGraph(c, weights, features);
   const g = m.g;
-  const embed = m.w('model.embed_tokens.weight');
-  let h = m.embed(embed);
+  const embedT = m.w('model.embed_tokens.weight', transpose2d); // [d, V]: see DecoderGraph.head
+  let h = m.embed(embedT);
   for (let l = 0; l < c.numLayers; l++) {
     const name = (n: string) => blockWeight(c, l, n);
     const proj = (module: string, x: string) => {
@@ -31,7 +31,7 @@ export function buildLlama(c: ModelConfig, weights: Weights, features?: GraphFea
 
     h = m.vlm(l, h);
   }
-  const head = c.tiedEmbeddings ? embed : m.w('lm_head.weight');
+  const head = c.tiedEmbeddings ? embedT : m.w('lm_head.weight', transpose2d);
   m.head(h, (x) => m.rmsNorm(x, m.w('model.norm.weight')), head);
   return m.encode();
 }

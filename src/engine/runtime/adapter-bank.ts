@@ -101,6 +101,8 @@ abstract class Bank<A extends Adapter> {
     if (s < 0) return false;
     const last = this.slots.pop()!;
     if (s < this.slots.length) this.slots[s] = last;
+    // An emptied bank keeps its layout: the next adapter of the same size then costs one copy.
+    if (!this.slots.length) return true;
     if (this.needsRelayout()) this.relayout(this.fitCapacity());
     else if (s < this.slots.length) this.write(s, last);
     return true;
@@ -162,21 +164,13 @@ class VlmBank extends Bank<VlmAdapter> {
     this.layers.forEach((bank, l) => {
       const src = a.layers[l];
       // Slot tensors: down [d, m], up [m, d]; an adapter with a smaller bottleneck is zero-padded.
-      // LayerNorm's affine goes into down: (x*w + b) D = x (w D) + (b D), so the graph skips it.
-      const down = bank.down.subarray(s * d * m, (s + 1) * d * m).fill(0);
-      const downB = bank.downB.subarray(s * m, (s + 1) * m).fill(0);
-      downB.set(src.downB);
-      for (let i = 0; i < d; i++) {
-        const w = src.lnW[i];
-        const b = src.lnB[i];
-        const row = src.downT.subarray(i * am, (i + 1) * am);
-        const into = down.subarray(i * m, i * m + am);
-        for (let j = 0; j < am; j++) {
-          into[j] = w * row[j];
-          downB[j] += b * row[j];
-        }
-      }
-      bank.up.subarray(s * m * d, (s + 1) * m * d).fill(0).set(src.upT);
+      const down = bank.down.subarray(s * d * m, (s + 1) * d * m);
+      if (am === m) down.set(src.downT);
+      else for (let i = 0; i < d; i++) down.subarray(i * m, (i + 1) * m).fill(0).set(src.downT.subarray(i * am, (i + 1) * am));
+      const up = bank.up.subarray(s * m * d, (s + 1) * m * d);
+      up.set(src.upT);
+      if (am < m) up.fill(0, am * d);
+      bank.downB.subarray(s * m, (s + 1) * m).fill(0).set(src.downB);
       bank.upB.set(src.upB, s * d);
     });
     const k = this.maxTasks;
