@@ -1,13 +1,14 @@
 import { createReadStream, existsSync, readFileSync, statSync } from 'node:fs';
-import { basename, dirname, join } from 'node:path';
+import { basename, join } from 'node:path';
 import { Readable } from 'node:stream';
 import { ADAPTER_CONFIG_FILE, detectKind, LORA_WEIGHTS_FILE, VLM_WEIGHTS_FILE } from '../src/engine/adapters/format.ts';
 import { inspectModel } from '../src/engine/loaders/load.ts';
+import { locateTokenizer } from '../src/engine/tokenizer/load.ts';
 import type { RegistryClient, UploadPart } from './client.ts';
 import { nodeHasher } from './hash-node.ts';
 import type { RegistryDb } from './db/index.ts';
 import { registerBaseVersion, type BaseVersionInput, type RegisteredBaseVersion } from './queries/models.ts';
-import { tenants, type FileEntry, type TokenizerInfo } from './schema.ts';
+import { tenants, type FileEntry } from './schema.ts';
 
 /**
  * Node-only helpers that turn local folders into what the registry stores: a base model's metadata
@@ -43,29 +44,13 @@ export async function hashFiles(paths: string[], onProgress?: Progress): Promise
   return out;
 }
 
-/** Finds the tokenizer of a local model: `explicit` (file or folder), else next to the model. */
-export function findTokenizer(modelPath: string, explicit?: string): { path: string; kind: TokenizerInfo['kind'] } | undefined {
-  const candidates = explicit ? [explicit] : statSync(modelPath).isDirectory() ? [modelPath] : [dirname(modelPath)];
-  for (const c of candidates) {
-    if (!existsSync(c)) throw new Error(`tokenizer not found: ${c}`);
-    if (statSync(c).isDirectory()) {
-      if (existsSync(join(c, 'tokenizer.json'))) return { path: join(c, 'tokenizer.json'), kind: 'hf' };
-      if (existsSync(join(c, 'tokenizer.bin'))) return { path: join(c, 'tokenizer.bin'), kind: 'llama2c' };
-      if (explicit) throw new Error(`${c}: no tokenizer.json or tokenizer.bin in this folder`);
-    } else {
-      return { path: c, kind: c.endsWith('.json') ? 'hf' : 'llama2c' };
-    }
-  }
-  return undefined;
-}
-
 /**
  * Describes a local model (Hugging Face folder or llama2.c checkpoint) as a base model version:
  * config read with the engine's inspectModel (no weights loaded), every file hashed.
  */
 export async function describeLocalModel(path: string, options: { tokenizer?: string; onProgress?: Progress } = {}): Promise<BaseVersionInput> {
   const { config, files: paths } = inspectModel(path);
-  const tok = findTokenizer(path, options.tokenizer);
+  const tok = locateTokenizer(path, options.tokenizer);
   const toHash = tok && !paths.includes(tok.path) ? [...paths, tok.path] : paths;
   const hashed = await hashFiles(toHash, options.onProgress);
   const files = hashed.slice(0, paths.length);

@@ -1,4 +1,5 @@
 import { Hono, type Context } from 'hono';
+import { errorBody } from '../../registry/errors.ts';
 import { stream } from 'hono/streaming';
 import { z } from 'zod';
 import type { EngineClient, Generation } from '../engine/worker/client.ts';
@@ -57,8 +58,9 @@ export interface ComputeState {
   onSettled(): void;
 }
 
-const error = (c: Context, status: 400 | 404 | 422 | 429 | 502 | 503, message: string, type: string, code?: string, param?: string) =>
-  c.json({ error: { message, type, param: param ?? null, code: code ?? null } }, status);
+/** Errors in the product's one shape (OpenAI's), as the edge passes them on. */
+const error = (c: Context, status: 400 | 404 | 422 | 429 | 502 | 503, message: string, code: string | null = null, param: string | null = null) =>
+  c.json(errorBody(status, message, code, param), status);
 
 export function createComputeApp(state: ComputeState): Hono {
   const app = new Hono();
@@ -71,23 +73,23 @@ export function createComputeApp(state: ComputeState): Hono {
   );
 
   app.post('/v1/internal/generate', async (c) => {
-    if (state.draining) return error(c, 503, 'this node is shutting down', 'unavailable', 'draining');
-    if (!c.req.header('content-type')?.includes('application/json')) return error(c, 400, 'expected a JSON body (content-type: application/json)', 'invalid_request_error');
+    if (state.draining) return error(c, 503, 'this node is shutting down', 'draining');
+    if (!c.req.header('content-type')?.includes('application/json')) return error(c, 400, 'expected a JSON body (content-type: application/json)');
     let json: unknown;
     try {
       json = await c.req.json();
     } catch {
-      return error(c, 400, 'the body is not valid JSON', 'invalid_request_error');
+      return error(c, 400, 'the body is not valid JSON');
     }
     const parsed = GenerateBody.safeParse(json);
     if (!parsed.success) {
       const issue = parsed.error.issues[0];
-      return error(c, 400, `${issue.path.join('.') || 'body'}: ${issue.message}`, 'invalid_request_error', undefined, issue.path.join('.'));
+      return error(c, 400, `${issue.path.join('.') || 'body'}: ${issue.message}`, undefined, issue.path.join('.'));
     }
     if (state.inflight >= state.capacity) {
       state.metrics.requests.inc({ outcome: 'rejected_busy' });
       c.header('retry-after', '1');
-      return error(c, 429, `this node is at capacity (${state.capacity} requests)`, 'rate_limit_error', 'overloaded');
+      return error(c, 429, `this node is at capacity (${state.capacity} requests)`, 'overloaded');
     }
     const body = parsed.data;
     const started = performance.now();
@@ -172,27 +174,27 @@ export function createComputeApp(state: ComputeState): Hono {
     });
   });
 
-  app.notFound((c) => error(c, 404, `no route ${c.req.method} ${c.req.path}`, 'invalid_request_error', 'not_found'));
-  app.onError((e, c) => c.json({ error: { message: e.message, type: 'server_error', param: null, code: null } }, 500));
+  app.notFound((c) => error(c, 404, `no route ${c.req.method} ${c.req.path}`, 'not_found'));
+  app.onError((e, c) => c.json(errorBody(500, e.message), 500));
   return app;
 }
 
 function failure(c: Context, state: ComputeState, e: unknown): Response {
   if (e instanceof RequestError) {
     state.metrics.requests.inc({ outcome: 'invalid' });
-    return error(c, 400, e.message, 'invalid_request_error', undefined, e.param);
+    return error(c, 400, e.message, undefined, e.param);
   }
   if (e instanceof IntegrityError) {
     state.metrics.requests.inc({ outcome: 'adapter_refused' });
-    return error(c, 422, e.message, 'invalid_request_error', 'adapter_integrity');
+    return error(c, 422, e.message, 'adapter_integrity');
   }
   if (e instanceof BlobFetchError) {
     state.metrics.requests.inc({ outcome: 'adapter_unavailable' });
-    return error(c, 502, e.message, 'server_error', 'adapter_unavailable');
+    return error(c, 502, e.message, 'adapter_unavailable');
   }
   if (e instanceof Error && e.name === 'AdapterFormatError') {
     state.metrics.requests.inc({ outcome: 'adapter_refused' });
-    return error(c, 422, e.message, 'invalid_request_error', 'adapter_invalid');
+    return error(c, 422, e.message, 'adapter_invalid');
   }
   throw e;
 }

@@ -1,8 +1,6 @@
-import { existsSync, statSync } from 'node:fs';
-import { dirname, join } from 'node:path';
 import { eosIds, parameterCount, type ModelConfig } from './model/config.ts';
 import { loadWeights } from './loaders/load.ts';
-import { loadTokenizer } from './tokenizer/load.ts';
+import { loadTokenizer, locateTokenizer } from './tokenizer/load.ts';
 import { TaskTokenizer } from './tokenizer/task-tokens.ts';
 import type { Tokenizer } from './tokenizer/types.ts';
 import { readAdapter, type Adapter, type AdapterFiles } from './adapters/read.ts';
@@ -66,8 +64,8 @@ export class Engine {
 
   static async load(opts: EngineOptions): Promise<Engine> {
     const { config, weights, format } = loadWeights(opts.model);
-    const tokenizerPath = opts.tokenizer ?? findTokenizer(opts.model, format);
-    const tokenizer = tokenizerPath ? loadTokenizer(tokenizerPath) : undefined;
+    const located = locateTokenizer(opts.model, opts.tokenizer);
+    const tokenizer = located ? loadTokenizer(located.path) : undefined;
     const warnings: string[] = [];
     if (tokenizer && tokenizer.size !== config.vocabSize) {
       warnings.push(`the tokenizer knows ${tokenizer.size} tokens but the model has ${config.vocabSize}; text that encodes to ids outside the model's vocabulary is refused`);
@@ -178,7 +176,3 @@ const NO_TEXT: Tokenizer = {
   tokenText: () => '',
 };
 
-function findTokenizer(model: string, format: 'hf' | 'llama2c'): string | undefined {
-  const candidates = format === 'hf' ? [join(model, 'tokenizer.json')] : [join(dirname(model), 'tokenizer.bin')];
-  return candidates.find((p) => existsSync(p) && statSync(p).isFile());
-}

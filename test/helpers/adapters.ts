@@ -1,14 +1,11 @@
-import { existsSync } from 'node:fs';
-import { join } from 'node:path';
 import { sql } from 'drizzle-orm';
 import type { ModelConfig } from '../../src/engine/model/config.ts';
 import { encodeSafetensors } from '../../src/engine/weights/safetensors.ts';
-import { REPO_ROOT, type TestRegistry } from './registry.ts';
+import type { TestRegistry } from './registry.ts';
 
 /** Synthetic bases and adapters (no fixture needed), publishing helpers, and a registry snapshot. */
 
-export const FIXTURES = join(REPO_ROOT, '..', 'shared', 'fixtures');
-export const hasFixtures = existsSync(join(FIXTURES, 'tiny-gpt2', 'config.json'));
+export { FIXTURES, hasFixtures } from './fixtures.ts';
 
 export function toyConfig(overrides: Partial<ModelConfig> = {}): ModelConfig {
   return {

@@ -1,5 +1,5 @@
 import { existsSync, statSync } from 'node:fs';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { HfTokenizer } from './hf.ts';
 import { Llama2cTokenizer } from './llama2c.ts';
 import { TokenizerError, type Tokenizer } from './types.ts';
@@ -13,4 +13,18 @@ export function loadTokenizer(path: string): Tokenizer {
     throw new TokenizerError(`${path}: no tokenizer.json or tokenizer.bin in this folder`);
   }
   return path.endsWith('.json') ? HfTokenizer.fromPath(path) : Llama2cTokenizer.fromFile(path);
+}
+
+/**
+ * Where a model's tokenizer is: `explicit` (a file, or a folder holding one), else a
+ * tokenizer.json or tokenizer.bin in the model's folder (next to a llama2.c checkpoint).
+ */
+export function locateTokenizer(modelPath: string, explicit?: string): { path: string; kind: 'hf' | 'llama2c' } | undefined {
+  const where = explicit ?? (statSync(modelPath).isDirectory() ? modelPath : dirname(modelPath));
+  if (!existsSync(where)) throw new TokenizerError(`tokenizer not found: ${where}`);
+  if (!statSync(where).isDirectory()) return { path: where, kind: where.endsWith('.json') ? 'hf' : 'llama2c' };
+  if (existsSync(join(where, 'tokenizer.json'))) return { path: join(where, 'tokenizer.json'), kind: 'hf' };
+  if (existsSync(join(where, 'tokenizer.bin'))) return { path: join(where, 'tokenizer.bin'), kind: 'llama2c' };
+  if (explicit) throw new TokenizerError(`${where}: no tokenizer.json or tokenizer.bin in this folder`);
+  return undefined;
 }
