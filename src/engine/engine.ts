@@ -1,5 +1,7 @@
 import { eosIds, parameterCount, type ModelConfig } from './model/config.ts';
-import { loadWeights } from './loaders/load.ts';
+import { openModel } from './loaders/load.ts';
+import { checkMemory, weightFormat, type PrecisionOptions } from './model/precision.ts';
+import type { WeightFormat } from './weights/quantize.ts';
 import { loadTokenizer, locateTokenizer } from './tokenizer/load.ts';
 import { TaskTokenizer } from './tokenizer/task-tokens.ts';
 import type { Tokenizer } from './tokenizer/types.ts';
@@ -12,7 +14,7 @@ import { Scheduler, type SchedulerOptions, type StepStats } from './generation/s
 import { Sequence, type SequenceSink } from './generation/sequence.ts';
 import { RequestError, validateRequest, type GenerateRequest } from './generation/request.ts';
 
-export interface EngineOptions extends Partial<SchedulerOptions> {
+export interface EngineOptions extends Partial<SchedulerOptions>, PrecisionOptions {
   /** A Hugging Face model folder or a llama2.c checkpoint. */
   model: string;
   /** tokenizer.json, a folder with one, or llama2.c's tokenizer.bin; found next to the model if omitted. */
@@ -24,6 +26,8 @@ export interface EngineOptions extends Partial<SchedulerOptions> {
    * engine skips the adapter ops that would otherwise run, empty, on every step.
    */
   adapterKinds?: AdapterKind[];
+  /** Longest sequence served (prompt + generated); default and maximum: the model's context. */
+  context?: number;
 }
 
 export interface EngineInfo {
@@ -34,6 +38,11 @@ export interface EngineInfo {
   ep: ExecutionProvider;
   hasTokenizer: boolean;
   adapterKinds: AdapterKind[];
+  /** The format the base weights are served in. */
+  weights: WeightFormat;
+  /** Bytes of the checkpoint's weight files, and seconds from opening them to a ready session. */
+  fileBytes: number;
+  loadSeconds: number;
   /** Things the user should know (e.g. a tokenizer larger than the model's vocabulary). */
   warnings: string[];
 }
@@ -63,20 +72,31 @@ export class Engine {
   }
 
   static async load(opts: EngineOptions): Promise<Engine> {
-    const { config, weights, format } = loadWeights(opts.model);
-    const located = locateTokenizer(opts.model, opts.tokenizer);
-    const tokenizer = located ? loadTokenizer(located.path) : undefined;
+    const started = performance.now();
+    const model = openModel(opts.model);
+    let runner: ModelRunner;
+    let config: ModelConfig;
+    let tokenizer: Tokenizer | undefined;
+    const adapterKinds = opts.adapterKinds ?? ['vlm', 'lora'];
+    try {
+      config = withContext(model.config, opts.context);
+      const format = weightFormat(config, opts);
+      checkMemory(config, format);
+      const located = locateTokenizer(opts.model, opts.tokenizer);
+      tokenizer = located ? loadTokenizer(located.path) : undefined;
+      const features = { vlm: adapterKinds.includes('vlm'), lora: adapterKinds.includes('lora') };
+      runner = await ModelRunner.create(config, model.weights, { ep: opts.ep, threads: opts.threads, features, format });
+    } finally {
+      model.close();
+    }
     const warnings: string[] = [];
     if (tokenizer && tokenizer.size !== config.vocabSize) {
       warnings.push(`the tokenizer knows ${tokenizer.size} tokens but the model has ${config.vocabSize}; text that encodes to ids outside the model's vocabulary is refused`);
     }
-    const adapterKinds = opts.adapterKinds ?? ['vlm', 'lora'];
-    const features = { vlm: adapterKinds.includes('vlm'), lora: adapterKinds.includes('lora') };
-    const runner = await ModelRunner.create(config, weights, { ep: opts.ep, threads: opts.threads, features });
-    weights.clear(); // the session holds its own copy
     const info: EngineInfo = {
-      architecture: config.architecture, format, config, params: parameterCount(config), ep: runner.ep,
-      hasTokenizer: tokenizer !== undefined, warnings, adapterKinds,
+      architecture: config.architecture, format: model.format, config, params: parameterCount(config), ep: runner.ep,
+      hasTokenizer: tokenizer !== undefined, warnings, adapterKinds, weights: runner.format,
+      fileBytes: model.fileBytes, loadSeconds: (performance.now() - started) / 1000,
     };
     return new Engine(runner, tokenizer, info, opts);
   }
@@ -162,6 +182,14 @@ export class Engine {
   async close(): Promise<void> {
     await this.runner.release();
   }
+}
+
+/** The model's config with its context cut to what the user asked for (the KV cache never exceeds it). */
+function withContext(c: ModelConfig, context?: number): ModelConfig {
+  if (context === undefined) return c;
+  if (!Number.isInteger(context) || context < 1) throw new RequestError(`context must be a positive integer (got ${context})`, 'context');
+  if (context > c.maxPositions) throw new RequestError(`context ${context} exceeds the model's maximum of ${c.maxPositions} positions`, 'context');
+  return { ...c, maxPositions: context };
 }
 
 /** For models served without a tokenizer: ids only, no text. */

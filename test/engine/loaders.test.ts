@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { fixture, hasFixtures, maxAbsDiff, readJson } from '../helpers/fixtures.ts';
 import { greedyBatch, runnerFor, teacherForce } from '../helpers/engine.ts';
-import { loadWeights } from '../../src/engine/loaders/load.ts';
+import { openModel } from '../../src/engine/loaders/load.ts';
 import { encodeSafetensors, parseHeader, toFloat32 } from '../../src/engine/weights/safetensors.ts';
 
 function tensorsOf(path: string) {
@@ -63,13 +63,13 @@ describe.skipIf(!hasFixtures)('model loaders', () => {
       copyFileSync(fixture('tiny-gpt2/model.safetensors'), join(dir, 'model.safetensors'));
       return dir;
     };
-    expect(() => loadWeights(tiny((c) => (c.n_embd = 64)))).toThrow(/shape \[1000,32\] but the config implies \[1000,64\]/);
-    expect(() => loadWeights(tiny((c) => (c.model_type = 'bert', (c.architectures = ['BertModel']))))).toThrow(/unsupported model/);
-    expect(() => loadWeights(tiny((c) => (c.n_layer = 6)))).toThrow(/missing \d+ weight/);
+    expect(() => openModel(tiny((c) => (c.n_embd = 64)))).toThrow(/shape \[1000,32\] but the config implies \[1000,64\]/);
+    expect(() => openModel(tiny((c) => (c.model_type = 'bert', (c.architectures = ['BertModel']))))).toThrow(/unsupported model/);
+    expect(() => openModel(tiny((c) => (c.n_layer = 6)))).toThrow(/missing \d+ weight/);
     const truncated = join(mkdtempSync(join(tmpdir(), 'versa-')), 'model.bin');
     writeFileSync(truncated, readFileSync(fixture('stories260k/model.bin')).subarray(0, 50_000));
-    expect(() => loadWeights(truncated)).toThrow(/truncated/);
-    expect(() => loadWeights('/nope')).toThrow(/model not found/);
+    expect(() => openModel(truncated)).toThrow(/truncated/);
+    expect(() => openModel('/nope')).toThrow(/model not found/);
   });
 });
 

@@ -1,8 +1,10 @@
 import type { ModelConfig } from '../model/config.ts';
 import { layerPrefix, linearModules } from '../model/layout.ts';
-import type { Tensor, Weights } from '../weights/tensor.ts';
+import { transpose2d, type Tensor } from '../weights/tensor.ts';
+import { float32Of, type WeightSource } from '../weights/stored.ts';
+import { bitsOf, FLOAT32, quantizeRows, type QuantizedMatrix, type WeightFormat } from '../weights/quantize.ts';
 import { VLM_LAYER_NORM_EPS } from '../adapters/format.ts';
-import { GraphBuilder } from './onnx.ts';
+import { GraphBuilder, type EncodedGraph } from './onnx.ts';
 import { IN, LOGITS, loraInputs, newKey, newValue, pastKey, pastValue, vlmInputs } from './io.ts';
 
 /**
@@ -18,6 +20,24 @@ export interface GraphFeatures {
 }
 export const ALL_FEATURES: GraphFeatures = { vlm: true, lora: true };
 
+/**
+ * How a checkpoint stores a projection: PyTorch nn.Linear [out, in], or GPT-2's Conv1D [in, out].
+ * Float weights are used as stored (Gemm transposes on the fly, at no cost once prepacked);
+ * quantized ones are packed along `in`.
+ */
+export type MatrixLayout = 'out_in' | 'in_out';
+
+/** A weight matrix as the graph reads it: float32 as stored, or quantized rows of [out, in]. */
+type Matrix =
+  | { kind: 'float'; name: string; layout: MatrixLayout }
+  | { kind: 'quantized'; names: { packed: string; scales: string; zeroPoints: string }; q: QuantizedMatrix };
+
+/**
+ * The token-embedding table, which the head also reads when tied: float32 transposed to [d, V]
+ * (see head()), or quantized [V, d] rows that both GatherBlockQuantized and MatMulNBits read.
+ */
+export type EmbeddingTable = { kind: 'float'; tableT: string } | Extract<Matrix, { kind: 'quantized' }>;
+
 export class DecoderGraph {
   readonly g = new GraphBuilder();
   private readonly gathered = new Map<string, string>();
@@ -30,9 +50,10 @@ export class DecoderGraph {
 
   constructor(
     readonly c: ModelConfig,
-    private readonly weights: Weights,
+    private readonly weights: WeightSource,
     /** Which adapter kinds the graph serves; an unused kind costs its ops on every step. */
     readonly features: GraphFeatures = ALL_FEATURES,
+    readonly format: WeightFormat = FLOAT32,
   ) {
     const g = this.g;
     const { numLayers, hiddenSize: d, numKvHeads: kvh, headDim: hd } = c;
@@ -81,20 +102,70 @@ export class DecoderGraph {
     this.splitSizes = g.concat([pastLen, newLen], 0);
   }
 
-  /** A weight by its Hugging Face name; `transpose` turns PyTorch [out, in] into [in, out]. */
-  w(name: string, transform?: (t: Tensor) => Tensor): string {
-    const t = this.weights.get(name);
-    if (!t) throw new Error(`weight ${name} is missing`);
-    return this.g.weight(name, transform ? transform(t) : t);
+  /** A float32 weight by its Hugging Face name, as stored (norms, biases, position embeddings). */
+  w(name: string): string {
+    return this.g.tensor(name, this.float(name));
   }
 
-  /**
-   * Token embeddings [N, d]; a row's task tokens take their embedding from its VLM slot.
-   * `tableT` is the embedding matrix transposed, [d, V], as the head reads it (see head()).
-   */
-  embed(tableT: string, positions?: string): string {
+  /** A weight's values as float32 (read from the checkpoint now, converted if stored as 16 bits). */
+  private float(name: string): Tensor {
+    const t = this.weights.get(name);
+    if (!t) throw new Error(`weight ${name} is missing`);
+    return { dims: [...t.dims], data: float32Of(t) };
+  }
+
+  /** Whether the checkpoint has a weight (optional biases). */
+  has(name: string): boolean {
+    return this.weights.has(name);
+  }
+
+  /** A projection's weight matrix, in the graph's weight format. */
+  private matrix(name: string, layout: MatrixLayout): Matrix {
+    if (this.format.quantize === 'none') {
+      return { kind: 'float', name: this.w(name), layout };
+    }
+    const t = layout === 'in_out' ? transpose2d(this.float(name)) : this.float(name);
+    const [rows, cols] = t.dims;
+    const q = quantizeRows(t.data, rows, cols, bitsOf(this.format.quantize), this.format.block);
     const g = this.g;
-    let x = g.transpose(g.gather(tableT, IN.inputIds, 1), [1, 2, 0]); // [d, B, S] -> [B, S, d]
+    const names = {
+      packed: g.weight(`${name}.q`, 'uint8', [rows, q.blocks, (q.block * q.bits) / 8], q.packed),
+      scales: g.weight(`${name}.scales`, 'float32', [rows, q.blocks], new Uint8Array(q.scales.buffer)),
+      zeroPoints: g.weight(`${name}.zero_points`, 'uint8', [rows, q.zeroPoints.length / rows], q.zeroPoints),
+    };
+    return { kind: 'quantized', names, q };
+  }
+
+  /** x [N, in] times a matrix: Gemm or MatMul for float32, MatMulNBits for quantized weights. */
+  private times(x: string, m: Matrix): string {
+    const g = this.g;
+    if (m.kind === 'float') return m.layout === 'in_out' ? g.matmul(x, m.name) : g.op('Gemm', [x, m.name], { transB: 1 });
+    const { q, names } = m;
+    const attrs = { K: q.cols, N: q.rows, bits: q.bits, block_size: q.block, accuracy_level: 4 };
+    return g.op('MatMulNBits', [x, names.packed, names.scales, names.zeroPoints], attrs, undefined, 'com.microsoft');
+  }
+
+  /** A [V, d] vocabulary matrix: the token embeddings, or an untied output head (see EmbeddingTable). */
+  vocabTable(name: string): EmbeddingTable {
+    if (this.format.quantize === 'none') return { kind: 'float', tableT: this.g.tensor(name, transpose2d(this.float(name))) };
+    return this.matrix(name, 'out_in') as EmbeddingTable;
+  }
+
+  /** Token embeddings [N, d]; a row's task tokens take their embedding from its VLM slot. */
+  embed(table: EmbeddingTable, positions?: string): string {
+    const g = this.g;
+    const d = this.c.hiddenSize;
+    let x: string;
+    if (table.kind === 'float') {
+      x = g.transpose(g.gather(table.tableT, IN.inputIds, 1), [1, 2, 0]); // [d, B, S] -> [B, S, d]
+    } else {
+      const { q, names } = table;
+      // GatherBlockQuantized wants the packed rows as [V, d * bits / 8]: the same bytes, a 2-D shape.
+      const rows = g.weight(`${names.packed}.rows`, 'uint8', [q.rows, (q.blocks * q.block * q.bits) / 8], q.packed);
+      const attrs = { bits: q.bits, block_size: q.block, gather_axis: 0, quantize_axis: 1 };
+      x = g.op('GatherBlockQuantized', [rows, IN.inputIds, names.scales, names.zeroPoints], attrs, undefined, 'com.microsoft');
+      if (q.blocks * q.block !== d) x = g.slice(x, [0], [d], [2]); // the last block's padding
+    }
     if (this.features.vlm) {
       const task = g.gather(IN.taskEmbeddings, IN.taskIndex);
       const isTask = g.unsqueeze(g.op('Greater', [IN.taskIndex, g.ints([0])]), [2]);
@@ -130,12 +201,12 @@ export class DecoderGraph {
 
   /**
    * x @ W (+ b) for the block projection `module` of layer `l`, plus the LoRA delta of each row's
-   * LoRA slot. `weight` is already [in, out].
+   * LoRA slot. `weight` and `bias` are checkpoint names.
    */
-  linear(l: number, module: string, x: string, weight: string, bias?: string): string {
+  linear(l: number, module: string, x: string, weight: string, layout: MatrixLayout, bias?: string): string {
     const g = this.g;
-    let y = g.matmul(x, weight);
-    if (bias) y = g.add(y, bias);
+    let y = this.times(x, this.matrix(weight, layout));
+    if (bias) y = g.add(y, this.w(bias));
     if (!this.features.lora) return y;
     const io = loraInputs(l, module);
     const delta = g.matmul(g.matmul(this.gatherRows(x, IN.loraGather), io.a), io.b);
@@ -181,7 +252,7 @@ export class DecoderGraph {
     const g = this.g;
     const positions = g.reshape(IN.positionIds, [-1]);
     const pick = (name: string, data: Float32Array) =>
-      g.unsqueeze(g.gather(g.weight(name, { dims: [maxPositions, half], data }), positions), [1]);
+      g.unsqueeze(g.gather(g.tensor(name, { dims: [maxPositions, half], data }), positions), [1]);
     return { cos: pick('rope.cos', cos), sin: pick('rope.sin', sin) };
   }
 
@@ -224,20 +295,20 @@ export class DecoderGraph {
   }
 
   /**
-   * Logits of each row's last token: the base vocabulary, then the row's task tokens. The head
-   * is [d, V] so that batch-1 decoding gets onnxruntime's GEMV kernel: with the PyTorch [V, d]
-   * layout (a transposed Gemm) reading its 150 MB took GPT-2 small 4.6 ms instead of 2.5.
+   * Logits of each row's last token: the base vocabulary, then the row's task tokens. A float32
+   * head is [d, V] so that batch-1 decoding gets onnxruntime's GEMV kernel: with the PyTorch
+   * [V, d] layout (a transposed Gemm) reading its 150 MB took GPT-2 small 4.6 ms instead of 2.5.
    */
-  head(h: string, norm: (x: string) => string, tableT: string): void {
+  head(h: string, norm: (x: string) => string, table: EmbeddingTable): void {
     const g = this.g;
     const last = norm(g.gather(h, IN.lastIndex)); // [B, d]
-    const base = g.matmul(last, tableT);
+    const base = table.kind === 'float' ? g.matmul(last, table.tableT) : this.times(last, table);
     if (!this.features.vlm) return g.output(base, LOGITS, 'float32', ['B', 'V']);
     const task = this.scatterRows(g.matmul(g.gather(last, IN.headGather), IN.taskHead), IN.headScatter);
     g.output(g.concat([base, task], 1), LOGITS, 'float32', ['B', 'V']);
   }
 
-  encode(): Uint8Array {
+  encode(): EncodedGraph {
     return this.g.encode(`${this.c.architecture}-decoder`);
   }
 
@@ -258,7 +329,7 @@ export class DecoderGraph {
 
   private constantRow(name: string, d: number, value: number): string {
     const key = `${name}_${d}`;
-    if (!this.constants.has(key)) this.constants.set(key, this.g.weight(key, { dims: [d], data: new Float32Array(d).fill(value) }));
+    if (!this.constants.has(key)) this.constants.set(key, this.g.tensor(key, { dims: [d], data: new Float32Array(d).fill(value) }));
     return this.constants.get(key)!;
   }
 }

@@ -1,20 +1,23 @@
 import type { ModelConfig } from '../model/config.ts';
-import { transpose2d, type Weights } from '../weights/tensor.ts';
+import type { WeightSource } from '../weights/stored.ts';
+import type { WeightFormat } from '../weights/quantize.ts';
 import { blockWeight, DecoderGraph, type GraphFeatures } from './decoder.ts';
+import type { EncodedGraph } from './onnx.ts';
 
 /**
  * GPT-2 (Radford et al. 2019): learned positions, pre-LayerNorm blocks, tanh-GELU MLP, output
- * head tied to the token embeddings. Conv1D weights are already [in, out].
+ * head tied to the token embeddings. Conv1D weights are stored [in, out].
  */
-export function buildGpt2(c: ModelConfig, weights: Weights, features?: GraphFeatures): Uint8Array {
-  const m = new DecoderGraph(c, weights, features);
+export function buildGpt2(c: ModelConfig, weights: WeightSource, features?: GraphFeatures, format?: WeightFormat): EncodedGraph {
+  const m = new DecoderGraph(c, weights, features, format);
   const g = m.g;
   const d = c.hiddenSize;
-  const wteT = m.w('transformer.wte.weight', transpose2d); // [d, V]: see DecoderGraph.head
-  let h = m.embed(wteT, m.w('transformer.wpe.weight'));
+  const wte = m.vocabTable('transformer.wte.weight');
+  let h = m.embed(wte, m.w('transformer.wpe.weight'));
   for (let l = 0; l < c.numLayers; l++) {
     const w = (name: string) => m.w(blockWeight(c, l, name));
-    const proj = (module: string, x: string) => m.linear(l, module, x, w(`${module}.weight`), w(`${module}.bias`));
+    const proj = (module: string, x: string) =>
+      m.linear(l, module, x, blockWeight(c, l, `${module}.weight`), 'in_out', blockWeight(c, l, `${module}.bias`));
 
     const qkv = proj('attn.c_attn', m.layerNorm(h, w('ln_1.weight'), w('ln_1.bias')));
     const [q, k, v] = g.opN('Split', [qkv, g.ints([d, d, d])], 3, { axis: 1 });
@@ -25,6 +28,6 @@ export function buildGpt2(c: ModelConfig, weights: Weights, features?: GraphFeat
 
     h = m.vlm(l, h);
   }
-  m.head(h, (x) => m.layerNorm(x, m.w('transformer.ln_f.weight'), m.w('transformer.ln_f.bias')), wteT);
+  m.head(h, (x) => m.layerNorm(x, m.w('transformer.ln_f.weight'), m.w('transformer.ln_f.bias')), wte);
   return m.encode();
 }

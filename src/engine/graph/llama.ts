@@ -1,22 +1,24 @@
 import type { ModelConfig } from '../model/config.ts';
-import { transpose2d, type Weights } from '../weights/tensor.ts';
+import type { WeightSource } from '../weights/stored.ts';
+import type { WeightFormat } from '../weights/quantize.ts';
 import { blockWeight, DecoderGraph, type GraphFeatures } from './decoder.ts';
+import type { EncodedGraph } from './onnx.ts';
 
 /**
  * Llama (Touvron et al. 2023): RMSNorm, rotary positions (llama2.c's interleaved pairs or
  * Hugging Face's rotate-half), grouped-query attention, SwiGLU MLP, tied or separate head.
- * PyTorch [out, in] projection weights are transposed once, here, to [in, out].
+ * Projection weights stay in PyTorch's [out, in] layout.
  */
-export function buildLlama(c: ModelConfig, weights: Weights, features?: GraphFeatures): Uint8Array {
-  const m = new DecoderGraph(c, weights, features);
+export function buildLlama(c: ModelConfig, weights: WeightSource, features?: GraphFeatures, format?: WeightFormat): EncodedGraph {
+  const m = new DecoderGraph(c, weights, features, format);
   const g = m.g;
-  const embedT = m.w('model.embed_tokens.weight', transpose2d); // [d, V]: see DecoderGraph.head
-  let h = m.embed(embedT);
+  const embeddings = m.vocabTable('model.embed_tokens.weight');
+  let h = m.embed(embeddings);
   for (let l = 0; l < c.numLayers; l++) {
     const name = (n: string) => blockWeight(c, l, n);
     const proj = (module: string, x: string) => {
-      const bias = weights.has(name(`${module}.bias`)) ? m.w(name(`${module}.bias`)) : undefined;
-      return m.linear(l, module, x, m.w(name(`${module}.weight`), transpose2d), bias);
+      const bias = m.has(name(`${module}.bias`)) ? name(`${module}.bias`) : undefined;
+      return m.linear(l, module, x, name(`${module}.weight`), 'out_in', bias);
     };
 
     const a = m.rmsNorm(h, m.w(name('input_layernorm.weight')));
@@ -31,7 +33,7 @@ export function buildLlama(c: ModelConfig, weights: Weights, features?: GraphFea
 
     h = m.vlm(l, h);
   }
-  const head = c.tiedEmbeddings ? embedT : m.w('lm_head.weight', transpose2d);
+  const head = c.tiedEmbeddings ? embeddings : m.vocabTable('lm_head.weight');
   m.head(h, (x) => m.rmsNorm(x, m.w('model.norm.weight')), head);
   return m.encode();
 }

@@ -5,8 +5,14 @@ const { onnx } = onnxProto;
 const DT = onnx.TensorProto.DataType;
 const AT = onnx.AttributeProto.AttributeType;
 
-export type ElemType = 'float32' | 'int64' | 'bool';
-const ELEM: Record<ElemType, number> = { float32: DT.FLOAT, int64: DT.INT64, bool: DT.BOOL };
+export type ElemType = 'float32' | 'int64' | 'bool' | 'uint8';
+const ELEM: Record<ElemType, number> = { float32: DT.FLOAT, int64: DT.INT64, bool: DT.BOOL, uint8: DT.UINT8 };
+
+/** A serialised graph and the weight bytes it references (ONNX external data, one "file" per tensor). */
+export interface EncodedGraph {
+  model: Uint8Array;
+  externalData: Array<{ path: string; data: Uint8Array }>;
+}
 
 /** A symbolic (string) or fixed (number) dimension of a graph input or output. */
 export type Dim = string | number;
@@ -22,6 +28,7 @@ export class GraphBuilder {
   private readonly inputs: onnxProto.onnx.IValueInfoProto[] = [];
   private readonly outputs: onnxProto.onnx.IValueInfoProto[] = [];
   private readonly initializers: onnxProto.onnx.ITensorProto[] = [];
+  private readonly external: EncodedGraph['externalData'] = [];
   private readonly constants = new Map<string, string>();
   /** Values exposed as graph outputs under another name: renamed at encode, no Identity copy. */
   private readonly renames = new Map<string, string>();
@@ -39,15 +46,26 @@ export class GraphBuilder {
     this.outputs.push(valueInfo(name, type, dims));
   }
 
-  /** A float32 weight, stored in the model as an initializer. */
-  weight(name: string, t: Tensor): string {
+  /**
+   * A weight, kept out of the protobuf: onnxruntime reads it from `bytes` (external data in
+   * memory), so the graph is a few hundred kilobytes whatever the model's size.
+   */
+  weight(name: string, type: ElemType, dims: readonly number[], bytes: Uint8Array): string {
+    const path = `w${this.external.length}`;
     this.initializers.push({
       name,
-      dims: t.dims,
-      dataType: DT.FLOAT,
-      rawData: new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength),
+      dims: [...dims],
+      dataType: ELEM[type],
+      dataLocation: onnx.TensorProto.DataLocation.EXTERNAL,
+      externalData: [{ key: 'location', value: path }],
     });
+    this.external.push({ path, data: bytes });
     return name;
+  }
+
+  /** A float32 weight (see weight()). */
+  tensor(name: string, t: Tensor): string {
+    return this.weight(name, 'float32', t.dims, new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength));
   }
 
   /** A small int64 constant (shapes, axes, indices), shared when repeated. */
@@ -104,8 +122,8 @@ export class GraphBuilder {
     this.op('Slice', [x, this.ints(starts), this.ints(ends), this.ints(axes)]);
   unsqueeze = (x: string, axes: number[]) => this.op('Unsqueeze', [x, this.ints(axes)]);
 
-  /** Serialises the model (opset 17, IR 8). */
-  encode(name = 'versa'): Uint8Array {
+  /** Serialises the model (opset 17, IR 8); the weights stay in their buffers. */
+  encode(name = 'versa'): EncodedGraph {
     const rename = (v: string) => this.renames.get(v) ?? v;
     const nodes = this.nodes.map((n) => ({ ...n, input: n.input!.map(rename), output: n.output!.map(rename) }));
     const contrib = nodes.some((n) => n.domain === 'com.microsoft');
@@ -115,7 +133,7 @@ export class GraphBuilder {
       opsetImport: [{ domain: '', version: 17 }, ...(contrib ? [{ domain: 'com.microsoft', version: 1 }] : [])],
       graph: { name, node: nodes, input: this.inputs, output: this.outputs, initializer: this.initializers },
     });
-    return onnx.ModelProto.encode(model).finish();
+    return { model: onnx.ModelProto.encode(model).finish(), externalData: this.external };
   }
 }
 

@@ -3,10 +3,14 @@ import { join } from 'node:path';
 import { configFromHf, ModelFormatError, type ModelConfig } from '../model/config.ts';
 import { optionalBiasShapes, weightShapes } from '../model/layout.ts';
 import { SafetensorsFile } from '../weights/files.ts';
-import type { Weights } from '../weights/tensor.ts';
+import type { StoredTensor, WeightSource } from '../weights/stored.ts';
+import type { OpenedModel } from './load.ts';
 
-/** Loads a Hugging Face model folder: config.json + model.safetensors (or a sharded index). */
-export function loadHfFolder(dir: string): { config: ModelConfig; weights: Weights } {
+/**
+ * Opens a Hugging Face model folder: config.json + model.safetensors (or a sharded index). Headers
+ * are read and checked against the config now; tensor bytes are read when the graph asks for them.
+ */
+export function openHfFolder(dir: string): Omit<OpenedModel, 'format'> {
   const configPath = join(dir, 'config.json');
   if (!existsSync(configPath)) throw new ModelFormatError(`${dir}: no config.json (not a Hugging Face model folder)`);
   let json: Record<string, unknown>;
@@ -17,10 +21,15 @@ export function loadHfFolder(dir: string): { config: ModelConfig; weights: Weigh
   }
   const config = configFromHf(json);
   const files = openShards(dir);
-  try {
-    return { config, weights: readWeights(config, files) };
-  } finally {
+  const close = () => {
     for (const f of new Set(files.values())) f.close();
+  };
+  try {
+    const fileBytes = [...new Set(files.values())].reduce((n, f) => n + f.size, 0);
+    return { config, weights: storedWeights(config, files), fileBytes, close };
+  } catch (e) {
+    close();
+    throw e;
   }
 }
 
@@ -42,12 +51,15 @@ function openShards(dir: string): Map<string, SafetensorsFile> {
       throw new ModelFormatError(`${index}: invalid JSON (${(e as Error).message})`);
     }
     if (!weightMap || typeof weightMap !== 'object') throw new ModelFormatError(`${index}: no "weight_map"`);
-    const opened = new Map<string, SafetensorsFile>();
-    for (const shard of new Set(Object.values(weightMap))) {
-      if (shard.includes('/') || shard.includes('\\')) throw new ModelFormatError(`${index}: shard name "${shard}" is not a plain file name`);
-      const file = SafetensorsFile.open(join(dir, shard));
-      opened.set(shard, file);
-      add(file);
+    try {
+      for (const shard of new Set(Object.values(weightMap))) {
+        if (shard.includes('/') || shard.includes('\\')) throw new ModelFormatError(`${index}: shard name "${shard}" is not a plain file name`);
+        if (!existsSync(join(dir, shard))) throw new ModelFormatError(`${index}: shard ${shard} is missing`);
+        add(SafetensorsFile.open(join(dir, shard)));
+      }
+    } catch (e) {
+      for (const f of new Set(byName.values())) f.close();
+      throw e;
     }
   } else {
     const hint = existsSync(join(dir, 'pytorch_model.bin')) ? ' (pytorch_model.bin is not supported: save with safe_serialization=True)' : '';
@@ -61,14 +73,14 @@ function normalise(name: string): string {
   return /^(h\.\d+\.|wte\.|wpe\.|ln_f\.)/.test(name) ? `transformer.${name}` : name;
 }
 
-function readWeights(config: ModelConfig, files: Map<string, SafetensorsFile>): Weights {
+function storedWeights(config: ModelConfig, files: Map<string, SafetensorsFile>): WeightSource {
   const expected = weightShapes(config);
   const missing = [...expected.keys()].filter((n) => !files.has(n));
   if (missing.length) {
     throw new ModelFormatError(`missing ${missing.length} weight(s) for ${config.architecture}: ${missing.slice(0, 5).join(', ')}${missing.length > 5 ? ', ...' : ''}`);
   }
   const wanted = new Map([...expected, ...[...optionalBiasShapes(config)].filter(([n]) => files.has(n))]);
-  const weights: Weights = new Map();
+  const weights = new Map<string, StoredTensor>();
   for (const [name, dims] of wanted) {
     const file = files.get(name)!;
     const original = [...file.names].find((n) => normalise(n) === name)!;
@@ -76,7 +88,7 @@ function readWeights(config: ModelConfig, files: Map<string, SafetensorsFile>): 
     if (shape.join() !== dims.join()) {
       throw new ModelFormatError(`weight ${name} has shape [${shape}] but the config implies [${dims}]`);
     }
-    weights.set(name, file.read(original));
+    weights.set(name, file.stored(original));
   }
   return weights;
 }

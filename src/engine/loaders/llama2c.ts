@@ -1,35 +1,54 @@
-import { closeSync, openSync, readFileSync, readSync } from 'node:fs';
+import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
+import { readExact } from '../weights/files.ts';
 import { ModelFormatError, type ModelConfig } from '../model/config.ts';
 import { layerPrefix } from '../model/layout.ts';
-import type { Weights } from '../weights/tensor.ts';
+import type { StoredTensor, WeightSource } from '../weights/stored.ts';
+import type { OpenedModel } from './load.ts';
 
 const MAGIC_AK42 = 0x616b3432;
 
 /**
- * Loads a llama2.c checkpoint: the legacy format (7 x int32 header, read by run.c) or the v1
- * "ak42" export (256-byte header). Weights keep llama2.c's interleaved RoPE layout; they are
- * stored under Hugging Face names so that the Llama builder serves both.
+ * Opens a llama2.c checkpoint: the legacy format (7 x int32 header, read by run.c) or the v1
+ * "ak42" export (256-byte header). Each tensor is one read when the graph asks for it. Weights keep
+ * llama2.c's interleaved RoPE layout, under Hugging Face names so that the Llama builder serves both.
  */
-export function loadLlama2c(path: string): { config: ModelConfig; weights: Weights } {
-  const file = readFileSync(path);
-  const buf = file.buffer.slice(file.byteOffset, file.byteOffset + file.byteLength);
-  const { config, v1, headDim, kvDim } = parseHeader(new DataView(buf), path);
+export function openLlama2c(path: string): Omit<OpenedModel, 'format'> {
+  const config = readLlama2cConfig(path);
+  const fd = openSync(path, 'r');
+  try {
+    return { config, ...storedWeights(path, fd, config), close: () => closeSync(fd) };
+  } catch (e) {
+    closeSync(fd);
+    throw e;
+  }
+}
+
+/** Where each tensor lies in the file (checked against its size); bytes are read on demand. */
+function storedWeights(path: string, fd: number, config: ModelConfig) {
+  const size = fstatSync(fd).size;
+  const head = new Uint8Array(256);
+  const { v1, headDim, kvDim } = parseHeader(new DataView(head.buffer, 0, readSync(fd, head, 0, 256, 0)), path);
   const { hiddenSize: dim, intermediateSize: hidden, numLayers: layers, vocabSize: vocab, maxPositions: seqLen } = config;
   const shared = config.tiedEmbeddings;
 
   let offset = v1 ? 256 : 28;
   const floats = (count: number) => {
-    if (offset + count * 4 > buf.byteLength) throw new ModelFormatError(`${path}: truncated (needs more than ${buf.byteLength} bytes)`);
-    const out = new Float32Array(buf.slice(offset, offset + count * 4));
+    const at = offset;
     offset += count * 4;
-    return out;
+    if (offset > size) throw new ModelFormatError(`${path}: truncated (needs more than ${size} bytes)`);
+    return at;
   };
-  const weights: Weights = new Map();
+  const weights = new Map<string, StoredTensor>();
+  const tensor = (dims: number[]): StoredTensor => {
+    const length = dims.reduce((a, b) => a * b, 1) * 4;
+    const at = floats(length / 4);
+    return { dims, dtype: 'F32', bytes: () => readExact(fd, at, length, path) };
+  };
   const perLayer = (name: string, dims: number[]) => {
-    for (let i = 0; i < layers; i++) weights.set(`${layerPrefix(config, i)}${name}`, { dims, data: floats(dims.reduce((a, b) => a * b, 1)) });
+    for (let i = 0; i < layers; i++) weights.set(`${layerPrefix(config, i)}${name}`, tensor(dims));
   };
-  const embed = () => weights.set('model.embed_tokens.weight', { dims: [vocab, dim], data: floats(vocab * dim) });
-  const norm = () => weights.set('model.norm.weight', { dims: [dim], data: floats(dim) });
+  const embed = () => weights.set('model.embed_tokens.weight', tensor([vocab, dim]));
+  const norm = () => weights.set('model.norm.weight', tensor([dim]));
   const projections = () => {
     perLayer('self_attn.q_proj.weight', [dim, dim]);
     perLayer('self_attn.k_proj.weight', [kvDim, dim]);
@@ -56,11 +75,11 @@ export function loadLlama2c(path: string): { config: ModelConfig; weights: Weigh
     norm();
     floats(seqLen * headDim); // the legacy file's precomputed RoPE tables (cos and sin), unused
   }
-  if (!shared) weights.set('lm_head.weight', { dims: [vocab, dim], data: floats(vocab * dim) });
-  if (offset !== buf.byteLength) {
-    throw new ModelFormatError(`${path}: ${buf.byteLength - offset} unexpected trailing bytes (header and file size disagree)`);
+  if (!shared) weights.set('lm_head.weight', tensor([vocab, dim]));
+  if (offset !== size) {
+    throw new ModelFormatError(`${path}: ${size - offset} unexpected trailing bytes (header and file size disagree)`);
   }
-  return { config, weights };
+  return { weights: weights as WeightSource, fileBytes: size };
 }
 
 /** Reads the config from a llama2.c checkpoint's header (the first 256 bytes at most). */

@@ -1,21 +1,26 @@
 import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { configFromHf, ModelFormatError, type ModelConfig } from '../model/config.ts';
-import type { Weights } from '../weights/tensor.ts';
-import { loadHfFolder } from './hf.ts';
-import { loadLlama2c, readLlama2cConfig } from './llama2c.ts';
+import type { WeightSource } from '../weights/stored.ts';
+import { openHfFolder } from './hf.ts';
+import { openLlama2c, readLlama2cConfig } from './llama2c.ts';
 
-export interface LoadedWeights {
+/** A checkpoint whose headers were read and checked; tensor bytes are read as the graph needs them. */
+export interface OpenedModel {
   config: ModelConfig;
-  weights: Weights;
+  weights: WeightSource;
   format: 'hf' | 'llama2c';
+  /** Bytes of the checkpoint's weight files. */
+  fileBytes: number;
+  /** Closes the files (once the graph holds what it needs). */
+  close(): void;
 }
 
 /** A Hugging Face model folder, or a llama2.c checkpoint file. */
-export function loadWeights(path: string): LoadedWeights {
+export function openModel(path: string): OpenedModel {
   if (!existsSync(path)) throw new ModelFormatError(`model not found: ${path}`);
-  if (statSync(path).isDirectory()) return { ...loadHfFolder(path), format: 'hf' };
-  return { ...loadLlama2c(path), format: 'llama2c' };
+  if (statSync(path).isDirectory()) return { ...openHfFolder(path), format: 'hf' };
+  return { ...openLlama2c(path), format: 'llama2c' };
 }
 
 /** Reads only what describes a model (its config and file list), without loading the weights. */

@@ -1,6 +1,7 @@
 import ort from 'onnxruntime-node';
 import type { ModelConfig } from '../model/config.ts';
-import type { Weights } from '../weights/tensor.ts';
+import type { WeightSource } from '../weights/stored.ts';
+import { FLOAT32, type WeightFormat } from '../weights/quantize.ts';
 import { buildDecoderGraph } from '../graph/build.ts';
 import { ALL_FEATURES, type GraphFeatures } from '../graph/decoder.ts';
 import { IN, LOGITS, MASKED, newKey, newValue, pastKey, pastValue } from '../graph/io.ts';
@@ -36,15 +37,22 @@ export class ModelRunner {
     readonly config: ModelConfig,
     readonly ep: ExecutionProvider,
     readonly features: GraphFeatures,
+    readonly format: WeightFormat,
   ) {
     this.cache = new KvCache(config);
     this.bank = new AdapterBank(config, features);
   }
 
-  static async create(config: ModelConfig, weights: Weights, opts: { ep?: ProviderChoice; threads?: number; features?: GraphFeatures } = {}): Promise<ModelRunner> {
+  static async create(
+    config: ModelConfig,
+    weights: WeightSource,
+    opts: { ep?: ProviderChoice; threads?: number; features?: GraphFeatures; format?: WeightFormat } = {},
+  ): Promise<ModelRunner> {
     const features = opts.features ?? ALL_FEATURES;
-    const { session, ep } = await createSession(buildDecoderGraph(config, weights, features), opts.ep ?? 'cpu', opts.threads);
-    return new ModelRunner(session, config, ep, features);
+    const format = opts.format ?? FLOAT32;
+    const graph = buildDecoderGraph(config, weights, features, format);
+    const { session, ep } = await createSession(graph, opts.ep ?? 'cpu', opts.threads);
+    return new ModelRunner(session, config, ep, features, format);
   }
 
   async run(rows: readonly RunRow[]): Promise<Float32Array[]> {

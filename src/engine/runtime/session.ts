@@ -1,5 +1,6 @@
 import { availableParallelism } from 'node:os';
 import ort from 'onnxruntime-node';
+import type { EncodedGraph } from '../graph/onnx.ts';
 
 export type ExecutionProvider = 'cpu' | 'webgpu' | 'cuda';
 /** What a user may ask for: a provider, or `auto` (the first of cuda, webgpu, cpu that loads). */
@@ -27,16 +28,16 @@ export function bundledProviders(): string[] {
 }
 
 /** Creates the inference session, failing with a clear message when the provider cannot load. */
-export async function createSession(model: Uint8Array, choice: ProviderChoice, threads?: number): Promise<{ session: ort.InferenceSession; ep: ExecutionProvider }> {
+export async function createSession(graph: EncodedGraph, choice: ProviderChoice, threads?: number): Promise<{ session: ort.InferenceSession; ep: ExecutionProvider }> {
   if (choice === 'auto') {
     for (const ep of ['cuda', 'webgpu'] as const) {
       try {
-        return await createSession(model, ep, threads);
+        return await createSession(graph, ep, threads);
       } catch {
         // not on this host: try the next one
       }
     }
-    return createSession(model, 'cpu', threads);
+    return createSession(graph, 'cpu', threads);
   }
   const options: ort.InferenceSession.SessionOptions = {
     executionProviders: choice === 'cuda' ? [{ name: 'cuda', deviceId: 0 }] : [choice],
@@ -44,9 +45,11 @@ export async function createSession(model: Uint8Array, choice: ProviderChoice, t
     intraOpNumThreads: threads ?? availableParallelism(),
     interOpNumThreads: 1,
     logSeverityLevel: 4,
+    // The weights, from the buffers the loader filled (onnxruntime copies them into its own).
+    externalData: graph.externalData,
   };
   try {
-    return { session: await ort.InferenceSession.create(model, options), ep: choice };
+    return { session: await ort.InferenceSession.create(graph.model, options), ep: choice };
   } catch (e) {
     if (choice === 'cpu') throw e;
     throw new ExecutionProviderError(`execution provider "${choice}" could not be loaded: ${essence((e as Error).message)}. ${HINTS[choice]}`);

@@ -1,5 +1,6 @@
 import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
 import { parseHeader, headerLength, toFloat32, SafetensorsError, type SafetensorsHeader, type TensorInfo } from './safetensors.ts';
+import type { StoredTensor, WeightDtype } from './stored.ts';
 import type { Tensor } from './tensor.ts';
 
 /** A safetensors file on disk: the header is read and validated at open, tensors on demand. */
@@ -8,19 +9,20 @@ export class SafetensorsFile {
     readonly path: string,
     private fd: number,
     readonly header: SafetensorsHeader,
+    readonly size: number,
   ) {}
 
   static open(path: string): SafetensorsFile {
     const fd = openSync(path, 'r');
     try {
       const size = fstatSync(fd).size;
-      const first8 = readExact(fd, 0, Math.min(8, size));
+      const first8 = readExact(fd, 0, Math.min(8, size), path);
       const n = headerLength(first8, size);
-      const prefix = readExact(fd, 0, 8 + n);
-      return new SafetensorsFile(path, fd, parseHeader(prefix, size));
+      const prefix = readExact(fd, 0, 8 + n, path);
+      return new SafetensorsFile(path, fd, parseHeader(prefix, size), size);
     } catch (e) {
       closeSync(fd);
-      if (e instanceof SafetensorsError) throw new SafetensorsError(`${path}: ${e.message}`);
+      if (e instanceof SafetensorsError && !e.message.startsWith(path)) throw new SafetensorsError(`${path}: ${e.message}`);
       throw e;
     }
   }
@@ -38,8 +40,21 @@ export class SafetensorsFile {
   /** Reads one tensor, converted to float32. */
   read(name: string): Tensor {
     const t = this.info(name);
-    const bytes = readExact(this.fd, this.header.dataOffset + t.begin, t.end - t.begin);
-    return { dims: [...t.shape], data: toFloat32(bytes, t.dtype, `${this.path}: ${name}`) };
+    return { dims: [...t.shape], data: toFloat32(this.rawBytes(t), t.dtype, `${this.path}: ${name}`) };
+  }
+
+  /** One tensor as stored, read (one pread into its own buffer) when asked for. */
+  stored(name: string): StoredTensor {
+    const t = this.info(name);
+    if (t.dtype !== 'F32' && t.dtype !== 'F16' && t.dtype !== 'BF16') {
+      throw new SafetensorsError(`${this.path}: ${name}: dtype ${t.dtype} is not supported for weights (F32, F16 or BF16)`);
+    }
+    return { dims: t.shape, dtype: t.dtype as WeightDtype, bytes: () => this.rawBytes(t) };
+  }
+
+  private rawBytes(t: TensorInfo): Uint8Array {
+    if (this.fd < 0) throw new Error(`${this.path} is closed`);
+    return readExact(this.fd, this.header.dataOffset + t.begin, t.end - t.begin, this.path);
   }
 
   close(): void {
@@ -48,12 +63,14 @@ export class SafetensorsFile {
   }
 }
 
-function readExact(fd: number, position: number, length: number): Uint8Array {
-  const out = new Uint8Array(length);
+/** Reads `length` bytes at `position` into a fresh, unpooled (so 8-byte aligned) buffer. */
+export function readExact(fd: number, position: number, length: number, path: string): Uint8Array {
+  const out = Buffer.allocUnsafeSlow(length);
   let done = 0;
   while (done < length) {
-    const n = readSync(fd, out, done, length - done, position + done);
-    if (n === 0) throw new SafetensorsError(`unexpected end of file at byte ${position + done}`);
+    // readSync moves at most 2 GiB per call.
+    const n = readSync(fd, out, done, Math.min(length - done, 1 << 30), position + done);
+    if (n === 0) throw new SafetensorsError(`${path}: unexpected end of file at byte ${position + done} (truncated?)`);
     done += n;
   }
   return out;

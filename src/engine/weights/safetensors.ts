@@ -128,15 +128,13 @@ export function toFloat32(bytes: Uint8Array, dtype: Dtype, name = 'tensor'): Flo
       return out;
     }
     case 'BF16': {
-      const src = new Uint16Array(bytes.length / 2);
-      new Uint8Array(src.buffer).set(bytes);
+      const src = halves(bytes);
       const out = new Uint32Array(src.length);
       for (let i = 0; i < src.length; i++) out[i] = src[i] << 16;
       return new Float32Array(out.buffer);
     }
     case 'F16': {
-      const src = new Uint16Array(bytes.length / 2);
-      new Uint8Array(src.buffer).set(bytes);
+      const src = halves(bytes);
       const out = new Float32Array(src.length);
       for (let i = 0; i < src.length; i++) out[i] = halfToFloat(src[i]);
       return out;
@@ -144,6 +142,14 @@ export function toFloat32(bytes: Uint8Array, dtype: Dtype, name = 'tensor'): Flo
     default:
       throw new SafetensorsError(`${name}: dtype ${dtype} is not supported for weights (F32, F16 or BF16)`);
   }
+}
+
+/** 16-bit words of `bytes`: a view when aligned, else a copy. */
+function halves(bytes: Uint8Array): Uint16Array {
+  if (bytes.byteOffset % 2 === 0) return new Uint16Array(bytes.buffer, bytes.byteOffset, bytes.length / 2);
+  const out = new Uint16Array(bytes.length / 2);
+  new Uint8Array(out.buffer).set(bytes);
+  return out;
 }
 
 function halfToFloat(h: number): number {

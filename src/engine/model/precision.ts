@@ -1,0 +1,67 @@
+import { readFileSync } from 'node:fs';
+import { totalmem } from 'node:os';
+import { linearModules } from './layout.ts';
+import { parameterCount, type ModelConfig } from './config.ts';
+import { checkWeightFormat, DEFAULT_BLOCK, QuantizationError, type Quantization, type WeightFormat } from '../weights/quantize.ts';
+
+/** What a user may ask for as the serving dtype of float weights. */
+export type DtypeChoice = 'auto' | 'float32' | 'float16' | 'bfloat16';
+export const DTYPES: readonly DtypeChoice[] = ['auto', 'float32', 'float16', 'bfloat16'];
+
+export interface PrecisionOptions {
+  dtype?: DtypeChoice;
+  quantize?: Quantization;
+  quantizeBlock?: number;
+}
+
+/**
+ * The weight format a model is served in, checked before any weight is read. Float weights are
+ * float32 (the CPU provider computes in float32; `auto` picks it); linear layers and the head may
+ * be quantized to int8/int4.
+ */
+export function weightFormat(c: ModelConfig, o: PrecisionOptions): WeightFormat {
+  const dtype = o.dtype ?? 'auto';
+  if (!DTYPES.includes(dtype)) throw new QuantizationError(`unknown dtype "${dtype}" (use ${DTYPES.join(', ')})`);
+  if (dtype === 'float16' || dtype === 'bfloat16') {
+    throw new QuantizationError(
+      `--dtype ${dtype} is not supported yet: weights are served in float32 (use --quantize int8 or int4 to cut memory)`,
+    );
+  }
+  const format: WeightFormat = { quantize: o.quantize ?? 'none', block: o.quantizeBlock ?? DEFAULT_BLOCK };
+  checkWeightFormat(format, Math.min(c.hiddenSize, ...linearModules(c).map((m) => m.in)));
+  return format;
+}
+
+/** Bytes the base weights take once served in `format` (quantized: packed bits, scales, zero points). */
+export function servedBytes(c: ModelConfig, f: WeightFormat): number {
+  const params = parameterCount(c);
+  if (f.quantize === 'none') return params * 4;
+  const bits = f.quantize === 'int4' ? 4 : 8;
+  return params * (bits / 8 + 4 / f.block + bits / 8 / f.block);
+}
+
+/**
+ * Refuses a model that cannot fit, before minutes of reading: loading holds the served weights
+ * twice at its peak (our buffers, and onnxruntime's copy of them).
+ */
+export function checkMemory(c: ModelConfig, f: WeightFormat, available = memoryLimit()): void {
+  const need = 2 * servedBytes(c, f);
+  if (need > available) {
+    const gb = (n: number) => `${(n / 1e9).toFixed(1)} GB`;
+    const hint = f.quantize === 'int4' ? '' : ' (try --quantize int4)';
+    throw new QuantizationError(
+      `the model needs about ${gb(need)} of memory to load as ${f.quantize === 'none' ? 'float32' : f.quantize} but this machine has ${gb(available)}${hint}`,
+    );
+  }
+}
+
+/** The machine's memory, or the container's limit when one is set (cgroup v2). */
+function memoryLimit(): number {
+  try {
+    const max = readFileSync('/sys/fs/cgroup/memory.max', 'utf8').trim();
+    if (/^\d+$/.test(max)) return Math.min(Number(max), totalmem());
+  } catch {
+    // no cgroup v2 limit here
+  }
+  return totalmem();
+}

@@ -1,0 +1,116 @@
+/**
+ * Weight-only quantization at load: round-to-nearest with a float scale and an integer zero point
+ * per block of `block` consecutive inputs of each output row (asymmetric, the range always holds
+ * 0). The layout is onnxruntime's MatMulNBits (and GatherBlockQuantized) layout, so the bytes go to
+ * the session as they are. Hand-written: no maintained JS quantizer exists, and it is short.
+ */
+export type Quantization = 'none' | 'int8' | 'int4';
+export const QUANTIZATIONS: readonly Quantization[] = ['none', 'int8', 'int4'];
+export const DEFAULT_BLOCK = 32;
+
+export interface WeightFormat {
+  quantize: Quantization;
+  /** Inputs per quantization block (a power of two, 16..256). */
+  block: number;
+}
+export const FLOAT32: WeightFormat = { quantize: 'none', block: DEFAULT_BLOCK };
+
+export class QuantizationError extends Error {
+  override name = 'QuantizationError';
+}
+
+/** Checks a format against a model's smallest input width before any work is done. */
+export function checkWeightFormat(f: WeightFormat, smallestInput: number): void {
+  if (!QUANTIZATIONS.includes(f.quantize)) {
+    throw new QuantizationError(`unknown quantization "${f.quantize}" (use ${QUANTIZATIONS.join(', ')})`);
+  }
+  if (f.quantize === 'none') return;
+  const b = f.block;
+  if (!Number.isInteger(b) || b < 16 || b > 256 || (b & (b - 1)) !== 0) {
+    throw new QuantizationError(`quantization block size ${b} must be a power of two from 16 to 256 (default ${DEFAULT_BLOCK})`);
+  }
+  if (b > smallestInput) {
+    throw new QuantizationError(`quantization block size ${b} is larger than the model's smallest layer input (${smallestInput})`);
+  }
+}
+
+export const bitsOf = (q: Exclude<Quantization, 'none'>): 4 | 8 => (q === 'int4' ? 4 : 8);
+
+/** A [rows, cols] matrix quantized along cols (rows = outputs N, cols = inputs K). */
+export interface QuantizedMatrix {
+  rows: number;
+  cols: number;
+  bits: 4 | 8;
+  block: number;
+  /** Blocks per row: ceil(cols / block); the last is padded with the zero point (value 0). */
+  blocks: number;
+  /** [rows, blocks, block * bits / 8] */
+  packed: Uint8Array;
+  /** [rows, blocks] */
+  scales: Float32Array;
+  /** [rows, ceil(blocks * bits / 8)]: two 4-bit zero points a byte, low nibble first. */
+  zeroPoints: Uint8Array;
+}
+
+export function quantizeRows(w: Float32Array, rows: number, cols: number, bits: 4 | 8, block: number): QuantizedMatrix {
+  const blocks = Math.ceil(cols / block);
+  const blob = (block * bits) / 8;
+  const qmax = (1 << bits) - 1;
+  const zpRow = Math.ceil((blocks * bits) / 8);
+  const packed = new Uint8Array(rows * blocks * blob);
+  const scales = new Float32Array(rows * blocks);
+  const zeroPoints = new Uint8Array(rows * zpRow);
+  const q = new Uint8Array(block);
+  for (let r = 0; r < rows; r++) {
+    const row = r * cols;
+    for (let b = 0; b < blocks; b++) {
+      const k0 = b * block;
+      const k1 = Math.min(cols, k0 + block);
+      let lo = 0;
+      let hi = 0;
+      for (let k = k0; k < k1; k++) {
+        const v = w[row + k];
+        if (v < lo) lo = v;
+        else if (v > hi) hi = v;
+      }
+      const scale = hi > lo ? (hi - lo) / qmax : 1;
+      const zp = Math.min(qmax, Math.max(0, Math.round(-lo / scale)));
+      const inv = 1 / scale;
+      scales[r * blocks + b] = scale;
+      q.fill(zp);
+      for (let k = k0; k < k1; k++) {
+        const v = Math.round(w[row + k] * inv) + zp;
+        q[k - k0] = v < 0 ? 0 : v > qmax ? qmax : v;
+      }
+      const at = (r * blocks + b) * blob;
+      if (bits === 8) {
+        packed.set(q, at);
+        zeroPoints[r * zpRow + b] = zp;
+      } else {
+        for (let i = 0; i < blob; i++) packed[at + i] = q[2 * i] | (q[2 * i + 1] << 4);
+        zeroPoints[r * zpRow + (b >> 1)] |= zp << ((b & 1) * 4);
+      }
+    }
+  }
+  return { rows, cols, bits, block, blocks, packed, scales, zeroPoints };
+}
+
+/** The float values a quantized matrix stands for, [rows, cols] (tests and error checks). */
+export function dequantize(m: QuantizedMatrix): Float32Array {
+  const { rows, cols, bits, block, blocks } = m;
+  const blob = (block * bits) / 8;
+  const zpRow = Math.ceil((blocks * bits) / 8);
+  const out = new Float32Array(rows * cols);
+  for (let r = 0; r < rows; r++) {
+    for (let k = 0; k < cols; k++) {
+      const b = Math.floor(k / block);
+      const i = k - b * block;
+      const byte = m.packed[(r * blocks + b) * blob + (bits === 8 ? i : i >> 1)];
+      const v = bits === 8 ? byte : (byte >> ((i & 1) * 4)) & 15;
+      const zpByte = m.zeroPoints[r * zpRow + (bits === 8 ? b : b >> 1)];
+      const zp = bits === 8 ? zpByte : (zpByte >> ((b & 1) * 4)) & 15;
+      out[r * cols + k] = (v - zp) * m.scales[r * blocks + b];
+    }
+  }
+  return out;
+}
