@@ -12,6 +12,7 @@ const program = new Command('versa')
 
 const commands: Record<string, () => Promise<{ register(program: Command): void }>> = {
   generate: () => import('./commands/generate.ts'),
+  eval: () => import('./commands/eval.ts'),
   bench: () => import('./commands/bench.ts'),
   compute: () => import('./commands/compute.ts'),
   start: () => import('./commands/start.ts'),

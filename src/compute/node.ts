@@ -1,7 +1,7 @@
 import type { AddressInfo } from 'node:net';
 import { serve, type ServerType } from '@hono/node-server';
 import { EngineClient } from '../engine/worker/client.ts';
-import type { ProviderChoice } from '../engine/runtime/session.ts';
+import type { EngineRuntime } from '../engine/engine.ts';
 import { AdapterCache, type AdapterRef } from './adapter-cache.ts';
 import { firstOf, httpSource, storeSource, type BlobSource } from './blob-source.ts';
 import type { BlobStore } from '../../registry/blobs/store.ts';
@@ -9,13 +9,11 @@ import type { AdapterKind } from '../engine/adapters/format.ts';
 import { createComputeApp, type ComputeState } from './app.ts';
 import { cacheEvents, createMetrics } from './metrics.ts';
 
-export interface ComputeNodeOptions {
+export interface ComputeNodeOptions extends EngineRuntime {
   model: string;
   tokenizer?: string;
   port?: number;
   host?: string;
-  ep?: ProviderChoice;
-  threads?: number;
   /** Budget of the adapter cache, in MB. */
   adapterCacheMb?: number;
   /** Adapter kinds served (default both). */
@@ -48,7 +46,10 @@ export interface ComputeNode {
 export async function startComputeNode(o: ComputeNodeOptions): Promise<ComputeNode> {
   const log = o.log ?? (() => {});
   const maxBatch = o.maxBatch ?? 64;
-  const engine = await EngineClient.start({ model: o.model, tokenizer: o.tokenizer, ep: o.ep, threads: o.threads, maxBatch, adapterKinds: o.adapterKinds });
+  const engine = await EngineClient.start({
+    model: o.model, tokenizer: o.tokenizer, ep: o.ep, threads: o.threads, dtype: o.dtype, quantize: o.quantize,
+    quantizeBlock: o.quantizeBlock, context: o.context, maxBatch, adapterKinds: o.adapterKinds,
+  });
   for (const w of engine.info.warnings) log(`warning: ${w}`);
   const metrics = createMetrics();
   const sources: BlobSource[] = [];

@@ -14,20 +14,24 @@ import { Scheduler, type SchedulerOptions, type StepStats } from './generation/s
 import { Sequence, type SequenceSink } from './generation/sequence.ts';
 import { RequestError, validateRequest, type GenerateRequest } from './generation/request.ts';
 
-export interface EngineOptions extends Partial<SchedulerOptions>, PrecisionOptions {
+/** How an engine runs its model, whatever it serves. */
+export interface EngineRuntime extends PrecisionOptions {
+  ep?: ProviderChoice;
+  threads?: number;
+  /** Longest sequence served (prompt + generated); default and maximum: the model's context. */
+  context?: number;
+}
+
+export interface EngineOptions extends Partial<SchedulerOptions>, EngineRuntime {
   /** A Hugging Face model folder or a llama2.c checkpoint. */
   model: string;
   /** tokenizer.json, a folder with one, or llama2.c's tokenizer.bin; found next to the model if omitted. */
   tokenizer?: string;
-  ep?: ProviderChoice;
-  threads?: number;
   /**
    * Adapter kinds to serve (default both). The graph only carries what it serves: a base-only
    * engine skips the adapter ops that would otherwise run, empty, on every step.
    */
   adapterKinds?: AdapterKind[];
-  /** Longest sequence served (prompt + generated); default and maximum: the model's context. */
-  context?: number;
 }
 
 export interface EngineInfo {
@@ -72,32 +76,7 @@ export class Engine {
   }
 
   static async load(opts: EngineOptions): Promise<Engine> {
-    const started = performance.now();
-    const model = openModel(opts.model);
-    let runner: ModelRunner;
-    let config: ModelConfig;
-    let tokenizer: Tokenizer | undefined;
-    const adapterKinds = opts.adapterKinds ?? ['vlm', 'lora'];
-    try {
-      config = withContext(model.config, opts.context);
-      const format = weightFormat(config, opts);
-      checkMemory(config, format);
-      const located = locateTokenizer(opts.model, opts.tokenizer);
-      tokenizer = located ? loadTokenizer(located.path) : undefined;
-      const features = { vlm: adapterKinds.includes('vlm'), lora: adapterKinds.includes('lora') };
-      runner = await ModelRunner.create(config, model.weights, { ep: opts.ep, threads: opts.threads, features, format });
-    } finally {
-      model.close();
-    }
-    const warnings: string[] = [];
-    if (tokenizer && tokenizer.size !== config.vocabSize) {
-      warnings.push(`the tokenizer knows ${tokenizer.size} tokens but the model has ${config.vocabSize}; text that encodes to ids outside the model's vocabulary is refused`);
-    }
-    const info: EngineInfo = {
-      architecture: config.architecture, format: model.format, config, params: parameterCount(config), ep: runner.ep,
-      hasTokenizer: tokenizer !== undefined, warnings, adapterKinds, weights: runner.format,
-      fileBytes: model.fileBytes, loadSeconds: (performance.now() - started) / 1000,
-    };
+    const { runner, tokenizer, info } = await openRuntime(opts);
     return new Engine(runner, tokenizer, info, opts);
   }
 
@@ -182,6 +161,41 @@ export class Engine {
   async close(): Promise<void> {
     await this.runner.release();
   }
+}
+
+/**
+ * Opens a model for serving: reads and checks its headers, refuses what cannot fit, builds the
+ * graph with the weights in their serving format, and loads the tokenizer. The engine and
+ * `versa eval` share it.
+ */
+export async function openRuntime(opts: EngineOptions): Promise<{ runner: ModelRunner; tokenizer?: Tokenizer; info: EngineInfo }> {
+  const started = performance.now();
+  const model = openModel(opts.model);
+  let runner: ModelRunner;
+  let config: ModelConfig;
+  let tokenizer: Tokenizer | undefined;
+  const adapterKinds = opts.adapterKinds ?? ['vlm', 'lora'];
+  try {
+    config = withContext(model.config, opts.context);
+    const format = weightFormat(config, opts);
+    checkMemory(config, format);
+    const located = locateTokenizer(opts.model, opts.tokenizer);
+    tokenizer = located ? loadTokenizer(located.path) : undefined;
+    const features = { vlm: adapterKinds.includes('vlm'), lora: adapterKinds.includes('lora') };
+    runner = await ModelRunner.create(config, model.weights, { ep: opts.ep, threads: opts.threads, features, format });
+  } finally {
+    model.close();
+  }
+  const warnings: string[] = [];
+  if (tokenizer && tokenizer.size !== config.vocabSize) {
+    warnings.push(`the tokenizer knows ${tokenizer.size} tokens but the model has ${config.vocabSize}; text that encodes to ids outside the model's vocabulary is refused`);
+  }
+  const info: EngineInfo = {
+    architecture: config.architecture, format: model.format, config, params: parameterCount(config), ep: runner.ep,
+    hasTokenizer: tokenizer !== undefined, warnings, adapterKinds, weights: runner.format,
+    fileBytes: model.fileBytes, loadSeconds: (performance.now() - started) / 1000,
+  };
+  return { runner, tokenizer, info };
 }
 
 /** The model's config with its context cut to what the user asked for (the KV cache never exceeds it). */

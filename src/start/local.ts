@@ -6,10 +6,10 @@ import { importLocalModel, publishFolder } from '../../registry/local.ts';
 import { getBaseModel, listBaseModels } from '../../registry/queries/models.ts';
 import { startComputeNode, type ComputeNode } from '../compute/node.ts';
 import { openLocalRegistry, startNodeServer, type NodeServer } from '../edge/node.ts';
-import type { ProviderChoice } from '../engine/runtime/session.ts';
+import type { EngineRuntime } from '../engine/engine.ts';
 import { DEMO, ensureDemoFiles } from './demo.ts';
 
-export interface LocalOptions {
+export interface LocalOptions extends EngineRuntime {
   /** Default: env PORT, else 8787 (0 picks a free port). */
   port?: number;
   /** Default: env VERSA_HOME, else ./.versa */
@@ -21,8 +21,6 @@ export interface LocalOptions {
   tokenizer?: string;
   /** Registry name of --model (required with it). */
   name?: string;
-  ep?: ProviderChoice;
-  threads?: number;
   computePort?: number;
   log?: (line: string) => void;
 }
@@ -65,7 +63,10 @@ export async function startLocal(o: LocalOptions = {}): Promise<Local> {
   registry.close();
 
   log('starting the compute node');
-  const compute = await startComputeNode({ model, tokenizer, port: o.computePort ?? 0, ep: o.ep, threads: o.threads, blobs, log });
+  const compute = await startComputeNode({
+    model, tokenizer, port: o.computePort ?? 0, ep: o.ep, threads: o.threads, dtype: o.dtype, quantize: o.quantize,
+    quantizeBlock: o.quantizeBlock, context: o.context, blobs, log,
+  });
   const edge = await startNodeServer({ port: o.port, home, apiKey, deps: { generation: { nodes: { [base]: [compute.url] } } } });
 
   let seeded = '';

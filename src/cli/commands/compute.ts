@@ -1,17 +1,15 @@
 import { readFileSync } from 'node:fs';
-import { Option, type Command } from 'commander';
-import { EXECUTION_PROVIDERS, type ProviderChoice } from '../../engine/runtime/session.ts';
+import type { Command } from 'commander';
 import type { AdapterRef } from '../../compute/adapter-cache.ts';
 import type { AdapterKind } from '../../engine/adapters/format.ts';
 import { parse } from '../output.ts';
+import { addRuntimeOptions, runtimeOptions, type RuntimeOptions } from './runtime-options.ts';
 
-interface ComputeOptions {
+interface ComputeOptions extends RuntimeOptions {
   model: string;
   tokenizer?: string;
   port: number;
   host: string;
-  ep: ProviderChoice;
-  threads?: number;
   adapterCacheMb: number;
   adapterKinds: AdapterKind[];
   maxBatch: number;
@@ -23,15 +21,13 @@ interface ComputeOptions {
 }
 
 export function register(program: Command): void {
-  program
+  const command = program
     .command('compute')
     .description('run a compute node: one base model, many adapters decoded in the same batch')
     .requiredOption('--model <path>', 'Hugging Face model folder or llama2.c checkpoint (.bin)')
     .option('--tokenizer <path>', 'tokenizer.json, its folder, or llama2.c tokenizer.bin (default: next to the model)')
     .option('--port <n>', 'port to listen on', parse.int(0), 8788)
     .option('--host <addr>', 'address to listen on', '127.0.0.1')
-    .addOption(new Option('--ep <provider>', 'execution provider').choices(EXECUTION_PROVIDERS).default('cpu'))
-    .option('--threads <n>', 'CPU threads (default: all cores)', parse.int(1))
     .option('--adapter-cache-mb <n>', 'memory budget for resident adapters', parse.int(1), 1024)
     .option('--adapter-kinds <kinds>', 'adapter kinds to serve: vlm,lora (default), vlm, lora or none', parse.adapterKinds, ['vlm', 'lora'])
     .option('--max-batch <n>', 'rows decoded together', parse.int(1), 64)
@@ -39,8 +35,8 @@ export function register(program: Command): void {
     .option('--blobs <dir>', "the registry's blob folder, to read adapter files from directly")
     .option('--registry-key <key>', 'API key for downloading adapter files (default: $VERSA_API_KEY)')
     .option('--preload <file.json>', 'adapters to load at start: a JSON list of {id, sha256, files}')
-    .option('--drain-seconds <n>', 'on SIGTERM, let running streams finish this long', parse.int(0), 30)
-    .action(run);
+    .option('--drain-seconds <n>', 'on SIGTERM, let running streams finish this long', parse.int(0), 30);
+  addRuntimeOptions(command).action(run);
 }
 
 async function run(o: ComputeOptions): Promise<void> {
@@ -56,7 +52,7 @@ async function run(o: ComputeOptions): Promise<void> {
     }
   }
   const node = await startComputeNode({
-    model: o.model, tokenizer: o.tokenizer, port: o.port, host: o.host, ep: o.ep, threads: o.threads,
+    model: o.model, tokenizer: o.tokenizer, port: o.port, host: o.host, ...runtimeOptions(o),
     adapterCacheMb: o.adapterCacheMb, adapterKinds: o.adapterKinds, maxBatch: o.maxBatch, maxQueue: o.maxQueue,
     blobs: o.blobs ? new FolderBlobStore(o.blobs) : undefined,
     registryKey: o.registryKey ?? process.env.VERSA_API_KEY, preload, log,

@@ -1,14 +1,14 @@
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
-import { Option, type Command } from 'commander';
+import type { Command } from 'commander';
 import { z } from 'zod';
 import { EngineClient, type Generation } from '../../engine/worker/client.ts';
 import { adapterKindOf } from '../../engine/adapters/load.ts';
-import { EXECUTION_PROVIDERS, type ProviderChoice } from '../../engine/runtime/session.ts';
 import type { GenerateRequest, GenerateResult } from '../../engine/generation/request.ts';
 import { parse, warn } from '../output.ts';
+import { addRuntimeOptions, runtimeOptions, type RuntimeOptions } from './runtime-options.ts';
 
-interface GenerateOptions {
+interface GenerateOptions extends RuntimeOptions {
   model: string;
   tokenizer?: string;
   adapter?: string;
@@ -24,12 +24,10 @@ interface GenerateOptions {
   ignoreEos?: boolean;
   logprobs?: number;
   json?: boolean;
-  ep: ProviderChoice;
-  threads?: number;
 }
 
 export function register(program: Command): void {
-  program
+  const command = program
     .command('generate')
     .description('generate text from a model, optionally through an adapter; or decode a JSONL batch together')
     .requiredOption('--model <path>', 'Hugging Face model folder or llama2.c checkpoint (.bin)')
@@ -46,10 +44,8 @@ export function register(program: Command): void {
     .option('--stop <str>', 'stop when this text appears (repeatable)', parse.collect)
     .option('--ignore-eos', 'keep going past the end-of-sequence token')
     .option('--logprobs <n>', 'with --json: per-token logprobs plus n alternatives', parse.int(0))
-    .option('--json', 'print one JSON object {tokens, text, finish_reason} (one per line with --batch)')
-    .addOption(new Option('--ep <provider>', 'execution provider').choices(EXECUTION_PROVIDERS).default('cpu'))
-    .option('--threads <n>', 'CPU threads (default: all cores)', parse.int(1))
-    .action(run);
+    .option('--json', 'print one JSON object {tokens, text, finish_reason} (one per line with --batch)');
+  addRuntimeOptions(command).action(run);
 }
 
 async function run(o: GenerateOptions): Promise<void> {
@@ -65,8 +61,7 @@ async function run(o: GenerateOptions): Promise<void> {
     model: o.model,
     adapterKinds: [...new Set(adapters.map(adapterKindOf))], // the graph carries only what is used
     tokenizer: o.tokenizer,
-    ep: o.ep,
-    threads: o.threads,
+    ...runtimeOptions(o),
     maxBatch: Math.max(64, lines.length),
     prefillChunkIdle: o.batch ? Number.MAX_SAFE_INTEGER : undefined, // the whole batch prefills together
   });

@@ -60,7 +60,7 @@ export class DecoderGraph {
     g.input(IN.inputIds, 'int64', ['B', 'S']);
     g.input(IN.positionIds, 'int64', ['B', 'S']);
     g.input(IN.attnBias, 'float32', ['B', 'S', 'T']);
-    g.input(IN.lastIndex, 'int64', ['B']);
+    g.input(IN.lastIndex, 'int64', ['L']);
     if (features.vlm) {
       g.input(IN.taskIndex, 'int64', ['B', 'S']);
       g.input(IN.taskEmbeddings, 'float32', ['TaskRows', d]);
@@ -68,7 +68,7 @@ export class DecoderGraph {
       g.input(IN.vlmGather, 'int64', ['U', 'R']);
       g.input(IN.vlmScatter, 'int64', ['N']);
       g.input(IN.headGather, 'int64', ['U', 'Rh']);
-      g.input(IN.headScatter, 'int64', ['B']);
+      g.input(IN.headScatter, 'int64', ['L']);
     }
     if (features.lora) {
       g.input(IN.loraGather, 'int64', ['Ul', 'Rl']);
@@ -295,17 +295,17 @@ export class DecoderGraph {
   }
 
   /**
-   * Logits of each row's last token: the base vocabulary, then the row's task tokens. A float32
+   * Logits of the scored tokens (each row's last): the base vocabulary, then the row's task tokens. A float32
    * head is [d, V] so that batch-1 decoding gets onnxruntime's GEMV kernel: with the PyTorch
    * [V, d] layout (a transposed Gemm) reading its 150 MB took GPT-2 small 4.6 ms instead of 2.5.
    */
   head(h: string, norm: (x: string) => string, table: EmbeddingTable): void {
     const g = this.g;
-    const last = norm(g.gather(h, IN.lastIndex)); // [B, d]
+    const last = norm(g.gather(h, IN.lastIndex)); // [L, d]
     const base = table.kind === 'float' ? g.matmul(last, table.tableT) : this.times(last, table);
-    if (!this.features.vlm) return g.output(base, LOGITS, 'float32', ['B', 'V']);
+    if (!this.features.vlm) return g.output(base, LOGITS, 'float32', ['L', 'V']);
     const task = this.scatterRows(g.matmul(g.gather(last, IN.headGather), IN.taskHead), IN.headScatter);
-    g.output(g.concat([base, task], 1), LOGITS, 'float32', ['B', 'V']);
+    g.output(g.concat([base, task], 1), LOGITS, 'float32', ['L', 'V']);
   }
 
   encode(): EncodedGraph {

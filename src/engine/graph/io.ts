@@ -15,13 +15,13 @@ export const IN = {
   taskIndex: 'task_index', // int64 [B, S]: 0, or 1 + slot*K + k for task token k of the row's VLM slot
   positionIds: 'position_ids', // int64 [B, S]
   attnBias: 'attn_bias', // float [B, S, P + S]: 0 where a token may attend, -1e30 elsewhere
-  lastIndex: 'last_index', // int64 [B]: flat index of each row's last real token
+  lastIndex: 'last_index', // int64 [L]: flat indices of the tokens whose logits are output (each row's last)
   taskEmbeddings: 'task_embeddings', // float [1 + U*K, d]; row 0 is zeros
   taskHead: 'task_head', // float [U, d, K]: the task rows of the tied head, transposed
   vlmGather: 'vlm_gather', // int64 [U, R]
   vlmScatter: 'vlm_scatter', // int64 [N]
-  headGather: 'head_gather', // int64 [U, R'] over the B last tokens, for task-token logits
-  headScatter: 'head_scatter', // int64 [B]
+  headGather: 'head_gather', // int64 [U, R'] over the L scored tokens, for task-token logits
+  headScatter: 'head_scatter', // int64 [L]
   loraGather: 'lora_gather', // int64 [U', R]
   loraScatter: 'lora_scatter', // int64 [N]
 } as const;
@@ -30,7 +30,7 @@ export const pastKey = (l: number) => `past_key.${l}`; // float [B, Hkv, hd, P] 
 export const pastValue = (l: number) => `past_value.${l}`; // float [B, Hkv, P, hd]
 export const newKey = (l: number) => `new_key.${l}`; // output float [N, Hkv*hd]
 export const newValue = (l: number) => `new_value.${l}`; // output float [N, Hkv*hd]
-export const LOGITS = 'logits'; // output float [B, V + K]
+export const LOGITS = 'logits'; // output float [L, V + K]
 
 /**
  * VLM bank tensors of one layer: down [U,d,m] and down_b [U,1,m] (with the adapter's LayerNorm

@@ -17,6 +17,8 @@ export interface RunRow {
   position: number;
   /** Id of an adapter in the bank, or undefined for the base model. */
   adapter?: string;
+  /** Return the logits after every new token (scoring text), not only after the last. */
+  everyPosition?: boolean;
 }
 
 export class InvalidTokenError extends RangeError {
@@ -78,7 +80,10 @@ export class ModelRunner {
     const taskIndex = new BigInt64Array(N);
     const positionIds = new BigInt64Array(N);
     const bias = new Float32Array(N * T).fill(MASKED);
-    const lastIndex = new BigInt64Array(B);
+    // The tokens whose logits come out: each row's last, or all of a row's with everyPosition.
+    const scored = rows.map((r, b) => (r.everyPosition ? r.tokens.map((_, j) => b * S + j) : [b * S + r.tokens.length - 1]));
+    const lastIndex = BigInt64Array.from(scored.flat(), BigInt);
+    const L = lastIndex.length;
     const slots = rows.map((r) => (r.adapter === undefined ? undefined : this.bank.slotOf(r.adapter)));
     rows.forEach((r, b) => {
       const slot = slots[b];
@@ -98,26 +103,26 @@ export class ModelRunner {
         biasRow.fill(0, 0, r.position);
         biasRow.fill(0, P, P + j + 1);
       }
-      lastIndex[b] = BigInt(b * S + r.tokens.length - 1);
     });
 
     const feeds: Record<string, ort.Tensor> = {
       [IN.inputIds]: new ort.Tensor('int64', inputIds, [B, S]),
       [IN.positionIds]: new ort.Tensor('int64', positionIds, [B, S]),
       [IN.attnBias]: new ort.Tensor('float32', bias, [B, S, T]),
-      [IN.lastIndex]: new ort.Tensor('int64', lastIndex, [B]),
+      [IN.lastIndex]: new ort.Tensor('int64', lastIndex, [L]),
     };
     const int64 = (name: string, data: BigInt64Array, dims: number[]) => (feeds[name] = new ort.Tensor('int64', data, dims));
     const slotIn = (kind: 'vlm' | 'lora') => slots.map((s) => (s?.kind === kind ? s.slot : -1));
     const realTokens = (b: number) => Array.from({ length: rows[b].tokens.length }, (_, j) => b * S + j);
+    const firstScored = scored.map((_, b) => scored.slice(0, b).reduce((n, x) => n + x.length, 0));
     if (this.features.vlm) {
       const vlm = group(N, this.bank.vlmSlots, slotIn('vlm'), realTokens);
-      const head = group(B, this.bank.vlmSlots, slotIn('vlm'), (b) => [b]);
+      const head = group(L, this.bank.vlmSlots, slotIn('vlm'), (b) => scored[b].map((_, i) => firstScored[b] + i));
       int64(IN.taskIndex, taskIndex, [B, S]);
       int64(IN.vlmGather, vlm.gather, vlm.dims);
       int64(IN.vlmScatter, vlm.scatter, [N]);
       int64(IN.headGather, head.gather, head.dims);
-      int64(IN.headScatter, head.scatter, [B]);
+      int64(IN.headScatter, head.scatter, [L]);
     }
     if (this.features.lora) {
       const lora = group(N, this.bank.loraSlots, slotIn('lora'), realTokens);
@@ -144,7 +149,14 @@ export class ModelRunner {
     }
     const logits = out[LOGITS].data as Float32Array;
     const width = V + K;
-    return rows.map((_, b) => logits.subarray(b * width, b * width + V + (slots[b]?.taskTokens ?? 0)));
+    return rows.map((r, b) => {
+      const own = V + (slots[b]?.taskTokens ?? 0); // the base vocabulary and the row's own task tokens
+      const at = firstScored[b] * width;
+      if (!r.everyPosition) return logits.subarray(at, at + own);
+      const all = new Float32Array(r.tokens.length * own);
+      for (let i = 0; i < r.tokens.length; i++) all.set(logits.subarray(at + i * width, at + i * width + own), i * own);
+      return all;
+    });
   }
 
   async release(): Promise<void> {

@@ -1,0 +1,31 @@
+import { InvalidArgumentError, Option, type Command } from 'commander';
+import { EXECUTION_PROVIDERS } from '../../engine/runtime/session.ts';
+import { DTYPES } from '../../engine/model/precision.ts';
+import { DEFAULT_BLOCK, QUANTIZATIONS } from '../../engine/weights/quantize.ts';
+import type { EngineRuntime } from '../../engine/engine.ts';
+import { parse } from '../output.ts';
+
+/** How an engine runs its model: what every command that loads one accepts. */
+export type RuntimeOptions = Required<Pick<EngineRuntime, 'ep' | 'dtype' | 'quantize'>> & EngineRuntime;
+
+/** Adds --ep, --threads, --dtype, --quantize, --quantize-block and --context to a command. */
+export function addRuntimeOptions(command: Command): Command {
+  return command
+    .addOption(new Option('--ep <provider>', 'execution provider').choices(EXECUTION_PROVIDERS).default('cpu'))
+    .option('--threads <n>', 'CPU threads (default: all cores)', parse.int(1))
+    .addOption(new Option('--dtype <dtype>', 'serving dtype of float weights (auto: float32 on CPU)').choices(DTYPES).default('auto'))
+    .addOption(new Option('--quantize <q>', 'weight-only quantization of linear layers and head').choices(QUANTIZATIONS).default('none'))
+    .option('--quantize-block <n>', `inputs per quantization block, a power of two 16-256 (default ${DEFAULT_BLOCK})`, quantizeBlock)
+    .option('--context <n>', 'longest sequence to serve, prompt + output (default: the model\'s maximum)', parse.int(1));
+}
+
+/** The engine options of a command's parsed flags. */
+export function runtimeOptions(o: RuntimeOptions): EngineRuntime {
+  return { ep: o.ep, threads: o.threads, dtype: o.dtype, quantize: o.quantize, quantizeBlock: o.quantizeBlock, context: o.context };
+}
+
+function quantizeBlock(value: string): number {
+  const n = parse.int(1)(value);
+  if (n < 16 || n > 256 || (n & (n - 1)) !== 0) throw new InvalidArgumentError('expected a power of two from 16 to 256');
+  return n;
+}
