@@ -1,7 +1,10 @@
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { parameterCount } from '../engine/model/config.ts';
+import { parameterCount, type ModelConfig } from '../engine/model/config.ts';
+import { bytesReadPerToken } from '../engine/model/precision.ts';
+import { inspectModel } from '../engine/loaders/load.ts';
+import { DEFAULT_BLOCK, type Quantization } from '../engine/weights/quantize.ts';
 import { EngineClient } from '../engine/worker/client.ts';
 import { measureReadBandwidth } from './bandwidth.ts';
 import { GPT2_SMALL, randomWeights, writeGpt2Folder, writeVlmAdapter } from '../engine/synthetic.ts';
@@ -27,23 +30,54 @@ export interface EngineBenchResult {
   mixed_vs_single_b300: number;
   /** Loading a new 22 MB adapter (bytes in memory) into the running engine, until a request can use it. */
   adapter_load_ms: number;
+  /** Wall time from starting an engine (float32) to ready, and the checkpoint's bytes over it. */
+  load_seconds: number;
+  load_gbps: number;
+  /** The same for int4, and batch-1 decode of each precision, alternating in one run. */
+  load_seconds_int4: number;
+  decode_tps_b1_f32: number;
+  decode_tps_b1_int8: number;
+  decode_tps_b1_int4: number;
+  int8_speedup: number;
+  int4_speedup: number;
+  /** Batch-1 decode against bandwidth / the bytes each precision reads per token. */
+  roofline_ratio_b1_int8: number;
+  roofline_ratio_b1_int4: number;
   targets: Record<string, { target: string; met: boolean }>;
 }
 
-const PROMPT = Array.from({ length: 16 }, (_, i) => 1000 + i * 37);
+export interface EngineBenchOptions {
+  threads?: number;
+  log?: (line: string) => void;
+  /** A checkpoint to measure instead of the synthetic GPT-2-small-sized model. */
+  model?: string;
+  tokenizer?: string;
+  /** Block size of the int8/int4 runs. */
+  quantizeBlock?: number;
+}
+
+let PROMPT = Array.from({ length: 16 }, (_, i) => 1000 + i * 37);
 
 /**
- * `versa bench engine`: GPT-2-small-sized model with seeded random weights, driven through the
- * engine thread exactly as the CLI and the compute node drive it.
+ * `versa bench engine`: GPT-2-small-sized model with seeded random weights (or `--model`), driven
+ * through the engine thread exactly as the CLI and the compute node drive it.
  */
-export async function benchEngine(opts: { threads?: number; log?: (line: string) => void } = {}): Promise<EngineBenchResult> {
+export async function benchEngine(opts: EngineBenchOptions = {}): Promise<EngineBenchResult> {
   const log = opts.log ?? (() => {});
   const threads = opts.threads ?? availableParallelism();
   const dir = mkdtempSync(join(tmpdir(), 'versa-bench-'));
   try {
-    log('writing a GPT-2-small-sized model with seeded random weights');
-    const c = GPT2_SMALL;
-    writeGpt2Folder(join(dir, 'model'), c, randomWeights(c, 1));
+    let c: ModelConfig = GPT2_SMALL;
+    let modelPath = join(dir, 'model');
+    if (opts.model) {
+      modelPath = opts.model;
+      c = inspectModel(opts.model).config;
+    } else {
+      log('writing a GPT-2-small-sized model with seeded random weights');
+      writeGpt2Folder(modelPath, c, randomWeights(c, 1));
+    }
+    PROMPT = PROMPT.map((t) => t % c.vocabSize);
+    const precision = await comparePrecisions(modelPath, c, threads, opts.quantizeBlock ?? DEFAULT_BLOCK, log);
     log('writing random VLM adapters (bottleneck 300 and 64)');
     for (let i = 0; i < 16; i++) {
       writeVlmAdapter(join(dir, `b300-${i}`), c, 300, 100 + i);
@@ -56,7 +90,7 @@ export async function benchEngine(opts: { threads?: number; log?: (line: string)
 
     // The base decoder alone (a graph without adapter ops), as a user serving no adapters gets it.
     log('loading the engine (no adapter kinds)');
-    const plain = await EngineClient.start({ model: join(dir, 'model'), threads, maxBatch: 64, adapterKinds: [] });
+    const plain = await EngineClient.start({ model: modelPath, threads, maxBatch: 64, adapterKinds: [] });
     let b1: number, b16: number, prefill: number;
     try {
       await decodeRate(plain, [undefined], 8); // warm-up
@@ -77,7 +111,7 @@ export async function benchEngine(opts: { threads?: number; log?: (line: string)
     bandwidth = Math.max(bandwidth, await measureReadBandwidth(threads));
 
     log('loading the engine (VLM adapters)');
-    const engine = await EngineClient.start({ model: join(dir, 'model'), threads, maxBatch: 64, adapterKinds: ['vlm'] });
+    const engine = await EngineClient.start({ model: modelPath, threads, maxBatch: 64, adapterKinds: ['vlm'] });
     try {
       for (let i = 0; i < 16; i++) {
         await engine.addAdapterFolder(`b300-${i}`, join(dir, `b300-${i}`));
@@ -119,10 +153,13 @@ export async function benchEngine(opts: { threads?: number; log?: (line: string)
       }
       const loadMs = median(loads);
 
-      const bytesPerToken = (parameterCount(c) - c.maxPositions * c.hiddenSize) * 4;
+      const bytesPerToken = bytesReadPerToken(c, { quantize: 'none', block: DEFAULT_BLOCK });
       const roofline = (bandwidth * 1e9) / bytesPerToken;
+      const block = opts.quantizeBlock ?? DEFAULT_BLOCK;
+      const rooflineOf = (quantize: Quantization) => (bandwidth * 1e9) / bytesReadPerToken(c, { quantize, block });
+      const described = opts.model ? `${opts.model}: ${c.architecture}` : 'gpt2-small shape';
       const result: Omit<EngineBenchResult, 'targets'> = {
-        model: `gpt2-small shape (${(parameterCount(c) / 1e6).toFixed(1)}M params, float32, seeded random weights)`,
+        model: `${described} (${(parameterCount(c) / 1e6).toFixed(1)}M params${opts.model ? '' : ', float32, seeded random weights'})`,
         threads,
         decode_tps_b1: round(b1),
         decode_tps_b16: round(b16),
@@ -136,10 +173,22 @@ export async function benchEngine(opts: { threads?: number; log?: (line: string)
         mixed_vs_single: round(mixed64, 3),
         mixed_vs_single_b300: round(mixed300, 3),
         adapter_load_ms: round(loadMs, 1),
+        load_seconds: round(precision.loadSeconds, 2),
+        load_gbps: round(precision.fileBytes / precision.loadSeconds / 1e9, 2),
+        load_seconds_int4: round(precision.loadSecondsInt4, 2),
+        decode_tps_b1_f32: round(precision.tps.none),
+        decode_tps_b1_int8: round(precision.tps.int8),
+        decode_tps_b1_int4: round(precision.tps.int4),
+        int8_speedup: round(precision.tps.int8 / precision.tps.none, 2),
+        int4_speedup: round(precision.tps.int4 / precision.tps.none, 2),
+        roofline_ratio_b1_int8: round(precision.tps.int8 / rooflineOf('int8'), 3),
+        roofline_ratio_b1_int4: round(precision.tps.int4 / rooflineOf('int4'), 3),
       };
       return {
         ...result,
         targets: {
+          int8_speedup: { target: '>= 1.7', met: result.int8_speedup >= 1.7 },
+          int4_speedup: { target: '>= 2.5', met: result.int4_speedup >= 2.5 },
           roofline_ratio_b1: { target: '>= 0.70', met: result.roofline_ratio_b1 >= 0.7 },
           adapter_slowdown: { target: '<= 0.08', met: result.adapter_slowdown <= 0.08 },
           mixed_vs_single: { target: '>= 0.85', met: result.mixed_vs_single >= 0.85 },
@@ -151,6 +200,33 @@ export async function benchEngine(opts: { threads?: number; log?: (line: string)
     }
   } finally {
     rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+/**
+ * Float32, int8 and int4 engines of the same checkpoint: start-to-ready wall time, and batch-1
+ * decode alternating between the three (base-only graphs), medians of short runs.
+ */
+async function comparePrecisions(model: string, c: ModelConfig, threads: number, block: number, log: (line: string) => void) {
+  const engines = {} as Record<Quantization, EngineClient>;
+  const loads = {} as Record<Quantization, number>;
+  let fileBytes = 0;
+  try {
+    for (const quantize of ['none', 'int8', 'int4'] as const) {
+      log(`loading the engine (${quantize === 'none' ? 'float32' : quantize}, no adapter kinds)`);
+      const t = performance.now();
+      engines[quantize] = await EngineClient.start({ model, threads, adapterKinds: [], quantize, quantizeBlock: block, context: Math.min(c.maxPositions, 1024) });
+      loads[quantize] = (performance.now() - t) / 1000;
+      fileBytes = engines[quantize].info.fileBytes;
+      await decodeRate(engines[quantize], [undefined], 8); // warm-up
+    }
+    log('batch-1 decode: float32, int8 and int4 alternating');
+    const runs = { none: [] as number[], int8: [] as number[], int4: [] as number[] };
+    for (let k = 0; k < 5; k++) for (const q of ['none', 'int8', 'int4'] as const) runs[q].push(await decodeRate(engines[q], [undefined], 24));
+    const tps = { none: median(runs.none), int8: median(runs.int8), int4: median(runs.int4) };
+    return { loadSeconds: loads.none, loadSecondsInt4: loads.int4, fileBytes, tps };
+  } finally {
+    await Promise.all(Object.values(engines).map((e) => e.close()));
   }
 }
 

@@ -127,7 +127,7 @@ describe.skipIf(!hasFixtures)('quantized bases serve adapters in mixed batches',
       it('rows of VLM, LoRA and no adapter decode together exactly as each row alone', async () => {
         const prompts = [[98, 15, 214, 7], [52, 204, 11, 999, 3, 640], [195, 731], [5]];
         const names = ['vglm-a', 'lora-c', undefined, 'vglm-b'];
-        const rows = prompts.map((prompt, i) => ({ prompt, adapter: names[i] && adapterFor(runner, fixture('tiny-gpt2/adapters', names[i]!)) }));
+        const rows = prompts.map((prompt, i) => ({ prompt, adapter: names[i] ? adapterFor(runner, fixture('tiny-gpt2/adapters', names[i]!)) : undefined }));
         const together = await greedyBatch(runner, rows, 10);
         for (let i = 0; i < rows.length; i++) {
           const alone = await greedyBatch(runner, [rows[i]], 10);

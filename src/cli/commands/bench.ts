@@ -2,7 +2,7 @@ import type { Command } from 'commander';
 import { parse } from '../output.ts';
 
 type Figures = object & { targets?: Record<string, { target: string; met: boolean }> };
-type Bench = (opts: { threads?: number; log: (line: string) => void }) => Promise<Figures>;
+type Bench = (opts: { threads?: number; log: (line: string) => void; model?: string; quantizeBlock?: number }) => Promise<Figures>;
 
 /** `versa bench engine|compute`: performance figures, reported as ratios measured in the same run. */
 export function register(program: Command): void {
@@ -13,11 +13,14 @@ export function register(program: Command): void {
       .description(description)
       .option('--json', 'print one JSON object')
       .option('--threads <n>', 'CPU threads (default: all cores)', parse.int(1))
-      .action(async (o: { json?: boolean; threads?: number }) => {
-        const result = await (await load())({ threads: o.threads, log: (line) => process.stderr.write(`bench: ${line}\n`) });
+      .action(async (o: { json?: boolean; threads?: number; model?: string; quantizeBlock?: number }) => {
+        const log = (line: string) => process.stderr.write(`bench: ${line}\n`);
+        const result = await (await load())({ threads: o.threads, model: o.model, quantizeBlock: o.quantizeBlock, log });
         process.stdout.write(o.json ? `${JSON.stringify(result)}\n` : table(result));
       });
-  add('engine', 'decode/prefill speed, roofline ratio and adapter overheads on a GPT-2-small-sized model', async () => (await import('../../bench/engine.ts')).benchEngine);
+  add('engine', 'decode/prefill speed, load time, float32 vs int8/int4, roofline ratios and adapter overheads', async () => (await import('../../bench/engine.ts')).benchEngine)
+    .option('--model <path>', 'measure this checkpoint (default: a GPT-2-small-sized model with random weights)')
+    .option('--quantize-block <n>', 'block size of the int8/int4 runs (default 32)', parse.int(16));
   add('compute', 'aggregate tokens/s and time to first token at 1-64 concurrent streams on one and on 16 adapters', async () => (await import('../../bench/compute.ts')).benchCompute);
 }
 

@@ -32,12 +32,27 @@ export function weightFormat(c: ModelConfig, o: PrecisionOptions): WeightFormat 
   return format;
 }
 
-/** Bytes the base weights take once served in `format` (quantized: packed bits, scales, zero points). */
-export function servedBytes(c: ModelConfig, f: WeightFormat): number {
-  const params = parameterCount(c);
-  if (f.quantize === 'none') return params * 4;
+/** Bytes one weight takes in `format` (quantized: its bits, plus its share of a block's scale and zero point). */
+export function bytesPerWeight(f: WeightFormat): number {
+  if (f.quantize === 'none') return 4;
   const bits = f.quantize === 'int4' ? 4 : 8;
-  return params * (bits / 8 + 4 / f.block + bits / 8 / f.block);
+  return bits / 8 + 4 / f.block + bits / 8 / f.block;
+}
+
+/** Bytes the base weights take once served in `format` (norms and biases, float32, are too few to count). */
+export function servedBytes(c: ModelConfig, f: WeightFormat): number {
+  return parameterCount(c) * bytesPerWeight(f);
+}
+
+/**
+ * Bytes of weights read to decode one token at batch 1: every block matrix and the output head
+ * (the embeddings give one row; GPT-2's position table too). The memory-bandwidth roofline.
+ */
+export function bytesReadPerToken(c: ModelConfig, f: WeightFormat): number {
+  const d = c.hiddenSize;
+  const matrices = linearModules(c).reduce((n, m) => n + m.in * m.out, 0) * c.numLayers + c.vocabSize * d;
+  const vectors = parameterCount(c) - matrices - (c.tiedEmbeddings ? 0 : c.vocabSize * d) - (c.architecture === 'gpt2' ? c.maxPositions * d : 0);
+  return matrices * bytesPerWeight(f) + vectors * 4;
 }
 
 /**

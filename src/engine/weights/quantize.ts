@@ -60,35 +60,40 @@ export function quantizeRows(w: Float32Array, rows: number, cols: number, bits: 
   const packed = new Uint8Array(rows * blocks * blob);
   const scales = new Float32Array(rows * blocks);
   const zeroPoints = new Uint8Array(rows * zpRow);
-  const q = new Uint8Array(block);
   for (let r = 0; r < rows; r++) {
     const row = r * cols;
     for (let b = 0; b < blocks; b++) {
-      const k0 = b * block;
-      const k1 = Math.min(cols, k0 + block);
+      const k0 = row + b * block;
+      const k1 = row + Math.min(cols, (b + 1) * block);
       let lo = 0;
       let hi = 0;
       for (let k = k0; k < k1; k++) {
-        const v = w[row + k];
-        if (v < lo) lo = v;
-        else if (v > hi) hi = v;
+        const v = w[k];
+        lo = v < lo ? v : lo;
+        hi = v > hi ? v : hi;
       }
       const scale = hi > lo ? (hi - lo) / qmax : 1;
-      const zp = Math.min(qmax, Math.max(0, Math.round(-lo / scale)));
       const inv = 1 / scale;
+      const zp = Math.min(qmax, Math.max(0, Math.round(-lo / scale)));
       scales[r * blocks + b] = scale;
-      q.fill(zp);
-      for (let k = k0; k < k1; k++) {
-        const v = Math.round(w[row + k] * inv) + zp;
-        q[k - k0] = v < 0 ? 0 : v > qmax ? qmax : v;
-      }
+      // round(v / scale) + zp, clamped: floor(v * inv + zp + 0.5), as zp is an integer.
+      const offset = zp + 0.5;
       const at = (r * blocks + b) * blob;
       if (bits === 8) {
-        packed.set(q, at);
         zeroPoints[r * zpRow + b] = zp;
+        for (let k = k0; k < k0 + block; k++) {
+          const t = k < k1 ? w[k] * inv + offset : offset;
+          packed[at + k - k0] = t <= 0 ? 0 : t >= 256 ? 255 : t;
+        }
       } else {
-        for (let i = 0; i < blob; i++) packed[at + i] = q[2 * i] | (q[2 * i + 1] << 4);
         zeroPoints[r * zpRow + (b >> 1)] |= zp << ((b & 1) * 4);
+        for (let k = k0; k < k0 + block; k += 2) {
+          const t0 = k < k1 ? w[k] * inv + offset : offset;
+          const t1 = k + 1 < k1 ? w[k + 1] * inv + offset : offset;
+          const q0 = t0 <= 0 ? 0 : t0 >= 16 ? 15 : t0 | 0;
+          const q1 = t1 <= 0 ? 0 : t1 >= 16 ? 15 : t1 | 0;
+          packed[at + ((k - k0) >> 1)] = q0 | (q1 << 4);
+        }
       }
     }
   }
