@@ -86,7 +86,9 @@ export async function startComputeNode(o: ComputeNodeOptions): Promise<ComputeNo
   });
   const port = (server.address() as AddressInfo).port;
   const url = `http://${o.host ?? '127.0.0.1'}:${port}`;
-  log(`compute node on ${url} (${engine.info.architecture}, ${(engine.info.params / 1e6).toFixed(1)}M params, ${engine.info.ep})`);
+  const { architecture, params, ep, weights, loadSeconds } = engine.info;
+  const precision = weights.quantize === 'none' ? 'float32' : `${weights.quantize}, block ${weights.block}`;
+  log(`compute node on ${url} (${architecture}, ${(params / 1e6).toFixed(1)}M params, ${precision}, ${ep}, loaded in ${loadSeconds.toFixed(1)} s)`);
 
   let closing: Promise<void> | undefined;
   return {

@@ -1,6 +1,7 @@
 import type { ModelConfig } from '../model/config.ts';
 import { layerPrefix, linearModules } from '../model/layout.ts';
 import { parseHeader, toFloat32, type SafetensorsHeader } from '../weights/safetensors.ts';
+import { transpose } from '../weights/tensor.ts';
 import {
   AdapterFormatError, ADAPTER_CONFIG_FILE, describeLora, describeVlm, detectKind, LORA_WEIGHTS_FILE, VLM_WEIGHTS_FILE,
   type AdapterManifest,
@@ -94,26 +95,6 @@ export function readAdapter(id: string, input: AdapterFiles, base: ModelConfig):
     return { layer: spec.layer, module: spec.module, rank: spec.rank, aT: transpose(view(spec.aName), spec.rank, fanIn), bT };
   });
   return { id, kind, manifest, bytes: manifest.params * 4, modules };
-}
-
-/**
- * [rows, cols] -> [cols, rows], optionally scaling column c by colScale[c]. Tiled, so that both
- * sides stay in cache: adapter loading is dominated by this.
- */
-function transpose(w: Float32Array, rows: number, cols: number, colScale?: Float32Array): Float32Array {
-  const out = new Float32Array(w.length);
-  const T = 32;
-  for (let r0 = 0; r0 < rows; r0 += T) {
-    const r1 = Math.min(rows, r0 + T);
-    for (let c0 = 0; c0 < cols; c0 += T) {
-      const c1 = Math.min(cols, c0 + T);
-      for (let c = c0; c < c1; c++) {
-        const scale = colScale ? colScale[c] : 1;
-        for (let r = r0; r < r1; r++) out[c * rows + r] = w[r * cols + c] * scale;
-      }
-    }
-  }
-  return out;
 }
 
 /** Reorders output rows from rotate-half (HF) to interleaved (llama2.c) RoPE order, per head. */

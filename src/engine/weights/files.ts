@@ -1,7 +1,6 @@
 import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
-import { parseHeader, headerLength, toFloat32, SafetensorsError, type SafetensorsHeader, type TensorInfo } from './safetensors.ts';
+import { parseHeader, headerLength, SafetensorsError, type SafetensorsHeader, type TensorInfo } from './safetensors.ts';
 import type { StoredTensor, WeightDtype } from './stored.ts';
-import type { Tensor } from './tensor.ts';
 
 /** A safetensors file on disk: the header is read and validated at open, tensors on demand. */
 export class SafetensorsFile {
@@ -35,12 +34,6 @@ export class SafetensorsFile {
     const t = this.header.tensors.get(name);
     if (!t) throw new SafetensorsError(`${this.path}: no tensor named "${name}"`);
     return t;
-  }
-
-  /** Reads one tensor, converted to float32. */
-  read(name: string): Tensor {
-    const t = this.info(name);
-    return { dims: [...t.shape], data: toFloat32(this.rawBytes(t), t.dtype, `${this.path}: ${name}`) };
   }
 
   /** One tensor as stored, read (one pread into its own buffer) when asked for. */

@@ -11,21 +11,28 @@ export function numel(dims: readonly number[]): number {
   return dims.reduce((a, b) => a * b, 1);
 }
 
-/** Transposes a 2-D tensor [rows, cols] -> [cols, rows], in cache-sized tiles. */
+/** Transposes a 2-D tensor [rows, cols] -> [cols, rows]. */
 export function transpose2d(t: Tensor): Tensor {
   const [rows, cols] = t.dims;
-  const src = t.data;
-  const out = new Float32Array(rows * cols);
-  const TILE = 64;
-  for (let r0 = 0; r0 < rows; r0 += TILE) {
-    const r1 = Math.min(rows, r0 + TILE);
-    for (let c0 = 0; c0 < cols; c0 += TILE) {
-      const c1 = Math.min(cols, c0 + TILE);
-      for (let r = r0; r < r1; r++) {
-        const at = r * cols;
-        for (let c = c0; c < c1; c++) out[c * rows + r] = src[at + c];
+  return { dims: [cols, rows], data: transpose(t.data, rows, cols) };
+}
+
+/**
+ * [rows, cols] -> [cols, rows], optionally scaling column c by colScale[c]. Tiled, so that both
+ * sides stay in cache: adapter loading is dominated by this.
+ */
+export function transpose(w: Float32Array, rows: number, cols: number, colScale?: Float32Array): Float32Array {
+  const out = new Float32Array(w.length);
+  const T = 32;
+  for (let r0 = 0; r0 < rows; r0 += T) {
+    const r1 = Math.min(rows, r0 + T);
+    for (let c0 = 0; c0 < cols; c0 += T) {
+      const c1 = Math.min(cols, c0 + T);
+      for (let c = c0; c < c1; c++) {
+        const scale = colScale ? colScale[c] : 1;
+        for (let r = r0; r < r1; r++) out[c * rows + r] = w[r * cols + c] * scale;
       }
     }
   }
-  return { dims: [cols, rows], data: out };
+  return out;
 }
