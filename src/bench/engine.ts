@@ -56,7 +56,7 @@ export interface EngineBenchOptions {
   quantizeBlock?: number;
 }
 
-let PROMPT = Array.from({ length: 16 }, (_, i) => 1000 + i * 37);
+const PROMPT = Array.from({ length: 16 }, (_, i) => 1000 + i * 37);
 
 /**
  * `versa bench engine`: GPT-2-small-sized model with seeded random weights (or `--model`), driven
@@ -76,8 +76,9 @@ export async function benchEngine(opts: EngineBenchOptions = {}): Promise<Engine
       log('writing a GPT-2-small-sized model with seeded random weights');
       writeGpt2Folder(modelPath, c, randomWeights(c, 1));
     }
-    PROMPT = PROMPT.map((t) => t % c.vocabSize);
-    const precision = await comparePrecisions(modelPath, c, threads, opts.quantizeBlock ?? DEFAULT_BLOCK, log);
+    const prompt = PROMPT.map((t) => t % c.vocabSize); // ids every vocabulary has
+    const decodeRate = (e: EngineClient, adapters: Array<string | undefined>, tokens: number) => decodeRateOf(e, adapters, tokens, prompt);
+    const precision = await comparePrecisions(modelPath, c, threads, opts.quantizeBlock ?? DEFAULT_BLOCK, prompt, log);
     log('writing random VLM adapters (bottleneck 300 and 64)');
     for (let i = 0; i < 16; i++) {
       writeVlmAdapter(join(dir, `b300-${i}`), c, 300, 100 + i);
@@ -144,10 +145,10 @@ export async function benchEngine(opts: EngineBenchOptions = {}): Promise<Engine
       };
       const loads: number[] = [];
       for (let k = 0; k < 3; k++) {
-        const baseline = await timed(() => engine.generate({ promptIds: PROMPT, maxTokens: 1 }).result);
+        const baseline = await timed(() => engine.generate({ promptIds: prompt, maxTokens: 1 }).result);
         const withLoad = await timed(async () => {
           await engine.addAdapter(`fresh-${k}`, { files: new Map([['adapter.safetensors', new Uint8Array(bytes)]]) });
-          await engine.generate({ promptIds: PROMPT, maxTokens: 1, adapter: `fresh-${k}` }).result;
+          await engine.generate({ promptIds: prompt, maxTokens: 1, adapter: `fresh-${k}` }).result;
         });
         loads.push(withLoad - baseline);
       }
@@ -207,7 +208,7 @@ export async function benchEngine(opts: EngineBenchOptions = {}): Promise<Engine
  * Float32, int8 and int4 engines of the same checkpoint: start-to-ready wall time, and batch-1
  * decode alternating between the three (base-only graphs), medians of short runs.
  */
-async function comparePrecisions(model: string, c: ModelConfig, threads: number, block: number, log: (line: string) => void) {
+async function comparePrecisions(model: string, c: ModelConfig, threads: number, block: number, prompt: number[], log: (line: string) => void) {
   const engines = {} as Record<Quantization, EngineClient>;
   const loads = {} as Record<Quantization, number>;
   let fileBytes = 0;
@@ -218,11 +219,11 @@ async function comparePrecisions(model: string, c: ModelConfig, threads: number,
       engines[quantize] = await EngineClient.start({ model, threads, adapterKinds: [], quantize, quantizeBlock: block, context: Math.min(c.maxPositions, 1024) });
       loads[quantize] = (performance.now() - t) / 1000;
       fileBytes = engines[quantize].info.fileBytes;
-      await decodeRate(engines[quantize], [undefined], 8); // warm-up
+      await decodeRateOf(engines[quantize], [undefined], 8, prompt); // warm-up
     }
     log('batch-1 decode: float32, int8 and int4 alternating');
     const runs = { none: [] as number[], int8: [] as number[], int4: [] as number[] };
-    for (let k = 0; k < 5; k++) for (const q of ['none', 'int8', 'int4'] as const) runs[q].push(await decodeRate(engines[q], [undefined], 24));
+    for (let k = 0; k < 5; k++) for (const q of ['none', 'int8', 'int4'] as const) runs[q].push(await decodeRateOf(engines[q], [undefined], 24, prompt));
     const tps = { none: median(runs.none), int8: median(runs.int8), int4: median(runs.int4) };
     return { loadSeconds: loads.none, loadSecondsInt4: loads.int4, fileBytes, tps };
   } finally {
@@ -231,8 +232,8 @@ async function comparePrecisions(model: string, c: ModelConfig, threads: number,
 }
 
 /** Aggregate decode tokens/s of requests started together: tokens after each one's first. */
-async function decodeRate(engine: EngineClient, adapters: Array<string | undefined>, tokens: number): Promise<number> {
-  const generations = engine.generateMany(adapters.map((adapter) => ({ promptIds: PROMPT, adapter, maxTokens: tokens, ignoreEos: true })));
+async function decodeRateOf(engine: EngineClient, adapters: Array<string | undefined>, tokens: number, prompt: number[]): Promise<number> {
+  const generations = engine.generateMany(adapters.map((adapter) => ({ promptIds: prompt, adapter, maxTokens: tokens, ignoreEos: true })));
   const spans = await Promise.all(
     generations.map(async (g) => {
       let first = 0;

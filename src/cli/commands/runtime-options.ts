@@ -1,7 +1,7 @@
 import { InvalidArgumentError, Option, type Command } from 'commander';
 import { EXECUTION_PROVIDERS } from '../../engine/runtime/session.ts';
 import { DTYPES } from '../../engine/model/precision.ts';
-import { DEFAULT_BLOCK, QUANTIZATIONS } from '../../engine/weights/quantize.ts';
+import { BLOCK_SIZES, DEFAULT_BLOCK, isBlockSize, QUANTIZATIONS } from '../../engine/weights/quantize.ts';
 import type { EngineRuntime } from '../../engine/engine.ts';
 import { parse } from '../output.ts';
 
@@ -15,7 +15,7 @@ export function addRuntimeOptions(command: Command): Command {
     .option('--threads <n>', 'CPU threads (default: all cores)', parse.int(1))
     .addOption(new Option('--dtype <dtype>', 'serving dtype of float weights (auto: float32 on CPU)').choices(DTYPES).default('auto'))
     .addOption(new Option('--quantize <q>', 'weight-only quantization of linear layers and head').choices(QUANTIZATIONS).default('none'))
-    .option('--quantize-block <n>', `inputs per quantization block, a power of two 16-256 (default ${DEFAULT_BLOCK})`, quantizeBlock)
+    .option('--quantize-block <n>', `inputs per quantization block, ${BLOCK_SIZES} (default ${DEFAULT_BLOCK})`, quantizeBlock)
     .option('--context <n>', 'longest sequence to serve, prompt + output (default: the model\'s maximum)', parse.int(1));
 }
 
@@ -26,6 +26,6 @@ export function runtimeOptions(o: RuntimeOptions): EngineRuntime {
 
 function quantizeBlock(value: string): number {
   const n = parse.int(1)(value);
-  if (n < 16 || n > 256 || (n & (n - 1)) !== 0) throw new InvalidArgumentError('expected a power of two from 16 to 256');
+  if (!isBlockSize(n)) throw new InvalidArgumentError(`expected ${BLOCK_SIZES}`);
   return n;
 }

@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import { totalmem } from 'node:os';
 import { linearModules } from './layout.ts';
 import { parameterCount, type ModelConfig } from './config.ts';
-import { checkWeightFormat, DEFAULT_BLOCK, QuantizationError, type Quantization, type WeightFormat } from '../weights/quantize.ts';
+import { bitsOf, checkWeightFormat, DEFAULT_BLOCK, QuantizationError, type Quantization, type WeightFormat } from '../weights/quantize.ts';
 
 /** What a user may ask for as the serving dtype of float weights. */
 export type DtypeChoice = 'auto' | 'float32' | 'float16' | 'bfloat16';
@@ -35,7 +35,7 @@ export function weightFormat(c: ModelConfig, o: PrecisionOptions): WeightFormat 
 /** Bytes one weight takes in `format` (quantized: its bits, plus its share of a block's scale and zero point). */
 export function bytesPerWeight(f: WeightFormat): number {
   if (f.quantize === 'none') return 4;
-  const bits = f.quantize === 'int4' ? 4 : 8;
+  const bits = bitsOf(f.quantize);
   return bits / 8 + 4 / f.block + bits / 8 / f.block;
 }
 

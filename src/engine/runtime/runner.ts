@@ -81,9 +81,14 @@ export class ModelRunner {
     const positionIds = new BigInt64Array(N);
     const bias = new Float32Array(N * T).fill(MASKED);
     // The tokens whose logits come out: each row's last, or all of a row's with everyPosition.
-    const scored = rows.map((r, b) => (r.everyPosition ? r.tokens.map((_, j) => b * S + j) : [b * S + r.tokens.length - 1]));
-    const lastIndex = BigInt64Array.from(scored.flat(), BigInt);
-    const L = lastIndex.length;
+    // Row b's come out at firstScored[b] onwards.
+    const scoredCount = rows.map((r) => (r.everyPosition ? r.tokens.length : 1));
+    const firstScored: number[] = [];
+    const L = scoredCount.reduce((at, n) => (firstScored.push(at), at + n), 0);
+    const lastIndex = new BigInt64Array(L);
+    rows.forEach((r, b) => {
+      for (let i = 0; i < scoredCount[b]; i++) lastIndex[firstScored[b] + i] = BigInt(b * S + r.tokens.length - scoredCount[b] + i);
+    });
     const slots = rows.map((r) => (r.adapter === undefined ? undefined : this.bank.slotOf(r.adapter)));
     rows.forEach((r, b) => {
       const slot = slots[b];
@@ -114,10 +119,9 @@ export class ModelRunner {
     const int64 = (name: string, data: BigInt64Array, dims: number[]) => (feeds[name] = new ort.Tensor('int64', data, dims));
     const slotIn = (kind: 'vlm' | 'lora') => slots.map((s) => (s?.kind === kind ? s.slot : -1));
     const realTokens = (b: number) => Array.from({ length: rows[b].tokens.length }, (_, j) => b * S + j);
-    const firstScored = scored.map((_, b) => scored.slice(0, b).reduce((n, x) => n + x.length, 0));
     if (this.features.vlm) {
       const vlm = group(N, this.bank.vlmSlots, slotIn('vlm'), realTokens);
-      const head = group(L, this.bank.vlmSlots, slotIn('vlm'), (b) => scored[b].map((_, i) => firstScored[b] + i));
+      const head = group(L, this.bank.vlmSlots, slotIn('vlm'), (b) => Array.from({ length: scoredCount[b] }, (_, i) => firstScored[b] + i));
       int64(IN.taskIndex, taskIndex, [B, S]);
       int64(IN.vlmGather, vlm.gather, vlm.dims);
       int64(IN.vlmScatter, vlm.scatter, [N]);

@@ -19,6 +19,10 @@ export class QuantizationError extends Error {
   override name = 'QuantizationError';
 }
 
+/** What MatMulNBits takes as a block size. */
+export const BLOCK_SIZES = 'a power of two from 16 to 256';
+export const isBlockSize = (b: number) => Number.isInteger(b) && b >= 16 && b <= 256 && (b & (b - 1)) === 0;
+
 /** Checks a format against a model's smallest input width before any work is done. */
 export function checkWeightFormat(f: WeightFormat, smallestInput: number): void {
   if (!QUANTIZATIONS.includes(f.quantize)) {
@@ -26,9 +30,7 @@ export function checkWeightFormat(f: WeightFormat, smallestInput: number): void 
   }
   if (f.quantize === 'none') return;
   const b = f.block;
-  if (!Number.isInteger(b) || b < 16 || b > 256 || (b & (b - 1)) !== 0) {
-    throw new QuantizationError(`quantization block size ${b} must be a power of two from 16 to 256 (default ${DEFAULT_BLOCK})`);
-  }
+  if (!isBlockSize(b)) throw new QuantizationError(`quantization block size ${b} must be ${BLOCK_SIZES} (default ${DEFAULT_BLOCK})`);
   if (b > smallestInput) {
     throw new QuantizationError(`quantization block size ${b} is larger than the model's smallest layer input (${smallestInput})`);
   }
