@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { parameterCount, type ModelConfig } from '../engine/model/config.ts';
 import { bytesReadPerToken } from '../engine/model/precision.ts';
 import { inspectModel } from '../engine/loaders/load.ts';
-import { DEFAULT_BLOCK, type Quantization } from '../engine/weights/quantize.ts';
+import { DEFAULT_BLOCK, FLOAT32, type Quantization } from '../engine/weights/quantize.ts';
 import { EngineClient } from '../engine/worker/client.ts';
 import { measureReadBandwidth } from './bandwidth.ts';
 import { GPT2_SMALL, randomWeights, writeGpt2Folder, writeVlmAdapter } from '../engine/synthetic.ts';
@@ -154,10 +154,10 @@ export async function benchEngine(opts: EngineBenchOptions = {}): Promise<Engine
       }
       const loadMs = median(loads);
 
-      const bytesPerToken = bytesReadPerToken(c, { quantize: 'none', block: DEFAULT_BLOCK });
+      const bytesPerToken = bytesReadPerToken(c, FLOAT32);
       const roofline = (bandwidth * 1e9) / bytesPerToken;
       const block = opts.quantizeBlock ?? DEFAULT_BLOCK;
-      const rooflineOf = (quantize: Quantization) => (bandwidth * 1e9) / bytesReadPerToken(c, { quantize, block });
+      const rooflineOf = (quantize: Quantization) => (bandwidth * 1e9) / bytesReadPerToken(c, { ...FLOAT32, quantize, block });
       const described = opts.model ? `${opts.model}: ${c.architecture}` : 'gpt2-small shape';
       const result: Omit<EngineBenchResult, 'targets'> = {
         model: `${described} (${(parameterCount(c) / 1e6).toFixed(1)}M params${opts.model ? '' : ', float32, seeded random weights'})`,

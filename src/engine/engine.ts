@@ -1,6 +1,7 @@
 import { eosIds, parameterCount, type ModelConfig } from './model/config.ts';
 import { openModel } from './loaders/load.ts';
 import { checkMemory, weightFormat, type PrecisionOptions } from './model/precision.ts';
+import { storedDtype } from './weights/stored.ts';
 import type { WeightFormat } from './weights/quantize.ts';
 import { loadTokenizer, locateTokenizer } from './tokenizer/load.ts';
 import { TaskTokenizer } from './tokenizer/task-tokens.ts';
@@ -9,7 +10,7 @@ import { readAdapter, type Adapter, type AdapterFiles } from './adapters/read.ts
 import { loadAdapterFolder } from './adapters/load.ts';
 import { AdapterFormatError, type AdapterKind, type AdapterManifest } from './adapters/format.ts';
 import { ModelRunner } from './runtime/runner.ts';
-import type { ExecutionProvider, ProviderChoice } from './runtime/session.ts';
+import { resolveProvider, type ExecutionProvider, type ProviderChoice } from './runtime/session.ts';
 import { Scheduler, type SchedulerOptions, type StepStats } from './generation/scheduler.ts';
 import { Sequence, type SequenceSink } from './generation/sequence.ts';
 import { RequestError, validateRequest, type GenerateRequest } from './generation/request.ts';
@@ -177,12 +178,13 @@ export async function openRuntime(opts: EngineOptions): Promise<{ runner: ModelR
   const adapterKinds = opts.adapterKinds ?? ['vlm', 'lora'];
   try {
     config = withContext(model.config, opts.context);
-    const format = weightFormat(config, opts);
+    const ep = await resolveProvider(opts.ep ?? 'cpu');
+    const format = weightFormat(config, opts, ep, storedDtype(model.weights));
     checkMemory(config, format);
     const located = locateTokenizer(opts.model, opts.tokenizer);
     tokenizer = located ? loadTokenizer(located.path) : undefined;
     const features = { vlm: adapterKinds.includes('vlm'), lora: adapterKinds.includes('lora') };
-    runner = await ModelRunner.create(config, model.weights, { ep: opts.ep, threads: opts.threads, features, format });
+    runner = await ModelRunner.create(config, model.weights, { ep, threads: opts.threads, features, format });
   } finally {
     model.close();
   }

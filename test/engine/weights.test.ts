@@ -10,9 +10,10 @@ import { versa } from '../helpers/cli.ts';
 import { openModel } from '../../src/engine/loaders/load.ts';
 import { buildDecoderGraph } from '../../src/engine/graph/build.ts';
 import { GraphBuilder, type EncodedGraph } from '../../src/engine/graph/onnx.ts';
-import { dequantize, quantizeRows } from '../../src/engine/weights/quantize.ts';
-import { parseHeader } from '../../src/engine/weights/safetensors.ts';
-import { checkMemory } from '../../src/engine/model/precision.ts';
+import { dequantize, FLOAT32, quantizeRows } from '../../src/engine/weights/quantize.ts';
+import { parseHeader, toFloat32 } from '../../src/engine/weights/safetensors.ts';
+import { checkMemory, weightFormat } from '../../src/engine/model/precision.ts';
+import { bytesAs, floatBytes } from '../../src/engine/weights/stored.ts';
 import { perplexity } from '../../src/engine/eval/perplexity.ts';
 import { EngineClient } from '../../src/engine/worker/client.ts';
 import type { ModelRunner } from '../../src/engine/runtime/runner.ts';
@@ -115,12 +116,54 @@ describe.skipIf(!hasFixtures)('weights outside the graph', () => {
   });
 });
 
+describe('float types', () => {
+  it('float32 -> float16 rounds to the nearest half (every half round-trips) and bfloat16 to nearest even', () => {
+    const halves = Uint16Array.from({ length: 65536 }, (_, i) => i).filter((h) => (h & 0x7c00) !== 0x7c00 || !(h & 0x3ff)); // no NaNs
+    const values = toFloat32(new Uint8Array(halves.buffer), 'F16');
+    expect(new Uint16Array(floatBytes(values, 'float16').buffer)).toEqual(halves);
+    const between = Float32Array.of(1 + 2 ** -11, 1 + 3 * 2 ** -11, 65520, 1e-8); // ties to even, overflow, underflow
+    expect([...new Uint16Array(floatBytes(between, 'float16').buffer)]).toEqual([0x3c00, 0x3c02, 0x7c00, 0]);
+    const bf = Float32Array.of(1.00390625, 1.01171875, -3.5);
+    expect([...new Uint16Array(floatBytes(bf, 'bfloat16').buffer)]).toEqual([0x3f80, 0x3f82, 0xc060]);
+  });
+
+  it('weights stored in the serving type are passed on as read; others are converted', () => {
+    const bytes = new Uint8Array([0, 60, 0, 188]); // float16 1, -1
+    const f16 = { dims: [2], dtype: 'F16' as const, bytes: () => bytes };
+    expect(bytesAs(f16, 'float16')).toBe(bytes);
+    expect([...new Float32Array(bytesAs(f16, 'float32').buffer)]).toEqual([1, -1]);
+  });
+
+  it('auto: float32 on the CPU, the checkpoint\'s half type on GPU providers (float16 on WebGPU)', () => {
+    const c = readJsonConfig();
+    const float = (ep: 'cpu' | 'cuda' | 'webgpu', stored: 'F32' | 'F16' | 'BF16') => weightFormat(c, {}, ep, stored).float;
+    expect([float('cpu', 'BF16'), float('cuda', 'BF16'), float('webgpu', 'BF16'), float('cuda', 'F16'), float('cuda', 'F32')])
+      .toEqual(['float32', 'bfloat16', 'float16', 'float16', 'float32']);
+    expect(weightFormat(c, { dtype: 'float16' }, 'cpu', 'F32').float).toBe('float16');
+  });
+});
+
+describe.skipIf(!hasFixtures)('float16 weights', () => {
+  it('hold half the bytes and score stories260K within 0.1 % of float32', async () => {
+    const model = openModel(STORIES());
+    const half = buildDecoderGraph(model.config, model.weights, { vlm: false, lora: false }, { ...FLOAT32, float: 'float16' });
+    const full = buildDecoderGraph(model.config, model.weights, { vlm: false, lora: false });
+    model.close();
+    const matrices = (g: EncodedGraph) => g.externalData.filter((e) => e.data.byteLength > 4096).reduce((n, e) => n + e.data.byteLength, 0);
+    expect(matrices(half) / matrices(full)).toBeCloseTo(0.5, 1);
+
+    const { code, stdout, stderr } = await versa(['eval', 'perplexity', '--model', STORIES(), '--tokenizer', STORIES_TOKENIZER(), '--text', STORY, '--json', '--dtype', 'float16']);
+    expect(code, stderr).toBe(0);
+    expect(Math.abs(JSON.parse(stdout).perplexity / REFERENCE.full.perplexity - 1)).toBeLessThan(1e-3);
+  });
+});
+
 describe.skipIf(!hasFixtures)('quantized bases serve adapters in mixed batches', () => {
   for (const quantize of ['int8', 'int4'] as const) {
     describe(quantize, () => {
       let runner: ModelRunner;
       beforeAll(async () => {
-        runner = await runnerFor(fixture('tiny-gpt2'), { quantize, block: 16 });
+        runner = await runnerFor(fixture('tiny-gpt2'), { ...FLOAT32, quantize, block: 16 });
       });
       afterAll(() => runner?.release());
 
@@ -213,7 +256,7 @@ describe.skipIf(!hasFixtures)('bad precision and model inputs fail in one line',
     oneLine(await gen('--quantize', 'int3'), /int3.*invalid.*none, int8, int4/);
     oneLine(await gen('--quantize', 'int4', '--quantize-block', '33'), /power of two from 16 to 256/);
     oneLine(await gen('--quantize', 'int4', '--quantize-block', '128'), /block size 128 is larger than the model's smallest layer input \(64\)/);
-    oneLine(await gen('--dtype', 'float16'), /float16 is not supported yet/);
+    oneLine(await gen('--dtype', 'bfloat16'), /bfloat16 needs --ep cuda: the cpu provider has no bfloat16 kernels/);
     oneLine(await gen('--context', '100000'), /context 100000 exceeds the model's maximum of 512/);
   });
 
@@ -231,8 +274,8 @@ describe.skipIf(!hasFixtures)('bad precision and model inputs fail in one line',
     truncateSync(join(sharded, 'model-00002-of-00002.safetensors'), 100_000);
     oneLine(await versa(['generate', '--model', sharded, '--prompt-ids', '1', '--max-tokens', '1']), /model-00002-of-00002.safetensors: .*(truncated|past the)/);
 
-    expect(() => checkMemory(readJsonConfig(), { quantize: 'none', block: 32 }, 16e9)).toThrow(/needs about 25\.\d GB .* float32 but this machine has 16\.0 GB \(try --quantize int4\)/);
-    expect(() => checkMemory(readJsonConfig(), { quantize: 'int4', block: 32 }, 16e9)).not.toThrow();
+    expect(() => checkMemory(readJsonConfig(), FLOAT32, 16e9)).toThrow(/needs about 25\.\d GB .* float32 but this machine has 16\.0 GB \(try --quantize int4\)/);
+    expect(() => checkMemory(readJsonConfig(), { ...FLOAT32, quantize: 'int4' }, 16e9)).not.toThrow();
   });
 
   it('--context caps the sequence the engine serves', async () => {

@@ -1,7 +1,7 @@
 import type { ModelConfig } from '../model/config.ts';
 import { layerPrefix, linearModules } from '../model/layout.ts';
 import { transpose2d, type Tensor } from '../weights/tensor.ts';
-import { float32Of, type WeightSource } from '../weights/stored.ts';
+import { bytesAs, float32Of, floatBytes, type WeightSource } from '../weights/stored.ts';
 import { bitsOf, FLOAT32, quantizeRows, type QuantizedMatrix, type WeightFormat } from '../weights/quantize.ts';
 import { VLM_LAYER_NORM_EPS } from '../adapters/format.ts';
 import { GraphBuilder, type EncodedGraph } from './onnx.ts';
@@ -27,7 +27,7 @@ export const ALL_FEATURES: GraphFeatures = { vlm: true, lora: true };
  */
 export type MatrixLayout = 'out_in' | 'in_out';
 
-/** A weight matrix as the graph reads it: float32 as stored, or quantized rows of [out, in]. */
+/** A weight matrix as the graph reads it: float as stored (in the format's float type), or quantized rows of [out, in]. */
 type Matrix =
   | { kind: 'float'; name: string; layout: MatrixLayout }
   | { kind: 'quantized'; names: { packed: string; scales: string; zeroPoints: string }; q: QuantizedMatrix };
@@ -41,6 +41,7 @@ export type EmbeddingTable = { kind: 'float'; tableT: string } | Extract<Matrix,
 export class DecoderGraph {
   readonly g = new GraphBuilder();
   private readonly gathered = new Map<string, string>();
+  private readonly halved = new Map<string, string>();
   private readonly constants = new Map<string, string>();
   /** Shape [B, S] of the batch, and the attention bias shaped for grouped-query heads. */
   private readonly batchShape: string;
@@ -122,7 +123,9 @@ export class DecoderGraph {
   /** A projection's weight matrix, in the graph's weight format. */
   private matrix(name: string, layout: MatrixLayout): Matrix {
     if (this.format.quantize === 'none') {
-      return { kind: 'float', name: this.w(name), layout };
+      const t = this.weights.get(name);
+      if (!t) throw new Error(`weight ${name} is missing`);
+      return { kind: 'float', name: this.g.weight(name, this.format.float, t.dims, bytesAs(t, this.format.float)), layout };
     }
     const t = layout === 'in_out' ? transpose2d(this.float(name)) : this.float(name);
     const [rows, cols] = t.dims;
@@ -136,19 +139,35 @@ export class DecoderGraph {
     return { kind: 'quantized', names, q };
   }
 
-  /** x [N, in] times a matrix: Gemm or MatMul for float32, MatMulNBits for quantized weights. */
+  /**
+   * x [N, in] times a matrix: Gemm or MatMul for float weights (in float16/bfloat16 the product
+   * is taken in that type, x cast to it and the result back), MatMulNBits for quantized weights.
+   */
   private times(x: string, m: Matrix): string {
     const g = this.g;
-    if (m.kind === 'float') return m.layout === 'in_out' ? g.matmul(x, m.name) : g.op('Gemm', [x, m.name], { transB: 1 });
+    if (m.kind === 'float') {
+      const xs = this.inFloatType(x);
+      const y = m.layout === 'in_out' ? g.matmul(xs, m.name) : g.op('Gemm', [xs, m.name], { transB: 1 });
+      return this.format.float === 'float32' ? y : g.cast(y, 'float32');
+    }
     const { q, names } = m;
     const attrs = { K: q.cols, N: q.rows, bits: q.bits, block_size: q.block, accuracy_level: 4 };
     return g.op('MatMulNBits', [x, names.packed, names.scales, names.zeroPoints], attrs, undefined, 'com.microsoft');
   }
 
+  /** x in the float type of the weights (one Cast per value, shared by the projections that read it). */
+  private inFloatType(x: string): string {
+    if (this.format.float === 'float32') return x;
+    let out = this.halved.get(x);
+    if (!out) this.halved.set(x, (out = this.g.cast(x, this.format.float)));
+    return out;
+  }
+
   /** A [V, d] vocabulary matrix: the token embeddings, or an untied output head (see EmbeddingTable). */
   vocabTable(name: string): EmbeddingTable {
-    if (this.format.quantize === 'none') return { kind: 'float', tableT: this.g.tensor(name, transpose2d(this.float(name))) };
-    return this.matrix(name, 'out_in') as EmbeddingTable;
+    if (this.format.quantize !== 'none') return this.matrix(name, 'out_in') as EmbeddingTable;
+    const t = transpose2d(this.float(name));
+    return { kind: 'float', tableT: this.g.weight(name, this.format.float, t.dims, floatBytes(t.data, this.format.float)) };
   }
 
   /** Token embeddings [N, d]; a row's task tokens take their embedding from its VLM slot. */
@@ -158,6 +177,7 @@ export class DecoderGraph {
     let x: string;
     if (table.kind === 'float') {
       x = g.transpose(g.gather(table.tableT, IN.inputIds, 1), [1, 2, 0]); // [d, B, S] -> [B, S, d]
+      if (this.format.float !== 'float32') x = g.cast(x, 'float32');
     } else {
       const { q, names } = table;
       // GatherBlockQuantized wants the packed rows as [V, d * bits / 8]: the same bytes, a 2-D shape.
@@ -302,7 +322,7 @@ export class DecoderGraph {
   head(h: string, norm: (x: string) => string, table: EmbeddingTable): void {
     const g = this.g;
     const last = norm(g.gather(h, IN.lastIndex)); // [L, d]
-    const base = table.kind === 'float' ? g.matmul(last, table.tableT) : this.times(last, table);
+    const base = this.times(last, table.kind === 'float' ? { kind: 'float', name: table.tableT, layout: 'in_out' } : table);
     if (!this.features.vlm) return g.output(base, LOGITS, 'float32', ['L', 'V']);
     const task = this.scatterRows(g.matmul(g.gather(last, IN.headGather), IN.taskHead), IN.headScatter);
     g.output(g.concat([base, task], 1), LOGITS, 'float32', ['L', 'V']);

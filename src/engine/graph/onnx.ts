@@ -5,8 +5,10 @@ const { onnx } = onnxProto;
 const DT = onnx.TensorProto.DataType;
 const AT = onnx.AttributeProto.AttributeType;
 
-export type ElemType = 'float32' | 'int64' | 'bool' | 'uint8';
-const ELEM: Record<ElemType, number> = { float32: DT.FLOAT, int64: DT.INT64, bool: DT.BOOL, uint8: DT.UINT8 };
+export type ElemType = 'float32' | 'float16' | 'bfloat16' | 'int64' | 'bool' | 'uint8';
+const ELEM: Record<ElemType, number> = {
+  float32: DT.FLOAT, float16: DT.FLOAT16, bfloat16: DT.BFLOAT16, int64: DT.INT64, bool: DT.BOOL, uint8: DT.UINT8,
+};
 
 /** A serialised graph and the weight bytes it references (ONNX external data, one "file" per tensor). */
 export interface EncodedGraph {
@@ -107,6 +109,11 @@ export class GraphBuilder {
     this.counter++;
     this.nodes.push({ opType: type, input: inputs, output: outs, attribute: attributes(attrs) });
     return outs;
+  }
+
+  /** x converted to another element type. */
+  cast(x: string, to: ElemType): string {
+    return this.op('Cast', [x], { to: ELEM[to] });
   }
 
   // Shorthands for the ops the model builders use most.

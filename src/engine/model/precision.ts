@@ -2,7 +2,9 @@ import { readFileSync } from 'node:fs';
 import { totalmem } from 'node:os';
 import { linearModules } from './layout.ts';
 import { parameterCount, type ModelConfig } from './config.ts';
-import { bitsOf, checkWeightFormat, DEFAULT_BLOCK, QuantizationError, type Quantization, type WeightFormat } from '../weights/quantize.ts';
+import { bitsOf, checkWeightFormat, DEFAULT_BLOCK, QuantizationError, type FloatType, type Quantization, type WeightFormat } from '../weights/quantize.ts';
+import type { WeightDtype } from '../weights/stored.ts';
+import type { ExecutionProvider } from '../runtime/session.ts';
 
 /** What a user may ask for as the serving dtype of float weights. */
 export type DtypeChoice = 'auto' | 'float32' | 'float16' | 'bfloat16';
@@ -15,26 +17,31 @@ export interface PrecisionOptions {
 }
 
 /**
- * The weight format a model is served in, checked before any weight is read. Float weights are
- * float32 (the CPU provider computes in float32; `auto` picks it); linear layers and the head may
- * be quantized to int8/int4.
+ * The weight format a model is served in, checked before any weight is read. `auto` keeps float32
+ * on the CPU provider (it computes in float32 fastest) and the checkpoint's half type on GPU
+ * providers, where half precision is the norm (WebGPU has no bfloat16: float16 there). Linear
+ * layers and the head may instead be quantized to int8/int4.
  */
-export function weightFormat(c: ModelConfig, o: PrecisionOptions): WeightFormat {
+export function weightFormat(c: ModelConfig, o: PrecisionOptions, ep: ExecutionProvider, stored: WeightDtype): WeightFormat {
   const dtype = o.dtype ?? 'auto';
   if (!DTYPES.includes(dtype)) throw new QuantizationError(`unknown dtype "${dtype}" (use ${DTYPES.join(', ')})`);
-  if (dtype === 'float16' || dtype === 'bfloat16') {
-    throw new QuantizationError(
-      `--dtype ${dtype} is not supported yet: weights are served in float32 (use --quantize int8 or int4 to cut memory)`,
-    );
+  if (dtype === 'bfloat16' && ep !== 'cuda') {
+    throw new QuantizationError(`--dtype bfloat16 needs --ep cuda: the ${ep} provider has no bfloat16 kernels (use float16 or float32)`);
   }
-  const format: WeightFormat = { quantize: o.quantize ?? 'none', block: o.quantizeBlock ?? DEFAULT_BLOCK };
+  const format: WeightFormat = { float: floatType(dtype, ep, stored), quantize: o.quantize ?? 'none', block: o.quantizeBlock ?? DEFAULT_BLOCK };
   checkWeightFormat(format, Math.min(c.hiddenSize, ...linearModules(c).map((m) => m.in)));
   return format;
 }
 
+function floatType(dtype: DtypeChoice, ep: ExecutionProvider, stored: WeightDtype): FloatType {
+  if (dtype !== 'auto') return dtype;
+  if (ep === 'cpu' || stored === 'F32') return 'float32';
+  return stored === 'BF16' && ep === 'cuda' ? 'bfloat16' : 'float16';
+}
+
 /** Bytes one weight takes in `format` (quantized: its bits, plus its share of a block's scale and zero point). */
 export function bytesPerWeight(f: WeightFormat): number {
-  if (f.quantize === 'none') return 4;
+  if (f.quantize === 'none') return f.float === 'float32' ? 4 : 2;
   const bits = bitsOf(f.quantize);
   return bits / 8 + 4 / f.block + bits / 8 / f.block;
 }
@@ -65,7 +72,7 @@ export function checkMemory(c: ModelConfig, f: WeightFormat, available = memoryL
     const gb = (n: number) => `${(n / 1e9).toFixed(1)} GB`;
     const hint = f.quantize === 'int4' ? '' : ' (try --quantize int4)';
     throw new QuantizationError(
-      `the model needs about ${gb(need)} of memory to load as ${f.quantize === 'none' ? 'float32' : f.quantize} but this machine has ${gb(available)}${hint}`,
+      `the model needs about ${gb(need)} of memory to load as ${f.quantize === 'none' ? f.float : f.quantize} but this machine has ${gb(available)}${hint}`,
     );
   }
 }

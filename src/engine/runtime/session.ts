@@ -1,6 +1,6 @@
 import { availableParallelism } from 'node:os';
 import ort from 'onnxruntime-node';
-import type { EncodedGraph } from '../graph/onnx.ts';
+import { GraphBuilder, type EncodedGraph } from '../graph/onnx.ts';
 
 export type ExecutionProvider = 'cpu' | 'webgpu' | 'cuda';
 /** What a user may ask for: a provider, or `auto` (the first of cuda, webgpu, cpu that loads). */
@@ -27,18 +27,30 @@ export function bundledProviders(): string[] {
   return ort.listSupportedBackends().filter((b) => b.bundled).map((b) => b.name);
 }
 
+/**
+ * The provider `choice` stands for on this host: itself, or for `auto` the first of cuda and
+ * webgpu that loads (a session of one node tells, in milliseconds), else cpu. Known before the
+ * model's graph is built, since the weights' float type depends on it.
+ */
+export async function resolveProvider(choice: ProviderChoice): Promise<ExecutionProvider> {
+  if (choice !== 'auto') return choice;
+  const g = new GraphBuilder();
+  g.input('x', 'float32', [1]);
+  g.output(g.op('Relu', ['x']), 'y', 'float32', [1]);
+  for (const ep of ['cuda', 'webgpu'] as const) {
+    try {
+      await (await createSession(g.encode(), ep, 1)).session.release();
+      return ep;
+    } catch {
+      // not on this host: try the next one
+    }
+  }
+  return 'cpu';
+}
+
 /** Creates the inference session, failing with a clear message when the provider cannot load. */
 export async function createSession(graph: EncodedGraph, choice: ProviderChoice, threads?: number): Promise<{ session: ort.InferenceSession; ep: ExecutionProvider }> {
-  if (choice === 'auto') {
-    for (const ep of ['cuda', 'webgpu'] as const) {
-      try {
-        return await createSession(graph, ep, threads);
-      } catch {
-        // not on this host: try the next one
-      }
-    }
-    return createSession(graph, 'cpu', threads);
-  }
+  if (choice === 'auto') return createSession(graph, await resolveProvider(choice), threads);
   const options: ort.InferenceSession.SessionOptions = {
     executionProviders: choice === 'cuda' ? [{ name: 'cuda', deviceId: 0 }] : [choice],
     graphOptimizationLevel: 'all',

@@ -8,12 +8,18 @@ export type Quantization = 'none' | 'int8' | 'int4';
 export const QUANTIZATIONS: readonly Quantization[] = ['none', 'int8', 'int4'];
 export const DEFAULT_BLOCK = 32;
 
+/** The element type of float weights in the graph (activations, the KV cache and adapters stay float32). */
+export type FloatType = 'float32' | 'float16' | 'bfloat16';
+
 export interface WeightFormat {
+  /** Float weights' type; a matrix in float16/bfloat16 is multiplied in that type. */
+  float: FloatType;
+  /** Weight-only quantization of the projections and the head (it takes precedence over `float`). */
   quantize: Quantization;
   /** Inputs per quantization block (a power of two, 16..256). */
   block: number;
 }
-export const FLOAT32: WeightFormat = { quantize: 'none', block: DEFAULT_BLOCK };
+export const FLOAT32: WeightFormat = { float: 'float32', quantize: 'none', block: DEFAULT_BLOCK };
 
 export class QuantizationError extends Error {
   override name = 'QuantizationError';

@@ -1,4 +1,5 @@
 import { toFloat32, type Dtype } from './safetensors.ts';
+import type { FloatType } from './quantize.ts';
 import type { Tensor } from './tensor.ts';
 
 /** The dtypes a base model's weights may be stored in. */
@@ -35,9 +36,60 @@ export function float32Of(t: StoredTensor): Float32Array {
   return toFloat32(bytes, t.dtype);
 }
 
+/** The dtype that holds most of a model's bytes: its checkpoint's precision. */
+export function storedDtype(source: WeightSource): WeightDtype {
+  const bytes = new Map<WeightDtype, number>();
+  for (const t of source.values()) bytes.set(t.dtype, (bytes.get(t.dtype) ?? 0) + t.dims.reduce((a, b) => a * b, 1));
+  return [...bytes].sort((a, b) => b[1] - a[1])[0]?.[0] ?? 'F32';
+}
+
 /** Bytes of all stored tensors. */
 export function storedBytes(source: WeightSource): number {
   let n = 0;
   for (const t of source.values()) n += t.dims.reduce((a, b) => a * b, 1) * (t.dtype === 'F32' ? 4 : 2);
   return n;
+}
+
+const STORED: Record<FloatType, WeightDtype> = { float32: 'F32', float16: 'F16', bfloat16: 'BF16' };
+
+/** A tensor's bytes in a graph float type: the stored bytes when they already are, else converted. */
+export function bytesAs(t: StoredTensor, type: FloatType): Uint8Array {
+  if (STORED[type] === t.dtype) return t.bytes();
+  return floatBytes(float32Of(t), type);
+}
+
+/** float32 values as little-endian bytes of `type`, rounded to nearest even. */
+export function floatBytes(values: Float32Array, type: FloatType): Uint8Array {
+  if (type === 'float32') return new Uint8Array(values.buffer, values.byteOffset, values.byteLength);
+  const bits = new Uint32Array(values.buffer, values.byteOffset, values.length);
+  const out = new Uint16Array(values.length);
+  if (type === 'bfloat16') {
+    for (let i = 0; i < bits.length; i++) {
+      const b = bits[i];
+      out[i] = (b & 0x7fffffff) > 0x7f800000 ? 0x7fc0 : (b + 0x7fff + ((b >>> 16) & 1)) >>> 16;
+    }
+  } else {
+    for (let i = 0; i < bits.length; i++) out[i] = halfBits(bits[i]);
+  }
+  return new Uint8Array(out.buffer);
+}
+
+/** IEEE binary16 bits of a float32 (given as its bits): round to nearest even, overflow to infinity. */
+function halfBits(b: number): number {
+  const sign = (b >>> 16) & 0x8000;
+  const abs = b & 0x7fffffff;
+  if (abs >= 0x7f800000) return sign | (abs > 0x7f800000 ? 0x7e00 : 0x7c00); // NaN, infinity
+  if (abs >= 0x477ff000) return sign | 0x7c00; // rounds past 65504
+  if (abs < 0x38800000) {
+    // subnormal half (or zero): value / 2^-24, rounded to nearest even
+    if (abs < 0x33000000) return sign;
+    const mant = (abs & 0x7fffff) | 0x800000;
+    const shift = 126 - (abs >>> 23);
+    const half = mant >>> shift;
+    const rest = mant & ((1 << shift) - 1);
+    const mid = 1 << (shift - 1);
+    return sign | (half + (rest > mid || (rest === mid && half & 1) ? 1 : 0));
+  }
+  const rounded = abs + 0xfff + ((abs >>> 13) & 1);
+  return sign | ((rounded - 0x38000000) >>> 13);
 }
