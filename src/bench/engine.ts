@@ -9,7 +9,29 @@ import { EngineClient } from '../engine/worker/client.ts';
 import { measureReadBandwidth } from './bandwidth.ts';
 import { GPT2_SMALL, randomWeights, writeGpt2Folder, writeVlmAdapter } from '../engine/synthetic.ts';
 
-export interface EngineBenchResult {
+/** Load time and batch-1 decode of float32, int8 and int4 weights (`versa bench engine --precision-only`). */
+export interface PrecisionBenchResult {
+  model: string;
+  threads: number;
+  bandwidth_gbs: number;
+  /** Wall time from starting an engine (float32) to ready, and the checkpoint's bytes over it. */
+  load_seconds: number;
+  load_gbps: number;
+  /** The same for int4, and batch-1 decode of each precision, alternating in one run. */
+  load_seconds_int4: number;
+  decode_tps_b1_f32: number;
+  decode_tps_b1_int8: number;
+  decode_tps_b1_int4: number;
+  int8_speedup: number;
+  int4_speedup: number;
+  /** Batch-1 decode against bandwidth / the bytes each precision reads per token. */
+  roofline_ratio_b1_f32: number;
+  roofline_ratio_b1_int8: number;
+  roofline_ratio_b1_int4: number;
+  targets: Record<string, { target: string; met: boolean }>;
+}
+
+export interface EngineBenchResult extends PrecisionBenchResult {
   model: string;
   threads: number;
   decode_tps_b1: number;
@@ -30,19 +52,6 @@ export interface EngineBenchResult {
   mixed_vs_single_b300: number;
   /** Loading a new 22 MB adapter (bytes in memory) into the running engine, until a request can use it. */
   adapter_load_ms: number;
-  /** Wall time from starting an engine (float32) to ready, and the checkpoint's bytes over it. */
-  load_seconds: number;
-  load_gbps: number;
-  /** The same for int4, and batch-1 decode of each precision, alternating in one run. */
-  load_seconds_int4: number;
-  decode_tps_b1_f32: number;
-  decode_tps_b1_int8: number;
-  decode_tps_b1_int4: number;
-  int8_speedup: number;
-  int4_speedup: number;
-  /** Batch-1 decode against bandwidth / the bytes each precision reads per token. */
-  roofline_ratio_b1_int8: number;
-  roofline_ratio_b1_int4: number;
   targets: Record<string, { target: string; met: boolean }>;
 }
 
@@ -54,6 +63,8 @@ export interface EngineBenchOptions {
   tokenizer?: string;
   /** Block size of the int8/int4 runs. */
   quantizeBlock?: number;
+  /** Only the load and precision figures (skips batching and adapters: quick on big models). */
+  precisionOnly?: boolean;
 }
 
 const PROMPT = Array.from({ length: 16 }, (_, i) => 1000 + i * 37);
@@ -62,7 +73,9 @@ const PROMPT = Array.from({ length: 16 }, (_, i) => 1000 + i * 37);
  * `versa bench engine`: GPT-2-small-sized model with seeded random weights (or `--model`), driven
  * through the engine thread exactly as the CLI and the compute node drive it.
  */
-export async function benchEngine(opts: EngineBenchOptions = {}): Promise<EngineBenchResult> {
+export async function benchEngine(opts: EngineBenchOptions & { precisionOnly: true }): Promise<PrecisionBenchResult>;
+export async function benchEngine(opts?: EngineBenchOptions): Promise<EngineBenchResult>;
+export async function benchEngine(opts: EngineBenchOptions = {}): Promise<PrecisionBenchResult> {
   const log = opts.log ?? (() => {});
   const threads = opts.threads ?? availableParallelism();
   const dir = mkdtempSync(join(tmpdir(), 'versa-bench-'));
@@ -78,7 +91,15 @@ export async function benchEngine(opts: EngineBenchOptions = {}): Promise<Engine
     }
     const prompt = PROMPT.map((t) => t % c.vocabSize); // ids every vocabulary has
     const decodeRate = (e: EngineClient, adapters: Array<string | undefined>, tokens: number) => decodeRateOf(e, adapters, tokens, prompt);
-    const precision = await comparePrecisions(modelPath, c, threads, opts.quantizeBlock ?? DEFAULT_BLOCK, prompt, log);
+    const block = opts.quantizeBlock ?? DEFAULT_BLOCK;
+    const precision = await comparePrecisions(modelPath, c, threads, block, prompt, log);
+    const described = opts.model ? `${opts.model}: ${c.architecture}` : 'gpt2-small shape';
+    const model = `${described} (${(parameterCount(c) / 1e6).toFixed(1)}M params${opts.model ? '' : ', float32, seeded random weights'})`;
+    if (opts.precisionOnly) {
+      log('measuring memory-read bandwidth');
+      const bandwidth = await measureReadBandwidth(threads);
+      return { model, threads, bandwidth_gbs: round(bandwidth), ...precisionFigures(precision, c, bandwidth, block), targets: speedupTargets(precision) };
+    }
     log('writing random VLM adapters (bottleneck 300 and 64)');
     for (let i = 0; i < 16; i++) {
       writeVlmAdapter(join(dir, `b300-${i}`), c, 300, 100 + i);
@@ -156,11 +177,8 @@ export async function benchEngine(opts: EngineBenchOptions = {}): Promise<Engine
 
       const bytesPerToken = bytesReadPerToken(c, FLOAT32);
       const roofline = (bandwidth * 1e9) / bytesPerToken;
-      const block = opts.quantizeBlock ?? DEFAULT_BLOCK;
-      const rooflineOf = (quantize: Quantization) => (bandwidth * 1e9) / bytesReadPerToken(c, { ...FLOAT32, quantize, block });
-      const described = opts.model ? `${opts.model}: ${c.architecture}` : 'gpt2-small shape';
       const result: Omit<EngineBenchResult, 'targets'> = {
-        model: `${described} (${(parameterCount(c) / 1e6).toFixed(1)}M params${opts.model ? '' : ', float32, seeded random weights'})`,
+        model,
         threads,
         decode_tps_b1: round(b1),
         decode_tps_b16: round(b16),
@@ -174,22 +192,12 @@ export async function benchEngine(opts: EngineBenchOptions = {}): Promise<Engine
         mixed_vs_single: round(mixed64, 3),
         mixed_vs_single_b300: round(mixed300, 3),
         adapter_load_ms: round(loadMs, 1),
-        load_seconds: round(precision.loadSeconds, 2),
-        load_gbps: round(precision.fileBytes / precision.loadSeconds / 1e9, 2),
-        load_seconds_int4: round(precision.loadSecondsInt4, 2),
-        decode_tps_b1_f32: round(precision.tps.none),
-        decode_tps_b1_int8: round(precision.tps.int8),
-        decode_tps_b1_int4: round(precision.tps.int4),
-        int8_speedup: round(precision.tps.int8 / precision.tps.none, 2),
-        int4_speedup: round(precision.tps.int4 / precision.tps.none, 2),
-        roofline_ratio_b1_int8: round(precision.tps.int8 / rooflineOf('int8'), 3),
-        roofline_ratio_b1_int4: round(precision.tps.int4 / rooflineOf('int4'), 3),
+        ...precisionFigures(precision, c, bandwidth, block),
       };
       return {
         ...result,
         targets: {
-          int8_speedup: { target: '>= 1.7', met: result.int8_speedup >= 1.7 },
-          int4_speedup: { target: '>= 2.5', met: result.int4_speedup >= 2.5 },
+          ...speedupTargets(precision),
           roofline_ratio_b1: { target: '>= 0.70', met: result.roofline_ratio_b1 >= 0.7 },
           adapter_slowdown: { target: '<= 0.08', met: result.adapter_slowdown <= 0.08 },
           mixed_vs_single: { target: '>= 0.85', met: result.mixed_vs_single >= 0.85 },
@@ -229,6 +237,32 @@ async function comparePrecisions(model: string, c: ModelConfig, threads: number,
   } finally {
     await Promise.all(Object.values(engines).map((e) => e.close()));
   }
+}
+
+type Precisions = Awaited<ReturnType<typeof comparePrecisions>>;
+
+function precisionFigures(p: Precisions, c: ModelConfig, bandwidth: number, block: number) {
+  const rooflineOf = (quantize: Quantization) => (bandwidth * 1e9) / bytesReadPerToken(c, { ...FLOAT32, quantize, block });
+  return {
+    load_seconds: round(p.loadSeconds, 2),
+    load_gbps: round(p.fileBytes / p.loadSeconds / 1e9, 2),
+    load_seconds_int4: round(p.loadSecondsInt4, 2),
+    decode_tps_b1_f32: round(p.tps.none),
+    decode_tps_b1_int8: round(p.tps.int8),
+    decode_tps_b1_int4: round(p.tps.int4),
+    int8_speedup: round(p.tps.int8 / p.tps.none, 2),
+    int4_speedup: round(p.tps.int4 / p.tps.none, 2),
+    roofline_ratio_b1_f32: round(p.tps.none / rooflineOf('none'), 3),
+    roofline_ratio_b1_int8: round(p.tps.int8 / rooflineOf('int8'), 3),
+    roofline_ratio_b1_int4: round(p.tps.int4 / rooflineOf('int4'), 3),
+  };
+}
+
+function speedupTargets(p: Precisions) {
+  return {
+    int8_speedup: { target: '>= 1.7', met: p.tps.int8 / p.tps.none >= 1.7 },
+    int4_speedup: { target: '>= 2.5', met: p.tps.int4 / p.tps.none >= 2.5 },
+  };
 }
 
 /** Aggregate decode tokens/s of requests started together: tokens after each one's first. */

@@ -24,7 +24,8 @@ export function runtimeOptions(o: RuntimeOptions): EngineRuntime {
   return { ep: o.ep, threads: o.threads, dtype: o.dtype, quantize: o.quantize, quantizeBlock: o.quantizeBlock, context: o.context };
 }
 
-function quantizeBlock(value: string): number {
+/** --quantize-block's parser. */
+export function quantizeBlock(value: string): number {
   const n = parse.int(1)(value);
   if (!isBlockSize(n)) throw new InvalidArgumentError(`expected ${BLOCK_SIZES}`);
   return n;
