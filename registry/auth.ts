@@ -1,7 +1,8 @@
 import { and, eq, isNull } from 'drizzle-orm';
 import type { RegistryDb } from './db/index.ts';
 import { sha256Hex } from './hash.ts';
-import { apiKeys, tenants, type Scope } from './schema.ts';
+import { apiKeys, tenants } from './schema.ts';
+import type { Principal, Scope } from '../src/http/principal.ts';
 
 /**
  * API keys: `vsk_` + 32 random bytes (base64url). Only their sha256 is stored; the key itself is
@@ -10,20 +11,6 @@ import { apiKeys, tenants, type Scope } from './schema.ts';
  */
 export const KEY_PREFIX = 'vsk_';
 
-export interface Principal {
-  keyId: string;
-  keyName: string;
-  tenantId: string;
-  scopes: Scope[];
-}
-
-export function hasScope(p: Principal, scope: Scope): boolean {
-  return p.scopes.includes('admin') || p.scopes.includes(scope);
-}
-
-export function isAdmin(p: Principal | null | undefined): boolean {
-  return !!p && p.scopes.includes('admin');
-}
 
 export function generateKey(): string {
   const bytes = crypto.getRandomValues(new Uint8Array(32));

@@ -1,11 +1,8 @@
-import type { Context, MiddlewareHandler } from 'hono';
-import { HTTPException } from 'hono/http-exception';
-import type { ZodError } from 'zod';
-import { authenticate, hasScope, type Principal } from './auth.ts';
+import type { Context } from 'hono';
+import { principalMiddleware, type HttpEnv } from '../src/http/middleware.ts';
+import { authenticate } from './auth.ts';
 import type { BlobStore } from './blobs/store.ts';
 import type { RegistryDb } from './db/index.ts';
-import { ApiError, errorBody } from './errors.ts';
-import type { Scope } from './schema.ts';
 
 const MiB = 1024 * 1024;
 
@@ -43,70 +40,8 @@ export interface RegistryDeps {
   limits: Limits;
 }
 
-export type AppEnv = {
-  Variables: {
-    deps: RegistryDeps;
-    /** The caller, from `Authorization: Bearer vsk_...`; null when absent or not a valid key. */
-    principal: Principal | null;
-  };
-};
-
+export type AppEnv = HttpEnv<RegistryDeps>;
 export type AppContext = Context<AppEnv>;
 
-/** Resolves the bearer key once per request. Routes decide what an anonymous caller gets (401). */
-export function principalMiddleware(): MiddlewareHandler<AppEnv> {
-  return async (c, next) => {
-    const header = c.req.header('authorization');
-    const match = header ? /^Bearer\s+(\S+)\s*$/i.exec(header) : null;
-    c.set('principal', match ? await authenticate(c.var.deps.registry, match[1]) : null);
-    if (header && !c.var.principal) throw new ApiError(401, 'invalid or revoked API key', 'invalid_api_key');
-    await next();
-  };
-}
-
-/** 401 without a valid key; 403 unless the key has one of `scopes` (admin has them all). */
-export function requireScope(...scopes: Scope[]): MiddlewareHandler<AppEnv> {
-  return async (c, next) => {
-    principalOf(c, ...scopes);
-    await next();
-  };
-}
-
-export function principalOf(c: AppContext, ...scopes: Scope[]): Principal {
-  const p = c.var.principal;
-  if (!p) throw new ApiError(401, 'missing API key: send "Authorization: Bearer vsk_..."', 'missing_api_key');
-  if (scopes.length && !scopes.some((s) => hasScope(p, s))) {
-    throw new ApiError(403, `this key lacks the ${scopes.map((s) => `"${s}"`).join(' or ')} scope`, 'insufficient_scope');
-  }
-  return p;
-}
-
-/** Turns zod failures (path, query, body) into one 400 JSON error naming the first bad field. */
-export function validationHook(result: { success: boolean; error?: unknown; target?: string }, c: Context): Response | undefined {
-  if (result.success) return undefined;
-  const issues = (result.error as ZodError).issues ?? [];
-  const issue = issues[0];
-  const param = issue?.path?.length ? issue.path.join('.') : null;
-  const where = result.target === 'param' ? 'path' : result.target === 'json' ? 'body' : result.target;
-  const message = issue ? `${where ? `${where} ` : ''}${param ? `"${param}": ` : ''}${issue.message}` : 'invalid request';
-  return c.json(errorBody(400, message, 'validation_error', param), 400);
-}
-
-/** The app's error handler: every failure leaves as OpenAI-shaped JSON, never HTML or a bare 500 for bad input. */
-export function errorResponse(err: Error, c: Context): Response {
-  if (err instanceof ApiError) return c.json(err.body, err.status);
-  if (err instanceof HTTPException) {
-    const status = err.status;
-    const code = status === 415 ? 'unsupported_media_type' : status === 413 ? 'payload_too_large' : /json/i.test(err.message) ? 'invalid_json' : null;
-    const message = /malformed json/i.test(err.message) ? 'malformed JSON in the request body' : err.message || 'invalid request';
-    return c.json(errorBody(status, message, code), status);
-  }
-  console.error('versa: unhandled error:', err);
-  return c.json(errorBody(500, 'internal error', 'internal_error'), 500);
-}
-
-export function setWarning(c: AppContext, message: string): void {
-  // Both: `Warning` is what generic HTTP tooling shows, x-versa-warning is easy to read from SDKs.
-  c.header('Warning', `299 versa "${message.replace(/"/g, "'")}"`);
-  c.header('x-versa-warning', message);
-}
+/** The caller of a registry (or edge) request, from its API keys. */
+export const registryPrincipal = () => principalMiddleware<AppEnv>((c, key) => authenticate(c.var.deps.registry, key));

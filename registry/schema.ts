@@ -13,8 +13,7 @@ import type { ModelConfig } from '../src/engine/model/config.ts';
 
 const createdAt = () => integer('created_at', { mode: 'timestamp_ms' }).notNull();
 
-export const SCOPES = ['read', 'generate', 'publish', 'admin'] as const;
-export type Scope = (typeof SCOPES)[number];
+import type { Scope } from '../src/http/principal.ts';
 export const VERSION_STATUSES = ['active', 'deprecated', 'yanked'] as const;
 export type VersionStatus = (typeof VERSION_STATUSES)[number];
 export const VISIBILITIES = ['private', 'public'] as const;

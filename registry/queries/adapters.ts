@@ -1,13 +1,10 @@
 import { and, asc, desc, eq, gt, inArray, lt, or, sql, type SQL } from 'drizzle-orm';
 import type { ModelConfig } from '../../src/engine/model/config.ts';
-import { isAdmin, type Principal } from '../auth.ts';
+import { isAdmin, type Principal } from '../../src/http/principal.ts';
 import type { Db, RegistryDb } from '../db/index.ts';
-import { ApiError, conflict, notFound } from '../errors.ts';
+import { ApiError, conflict, notFound } from '../../src/http/errors.ts';
 import { parseRef, type Ref } from '../names.ts';
-import {
-  adapterFiles, adapters, adapterVersions, aliases, baseModelFiles, baseModels, baseModelVersions, experimentArms, experiments,
-  type FileEntry, type TokenizerInfo, type Visibility, type VersionStatus,
-} from '../schema.ts';
+import { adapterFiles, adapters, adapterVersions, aliases, baseModelFiles, baseModels, baseModelVersions, experimentArms, experiments, type FileEntry, type TokenizerInfo, type Visibility, type VersionStatus } from '../schema.ts';
 
 export type AdapterRow = typeof adapters.$inferSelect;
 export type AdapterVersionRow = typeof adapterVersions.$inferSelect;

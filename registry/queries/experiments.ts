@@ -1,7 +1,7 @@
 import { and, asc, desc, eq } from 'drizzle-orm';
 import type { Db, RegistryDb, Statement } from '../db/index.ts';
 import { isUniqueViolation } from '../db/index.ts';
-import { ApiError, badRequest, conflict, notFound } from '../errors.ts';
+import { ApiError, badRequest, conflict, notFound } from '../../src/http/errors.ts';
 import { adapters, experimentArms, experiments, type ExperimentStatus } from '../schema.ts';
 import { getAlias } from './aliases.ts';
 import { canSee, getVersion, type AdapterRow, type Viewer } from './adapters.ts';

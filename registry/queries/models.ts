@@ -3,7 +3,7 @@ import { parameterCount, type ModelConfig } from '../../src/engine/model/config.
 import type { Db, RegistryDb } from '../db/index.ts';
 import { isUniqueViolation } from '../db/index.ts';
 import { manifestDigest } from '../digest.ts';
-import { conflict, notFound } from '../errors.ts';
+import { conflict, notFound } from '../../src/http/errors.ts';
 import { adapters, baseModelFiles, baseModels, baseModelVersions, type FileEntry, type TokenizerInfo, type VersionStatus } from '../schema.ts';
 
 export type BaseModelRow = typeof baseModels.$inferSelect;

@@ -1,7 +1,7 @@
 import { eq, sql } from 'drizzle-orm';
 import type { AdapterManifest } from '../../src/engine/adapters/format.ts';
 import { isUniqueViolation, type RegistryDb, type Statement } from '../db/index.ts';
-import { conflict } from '../errors.ts';
+import { conflict } from '../../src/http/errors.ts';
 import { adapterFiles, adapters, adapterVersions, baseModels, type FileEntry, type Visibility } from '../schema.ts';
 import { aliasMoveStatements } from './aliases.ts';
 import { getAdapter, type AdapterRow } from './adapters.ts';

@@ -1,5 +1,5 @@
 import type { Db } from '../db/index.ts';
-import { ApiError, notFound } from '../errors.ts';
+import { ApiError, notFound } from '../../src/http/errors.ts';
 import { parseRef } from '../names.ts';
 import { resolveAdapter, type ResolvedAdapter, type Viewer } from './adapters.ts';
 import { getBaseModel, getBaseVersion, type BaseVersion } from './models.ts';

@@ -1,15 +1,14 @@
 import { createRoute, OpenAPIHono, z } from '@hono/zod-openapi';
-import { ApiError, notFound } from '../errors.ts';
-import { principalOf, setWarning, type AppEnv } from '../http.ts';
+import { ApiError, notFound } from '../../src/http/errors.ts';
+import { type AppEnv } from '../http.ts';
+import { principalOf, setWarning } from '../../src/http/middleware.ts';
 import { parseRef } from '../names.ts';
 import {
   decorate, findVisibleAdapter, findWritableAdapter, getVersion, listAdapters, listVersions, resolveAdapter, setVersionStatus, updateAdapter, viewerOf,
   type AdapterListItem, type AdapterVersionDetail, type VersionSummary,
 } from '../queries/adapters.ts';
-import {
-  AdapterParam, conflictError, errors, FileParam, FileSchema, goneError, iso, json, jsonBody, ListMeta, page, PageQuery, scoped,
-  StatusSchema, Tag, TokenizerSchema, VersionParam, VisibilitySchema,
-} from './schemas.ts';
+import { AdapterParam, FileParam, FileSchema, iso, ListMeta, page, PageQuery, StatusSchema, Tag, TokenizerSchema, VersionParam, VisibilitySchema } from './schemas.ts';
+import { conflictError, errors, goneError, json, jsonBody, scoped } from '../../src/http/openapi.ts';
 
 export const VersionSummarySchema = z
   .object({

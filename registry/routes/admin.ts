@@ -1,9 +1,11 @@
 import { createRoute, OpenAPIHono, z } from '@hono/zod-openapi';
 import { createApiKey } from '../auth.ts';
-import { notFound } from '../errors.ts';
-import { principalOf, type AppEnv } from '../http.ts';
+import { notFound } from '../../src/http/errors.ts';
+import { type AppEnv } from '../http.ts';
+import { principalOf } from '../../src/http/middleware.ts';
 import { createTenant, getTenant, listApiKeys, listTenants, revokeApiKey, type KeyInfo } from '../queries/tenants.ts';
-import { conflictError, errors, iso, json, jsonBody, scoped, ScopeSchema, TenantId } from './schemas.ts';
+import { iso, ScopeSchema, TenantId } from './schemas.ts';
+import { conflictError, errors, json, jsonBody, scoped } from '../../src/http/openapi.ts';
 
 const TenantSchema = z.object({ id: z.string(), name: z.string(), created_at: z.string() }).openapi('Tenant');
 const KeySchema = z

@@ -1,9 +1,11 @@
 import { createRoute, OpenAPIHono, z } from '@hono/zod-openapi';
-import { notFound } from '../errors.ts';
-import { principalOf, setWarning, type AppEnv } from '../http.ts';
+import { notFound } from '../../src/http/errors.ts';
+import { type AppEnv } from '../http.ts';
+import { principalOf, setWarning } from '../../src/http/middleware.ts';
 import { findVisibleAdapter, findWritableAdapter, viewerOf } from '../queries/adapters.ts';
 import { aliasHistoryPage, getAlias, listAliases, rollbackAlias, setAlias, type AliasRow, type SetAliasResult } from '../queries/aliases.ts';
-import { AdapterParam, AliasParam, conflictError, errors, iso, json, jsonBody, ListMeta, page, PageQuery, scoped } from './schemas.ts';
+import { AdapterParam, AliasParam, iso, ListMeta, page, PageQuery } from './schemas.ts';
+import { conflictError, errors, json, jsonBody, scoped } from '../../src/http/openapi.ts';
 
 const AliasSchema = z
   .object({ adapter: z.string(), alias: z.string(), version: z.number().int(), updated_at: z.string(), updated_by: z.string().nullable() })

@@ -1,8 +1,10 @@
 import { createRoute, OpenAPIHono, z } from '@hono/zod-openapi';
-import { principalOf, type AppEnv } from '../http.ts';
+import { type AppEnv } from '../http.ts';
+import { principalOf } from '../../src/http/middleware.ts';
 import { findVisibleAdapter, findWritableAdapter, viewerOf } from '../queries/adapters.ts';
 import { createExperiment, findVisibleExperiment, listExperiments, updateExperiment, type Experiment } from '../queries/experiments.ts';
-import { AliasName, conflictError, errors, ExperimentStatusSchema, iso, json, jsonBody, Name, scoped } from './schemas.ts';
+import { AliasName, ExperimentStatusSchema, iso, Name } from './schemas.ts';
+import { conflictError, errors, json, jsonBody, scoped } from '../../src/http/openapi.ts';
 
 const ArmInputSchema = z
   .object({

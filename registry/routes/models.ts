@@ -1,16 +1,15 @@
 import { createRoute, OpenAPIHono, z } from '@hono/zod-openapi';
-import { isAdmin } from '../auth.ts';
-import { ApiError, notFound } from '../errors.ts';
-import { principalOf, type AppEnv } from '../http.ts';
+import { isAdmin } from '../../src/http/principal.ts';
+import { ApiError, notFound } from '../../src/http/errors.ts';
+import { type AppEnv } from '../http.ts';
+import { principalOf } from '../../src/http/middleware.ts';
 import { decodeCursor, encodeCursor, listAdapters, viewerOf, type AdapterListItem } from '../queries/adapters.ts';
 import {
   createBaseModel, getBaseModel, getBaseVersion, listBaseModels, listBaseVersions, registerBaseVersion, setBaseVersionStatus,
   type BaseVersion, type BaseVersionInput,
 } from '../queries/models.ts';
-import {
-  conflictError, errors, FileSchema, iso, json, jsonBody, ListMeta, ModelConfigSchema, ModelParam, Name, page, PageQuery, scoped, StatusSchema, TokenizerSchema,
-  unixSeconds, VersionParam,
-} from './schemas.ts';
+import { FileSchema, iso, ListMeta, ModelConfigSchema, ModelParam, Name, page, PageQuery, StatusSchema, TokenizerSchema, unixSeconds, VersionParam } from './schemas.ts';
+import { conflictError, errors, json, jsonBody, scoped } from '../../src/http/openapi.ts';
 
 /**
  * Base models, and `GET /v1/models`, which is both the registry's list of base models and the

@@ -1,9 +1,11 @@
 import { createRoute, OpenAPIHono, z } from '@hono/zod-openapi';
-import { ApiError } from '../errors.ts';
-import { principalOf, type AppEnv } from '../http.ts';
+import { ApiError } from '../../src/http/errors.ts';
+import { type AppEnv } from '../http.ts';
+import { principalOf } from '../../src/http/middleware.ts';
 import { formDataBoundary } from '../multipart.ts';
 import { publishAdapterVersion } from '../publish.ts';
-import { AdapterParam, conflictError, errors, FileSchema, json, scoped } from './schemas.ts';
+import { AdapterParam, FileSchema } from './schemas.ts';
+import { conflictError, errors, json, scoped } from '../../src/http/openapi.ts';
 
 const PublishedSchema = z
   .object({

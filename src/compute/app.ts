@@ -1,5 +1,5 @@
 import { Hono, type Context } from 'hono';
-import { errorBody } from '../../registry/errors.ts';
+import { errorBody } from '../http/errors.ts';
 import { stream } from 'hono/streaming';
 import { z } from 'zod';
 import type { EngineClient, Generation } from '../engine/worker/client.ts';

@@ -1,5 +1,3 @@
-import type { BlobStore } from '../../registry/blobs/store.ts';
-
 /** One file of an adapter version, as the edge describes it. */
 export interface AdapterFile {
   name: string;
@@ -18,8 +16,13 @@ export class BlobFetchError extends Error {
   override name = 'BlobFetchError';
 }
 
+/** The one call a node makes of the registry's blob store (which satisfies it); compute never imports the registry. */
+export interface BlobReader {
+  get(sha256: string): Promise<{ body: ReadableStream<Uint8Array>; bytes: number } | null>;
+}
+
 /** Reads from a blob store the node shares with the registry (e.g. its folder on the same host). */
-export function storeSource(store: BlobStore): BlobSource {
+export function storeSource(store: BlobReader): BlobSource {
   return {
     async read(file) {
       const blob = await store.get(file.sha256).catch(() => null);

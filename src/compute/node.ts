@@ -3,8 +3,7 @@ import { serve, type ServerType } from '@hono/node-server';
 import { EngineClient } from '../engine/worker/client.ts';
 import type { EngineRuntime } from '../engine/engine.ts';
 import { AdapterCache, type AdapterRef } from './adapter-cache.ts';
-import { firstOf, httpSource, storeSource, type BlobSource } from './blob-source.ts';
-import type { BlobStore } from '../../registry/blobs/store.ts';
+import { firstOf, httpSource, storeSource, type BlobReader, type BlobSource } from './blob-source.ts';
 import type { AdapterKind } from '../engine/adapters/format.ts';
 import { createComputeApp, type ComputeState } from './app.ts';
 import { cacheEvents, createMetrics } from './metrics.ts';
@@ -23,7 +22,7 @@ export interface ComputeNodeOptions extends EngineRuntime {
   /** Requests allowed to wait for a row; beyond, 429 with Retry-After. */
   maxQueue?: number;
   /** A blob store shared with the registry (its folder on this host); otherwise files are fetched by URL. */
-  blobs?: BlobStore;
+  blobs?: BlobReader;
   /** Bearer key for downloading adapter files from the registry. */
   registryKey?: string;
   /** Adapters to load at start. */

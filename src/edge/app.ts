@@ -1,7 +1,8 @@
 import { OpenAPIHono } from '@hono/zod-openapi';
 import { bodyLimit } from 'hono/body-limit';
-import { DEFAULT_LIMITS, errorResponse, principalMiddleware, validationHook, type AppEnv, type Limits, type RegistryDeps } from '../../registry/http.ts';
-import { errorBody } from '../../registry/errors.ts';
+import { DEFAULT_LIMITS, registryPrincipal, type AppEnv, type Limits, type RegistryDeps } from '../../registry/http.ts';
+import { errorResponse, validationHook } from '../http/middleware.ts';
+import { errorBody } from '../http/errors.ts';
 import { registryRoutes } from '../../registry/routes/index.ts';
 import type { GenerationConfig } from './generation/config.ts';
 import { generationContext } from './generation/context.ts';
@@ -19,9 +20,9 @@ export interface AppDeps extends Omit<RegistryDeps, 'now' | 'limits'> {
 }
 
 /**
- * The whole public HTTP surface as ONE Hono app: the registry routes today, the OpenAI-compatible
- * generation routes next to them (mount more route modules in `routeModules`). Runs unchanged in a
- * Worker and on Node.
+ * The whole public HTTP surface as ONE Hono app: the registry routes, the OpenAI-compatible
+ * generation routes and the dashboard (route modules, mounted in `routeModules`). Runs unchanged
+ * in a Worker and on Node.
  */
 export function createApp(deps: AppDeps): OpenAPIHono<AppEnv> {
   const { generation: _generation, ...registryDeps } = deps;
@@ -45,7 +46,7 @@ export function createApp(deps: AppDeps): OpenAPIHono<AppEnv> {
       onError: (c) => c.json(errorBody(413, `request body over ${resolved.limits.maxJsonBytes} bytes`, 'payload_too_large'), 413),
     })(c, next);
   });
-  app.use('/v1/*', principalMiddleware());
+  app.use('/v1/*', registryPrincipal());
 
   const routeModules = [...registryRoutes(), generationRoutes(generationContext(deps.generation)), uiRoutes()];
   for (const module of routeModules) app.route('/', module);

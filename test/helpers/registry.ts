@@ -15,7 +15,7 @@ import type { RegistryDb } from '../../registry/db/index.ts';
 import { sqliteRegistry } from '../../registry/db/sqlite.ts';
 import { nodeHasher } from '../../registry/hash-node.ts';
 import type { Limits } from '../../registry/http.ts';
-import type { Scope } from '../../registry/schema.ts';
+import type { Scope } from '../../src/http/principal.ts';
 import { createApp, type AppDeps } from '../../src/edge/app.ts';
 
 /**

@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createApiKey } from '../../registry/auth.ts';
-import type { Scope } from '../../registry/schema.ts';
+import type { Scope } from '../../src/http/principal.ts';
 import { errorOf, publish, publishForm, published, registerBase, toyConfig, vlmAdapter } from '../helpers/adapters.ts';
 import { BACKENDS, startRegistry, type TestRegistry } from '../helpers/registry.ts';
 

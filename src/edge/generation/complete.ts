@@ -1,10 +1,10 @@
 import type { Context } from 'hono';
 import { stream } from 'hono/streaming';
 import type { AppEnv } from '../../../registry/http.ts';
-import { setWarning } from '../../../registry/http.ts';
-import { ApiError, type ErrorStatus } from '../../../registry/errors.ts';
+import { setWarning } from '../../http/middleware.ts';
+import { ApiError, type ErrorStatus } from '../../http/errors.ts';
 import { appendEvents, type EventInput } from '../../../registry/queries/events.ts';
-import type { Principal } from '../../../registry/auth.ts';
+import type { Principal } from '../../http/principal.ts';
 import { ComputeError, generateOnPool, type ComputeEvent, type ComputeRequest } from '../routing/compute-client.ts';
 import { chat, chatLogprobs, completionLogprobs, text, usage, type FinishReason, type Identity } from '../openai/format.ts';
 import type { GenerationContext } from './context.ts';

@@ -1,5 +1,5 @@
 import type { Db } from '../../../registry/db/index.ts';
-import { ApiError } from '../../../registry/errors.ts';
+import { ApiError } from '../../http/errors.ts';
 import { findVisibleAdapter, resolveAdapter, type Viewer } from '../../../registry/queries/adapters.ts';
 import { getActiveExperiment } from '../../../registry/queries/experiments.ts';
 import { getBaseModel, getBaseVersion } from '../../../registry/queries/models.ts';

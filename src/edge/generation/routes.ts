@@ -1,11 +1,12 @@
 import { createRoute, OpenAPIHono, z } from '@hono/zod-openapi';
 import type { Context } from 'hono';
-import { principalOf, validationHook, type AppEnv } from '../../../registry/http.ts';
-import { ApiError } from '../../../registry/errors.ts';
+import { type AppEnv } from '../../../registry/http.ts';
+import { principalOf, validationHook } from '../../http/middleware.ts';
+import { ApiError } from '../../http/errors.ts';
 import { viewerOf } from '../../../registry/queries/adapters.ts';
 import { appendEvents, experimentEvents, findCompletion } from '../../../registry/queries/events.ts';
 import { findVisibleExperiment } from '../../../registry/queries/experiments.ts';
-import { bearer, errors, json, jsonBody } from '../../../registry/routes/schemas.ts';
+import { bearer, errors, json, jsonBody } from '../../http/openapi.ts';
 import { ChatCompletionRequest, CompletionRequest, FeedbackRequest } from '../openai/schemas.ts';
 import { renderChat, TemplateError } from '../templates.ts';
 import { complete } from './complete.ts';

@@ -1,42 +1,32 @@
 import { OpenAPIHono } from '@hono/zod-openapi';
 import type { Context } from 'hono';
 import type { AppEnv } from '../../../registry/http.ts';
-import { ApiError } from '../../../registry/errors.ts';
-import { adaptersJs } from './client/adapters.ts';
-import { apiJs } from './client/api.ts';
-import { appJs } from './client/app.ts';
-import { chartsJs } from './client/charts.ts';
-import { domJs } from './client/dom.ts';
-import { experimentsJs } from './client/experiments.ts';
-import { markdownJs } from './client/markdown.ts';
-import { modelsJs } from './client/models.ts';
-import { playgroundJs } from './client/playground.ts';
+import { ApiError } from '../../http/errors.ts';
+import { CLIENT_ASSETS } from './assets.generated.ts';
 import { pageHtml } from './page.ts';
-import { stylesCss } from './styles.ts';
 
-const JS = 'text/javascript; charset=utf-8';
-
-/** Everything the page loads, by file name under /ui/assets/. Strings in the bundle: no file reads, same on Workers and Node. */
-export const UI_ASSETS: Record<string, { type: string; body: string }> = {
-  'app.js': { type: JS, body: appJs },
-  'api.js': { type: JS, body: apiJs },
-  'dom.js': { type: JS, body: domJs },
-  'charts.js': { type: JS, body: chartsJs },
-  'markdown.js': { type: JS, body: markdownJs },
-  'models.js': { type: JS, body: modelsJs },
-  'adapters.js': { type: JS, body: adaptersJs },
-  'experiments.js': { type: JS, body: experimentsJs },
-  'playground.js': { type: JS, body: playgroundJs },
-  'styles.css': { type: 'text/css; charset=utf-8', body: stylesCss },
+const CONTENT_TYPES: Record<string, string> = {
+  js: 'text/javascript; charset=utf-8',
+  css: 'text/css; charset=utf-8',
 };
+
+/**
+ * Everything the page loads, by file name under /ui/assets/: the sources in client/, built into strings by
+ * scripts/generate-ui-assets.ts. Strings in the bundle: no file reads, the same on Workers and Node.
+ */
+export const UI_ASSETS: Record<string, { type: string; body: string }> = Object.fromEntries(
+  Object.entries(CLIENT_ASSETS).map(([name, body]) => [name, { type: CONTENT_TYPES[name.split('.').pop()!], body }]),
+);
 
 /**
  * Only this origin, only our own files: the API key lives in this page, so no third-party script
  * may run and nothing may be sent elsewhere (connect-src 'self').
  */
 const SECURITY_HEADERS = {
-  'content-security-policy':
-    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'",
+  'content-security-policy': [
+    "default-src 'none'", "script-src 'self'", "style-src 'self'", "img-src 'self' data:", "connect-src 'self'",
+    "base-uri 'none'", "form-action 'self'", "frame-ancestors 'none'",
+  ].join('; '),
   'x-content-type-options': 'nosniff',
   'referrer-policy': 'no-referrer',
   'x-frame-options': 'DENY',

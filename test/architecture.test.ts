@@ -1,0 +1,72 @@
+import { readdirSync, readFileSync } from 'node:fs';
+import { dirname, join, normalize, relative, resolve } from 'node:path';
+import { describe, expect, it } from 'vitest';
+
+/**
+ * The layering rule (README "Architecture"), read from the sources' imports:
+ * - src/http (the shared HTTP kernel) and src/engine import no product layer above them;
+ * - registry/ imports only the kernel and the engine's format code (never onnxruntime, even
+ *   indirectly: the registry runs in a Worker);
+ * - the edge reaches compute nodes over HTTP only; compute never imports the registry or the edge.
+ */
+const ROOT = resolve(import.meta.dirname, '..');
+const ENGINE_FORMAT = ['src/engine/adapters/', 'src/engine/weights/', 'src/engine/model/', 'src/engine/loaders/', 'src/engine/tokenizer/'];
+const RULES: Array<{ from: string; forbidden: (target: string) => boolean; why: string }> = [
+  { from: 'src/http/', forbidden: (t) => !t.startsWith('src/http/'), why: 'the kernel imports nothing of the product' },
+  { from: 'src/engine/', forbidden: (t) => !t.startsWith('src/engine/') && !t.startsWith('src/util/'), why: 'the engine knows nothing of HTTP' },
+  {
+    from: 'registry/',
+    forbidden: (t) => !t.startsWith('registry/') && !t.startsWith('src/http/') && !ENGINE_FORMAT.some((p) => t.startsWith(p)),
+    why: "the registry imports only the kernel and the engine's format code",
+  },
+  { from: 'src/compute/', forbidden: (t) => t.startsWith('registry/') || t.startsWith('src/edge/'), why: 'compute imports kernel and engine only' },
+  { from: 'src/edge/', forbidden: (t) => t.startsWith('src/compute/') || /^src\/engine\/(runtime|graph|worker)\//.test(t), why: 'the edge reaches compute over HTTP' },
+];
+
+function sources(dir: string): string[] {
+  return readdirSync(join(ROOT, dir), { withFileTypes: true }).flatMap((e) =>
+    e.isDirectory() ? sources(join(dir, e.name)) : /\.(ts|js|mjs)$/.test(e.name) ? [join(dir, e.name)] : [],
+  );
+}
+
+/** Import specifiers of a file (static and dynamic imports, re-exports). */
+function importsOf(file: string): string[] {
+  const text = readFileSync(join(ROOT, file), 'utf8');
+  const pattern = /(?:^|\n)\s*(?:import|export)[^'"]*?from\s+['"]([^'"]+)['"]|import\(\s*['"]([^'"]+)['"]\s*\)|(?:^|\n)\s*import\s+['"]([^'"]+)['"]/g;
+  return [...text.matchAll(pattern)].map((m) => m[1] ?? m[2] ?? m[3]);
+}
+
+const files = [...sources('src'), ...sources('registry')];
+const graph = new Map(
+  files.map((f) => [
+    f,
+    importsOf(f).map((spec) => (spec.startsWith('.') ? relative(ROOT, normalize(join(ROOT, dirname(f), spec))) : spec)),
+  ]),
+);
+
+describe('layers point one way', () => {
+  for (const rule of RULES) {
+    it(`${rule.from}: ${rule.why}`, () => {
+      const offending = files
+        .filter((f) => f.startsWith(rule.from))
+        .flatMap((f) => graph.get(f)!.filter((t) => (t.startsWith('src/') || t.startsWith('registry/')) && rule.forbidden(t)).map((t) => `${f} -> ${t}`));
+      expect(offending).toEqual([]);
+    });
+  }
+
+  it('nothing under registry/ reaches onnxruntime-node, directly or through what it imports', () => {
+    const seen = new Set<string>();
+    const chains: string[] = [];
+    const visit = (file: string, path: string[]) => {
+      if (seen.has(file)) return;
+      seen.add(file);
+      for (const t of graph.get(file) ?? []) {
+        if (t === 'onnxruntime-node') chains.push([...path, file].join(' -> '));
+        else if (graph.has(t)) visit(t, [...path, file]);
+      }
+    };
+    for (const f of files.filter((f) => f.startsWith('registry/'))) visit(f, []);
+    expect(chains).toEqual([]);
+    expect(seen.size).toBeGreaterThan(20); // the walk did follow imports
+  });
+});
