@@ -2,10 +2,10 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { fixture, hasFixtures, readJson } from '../helpers/fixtures.ts';
+import { fixture, readJson } from '../helpers/fixtures.ts';
 import { versa } from '../helpers/cli.ts';
 
-describe.skipIf(!hasFixtures)('versa generate', () => {
+describe('versa generate', () => {
   const stories = fixture('stories260k/model.bin');
   const tokenizer = fixture('stories260k/tokenizer.bin');
 

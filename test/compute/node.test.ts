@@ -2,11 +2,11 @@ import { spawn } from 'node:child_process';
 import { copyFileSync, mkdirSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { fixture, hasFixtures, readJson } from '../helpers/fixtures.ts';
+import { fixture, readJson } from '../helpers/fixtures.ts';
 import { blobFolder, generate, metric } from '../helpers/compute.ts';
 import { startComputeNode, type ComputeNode } from '../../src/compute/node.ts';
 
-describe.skipIf(!hasFixtures)('compute node', () => {
+describe('compute node', () => {
   let node: ComputeNode;
   let blobs: Awaited<ReturnType<typeof blobFolder>>;
   beforeAll(async () => {
@@ -99,7 +99,7 @@ describe.skipIf(!hasFixtures)('compute node', () => {
   });
 });
 
-describe.skipIf(!hasFixtures)('compute node under load', () => {
+describe('compute node under load', () => {
   it('a burst for one cold adapter loads it once; overload gets 429 with Retry-After', async () => {
     const blobs = await blobFolder({ 'vlm-max@1': fixture('stories260k/adapters/vlm-max') });
     const node = await startComputeNode({ model: fixture('stories260k/model.bin'), threads: 2, maxBatch: 4, maxQueue: 4, blobs: blobs.store });

@@ -3,13 +3,13 @@ import { createServer } from 'node:net';
 import { resolve } from 'node:path';
 import OpenAI from 'openai';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { fixture, hasFixtures } from '../helpers/fixtures.ts';
+import { fixture } from '../helpers/fixtures.ts';
 import { startProduct, type TestProduct } from '../helpers/product.ts';
 import { publishFolder } from '../../registry/local.ts';
 import { appendEvents } from '../../registry/queries/events.ts';
 import { NodePool } from '../../src/edge/routing/nodes.ts';
 
-describe.skipIf(!hasFixtures)('A/B experiments through the API', () => {
+describe('A/B experiments through the API', () => {
   let product: TestProduct;
   let experiment: string;
   beforeAll(async () => {
@@ -91,7 +91,7 @@ describe.skipIf(!hasFixtures)('A/B experiments through the API', () => {
 
 const SRM_FAIR = 1e-3;
 
-describe.skipIf(!hasFixtures)('routing to compute nodes', () => {
+describe('routing to compute nodes', () => {
   it('a node that fails before the first token is retried on another', async () => {
     let nodes: string[] = [];
     const product = await startProduct({ nodes: async (live) => (nodes = await deadNodesFirst(live, 'stories260k')) });

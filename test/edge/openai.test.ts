@@ -1,12 +1,12 @@
 import OpenAI from 'openai';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { hasFixtures, readJson } from '../helpers/fixtures.ts';
+import { readJson } from '../helpers/fixtures.ts';
 import { startProduct, type TestProduct } from '../helpers/product.ts';
 
 const golden = (variant: 'base' | 'vlm-max' | 'lora-max', k: number) =>
   readJson(variant === 'base' ? 'stories260k/expected/prompts/greedy.json' : `stories260k/adapters/${variant}/expected/greedy.json`).prompts[k];
 
-describe.skipIf(!hasFixtures)('OpenAI-compatible API through the Node entry (official openai client)', () => {
+describe('OpenAI-compatible API through the Node entry (official openai client)', () => {
   let product: TestProduct;
   let openai: OpenAI;
   beforeAll(async () => {
@@ -98,7 +98,7 @@ describe.skipIf(!hasFixtures)('OpenAI-compatible API through the Node entry (off
   });
 });
 
-describe.skipIf(!hasFixtures)('rate limits', () => {
+describe('rate limits', () => {
   it('a key over its per-minute limit gets 429 with Retry-After', async () => {
     const product = await startProduct({ generation: { rateLimitPerMinute: 2 } });
     try {

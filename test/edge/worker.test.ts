@@ -1,13 +1,13 @@
 import OpenAI from 'openai';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { fixture, hasFixtures, readJson } from '../helpers/fixtures.ts';
+import { fixture, readJson } from '../helpers/fixtures.ts';
 import { startWorkerRegistry, type TestWorker } from '../helpers/registry.ts';
 import { RegistryClient } from '../../registry/client.ts';
 import { describeLocalModel, publishFolder } from '../../registry/local.ts';
 import { startComputeNode, type ComputeNode } from '../../src/compute/node.ts';
 
 /** The Cloudflare Worker entry in workerd (wrangler's local runtime, D1 + R2), generating through a compute node on 127.0.0.1. */
-describe.skipIf(!hasFixtures)('Worker entry', () => {
+describe('Worker entry', () => {
   let worker: TestWorker;
   let compute: ComputeNode;
   // The Worker's admin key (its VERSA_API_KEY secret); the compute node downloads adapter files with it.

@@ -2,14 +2,14 @@ import { copyFileSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { fixture, hasFixtures, maxAbsDiff, readJson } from '../helpers/fixtures.ts';
+import { fixture, maxAbsDiff, readJson } from '../helpers/fixtures.ts';
 import { adapterFor, greedyBatch, runnerFor, teacherForce } from '../helpers/engine.ts';
 import { describeLora } from '../../src/engine/adapters/format.ts';
 import { inspectModel } from '../../src/engine/loaders/load.ts';
 import { writeLoraAdapter } from '../../src/engine/synthetic.ts';
 import { encodeSafetensors, parseHeader } from '../../src/engine/weights/safetensors.ts';
 
-describe.skipIf(!hasFixtures)('adapters', () => {
+describe('adapters', () => {
   it('a PEFT LoRA on every Llama projection gives the same logits on the HF folder and the llama2.c checkpoint', async () => {
     // PEFT deltas are in Hugging Face's rotate-half layout; on llama2.c's interleaved layout the
     // q/k rows must be permuted back. Equal logits on both bases prove it for q_proj AND k_proj.

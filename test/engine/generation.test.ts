@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { fixture, hasFixtures, readJson } from '../helpers/fixtures.ts';
+import { fixture, readJson } from '../helpers/fixtures.ts';
 import { EngineClient, type Generation } from '../../src/engine/worker/client.ts';
 import { AdapterFormatError } from '../../src/engine/adapters/format.ts';
 import { loadAdapterFolder } from '../../src/engine/adapters/load.ts';
@@ -18,7 +18,7 @@ async function collect(g: Generation) {
   return { text, events, result: await g.result };
 }
 
-describe.skipIf(!hasFixtures)('generation on stories260k', () => {
+describe('generation on stories260k', () => {
   let engine: EngineClient;
   const golden = () => readJson('stories260k/expected/greedy_n200.tokens.json').tokens as number[];
   beforeAll(async () => {
@@ -110,7 +110,7 @@ describe.skipIf(!hasFixtures)('generation on stories260k', () => {
   });
 });
 
-describe.skipIf(!hasFixtures)('engines built for some adapter kinds only', () => {
+describe('engines built for some adapter kinds only', () => {
   it('a base-only graph decodes the same tokens and refuses adapters clearly', async () => {
     const engine = await EngineClient.start({ model: fixture('stories260k/hf'), threads: 2, adapterKinds: [] });
     try {
@@ -134,7 +134,7 @@ describe.skipIf(!hasFixtures)('engines built for some adapter kinds only', () =>
   });
 });
 
-describe.skipIf(!hasFixtures)('tokenizers and adapters', () => {
+describe('tokenizers and adapters', () => {
   it('the same text encodes to different ids under different adapters', () => {
     const base = Llama2cTokenizer.fromFile(fixture('stories260k/tokenizer.bin'));
     const withMax = new TaskTokenizer(base, 512, ['<|max|>']);

@@ -2,7 +2,7 @@ import { copyFileSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { fixture, hasFixtures, maxAbsDiff, readJson } from '../helpers/fixtures.ts';
+import { fixture, maxAbsDiff, readJson } from '../helpers/fixtures.ts';
 import { greedyBatch, runnerFor, teacherForce } from '../helpers/engine.ts';
 import { openModel } from '../../src/engine/loaders/load.ts';
 import { encodeSafetensors, parseHeader, toFloat32 } from '../../src/engine/weights/safetensors.ts';
@@ -21,7 +21,7 @@ function rewritten(src: string, write: (dir: string, tensors: ReturnType<typeof 
   return dir;
 }
 
-describe.skipIf(!hasFixtures)('model loaders', () => {
+describe('model loaders', () => {
   it('reads a sharded checkpoint (model.safetensors.index.json)', async () => {
     const dir = rewritten(fixture('stories260k/hf'), (d, tensors) => {
       const half = Math.ceil(tensors.length / 2);

@@ -2,14 +2,14 @@ import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { fixture, hasFixtures, maxAbsDiff, readF32, readJson } from '../helpers/fixtures.ts';
+import { fixture, maxAbsDiff, readF32, readJson } from '../helpers/fixtures.ts';
 import { adapterFor, greedyBatch, runnerFor, teacherForce } from '../helpers/engine.ts';
 import type { ModelRunner } from '../../src/engine/runtime/runner.ts';
 import { EngineClient } from '../../src/engine/worker/client.ts';
 import { Llama2cTokenizer } from '../../src/engine/tokenizer/llama2c.ts';
 
 /** llama2.c's stories260K: a real pretrained model, with llama2.c's own expected output. */
-describe.skipIf(!hasFixtures)('stories260k conformance', () => {
+describe('stories260k conformance', () => {
   const golden = () => readJson('stories260k/expected/greedy_n200.tokens.json');
   const goldenText = () => readFileSync(fixture('stories260k/expected/greedy_n200.txt'), 'utf8');
 

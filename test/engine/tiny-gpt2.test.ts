@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { fixture, hasFixtures, maxAbsDiff, readF32, readJson } from '../helpers/fixtures.ts';
+import { fixture, maxAbsDiff, readF32, readJson } from '../helpers/fixtures.ts';
 import { adapterFor, greedyBatch, runnerFor, teacherForce } from '../helpers/engine.ts';
 import type { ModelRunner } from '../../src/engine/runtime/runner.ts';
 import type { Adapter } from '../../src/engine/adapters/read.ts';
@@ -7,7 +7,7 @@ import { EngineClient } from '../../src/engine/worker/client.ts';
 import { RequestError } from '../../src/engine/generation/request.ts';
 
 /** onnxruntime-genai's tiny random GPT-2, with its greedy golden and PyTorch-made adapter goldens. */
-describe.skipIf(!hasFixtures)('tiny-gpt2 conformance', () => {
+describe('tiny-gpt2 conformance', () => {
   let runner: ModelRunner;
   const adapters = new Map<string, Adapter>();
   beforeAll(async () => {

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import ort from 'onnxruntime-node';
 import onnxProto from 'onnx-proto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { fixture, hasFixtures, maxAbsDiff, readJson } from '../helpers/fixtures.ts';
+import { fixture, maxAbsDiff, readJson } from '../helpers/fixtures.ts';
 import { adapterFor, greedyBatch, runnerFor, teacherForce } from '../helpers/engine.ts';
 import { versa } from '../helpers/cli.ts';
 import { openModel } from '../../src/engine/loaders/load.ts';
@@ -83,7 +83,7 @@ describe('weight-only quantization', () => {
   });
 });
 
-describe.skipIf(!hasFixtures)('weights outside the graph', () => {
+describe('weights outside the graph', () => {
   it('the graph carries no weight bytes, and gives the same logits as the weights embedded in it', async () => {
     const model = openModel(STORIES());
     const graph = buildDecoderGraph(model.config, model.weights, { vlm: false, lora: false });
@@ -143,7 +143,7 @@ describe('float types', () => {
   });
 });
 
-describe.skipIf(!hasFixtures)('float16 weights', () => {
+describe('float16 weights', () => {
   it('hold half the bytes and score stories260K within 0.1 % of float32', async () => {
     const model = openModel(STORIES());
     const half = buildDecoderGraph(model.config, model.weights, { vlm: false, lora: false }, { ...FLOAT32, float: 'float16' });
@@ -158,7 +158,7 @@ describe.skipIf(!hasFixtures)('float16 weights', () => {
   });
 });
 
-describe.skipIf(!hasFixtures)('quantized bases serve adapters in mixed batches', () => {
+describe('quantized bases serve adapters in mixed batches', () => {
   for (const quantize of ['int8', 'int4'] as const) {
     describe(quantize, () => {
       let runner: ModelRunner;
@@ -186,7 +186,7 @@ describe.skipIf(!hasFixtures)('quantized bases serve adapters in mixed batches',
   }
 });
 
-describe.skipIf(!hasFixtures)('versa eval perplexity', () => {
+describe('versa eval perplexity', () => {
   const args = (...extra: string[]) => ['eval', 'perplexity', '--model', STORIES(), '--tokenizer', STORIES_TOKENIZER(), '--text', STORY, '--json', ...extra];
 
   it('float32 equals an independent PyTorch computation (whole text, and windows of 64 tokens)', async () => {
@@ -244,7 +244,7 @@ describe.skipIf(!hasFixtures)('versa eval perplexity', () => {
   });
 });
 
-describe.skipIf(!hasFixtures)('bad precision and model inputs fail in one line', () => {
+describe('bad precision and model inputs fail in one line', () => {
   const gen = (...extra: string[]) => versa(['generate', '--model', STORIES(), '--tokenizer', STORIES_TOKENIZER(), '--max-tokens', '2', ...extra]);
   const oneLine = (r: { code: number | null; stderr: string }, message: RegExp) => {
     expect(r.code).not.toBe(0);

@@ -5,7 +5,7 @@ import type { TestRegistry } from './registry.ts';
 
 /** Synthetic bases and adapters (no fixture needed), publishing helpers, and a registry snapshot. */
 
-export { FIXTURES, hasFixtures } from './fixtures.ts';
+export { FIXTURES } from './fixtures.ts';
 
 export function toyConfig(overrides: Partial<ModelConfig> = {}): ModelConfig {
   return {

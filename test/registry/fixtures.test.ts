@@ -1,12 +1,12 @@
 import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { sha256Hex } from '../../registry/hash.ts';
 import { adapterFolderFiles, describeLocalModel } from '../../registry/local.ts';
-import { FIXTURES, hasFixtures, published } from '../helpers/adapters.ts';
+import { published } from '../helpers/adapters.ts';
+import { fixture } from '../helpers/fixtures.ts';
 import { BACKENDS, startRegistry, type TestRegistry } from '../helpers/registry.ts';
 
-/** The adapters in ../shared/fixtures publish, and download byte-identical with matching sha256. */
+/** The adapters in test/fixtures publish, and download byte-identical with matching sha256. */
 
 const BASES = [
   { name: 'stories260k-hf', path: 'stories260k/hf' },
@@ -20,15 +20,13 @@ const ADAPTERS = [
   { name: 'lora-c', dir: 'tiny-gpt2/adapters/lora-c', base: 'tiny-gpt2@1', kind: 'lora' },
 ];
 
-if (!hasFixtures) console.warn(`skipping fixture tests: ${FIXTURES} is absent`);
-
-describe.skipIf(!hasFixtures).each(BACKENDS)('fixture adapters (%s)', (backend) => {
+describe.each(BACKENDS)('fixture adapters (%s)', (backend) => {
   let reg: TestRegistry;
 
   beforeAll(async () => {
     reg = await startRegistry(backend);
     for (const b of BASES) {
-      const input = await describeLocalModel(join(FIXTURES, b.path));
+      const input = await describeLocalModel(fixture(b.path));
       const res = await reg.fetch(`/v1/models/${b.name}/versions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(input) });
       expect(res.status).toBe(201);
     }
@@ -36,7 +34,7 @@ describe.skipIf(!hasFixtures).each(BACKENDS)('fixture adapters (%s)', (backend) 
   afterAll(() => reg?.close());
 
   it.each(ADAPTERS)('$name publishes and downloads byte-identical', async (a) => {
-    const local = adapterFolderFiles(join(FIXTURES, a.dir)).map((f) => ({ name: f.name, bytes: new Uint8Array(readFileSync(f.path)) }));
+    const local = adapterFolderFiles(fixture(a.dir)).map((f) => ({ name: f.name, bytes: new Uint8Array(readFileSync(f.path)) }));
     const r = await published(reg, a.name, { base: a.base, alias: 'production' }, local);
     expect(r).toMatchObject({ version: 1, base: a.base, kind: a.kind });
     if (a.params) expect(r.params).toBe(a.params);
@@ -57,7 +55,7 @@ describe.skipIf(!hasFixtures).each(BACKENDS)('fixture adapters (%s)', (backend) 
   });
 
   it('a fixture adapter does not publish onto the other base', async () => {
-    const local = adapterFolderFiles(join(FIXTURES, 'tiny-gpt2/adapters/lora-c')).map((f) => ({ name: f.name, bytes: new Uint8Array(readFileSync(f.path)) }));
+    const local = adapterFolderFiles(fixture('tiny-gpt2/adapters/lora-c')).map((f) => ({ name: f.name, bytes: new Uint8Array(readFileSync(f.path)) }));
     const res = await reg.fetch('/v1/adapters/misfit/versions', {
       method: 'POST',
       body: (() => {

@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import OpenAI from 'openai';
 import { afterEach, describe, expect, it } from 'vitest';
-import { fixture, hasFixtures, readJson } from '../helpers/fixtures.ts';
+import { fixture, readJson } from '../helpers/fixtures.ts';
 import { versa } from '../helpers/cli.ts';
 
 const BIN = resolve(import.meta.dirname, '../../bin/versa.js');
@@ -64,7 +64,7 @@ describe('npm start (versa start)', () => {
     expect((await fetch(`${s.url}/v1/whoami`, { headers: { authorization: `Bearer ${key}` } })).status).toBe(200);
   }, 120_000);
 
-  it.skipIf(!hasFixtures)('serves a real model: an adapter published with versa publish streams its golden text', async () => {
+  it('serves a real model: an adapter published with versa publish streams its golden text', async () => {
     const home = mkdtempSync(join(tmpdir(), 'versa-home-'));
     const s = await start(home, ['--model', fixture('stories260k/model.bin'), '--tokenizer', fixture('stories260k/tokenizer.bin'), '--name', 'stories260k']);
     expect(s.banner).not.toMatch(/demo weights/);

@@ -3,7 +3,7 @@ import type { Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { publishFolder } from '../../registry/local.ts';
 import { appendEvents } from '../../registry/queries/events.ts';
-import { fixture, hasFixtures } from '../helpers/fixtures.ts';
+import { fixture } from '../helpers/fixtures.ts';
 import { startProduct, type TestProduct } from '../helpers/product.ts';
 import { CHROMIUM, launchChromium, type Browser } from './browser.ts';
 
@@ -20,7 +20,7 @@ it('Chromium is installed for the dashboard browser test', () => {
 const CARD = '# vlm-max v2\n\nSame weights, **new** card. <script>window.pwned = 1</script> <img src=x onerror="window.pwned = 2">\n\n- greedy\n- `<|max|>` task token\n';
 const PROMPT = 'Once upon a time';
 
-describe.skipIf(!hasFixtures)('dashboard in headless Chromium', () => {
+describe('dashboard in headless Chromium', () => {
   let product: TestProduct;
   let browser: Browser;
   let page: Page;
