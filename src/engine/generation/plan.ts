@@ -1,0 +1,44 @@
+import type { Adapter } from '../adapters/read.ts';
+import type { RunRow } from '../runtime/runner.ts';
+
+/**
+ * What the scheduler's policy decides, as plain data, and what the executor applies to the runner:
+ * the policy never touches the KV cache or the adapter bank, so it can be tested without a model.
+ */
+
+/** One change to the KV cache's rows, applied in order. */
+export type CacheOp =
+  /** Copies row `from` over row `to` (the row that was at `to` has left). */
+  | { kind: 'move'; from: number; to: number }
+  /** Exchanges two rows. */
+  | { kind: 'swap'; a: number; b: number }
+  /** Lets the cache attend over fewer positions: the longest running row needs `length`. */
+  | { kind: 'shrink'; length: number };
+
+/** Rows that left, and the cache and bank changes that keep the remaining rows compact. */
+export interface Relayout<S> {
+  /** Sequences that left their rows, in order (to be told why). */
+  left: S[];
+  cache: CacheOp[];
+  /** Adapters whose last row left (their bank slots are freed). */
+  release: string[];
+}
+
+/** One runner call: consecutive cache rows, with each row's sequence. */
+export interface Run<S> {
+  seqs: S[];
+  /** `rows[i]` feeds `seqs[i]` tokens [position, position + tokens.length). */
+  rows: RunRow[];
+}
+
+/** One step: rows leave and join, then the decoding rows run, then one prefill chunk. */
+export interface StepPlan<S> {
+  /** Cancelled rows, gone before anything runs. */
+  leave: Relayout<S>;
+  /** Adapters whose first row joins this step (bank slots to claim). */
+  acquire: Adapter[];
+  /** Rows [0, decoding): one token each. */
+  decode?: Run<S>;
+  /** A chunk of the prompts of the first prefilling rows. */
+  prefill?: Run<S>;
+}
