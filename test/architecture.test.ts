@@ -19,6 +19,11 @@ const RULES: Array<{ from: string; forbidden: (target: string) => boolean; why: 
     forbidden: (t) => !t.startsWith('registry/') && !t.startsWith('src/http/') && !ENGINE_FORMAT.some((p) => t.startsWith(p)),
     why: "the registry imports only the kernel and the engine's format code",
   },
+  {
+    from: 'src/protocol/',
+    forbidden: (t) => !t.startsWith('src/protocol/') && t !== 'src/engine/generation/request.ts',
+    why: "the compute protocol is data: it knows only the engine's request type",
+  },
   { from: 'src/compute/', forbidden: (t) => t.startsWith('registry/') || t.startsWith('src/edge/'), why: 'compute imports kernel and engine only' },
   { from: 'src/edge/', forbidden: (t) => t.startsWith('src/compute/') || /^src\/engine\/(runtime|graph|worker)\//.test(t), why: 'the edge reaches compute over HTTP' },
 ];

@@ -1,7 +1,7 @@
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { AdapterRef } from '../compute/adapter-cache.ts';
+import type { AdapterRef } from '../protocol/compute.ts';
 import { FolderBlobStore } from '../../registry/blobs/folder.ts';
 import type { BlobStore } from '../../registry/blobs/store.ts';
 import { startComputeNode } from '../compute/node.ts';

@@ -1,16 +1,8 @@
 import { createHash } from 'node:crypto';
 import type { EngineClient } from '../engine/worker/client.ts';
 import type { AdapterManifest } from '../engine/adapters/format.ts';
-import { BlobFetchError, type AdapterFile, type BlobSource } from './blob-source.ts';
-
-/** An adapter version as the edge names it: its id plus the files that make it up. */
-export interface AdapterRef {
-  /** Version id, e.g. "summarize@3". */
-  id: string;
-  /** Content id of the version (the registry's sha256); a changed sha256 is a different adapter. */
-  sha256: string;
-  files: AdapterFile[];
-}
+import type { AdapterRef } from '../protocol/compute.ts';
+import { BlobFetchError, type BlobSource } from './blob-source.ts';
 
 export class IntegrityError extends Error {
   override name = 'IntegrityError';

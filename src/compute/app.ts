@@ -1,49 +1,14 @@
 import { Hono, type Context } from 'hono';
 import { errorBody } from '../http/errors.ts';
 import { stream } from 'hono/streaming';
-import { z } from 'zod';
 import type { EngineClient, Generation } from '../engine/worker/client.ts';
-import { RequestError, type GenerateRequest } from '../engine/generation/request.ts';
-import { AdapterCache, IntegrityError, type AdapterRef } from './adapter-cache.ts';
+import { RequestError, validateRequest } from '../engine/generation/request.ts';
+import { describeIssue, eventLine, GenerateBody, toEngineRequest, type ComputeEvent } from '../protocol/compute.ts';
+import { AdapterCache, IntegrityError } from './adapter-cache.ts';
 import { BlobFetchError } from './blob-source.ts';
 import type { ComputeMetrics } from './metrics.ts';
 
-/**
- * The compute node's HTTP surface (internal: the edge calls it).
- *
- * POST /v1/internal/generate streams NDJSON, one object per line:
- *   {"type":"token","token":ID,"text":"...","logprob"?:X,"top"?:[{token,text,logprob}]}
- *   {"type":"done","finish_reason":"stop"|"length","usage":{prompt_tokens,completion_tokens},"timing":{ttft_ms,total_ms}}
- *   {"type":"error","error":{message,type,code}}            (after the first token only)
- * Failures before the first token are plain HTTP errors with an OpenAI-shaped JSON body, so the
- * edge can retry them on another node.
- */
-export const GenerateBody = z
-  .object({
-    adapter: z
-      .object({
-        id: z.string().min(1),
-        sha256: z.string().regex(/^[0-9a-f]{64}$/),
-        files: z.array(z.object({ name: z.string().min(1), sha256: z.string().regex(/^[0-9a-f]{64}$/), bytes: z.number().int().nonnegative(), url: z.string().url().optional() })).min(1),
-      })
-      .nullish(),
-    prompt: z.string().optional(),
-    prompt_ids: z.array(z.number().int().nonnegative()).min(1).optional(),
-    max_tokens: z.number().int().positive().optional(),
-    temperature: z.number().nonnegative().optional(),
-    top_p: z.number().gt(0).lte(1).optional(),
-    top_k: z.number().int().nonnegative().optional(),
-    seed: z.number().int().optional(),
-    stop: z.array(z.string().min(1)).optional(),
-    stop_token_ids: z.array(z.number().int().nonnegative()).optional(),
-    ignore_eos: z.boolean().optional(),
-    logprobs: z.number().int().min(0).max(20).optional(),
-    /** Give up (and free the row) after this long. */
-    deadline_ms: z.number().int().positive().optional(),
-  })
-  .strict();
-export type GenerateBody = z.infer<typeof GenerateBody>;
-
+/** The compute node's HTTP surface (internal: the edge calls it); the protocol is src/protocol/compute.ts. */
 export interface ComputeState {
   engine: EngineClient;
   cache: AdapterCache;
@@ -83,8 +48,13 @@ export function createComputeApp(state: ComputeState): Hono {
     }
     const parsed = GenerateBody.safeParse(json);
     if (!parsed.success) {
-      const issue = parsed.error.issues[0];
-      return error(c, 400, `${issue.path.join('.') || 'body'}: ${issue.message}`, undefined, issue.path.join('.'));
+      const { message, param } = describeIssue(parsed.error);
+      return error(c, 400, message, 'validation_error', param);
+    }
+    try {
+      validateRequest(toEngineRequest(parsed.data)); // before an adapter is fetched for it
+    } catch (e) {
+      return failure(c, state, e);
     }
     if (state.inflight >= state.capacity) {
       state.metrics.requests.inc({ outcome: 'rejected_busy' });
@@ -104,11 +74,11 @@ export function createComputeApp(state: ComputeState): Hono {
     try {
       let adapterId: string | undefined;
       if (body.adapter) {
-        const held = await state.cache.acquire(body.adapter as AdapterRef);
+        const held = await state.cache.acquire(body.adapter);
         release = held.release;
         adapterId = held.engineId;
       }
-      generation = state.engine.generate(toRequest(body, adapterId));
+      generation = state.engine.generate(toEngineRequest(body, adapterId));
     } catch (e) {
       settle();
       return failure(c, state, e);
@@ -124,7 +94,7 @@ export function createComputeApp(state: ComputeState): Hono {
     }, body.deadline_ms ?? state.defaultDeadlineMs);
     const iterator = gen[Symbol.asyncIterator]();
     // Wait for the first token, so that failures before it are HTTP errors the edge can retry.
-    let first: IteratorResult<unknown>;
+    let first: Awaited<ReturnType<typeof iterator.next>>;
     try {
       first = await iterator.next();
     } catch (e) {
@@ -140,10 +110,10 @@ export function createComputeApp(state: ComputeState): Hono {
       out.onAbort(abort);
       let last = performance.now();
       let tokens = 0;
-      const line = (o: object) => out.write(`${JSON.stringify(o)}\n`);
+      const line = (e: ComputeEvent) => out.write(eventLine(e));
       try {
         for (let next = first; !next.done; next = await iterator.next()) {
-          const e = next.value as { token: number; text: string; logprob?: number; top?: unknown };
+          const e = next.value;
           const now = performance.now();
           if (tokens++ > 0) state.metrics.interToken.observe({ adapter: label }, (now - last) / 1000);
           last = now;
@@ -197,23 +167,6 @@ function failure(c: Context, state: ComputeState, e: unknown): Response {
     return error(c, 422, e.message, 'adapter_invalid');
   }
   throw e;
-}
-
-function toRequest(b: GenerateBody, adapter: string | undefined): GenerateRequest {
-  return {
-    prompt: b.prompt,
-    promptIds: b.prompt_ids,
-    adapter,
-    maxTokens: b.max_tokens,
-    temperature: b.temperature,
-    topP: b.top_p,
-    topK: b.top_k,
-    seed: b.seed,
-    stop: b.stop,
-    stopTokenIds: b.stop_token_ids,
-    ignoreEos: b.ignore_eos,
-    logprobs: b.logprobs,
-  };
 }
 
 function round(ms: number): number {

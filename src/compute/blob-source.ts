@@ -1,11 +1,4 @@
-/** One file of an adapter version, as the edge describes it. */
-export interface AdapterFile {
-  name: string;
-  sha256: string;
-  bytes: number;
-  /** Where to download it (the registry's file route); optional when blobs come from a folder. */
-  url?: string;
-}
+import type { AdapterFile } from '../protocol/compute.ts';
 
 /** Where a compute node gets adapter files: a blob folder it shares with the registry, or HTTP. */
 export interface BlobSource {

@@ -1,7 +1,7 @@
 import { mkdtempSync, readdirSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { AdapterRef } from '../../src/compute/adapter-cache.ts';
+import type { AdapterRef } from '../../src/protocol/compute.ts';
 import { FolderBlobStore } from '../../registry/blobs/folder.ts';
 
 /** A blob store holding the files of the given adapter folders, and the refs the edge would send. */

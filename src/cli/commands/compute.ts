@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import type { Command } from 'commander';
-import type { AdapterRef } from '../../compute/adapter-cache.ts';
+import type { AdapterRef } from '../../protocol/compute.ts';
 import type { AdapterKind } from '../../engine/adapters/format.ts';
 import { parse } from '../output.ts';
 import { addRuntimeOptions, runtimeOptions, type RuntimeOptions } from './runtime-options.ts';

@@ -4,7 +4,8 @@ import type { Command } from 'commander';
 import { z } from 'zod';
 import { EngineClient, type Generation } from '../../engine/worker/client.ts';
 import { adapterKindOf } from '../../engine/adapters/load.ts';
-import type { GenerateRequest, GenerateResult } from '../../engine/generation/request.ts';
+import { validateRequest, type GenerateRequest, type GenerateResult } from '../../engine/generation/request.ts';
+import { describeIssue, SamplingFields, toEngineRequest } from '../../protocol/compute.ts';
 import { parse, warn } from '../output.ts';
 import { addRuntimeOptions, runtimeOptions, type RuntimeOptions } from './runtime-options.ts';
 
@@ -103,23 +104,11 @@ async function toJson(g: Generation) {
   return { tokens: r.tokens, text: r.text, finish_reason: r.finishReason, ...(logprobs.length ? { logprobs } : {}) };
 }
 
-const BatchLine = z
-  .object({
-    adapter: z.string().min(1).nullable().optional(),
-    prompt: z.string().optional(),
-    prompt_ids: z.array(z.number().int().nonnegative()).min(1).optional(),
-    max_tokens: z.number().int().positive().optional(),
-    temperature: z.number().nonnegative().optional(),
-    top_k: z.number().int().nonnegative().optional(),
-    top_p: z.number().gt(0).lte(1).optional(),
-    seed: z.number().int().optional(),
-    stop: z.union([z.string(), z.array(z.string())]).optional(),
-    stop_token_ids: z.array(z.number().int().nonnegative()).optional(),
-    ignore_eos: z.boolean().optional(),
-    logprobs: z.number().int().nonnegative().optional(),
-  })
-  .strict()
-  .refine((l) => (l.prompt === undefined) !== (l.prompt_ids === undefined), 'give exactly one of "prompt" and "prompt_ids"');
+/** A --batch line: the compute protocol's fields, an adapter folder, and `stop` as one string or several. */
+const BatchLine = SamplingFields.extend({
+  adapter: z.string().min(1).nullable().optional(),
+  stop: z.union([z.string(), z.array(z.string())]).optional(),
+}).strict();
 
 function readBatch(file: string): Array<{ adapter: string | null; request: GenerateRequest }> {
   const text = readFileSync(file, 'utf8');
@@ -133,26 +122,14 @@ function readBatch(file: string): Array<{ adapter: string | null; request: Gener
       throw new Error(`${file}:${n}: not valid JSON`);
     }
     const parsed = BatchLine.safeParse(json);
-    if (!parsed.success) {
-      const issue = parsed.error.issues[0];
-      throw new Error(`${file}:${n}: ${issue.path.length ? `"${issue.path.join('.')}": ` : ''}${issue.message}`);
+    if (!parsed.success) throw new Error(`${file}:${n}: ${describeIssue(parsed.error).message}`);
+    const { adapter, stop, ...fields } = parsed.data;
+    const request = toEngineRequest({ ...fields, stop: typeof stop === 'string' ? [stop] : stop });
+    try {
+      validateRequest(request);
+    } catch (e) {
+      throw new Error(`${file}:${n}: ${(e as Error).message}`);
     }
-    const p = parsed.data;
-    return {
-      adapter: p.adapter ? resolve(p.adapter) : null,
-      request: {
-        prompt: p.prompt,
-        promptIds: p.prompt_ids,
-        maxTokens: p.max_tokens,
-        temperature: p.temperature,
-        topK: p.top_k,
-        topP: p.top_p,
-        seed: p.seed,
-        stop: typeof p.stop === 'string' ? [p.stop] : p.stop,
-        stopTokenIds: p.stop_token_ids,
-        ignoreEos: p.ignore_eos,
-        logprobs: p.logprobs,
-      },
-    };
+    return { adapter: adapter ? resolve(adapter) : null, request };
   });
 }

@@ -5,7 +5,8 @@ import { setWarning } from '../../http/middleware.ts';
 import { ApiError, type ErrorStatus } from '../../http/errors.ts';
 import { appendEvents, type EventInput } from '../../../registry/queries/events.ts';
 import type { Principal } from '../../http/principal.ts';
-import { ComputeError, generateOnPool, type ComputeEvent, type ComputeRequest } from '../routing/compute-client.ts';
+import { ComputeError, generateOnPool } from '../routing/compute-client.ts';
+import type { ComputeEvent, GenerateBody } from '../../protocol/compute.ts';
 import { chat, chatLogprobs, completionLogprobs, text, usage, type FinishReason, type Identity } from '../openai/format.ts';
 import type { GenerationContext } from './context.ts';
 import type { Target } from './resolve.ts';
@@ -48,7 +49,7 @@ export async function complete(c: Context<AppEnv>, gen: GenerationContext, job: 
   const who: Identity = { id: `${job.kind === 'chat' ? 'chatcmpl' : 'cmpl'}-${crypto.randomUUID().replace(/-/g, '')}`, created: Math.floor(Date.now() / 1000), model: job.model };
   const origin = gen.config.publicUrl ?? new URL(c.req.url).origin;
   const a = target.adapter;
-  const request: ComputeRequest = {
+  const request: GenerateBody = {
     ...job.input,
     adapter: a && {
       id: `${a.name}@${a.version}`,

@@ -1,4 +1,4 @@
-import type { ComputeEvent } from '../routing/compute-client.ts';
+import type { ComputeEvent } from '../../protocol/compute.ts';
 
 /**
  * OpenAI's response objects, built from compute-node events: chat.completion(.chunk) and
