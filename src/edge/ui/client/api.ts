@@ -1,32 +1,43 @@
 /** Browser module `/ui/assets/api.js`: the API key, JSON calls and the SSE completion reader. */
-export const apiJs = String.raw`
+
 const STORAGE = 'versa.apiKey';
 
-export function getKey() {
+export function getKey(): string {
   return localStorage.getItem(STORAGE) || '';
 }
 
-export function setKey(key) {
+export function setKey(key: string): void {
   localStorage.setItem(STORAGE, key.trim());
 }
 
-export function forgetKey() {
+export function forgetKey(): void {
   localStorage.removeItem(STORAGE);
 }
 
 // A key handed over as #key=vsk_... (the start banner prints such a link). Fragments never reach
 // a server; the key is stored, then wiped from the address bar and the history entry.
-export function takeKeyFromFragment() {
+export function takeKeyFromFragment(): boolean {
   const m = /^#key=([^&]+)/.exec(location.hash);
   if (!m) return false;
   setKey(decodeURIComponent(m[1]));
-  history.replaceState(null, '', location.pathname + location.search + '#/adapters');
+  history.replaceState(null, '', `${location.pathname}${location.search}#/adapters`);
   return true;
 }
 
+/** The `error` object of the API's error responses (and of error chunks in a stream). */
+interface ErrorBody {
+  message?: string;
+  code?: string | null;
+  param?: string | null;
+}
+
 export class ApiError extends Error {
-  constructor(status, error) {
-    super((error && error.message) || 'HTTP ' + status);
+  status: number;
+  code: string | null;
+  param: string | null;
+
+  constructor(status: number, error: ErrorBody | null | undefined) {
+    super((error && error.message) || `HTTP ${status}`);
     this.name = 'ApiError';
     this.status = status;
     this.code = (error && error.code) || null;
@@ -36,30 +47,35 @@ export class ApiError extends Error {
 
 // The key only ever goes to this origin: paths are absolute /v1/ paths, never URLs (and the
 // page's Content-Security-Policy allows connect-src 'self' only).
-function apiPath(path) {
-  if (!/^\/v1\/[^/]/.test(path)) throw new Error('not an API path: ' + path);
+function apiPath(path: string): string {
+  if (!/^\/v1\/[^/]/.test(path)) throw new Error(`not an API path: ${path}`);
   return path;
 }
 
-function headers(json) {
-  const out = { authorization: 'Bearer ' + getKey() };
+function headers(json: boolean): Record<string, string> {
+  const out: Record<string, string> = { authorization: `Bearer ${getKey()}` };
   if (json) out['content-type'] = 'application/json';
   return out;
 }
 
-async function errorOf(res) {
+async function errorOf(res: Response): Promise<ApiError> {
   const text = await res.text().catch(() => '');
-  let error = null;
+  let error: ErrorBody | null = null;
   try {
     error = JSON.parse(text).error;
   } catch {
-    error = { message: 'HTTP ' + res.status + (text ? ': ' + text.slice(0, 200) : '') };
+    error = { message: `HTTP ${res.status}${text ? `: ${text.slice(0, 200)}` : ''}` };
   }
   return new ApiError(res.status, error);
 }
 
+/** The API's JSON as it comes: its shapes are the server's (/openapi.json), not restated here. */
+export type Json = any;
+
 // One JSON call; resolves to { data, warning } (x-versa-warning, e.g. a deprecated version).
-export async function request(method, path, body) {
+export async function request(
+  method: string, path: string, body?: unknown
+): Promise<{ data: Json; warning: string | null }> {
   let res;
   try {
     res = await fetch(apiPath(path), {
@@ -70,28 +86,36 @@ export async function request(method, path, body) {
       cache: 'no-store',
     });
   } catch (e) {
-    throw new Error('could not reach the API: ' + e.message);
+    throw new Error(`could not reach the API: ${(e as Error).message}`);
   }
   if (!res.ok) throw await errorOf(res);
   const text = await res.text();
   return { data: text ? JSON.parse(text) : null, warning: res.headers.get('x-versa-warning') };
 }
 
-export async function api(method, path, body) {
+export async function api(method: string, path: string, body?: unknown): Promise<Json> {
   return (await request(method, path, body)).data;
 }
 
-export function query(params) {
+export function query(params: Record<string, string | number | null | undefined>): string {
   const parts = Object.entries(params)
     .filter(([, v]) => v !== undefined && v !== null && v !== '')
-    .map(([k, v]) => encodeURIComponent(k) + '=' + encodeURIComponent(v));
-  return parts.length ? '?' + parts.join('&') : '';
+    .map(([k, v]) => `${encodeURIComponent(k)}=${encodeURIComponent(v as string | number)}`);
+  return parts.length ? `?${parts.join('&')}` : '';
+}
+
+interface StreamHandlers {
+  signal: AbortSignal;
+  onStart: (headers: Headers) => void;
+  onChunk: (chunk: Json) => void;
 }
 
 // Streams an OpenAI completion (chat or text). Calls onStart(headers) once the response headers
 // are in, onChunk(chunk) per data chunk; resolves when data: [DONE] arrives. An error chunk
 // (data: {"error": ...}) or an HTTP error rejects with its message.
-export async function streamCompletion(path, body, { signal, onStart, onChunk }) {
+export async function streamCompletion(
+  path: string, body: object, { signal, onStart, onChunk }: StreamHandlers
+): Promise<void> {
   let res;
   try {
     res = await fetch(apiPath(path), {
@@ -102,12 +126,13 @@ export async function streamCompletion(path, body, { signal, onStart, onChunk })
       signal,
     });
   } catch (e) {
-    if (e.name === 'AbortError') throw e;
-    throw new Error('could not reach the API: ' + e.message);
+    if ((e as Error).name === 'AbortError') throw e;
+    throw new Error(`could not reach the API: ${(e as Error).message}`);
   }
   if (!res.ok) throw await errorOf(res);
   onStart(res.headers);
-  const reader = res.body.pipeThrough(new TextDecoderStream()).getReader();
+  // A successful response always has a body.
+  const reader = res.body!.pipeThrough(new TextDecoderStream()).getReader();
   let buffer = '';
   for (;;) {
     const { value, done } = await reader.read();
@@ -129,4 +154,3 @@ export async function streamCompletion(path, body, { signal, onStart, onChunk })
   }
   throw new Error('the stream ended before data: [DONE]');
 }
-`;

@@ -2,34 +2,36 @@
  * Browser module `/ui/assets/markdown.js`: model cards as simple markdown (headings, paragraphs,
  * lists, code, bold, italics, http(s) links), built as DOM nodes so raw HTML in a card stays text.
  */
-export const markdownJs = String.raw`
-import { h } from './dom.js';
+import { h, type Child } from './dom.ts';
 
-const FENCE = /^\x60\x60\x60/;
-const INLINE = /(\x60[^\x60]+\x60|\*\*[^*]+\*\*|\*[^*\s][^*]*\*|\[[^\]]+\]\([^)\s]+\))/;
+const FENCE = /^```/;
+const INLINE = /(`[^`]+`|\*\*[^*]+\*\*|\*[^*\s][^*]*\*|\[[^\]]+\]\([^)\s]+\))/;
 
-function inline(text) {
-  const out = [];
+function inline(text: string): Child[] {
+  const out: Child[] = [];
   for (const part of text.split(INLINE)) {
     if (!part) continue;
-    if (part.startsWith('\x60') && part.endsWith('\x60') && part.length > 1) out.push(h('code', {}, part.slice(1, -1)));
-    else if (part.startsWith('**') && part.endsWith('**') && part.length > 4) out.push(h('strong', {}, part.slice(2, -2)));
+    if (part.startsWith('`') && part.endsWith('`') && part.length > 1) out.push(h('code', {}, part.slice(1, -1)));
+    else if (part.startsWith('**') && part.endsWith('**') && part.length > 4) {
+      out.push(h('strong', {}, part.slice(2, -2)));
+    }
     else if (part.startsWith('*') && part.endsWith('*') && part.length > 2) out.push(h('em', {}, part.slice(1, -1)));
     else if (part.startsWith('[')) {
       const m = /^\[([^\]]+)\]\(([^)\s]+)\)$/.exec(part);
       // Only http(s) links become anchors (no javascript: URLs); they open without a referrer.
-      if (m && /^https?:\/\//i.test(m[2])) out.push(h('a', { href: m[2], rel: 'noopener noreferrer nofollow', target: '_blank' }, m[1]));
-      else out.push(part);
+      if (m && /^https?:\/\//i.test(m[2])) {
+        out.push(h('a', { href: m[2], rel: 'noopener noreferrer nofollow', target: '_blank' }, m[1]));
+      } else out.push(part);
     } else out.push(part);
   }
   return out;
 }
 
-export function markdown(source) {
+export function markdown(source: string): HTMLDivElement {
   const root = h('div', { class: 'markdown' });
   const lines = String(source).replace(/\r\n/g, '\n').split('\n');
-  let para = [];
-  let list = null;
+  let para: string[] = [];
+  let list: HTMLElement | null = null;
   const flush = () => {
     if (para.length) root.append(h('p', {}, inline(para.join(' '))));
     para = [];
@@ -50,7 +52,7 @@ export function markdown(source) {
     if (heading) {
       flush();
       // Card headings sit under the page's own h1/h2.
-      root.append(h('h' + Math.min(6, heading[1].length + 2), {}, inline(heading[2])));
+      root.append(h(`h${Math.min(6, heading[1].length + 2)}`, {}, inline(heading[2])));
     } else if (bullet || numbered) {
       if (para.length) flush();
       const tag = bullet ? 'ul' : 'ol';
@@ -58,7 +60,7 @@ export function markdown(source) {
         list = h(tag);
         root.append(list);
       }
-      list.append(h('li', {}, inline((bullet || numbered)[1])));
+      list.append(h('li', {}, inline((bullet || numbered)![1])));
     } else if (!line.trim()) {
       flush();
     } else {
@@ -69,4 +71,3 @@ export function markdown(source) {
   flush();
   return root;
 }
-`;

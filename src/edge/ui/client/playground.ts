@@ -2,33 +2,44 @@
  * Browser module `/ui/assets/playground.js`: stream a completion for any model string, show which
  * version, experiment and arm served it (response headers), and score it (POST /v1/feedback).
  */
-export const playgroundJs = String.raw`
-import { api, streamCompletion } from './api.js';
-import { act, clearError, enc, errorBox, field, h, replace, showError, statusLine } from './dom.js';
+import { api, streamCompletion, type Json } from './api.ts';
+import {
+  act, clearError, enc, errorBox, field, h, plural, replace, showError, statusLine, type Child, type ViewContext,
+} from './dom.ts';
+
+const UNIT_KEY = 'versa.playgroundUnit';
 
 // One unit per browser tab by default, so the playground behaves like one user of an experiment.
-function defaultUnit() {
-  let unit = sessionStorage.getItem('versa.playgroundUnit');
+function defaultUnit(): string {
+  let unit = sessionStorage.getItem(UNIT_KEY);
   if (!unit) {
-    unit = 'playground-' + Math.random().toString(36).slice(2, 10);
-    sessionStorage.setItem('versa.playgroundUnit', unit);
+    unit = `playground-${Math.random().toString(36).slice(2, 10)}`;
+    sessionStorage.setItem(UNIT_KEY, unit);
   }
   return unit;
 }
 
-export function playgroundView({ signal, params }) {
+export function playgroundView({ signal, params }: ViewContext): HTMLElement {
   const err = errorBox();
   const models = h('datalist', { id: 'pg-models' });
-  const model = h('input', { type: 'text', name: 'model', required: true, list: 'pg-models', value: params.get('model') || '', autocomplete: 'off', testid: 'pg-model' });
+  const model = h('input', {
+    type: 'text', name: 'model', required: true, list: 'pg-models', value: params.get('model') || '',
+    autocomplete: 'off', testid: 'pg-model',
+  });
   const endpoint = h('select', { name: 'endpoint', testid: 'pg-endpoint' },
     h('option', { value: 'chat' }, 'Chat (/v1/chat/completions)'),
     h('option', { value: 'text' }, 'Completion (/v1/completions)'));
   const prompt = h('textarea', { name: 'prompt', rows: 4, required: true, testid: 'pg-prompt' }, 'Once upon a time');
-  const maxTokens = h('input', { type: 'number', name: 'max_tokens', min: 1, value: 48, required: true, testid: 'pg-max-tokens' });
-  const temperature = h('input', { type: 'number', name: 'temperature', min: 0, max: 2, step: 0.1, value: 0.8, required: true, testid: 'pg-temperature' });
+  const maxTokens = h('input', {
+    type: 'number', name: 'max_tokens', min: 1, value: 48, required: true, testid: 'pg-max-tokens',
+  });
+  const temperature = h('input', {
+    type: 'number', name: 'temperature', min: 0, max: 2, step: 0.1, value: 0.8, required: true,
+    testid: 'pg-temperature',
+  });
   const unit = h('input', { type: 'text', name: 'user', value: defaultUnit(), maxlength: 256, testid: 'pg-unit' });
   const newUnit = h('button', { type: 'button', onclick: () => {
-    sessionStorage.removeItem('versa.playgroundUnit');
+    sessionStorage.removeItem(UNIT_KEY);
     unit.value = defaultUnit();
   } }, 'New unit');
   const streamButton = h('button', { type: 'submit', testid: 'pg-stream' }, 'Stream');
@@ -38,22 +49,32 @@ export function playgroundView({ signal, params }) {
   const served = h('dl', { class: 'facts', testid: 'pg-served' });
   const feedbackStatus = statusLine('pg-feedback-status');
   const feedbackErr = errorBox();
-  const up = h('button', { type: 'button', disabled: true, testid: 'pg-thumbs-up' }, h('span', { 'aria-hidden': 'true' }, '👍 '), 'Good');
-  const down = h('button', { type: 'button', disabled: true, testid: 'pg-thumbs-down' }, h('span', { 'aria-hidden': 'true' }, '👎 '), 'Bad');
-  let completionId = null;
-  let running = null;
+  const up = h('button', { type: 'button', disabled: true, testid: 'pg-thumbs-up' },
+    h('span', { 'aria-hidden': 'true' }, '👍 '), 'Good');
+  const down = h('button', { type: 'button', disabled: true, testid: 'pg-thumbs-down' },
+    h('span', { 'aria-hidden': 'true' }, '👎 '), 'Bad');
+  let completionId: string | null = null;
+  let running: AbortController | null = null;
 
   api('GET', '/v1/models').then((list) => {
-    replace(models, list.data.map((m) => h('option', { value: m.id }, m.kind === 'base' ? 'base model' : 'adapter on ' + (m.base || '?') + (m.version ? ', v' + m.version : ''))));
-    if (!model.value && list.data.length) model.value = (list.data.find((m) => m.kind === 'adapter') || list.data[0]).id;
+    const hint = (m: Json) => {
+      if (m.kind === 'base') return 'base model';
+      return `adapter on ${m.base || '?'}${m.version ? `, v${m.version}` : ''}`;
+    };
+    replace(models, list.data.map((m: Json) => h('option', { value: m.id }, hint(m))));
+    // Start on an adapter: that is what the playground is for.
+    if (!model.value && list.data.length) {
+      model.value = (list.data.find((m: Json) => m.kind === 'adapter') || list.data[0]).id;
+    }
   }).catch((e) => showError(err, e));
 
   let scored = false;
-  const score = (value) => async (e) => {
-    await act(e.currentTarget, feedbackErr, async () => {
+  const score = (value: number) => async (e: MouseEvent) => {
+    await act(e.currentTarget as HTMLButtonElement, feedbackErr, async () => {
       const r = await api('POST', '/v1/feedback', { completion_id: completionId, score: value });
       scored = true;
-      replace(feedbackStatus, 'Feedback ' + r.score + ' recorded for ' + r.completion_id + (r.experiment ? ' (experiment ' + r.experiment + ', arm ' + r.arm + ')' : '') + '.');
+      const where = r.experiment ? ` (experiment ${r.experiment}, arm ${r.arm})` : '';
+      replace(feedbackStatus, `Feedback ${r.score} recorded for ${r.completion_id}${where}.`);
     });
     // One score per completion: once it is recorded both buttons stay off.
     up.disabled = down.disabled = scored || !completionId;
@@ -63,17 +84,18 @@ export function playgroundView({ signal, params }) {
   stopButton.addEventListener('click', () => running && running.abort());
   signal.addEventListener('abort', () => running && running.abort());
 
-  function showServed(headers) {
-    const fact = (k, testid, ...v) => served.append(h('dt', {}, k), h('dd', { testid }, v));
+  function showServed(headers: Headers): void {
+    const fact = (k: string, testid: string, ...v: Child[]) => served.append(h('dt', {}, k), h('dd', { testid }, v));
     const adapter = headers.get('x-versa-adapter');
     const experiment = headers.get('x-versa-experiment');
     served.replaceChildren();
     fact('Served by', 'pg-version', adapter
-      ? h('a', { href: '#/adapters/' + enc(adapter) }, adapter + '@' + headers.get('x-versa-adapter-version'))
-      : (headers.get('x-versa-base') || '–') + ' (base model, no adapter)');
+      ? h('a', { href: `#/adapters/${enc(adapter)}` }, `${adapter}@${headers.get('x-versa-adapter-version')}`)
+      : `${headers.get('x-versa-base') || '–'} (base model, no adapter)`);
     fact('Base', 'pg-base', headers.get('x-versa-base') || '–');
     if (headers.get('x-versa-resolved-via')) fact('Resolved via', 'pg-via', headers.get('x-versa-resolved-via'));
-    fact('Experiment', 'pg-experiment', experiment ? h('a', { href: '#/experiment/' + enc(experiment) }, experiment) : 'none');
+    fact('Experiment', 'pg-experiment',
+      experiment ? h('a', { href: `#/experiment/${enc(experiment)}` }, experiment) : 'none');
     fact('Arm', 'pg-arm', headers.get('x-versa-arm') || '–');
     if (headers.get('x-versa-warning')) fact('Warning', 'pg-warning', headers.get('x-versa-warning'));
   }
@@ -86,13 +108,16 @@ export function playgroundView({ signal, params }) {
       run();
     },
   },
-  field('Model', model, 'ADAPTER (its experiment, else alias production), ADAPTER@VERSION, ADAPTER@ALIAS or a base model'), models,
+  field('Model', model,
+    'ADAPTER (its experiment, else alias production), ADAPTER@VERSION, ADAPTER@ALIAS or a base model'),
+  models,
   field('Endpoint', endpoint),
   field('Prompt', prompt),
-  h('div', { class: 'row' }, field('Max tokens', maxTokens), field('Temperature', temperature), field('Experiment unit (user)', unit), newUnit),
+  h('div', { class: 'row' },
+    field('Max tokens', maxTokens), field('Temperature', temperature), field('Experiment unit (user)', unit), newUnit),
   h('div', { class: 'row' }, streamButton, stopButton));
 
-  async function run() {
+  async function run(): Promise<void> {
     clearError(err);
     clearError(feedbackErr);
     replace(feedbackStatus);
@@ -117,10 +142,10 @@ export function playgroundView({ signal, params }) {
     };
     const started = performance.now();
     let chunks = 0;
-    let first = null;
-    let finish = null;
-    /** @type {{ completion_tokens: number } | null} */
-    let usage = null;
+    // Set from the stream's callbacks: typed with `as` so that the checker does not narrow them to null here.
+    let first = null as number | null;
+    let finish = null as string | null;
+    let usage = null as { completion_tokens: number } | null;
     replace(stats, 'Waiting for the first token…');
     try {
       await streamCompletion(chat ? '/v1/chat/completions' : '/v1/completions', body, {
@@ -138,20 +163,24 @@ export function playgroundView({ signal, params }) {
           chunks++;
           output.append(text);
           output.setAttribute('data-chunks', String(chunks));
-          replace(stats, 'Streaming… ' + chunks + ' chunk' + (chunks === 1 ? '' : 's'));
+          replace(stats, `Streaming… ${plural(chunks, 'chunk')}`);
         },
       });
       const total = performance.now() - started;
-      replace(stats, 'Done: ' + (usage ? usage.completion_tokens + ' tokens' : chunks + ' chunks') + ', finish reason ' + (finish || '?') +
-        ', first token after ' + Math.round(first || total) + ' ms, total ' + Math.round(total) + ' ms.');
+      const produced = usage ? `${usage.completion_tokens} tokens` : `${chunks} chunks`;
+      replace(stats, `Done: ${produced}, finish reason ${finish || '?'}, `
+        + `first token after ${Math.round(first || total)} ms, total ${Math.round(total)} ms.`);
       stats.setAttribute('data-done', 'true');
       up.disabled = down.disabled = !completionId;
     } catch (e) {
-      if (e.name === 'AbortError') replace(stats, 'Stopped after ' + chunks + ' chunks.');
+      if ((e as Error).name === 'AbortError') replace(stats, `Stopped after ${chunks} chunks.`);
       else { replace(stats, 'Failed.'); showError(err, e); }
     } finally {
       output.removeAttribute('aria-busy');
-      if (completionId) served.append(h('dt', {}, 'Completion id'), h('dd', { testid: 'pg-completion-id' }, h('code', {}, completionId)));
+      if (completionId) {
+        const id = h('dd', { testid: 'pg-completion-id' }, h('code', {}, completionId));
+        served.append(h('dt', {}, 'Completion id'), id);
+      }
       running = null;
       streamButton.disabled = false;
       stopButton.disabled = true;
@@ -161,6 +190,6 @@ export function playgroundView({ signal, params }) {
   return h('section', { testid: 'playground-view' }, h('h1', {}, 'Playground'), form, err,
     h('h2', {}, 'Output'), stats, output,
     h('h2', {}, 'Served'), served,
-    h('div', { class: 'row', role: 'group', 'aria-label': 'Rate this completion' }, up, down), feedbackErr, feedbackStatus);
+    h('div', { class: 'row', role: 'group', 'aria-label': 'Rate this completion' }, up, down),
+    feedbackErr, feedbackStatus);
 }
-`;
