@@ -1,3 +1,4 @@
+import { ApiError } from '../src/http/errors.ts';
 import { z } from '@hono/zod-openapi';
 
 /**
@@ -39,4 +40,18 @@ export function parseRef(ref: string): Ref | null {
 
 export function formatRef(name: string, version: number): string {
   return `${name}@${version}`;
+}
+
+/** A model string that is not of the grammar (400, naming the field). */
+export const invalidRef = (ref: string) =>
+  new ApiError(400, `"${ref}" is not a model: use BASE[@VERSION], ADAPTER, ADAPTER@VERSION or ADAPTER@ALIAS`, 'invalid_model_ref', 'model');
+
+/**
+ * What serving a version of `status` means, in the product's one set of words: a yanked version
+ * is refused (410), a deprecated one is served with a warning.
+ */
+export function servingCheck(name: string, version: number, status: string): { warning?: string } {
+  const ref = formatRef(name, version);
+  if (status === 'yanked') throw new ApiError(410, `${ref} was yanked and is no longer served`, 'version_yanked', 'model');
+  return status === 'deprecated' ? { warning: `${ref} is deprecated` } : {};
 }

@@ -3,7 +3,7 @@ import type { ModelConfig } from '../../src/engine/model/config.ts';
 import { isAdmin, type Principal } from '../../src/http/principal.ts';
 import type { Db, RegistryDb } from '../db/index.ts';
 import { ApiError, conflict, notFound } from '../../src/http/errors.ts';
-import { parseRef, type Ref } from '../names.ts';
+import { invalidRef, parseRef, servingCheck, type Ref } from '../names.ts';
 import { adapterFiles, adapters, adapterVersions, aliases, baseModelFiles, baseModels, baseModelVersions, experimentArms, experiments, type FileEntry, type TokenizerInfo, type Visibility, type VersionStatus } from '../schema.ts';
 
 export type AdapterRow = typeof adapters.$inferSelect;
@@ -244,12 +244,12 @@ export interface ResolvedAdapter {
 /**
  * Resolves `NAME`, `NAME@VERSION` or `NAME@ALIAS` to one concrete adapter version with its base
  * version and files. `NAME` alone means alias `production`, else the latest active version
- * (running experiments are the edge's business: see getRunningExperiment). Throws ApiError: 404
+ * (running experiments are resolveModel's business). Throws ApiError: 404
  * (unknown or invisible adapter, version or alias), 410 (yanked version).
  */
 export async function resolveAdapter(db: Db, ref: string | Ref, viewer: Viewer | null): Promise<ResolvedAdapter> {
   const parsed = typeof ref === 'string' ? parseRef(ref) : ref;
-  if (!parsed) throw new ApiError(400, `"${String(ref)}" is not NAME, NAME@VERSION or NAME@ALIAS`, 'invalid_model_ref');
+  if (!parsed) throw invalidRef(String(ref));
   const adapter = await findVisibleAdapter(db, parsed.name, viewer);
   let number: number | undefined = parsed.version;
   let via: ResolvedVia = 'pin';
@@ -279,9 +279,7 @@ export async function resolveAdapter(db: Db, ref: string | Ref, viewer: Viewer |
   }
   const version = await getVersion(db, adapter, number!);
   if (!version) throw notFound(`adapter "${adapter.name}" has no version ${number}`, 'version_not_found');
-  if (version.status === 'yanked') throw new ApiError(410, `${adapter.name}@${version.version} was yanked and is no longer served`, 'version_yanked');
-  const warning = version.status === 'deprecated' ? `${adapter.name}@${version.version} is deprecated` : undefined;
-  return { adapter, version, via, alias, warning };
+  return { adapter, version, via, alias, ...servingCheck(adapter.name, version.version, version.status) };
 }
 
 /** Changes a version's status (the only thing about a version that ever changes). */

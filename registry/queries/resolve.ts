@@ -1,28 +1,48 @@
 import type { Db } from '../db/index.ts';
-import { ApiError, notFound } from '../../src/http/errors.ts';
-import { parseRef } from '../names.ts';
-import { resolveAdapter, type ResolvedAdapter, type Viewer } from './adapters.ts';
+import { ApiError } from '../../src/http/errors.ts';
+import { invalidRef, parseRef, servingCheck, type Ref } from '../names.ts';
+import { findVisibleAdapter, resolveAdapter, type AdapterRow, type ResolvedAdapter, type Viewer } from './adapters.ts';
 import { getBaseModel, getBaseVersion, type BaseVersion } from './models.ts';
+
+/** The experiment arm a bare `ADAPTER` was sent to, and the version or alias that arm serves. */
+export interface ArmChoice {
+  ref: Ref;
+  experiment: { id: string; arm: string };
+}
 
 export type ResolvedModel =
   | { kind: 'base'; base: BaseVersion; warning?: string }
-  | ({ kind: 'adapter' } & ResolvedAdapter);
+  | ({ kind: 'adapter'; experiment?: ArmChoice['experiment'] } & ResolvedAdapter);
 
 /**
- * The whole `model` grammar of the generation API, minus experiments: `BASE[@VERSION]` (no adapter;
- * latest non-yanked version by default) or `ADAPTER`, `ADAPTER@VERSION`, `ADAPTER@ALIAS` (see
- * resolveAdapter). Base models and adapters never share a name, so this is unambiguous. The edge
- * checks getRunningExperiment first when `ADAPTER` comes alone.
+ * The `model` grammar of the generation API, resolved in one place: `BASE[@VERSION]` (no adapter;
+ * latest non-yanked version by default), `ADAPTER@VERSION` (pin), `ADAPTER@ALIAS`, or `ADAPTER`
+ * alone: its running experiment's arm for this caller (`chooseArm`, the edge's sticky assignment),
+ * else alias `production`, else its latest active version. Base models and adapters never share a
+ * name, so this is unambiguous. Errors are ApiErrors naming `model`: 400, 404, 410.
  */
-export async function resolveModel(db: Db, ref: string, viewer: Viewer | null): Promise<ResolvedModel> {
-  const parsed = parseRef(ref);
-  if (!parsed) throw new ApiError(400, `"${ref}" is not MODEL, MODEL@VERSION or ADAPTER@ALIAS`, 'invalid_model_ref', 'model');
-  if (await getBaseModel(db, parsed.name)) {
-    if (parsed.alias !== undefined) throw notFound(`base model "${parsed.name}" has no alias "${parsed.alias}"`, 'model_not_found');
-    const base = await getBaseVersion(db, parsed.name, parsed.version);
-    if (!base) throw notFound(`base model version ${ref} not found`, 'model_not_found');
-    if (base.status === 'yanked') throw new ApiError(410, `${base.model}@${base.version} was yanked and is no longer served`, 'version_yanked');
-    return { kind: 'base', base, warning: base.status === 'deprecated' ? `${base.model}@${base.version} is deprecated` : undefined };
+export async function resolveModel(
+  db: Db,
+  model: string,
+  viewer: Viewer | null,
+  chooseArm?: (adapter: AdapterRow) => Promise<ArmChoice | undefined>,
+): Promise<ResolvedModel> {
+  const ref = parseRef(model);
+  if (!ref) throw invalidRef(model);
+  if (await getBaseModel(db, ref.name)) {
+    if (ref.alias !== undefined) throw modelNotFound(`base model "${ref.name}" has no alias "${ref.alias}" (pin a version number)`);
+    const base = await getBaseVersion(db, ref.name, ref.version);
+    if (!base) throw modelNotFound(`model "${model}" not found`);
+    return { kind: 'base', base, ...servingCheck(base.model, base.version, base.status) };
   }
-  return { kind: 'adapter', ...(await resolveAdapter(db, parsed, viewer)) };
+  if (ref.version === undefined && ref.alias === undefined && chooseArm) {
+    const adapter = await findVisibleAdapter(db, ref.name, viewer).catch((e) => {
+      throw e instanceof ApiError && e.status === 404 ? modelNotFound(`model "${model}" not found`) : e;
+    });
+    const arm = await chooseArm(adapter);
+    if (arm) return { kind: 'adapter', experiment: arm.experiment, ...(await resolveAdapter(db, arm.ref, viewer)) };
+  }
+  return { kind: 'adapter', ...(await resolveAdapter(db, ref, viewer)) };
 }
+
+const modelNotFound = (message: string) => new ApiError(404, message, 'model_not_found', 'model');

@@ -2,13 +2,13 @@ import { createRoute, OpenAPIHono, z } from '@hono/zod-openapi';
 import { ApiError, notFound } from '../../src/http/errors.ts';
 import { type AppEnv } from '../http.ts';
 import { principalOf, setWarning } from '../../src/http/middleware.ts';
-import { parseRef } from '../names.ts';
 import {
   decorate, findVisibleAdapter, findWritableAdapter, getVersion, listAdapters, listVersions, resolveAdapter, setVersionStatus, updateAdapter, viewerOf,
   type AdapterListItem, type AdapterVersionDetail, type VersionSummary,
 } from '../queries/adapters.ts';
 import { AdapterParam, FileParam, FileSchema, iso, ListMeta, page, PageQuery, StatusSchema, Tag, TokenizerSchema, VersionParam, VisibilitySchema } from './schemas.ts';
 import { conflictError, errors, goneError, json, jsonBody, scoped } from '../../src/http/openapi.ts';
+import { formatRef } from '../names.ts';
 
 export const VersionSummarySchema = z
   .object({
@@ -89,7 +89,7 @@ export function presentSummary(v: Omit<VersionSummary, 'id'> & { id?: string }):
     bytes: v.bytes,
     params: v.params,
     params_pct_of_base: v.paramsPctOfBase,
-    base: `${v.base}@${v.baseVersion}`,
+    base: formatRef(v.base, v.baseVersion),
     tags: v.tags,
     created_at: iso(v.createdAt)!,
   };
@@ -114,7 +114,7 @@ export function presentVersion(v: AdapterVersionDetail): z.infer<typeof VersionD
   return {
     adapter: v.adapter,
     version: v.version,
-    ref: `${v.adapter}@${v.version}`,
+    ref: formatRef(v.adapter, v.version),
     status: v.status,
     kind: v.kind,
     bottleneck: v.bottleneck,
@@ -129,7 +129,7 @@ export function presentVersion(v: AdapterVersionDetail): z.infer<typeof VersionD
     base: {
       model: v.base.name,
       version: v.base.version,
-      ref: `${v.base.name}@${v.base.version}`,
+      ref: formatRef(v.base.name, v.base.version),
       sha256: v.base.sha256,
       architecture: v.base.architecture,
       params: v.base.params,
@@ -340,9 +340,7 @@ export function adapterRoutes(): OpenAPIHono<AppEnv> {
 
   app.openapi(resolve, async (c) => {
     const p = principalOf(c);
-    const ref = c.req.valid('query').model;
-    if (!parseRef(ref)) throw new ApiError(400, `"${ref}" is not NAME, NAME@VERSION or NAME@ALIAS`, 'invalid_model_ref', 'model');
-    const r = await resolveAdapter(c.var.deps.registry.db, ref, viewerOf(p));
+    const r = await resolveAdapter(c.var.deps.registry.db, c.req.valid('query').model, viewerOf(p));
     if (r.warning) setWarning(c, r.warning);
     return c.json({ ...presentVersion(r.version), via: r.via, alias: r.alias ?? null, warning: r.warning ?? null }, 200);
   });

@@ -10,6 +10,7 @@ import {
 } from '../queries/models.ts';
 import { FileSchema, iso, ListMeta, ModelConfigSchema, ModelParam, Name, page, PageQuery, StatusSchema, TokenizerSchema, unixSeconds, VersionParam } from './schemas.ts';
 import { conflictError, errors, json, jsonBody, scoped } from '../../src/http/openapi.ts';
+import { formatRef } from '../names.ts';
 
 /**
  * Base models, and `GET /v1/models`, which is both the registry's list of base models and the
@@ -81,7 +82,7 @@ export function presentBaseVersion(v: BaseVersion): z.infer<typeof BaseVersionSc
   return {
     model: v.model,
     version: v.version,
-    ref: `${v.model}@${v.version}`,
+    ref: formatRef(v.model, v.version),
     architecture: v.architecture,
     config: v.config as unknown as Record<string, unknown>,
     tokenizer: v.tokenizer ?? null,
@@ -270,7 +271,7 @@ async function presentModel(db: Parameters<typeof getBaseModel>[0], name: string
 
 /** An adapter as OpenAI model objects: `NAME` itself and one `NAME@ALIAS` per alias. */
 function adapterModels(a: AdapterListItem): z.infer<typeof ModelObjectSchema>[] {
-  const base = a.latest ? `${a.latest.base}@${a.latest.baseVersion}` : null;
+  const base = a.latest ? formatRef(a.latest.base, a.latest.baseVersion) : null;
   const created = unixSeconds(a.createdAt);
   const out: z.infer<typeof ModelObjectSchema>[] = [
     { id: a.name, object: 'model', created, owned_by: a.tenantId, kind: 'adapter', adapter: a.name, base, version: a.aliases.production ?? a.latest?.version ?? null },

@@ -6,6 +6,7 @@ import { formDataBoundary } from '../multipart.ts';
 import { publishAdapterVersion } from '../publish.ts';
 import { AdapterParam, FileSchema } from './schemas.ts';
 import { conflictError, errors, json, scoped } from '../../src/http/openapi.ts';
+import { formatRef } from '../names.ts';
 
 const PublishedSchema = z
   .object({
@@ -84,12 +85,12 @@ export function publishRoutes(): OpenAPIHono<AppEnv> {
       {
         adapter: r.adapter,
         version: r.version,
-        ref: `${r.adapter}@${r.version}`,
+        ref: formatRef(r.adapter, r.version),
         sha256: r.sha256,
         bytes: r.bytes,
         params: r.params,
         params_pct_of_base: r.paramsPctOfBase,
-        base: `${r.base.model}@${r.base.version}`,
+        base: formatRef(r.base.model, r.base.version),
         kind: r.manifest.kind,
         files: r.files,
         alias: r.alias,

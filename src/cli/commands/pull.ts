@@ -5,6 +5,7 @@ import type { Command } from 'commander';
 import { nodeHasher } from '../../../registry/hash-node.ts';
 import { clientOf, formatBytes, progress, withRegistryOptions, type RegistryOptions } from './registry-options.ts';
 import { warn } from '../output.ts';
+import { formatRef } from '../../../registry/names.ts';
 
 export function register(program: Command): void {
   withRegistryOptions(
@@ -20,7 +21,7 @@ async function run(ref: string, o: RegistryOptions & { out?: string }): Promise<
   const client = clientOf(o);
   const v = await client.json('GET', `/v1/resolve?model=${encodeURIComponent(ref)}`);
   if (v.warning) warn(v.warning);
-  const dir = resolve(o.out ?? `${v.adapter}@${v.version}`);
+  const dir = resolve(o.out ?? formatRef(v.adapter, v.version));
   mkdirSync(dir, { recursive: true });
   const files = v.files as Array<{ name: string; sha256: string; bytes: number }>;
   const total = files.reduce((n, f) => n + f.bytes, 0);

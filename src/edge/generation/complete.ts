@@ -10,6 +10,7 @@ import type { ComputeEvent, GenerateBody } from '../../protocol/compute.ts';
 import { chat, chatLogprobs, completionLogprobs, text, usage, type FinishReason, type Identity } from '../openai/format.ts';
 import type { GenerationContext } from './context.ts';
 import type { Target } from './resolve.ts';
+import { formatRef } from '../../../registry/names.ts';
 
 type TokenEvent = Extract<ComputeEvent, { type: 'token' }>;
 
@@ -52,7 +53,7 @@ export async function complete(c: Context<AppEnv>, gen: GenerationContext, job: 
   const request: GenerateBody = {
     ...job.input,
     adapter: a && {
-      id: `${a.name}@${a.version}`,
+      id: formatRef(a.name, a.version),
       sha256: a.sha256,
       files: a.files.map((f) => ({ ...f, url: `${origin}/v1/adapters/${a.name}/versions/${a.version}/files/${encodeURIComponent(f.name)}` })),
     },
@@ -79,7 +80,7 @@ export async function complete(c: Context<AppEnv>, gen: GenerationContext, job: 
   const finish = (tokens: { prompt: number; completion: number }, data: Record<string, unknown>) =>
     record([{ ...base, type: 'usage', data: { prompt_tokens: tokens.prompt, completion_tokens: tokens.completion, ttft_ms: ttft, total_ms: Date.now() - started, stream: job.stream, ...data } }]);
 
-  const events = generateOnPool(pool, a ? `${a.name}@${a.version}` : target.base.name, request, c.req.raw.signal);
+  const events = generateOnPool(pool, a ? formatRef(a.name, a.version) : target.base.name, request, c.req.raw.signal);
   let first: IteratorResult<ComputeEvent & { node?: string }>;
   try {
     first = await events.next();
@@ -158,7 +159,7 @@ export async function complete(c: Context<AppEnv>, gen: GenerationContext, job: 
 }
 
 function headers(c: Context<AppEnv>, t: Target): void {
-  c.header('x-versa-base', `${t.base.name}@${t.base.version}`);
+  c.header('x-versa-base', formatRef(t.base.name, t.base.version));
   if (t.adapter) {
     c.header('x-versa-adapter', t.adapter.name);
     c.header('x-versa-adapter-version', String(t.adapter.version));
