@@ -1,18 +1,19 @@
 import type { Context } from 'hono';
-import { stream } from 'hono/streaming';
+import { streamSSE, type SSEStreamingApi } from 'hono/streaming';
 import type { AppEnv } from '../../../registry/http.ts';
-import { setWarning } from '../../http/middleware.ts';
-import { ApiError, type ErrorStatus } from '../../http/errors.ts';
 import { appendEvents, type EventInput } from '../../../registry/queries/events.ts';
+import { formatRef } from '../../../registry/names.ts';
+import { setWarning } from '../../http/middleware.ts';
+import { ApiError, errorBody, type ErrorStatus } from '../../http/errors.ts';
 import type { Principal } from '../../http/principal.ts';
-import { ComputeError, generateOnPool } from '../routing/compute-client.ts';
 import type { ComputeEvent, GenerateBody } from '../../protocol/compute.ts';
-import { chat, chatLogprobs, completionLogprobs, text, usage, type FinishReason, type Identity } from '../openai/format.ts';
+import { ComputeError, generateOnPool } from '../routing/compute-client.ts';
+import { FORMATS, usage as usageOf, type FinishReason, type Identity, type ResponseFormat } from '../openai/format.ts';
 import type { GenerationContext } from './context.ts';
 import type { Target } from './resolve.ts';
-import { formatRef } from '../../../registry/names.ts';
 
 type TokenEvent = Extract<ComputeEvent, { type: 'token' }>;
+type NodeEvents = AsyncGenerator<ComputeEvent & { node?: string }>;
 
 /** One completion to run, from a chat or a completions request. */
 export interface CompletionJob {
@@ -39,18 +40,37 @@ export interface CompletionJob {
  * the response is on its way (waitUntil on Workers).
  */
 export async function complete(c: Context<AppEnv>, gen: GenerationContext, job: CompletionJob): Promise<Response> {
-  const { target } = job;
-  const maxTokens = job.maxTokens ?? (job.kind === 'chat' ? gen.config.maxTokens : 16);
+  const format = FORMATS[job.kind];
+  const request = computeRequest(c, gen, job, format);
+  const pool = gen.pools.for(job.target.base.name);
+  if (!pool.urls.length) throw new ApiError(503, `no compute node is configured for base model "${job.target.base.name}"`, 'no_compute_nodes');
+  const who: Identity = { id: `${format.idPrefix}-${crypto.randomUUID().replace(/-/g, '')}`, created: Math.floor(Date.now() / 1000), model: job.model };
+  setTargetHeaders(c, job.target);
+  const usage = usageRecorder(c, gen, job, who.id);
+
+  const a = job.target.adapter;
+  const events = generateOnPool(pool, a ? formatRef(a.name, a.version) : job.target.base.name, request, c.req.raw.signal);
+  let first: IteratorResult<ComputeEvent & { node?: string }>;
+  try {
+    first = await events.next();
+  } catch (e) {
+    const error = toApiError(e);
+    usage.end({ prompt: 0, completion: 0 }, { error: error.code ?? 'error', status: error.status });
+    throw error;
+  }
+  usage.firstToken(first.value?.node);
+  return job.stream ? streamed(c, job, format, who, first, events, usage) : whole(c, job, format, who, first, events, usage);
+}
+
+/** The compute node's request for a job (checked against the deployment's limits). */
+function computeRequest(c: Context<AppEnv>, gen: GenerationContext, job: CompletionJob, format: ResponseFormat): GenerateBody {
+  const maxTokens = job.maxTokens ?? format.defaultMaxTokens ?? gen.config.maxTokens;
   if (maxTokens > gen.config.maxTokens) {
     throw new ApiError(400, `max_tokens ${maxTokens} is over this deployment's limit of ${gen.config.maxTokens}`, 'max_tokens_too_large', 'max_tokens');
   }
-  const pool = gen.pools.for(target.base.name);
-  if (!pool.urls.length) throw new ApiError(503, `no compute node is configured for base model "${target.base.name}"`, 'no_compute_nodes');
-
-  const who: Identity = { id: `${job.kind === 'chat' ? 'chatcmpl' : 'cmpl'}-${crypto.randomUUID().replace(/-/g, '')}`, created: Math.floor(Date.now() / 1000), model: job.model };
   const origin = gen.config.publicUrl ?? new URL(c.req.url).origin;
-  const a = target.adapter;
-  const request: GenerateBody = {
+  const a = job.target.adapter;
+  return {
     ...job.input,
     adapter: a && {
       id: formatRef(a.name, a.version),
@@ -65,100 +85,108 @@ export async function complete(c: Context<AppEnv>, gen: GenerationContext, job: 
     logprobs: job.logprobs,
     deadline_ms: gen.config.deadlineMs,
   };
+}
 
-  headers(c, target);
+type UsageRecorder = ReturnType<typeof usageRecorder>;
+
+/** The job's experiment exposure (now) and its usage event (at the end, whatever the end). */
+function usageRecorder(c: Context<AppEnv>, gen: GenerationContext, job: CompletionJob, completionId: string) {
+  const { target, principal } = job;
   const base: Omit<EventInput, 'type'> = {
-    tenantId: job.principal.tenantId, keyId: job.principal.keyId, adapter: a?.name ?? null, adapterVersion: a?.version ?? null,
+    tenantId: principal.tenantId, keyId: principal.keyId, adapter: target.adapter?.name ?? null, adapterVersion: target.adapter?.version ?? null,
     base: target.base.name, experimentId: target.experiment?.id ?? null, arm: target.experiment?.arm ?? null,
-    unit: target.experiment?.unit ?? null, completionId: who.id,
+    unit: target.experiment?.unit ?? null, completionId,
   };
   const record = (events: EventInput[]) => gen.defer(c, appendEvents(c.var.deps.registry, events));
   if (target.experiment) record([{ ...base, type: 'exposure' }]);
-
   const started = Date.now();
   let ttft = 0;
-  const finish = (tokens: { prompt: number; completion: number }, data: Record<string, unknown>) =>
-    record([{ ...base, type: 'usage', data: { prompt_tokens: tokens.prompt, completion_tokens: tokens.completion, ttft_ms: ttft, total_ms: Date.now() - started, stream: job.stream, ...data } }]);
+  let node: string | undefined;
+  return {
+    firstToken(from: string | undefined) {
+      ttft = Date.now() - started;
+      node = from;
+    },
+    end(tokens: { prompt: number; completion: number }, data: Record<string, unknown>) {
+      const timing = { ttft_ms: ttft, total_ms: Date.now() - started, stream: job.stream };
+      const payload = { prompt_tokens: tokens.prompt, completion_tokens: tokens.completion, ...timing, ...(node ? { node } : {}), ...data };
+      record([{ ...base, type: 'usage', data: payload }]);
+    },
+  };
+}
 
-  const events = generateOnPool(pool, a ? formatRef(a.name, a.version) : target.base.name, request, c.req.raw.signal);
-  let first: IteratorResult<ComputeEvent & { node?: string }>;
-  try {
-    first = await events.next();
-  } catch (e) {
-    const error = toApiError(e);
-    finish({ prompt: 0, completion: 0 }, { error: error.code ?? 'error', status: error.status });
-    throw error;
+/** The whole response, once the node is done. */
+async function whole(
+  c: Context<AppEnv>, job: CompletionJob, format: ResponseFormat, who: Identity,
+  first: IteratorResult<ComputeEvent>, events: NodeEvents, usage: UsageRecorder,
+): Promise<Response> {
+  const tokens: TokenEvent[] = [];
+  let end: ComputeEvent | undefined;
+  for (let next = first; !next.done; next = await events.next()) {
+    if (next.value.type === 'token') tokens.push(next.value);
+    else end = next.value;
   }
-  ttft = Date.now() - started;
-  const node = first.value?.node;
-
-  if (!job.stream) {
-    const tokens: TokenEvent[] = [];
-    let end: ComputeEvent | undefined;
-    for (let next = first; !next.done; next = await events.next()) {
-      if (next.value.type === 'token') tokens.push(next.value);
-      else end = next.value;
-    }
-    if (!end || end.type === 'error') {
-      const message = end?.type === 'error' ? end.error.message : 'the compute node ended without a result';
-      finish({ prompt: 0, completion: tokens.length }, { error: end?.type === 'error' ? end.error.code : 'incomplete', node });
-      throw new ApiError(502, message, end?.type === 'error' ? (end.error.code ?? 'compute_error') : 'compute_incomplete');
-    }
-    if (end.type !== 'done') throw new ApiError(502, 'unexpected end of generation', 'compute_incomplete');
-    const u = usage(end.usage.prompt_tokens, end.usage.completion_tokens);
-    const reason = finishReason(end.finish_reason);
-    const content = tokens.map((t) => t.text).join('');
-    finish({ prompt: u.prompt_tokens, completion: u.completion_tokens }, { finish_reason: reason, node });
-    const lp = job.logprobs === undefined ? null : job.kind === 'chat' ? chatLogprobs(tokens, job.logprobs) : completionLogprobs(tokens, job.logprobs);
-    return c.json(job.kind === 'chat' ? chat.completion(who, content, reason, u, lp) : text.completion(who, content, reason, u, lp));
+  if (end?.type !== 'done') {
+    const code = end?.type === 'error' ? (end.error.code ?? 'compute_error') : 'compute_incomplete';
+    usage.end({ prompt: 0, completion: tokens.length }, { error: end?.type === 'error' ? end.error.code : 'incomplete' });
+    throw new ApiError(502, end?.type === 'error' ? end.error.message : 'the compute node ended without a result', code);
   }
+  const u = usageOf(end.usage.prompt_tokens, end.usage.completion_tokens);
+  const reason = finishReason(end.finish_reason);
+  usage.end({ prompt: u.prompt_tokens, completion: u.completion_tokens }, { finish_reason: reason });
+  return c.json(format.whole(who, tokens, reason, u, job.logprobs));
+}
 
-  c.header('content-type', 'text/event-stream; charset=utf-8');
-  c.header('cache-control', 'no-cache');
+/** Server-sent events in OpenAI's chunk format, ending in `[DONE]` or an error chunk. */
+function streamed(
+  c: Context<AppEnv>, job: CompletionJob, format: ResponseFormat, who: Identity,
+  first: IteratorResult<ComputeEvent>, events: NodeEvents, usage: UsageRecorder,
+): Response {
   c.header('x-accel-buffering', 'no');
-  return stream(c, async (out) => {
-    const send = (data: unknown) => out.write(`data: ${JSON.stringify(data)}\n\n`);
-    const withUsage = <T extends object>(chunk: T) => (job.includeUsage ? { ...chunk, usage: null } : chunk);
+  return streamSSE(c, async (sse) => {
+    const send = (chunk: object) => sse.writeSSE({ data: JSON.stringify(job.includeUsage && !('usage' in chunk) ? { ...chunk, usage: null } : chunk) });
     let completion = 0;
     let offset = 0;
     try {
-      if (job.kind === 'chat') await send(withUsage(chat.chunk(who, { role: 'assistant', content: '' }, null)));
+      const opening = format.opening(who);
+      if (opening) await send(opening);
       for (let next = first; !next.done; next = await events.next()) {
         const e = next.value;
         if (e.type === 'token') {
           completion++;
           if (!e.text && job.logprobs === undefined) continue;
-          if (job.kind === 'chat') {
-            await send(withUsage(chat.chunk(who, { content: e.text }, null, job.logprobs === undefined ? null : chatLogprobs([e], job.logprobs))));
-          } else {
-            await send(withUsage(text.chunk(who, e.text, null, job.logprobs === undefined ? null : completionLogprobs([e], job.logprobs, offset))));
-          }
+          await send(format.token(who, e, job.logprobs, offset));
           offset += e.text.length;
         } else if (e.type === 'done') {
           const reason = finishReason(e.finish_reason);
-          await send(withUsage(job.kind === 'chat' ? chat.chunk(who, {}, reason) : text.chunk(who, '', reason)));
-          const u = usage(e.usage.prompt_tokens, e.usage.completion_tokens);
-          if (job.includeUsage) await send(job.kind === 'chat' ? chat.usageChunk(who, u) : text.usageChunk(who, u));
-          await out.write('data: [DONE]\n\n');
-          finish({ prompt: u.prompt_tokens, completion: u.completion_tokens }, { finish_reason: reason, node });
+          const u = usageOf(e.usage.prompt_tokens, e.usage.completion_tokens);
+          await send(format.final(who, reason));
+          if (job.includeUsage) await send(format.usageChunk(who, u));
+          await sse.writeSSE({ data: '[DONE]' });
+          usage.end({ prompt: u.prompt_tokens, completion: u.completion_tokens }, { finish_reason: reason });
           return;
         } else {
-          await send({ error: { message: e.error.message, type: e.error.type, param: null, code: e.error.code ?? null } });
-          finish({ prompt: 0, completion }, { error: e.error.code ?? 'compute_error', node });
+          await sendError(sse, e.error.message, e.error.type, e.error.code ?? null);
+          usage.end({ prompt: 0, completion }, { error: e.error.code ?? 'compute_error' });
           return;
         }
       }
-      await send({ error: { message: 'the compute node ended the stream early', type: 'server_error', param: null, code: 'compute_stream_broken' } });
-      finish({ prompt: 0, completion }, { error: 'compute_stream_broken', node });
-    } catch (e) {
+      await sendError(sse, 'the compute node ended the stream early', 'server_error', 'compute_stream_broken');
+      usage.end({ prompt: 0, completion }, { error: 'compute_stream_broken' });
+    } catch {
       // The client went away (or the connection broke): nothing left to tell it.
-      finish({ prompt: 0, completion }, { error: 'client_disconnected', node });
-      void e;
+      usage.end({ prompt: 0, completion }, { error: 'client_disconnected' });
     }
   });
 }
 
-function headers(c: Context<AppEnv>, t: Target): void {
+/** An error inside a stream: OpenAI's JSON error object as a data chunk (the SDKs raise it). */
+function sendError(sse: SSEStreamingApi, message: string, type: string, code: string | null): Promise<void> {
+  const body = errorBody(502, message, code);
+  return sse.writeSSE({ data: JSON.stringify({ error: { ...body.error, type } }) });
+}
+
+function setTargetHeaders(c: Context<AppEnv>, t: Target): void {
   c.header('x-versa-base', formatRef(t.base.name, t.base.version));
   if (t.adapter) {
     c.header('x-versa-adapter', t.adapter.name);

@@ -90,7 +90,7 @@ export function generationRoutes(gen: GenerationContext): OpenAPIHono<AppEnv> {
       temperature: body.temperature, topP: body.top_p, seed: body.seed, stop: body.stop,
       logprobs: body.logprobs ? (body.top_logprobs ?? 0) : undefined,
       stream: !!body.stream, includeUsage: !!body.stream_options?.include_usage,
-    }) as never;
+    });
   });
 
   app.openapi(completionsRoute, async (c) => {
@@ -104,7 +104,7 @@ export function generationRoutes(gen: GenerationContext): OpenAPIHono<AppEnv> {
       temperature: body.temperature, topP: body.top_p, seed: body.seed, stop: body.stop,
       logprobs: body.logprobs ?? undefined,
       stream: !!body.stream, includeUsage: !!body.stream_options?.include_usage,
-    }) as never;
+    });
   });
 
   app.openapi(feedbackRoute, async (c) => {

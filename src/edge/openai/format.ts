@@ -89,3 +89,42 @@ export const text = {
     };
   },
 };
+
+/**
+ * How one API (chat or completions) shapes a completion: the id's prefix, the stream's chunks and
+ * the whole response. complete() runs either through this one interface.
+ */
+export interface ResponseFormat {
+  idPrefix: string;
+  /** max_tokens when the request has none (OpenAI: 16 for completions; chat: the deployment's limit). */
+  defaultMaxTokens?: number;
+  /** The chunk a stream opens with, if any (chat announces the assistant's role). */
+  opening(who: Identity): object | null;
+  /** A token's chunk; `top` alternatives when logprobs were asked for; `offset`: text streamed before it. */
+  token(who: Identity, e: TokenEvent, top: number | undefined, offset: number): object;
+  final(who: Identity, finish: FinishReason): object;
+  usageChunk(who: Identity, u: Usage): object;
+  whole(who: Identity, tokens: readonly TokenEvent[], finish: FinishReason, u: Usage, top: number | undefined): object;
+}
+
+const joined = (tokens: readonly TokenEvent[]) => tokens.map((t) => t.text).join('');
+
+export const FORMATS: Record<'chat' | 'text', ResponseFormat> = {
+  chat: {
+    idPrefix: 'chatcmpl',
+    opening: (who) => chat.chunk(who, { role: 'assistant', content: '' }, null),
+    token: (who, e, top) => chat.chunk(who, { content: e.text }, null, top === undefined ? null : chatLogprobs([e], top)),
+    final: (who, finish) => chat.chunk(who, {}, finish),
+    usageChunk: chat.usageChunk,
+    whole: (who, tokens, finish, u, top) => chat.completion(who, joined(tokens), finish, u, top === undefined ? null : chatLogprobs(tokens, top)),
+  },
+  text: {
+    idPrefix: 'cmpl',
+    defaultMaxTokens: 16,
+    opening: () => null,
+    token: (who, e, top, offset) => text.chunk(who, e.text, null, top === undefined ? null : completionLogprobs([e], top, offset)),
+    final: (who, finish) => text.chunk(who, '', finish),
+    usageChunk: text.usageChunk,
+    whole: (who, tokens, finish, u, top) => text.completion(who, joined(tokens), finish, u, top === undefined ? null : completionLogprobs(tokens, top)),
+  },
+};
