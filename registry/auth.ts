@@ -11,7 +11,6 @@ import type { Principal, Scope } from '../src/http/principal.ts';
  */
 export const KEY_PREFIX = 'vsk_';
 
-
 export function generateKey(): string {
   const bytes = crypto.getRandomValues(new Uint8Array(32));
   let text = '';
@@ -82,5 +81,13 @@ export async function createApiKey(r: RegistryDb, input: KeyInput): Promise<Crea
       r.db.insert(apiKeys).values(row),
     ]);
   }
-  return { id: row.id, key, tenantId: row.tenantId, name: row.name, scopes: row.scopes, prefix: row.keyPrefix, createdAt: row.createdAt };
+  return {
+    id: row.id,
+    key,
+    tenantId: row.tenantId,
+    name: row.name,
+    scopes: row.scopes,
+    prefix: row.keyPrefix,
+    createdAt: row.createdAt,
+  };
 }

@@ -49,28 +49,37 @@ export class RegistryClient {
         body: body === undefined ? undefined : JSON.stringify(body),
       });
     } catch (e) {
-      throw new RegistryError(0, `cannot reach the registry at ${this.url}: ${(e as Error).cause ? String((e as Error & { cause: unknown }).cause) : (e as Error).message}`);
+      throw new RegistryError(
+        0,
+        `cannot reach the registry at ${this.url}: ${(e as Error).cause ? String((e as Error & { cause: unknown }).cause) : (e as Error).message}`,
+      );
     }
     if (!res.ok) throw await errorOf(res);
     return res;
   }
 
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any -- a caller that names no type gets the API's JSON as is
   async json<T = any>(method: string, path: string, body?: unknown): Promise<T> {
     return (await this.request(method, path, body)).json() as Promise<T>;
   }
 
   /** Every item of a cursor-paginated list. */
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any -- as json()
   async *paginate<T = any>(path: string): AsyncGenerator<T> {
     let cursor: string | null = null;
     do {
       const sep = path.includes('?') ? '&' : '?';
-      const page: { data: T[]; next_cursor: string | null } = await this.json('GET', cursor ? `${path}${sep}cursor=${encodeURIComponent(cursor)}` : path);
+      const page: { data: T[]; next_cursor: string | null } = await this.json(
+        'GET',
+        cursor ? `${path}${sep}cursor=${encodeURIComponent(cursor)}` : path,
+      );
       yield* page.data;
       cursor = page.next_cursor;
     } while (cursor);
   }
 
   /** POST multipart/form-data, streaming the file parts; `onProgress` gets file bytes sent so far. */
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any -- as json()
   async upload<T = any>(path: string, parts: UploadPart[], onProgress?: (sent: number) => void): Promise<T> {
     const boundary = `versa-${crypto.randomUUID()}`;
     const body = multipartStream(boundary, parts, onProgress);
@@ -95,7 +104,8 @@ async function errorOf(res: Response): Promise<RegistryError> {
   const text = await res.text().catch(() => '');
   try {
     const body = JSON.parse(text) as { error?: { message?: string; code?: string } };
-    if (body.error?.message) return new RegistryError(res.status, `${res.status}: ${body.error.message}`, body.error.code ?? null);
+    if (body.error?.message)
+      return new RegistryError(res.status, `${res.status}: ${body.error.message}`, body.error.code ?? null);
   } catch {
     // not JSON
   }
@@ -107,7 +117,11 @@ function quote(s: string): string {
 }
 
 /** A multipart/form-data body that reads each file only when it is its turn. */
-export function multipartStream(boundary: string, parts: UploadPart[], onProgress?: (sent: number) => void): ReadableStream<Uint8Array> {
+export function multipartStream(
+  boundary: string,
+  parts: UploadPart[],
+  onProgress?: (sent: number) => void,
+): ReadableStream<Uint8Array> {
   const enc = new TextEncoder();
   let index = 0;
   let current: ReadableStreamDefaultReader<Uint8Array> | null = null;
@@ -133,7 +147,11 @@ export function multipartStream(boundary: string, parts: UploadPart[], onProgres
       }
       const part = parts[index++];
       if ('field' in part) {
-        controller.enqueue(enc.encode(`--${boundary}\r\nContent-Disposition: form-data; name="${quote(part.field)}"\r\n\r\n${part.value}\r\n`));
+        controller.enqueue(
+          enc.encode(
+            `--${boundary}\r\nContent-Disposition: form-data; name="${quote(part.field)}"\r\n\r\n${part.value}\r\n`,
+          ),
+        );
         return;
       }
       controller.enqueue(

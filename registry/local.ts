@@ -48,7 +48,10 @@ export async function hashFiles(paths: string[], onProgress?: Progress): Promise
  * Describes a local model (Hugging Face folder or llama2.c checkpoint) as a base model version:
  * config read with the engine's inspectModel (no weights loaded), every file hashed.
  */
-export async function describeLocalModel(path: string, options: { tokenizer?: string; onProgress?: Progress } = {}): Promise<BaseVersionInput> {
+export async function describeLocalModel(
+  path: string,
+  options: { tokenizer?: string; onProgress?: Progress } = {},
+): Promise<BaseVersionInput> {
   const { config, files: paths } = inspectModel(path);
   const tok = locateTokenizer(path, options.tokenizer);
   const toHash = tok && !paths.includes(tok.path) ? [...paths, tok.path] : paths;
@@ -58,7 +61,8 @@ export async function describeLocalModel(path: string, options: { tokenizer?: st
   return {
     architecture: config.architecture,
     config,
-    tokenizer: tokFile && tok ? { kind: tok.kind, file: tokFile.name, sha256: tokFile.sha256, bytes: tokFile.bytes } : null,
+    tokenizer:
+      tokFile && tok ? { kind: tok.kind, file: tokFile.name, sha256: tokFile.sha256, bytes: tokFile.bytes } : null,
     files,
   };
 }
@@ -71,9 +75,15 @@ export async function importLocalModel(
   registry: RegistryDb,
   options: { path: string; name: string; tokenizer?: string; tenantId?: string; keyId?: string; onProgress?: Progress },
 ): Promise<RegisteredBaseVersion> {
-  const input = await describeLocalModel(options.path, { tokenizer: options.tokenizer, onProgress: options.onProgress });
+  const input = await describeLocalModel(options.path, {
+    tokenizer: options.tokenizer,
+    onProgress: options.onProgress,
+  });
   const tenantId = options.tenantId ?? 'default';
-  await registry.db.insert(tenants).values({ id: tenantId, name: tenantId, createdAt: new Date() }).onConflictDoNothing();
+  await registry.db
+    .insert(tenants)
+    .values({ id: tenantId, name: tenantId, createdAt: new Date() })
+    .onConflictDoNothing();
   return registerBaseVersion(registry, options.name, input, { tenantId, keyId: options.keyId });
 }
 
@@ -90,7 +100,9 @@ export interface LocalAdapterFile {
 export function adapterFolderFiles(dir: string): LocalAdapterFile[] {
   if (!existsSync(dir) || !statSync(dir).isDirectory()) throw new Error(`${dir} is not a folder`);
   const present = (name: string) => existsSync(join(dir, name)) && statSync(join(dir, name)).isFile();
-  const config = present(ADAPTER_CONFIG_FILE) ? (JSON.parse(readFileSync(join(dir, ADAPTER_CONFIG_FILE), 'utf8')) as Record<string, unknown>) : undefined;
+  const config = present(ADAPTER_CONFIG_FILE)
+    ? (JSON.parse(readFileSync(join(dir, ADAPTER_CONFIG_FILE), 'utf8')) as Record<string, unknown>)
+    : undefined;
   const names = [ADAPTER_CONFIG_FILE, VLM_WEIGHTS_FILE, LORA_WEIGHTS_FILE, 'README.md'].filter(present);
   const kind = detectKind(config, names);
   const weights = kind === 'vlm' ? VLM_WEIGHTS_FILE : LORA_WEIGHTS_FILE;
@@ -131,7 +143,10 @@ export async function publishFolder(
   progress: { hashing?: (done: number) => void; uploading?: (sent: number) => void } = {},
 ): Promise<PublishedVersion> {
   const files = adapterFolderFiles(dir);
-  const hashes = await hashFiles(files.map((f) => f.path), (done) => progress.hashing?.(done));
+  const hashes = await hashFiles(
+    files.map((f) => f.path),
+    (done) => progress.hashing?.(done),
+  );
   const readme = files.find((f) => f.name === 'README.md');
   const all: Record<string, string | undefined> = {
     ...fields,
@@ -144,7 +159,11 @@ export async function publishFolder(
       .map(([field, value]) => ({ field, value })),
     ...files.map((f) => ({ file: f.name, bytes: f.bytes, open: () => fileStream(f.path) })),
   ];
-  return client.upload<PublishedVersion>(`/v1/adapters/${encodeURIComponent(name)}/versions`, parts, progress.uploading);
+  return client.upload<PublishedVersion>(
+    `/v1/adapters/${encodeURIComponent(name)}/versions`,
+    parts,
+    progress.uploading,
+  );
 }
 
 /** What POST /v1/adapters/{adapter}/versions answers. */

@@ -73,11 +73,16 @@ function parsePartHeaders(text: string): Omit<FormPart, 'body'> {
     if (colon > 0) headers.set(line.slice(0, colon).trim().toLowerCase(), line.slice(colon + 1).trim());
   }
   const disposition = headers.get('content-disposition');
-  if (!disposition || !/^form-data\s*;/i.test(disposition)) throw new MultipartError('a part lacks "Content-Disposition: form-data"');
+  if (!disposition || !/^form-data\s*;/i.test(disposition))
+    throw new MultipartError('a part lacks "Content-Disposition: form-data"');
   const params = dispositionParams(disposition);
   const name = params.get('name');
   if (name === undefined) throw new MultipartError('a part has no field name');
-  return { name, filename: params.get('filename*') ?? params.get('filename'), contentType: headers.get('content-type') };
+  return {
+    name,
+    filename: params.get('filename*') ?? params.get('filename'),
+    contentType: headers.get('content-type'),
+  };
 }
 
 function dispositionParams(value: string): Map<string, string> {

@@ -22,7 +22,11 @@ export const TenantId = named(TENANT_RE, 'tenant id: lowercase letters, digits, 
 export const FileName = named(FILE_NAME_RE, 'file name without any path');
 export const Tag = named(TAG_RE, 'tag');
 export const Sha256 = named(SHA256_RE, 'lowercase hex sha256');
-export const VersionNumber = z.coerce.number().int().positive().max(2 ** 31);
+export const VersionNumber = z.coerce
+  .number()
+  .int()
+  .positive()
+  .max(2 ** 31);
 
 /** `NAME`, `NAME@VERSION` or `NAME@ALIAS`. */
 export type Ref = { name: string; version?: number; alias?: string };
@@ -44,7 +48,12 @@ export function formatRef(name: string, version: number): string {
 
 /** A model string that is not of the grammar (400, naming the field). */
 export const invalidRef = (ref: string) =>
-  new ApiError(400, `"${ref}" is not a model: use BASE[@VERSION], ADAPTER, ADAPTER@VERSION or ADAPTER@ALIAS`, 'invalid_model_ref', 'model');
+  new ApiError(
+    400,
+    `"${ref}" is not a model: use BASE[@VERSION], ADAPTER, ADAPTER@VERSION or ADAPTER@ALIAS`,
+    'invalid_model_ref',
+    'model',
+  );
 
 /**
  * What serving a version of `status` means, in the product's one set of words: a yanked version
@@ -52,6 +61,7 @@ export const invalidRef = (ref: string) =>
  */
 export function servingCheck(name: string, version: number, status: string): { warning?: string } {
   const ref = formatRef(name, version);
-  if (status === 'yanked') throw new ApiError(410, `${ref} was yanked and is no longer served`, 'version_yanked', 'model');
+  if (status === 'yanked')
+    throw new ApiError(410, `${ref} was yanked and is no longer served`, 'version_yanked', 'model');
   return status === 'deprecated' ? { warning: `${ref} is deprecated` } : {};
 }

@@ -49,7 +49,11 @@ const json = <T extends z.ZodType>(schema: T) =>
 const tagList = z
   .string()
   .transform((text, ctx) => {
-    if (!text.trim().startsWith('[')) return text.split(',').map((t) => t.trim()).filter(Boolean);
+    if (!text.trim().startsWith('['))
+      return text
+        .split(',')
+        .map((t) => t.trim())
+        .filter(Boolean);
     try {
       return JSON.parse(text) as unknown;
     } catch {
@@ -109,9 +113,12 @@ export async function publishAdapterVersion(
   const viewer = viewerOf(principal);
   // Fail before reading the body when the answer is already known.
   const existing = await getAdapter(registry.db, name);
-  if (existing && !canSee(viewer, existing)) throw new ApiError(404, `adapter "${name}" not found`, 'adapter_not_found');
-  if (existing && !canWrite(viewer, existing)) throw new ApiError(403, `adapter "${name}" belongs to another tenant`, 'not_owner');
-  if (!existing && (await getBaseModel(registry.db, name))) throw new ApiError(409, `"${name}" is the name of a base model`, 'name_taken');
+  if (existing && !canSee(viewer, existing))
+    throw new ApiError(404, `adapter "${name}" not found`, 'adapter_not_found');
+  if (existing && !canWrite(viewer, existing))
+    throw new ApiError(403, `adapter "${name}" belongs to another tenant`, 'not_owner');
+  if (!existing && (await getBaseModel(registry.db, name)))
+    throw new ApiError(409, `"${name}" is the name of a base model`, 'name_taken');
 
   const stored: FileEntry[] = [];
   const created: string[] = [];
@@ -201,19 +208,35 @@ async function receive(
   for await (const part of readMultipart(body, boundary, { maxParts: limits.maxFiles + FIELD_NAMES.size })) {
     if (part.filename === undefined) {
       // A text field: checked as soon as it arrives, so a bad one fails before any file is stored.
-      if (!FIELD_NAMES.has(part.name)) throw badRequest(`unknown field "${part.name}" (fields: ${[...FIELD_NAMES].join(', ')})`, 'unknown_field', part.name);
+      if (!FIELD_NAMES.has(part.name))
+        throw badRequest(
+          `unknown field "${part.name}" (fields: ${[...FIELD_NAMES].join(', ')})`,
+          'unknown_field',
+          part.name,
+        );
       if (part.name in raw) throw badRequest(`field "${part.name}" is given twice`, 'duplicate_field', part.name);
-      const value = new TextDecoder('utf-8', { fatal: true }).decode(await readAll(part.body, limits.maxFieldBytes, `field "${part.name}"`));
+      const value = new TextDecoder('utf-8', { fatal: true }).decode(
+        await readAll(part.body, limits.maxFieldBytes, `field "${part.name}"`),
+      );
       raw[part.name] = value;
       const parsed = PublishFields.shape[part.name as keyof Fields].safeParse(value);
-      if (!parsed.success) throw badRequest(`field "${part.name}": ${parsed.error.issues[0]?.message ?? 'invalid'}`, 'validation_error', part.name);
+      if (!parsed.success)
+        throw badRequest(
+          `field "${part.name}": ${parsed.error.issues[0]?.message ?? 'invalid'}`,
+          'validation_error',
+          part.name,
+        );
       if (part.name === 'base') base = await findBase(db, value);
       if (part.name === 'checksums') checksums = parsed.data as Record<string, string>;
       continue;
     }
     const fileName = part.filename;
     if (!FILE_NAME_RE.test(fileName)) {
-      throw badRequest(`file name ${JSON.stringify(fileName).slice(0, 140)} is not allowed: a plain name (letters, digits, ".", "_", "-"), no path`, 'invalid_file_name', 'filename');
+      throw badRequest(
+        `file name ${JSON.stringify(fileName).slice(0, 140)} is not allowed: a plain name (letters, digits, ".", "_", "-"), no path`,
+        'invalid_file_name',
+        'filename',
+      );
     }
     if (names.has(fileName)) throw badRequest(`file "${fileName}" is given twice`, 'duplicate_file', fileName);
     if (names.size >= limits.maxFiles) throw tooLarge(`more than ${limits.maxFiles} files`);
@@ -221,7 +244,12 @@ async function receive(
     const expected = checksums[fileName];
 
     if (fileName.endsWith('.safetensors')) {
-      if (weightsName) throw badRequest(`only one .safetensors file per version (got "${weightsName}" and "${fileName}")`, 'invalid_adapter', fileName);
+      if (weightsName)
+        throw badRequest(
+          `only one .safetensors file per version (got "${weightsName}" and "${fileName}")`,
+          'invalid_adapter',
+          fileName,
+        );
       if (!base) throw badRequest('send the "base" field before the weights file', 'part_order', 'base');
       const baseVersion = base;
       weightsName = fileName;
@@ -237,11 +265,16 @@ async function receive(
       await store(blobs, fileName, checked, expected, stored, created);
     } else {
       if (/\.(bin|pt|pth|ckpt|pkl)$/i.test(fileName)) {
-        throw badRequest(`"${fileName}": pickled weights are refused; convert the adapter to safetensors`, 'invalid_adapter', fileName);
+        throw badRequest(
+          `"${fileName}": pickled weights are refused; convert the adapter to safetensors`,
+          'invalid_adapter',
+          fileName,
+        );
       }
       const bytes = await readAll(part.body, limits.maxSmallFileBytes, `file "${fileName}"`);
       if (fileName === ADAPTER_CONFIG_FILE) {
-        if (weightsName) throw badRequest(`send ${ADAPTER_CONFIG_FILE} before the weights file`, 'part_order', fileName);
+        if (weightsName)
+          throw badRequest(`send ${ADAPTER_CONFIG_FILE} before the weights file`, 'part_order', fileName);
         config = parseConfig(bytes);
       }
       await store(blobs, fileName, bytes, expected, stored, created);
@@ -251,13 +284,25 @@ async function receive(
   const fieldsResult = PublishFields.safeParse(raw);
   if (!fieldsResult.success) {
     const issue = fieldsResult.error.issues[0];
-    throw badRequest(`field "${issue.path.join('.')}": ${issue.message}`, 'validation_error', issue.path.join('.') || null);
+    throw badRequest(
+      `field "${issue.path.join('.')}": ${issue.message}`,
+      'validation_error',
+      issue.path.join('.') || null,
+    );
   }
   if (!base) throw badRequest('the "base" field (MODEL@VERSION) is required', 'validation_error', 'base');
-  if (!weightsName || !header) throw badRequest('no weights file: send adapter.safetensors (VLM) or adapter_model.safetensors (PEFT LoRA)', 'invalid_adapter');
+  if (!weightsName || !header)
+    throw badRequest(
+      'no weights file: send adapter.safetensors (VLM) or adapter_model.safetensors (PEFT LoRA)',
+      'invalid_adapter',
+    );
   const manifest = inspectAdapter(config, header, [...names], base.config);
   if (manifest.weightsFile !== weightsName) {
-    throw badRequest(`a ${manifest.kind} adapter's weights must be named ${manifest.weightsFile}, not ${weightsName}`, 'invalid_adapter', weightsName);
+    throw badRequest(
+      `a ${manifest.kind} adapter's weights must be named ${manifest.weightsFile}, not ${weightsName}`,
+      'invalid_adapter',
+      weightsName,
+    );
   }
   for (const [file, sha] of Object.entries(fieldsResult.data.checksums ?? {})) {
     const entry = stored.find((s) => s.name === file);
@@ -282,10 +327,16 @@ async function store(
 
 async function findBase(db: Db, value: string): Promise<BaseVersion> {
   const ref = parseRef(value);
-  if (!ref || ref.alias !== undefined) throw badRequest(`"base" must be MODEL@VERSION (got ${JSON.stringify(value).slice(0, 100)})`, 'validation_error', 'base');
+  if (!ref || ref.alias !== undefined)
+    throw badRequest(
+      `"base" must be MODEL@VERSION (got ${JSON.stringify(value).slice(0, 100)})`,
+      'validation_error',
+      'base',
+    );
   const base = await getBaseVersion(db, ref.name, ref.version);
   if (!base) throw badRequest(`base model version ${value} is not registered`, 'base_not_found', 'base');
-  if (base.status === 'yanked') throw badRequest(`base model version ${base.model}@${base.version} is yanked`, 'base_yanked', 'base');
+  if (base.status === 'yanked')
+    throw badRequest(`base model version ${base.model}@${base.version} is yanked`, 'base_yanked', 'base');
   return base;
 }
 
@@ -296,7 +347,8 @@ function parseConfig(bytes: Uint8Array): Record<string, unknown> {
   } catch {
     throw badRequest(`${ADAPTER_CONFIG_FILE} is not valid JSON`, 'invalid_adapter', ADAPTER_CONFIG_FILE);
   }
-  if (value === null || typeof value !== 'object' || Array.isArray(value)) throw badRequest(`${ADAPTER_CONFIG_FILE} must be a JSON object`, 'invalid_adapter', ADAPTER_CONFIG_FILE);
+  if (value === null || typeof value !== 'object' || Array.isArray(value))
+    throw badRequest(`${ADAPTER_CONFIG_FILE} must be a JSON object`, 'invalid_adapter', ADAPTER_CONFIG_FILE);
   return value as Record<string, unknown>;
 }
 
@@ -340,10 +392,14 @@ export async function discardBlobs(db: Db, blobs: BlobStore, created: string[]):
 /** What a client can get wrong, as the 4xx it deserves; anything else stays a 500. */
 export function asApiError(e: unknown): unknown {
   if (e instanceof ApiError) return e;
-  if (e instanceof SafetensorsError) return new ApiError(400, `invalid safetensors file: ${e.message}`, 'invalid_safetensors');
+  if (e instanceof SafetensorsError)
+    return new ApiError(400, `invalid safetensors file: ${e.message}`, 'invalid_safetensors');
   if (e instanceof AdapterFormatError) return new ApiError(400, `adapter rejected: ${e.message}`, 'invalid_adapter');
-  if (e instanceof MultipartError) return new ApiError(400, `malformed multipart body: ${e.message}`, 'invalid_multipart');
-  if (e instanceof BlobIntegrityError) return new ApiError(400, `checksum mismatch: ${e.message}`, 'checksum_mismatch', 'checksums');
-  if (e instanceof TypeError && /decode|utf-?8|encoded data/i.test(e.message)) return new ApiError(400, 'a text field is not valid UTF-8', 'invalid_encoding');
+  if (e instanceof MultipartError)
+    return new ApiError(400, `malformed multipart body: ${e.message}`, 'invalid_multipart');
+  if (e instanceof BlobIntegrityError)
+    return new ApiError(400, `checksum mismatch: ${e.message}`, 'checksum_mismatch', 'checksums');
+  if (e instanceof TypeError && /decode|utf-?8|encoded data/i.test(e.message))
+    return new ApiError(400, 'a text field is not valid UTF-8', 'invalid_encoding');
   return e;
 }

@@ -50,7 +50,9 @@ export const apiKeys = sqliteTable(
   'api_keys',
   {
     id: text('id').primaryKey(),
-    tenantId: text('tenant_id').notNull().references(() => tenants.id),
+    tenantId: text('tenant_id')
+      .notNull()
+      .references(() => tenants.id),
     name: text('name').notNull(),
     /** sha256 (hex) of the whole key: the key itself is shown once and never stored. */
     keyHash: text('key_hash').notNull(),
@@ -66,7 +68,9 @@ export const apiKeys = sqliteTable(
 export const baseModels = sqliteTable('base_models', {
   id: text('id').primaryKey(),
   name: text('name').notNull().unique(),
-  tenantId: text('tenant_id').notNull().references(() => tenants.id),
+  tenantId: text('tenant_id')
+    .notNull()
+    .references(() => tenants.id),
   description: text('description'),
   createdAt: createdAt(),
 });
@@ -75,7 +79,9 @@ export const baseModelVersions = sqliteTable(
   'base_model_versions',
   {
     id: text('id').primaryKey(),
-    modelId: text('model_id').notNull().references(() => baseModels.id),
+    modelId: text('model_id')
+      .notNull()
+      .references(() => baseModels.id),
     version: integer('version').notNull(),
     architecture: text('architecture').notNull(),
     config: text('config', { mode: 'json' }).$type<ModelConfig>().notNull(),
@@ -89,13 +95,18 @@ export const baseModelVersions = sqliteTable(
     createdAt: createdAt(),
     createdBy: text('created_by').references(() => apiKeys.id),
   },
-  (t) => [uniqueIndex('base_model_versions_model_version_idx').on(t.modelId, t.version), check('base_model_versions_version_positive', sql`${t.version} > 0`)],
+  (t) => [
+    uniqueIndex('base_model_versions_model_version_idx').on(t.modelId, t.version),
+    check('base_model_versions_version_positive', sql`${t.version} > 0`),
+  ],
 );
 
 export const baseModelFiles = sqliteTable(
   'base_model_files',
   {
-    versionId: text('version_id').notNull().references(() => baseModelVersions.id),
+    versionId: text('version_id')
+      .notNull()
+      .references(() => baseModelVersions.id),
     name: text('name').notNull(),
     sha256: text('sha256').notNull(),
     bytes: integer('bytes').notNull(),
@@ -108,7 +119,9 @@ export const adapters = sqliteTable(
   {
     id: text('id').primaryKey(),
     name: text('name').notNull().unique(),
-    tenantId: text('tenant_id').notNull().references(() => tenants.id),
+    tenantId: text('tenant_id')
+      .notNull()
+      .references(() => tenants.id),
     visibility: text('visibility', { enum: VISIBILITIES }).notNull().default('private'),
     task: text('task'),
     description: text('description'),
@@ -123,9 +136,13 @@ export const adapterVersions = sqliteTable(
   'adapter_versions',
   {
     id: text('id').primaryKey(),
-    adapterId: text('adapter_id').notNull().references(() => adapters.id),
+    adapterId: text('adapter_id')
+      .notNull()
+      .references(() => adapters.id),
     version: integer('version').notNull(),
-    baseVersionId: text('base_version_id').notNull().references(() => baseModelVersions.id),
+    baseVersionId: text('base_version_id')
+      .notNull()
+      .references(() => baseModelVersions.id),
     kind: text('kind', { enum: ADAPTER_KINDS }).notNull(),
     bottleneck: integer('bottleneck'),
     rank: integer('rank'),
@@ -158,7 +175,9 @@ export const adapterVersions = sqliteTable(
 export const adapterFiles = sqliteTable(
   'adapter_files',
   {
-    versionId: text('version_id').notNull().references(() => adapterVersions.id),
+    versionId: text('version_id')
+      .notNull()
+      .references(() => adapterVersions.id),
     name: text('name').notNull(),
     sha256: text('sha256').notNull(),
     bytes: integer('bytes').notNull(),
@@ -169,7 +188,9 @@ export const adapterFiles = sqliteTable(
 export const aliases = sqliteTable(
   'aliases',
   {
-    adapterId: text('adapter_id').notNull().references(() => adapters.id),
+    adapterId: text('adapter_id')
+      .notNull()
+      .references(() => adapters.id),
     name: text('name').notNull(),
     version: integer('version').notNull(),
     updatedAt: integer('updated_at', { mode: 'timestamp_ms' }).notNull(),
@@ -182,7 +203,9 @@ export const aliasHistory = sqliteTable(
   'alias_history',
   {
     id: integer('id').primaryKey({ autoIncrement: true }),
-    adapterId: text('adapter_id').notNull().references(() => adapters.id),
+    adapterId: text('adapter_id')
+      .notNull()
+      .references(() => adapters.id),
     alias: text('alias').notNull(),
     fromVersion: integer('from_version'),
     toVersion: integer('to_version').notNull(),
@@ -198,7 +221,9 @@ export const experiments = sqliteTable(
   {
     id: text('id').primaryKey(),
     name: text('name').notNull(),
-    adapterId: text('adapter_id').notNull().references(() => adapters.id),
+    adapterId: text('adapter_id')
+      .notNull()
+      .references(() => adapters.id),
     status: text('status', { enum: EXPERIMENT_STATUSES }).notNull().default('draft'),
     /** Kill switch: serve the adapter as if there were no experiment, whatever the status. */
     killed: integer('killed', { mode: 'boolean' }).notNull().default(false),
@@ -209,14 +234,18 @@ export const experiments = sqliteTable(
   (t) => [
     index('experiments_adapter_idx').on(t.adapterId),
     // At most one running experiment per adapter: `ADAPTER` alone resolves through it.
-    uniqueIndex('experiments_one_running_idx').on(t.adapterId).where(sql`status = 'running'`),
+    uniqueIndex('experiments_one_running_idx')
+      .on(t.adapterId)
+      .where(sql`status = 'running'`),
   ],
 );
 
 export const experimentArms = sqliteTable(
   'experiment_arms',
   {
-    experimentId: text('experiment_id').notNull().references(() => experiments.id),
+    experimentId: text('experiment_id')
+      .notNull()
+      .references(() => experiments.id),
     position: integer('position').notNull(),
     name: text('name').notNull(),
     version: integer('version'),

@@ -7,7 +7,11 @@ import { blobReferences } from './queries/adapters.ts';
  * uploads. Only things older than `graceMs` are touched, so uploads in flight are safe. The Node
  * server runs it at start and hourly; the Worker from its cron trigger.
  */
-export async function sweepOrphans(db: Db, blobs: BlobStore, options: { now?: Date; graceMs?: number } = {}): Promise<{ blobs: number; partial: number }> {
+export async function sweepOrphans(
+  db: Db,
+  blobs: BlobStore,
+  options: { now?: Date; graceMs?: number } = {},
+): Promise<{ blobs: number; partial: number }> {
   const before = new Date((options.now ?? new Date()).getTime() - (options.graceMs ?? 60 * 60 * 1000));
   let removed = 0;
   for await (const blob of blobs.list()) {

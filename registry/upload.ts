@@ -1,4 +1,9 @@
-import { headerLength, parseHeader, SafetensorsError, type SafetensorsHeader } from '../src/engine/weights/safetensors.ts';
+import {
+  headerLength,
+  parseHeader,
+  SafetensorsError,
+  type SafetensorsHeader,
+} from '../src/engine/weights/safetensors.ts';
 import { tooLarge } from '../src/http/errors.ts';
 
 /**
@@ -14,7 +19,10 @@ export interface SafetensorsCheck {
   onHeader(header: SafetensorsHeader, fileSize: number): void | Promise<void>;
 }
 
-export function checkedSafetensors(body: ReadableStream<Uint8Array>, check: SafetensorsCheck): ReadableStream<Uint8Array> {
+export function checkedSafetensors(
+  body: ReadableStream<Uint8Array>,
+  check: SafetensorsCheck,
+): ReadableStream<Uint8Array> {
   let prefix: Uint8Array | null = new Uint8Array(0);
   let expected = -1;
   let seen = 0;
@@ -23,7 +31,10 @@ export function checkedSafetensors(body: ReadableStream<Uint8Array>, check: Safe
       async transform(chunk, controller) {
         seen += chunk.length;
         if (prefix === null) {
-          if (seen > expected) throw new SafetensorsError(`the file is longer than the ${expected} bytes its header describes (trailing bytes)`);
+          if (seen > expected)
+            throw new SafetensorsError(
+              `the file is longer than the ${expected} bytes its header describes (trailing bytes)`,
+            );
           controller.enqueue(chunk);
           return;
         }
@@ -32,19 +43,25 @@ export function checkedSafetensors(body: ReadableStream<Uint8Array>, check: Safe
         const n = headerLength(prefix, Number.MAX_SAFE_INTEGER, check.maxHeaderBytes);
         if (prefix.length < 8 + n) return;
         expected = 8 + n + dataBytes(prefix.subarray(8, 8 + n));
-        if (expected > check.maxBytes) throw tooLarge(`the weights file is ${expected} bytes; the limit is ${check.maxBytes}`);
+        if (expected > check.maxBytes)
+          throw tooLarge(`the weights file is ${expected} bytes; the limit is ${check.maxBytes}`);
         await check.onHeader(parseHeader(prefix.subarray(0, 8 + n), expected, check.maxHeaderBytes), expected);
-        if (seen > expected) throw new SafetensorsError(`the file is longer than the ${expected} bytes its header describes (trailing bytes)`);
+        if (seen > expected)
+          throw new SafetensorsError(
+            `the file is longer than the ${expected} bytes its header describes (trailing bytes)`,
+          );
         controller.enqueue(prefix);
         prefix = null;
       },
       flush() {
         if (prefix !== null) {
-          if (prefix.length < 8) throw new SafetensorsError(`file too small to be safetensors (${prefix.length} bytes)`);
+          if (prefix.length < 8)
+            throw new SafetensorsError(`file too small to be safetensors (${prefix.length} bytes)`);
           const n = headerLength(prefix, Number.MAX_SAFE_INTEGER, check.maxHeaderBytes);
           throw new SafetensorsError(`header length ${n} runs past the end of the ${prefix.length}-byte file`);
         }
-        if (seen < expected) throw new SafetensorsError(`the file is truncated: ${seen} bytes, but its header describes ${expected}`);
+        if (seen < expected)
+          throw new SafetensorsError(`the file is truncated: ${seen} bytes, but its header describes ${expected}`);
       },
     }),
   );
@@ -58,7 +75,8 @@ function dataBytes(json: Uint8Array): number {
   } catch (e) {
     throw new SafetensorsError(`header is not valid UTF-8 JSON: ${(e as Error).message}`);
   }
-  if (header === null || typeof header !== 'object' || Array.isArray(header)) throw new SafetensorsError('header must be a JSON object');
+  if (header === null || typeof header !== 'object' || Array.isArray(header))
+    throw new SafetensorsError('header must be a JSON object');
   let end = 0;
   for (const [name, entry] of Object.entries(header as Record<string, unknown>)) {
     if (name === '__metadata__') continue;

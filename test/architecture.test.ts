@@ -10,13 +10,24 @@ import { describe, expect, it } from 'vitest';
  * - the edge reaches compute nodes over HTTP only; compute never imports the registry or the edge.
  */
 const ROOT = resolve(import.meta.dirname, '..');
-const ENGINE_FORMAT = ['src/engine/adapters/', 'src/engine/weights/', 'src/engine/model/', 'src/engine/loaders/', 'src/engine/tokenizer/'];
+const ENGINE_FORMAT = [
+  'src/engine/adapters/',
+  'src/engine/weights/',
+  'src/engine/model/',
+  'src/engine/loaders/',
+  'src/engine/tokenizer/',
+];
 const RULES: Array<{ from: string; forbidden: (target: string) => boolean; why: string }> = [
   { from: 'src/http/', forbidden: (t) => !t.startsWith('src/http/'), why: 'the kernel imports nothing of the product' },
-  { from: 'src/engine/', forbidden: (t) => !t.startsWith('src/engine/') && !t.startsWith('src/util/'), why: 'the engine knows nothing of HTTP' },
+  {
+    from: 'src/engine/',
+    forbidden: (t) => !t.startsWith('src/engine/') && !t.startsWith('src/util/'),
+    why: 'the engine knows nothing of HTTP',
+  },
   {
     from: 'registry/',
-    forbidden: (t) => !t.startsWith('registry/') && !t.startsWith('src/http/') && !ENGINE_FORMAT.some((p) => t.startsWith(p)),
+    forbidden: (t) =>
+      !t.startsWith('registry/') && !t.startsWith('src/http/') && !ENGINE_FORMAT.some((p) => t.startsWith(p)),
     why: "the registry imports only the kernel and the engine's format code",
   },
   {
@@ -24,8 +35,16 @@ const RULES: Array<{ from: string; forbidden: (target: string) => boolean; why: 
     forbidden: (t) => !t.startsWith('src/protocol/') && t !== 'src/engine/generation/request.ts',
     why: "the compute protocol is data: it knows only the engine's request type",
   },
-  { from: 'src/compute/', forbidden: (t) => t.startsWith('registry/') || t.startsWith('src/edge/'), why: 'compute imports kernel and engine only' },
-  { from: 'src/edge/', forbidden: (t) => t.startsWith('src/compute/') || /^src\/engine\/(runtime|graph|worker)\//.test(t), why: 'the edge reaches compute over HTTP' },
+  {
+    from: 'src/compute/',
+    forbidden: (t) => t.startsWith('registry/') || t.startsWith('src/edge/'),
+    why: 'compute imports kernel and engine only',
+  },
+  {
+    from: 'src/edge/',
+    forbidden: (t) => t.startsWith('src/compute/') || /^src\/engine\/(runtime|graph|worker)\//.test(t),
+    why: 'the edge reaches compute over HTTP',
+  },
 ];
 
 function sources(dir: string): string[] {
@@ -37,7 +56,8 @@ function sources(dir: string): string[] {
 /** Import specifiers of a file (static and dynamic imports, re-exports). */
 function importsOf(file: string): string[] {
   const text = readFileSync(join(ROOT, file), 'utf8');
-  const pattern = /(?:^|\n)\s*(?:import|export)[^'"]*?from\s+['"]([^'"]+)['"]|import\(\s*['"]([^'"]+)['"]\s*\)|(?:^|\n)\s*import\s+['"]([^'"]+)['"]/g;
+  const pattern =
+    /(?:^|\n)\s*(?:import|export)[^'"]*?from\s+['"]([^'"]+)['"]|import\(\s*['"]([^'"]+)['"]\s*\)|(?:^|\n)\s*import\s+['"]([^'"]+)['"]/g;
   return [...text.matchAll(pattern)].map((m) => m[1] ?? m[2] ?? m[3]);
 }
 
@@ -54,7 +74,12 @@ describe('layers point one way', () => {
     it(`${rule.from}: ${rule.why}`, () => {
       const offending = files
         .filter((f) => f.startsWith(rule.from))
-        .flatMap((f) => graph.get(f)!.filter((t) => (t.startsWith('src/') || t.startsWith('registry/')) && rule.forbidden(t)).map((t) => `${f} -> ${t}`));
+        .flatMap((f) =>
+          graph
+            .get(f)!
+            .filter((t) => (t.startsWith('src/') || t.startsWith('registry/')) && rule.forbidden(t))
+            .map((t) => `${f} -> ${t}`),
+        );
       expect(offending).toEqual([]);
     });
   }

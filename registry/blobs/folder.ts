@@ -4,7 +4,15 @@ import { randomUUID } from 'node:crypto';
 import { join, resolve, sep } from 'node:path';
 import { Readable } from 'node:stream';
 import { nodeHasher } from '../hash-node.ts';
-import { assertSha256, BlobIntegrityError, toStream, type BlobListing, type BlobStore, type PutOptions, type StoredBlob } from './store.ts';
+import {
+  assertSha256,
+  BlobIntegrityError,
+  toStream,
+  type BlobListing,
+  type BlobStore,
+  type PutOptions,
+  type StoredBlob,
+} from './store.ts';
 
 /**
  * Blobs in a local folder: `<root>/sha256/<first 2 hex>/<sha256>`. Uploads are written to

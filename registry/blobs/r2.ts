@@ -1,6 +1,14 @@
 import type { R2Bucket, R2UploadedPart } from '@cloudflare/workers-types/index.ts';
 import { digestStreamHasher, type HasherFactory } from '../hash.ts';
-import { assertSha256, BlobIntegrityError, toStream, type BlobListing, type BlobStore, type PutOptions, type StoredBlob } from './store.ts';
+import {
+  assertSha256,
+  BlobIntegrityError,
+  toStream,
+  type BlobListing,
+  type BlobStore,
+  type PutOptions,
+  type StoredBlob,
+} from './store.ts';
 
 const MiB = 1024 * 1024;
 /** R2 multipart parts must be at least 5 MiB (except the last) and all the same size. */
@@ -53,7 +61,8 @@ export class R2BlobStore implements BlobStore {
         // Fits in one part: hash it, then let R2 check the same hash on the way in.
         await hasher.update(first);
         const sha256 = await hasher.digest();
-        if (options.sha256 !== undefined && options.sha256 !== sha256) throw new BlobIntegrityError(options.sha256, sha256);
+        if (options.sha256 !== undefined && options.sha256 !== sha256)
+          throw new BlobIntegrityError(options.sha256, sha256);
         if (await this.has(sha256)) return { sha256, bytes: first.length, created: false };
         await this.bucket.put(this.key(sha256), first, { sha256 });
         return { sha256, bytes: first.length, created: true };
@@ -137,7 +146,8 @@ export class R2BlobStore implements BlobStore {
     let cursor: string | undefined;
     do {
       const page = await this.bucket.list({ prefix: BLOB_PREFIX, cursor });
-      for (const o of page.objects) yield { sha256: o.key.slice(BLOB_PREFIX.length), bytes: o.size, uploaded: o.uploaded };
+      for (const o of page.objects)
+        yield { sha256: o.key.slice(BLOB_PREFIX.length), bytes: o.size, uploaded: o.uploaded };
       cursor = page.truncated ? page.cursor : undefined;
     } while (cursor);
   }

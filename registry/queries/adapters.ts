@@ -4,7 +4,21 @@ import { isAdmin, type Principal } from '../../src/http/principal.ts';
 import type { Db, RegistryDb } from '../db/index.ts';
 import { ApiError, conflict, notFound } from '../../src/http/errors.ts';
 import { invalidRef, parseRef, servingCheck, type Ref } from '../names.ts';
-import { adapterFiles, adapters, adapterVersions, aliases, baseModelFiles, baseModels, baseModelVersions, experimentArms, experiments, type FileEntry, type TokenizerInfo, type Visibility, type VersionStatus } from '../schema.ts';
+import {
+  adapterFiles,
+  adapters,
+  adapterVersions,
+  aliases,
+  baseModelFiles,
+  baseModels,
+  baseModelVersions,
+  experimentArms,
+  experiments,
+  type FileEntry,
+  type TokenizerInfo,
+  type Visibility,
+  type VersionStatus,
+} from '../schema.ts';
 
 export type AdapterRow = typeof adapters.$inferSelect;
 export type AdapterVersionRow = typeof adapterVersions.$inferSelect;
@@ -115,7 +129,11 @@ export interface Page<T> {
 }
 
 /** Adapters `viewer` may see, by name, with keyset pagination (`cursor` = the last name seen, opaque). */
-export async function listAdapters(db: Db, viewer: Viewer | null, f: AdapterFilter = {}): Promise<Page<AdapterListItem>> {
+export async function listAdapters(
+  db: Db,
+  viewer: Viewer | null,
+  f: AdapterFilter = {},
+): Promise<Page<AdapterListItem>> {
   const limit = Math.min(Math.max(f.limit ?? 50, 1), 200);
   const conds: (SQL | undefined)[] = [visibleTo(viewer)];
   if (f.tenant) conds.push(eq(adapters.tenantId, f.tenant));
@@ -147,7 +165,10 @@ export async function listAdapters(db: Db, viewer: Viewer | null, f: AdapterFilt
     .orderBy(asc(adapters.name))
     .limit(limit + 1);
   const page = rows.slice(0, limit);
-  return { data: await decorate(db, page), nextCursor: rows.length > limit ? encodeCursor(page[page.length - 1].name) : null };
+  return {
+    data: await decorate(db, page),
+    nextCursor: rows.length > limit ? encodeCursor(page[page.length - 1].name) : null,
+  };
 }
 
 /** Adds each adapter's latest version, version count and aliases (three queries for the whole page). */
@@ -182,11 +203,20 @@ function stripAdapterId<T extends { adapterId: string }>(v: T): Omit<T, 'adapter
   return rest;
 }
 
-export async function listVersions(db: Db, adapter: AdapterRow, page: { cursor?: string; limit?: number } = {}): Promise<Page<VersionSummary>> {
+export async function listVersions(
+  db: Db,
+  adapter: AdapterRow,
+  page: { cursor?: string; limit?: number } = {},
+): Promise<Page<VersionSummary>> {
   const limit = Math.min(Math.max(page.limit ?? 50, 1), 200);
   const before = page.cursor ? Number(decodeCursor(page.cursor)) : undefined;
   const rows = await summaries(db)
-    .where(and(eq(adapterVersions.adapterId, adapter.id), before !== undefined && Number.isFinite(before) ? lt(adapterVersions.version, before) : undefined))
+    .where(
+      and(
+        eq(adapterVersions.adapterId, adapter.id),
+        before !== undefined && Number.isFinite(before) ? lt(adapterVersions.version, before) : undefined,
+      ),
+    )
     .orderBy(desc(adapterVersions.version))
     .limit(limit + 1);
   const data = rows.slice(0, limit).map(stripAdapterId);
@@ -196,10 +226,25 @@ export async function listVersions(db: Db, adapter: AdapterRow, page: { cursor?:
 export interface AdapterVersionDetail extends AdapterVersionRow {
   adapter: string;
   files: FileEntry[];
-  base: { name: string; version: number; id: string; architecture: string; sha256: string; params: number; config: ModelConfig; tokenizer: TokenizerInfo | null; status: VersionStatus; files: FileEntry[] };
+  base: {
+    name: string;
+    version: number;
+    id: string;
+    architecture: string;
+    sha256: string;
+    params: number;
+    config: ModelConfig;
+    tokenizer: TokenizerInfo | null;
+    status: VersionStatus;
+    files: FileEntry[];
+  };
 }
 
-export async function getVersion(db: Db, adapter: AdapterRow, version: number): Promise<AdapterVersionDetail | undefined> {
+export async function getVersion(
+  db: Db,
+  adapter: AdapterRow,
+  version: number,
+): Promise<AdapterVersionDetail | undefined> {
   const [row] = await db
     .select({ v: adapterVersions, bv: baseModelVersions, model: baseModels.name })
     .from(adapterVersions)
@@ -208,8 +253,16 @@ export async function getVersion(db: Db, adapter: AdapterRow, version: number): 
     .where(and(eq(adapterVersions.adapterId, adapter.id), eq(adapterVersions.version, version)))
     .limit(1);
   if (!row) return undefined;
-  const files = await db.select().from(adapterFiles).where(eq(adapterFiles.versionId, row.v.id)).orderBy(asc(adapterFiles.name));
-  const baseFiles = await db.select().from(baseModelFiles).where(eq(baseModelFiles.versionId, row.bv.id)).orderBy(asc(baseModelFiles.name));
+  const files = await db
+    .select()
+    .from(adapterFiles)
+    .where(eq(adapterFiles.versionId, row.v.id))
+    .orderBy(asc(adapterFiles.name));
+  const baseFiles = await db
+    .select()
+    .from(baseModelFiles)
+    .where(eq(baseModelFiles.versionId, row.bv.id))
+    .orderBy(asc(baseModelFiles.name));
   return {
     ...row.v,
     adapter: adapter.name,
@@ -255,13 +308,19 @@ export async function resolveAdapter(db: Db, ref: string | Ref, viewer: Viewer |
   let via: ResolvedVia = 'pin';
   let alias: string | undefined;
   if (parsed.alias !== undefined) {
-    const [row] = await db.select().from(aliases).where(and(eq(aliases.adapterId, adapter.id), eq(aliases.name, parsed.alias)));
+    const [row] = await db
+      .select()
+      .from(aliases)
+      .where(and(eq(aliases.adapterId, adapter.id), eq(aliases.name, parsed.alias)));
     if (!row) throw notFound(`adapter "${adapter.name}" has no alias "${parsed.alias}"`, 'alias_not_found');
     number = row.version;
     via = 'alias';
     alias = parsed.alias;
   } else if (number === undefined) {
-    const [prod] = await db.select().from(aliases).where(and(eq(aliases.adapterId, adapter.id), eq(aliases.name, 'production')));
+    const [prod] = await db
+      .select()
+      .from(aliases)
+      .where(and(eq(aliases.adapterId, adapter.id), eq(aliases.name, 'production')));
     via = 'default';
     if (prod) {
       number = prod.version;
@@ -283,21 +342,39 @@ export async function resolveAdapter(db: Db, ref: string | Ref, viewer: Viewer |
 }
 
 /** Changes a version's status (the only thing about a version that ever changes). */
-export async function setVersionStatus(r: RegistryDb, adapter: AdapterRow, version: number, status: VersionStatus): Promise<AdapterVersionDetail> {
+export async function setVersionStatus(
+  r: RegistryDb,
+  adapter: AdapterRow,
+  version: number,
+  status: VersionStatus,
+): Promise<AdapterVersionDetail> {
   const v = await getVersion(r.db, adapter, version);
   if (!v) throw notFound(`adapter "${adapter.name}" has no version ${version}`, 'version_not_found');
   if (status === 'yanked' && v.status !== 'yanked') {
     // Never leave an alias or an experiment arm pointing at something that refuses to serve.
-    const pointing = await r.db.select({ name: aliases.name }).from(aliases).where(and(eq(aliases.adapterId, adapter.id), eq(aliases.version, version)));
+    const pointing = await r.db
+      .select({ name: aliases.name })
+      .from(aliases)
+      .where(and(eq(aliases.adapterId, adapter.id), eq(aliases.version, version)));
     if (pointing.length) {
-      throw conflict(`alias ${pointing.map((a) => `"${a.name}"`).join(', ')} points to version ${version}: move it first`, 'version_in_use');
+      throw conflict(
+        `alias ${pointing.map((a) => `"${a.name}"`).join(', ')} points to version ${version}: move it first`,
+        'version_in_use',
+      );
     }
     const arms = await r.db
       .select({ id: experiments.id })
       .from(experimentArms)
       .innerJoin(experiments, eq(experiments.id, experimentArms.experimentId))
-      .where(and(eq(experiments.adapterId, adapter.id), eq(experiments.status, 'running'), eq(experimentArms.version, version)));
-    if (arms.length) throw conflict(`running experiment ${arms[0].id} serves version ${version}: stop it first`, 'version_in_use');
+      .where(
+        and(
+          eq(experiments.adapterId, adapter.id),
+          eq(experiments.status, 'running'),
+          eq(experimentArms.version, version),
+        ),
+      );
+    if (arms.length)
+      throw conflict(`running experiment ${arms[0].id} serves version ${version}: stop it first`, 'version_in_use');
   }
   await r.db.update(adapterVersions).set({ status }).where(eq(adapterVersions.id, v.id));
   return { ...v, status };
@@ -315,13 +392,22 @@ export async function updateAdapter(
 
 /** Every file row of every version that uses a blob: a blob is safe to delete when this is zero. */
 export async function blobReferences(db: Db, sha256: string): Promise<number> {
-  const [a] = await db.select({ n: sql<number>`count(*)` }).from(adapterFiles).where(eq(adapterFiles.sha256, sha256));
-  const [b] = await db.select({ n: sql<number>`count(*)` }).from(baseModelFiles).where(eq(baseModelFiles.sha256, sha256));
+  const [a] = await db
+    .select({ n: sql<number>`count(*)` })
+    .from(adapterFiles)
+    .where(eq(adapterFiles.sha256, sha256));
+  const [b] = await db
+    .select({ n: sql<number>`count(*)` })
+    .from(baseModelFiles)
+    .where(eq(baseModelFiles.sha256, sha256));
   return Number(a.n) + Number(b.n);
 }
 
 export function encodeCursor(value: string | number): string {
-  return btoa(JSON.stringify([value])).replace(/\+/g, '-').replace(/\//g, '_').replace(/=+$/, '');
+  return btoa(JSON.stringify([value]))
+    .replace(/\+/g, '-')
+    .replace(/\//g, '_')
+    .replace(/=+$/, '');
 }
 
 export function decodeCursor(cursor: string): string | number {

@@ -23,7 +23,10 @@ export async function listAliases(db: Db, adapter: AdapterRow): Promise<AliasRow
 }
 
 export async function getAlias(db: Db, adapter: AdapterRow, alias: string): Promise<AliasRow | undefined> {
-  const [row] = await db.select().from(aliases).where(and(eq(aliases.adapterId, adapter.id), eq(aliases.name, alias)));
+  const [row] = await db
+    .select()
+    .from(aliases)
+    .where(and(eq(aliases.adapterId, adapter.id), eq(aliases.name, alias)));
   return row;
 }
 
@@ -54,7 +57,11 @@ export function aliasMoveStatements(
       .values({ adapterId, name: alias, version: toVersion, updatedAt: by.now, updatedBy: by.keyId ?? null })
       .onConflictDoUpdate({
         target: [aliases.adapterId, aliases.name],
-        set: { version: sql`excluded.version`, updatedAt: sql`excluded.updated_at`, updatedBy: sql`excluded.updated_by` },
+        set: {
+          version: sql`excluded.version`,
+          updatedAt: sql`excluded.updated_at`,
+          updatedBy: sql`excluded.updated_by`,
+        },
       }),
   ];
 }
@@ -78,7 +85,8 @@ export async function setAlias(
 ): Promise<SetAliasResult> {
   const target = await getVersion(r.db, adapter, version);
   if (!target) throw notFound(`adapter "${adapter.name}" has no version ${version}`, 'version_not_found');
-  if (target.status === 'yanked') throw new ApiError(409, `${adapter.name}@${version} is yanked: an alias cannot point to it`, 'version_yanked');
+  if (target.status === 'yanked')
+    throw new ApiError(409, `${adapter.name}@${version} is yanked: an alias cannot point to it`, 'version_yanked');
   const current = await getAlias(r.db, adapter, alias);
   const warning = target.status === 'deprecated' ? `${adapter.name}@${version} is deprecated` : undefined;
   if (current?.version === version) return { alias, version, previousVersion: version, changed: false, warning };
@@ -101,19 +109,34 @@ export async function rollbackAlias(
     .where(and(eq(aliasHistory.adapterId, adapter.id), eq(aliasHistory.alias, alias)))
     .orderBy(desc(aliasHistory.id))
     .limit(1);
-  if (!last || last.fromVersion === null) throw conflict(`alias "${alias}" has no earlier version to roll back to`, 'nothing_to_roll_back');
-  return setAlias(r, adapter, alias, last.fromVersion, { ...by, reason: by.reason ?? `rollback from version ${current.version}` });
+  if (!last || last.fromVersion === null)
+    throw conflict(`alias "${alias}" has no earlier version to roll back to`, 'nothing_to_roll_back');
+  return setAlias(r, adapter, alias, last.fromVersion, {
+    ...by,
+    reason: by.reason ?? `rollback from version ${current.version}`,
+  });
 }
 
 /** The alias's moves, newest first, with who made each. */
-export async function aliasHistoryPage(db: Db, adapter: AdapterRow, alias: string, page: { cursor?: string; limit?: number } = {}): Promise<Page<AliasMove>> {
+export async function aliasHistoryPage(
+  db: Db,
+  adapter: AdapterRow,
+  alias: string,
+  page: { cursor?: string; limit?: number } = {},
+): Promise<Page<AliasMove>> {
   const limit = Math.min(Math.max(page.limit ?? 50, 1), 200);
   const before = page.cursor ? Number(decodeCursor(page.cursor)) : undefined;
   const rows = await db
     .select({ h: aliasHistory, keyName: apiKeys.name, tenantId: apiKeys.tenantId })
     .from(aliasHistory)
     .leftJoin(apiKeys, eq(apiKeys.id, aliasHistory.movedBy))
-    .where(and(eq(aliasHistory.adapterId, adapter.id), eq(aliasHistory.alias, alias), before !== undefined ? lt(aliasHistory.id, before) : undefined))
+    .where(
+      and(
+        eq(aliasHistory.adapterId, adapter.id),
+        eq(aliasHistory.alias, alias),
+        before !== undefined ? lt(aliasHistory.id, before) : undefined,
+      ),
+    )
     .orderBy(desc(aliasHistory.id))
     .limit(limit + 1);
   const data = rows.slice(0, limit).map(({ h, keyName, tenantId }) => ({

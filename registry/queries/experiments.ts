@@ -36,10 +36,12 @@ export interface Experiment {
 /** Checks arms against the adapter: every pinned version exists and is not yanked, every alias exists. */
 async function checkArms(db: Db, adapter: AdapterRow, arms: ArmInput[]): Promise<Arm[]> {
   if (!arms.length) throw badRequest('an experiment needs at least one arm', 'invalid_arms', 'arms');
-  if (!arms.some((a) => a.weight > 0)) throw badRequest('at least one arm needs a weight above 0', 'invalid_arms', 'arms');
+  if (!arms.some((a) => a.weight > 0))
+    throw badRequest('at least one arm needs a weight above 0', 'invalid_arms', 'arms');
   const out: Arm[] = [];
   for (const [i, a] of arms.entries()) {
-    if ((a.version === undefined) === (a.alias === undefined)) throw badRequest(`arm ${i}: give exactly one of "version" and "alias"`, 'invalid_arms', `arms.${i}`);
+    if ((a.version === undefined) === (a.alias === undefined))
+      throw badRequest(`arm ${i}: give exactly one of "version" and "alias"`, 'invalid_arms', `arms.${i}`);
     if (a.version !== undefined) {
       const v = await getVersion(db, adapter, a.version);
       if (!v) throw notFound(`adapter "${adapter.name}" has no version ${a.version}`, 'version_not_found');
@@ -47,9 +49,15 @@ async function checkArms(db: Db, adapter: AdapterRow, arms: ArmInput[]): Promise
     } else if (!(await getAlias(db, adapter, a.alias!))) {
       throw notFound(`adapter "${adapter.name}" has no alias "${a.alias}"`, 'alias_not_found');
     }
-    out.push({ name: a.name ?? (a.version !== undefined ? `v${a.version}` : a.alias!), version: a.version ?? null, alias: a.alias ?? null, weight: a.weight });
+    out.push({
+      name: a.name ?? (a.version !== undefined ? `v${a.version}` : a.alias!),
+      version: a.version ?? null,
+      alias: a.alias ?? null,
+      weight: a.weight,
+    });
   }
-  if (new Set(out.map((a) => a.name)).size !== out.length) throw badRequest('arm names must be unique', 'invalid_arms', 'arms');
+  if (new Set(out.map((a) => a.name)).size !== out.length)
+    throw badRequest('arm names must be unique', 'invalid_arms', 'arms');
   return out;
 }
 
@@ -79,7 +87,8 @@ export async function createExperiment(
       ...armStatements(r.db, id, arms),
     ]);
   } catch (e) {
-    if (isUniqueViolation(e)) throw conflict(`adapter "${adapter.name}" already has a running experiment`, 'experiment_running');
+    if (isUniqueViolation(e))
+      throw conflict(`adapter "${adapter.name}" already has a running experiment`, 'experiment_running');
     throw e;
   }
   return (await getExperiment(r.db, id))!;
@@ -94,7 +103,13 @@ export interface ExperimentPatch {
   killed?: boolean;
 }
 
-export async function updateExperiment(r: RegistryDb, current: Experiment, adapter: AdapterRow, patch: ExperimentPatch, now: Date): Promise<Experiment> {
+export async function updateExperiment(
+  r: RegistryDb,
+  current: Experiment,
+  adapter: AdapterRow,
+  patch: ExperimentPatch,
+  now: Date,
+): Promise<Experiment> {
   if (patch.arms && patch.weights) throw badRequest('give "arms" or "weights", not both', 'invalid_arms');
   let arms: Arm[] | undefined;
   if (patch.arms) arms = await checkArms(r.db, adapter, patch.arms);
@@ -102,7 +117,8 @@ export async function updateExperiment(r: RegistryDb, current: Experiment, adapt
     if (patch.weights.length !== current.arms.length) {
       throw badRequest(`"weights" needs ${current.arms.length} numbers, one per arm`, 'invalid_arms', 'weights');
     }
-    if (!patch.weights.some((w) => w > 0)) throw badRequest('at least one arm needs a weight above 0', 'invalid_arms', 'weights');
+    if (!patch.weights.some((w) => w > 0))
+      throw badRequest('at least one arm needs a weight above 0', 'invalid_arms', 'weights');
     arms = current.arms.map((a, i) => ({ ...a, weight: patch.weights![i] }));
   }
   if (current.status === 'stopped' && patch.status && patch.status !== 'stopped') {
@@ -113,11 +129,16 @@ export async function updateExperiment(r: RegistryDb, current: Experiment, adapt
   if (patch.status !== undefined) set.status = patch.status;
   if (patch.killed !== undefined) set.killed = patch.killed;
   const statements: Statement[] = [r.db.update(experiments).set(set).where(eq(experiments.id, current.id))];
-  if (arms) statements.push(r.db.delete(experimentArms).where(eq(experimentArms.experimentId, current.id)), ...armStatements(r.db, current.id, arms));
+  if (arms)
+    statements.push(
+      r.db.delete(experimentArms).where(eq(experimentArms.experimentId, current.id)),
+      ...armStatements(r.db, current.id, arms),
+    );
   try {
     await r.atomic(statements);
   } catch (e) {
-    if (isUniqueViolation(e)) throw conflict(`adapter "${adapter.name}" already has a running experiment`, 'experiment_running');
+    if (isUniqueViolation(e))
+      throw conflict(`adapter "${adapter.name}" already has a running experiment`, 'experiment_running');
     throw e;
   }
   return (await getExperiment(r.db, current.id))!;
@@ -130,7 +151,11 @@ export async function getExperiment(db: Db, id: string): Promise<Experiment | un
     .innerJoin(adapters, eq(adapters.id, experiments.adapterId))
     .where(eq(experiments.id, id));
   if (!row) return undefined;
-  const arms = await db.select().from(experimentArms).where(eq(experimentArms.experimentId, id)).orderBy(asc(experimentArms.position));
+  const arms = await db
+    .select()
+    .from(experimentArms)
+    .where(eq(experimentArms.experimentId, id))
+    .orderBy(asc(experimentArms.position));
   return {
     id: row.e.id,
     name: row.e.name,
@@ -159,7 +184,9 @@ export async function getRunningExperiment(db: Db, adapter: AdapterRow): Promise
   const [row] = await db
     .select({ id: experiments.id })
     .from(experiments)
-    .where(and(eq(experiments.adapterId, adapter.id), eq(experiments.status, 'running'), eq(experiments.killed, false)));
+    .where(
+      and(eq(experiments.adapterId, adapter.id), eq(experiments.status, 'running'), eq(experiments.killed, false)),
+    );
   return row ? getExperiment(db, row.id) : undefined;
 }
 
@@ -173,6 +200,10 @@ export async function getActiveExperiment(db: Db, adapter: AdapterRow): Promise<
 }
 
 export async function listExperiments(db: Db, adapter: AdapterRow): Promise<Experiment[]> {
-  const rows = await db.select({ id: experiments.id }).from(experiments).where(eq(experiments.adapterId, adapter.id)).orderBy(desc(experiments.createdAt));
+  const rows = await db
+    .select({ id: experiments.id })
+    .from(experiments)
+    .where(eq(experiments.adapterId, adapter.id))
+    .orderBy(desc(experiments.createdAt));
   return (await Promise.all(rows.map((r) => getExperiment(db, r.id)))).filter((e): e is Experiment => !!e);
 }

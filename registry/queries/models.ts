@@ -4,7 +4,15 @@ import type { Db, RegistryDb } from '../db/index.ts';
 import { isUniqueViolation } from '../db/index.ts';
 import { manifestDigest } from '../digest.ts';
 import { conflict, notFound } from '../../src/http/errors.ts';
-import { adapters, baseModelFiles, baseModels, baseModelVersions, type FileEntry, type TokenizerInfo, type VersionStatus } from '../schema.ts';
+import {
+  adapters,
+  baseModelFiles,
+  baseModels,
+  baseModelVersions,
+  type FileEntry,
+  type TokenizerInfo,
+  type VersionStatus,
+} from '../schema.ts';
 
 export type BaseModelRow = typeof baseModels.$inferSelect;
 export type BaseVersionRow = typeof baseModelVersions.$inferSelect;
@@ -30,12 +38,16 @@ export async function getBaseModel(db: Db, name: string): Promise<BaseModelRow |
   return row;
 }
 
-export async function listBaseModels(db: Db): Promise<Array<BaseModelRow & { latestVersion: number | null; versions: number }>> {
+export async function listBaseModels(
+  db: Db,
+): Promise<Array<BaseModelRow & { latestVersion: number | null; versions: number }>> {
   const rows = await db
     .select({
       model: baseModels,
       // Raw names: drizzle leaves columns unqualified in a select list, which a subquery would capture.
-      latestVersion: sql<number | null>`(select max(v.version) from base_model_versions v where v.model_id = base_models.id)`,
+      latestVersion: sql<
+        number | null
+      >`(select max(v.version) from base_model_versions v where v.model_id = base_models.id)`,
       versions: sql<number>`(select count(*) from base_model_versions v where v.model_id = base_models.id)`,
     })
     .from(baseModels)
@@ -44,11 +56,20 @@ export async function listBaseModels(db: Db): Promise<Array<BaseModelRow & { lat
 }
 
 /** Versions of a base model, newest first; `before` (a version number) pages on. */
-export async function listBaseVersions(db: Db, model: BaseModelRow, page: { before?: number; limit?: number } = {}): Promise<BaseVersion[]> {
+export async function listBaseVersions(
+  db: Db,
+  model: BaseModelRow,
+  page: { before?: number; limit?: number } = {},
+): Promise<BaseVersion[]> {
   const versions = await db
     .select()
     .from(baseModelVersions)
-    .where(and(eq(baseModelVersions.modelId, model.id), page.before !== undefined ? lt(baseModelVersions.version, page.before) : undefined))
+    .where(
+      and(
+        eq(baseModelVersions.modelId, model.id),
+        page.before !== undefined ? lt(baseModelVersions.version, page.before) : undefined,
+      ),
+    )
     .orderBy(desc(baseModelVersions.version))
     .limit(page.limit ?? 1000);
   return withFiles(db, model.name, versions);
@@ -81,7 +102,12 @@ async function withFiles(db: Db, model: string, versions: BaseVersionRow[]): Pro
   const files = await db
     .select()
     .from(baseModelFiles)
-    .where(inArray(baseModelFiles.versionId, versions.map((v) => v.id)))
+    .where(
+      inArray(
+        baseModelFiles.versionId,
+        versions.map((v) => v.id),
+      ),
+    )
     .orderBy(asc(baseModelFiles.name));
   return versions.map((v) => ({
     ...v,
@@ -91,9 +117,19 @@ async function withFiles(db: Db, model: string, versions: BaseVersionRow[]): Pro
 }
 
 /** Creates a base model with no version yet; 409 if the name is taken. */
-export async function createBaseModel(r: RegistryDb, name: string, actor: { tenantId: string; description?: string | null; now: Date }): Promise<BaseModelRow> {
+export async function createBaseModel(
+  r: RegistryDb,
+  name: string,
+  actor: { tenantId: string; description?: string | null; now: Date },
+): Promise<BaseModelRow> {
   await refuseAdapterName(r.db, name);
-  const row = { id: `bm_${crypto.randomUUID()}`, name, tenantId: actor.tenantId, description: actor.description ?? null, createdAt: actor.now };
+  const row = {
+    id: `bm_${crypto.randomUUID()}`,
+    name,
+    tenantId: actor.tenantId,
+    description: actor.description ?? null,
+    createdAt: actor.now,
+  };
   const inserted = await r.db.insert(baseModels).values(row).onConflictDoNothing().returning();
   if (!inserted.length) throw conflict(`base model "${name}" already exists`, 'model_exists');
   return row;
@@ -140,7 +176,17 @@ export async function registerBaseVersion(
     const versionId = `bmv_${crypto.randomUUID()}`;
     const statements = [];
     if (!existing) {
-      statements.push(r.db.insert(baseModels).values({ id: modelId, name, tenantId: actor.tenantId, description: actor.description ?? null, createdAt: now }));
+      statements.push(
+        r.db
+          .insert(baseModels)
+          .values({
+            id: modelId,
+            name,
+            tenantId: actor.tenantId,
+            description: actor.description ?? null,
+            createdAt: now,
+          }),
+      );
     }
     statements.push(
       r.db.insert(baseModelVersions).values({
@@ -169,12 +215,20 @@ export async function registerBaseVersion(
       if (attempt < 3 && isUniqueViolation(e)) continue;
       throw e;
     }
-    const [row] = await r.db.select({ version: baseModelVersions.version }).from(baseModelVersions).where(eq(baseModelVersions.id, versionId));
+    const [row] = await r.db
+      .select({ version: baseModelVersions.version })
+      .from(baseModelVersions)
+      .where(eq(baseModelVersions.id, versionId));
     return { model: name, version: row.version, id: versionId, sha256, params, bytes, createdModel: !existing };
   }
 }
 
-export async function setBaseVersionStatus(r: RegistryDb, name: string, version: number, status: VersionStatus): Promise<BaseVersion> {
+export async function setBaseVersionStatus(
+  r: RegistryDb,
+  name: string,
+  version: number,
+  status: VersionStatus,
+): Promise<BaseVersion> {
   const v = await getBaseVersion(r.db, name, version);
   if (!v) throw notFound(`base model version ${name}@${version} not found`, 'model_not_found');
   await r.db.update(baseModelVersions).set({ status }).where(eq(baseModelVersions.id, v.id));

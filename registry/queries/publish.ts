@@ -58,7 +58,10 @@ export async function commitAdapterVersion(
   for (let attempt = 0; ; attempt++) {
     const existing = await getAdapter(r.db, v.adapter);
     check(existing);
-    if (!existing && (await r.db.select({ id: baseModels.id }).from(baseModels).where(eq(baseModels.name, v.adapter)).limit(1)).length) {
+    if (
+      !existing &&
+      (await r.db.select({ id: baseModels.id }).from(baseModels).where(eq(baseModels.name, v.adapter)).limit(1)).length
+    ) {
       // `model` names either one: an adapter may not shadow a base model.
       throw conflict(`"${v.adapter}" is the name of a base model`, 'name_taken');
     }
@@ -124,7 +127,10 @@ export async function commitAdapterVersion(
       if (attempt < 3 && isUniqueViolation(e)) continue;
       throw e;
     }
-    const [row] = await r.db.select({ version: adapterVersions.version }).from(adapterVersions).where(eq(adapterVersions.id, versionId));
+    const [row] = await r.db
+      .select({ version: adapterVersions.version })
+      .from(adapterVersions)
+      .where(eq(adapterVersions.id, versionId));
     const adapter = existing ?? (await getAdapter(r.db, v.adapter))!;
     return { id: versionId, version: row.version, adapter, paramsPctOfBase, bytes };
   }

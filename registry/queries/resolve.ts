@@ -30,7 +30,8 @@ export async function resolveModel(
   const ref = parseRef(model);
   if (!ref) throw invalidRef(model);
   if (await getBaseModel(db, ref.name)) {
-    if (ref.alias !== undefined) throw modelNotFound(`base model "${ref.name}" has no alias "${ref.alias}" (pin a version number)`);
+    if (ref.alias !== undefined)
+      throw modelNotFound(`base model "${ref.name}" has no alias "${ref.alias}" (pin a version number)`);
     const base = await getBaseVersion(db, ref.name, ref.version);
     if (!base) throw modelNotFound(`model "${model}" not found`);
     return { kind: 'base', base, ...servingCheck(base.model, base.version, base.status) };

@@ -37,12 +37,23 @@ export async function listApiKeys(db: Db, tenant?: string): Promise<KeyInfo[]> {
     .from(apiKeys)
     .where(tenant ? eq(apiKeys.tenantId, tenant) : undefined)
     .orderBy(asc(apiKeys.createdAt), asc(apiKeys.id));
-  return rows.map((k) => ({ id: k.id, tenantId: k.tenantId, name: k.name, prefix: k.keyPrefix, scopes: k.scopes, createdAt: k.createdAt, revokedAt: k.revokedAt }));
+  return rows.map((k) => ({
+    id: k.id,
+    tenantId: k.tenantId,
+    name: k.name,
+    prefix: k.keyPrefix,
+    scopes: k.scopes,
+    createdAt: k.createdAt,
+    revokedAt: k.revokedAt,
+  }));
 }
 
 export async function revokeApiKey(r: RegistryDb, id: string, now: Date): Promise<KeyInfo> {
   const [row] = await r.db.select().from(apiKeys).where(eq(apiKeys.id, id));
   if (!row) throw notFound(`API key "${id}" not found`, 'key_not_found');
-  await r.db.update(apiKeys).set({ revokedAt: now }).where(and(eq(apiKeys.id, id), isNull(apiKeys.revokedAt)));
+  await r.db
+    .update(apiKeys)
+    .set({ revokedAt: now })
+    .where(and(eq(apiKeys.id, id), isNull(apiKeys.revokedAt)));
   return (await listApiKeys(r.db, row.tenantId)).find((k) => k.id === id)!;
 }

@@ -3,10 +3,34 @@ import { ApiError, notFound } from '../../src/http/errors.ts';
 import { type AppEnv } from '../http.ts';
 import { principalOf, setWarning } from '../../src/http/middleware.ts';
 import {
-  decorate, findVisibleAdapter, findWritableAdapter, getVersion, listAdapters, listVersions, resolveAdapter, setVersionStatus, updateAdapter, viewerOf,
-  type AdapterListItem, type AdapterVersionDetail, type VersionSummary,
+  decorate,
+  findVisibleAdapter,
+  findWritableAdapter,
+  getVersion,
+  listAdapters,
+  listVersions,
+  resolveAdapter,
+  setVersionStatus,
+  updateAdapter,
+  viewerOf,
+  type AdapterListItem,
+  type AdapterVersionDetail,
+  type VersionSummary,
 } from '../queries/adapters.ts';
-import { AdapterParam, FileParam, FileSchema, iso, ListMeta, page, PageQuery, StatusSchema, Tag, TokenizerSchema, VersionParam, VisibilitySchema } from './schemas.ts';
+import {
+  AdapterParam,
+  FileParam,
+  FileSchema,
+  iso,
+  ListMeta,
+  page,
+  PageQuery,
+  StatusSchema,
+  Tag,
+  TokenizerSchema,
+  VersionParam,
+  VisibilitySchema,
+} from './schemas.ts';
 import { conflictError, errors, goneError, json, jsonBody, scoped } from '../../src/http/openapi.ts';
 import { formatRef } from '../names.ts';
 
@@ -32,7 +56,10 @@ export const AdapterSchema = z
     visibility: VisibilitySchema,
     task: z.string().nullable(),
     description: z.string().nullable(),
-    chat_template: z.string().nullable().openapi({ description: 'Jinja chat template; null = task tokens, then the messages' }),
+    chat_template: z
+      .string()
+      .nullable()
+      .openapi({ description: 'Jinja chat template; null = task tokens, then the messages' }),
     created_at: z.string(),
     versions: z.number().int(),
     latest_version: VersionSummarySchema.nullable(),
@@ -70,7 +97,11 @@ export const VersionDetailSchema = z
       tokenizer: TokenizerSchema.nullable(),
       files: z.array(FileSchema),
     }),
-    lineage: z.object({ dataset: z.string().nullable(), training_notes: z.string().nullable(), license: z.string().nullable() }),
+    lineage: z.object({
+      dataset: z.string().nullable(),
+      training_notes: z.string().nullable(),
+      license: z.string().nullable(),
+    }),
     card: z.string().nullable(),
     metrics: z.record(z.string(), z.unknown()).nullable(),
     tags: z.array(z.string()),
@@ -149,7 +180,9 @@ export function presentVersion(v: AdapterVersionDetail): z.infer<typeof VersionD
 
 const AdapterListSchema = z.object({ ...ListMeta, data: z.array(AdapterSchema) }).openapi('AdapterList');
 const VersionListSchema = z.object({ ...ListMeta, data: z.array(VersionSummarySchema) }).openapi('AdapterVersionList');
-const AdapterDetailSchema = AdapterSchema.extend({ version_list: z.array(VersionSummarySchema) }).openapi('AdapterDetail');
+const AdapterDetailSchema = AdapterSchema.extend({ version_list: z.array(VersionSummarySchema) }).openapi(
+  'AdapterDetail',
+);
 const ResolutionSchema = VersionDetailSchema.extend({
   via: z.enum(['pin', 'alias', 'default']),
   alias: z.string().nullable(),
@@ -167,8 +200,12 @@ const list = createRoute({
       base: z.string().max(200).optional().openapi({ description: 'base model NAME or NAME@VERSION' }),
       task: z.string().max(100).optional(),
       tag: Tag.optional(),
-      q: z.string().max(200).optional().openapi({ description: 'text in name, task, description, model card or dataset' }),
-      owner: z.string().max(100).optional().openapi({ description: 'only this tenant\'s adapters' }),
+      q: z
+        .string()
+        .max(200)
+        .optional()
+        .openapi({ description: 'text in name, task, description, model card or dataset' }),
+      owner: z.string().max(100).optional().openapi({ description: "only this tenant's adapters" }),
     }),
   },
   responses: { 200: json(AdapterListSchema, 'A page of adapters'), ...errors },
@@ -220,7 +257,8 @@ const version = createRoute({
   method: 'get',
   path: '/v1/adapters/{adapter}/versions/{version}',
   tags: ['adapters'],
-  summary: 'One version with its files, base and lineage (a deprecated or yanked version answers with a warning header)',
+  summary:
+    'One version with its files, base and lineage (a deprecated or yanked version answers with a warning header)',
   ...scoped('read'),
   request: { params: AdapterParam.merge(VersionParam) },
   responses: { 200: json(VersionDetailSchema, 'Version'), ...errors },
@@ -230,7 +268,7 @@ const patchVersion = createRoute({
   method: 'patch',
   path: '/v1/adapters/{adapter}/versions/{version}',
   tags: ['adapters'],
-  summary: 'Set a version\'s status: active, deprecated (still served when pinned, with a warning) or yanked (refused)',
+  summary: "Set a version's status: active, deprecated (still served when pinned, with a warning) or yanked (refused)",
   ...scoped('publish'),
   request: { params: AdapterParam.merge(VersionParam), body: jsonBody(z.object({ status: StatusSchema }).strict()) },
   responses: { 200: json(VersionDetailSchema, 'Version'), ...errors, ...conflictError },
@@ -244,7 +282,10 @@ const file = createRoute({
   ...scoped('read'),
   request: { params: AdapterParam.merge(VersionParam).merge(FileParam) },
   responses: {
-    200: { description: 'The file', content: { 'application/octet-stream': { schema: { type: 'string', format: 'binary' } } } },
+    200: {
+      description: 'The file',
+      content: { 'application/octet-stream': { schema: { type: 'string', format: 'binary' } } },
+    },
     ...errors,
     ...goneError,
   },
@@ -254,7 +295,8 @@ const resolve = createRoute({
   method: 'get',
   path: '/v1/resolve',
   tags: ['adapters'],
-  summary: 'Resolve NAME, NAME@VERSION or NAME@ALIAS to one version with its base and files (what compute nodes and the edge serve)',
+  summary:
+    'Resolve NAME, NAME@VERSION or NAME@ALIAS to one version with its base and files (what compute nodes and the edge serve)',
   ...scoped('read', 'generate'),
   request: { query: z.object({ model: z.string().min(1).max(200) }) },
   responses: { 200: json(ResolutionSchema, 'The version that serves this reference'), ...errors, ...goneError },
@@ -323,7 +365,8 @@ export function adapterRoutes(): OpenAPIHono<AppEnv> {
     const params = c.req.valid('param');
     const resolved = await resolveAdapter(registry.db, { name: params.adapter, version: params.version }, viewerOf(p));
     const entry = resolved.version.files.find((f) => f.name === params.name);
-    if (!entry) throw notFound(`${resolved.adapter.name}@${params.version} has no file "${params.name}"`, 'file_not_found');
+    if (!entry)
+      throw notFound(`${resolved.adapter.name}@${params.version} has no file "${params.name}"`, 'file_not_found');
     if (resolved.warning) setWarning(c, resolved.warning);
     const etag = `"${entry.sha256}"`;
     c.header('ETag', etag);
@@ -331,7 +374,12 @@ export function adapterRoutes(): OpenAPIHono<AppEnv> {
     c.header('Cache-Control', 'private, max-age=300');
     if (c.req.header('if-none-match') === etag) return c.body(null, 304);
     const blob = await blobs.get(entry.sha256);
-    if (!blob) throw new ApiError(500, `the content of ${params.name} (sha256 ${entry.sha256}) is missing from the blob store`, 'blob_missing');
+    if (!blob)
+      throw new ApiError(
+        500,
+        `the content of ${params.name} (sha256 ${entry.sha256}) is missing from the blob store`,
+        'blob_missing',
+      );
     c.header('Content-Type', params.name.endsWith('.json') ? 'application/json' : 'application/octet-stream');
     c.header('Content-Length', String(blob.bytes));
     c.header('Content-Disposition', `attachment; filename="${params.name}"`);
@@ -342,7 +390,10 @@ export function adapterRoutes(): OpenAPIHono<AppEnv> {
     const p = principalOf(c);
     const r = await resolveAdapter(c.var.deps.registry.db, c.req.valid('query').model, viewerOf(p));
     if (r.warning) setWarning(c, r.warning);
-    return c.json({ ...presentVersion(r.version), via: r.via, alias: r.alias ?? null, warning: r.warning ?? null }, 200);
+    return c.json(
+      { ...presentVersion(r.version), via: r.via, alias: r.alias ?? null, warning: r.warning ?? null },
+      200,
+    );
   });
 
   return app;

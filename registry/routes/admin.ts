@@ -19,7 +19,9 @@ const KeySchema = z
     revoked_at: z.string().nullable(),
   })
   .openapi('ApiKey');
-const NewKeySchema = KeySchema.extend({ key: z.string().openapi({ description: 'the key itself: shown once, never stored' }) }).openapi('NewApiKey');
+const NewKeySchema = KeySchema.extend({
+  key: z.string().openapi({ description: 'the key itself: shown once, never stored' }),
+}).openapi('NewApiKey');
 
 const presentKey = (k: KeyInfo): z.infer<typeof KeySchema> => ({
   id: k.id,
@@ -57,7 +59,15 @@ const createKeyRoute = createRoute({
   summary: 'Create an API key for a tenant (the key is in the response, once)',
   ...scoped('admin'),
   request: {
-    body: jsonBody(z.object({ tenant: TenantId, name: z.string().min(1).max(200).optional(), scopes: z.array(ScopeSchema).min(1).max(4) }).strict()),
+    body: jsonBody(
+      z
+        .object({
+          tenant: TenantId,
+          name: z.string().min(1).max(200).optional(),
+          scopes: z.array(ScopeSchema).min(1).max(4),
+        })
+        .strict(),
+    ),
   },
   responses: { 201: json(NewKeySchema, 'Created'), ...errors },
 });
@@ -78,7 +88,14 @@ const revokeKeyRoute = createRoute({
   tags: ['admin'],
   summary: 'Revoke an API key',
   ...scoped('admin'),
-  request: { params: z.object({ id: z.string().regex(/^key_[a-z0-9]{1,40}$/, 'must be a key id (key_...)').openapi({ param: { name: 'id', in: 'path' } }) }) },
+  request: {
+    params: z.object({
+      id: z
+        .string()
+        .regex(/^key_[a-z0-9]{1,40}$/, 'must be a key id (key_...)')
+        .openapi({ param: { name: 'id', in: 'path' } }),
+    }),
+  },
   responses: { 200: json(KeySchema, 'Revoked'), ...errors },
 });
 
@@ -89,7 +106,12 @@ const whoami = createRoute({
   summary: 'The key making the request: its id, tenant and scopes',
   ...scoped(),
   responses: {
-    200: json(z.object({ key_id: z.string(), key_name: z.string(), tenant: z.string(), scopes: z.array(z.string()) }).openapi('WhoAmI'), 'This key'),
+    200: json(
+      z
+        .object({ key_id: z.string(), key_name: z.string(), tenant: z.string(), scopes: z.array(z.string()) })
+        .openapi('WhoAmI'),
+      'This key',
+    ),
     ...errors,
   },
 });
@@ -104,14 +126,19 @@ export function adminRoutes(): OpenAPIHono<AppEnv> {
   });
 
   app.openapi(listTenantsRoute, async (c) => {
-    const data = (await listTenants(c.var.deps.registry.db)).map((t) => ({ id: t.id, name: t.name, created_at: iso(t.createdAt)! }));
+    const data = (await listTenants(c.var.deps.registry.db)).map((t) => ({
+      id: t.id,
+      name: t.name,
+      created_at: iso(t.createdAt)!,
+    }));
     return c.json({ object: 'list' as const, data }, 200);
   });
 
   app.openapi(createKeyRoute, async (c) => {
     const body = c.req.valid('json');
     const { registry, now } = c.var.deps;
-    if (!(await getTenant(registry.db, body.tenant))) throw notFound(`tenant "${body.tenant}" not found: create it first`, 'tenant_not_found');
+    if (!(await getTenant(registry.db, body.tenant)))
+      throw notFound(`tenant "${body.tenant}" not found: create it first`, 'tenant_not_found');
     const k = await createApiKey(registry, { tenant: body.tenant, name: body.name, scopes: body.scopes, now: now() });
     return c.json({ ...presentKey({ ...k, revokedAt: null }), key: k.key }, 201);
   });

@@ -3,16 +3,36 @@ import { notFound } from '../../src/http/errors.ts';
 import { type AppEnv } from '../http.ts';
 import { principalOf, setWarning } from '../../src/http/middleware.ts';
 import { findVisibleAdapter, findWritableAdapter, viewerOf } from '../queries/adapters.ts';
-import { aliasHistoryPage, getAlias, listAliases, rollbackAlias, setAlias, type AliasRow, type SetAliasResult } from '../queries/aliases.ts';
+import {
+  aliasHistoryPage,
+  getAlias,
+  listAliases,
+  rollbackAlias,
+  setAlias,
+  type AliasRow,
+  type SetAliasResult,
+} from '../queries/aliases.ts';
 import { AdapterParam, AliasParam, iso, ListMeta, page, PageQuery } from './schemas.ts';
 import { conflictError, errors, json, jsonBody, scoped } from '../../src/http/openapi.ts';
 
 const AliasSchema = z
-  .object({ adapter: z.string(), alias: z.string(), version: z.number().int(), updated_at: z.string(), updated_by: z.string().nullable() })
+  .object({
+    adapter: z.string(),
+    alias: z.string(),
+    version: z.number().int(),
+    updated_at: z.string(),
+    updated_by: z.string().nullable(),
+  })
   .openapi('Alias');
 
 const AliasMoveResultSchema = z
-  .object({ adapter: z.string(), alias: z.string(), version: z.number().int(), previous_version: z.number().int().nullable(), changed: z.boolean() })
+  .object({
+    adapter: z.string(),
+    alias: z.string(),
+    version: z.number().int(),
+    previous_version: z.number().int().nullable(),
+    changed: z.boolean(),
+  })
   .openapi('AliasMoveResult');
 
 const AliasMoveSchema = z
@@ -71,9 +91,15 @@ const put = createRoute({
   ...scoped('publish'),
   request: {
     params: AdapterParam.merge(AliasParam),
-    body: jsonBody(z.object({ version: z.number().int().positive(), reason: z.string().max(1000).optional() }).strict()),
+    body: jsonBody(
+      z.object({ version: z.number().int().positive(), reason: z.string().max(1000).optional() }).strict(),
+    ),
   },
-  responses: { 200: json(AliasMoveResultSchema, 'Moved (or already there: changed=false)'), ...errors, ...conflictError },
+  responses: {
+    200: json(AliasMoveResultSchema, 'Moved (or already there: changed=false)'),
+    ...errors,
+    ...conflictError,
+  },
 });
 
 const rollback = createRoute({
@@ -84,7 +110,10 @@ const rollback = createRoute({
   ...scoped('publish'),
   request: {
     params: AdapterParam.merge(AliasParam),
-    body: { required: false, content: { 'application/json': { schema: z.object({ reason: z.string().max(1000).optional() }).strict() } } },
+    body: {
+      required: false,
+      content: { 'application/json': { schema: z.object({ reason: z.string().max(1000).optional() }).strict() } },
+    },
   },
   responses: { 200: json(AliasMoveResultSchema, 'Rolled back'), ...errors, ...conflictError },
 });
@@ -96,7 +125,10 @@ const history = createRoute({
   summary: "An alias's moves, newest first: who moved it, when, from which version to which",
   ...scoped('read'),
   request: { params: AdapterParam.merge(AliasParam), query: PageQuery },
-  responses: { 200: json(z.object({ ...ListMeta, data: z.array(AliasMoveSchema) }).openapi('AliasHistory'), 'History'), ...errors },
+  responses: {
+    200: json(z.object({ ...ListMeta, data: z.array(AliasMoveSchema) }).openapi('AliasHistory'), 'History'),
+    ...errors,
+  },
 });
 
 export function aliasRoutes(): OpenAPIHono<AppEnv> {
@@ -106,7 +138,10 @@ export function aliasRoutes(): OpenAPIHono<AppEnv> {
     const p = principalOf(c);
     const db = c.var.deps.registry.db;
     const adapter = await findVisibleAdapter(db, c.req.valid('param').adapter, viewerOf(p));
-    return c.json({ object: 'list' as const, data: (await listAliases(db, adapter)).map((a) => presentAlias(adapter.name, a)) }, 200);
+    return c.json(
+      { object: 'list' as const, data: (await listAliases(db, adapter)).map((a) => presentAlias(adapter.name, a)) },
+      200,
+    );
   });
 
   app.openapi(get, async (c) => {
@@ -125,7 +160,11 @@ export function aliasRoutes(): OpenAPIHono<AppEnv> {
     const params = c.req.valid('param');
     const body = c.req.valid('json');
     const adapter = await findWritableAdapter(registry.db, params.adapter, viewerOf(p));
-    const r = await setAlias(registry, adapter, params.alias, body.version, { keyId: p.keyId, reason: body.reason, now: now() });
+    const r = await setAlias(registry, adapter, params.alias, body.version, {
+      keyId: p.keyId,
+      reason: body.reason,
+      now: now(),
+    });
     if (r.warning) setWarning(c, r.warning);
     return c.json(presentMove(adapter.name, r), 200);
   });

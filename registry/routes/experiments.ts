@@ -2,7 +2,13 @@ import { createRoute, OpenAPIHono, z } from '@hono/zod-openapi';
 import { type AppEnv } from '../http.ts';
 import { principalOf } from '../../src/http/middleware.ts';
 import { findVisibleAdapter, findWritableAdapter, viewerOf } from '../queries/adapters.ts';
-import { createExperiment, findVisibleExperiment, listExperiments, updateExperiment, type Experiment } from '../queries/experiments.ts';
+import {
+  createExperiment,
+  findVisibleExperiment,
+  listExperiments,
+  updateExperiment,
+  type Experiment,
+} from '../queries/experiments.ts';
 import { AliasName, ExperimentStatusSchema, iso, Name } from './schemas.ts';
 import { conflictError, errors, json, jsonBody, scoped } from '../../src/http/openapi.ts';
 
@@ -14,7 +20,9 @@ const ArmInputSchema = z
     weight: z.number().min(0).max(1_000_000),
   })
   .strict()
-  .refine((a) => (a.version === undefined) !== (a.alias === undefined), { message: 'give exactly one of "version" and "alias"' })
+  .refine((a) => (a.version === undefined) !== (a.alias === undefined), {
+    message: 'give exactly one of "version" and "alias"',
+  })
   .openapi('ArmInput');
 
 const ExperimentSchema = z
@@ -25,7 +33,14 @@ const ExperimentSchema = z
     adapter: z.string(),
     status: ExperimentStatusSchema,
     killed: z.boolean(),
-    arms: z.array(z.object({ name: z.string(), version: z.number().int().nullable(), alias: z.string().nullable(), weight: z.number() })),
+    arms: z.array(
+      z.object({
+        name: z.string(),
+        version: z.number().int().nullable(),
+        alias: z.string().nullable(),
+        weight: z.number(),
+      }),
+    ),
     created_at: z.string(),
     updated_at: z.string(),
   })
@@ -43,7 +58,12 @@ const present = (e: Experiment): z.infer<typeof ExperimentSchema> => ({
   updated_at: iso(e.updatedAt)!,
 });
 
-const IdParam = z.object({ id: z.string().regex(/^exp_[a-z0-9]{1,64}$/, 'must be an experiment id (exp_...)').openapi({ param: { name: 'id', in: 'path' } }) });
+const IdParam = z.object({
+  id: z
+    .string()
+    .regex(/^exp_[a-z0-9]{1,64}$/, 'must be an experiment id (exp_...)')
+    .openapi({ param: { name: 'id', in: 'path' } }),
+});
 
 const create = createRoute({
   method: 'post',
@@ -54,7 +74,12 @@ const create = createRoute({
   request: {
     body: jsonBody(
       z
-        .object({ name: z.string().min(1).max(200), adapter: Name, arms: z.array(ArmInputSchema).min(1).max(16), status: z.enum(['draft', 'running']).optional() })
+        .object({
+          name: z.string().min(1).max(200),
+          adapter: Name,
+          arms: z.array(ArmInputSchema).min(1).max(16),
+          status: z.enum(['draft', 'running']).optional(),
+        })
         .strict(),
     ),
   },
@@ -101,7 +126,10 @@ const list = createRoute({
   summary: "An adapter's experiments, newest first",
   ...scoped('read'),
   request: { query: z.object({ adapter: Name }) },
-  responses: { 200: json(z.object({ object: z.literal('list'), data: z.array(ExperimentSchema) }), 'Experiments'), ...errors },
+  responses: {
+    200: json(z.object({ object: z.literal('list'), data: z.array(ExperimentSchema) }), 'Experiments'),
+    ...errors,
+  },
 });
 
 export function experimentRoutes(): OpenAPIHono<AppEnv> {
@@ -126,7 +154,10 @@ export function experimentRoutes(): OpenAPIHono<AppEnv> {
 
   app.openapi(get, async (c) => {
     const p = principalOf(c);
-    return c.json(present(await findVisibleExperiment(c.var.deps.registry.db, c.req.valid('param').id, viewerOf(p))), 200);
+    return c.json(
+      present(await findVisibleExperiment(c.var.deps.registry.db, c.req.valid('param').id, viewerOf(p))),
+      200,
+    );
   });
 
   app.openapi(list, async (c) => {

@@ -5,10 +5,30 @@ import { type AppEnv } from '../http.ts';
 import { principalOf } from '../../src/http/middleware.ts';
 import { decodeCursor, encodeCursor, listAdapters, viewerOf, type AdapterListItem } from '../queries/adapters.ts';
 import {
-  createBaseModel, getBaseModel, getBaseVersion, listBaseModels, listBaseVersions, registerBaseVersion, setBaseVersionStatus,
-  type BaseVersion, type BaseVersionInput,
+  createBaseModel,
+  getBaseModel,
+  getBaseVersion,
+  listBaseModels,
+  listBaseVersions,
+  registerBaseVersion,
+  setBaseVersionStatus,
+  type BaseVersion,
+  type BaseVersionInput,
 } from '../queries/models.ts';
-import { FileSchema, iso, ListMeta, ModelConfigSchema, ModelParam, Name, page, PageQuery, StatusSchema, TokenizerSchema, unixSeconds, VersionParam } from './schemas.ts';
+import {
+  FileSchema,
+  iso,
+  ListMeta,
+  ModelConfigSchema,
+  ModelParam,
+  Name,
+  page,
+  PageQuery,
+  StatusSchema,
+  TokenizerSchema,
+  unixSeconds,
+  VersionParam,
+} from './schemas.ts';
 import { conflictError, errors, json, jsonBody, scoped } from '../../src/http/openapi.ts';
 import { formatRef } from '../names.ts';
 
@@ -27,8 +47,14 @@ const BaseVersionInputSchema = z
     notes: z.string().max(10_000).optional(),
   })
   .strict()
-  .refine((v) => v.architecture === v.config.architecture, { message: 'must equal config.architecture', path: ['architecture'] })
-  .refine((v) => new Set(v.files.map((f) => f.name)).size === v.files.length, { message: 'file names must be unique', path: ['files'] })
+  .refine((v) => v.architecture === v.config.architecture, {
+    message: 'must equal config.architecture',
+    path: ['architecture'],
+  })
+  .refine((v) => new Set(v.files.map((f) => f.name)).size === v.files.length, {
+    message: 'file names must be unique',
+    path: ['files'],
+  })
   .openapi('BaseVersionInput');
 
 const BaseVersionSchema = z
@@ -113,7 +139,13 @@ const createModel = createRoute({
   ...scoped('publish'),
   request: {
     body: jsonBody(
-      z.object({ name: Name, description: z.string().max(10_000).optional(), version: BaseVersionInputSchema.optional() }).strict(),
+      z
+        .object({
+          name: Name,
+          description: z.string().max(10_000).optional(),
+          version: BaseVersionInputSchema.optional(),
+        })
+        .strict(),
     ),
   },
   responses: { 201: json(BaseModelSchema, 'Created'), ...errors, ...conflictError },
@@ -146,7 +178,13 @@ const listVersions = createRoute({
   summary: 'Versions of a base model, newest first (cursor-paginated)',
   ...scoped('read', 'generate'),
   request: { params: ModelParam, query: PageQuery },
-  responses: { 200: json(z.object({ ...ListMeta, data: z.array(BaseVersionSchema) }).openapi('BaseModelVersionList'), 'A page of versions'), ...errors },
+  responses: {
+    200: json(
+      z.object({ ...ListMeta, data: z.array(BaseVersionSchema) }).openapi('BaseModelVersionList'),
+      'A page of versions',
+    ),
+    ...errors,
+  },
 });
 
 const patchVersion = createRoute({
@@ -177,7 +215,14 @@ export function modelRoutes(): OpenAPIHono<AppEnv> {
     const db = c.var.deps.registry.db;
     const data: z.infer<typeof ModelObjectSchema>[] = [];
     for (const m of await listBaseModels(db)) {
-      data.push({ id: m.name, object: 'model', created: unixSeconds(m.createdAt), owned_by: m.tenantId, kind: 'base', version: m.latestVersion });
+      data.push({
+        id: m.name,
+        object: 'model',
+        created: unixSeconds(m.createdAt),
+        owned_by: m.tenantId,
+        kind: 'base',
+        version: m.latestVersion,
+      });
     }
     for (let cursor: string | undefined, guard = 0; guard < 50; guard++) {
       const pageOf = await listAdapters(db, viewerOf(p), { cursor, limit: 200 });
@@ -194,7 +239,11 @@ export function modelRoutes(): OpenAPIHono<AppEnv> {
     const { registry, now } = c.var.deps;
     if (body.version) {
       await registerBaseVersion(registry, body.name, body.version as BaseVersionInput, {
-        tenantId: p.tenantId, keyId: p.keyId, description: body.description, now: now(), createOnly: true,
+        tenantId: p.tenantId,
+        keyId: p.keyId,
+        description: body.description,
+        now: now(),
+        createOnly: true,
       });
     } else {
       await createBaseModel(registry, body.name, { tenantId: p.tenantId, description: body.description, now: now() });
@@ -216,7 +265,11 @@ export function modelRoutes(): OpenAPIHono<AppEnv> {
       throw new ApiError(403, `base model "${model}" belongs to another tenant`, 'not_owner');
     }
     const input = c.req.valid('json') as BaseVersionInput;
-    const created = await registerBaseVersion(registry, model, input, { tenantId: p.tenantId, keyId: p.keyId, now: now() });
+    const created = await registerBaseVersion(registry, model, input, {
+      tenantId: p.tenantId,
+      keyId: p.keyId,
+      now: now(),
+    });
     const v = await getBaseVersion(registry.db, model, created.version);
     return c.json(presentBaseVersion(v!), 201);
   });
@@ -228,9 +281,15 @@ export function modelRoutes(): OpenAPIHono<AppEnv> {
     const row = await getBaseModel(db, model);
     if (!row) throw notFound(`base model "${model}" not found`, 'model_not_found');
     const before = cursor ? Number(decodeCursor(cursor)) : undefined;
-    const versions = await listBaseVersions(db, row, { before: Number.isFinite(before) ? before : undefined, limit: limit + 1 });
+    const versions = await listBaseVersions(db, row, {
+      before: Number.isFinite(before) ? before : undefined,
+      limit: limit + 1,
+    });
     const data = versions.slice(0, limit);
-    return c.json(page(data.map(presentBaseVersion), versions.length > limit ? encodeCursor(data[data.length - 1].version) : null), 200);
+    return c.json(
+      page(data.map(presentBaseVersion), versions.length > limit ? encodeCursor(data[data.length - 1].version) : null),
+      200,
+    );
   });
 
   app.openapi(patchVersion, async (c) => {
@@ -239,8 +298,12 @@ export function modelRoutes(): OpenAPIHono<AppEnv> {
     const { registry } = c.var.deps;
     const row = await getBaseModel(registry.db, model);
     if (!row) throw notFound(`base model "${model}" not found`, 'model_not_found');
-    if (row.tenantId !== p.tenantId && !isAdmin(p)) throw new ApiError(403, `base model "${model}" belongs to another tenant`, 'not_owner');
-    return c.json(presentBaseVersion(await setBaseVersionStatus(registry, model, version, c.req.valid('json').status)), 200);
+    if (row.tenantId !== p.tenantId && !isAdmin(p))
+      throw new ApiError(403, `base model "${model}" belongs to another tenant`, 'not_owner');
+    return c.json(
+      presentBaseVersion(await setBaseVersionStatus(registry, model, version, c.req.valid('json').status)),
+      200,
+    );
   });
 
   app.openapi(getVersion, async (c) => {
@@ -253,7 +316,10 @@ export function modelRoutes(): OpenAPIHono<AppEnv> {
   return app;
 }
 
-async function presentModel(db: Parameters<typeof getBaseModel>[0], name: string): Promise<z.infer<typeof BaseModelSchema>> {
+async function presentModel(
+  db: Parameters<typeof getBaseModel>[0],
+  name: string,
+): Promise<z.infer<typeof BaseModelSchema>> {
   const model = await getBaseModel(db, name);
   if (!model) throw notFound(`base model "${name}" not found`, 'model_not_found');
   const versions = await listBaseVersions(db, model);
@@ -274,10 +340,29 @@ function adapterModels(a: AdapterListItem): z.infer<typeof ModelObjectSchema>[] 
   const base = a.latest ? formatRef(a.latest.base, a.latest.baseVersion) : null;
   const created = unixSeconds(a.createdAt);
   const out: z.infer<typeof ModelObjectSchema>[] = [
-    { id: a.name, object: 'model', created, owned_by: a.tenantId, kind: 'adapter', adapter: a.name, base, version: a.aliases.production ?? a.latest?.version ?? null },
+    {
+      id: a.name,
+      object: 'model',
+      created,
+      owned_by: a.tenantId,
+      kind: 'adapter',
+      adapter: a.name,
+      base,
+      version: a.aliases.production ?? a.latest?.version ?? null,
+    },
   ];
   for (const [alias, version] of Object.entries(a.aliases).sort()) {
-    out.push({ id: `${a.name}@${alias}`, object: 'model', created, owned_by: a.tenantId, kind: 'adapter', adapter: a.name, alias, base, version });
+    out.push({
+      id: `${a.name}@${alias}`,
+      object: 'model',
+      created,
+      owned_by: a.tenantId,
+      kind: 'adapter',
+      adapter: a.name,
+      alias,
+      base,
+      version,
+    });
   }
   return out;
 }

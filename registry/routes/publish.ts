@@ -14,7 +14,8 @@ const PublishedSchema = z
     version: z.number().int(),
     ref: z.string(),
     sha256: z.string().openapi({
-      description: "The version's content digest: sha256 of `<file sha256>  <name>\\n` lines sorted by name (sha256sum output) over all its files",
+      description:
+        "The version's content digest: sha256 of `<file sha256>  <name>\\n` lines sorted by name (sha256sum output) over all its files",
     }),
     bytes: z.number().int().openapi({ description: 'all files together' }),
     params: z.number().int(),
@@ -45,7 +46,10 @@ const formSchema = {
     card: { type: 'string' as const, description: 'model card, markdown' },
     metrics: { type: 'string' as const, description: 'JSON object' },
     tags: { type: 'string' as const, description: 'comma-separated, or a JSON array' },
-    checksums: { type: 'string' as const, description: 'JSON object {file name: sha256}: verified before the version is visible' },
+    checksums: {
+      type: 'string' as const,
+      description: 'JSON object {file name: sha256}: verified before the version is visible',
+    },
     file: { type: 'array' as const, items: { type: 'string' as const, format: 'binary' } },
   },
 };
@@ -54,15 +58,25 @@ const publish = createRoute({
   method: 'post',
   path: '/v1/adapters/{adapter}/versions',
   tags: ['adapters'],
-  summary: 'Publish a new version (multipart): validated against its base before it is stored, visible only once complete',
+  summary:
+    'Publish a new version (multipart): validated against its base before it is stored, visible only once complete',
   ...scoped('publish'),
-  request: { params: AdapterParam, body: { required: true, content: { 'multipart/form-data': { schema: formSchema } } } },
+  request: {
+    params: AdapterParam,
+    body: { required: true, content: { 'multipart/form-data': { schema: formSchema } } },
+  },
   responses: {
     201: json(PublishedSchema, 'Published'),
     ...errors,
     ...conflictError,
-    413: { description: 'A file or field is over its limit', content: { 'application/json': { schema: z.object({ error: z.object({ message: z.string() }) }) } } },
-    415: { description: 'Not multipart/form-data', content: { 'application/json': { schema: z.object({ error: z.object({ message: z.string() }) }) } } },
+    413: {
+      description: 'A file or field is over its limit',
+      content: { 'application/json': { schema: z.object({ error: z.object({ message: z.string() }) }) } },
+    },
+    415: {
+      description: 'Not multipart/form-data',
+      content: { 'application/json': { schema: z.object({ error: z.object({ message: z.string() }) }) } },
+    },
   },
 });
 
@@ -72,11 +86,13 @@ export function publishRoutes(): OpenAPIHono<AppEnv> {
     const p = principalOf(c);
     const { adapter } = c.req.valid('param');
     const boundary = formDataBoundary(c.req.header('content-type'));
-    if (!boundary) throw new ApiError(415, 'send the adapter as multipart/form-data (with a boundary)', 'unsupported_media_type');
+    if (!boundary)
+      throw new ApiError(415, 'send the adapter as multipart/form-data (with a boundary)', 'unsupported_media_type');
     const declared = Number(c.req.header('content-length') ?? 0);
     const limits = c.var.deps.limits;
     const max = limits.maxWeightsBytes + limits.maxFiles * limits.maxSmallFileBytes + 16 * limits.maxFieldBytes;
-    if (declared > max) throw new ApiError(413, `the request is ${declared} bytes; the limit is ${max}`, 'payload_too_large');
+    if (declared > max)
+      throw new ApiError(413, `the request is ${declared} bytes; the limit is ${max}`, 'payload_too_large');
     const body = c.req.raw.body;
     if (!body) throw new ApiError(400, 'empty request body', 'invalid_multipart');
     const r = await publishAdapterVersion(c.var.deps, p, adapter, body, boundary);

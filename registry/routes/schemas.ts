@@ -7,11 +7,21 @@ import { SCOPES } from '../../src/http/principal.ts';
 
 // ---- path and query parameters ----
 
-export const ModelParam = z.object({ model: Name.openapi({ param: { name: 'model', in: 'path' }, example: 'tiny-gpt2' }) });
-export const AdapterParam = z.object({ adapter: Name.openapi({ param: { name: 'adapter', in: 'path' }, example: 'summarize' }) });
-export const VersionParam = z.object({ version: VersionNumber.openapi({ param: { name: 'version', in: 'path' }, type: 'integer', example: 3 }) });
-export const AliasParam = z.object({ alias: AliasName.openapi({ param: { name: 'alias', in: 'path' }, example: 'production' }) });
-export const FileParam = z.object({ name: FileName.openapi({ param: { name: 'name', in: 'path' }, example: 'adapter.safetensors' }) });
+export const ModelParam = z.object({
+  model: Name.openapi({ param: { name: 'model', in: 'path' }, example: 'tiny-gpt2' }),
+});
+export const AdapterParam = z.object({
+  adapter: Name.openapi({ param: { name: 'adapter', in: 'path' }, example: 'summarize' }),
+});
+export const VersionParam = z.object({
+  version: VersionNumber.openapi({ param: { name: 'version', in: 'path' }, type: 'integer', example: 3 }),
+});
+export const AliasParam = z.object({
+  alias: AliasName.openapi({ param: { name: 'alias', in: 'path' }, example: 'production' }),
+});
+export const FileParam = z.object({
+  name: FileName.openapi({ param: { name: 'name', in: 'path' }, example: 'adapter.safetensors' }),
+});
 
 export const PageQuery = z.object({
   cursor: z.string().max(512).optional().openapi({ description: 'next_cursor of the previous page' }),
@@ -20,7 +30,9 @@ export const PageQuery = z.object({
 
 // ---- shared shapes ----
 
-export const FileSchema = z.object({ name: FileName, sha256: Sha256, bytes: z.number().int().nonnegative() }).openapi('File');
+export const FileSchema = z
+  .object({ name: FileName, sha256: Sha256, bytes: z.number().int().nonnegative() })
+  .openapi('File');
 
 export const ModelConfigSchema = z
   .object({
@@ -42,8 +54,13 @@ export const ModelConfigSchema = z
   })
   // The engine owns ModelConfig: fields it adds later are kept, not refused.
   .loose()
-  .refine((c) => c.numHeads % c.numKvHeads === 0, { message: 'numHeads must be a multiple of numKvHeads', path: ['numKvHeads'] })
-  .openapi('ModelConfig', { description: "The engine's architecture-independent model description (src/engine/model/config.ts)" });
+  .refine((c) => c.numHeads % c.numKvHeads === 0, {
+    message: 'numHeads must be a multiple of numKvHeads',
+    path: ['numKvHeads'],
+  })
+  .openapi('ModelConfig', {
+    description: "The engine's architecture-independent model description (src/engine/model/config.ts)",
+  });
 
 export const TokenizerSchema = z
   .object({ kind: z.enum(['hf', 'llama2c']), file: FileName, sha256: Sha256, bytes: z.number().int().nonnegative() })

@@ -16,7 +16,10 @@ export async function measureReadBandwidth(threads = availableParallelism(), meg
   const g = new GraphBuilder();
   g.input('x', 'float32', ['R', 'C']);
   g.output(g.op('ReduceSum', ['x', g.ints([1])], { keepdims: 0 }), 'y', 'float32', ['R']);
-  const session = await ort.InferenceSession.create(g.encode().model, { intraOpNumThreads: threads, interOpNumThreads: 1 });
+  const session = await ort.InferenceSession.create(g.encode().model, {
+    intraOpNumThreads: threads,
+    interOpNumThreads: 1,
+  });
   let best = 0;
   for (const rows of [64, 1024]) {
     const x = new ort.Tensor('float32', data, [rows, n / rows]);

@@ -45,7 +45,9 @@ interface Stream {
  * 16 and 64 concurrent streams, all on one adapter and spread over 16 adapters. Every stream's
  * greedy output is compared with the same request run alone.
  */
-export async function benchCompute(opts: { threads?: number; log?: (line: string) => void } = {}): Promise<ComputeBenchResult> {
+export async function benchCompute(
+  opts: { threads?: number; log?: (line: string) => void } = {},
+): Promise<ComputeBenchResult> {
   const log = opts.log ?? (() => {});
   const dir = mkdtempSync(join(tmpdir(), 'versa-bench-'));
   try {
@@ -61,14 +63,23 @@ export async function benchCompute(opts: { threads?: number; log?: (line: string
     }
     log('starting the compute node');
     const node = await startComputeNode({
-      model: join(dir, 'model'), threads: opts.threads ?? availableParallelism(), maxBatch: 64, maxQueue: 64,
-      blobs, preload: refs,
+      model: join(dir, 'model'),
+      threads: opts.threads ?? availableParallelism(),
+      maxBatch: 64,
+      maxQueue: 64,
+      blobs,
+      preload: refs,
     });
     try {
       const prompt = (k: number) => Array.from({ length: 16 }, (_, i) => (k * 7919 + i * 104729) % c.vocabSize);
       // Only the references carry logprobs (to tell a near-tie from cross-talk); timed runs do not pay for them.
-      const pick = (mode: 'single' | 'distinct', i: number, logprobs?: number) =>
-        ({ adapter: refs[mode === 'single' ? 0 : i % ADAPTERS], prompt_ids: prompt(i % ADAPTERS), max_tokens: TOKENS, ignore_eos: true, logprobs });
+      const pick = (mode: 'single' | 'distinct', i: number, logprobs?: number) => ({
+        adapter: refs[mode === 'single' ? 0 : i % ADAPTERS],
+        prompt_ids: prompt(i % ADAPTERS),
+        max_tokens: TOKENS,
+        ignore_eos: true,
+        logprobs,
+      });
 
       log('single-stream references');
       const reference = new Map<string, Stream>();
@@ -95,7 +106,8 @@ export async function benchCompute(opts: { threads?: number; log?: (line: string
           });
           const ttft = out.map((s) => s.ttftMs).sort((a, b) => a - b);
           runs.push({
-            streams: n, mode,
+            streams: n,
+            mode,
             tps: round(out.reduce((a, s) => a + s.tokens.length, 0) / seconds),
             ttft_p50_ms: round(quantile(ttft, 0.5)),
             ttft_p99_ms: round(quantile(ttft, 0.99)),
@@ -137,10 +149,17 @@ async function toBlob(store: BlobStore, id: string, file: string): Promise<Adapt
 
 async function stream(url: string, body: object): Promise<Stream> {
   const t0 = performance.now();
-  const res = await fetch(`${url}/v1/internal/generate`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+  const res = await fetch(`${url}/v1/internal/generate`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify(body),
+  });
   if (!res.ok) throw new Error(`compute node answered ${res.status}: ${await res.text()}`);
   const ttftMs = performance.now() - t0; // the node sends headers with the first token
-  const lines = (await res.text()).trim().split('\n').map((l) => JSON.parse(l));
+  const lines = (await res.text())
+    .trim()
+    .split('\n')
+    .map((l) => JSON.parse(l));
   const tokens = lines.filter((l) => l.type === 'token');
   return {
     ttftMs,

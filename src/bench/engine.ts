@@ -90,7 +90,8 @@ export async function benchEngine(opts: EngineBenchOptions = {}): Promise<Precis
       writeGpt2Folder(modelPath, c, randomWeights(c, 1));
     }
     const prompt = PROMPT.map((t) => t % c.vocabSize); // ids every vocabulary has
-    const decodeRate = (e: EngineClient, adapters: Array<string | undefined>, tokens: number) => decodeRateOf(e, adapters, tokens, prompt);
+    const decodeRate = (e: EngineClient, adapters: Array<string | undefined>, tokens: number) =>
+      decodeRateOf(e, adapters, tokens, prompt);
     const block = opts.quantizeBlock ?? DEFAULT_BLOCK;
     const precision = await comparePrecisions(modelPath, c, threads, block, prompt, log);
     const described = opts.model ? `${opts.model}: ${c.architecture}` : 'gpt2-small shape';
@@ -98,7 +99,13 @@ export async function benchEngine(opts: EngineBenchOptions = {}): Promise<Precis
     if (opts.precisionOnly) {
       log('measuring memory-read bandwidth');
       const bandwidth = await measureReadBandwidth(threads);
-      return { model, threads, bandwidth_gbs: round(bandwidth), ...precisionFigures(precision, c, bandwidth, block), targets: speedupTargets(precision) };
+      return {
+        model,
+        threads,
+        bandwidth_gbs: round(bandwidth),
+        ...precisionFigures(precision, c, bandwidth, block),
+        targets: speedupTargets(precision),
+      };
     }
     log('writing random VLM adapters (bottleneck 300 and 64)');
     for (let i = 0; i < 16; i++) {
@@ -117,8 +124,16 @@ export async function benchEngine(opts: EngineBenchOptions = {}): Promise<Precis
     try {
       await decodeRate(plain, [undefined], 8); // warm-up
       log('decode at batch 1 and 16, prefill');
-      b1 = median([await decodeRate(plain, [undefined], 48), await decodeRate(plain, [undefined], 48), await decodeRate(plain, [undefined], 48)]);
-      b16 = median([await decodeRate(plain, Array(16).fill(undefined), 32), await decodeRate(plain, Array(16).fill(undefined), 32), await decodeRate(plain, Array(16).fill(undefined), 32)]);
+      b1 = median([
+        await decodeRate(plain, [undefined], 48),
+        await decodeRate(plain, [undefined], 48),
+        await decodeRate(plain, [undefined], 48),
+      ]);
+      b16 = median([
+        await decodeRate(plain, Array(16).fill(undefined), 32),
+        await decodeRate(plain, Array(16).fill(undefined), 32),
+        await decodeRate(plain, Array(16).fill(undefined), 32),
+      ]);
       const prompt = Array.from({ length: 512 }, (_, i) => (i * 7919) % c.vocabSize);
       let best = Infinity;
       for (let k = 0; k < 3; k++) {
@@ -143,13 +158,22 @@ export async function benchEngine(opts: EngineBenchOptions = {}): Promise<Precis
 
       // Shared machines are noisy: compare A and B in alternating short runs, medians of each.
       log('adapter overhead at batch 1 (bottleneck 300), base and adapter alternating');
-      const [base1, adapter1] = await alternate(() => decodeRate(engine, [undefined], 24), () => decodeRate(engine, ['b300-0'], 24), 8);
+      const [base1, adapter1] = await alternate(
+        () => decodeRate(engine, [undefined], 24),
+        () => decodeRate(engine, ['b300-0'], 24),
+        8,
+      );
 
       log('16 distinct adapters vs one adapter, 16 rows');
       const mixedRatio = async (bottleneck: number) => {
         const [single, mixed] = await alternate(
           () => decodeRate(engine, Array(16).fill(`b${bottleneck}-0`), 24),
-          () => decodeRate(engine, Array.from({ length: 16 }, (_, i) => `b${bottleneck}-${i}`), 24),
+          () =>
+            decodeRate(
+              engine,
+              Array.from({ length: 16 }, (_, i) => `b${bottleneck}-${i}`),
+              24,
+            ),
           4,
         );
         return mixed / single;
@@ -216,7 +240,14 @@ export async function benchEngine(opts: EngineBenchOptions = {}): Promise<Precis
  * Float32, int8 and int4 engines of the same checkpoint: start-to-ready wall time, and batch-1
  * decode alternating between the three (base-only graphs), medians of short runs.
  */
-async function comparePrecisions(model: string, c: ModelConfig, threads: number, block: number, prompt: number[], log: (line: string) => void) {
+async function comparePrecisions(
+  model: string,
+  c: ModelConfig,
+  threads: number,
+  block: number,
+  prompt: number[],
+  log: (line: string) => void,
+) {
   const engines = {} as Record<Quantization, EngineClient>;
   const loads = {} as Record<Quantization, number>;
   let fileBytes = 0;
@@ -224,14 +255,23 @@ async function comparePrecisions(model: string, c: ModelConfig, threads: number,
     for (const quantize of ['none', 'int8', 'int4'] as const) {
       log(`loading the engine (${quantize === 'none' ? 'float32' : quantize}, no adapter kinds)`);
       const t = performance.now();
-      engines[quantize] = await EngineClient.start({ model, threads, adapterKinds: [], quantize, quantizeBlock: block, context: Math.min(c.maxPositions, 1024) });
+      engines[quantize] = await EngineClient.start({
+        model,
+        threads,
+        adapterKinds: [],
+        quantize,
+        quantizeBlock: block,
+        context: Math.min(c.maxPositions, 1024),
+      });
       loads[quantize] = (performance.now() - t) / 1000;
       fileBytes = engines[quantize].info.fileBytes;
       await decodeRateOf(engines[quantize], [undefined], 8, prompt); // warm-up
     }
     log('batch-1 decode: float32, int8 and int4 alternating');
     const runs = { none: [] as number[], int8: [] as number[], int4: [] as number[] };
-    for (let k = 0; k < 5; k++) for (const q of ['none', 'int8', 'int4'] as const) runs[q].push(await decodeRateOf(engines[q], [undefined], 24, prompt));
+    for (let k = 0; k < 5; k++)
+      for (const q of ['none', 'int8', 'int4'] as const)
+        runs[q].push(await decodeRateOf(engines[q], [undefined], 24, prompt));
     const tps = { none: median(runs.none), int8: median(runs.int8), int4: median(runs.int4) };
     return { loadSeconds: loads.none, loadSecondsInt4: loads.int4, fileBytes, tps };
   } finally {
@@ -242,7 +282,8 @@ async function comparePrecisions(model: string, c: ModelConfig, threads: number,
 type Precisions = Awaited<ReturnType<typeof comparePrecisions>>;
 
 function precisionFigures(p: Precisions, c: ModelConfig, bandwidth: number, block: number) {
-  const rooflineOf = (quantize: Quantization) => (bandwidth * 1e9) / bytesReadPerToken(c, { ...FLOAT32, quantize, block });
+  const rooflineOf = (quantize: Quantization) =>
+    (bandwidth * 1e9) / bytesReadPerToken(c, { ...FLOAT32, quantize, block });
   return {
     load_seconds: round(p.loadSeconds, 2),
     load_gbps: round(p.fileBytes / p.loadSeconds / 1e9, 2),
@@ -266,8 +307,15 @@ function speedupTargets(p: Precisions) {
 }
 
 /** Aggregate decode tokens/s of requests started together: tokens after each one's first. */
-async function decodeRateOf(engine: EngineClient, adapters: Array<string | undefined>, tokens: number, prompt: number[]): Promise<number> {
-  const generations = engine.generateMany(adapters.map((adapter) => ({ promptIds: prompt, adapter, maxTokens: tokens, ignoreEos: true })));
+async function decodeRateOf(
+  engine: EngineClient,
+  adapters: Array<string | undefined>,
+  tokens: number,
+  prompt: number[],
+): Promise<number> {
+  const generations = engine.generateMany(
+    adapters.map((adapter) => ({ promptIds: prompt, adapter, maxTokens: tokens, ignoreEos: true })),
+  );
   const spans = await Promise.all(
     generations.map(async (g) => {
       let first = 0;
@@ -286,7 +334,11 @@ async function decodeRateOf(engine: EngineClient, adapters: Array<string | undef
 }
 
 /** Runs a and b alternately `rounds` times; the median result of each. */
-async function alternate(a: () => Promise<number>, b: () => Promise<number>, rounds: number): Promise<[number, number]> {
+async function alternate(
+  a: () => Promise<number>,
+  b: () => Promise<number>,
+  rounds: number,
+): Promise<[number, number]> {
   const as: number[] = [];
   const bs: number[] = [];
   for (let k = 0; k < rounds; k++) {

@@ -86,8 +86,10 @@ export class AdapterCache {
       ref.files.map(async (file) => {
         const bytes = await this.source.read(file);
         const digest = createHash('sha256').update(bytes).digest('hex');
-        if (digest !== file.sha256) throw new IntegrityError(`${ref.id}: ${file.name} has sha256 ${digest}, expected ${file.sha256}`);
-        if (bytes.length !== file.bytes) throw new IntegrityError(`${ref.id}: ${file.name} has ${bytes.length} bytes, expected ${file.bytes}`);
+        if (digest !== file.sha256)
+          throw new IntegrityError(`${ref.id}: ${file.name} has sha256 ${digest}, expected ${file.sha256}`);
+        if (bytes.length !== file.bytes)
+          throw new IntegrityError(`${ref.id}: ${file.name} has ${bytes.length} bytes, expected ${file.bytes}`);
         files.set(file.name, bytes);
       }),
     );

@@ -24,22 +24,39 @@ export interface ComputeState {
 }
 
 /** Errors in the product's one shape (OpenAI's), as the edge passes them on. */
-const error = (c: Context, status: 400 | 404 | 422 | 429 | 502 | 503, message: string, code: string | null = null, param: string | null = null) =>
-  c.json(errorBody(status, message, code, param), status);
+const error = (
+  c: Context,
+  status: 400 | 404 | 422 | 429 | 502 | 503,
+  message: string,
+  code: string | null = null,
+  param: string | null = null,
+) => c.json(errorBody(status, message, code, param), status);
 
 export function createComputeApp(state: ComputeState): Hono {
   const app = new Hono();
 
   app.get('/healthz', (c) => c.json({ status: 'ok' }));
-  app.get('/readyz', (c) => (state.draining ? c.json({ status: 'draining' }, 503) : c.json({ status: 'ready', model: state.engine.info.architecture })));
-  app.get('/metrics', async (c) => c.text(await state.metrics.registry.metrics(), 200, { 'content-type': state.metrics.registry.contentType }));
+  app.get('/readyz', (c) =>
+    state.draining
+      ? c.json({ status: 'draining' }, 503)
+      : c.json({ status: 'ready', model: state.engine.info.architecture }),
+  );
+  app.get('/metrics', async (c) =>
+    c.text(await state.metrics.registry.metrics(), 200, { 'content-type': state.metrics.registry.contentType }),
+  );
   app.get('/v1/internal/info', (c) =>
-    c.json({ model: state.engine.info, inflight: state.inflight, capacity: state.capacity, adapter_cache_bytes: state.cache.bytes }),
+    c.json({
+      model: state.engine.info,
+      inflight: state.inflight,
+      capacity: state.capacity,
+      adapter_cache_bytes: state.cache.bytes,
+    }),
   );
 
   app.post('/v1/internal/generate', async (c) => {
     if (state.draining) return error(c, 503, 'this node is shutting down', 'draining');
-    if (!c.req.header('content-type')?.includes('application/json')) return error(c, 400, 'expected a JSON body (content-type: application/json)');
+    if (!c.req.header('content-type')?.includes('application/json'))
+      return error(c, 400, 'expected a JSON body (content-type: application/json)');
     let json: unknown;
     try {
       json = await c.req.json();
@@ -117,13 +134,21 @@ export function createComputeApp(state: ComputeState): Hono {
           const now = performance.now();
           if (tokens++ > 0) state.metrics.interToken.observe({ adapter: label }, (now - last) / 1000);
           last = now;
-          await line({ type: 'token', token: e.token, text: e.text, ...(e.logprob !== undefined ? { logprob: e.logprob, top: e.top } : {}) });
+          await line({
+            type: 'token',
+            token: e.token,
+            text: e.text,
+            ...(e.logprob !== undefined ? { logprob: e.logprob, top: e.top } : {}),
+          });
         }
         const r = await gen.result;
         state.metrics.tokens.inc({ adapter: label }, r.completionTokens);
         if (timedOut) {
           state.metrics.requests.inc({ outcome: 'deadline' });
-          await line({ type: 'error', error: { message: 'the request ran past its deadline', type: 'timeout', code: 'deadline_exceeded' } });
+          await line({
+            type: 'error',
+            error: { message: 'the request ran past its deadline', type: 'timeout', code: 'deadline_exceeded' },
+          });
         } else {
           state.metrics.requests.inc({ outcome: r.finishReason === 'cancelled' ? 'cancelled' : 'ok' });
           await line({
@@ -135,7 +160,10 @@ export function createComputeApp(state: ComputeState): Hono {
         }
       } catch (e) {
         state.metrics.requests.inc({ outcome: 'error' });
-        await line({ type: 'error', error: { message: (e as Error).message, type: 'server_error', code: 'engine_error' } }).catch(() => {});
+        await line({
+          type: 'error',
+          error: { message: (e as Error).message, type: 'server_error', code: 'engine_error' },
+        }).catch(() => {});
       } finally {
         clearTimeout(deadline);
         c.req.raw.signal.removeEventListener('abort', abort);

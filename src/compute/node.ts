@@ -47,15 +47,28 @@ export async function startComputeNode(o: ComputeNodeOptions): Promise<ComputeNo
   const log = o.log ?? (() => {});
   const maxBatch = o.maxBatch ?? 64;
   const engine = await EngineClient.start({
-    model: o.model, tokenizer: o.tokenizer, ep: o.ep, threads: o.threads, dtype: o.dtype, quantize: o.quantize,
-    quantizeBlock: o.quantizeBlock, context: o.context, maxBatch, adapterKinds: o.adapterKinds,
+    model: o.model,
+    tokenizer: o.tokenizer,
+    ep: o.ep,
+    threads: o.threads,
+    dtype: o.dtype,
+    quantize: o.quantize,
+    quantizeBlock: o.quantizeBlock,
+    context: o.context,
+    maxBatch,
+    adapterKinds: o.adapterKinds,
   });
   for (const w of engine.info.warnings) log(`warning: ${w}`);
   const metrics = createMetrics();
   const sources: BlobSource[] = [];
   if (o.blobs) sources.push(storeSource(o.blobs));
   sources.push(httpSource(o.registryKey));
-  const cache = new AdapterCache(engine, firstOf(...sources), (o.adapterCacheMb ?? 1024) * 1024 * 1024, cacheEvents(metrics));
+  const cache = new AdapterCache(
+    engine,
+    firstOf(...sources),
+    (o.adapterCacheMb ?? 1024) * 1024 * 1024,
+    cacheEvents(metrics),
+  );
 
   let window = { tokens: 0, ms: 0 };
   engine.onStep = (stats, load) => {
@@ -68,7 +81,9 @@ export async function startComputeNode(o: ComputeNodeOptions): Promise<ComputeNo
 
   const waiters: Array<() => void> = [];
   const state: ComputeState = {
-    engine, cache, metrics,
+    engine,
+    cache,
+    metrics,
     capacity: maxBatch + (o.maxQueue ?? 4 * maxBatch),
     inflight: 0,
     draining: false,
@@ -88,11 +103,16 @@ export async function startComputeNode(o: ComputeNodeOptions): Promise<ComputeNo
   const url = `http://${o.host ?? '127.0.0.1'}:${port}`;
   const { architecture, params, ep, weights, loadSeconds } = engine.info;
   const precision = weights.quantize === 'none' ? 'float32' : `${weights.quantize}, block ${weights.block}`;
-  log(`compute node on ${url} (${architecture}, ${(params / 1e6).toFixed(1)}M params, ${precision}, ${ep}, loaded in ${loadSeconds.toFixed(1)} s)`);
+  log(
+    `compute node on ${url} (${architecture}, ${(params / 1e6).toFixed(1)}M params, ${precision}, ${ep}, loaded in ${loadSeconds.toFixed(1)} s)`,
+  );
 
   let closing: Promise<void> | undefined;
   return {
-    url, port, engine, state,
+    url,
+    port,
+    engine,
+    state,
     shutdown(timeoutMs = 30_000) {
       closing ??= (async () => {
         state.draining = true;

@@ -43,7 +43,8 @@ export function createApp(deps: AppDeps): OpenAPIHono<AppEnv> {
     if (type.startsWith('multipart/')) return next();
     return bodyLimit({
       maxSize: resolved.limits.maxJsonBytes,
-      onError: (c) => c.json(errorBody(413, `request body over ${resolved.limits.maxJsonBytes} bytes`, 'payload_too_large'), 413),
+      onError: (c) =>
+        c.json(errorBody(413, `request body over ${resolved.limits.maxJsonBytes} bytes`, 'payload_too_large'), 413),
     })(c, next);
   });
   app.use('/v1/*', registryPrincipal());
@@ -61,11 +62,14 @@ export function createApp(deps: AppDeps): OpenAPIHono<AppEnv> {
     info: {
       title: 'Versa',
       version: '0.1.0',
-      description: 'Registry of versioned base models and adapters, and OpenAI-compatible generation, from one language model.',
+      description:
+        'Registry of versioned base models and adapters, and OpenAI-compatible generation, from one language model.',
     },
   });
 
-  app.notFound((c) => c.json(errorBody(404, `no route for ${c.req.method} ${new URL(c.req.url).pathname}`, 'route_not_found'), 404));
+  app.notFound((c) =>
+    c.json(errorBody(404, `no route for ${c.req.method} ${new URL(c.req.url).pathname}`, 'route_not_found'), 404),
+  );
   app.onError(errorResponse);
   return app;
 }

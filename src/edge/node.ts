@@ -45,7 +45,8 @@ export async function startNodeServer(options: NodeServerOptions = {}): Promise<
   const port = options.port ?? Number(process.env.PORT ?? 8787);
   const hostname = options.hostname ?? '127.0.0.1';
   const { registry, blobs } = openLocalRegistry(home);
-  if (options.apiKey) await createApiKey(registry, { tenant: 'default', name: 'admin', scopes: ['admin'], key: options.apiKey });
+  if (options.apiKey)
+    await createApiKey(registry, { tenant: 'default', name: 'admin', scopes: ['admin'], key: options.apiKey });
   const generation = options.deps?.generation ?? { nodes: parseComputeNodes(process.env.COMPUTE_NODES) };
   const app = createApp({ registry, blobs, limits: options.limits, ...options.deps, generation });
   const sweep = () => sweepOrphans(registry.db, blobs).catch((e) => console.error('versa: sweep failed:', e));

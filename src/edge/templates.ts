@@ -7,7 +7,7 @@ import { Template } from '@huggingface/jinja';
  * task tokens come first and the messages' text follows, one message per line.
  */
 export const DEFAULT_CHAT_TEMPLATE =
-  "{%- for t in task_tokens %}{{ t }}{% endfor -%}" +
+  '{%- for t in task_tokens %}{{ t }}{% endfor -%}' +
   "{%- for m in messages %}{{ m.content }}{% if not loop.last %}{{ '\\n' }}{% endif %}{% endfor -%}";
 
 export interface ChatMessage {
@@ -21,13 +21,19 @@ export class TemplateError extends Error {
   override name = 'TemplateError';
 }
 
-export function renderChat(messages: readonly ChatMessage[], opts: { template?: string | null; taskTokens?: readonly string[] } = {}): string {
+export function renderChat(
+  messages: readonly ChatMessage[],
+  opts: { template?: string | null; taskTokens?: readonly string[] } = {},
+): string {
   const source = opts.template || DEFAULT_CHAT_TEMPLATE;
   let template = compiled.get(source);
   try {
     if (!template) compiled.set(source, (template = new Template(source)));
     return template.render({
-      messages: messages.map((m) => ({ role: m.role, content: typeof m.content === 'string' ? m.content : m.content.map((p) => p.text).join('') })),
+      messages: messages.map((m) => ({
+        role: m.role,
+        content: typeof m.content === 'string' ? m.content : m.content.map((p) => p.text).join(''),
+      })),
       task_tokens: [...(opts.taskTokens ?? [])],
       add_generation_prompt: true,
     });

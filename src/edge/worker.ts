@@ -28,7 +28,10 @@ export interface Env {
 function depsFrom(env: Env): AppDeps {
   const hasher = digestStreamHasher();
   if (!hasher) throw new Error('crypto.DigestStream is missing: not a Workers runtime?');
-  const generation: AppDeps['generation'] = { nodes: parseComputeNodes(env.COMPUTE_NODES), publicUrl: env.PUBLIC_URL || undefined };
+  const generation: AppDeps['generation'] = {
+    nodes: parseComputeNodes(env.COMPUTE_NODES),
+    publicUrl: env.PUBLIC_URL || undefined,
+  };
   if (env.RATE_LIMIT_PER_MINUTE) generation.rateLimitPerMinute = Number(env.RATE_LIMIT_PER_MINUTE);
   if (env.MAX_TOKENS) generation.maxTokens = Number(env.MAX_TOKENS);
   return { registry: d1Registry(env.DB), blobs: new R2BlobStore(env.BLOBS, { hasher }), generation };
@@ -50,7 +53,12 @@ export default {
   async fetch(request: Request, env: Env, ctx: ExecutionContext): Promise<Response> {
     const { app, deps } = appFor(env);
     if (env.VERSA_API_KEY) {
-      keyInstalled ??= createApiKey(deps.registry, { tenant: 'default', name: 'VERSA_API_KEY', scopes: ['admin'], key: env.VERSA_API_KEY }).catch((e) => {
+      keyInstalled ??= createApiKey(deps.registry, {
+        tenant: 'default',
+        name: 'VERSA_API_KEY',
+        scopes: ['admin'],
+        key: env.VERSA_API_KEY,
+      }).catch((e) => {
         keyInstalled = undefined; // try again on the next request
         throw e;
       });

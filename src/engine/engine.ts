@@ -100,7 +100,9 @@ export class Engine {
 
   private register(adapter: Adapter): AdapterManifest {
     if (!this.info.adapterKinds.includes(adapter.kind)) {
-      throw new AdapterFormatError(`this engine serves ${this.info.adapterKinds.join(' and ') || 'no'} adapters, not ${adapter.kind}`);
+      throw new AdapterFormatError(
+        `this engine serves ${this.info.adapterKinds.join(' and ') || 'no'} adapters, not ${adapter.kind}`,
+      );
     }
     const tokenizer =
       this.tokenizer && adapter.kind === 'vlm' && adapter.taskTokens.length
@@ -133,21 +135,29 @@ export class Engine {
     if (req.promptIds) {
       prompt = req.promptIds;
     } else {
-      if (!tokenizer) throw new RequestError('this model has no tokenizer: send prompt_ids, or start with a tokenizer', 'prompt');
+      if (!tokenizer)
+        throw new RequestError('this model has no tokenizer: send prompt_ids, or start with a tokenizer', 'prompt');
       try {
         prompt = tokenizer.encode(req.prompt!);
       } catch (e) {
         throw new RequestError((e as Error).message, 'prompt');
       }
       if (!prompt.length && c.bosTokenId !== undefined) prompt = [c.bosTokenId];
-      if (!prompt.length) throw new RequestError('the prompt is empty and the model has no BOS token to start from', 'prompt');
+      if (!prompt.length)
+        throw new RequestError('the prompt is empty and the model has no BOS token to start from', 'prompt');
     }
     const bad = prompt.find((t) => !Number.isInteger(t) || t < 0 || t >= vocab);
     if (bad !== undefined) {
-      throw new RequestError(`prompt token id ${bad} is outside the vocabulary (${c.vocabSize}${taskTokens ? ` + ${taskTokens} task tokens` : ''})`, req.promptIds ? 'prompt_ids' : 'prompt');
+      throw new RequestError(
+        `prompt token id ${bad} is outside the vocabulary (${c.vocabSize}${taskTokens ? ` + ${taskTokens} task tokens` : ''})`,
+        req.promptIds ? 'prompt_ids' : 'prompt',
+      );
     }
     if (prompt.length > c.maxPositions) {
-      throw new RequestError(`the prompt has ${prompt.length} tokens but the context is ${c.maxPositions}`, req.promptIds ? 'prompt_ids' : 'prompt');
+      throw new RequestError(
+        `the prompt has ${prompt.length} tokens but the context is ${c.maxPositions}`,
+        req.promptIds ? 'prompt_ids' : 'prompt',
+      );
     }
     const stopIds = [...(req.ignoreEos ? [] : this.defaultStops), ...stopTokenIds];
     const allowed = Math.min(maxTokens, c.maxPositions - prompt.length + 1);
@@ -169,7 +179,9 @@ export class Engine {
  * graph with the weights in their serving format, and loads the tokenizer. The engine and
  * `versa eval` share it.
  */
-export async function openRuntime(opts: EngineOptions): Promise<{ runner: ModelRunner; tokenizer?: Tokenizer; info: EngineInfo }> {
+export async function openRuntime(
+  opts: EngineOptions,
+): Promise<{ runner: ModelRunner; tokenizer?: Tokenizer; info: EngineInfo }> {
   const started = performance.now();
   const model = openModel(opts.model);
   let runner: ModelRunner;
@@ -190,12 +202,22 @@ export async function openRuntime(opts: EngineOptions): Promise<{ runner: ModelR
   }
   const warnings: string[] = [];
   if (tokenizer && tokenizer.size !== config.vocabSize) {
-    warnings.push(`the tokenizer knows ${tokenizer.size} tokens but the model has ${config.vocabSize}; text that encodes to ids outside the model's vocabulary is refused`);
+    warnings.push(
+      `the tokenizer knows ${tokenizer.size} tokens but the model has ${config.vocabSize}; text that encodes to ids outside the model's vocabulary is refused`,
+    );
   }
   const info: EngineInfo = {
-    architecture: config.architecture, format: model.format, config, params: parameterCount(config), ep: runner.ep,
-    hasTokenizer: tokenizer !== undefined, warnings, adapterKinds, weights: runner.format,
-    fileBytes: model.fileBytes, loadSeconds: (performance.now() - started) / 1000,
+    architecture: config.architecture,
+    format: model.format,
+    config,
+    params: parameterCount(config),
+    ep: runner.ep,
+    hasTokenizer: tokenizer !== undefined,
+    warnings,
+    adapterKinds,
+    weights: runner.format,
+    fileBytes: model.fileBytes,
+    loadSeconds: (performance.now() - started) / 1000,
   };
   return { runner, tokenizer, info };
 }
@@ -203,8 +225,10 @@ export async function openRuntime(opts: EngineOptions): Promise<{ runner: ModelR
 /** The model's config with its context cut to what the user asked for (the KV cache never exceeds it). */
 function withContext(c: ModelConfig, context?: number): ModelConfig {
   if (context === undefined) return c;
-  if (!Number.isInteger(context) || context < 1) throw new RequestError(`context must be a positive integer (got ${context})`, 'context');
-  if (context > c.maxPositions) throw new RequestError(`context ${context} exceeds the model's maximum of ${c.maxPositions} positions`, 'context');
+  if (!Number.isInteger(context) || context < 1)
+    throw new RequestError(`context must be a positive integer (got ${context})`, 'context');
+  if (context > c.maxPositions)
+    throw new RequestError(`context ${context} exceeds the model's maximum of ${c.maxPositions} positions`, 'context');
   return { ...c, maxPositions: context };
 }
 
@@ -219,4 +243,3 @@ const NO_TEXT: Tokenizer = {
   streamDecoder: () => ({ push: () => '', flush: () => '' }),
   tokenText: () => '',
 };
-

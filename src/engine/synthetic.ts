@@ -7,8 +7,19 @@ import type { Weights } from './weights/tensor.ts';
 
 /** GPT-2 small's shape (124M parameters), for benchmarks with seeded random weights. */
 export const GPT2_SMALL: ModelConfig = {
-  architecture: 'gpt2', vocabSize: 50257, hiddenSize: 768, numLayers: 12, numHeads: 12, numKvHeads: 12, headDim: 64,
-  intermediateSize: 3072, maxPositions: 1024, normEps: 1e-5, tiedEmbeddings: true, bosTokenId: 50256, eosTokenId: 50256,
+  architecture: 'gpt2',
+  vocabSize: 50257,
+  hiddenSize: 768,
+  numLayers: 12,
+  numHeads: 12,
+  numKvHeads: 12,
+  headDim: 64,
+  intermediateSize: 3072,
+  maxPositions: 1024,
+  normEps: 1e-5,
+  tiedEmbeddings: true,
+  bosTokenId: 50256,
+  eosTokenId: 50256,
 };
 
 /** A seeded generator of N(0, std^2) floats (Box-Muller over a 32-bit LCG: fast, reproducible). */
@@ -34,11 +45,22 @@ export function randomWeights(c: ModelConfig, seed = 1): Weights {
 /** Writes a Hugging Face GPT-2 folder (config.json + model.safetensors) for `c` and `weights`. */
 export function writeGpt2Folder(dir: string, c: ModelConfig, weights: Weights): void {
   mkdirSync(dir, { recursive: true });
-  writeFileSync(join(dir, 'config.json'), JSON.stringify({
-    architectures: ['GPT2LMHeadModel'], model_type: 'gpt2', vocab_size: c.vocabSize, n_positions: c.maxPositions,
-    n_embd: c.hiddenSize, n_layer: c.numLayers, n_head: c.numHeads, activation_function: 'gelu_new',
-    layer_norm_epsilon: c.normEps, bos_token_id: c.bosTokenId, eos_token_id: c.eosTokenId,
-  }));
+  writeFileSync(
+    join(dir, 'config.json'),
+    JSON.stringify({
+      architectures: ['GPT2LMHeadModel'],
+      model_type: 'gpt2',
+      vocab_size: c.vocabSize,
+      n_positions: c.maxPositions,
+      n_embd: c.hiddenSize,
+      n_layer: c.numLayers,
+      n_head: c.numHeads,
+      activation_function: 'gelu_new',
+      layer_norm_epsilon: c.normEps,
+      bos_token_id: c.bosTokenId,
+      eos_token_id: c.eosTokenId,
+    }),
+  );
   const tensors = [...weights].map(([name, t]) => ({ name, shape: t.dims, data: t.data }));
   writeFileSync(join(dir, 'model.safetensors'), encodeSafetensors(tensors));
 }
@@ -60,15 +82,29 @@ export function writeVlmAdapter(dir: string, c: ModelConfig, m: number, seed: nu
       { name: `${p}project_up.bias`, shape: [d], data: rand(d) },
     );
   }
-  if (taskTokens.length) tensors.push({ name: 'task_embeddings', shape: [taskTokens.length, d], data: rand(taskTokens.length * d) });
+  if (taskTokens.length)
+    tensors.push({ name: 'task_embeddings', shape: [taskTokens.length, d], data: rand(taskTokens.length * d) });
   mkdirSync(dir, { recursive: true });
-  writeFileSync(join(dir, 'adapter.safetensors'), encodeSafetensors(tensors, {
-    format: 'vglm', bottleneck: String(m), task_tokens: JSON.stringify(taskTokens), base_model: 'gpt2-small-random',
-  }));
+  writeFileSync(
+    join(dir, 'adapter.safetensors'),
+    encodeSafetensors(tensors, {
+      format: 'vglm',
+      bottleneck: String(m),
+      task_tokens: JSON.stringify(taskTokens),
+      base_model: 'gpt2-small-random',
+    }),
+  );
 }
 
 /** A random PEFT LoRA adapter folder for `c` on `modules` (e.g. ["attn.c_attn"]). */
-export function writeLoraAdapter(dir: string, c: ModelConfig, rank: number, modules: string[], seed: number, alpha = 2 * rank): void {
+export function writeLoraAdapter(
+  dir: string,
+  c: ModelConfig,
+  rank: number,
+  modules: string[],
+  seed: number,
+  alpha = 2 * rank,
+): void {
   const next = gaussian(seed, 0.05);
   const rand = (n: number) => Float32Array.from({ length: n }, next);
   const specs = linearModules(c).filter((m) => modules.includes(m.name));
@@ -82,10 +118,23 @@ export function writeLoraAdapter(dir: string, c: ModelConfig, rank: number, modu
   }
   mkdirSync(dir, { recursive: true });
   writeFileSync(join(dir, 'adapter_model.safetensors'), encodeSafetensors(tensors));
-  writeFileSync(join(dir, 'adapter_config.json'), JSON.stringify({
-    peft_type: 'LORA', task_type: 'CAUSAL_LM', r: rank, lora_alpha: alpha, lora_dropout: 0,
-    target_modules: [...new Set(specs.map((m) => m.name.split('.').pop()))], fan_in_fan_out: c.architecture === 'gpt2', bias: 'none',
-  }, null, 1));
+  writeFileSync(
+    join(dir, 'adapter_config.json'),
+    JSON.stringify(
+      {
+        peft_type: 'LORA',
+        task_type: 'CAUSAL_LM',
+        r: rank,
+        lora_alpha: alpha,
+        lora_dropout: 0,
+        target_modules: [...new Set(specs.map((m) => m.name.split('.').pop()))],
+        fan_in_fan_out: c.architecture === 'gpt2',
+        bias: 'none',
+      },
+      null,
+      1,
+    ),
+  );
 }
 
 /**
@@ -93,7 +142,11 @@ export function writeLoraAdapter(dir: string, c: ModelConfig, rank: number, modu
  * printable ASCII as itself (so text round-trips and a random model prints readable noise).
  */
 export function writeByteTokenizer(path: string): number {
-  const pieces: Array<[string, number]> = [['<unk>', 0], ['\n<s>\n', 0], ['\n</s>\n', 0]];
+  const pieces: Array<[string, number]> = [
+    ['<unk>', 0],
+    ['\n<s>\n', 0],
+    ['\n</s>\n', 0],
+  ];
   for (let b = 0; b < 256; b++) pieces.push([`<0x${b.toString(16).toUpperCase().padStart(2, '0')}>`, 0]);
   for (let ch = 32; ch < 127; ch++) pieces.push([String.fromCharCode(ch), 0]);
   const chunks: Buffer[] = [Buffer.from(Int32Array.of(16).buffer)];

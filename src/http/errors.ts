@@ -38,11 +38,20 @@ export class ApiError extends Error {
   }
 }
 
-export function errorBody(status: number, message: string, code: string | null = null, param: string | null = null): ErrorBody {
-  return { error: { message, type: TYPES[status] ?? (status >= 500 ? 'server_error' : 'invalid_request_error'), param, code } };
+export function errorBody(
+  status: number,
+  message: string,
+  code: string | null = null,
+  param: string | null = null,
+): ErrorBody {
+  return {
+    error: { message, type: TYPES[status] ?? (status >= 500 ? 'server_error' : 'invalid_request_error'), param, code },
+  };
 }
 
-export const badRequest = (message: string, code = 'invalid_request', param: string | null = null) => new ApiError(400, message, code, param);
+export const badRequest = (message: string, code = 'invalid_request', param: string | null = null) =>
+  new ApiError(400, message, code, param);
 export const notFound = (message: string, code = 'not_found') => new ApiError(404, message, code);
 export const conflict = (message: string, code = 'conflict') => new ApiError(409, message, code);
-export const tooLarge = (message: string, param: string | null = null) => new ApiError(413, message, 'payload_too_large', param);
+export const tooLarge = (message: string, param: string | null = null) =>
+  new ApiError(413, message, 'payload_too_large', param);

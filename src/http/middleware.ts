@@ -43,19 +43,28 @@ export function principalOf<E extends WithPrincipal & Env>(c: Context<E, any, an
   const p = c.var.principal;
   if (!p) throw new ApiError(401, 'missing API key: send "Authorization: Bearer vsk_..."', 'missing_api_key');
   if (scopes.length && !scopes.some((s) => hasScope(p, s))) {
-    throw new ApiError(403, `this key lacks the ${scopes.map((s) => `"${s}"`).join(' or ')} scope`, 'insufficient_scope');
+    throw new ApiError(
+      403,
+      `this key lacks the ${scopes.map((s) => `"${s}"`).join(' or ')} scope`,
+      'insufficient_scope',
+    );
   }
   return p;
 }
 
 /** Turns zod failures (path, query, body) into one 400 JSON error naming the first bad field. */
-export function validationHook(result: { success: boolean; error?: unknown; target?: string }, c: Context): Response | undefined {
+export function validationHook(
+  result: { success: boolean; error?: unknown; target?: string },
+  c: Context,
+): Response | undefined {
   if (result.success) return undefined;
   const issues = (result.error as ZodError).issues ?? [];
   const issue = issues[0];
   const param = issue?.path?.length ? issue.path.join('.') : null;
   const where = result.target === 'param' ? 'path' : result.target === 'json' ? 'body' : result.target;
-  const message = issue ? `${where ? `${where} ` : ''}${param ? `"${param}": ` : ''}${issue.message}` : 'invalid request';
+  const message = issue
+    ? `${where ? `${where} ` : ''}${param ? `"${param}": ` : ''}${issue.message}`
+    : 'invalid request';
   return c.json(errorBody(400, message, 'validation_error', param), 400);
 }
 
@@ -64,8 +73,17 @@ export function errorResponse(err: Error, c: Context): Response {
   if (err instanceof ApiError) return c.json(err.body, err.status);
   if (err instanceof HTTPException) {
     const status = err.status;
-    const code = status === 415 ? 'unsupported_media_type' : status === 413 ? 'payload_too_large' : /json/i.test(err.message) ? 'invalid_json' : null;
-    const message = /malformed json/i.test(err.message) ? 'malformed JSON in the request body' : err.message || 'invalid request';
+    const code =
+      status === 415
+        ? 'unsupported_media_type'
+        : status === 413
+          ? 'payload_too_large'
+          : /json/i.test(err.message)
+            ? 'invalid_json'
+            : null;
+    const message = /malformed json/i.test(err.message)
+      ? 'malformed JSON in the request body'
+      : err.message || 'invalid request';
     return c.json(errorBody(status, message, code), status);
   }
   console.error('versa: unhandled error:', err);

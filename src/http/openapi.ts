@@ -21,7 +21,7 @@ export const errors = {
   400: { description: 'Invalid request (validation, malformed JSON)', ...errorContent },
   401: { description: 'Missing, unknown or revoked API key', ...errorContent },
   403: { description: 'The key lacks the scope, or the resource belongs to another tenant', ...errorContent },
-  404: { description: 'Not found (or not visible to this key\'s tenant)', ...errorContent },
+  404: { description: "Not found (or not visible to this key's tenant)", ...errorContent },
 } as const;
 
 export const conflictError = { 409: { description: 'Conflicts with the current state', ...errorContent } } as const;

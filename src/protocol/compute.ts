@@ -35,7 +35,12 @@ export type SamplingFields = z.infer<typeof SamplingFields>;
 const Sha256 = z.string().regex(/^[0-9a-f]{64}$/);
 
 /** One file of an adapter version; `url` is where to download it (the registry's file route). */
-export const AdapterFile = z.object({ name: z.string().min(1), sha256: Sha256, bytes: z.number().int().nonnegative(), url: z.string().url().optional() });
+export const AdapterFile = z.object({
+  name: z.string().min(1),
+  sha256: Sha256,
+  bytes: z.number().int().nonnegative(),
+  url: z.string().url().optional(),
+});
 export type AdapterFile = z.infer<typeof AdapterFile>;
 
 /** An adapter version as the edge names it to a node: its id (e.g. "summarize@3"), content sha256 and files. */
@@ -99,7 +104,10 @@ export const eventLine = (e: ComputeEvent): string => `${JSON.stringify(e)}\n`;
  */
 export async function* readEvents(body: NonNullable<Response['body']>): AsyncGenerator<ComputeEvent> {
   const reader = body.pipeThrough(new TextDecoderStream()).getReader();
-  const broken = (message: string): ComputeEvent => ({ type: 'error', error: { message, type: 'server_error', code: 'compute_stream_broken' } });
+  const broken = (message: string): ComputeEvent => ({
+    type: 'error',
+    error: { message, type: 'server_error', code: 'compute_stream_broken' },
+  });
   let buffered = '';
   let ended = false;
   try {

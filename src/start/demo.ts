@@ -1,7 +1,13 @@
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { ModelConfig } from '../engine/model/config.ts';
-import { randomWeights, writeByteTokenizer, writeGpt2Folder, writeLoraAdapter, writeVlmAdapter } from '../engine/synthetic.ts';
+import {
+  randomWeights,
+  writeByteTokenizer,
+  writeGpt2Folder,
+  writeLoraAdapter,
+  writeVlmAdapter,
+} from '../engine/synthetic.ts';
 
 /** The demo's names, used by seeding, the banner and the docs. */
 export const DEMO = {
@@ -37,8 +43,19 @@ export function ensureDemoFiles(home: string): DemoFiles {
   mkdirSync(root, { recursive: true });
   const vocab = writeByteTokenizer(files.tokenizer);
   const config: ModelConfig = {
-    architecture: 'gpt2', vocabSize: vocab, hiddenSize: 128, numLayers: 4, numHeads: 4, numKvHeads: 4, headDim: 32,
-    intermediateSize: 512, maxPositions: 512, normEps: 1e-5, tiedEmbeddings: true, bosTokenId: 1, eosTokenId: 2,
+    architecture: 'gpt2',
+    vocabSize: vocab,
+    hiddenSize: 128,
+    numLayers: 4,
+    numHeads: 4,
+    numKvHeads: 4,
+    headDim: 32,
+    intermediateSize: 512,
+    maxPositions: 512,
+    normEps: 1e-5,
+    tiedEmbeddings: true,
+    bosTokenId: 1,
+    eosTokenId: 2,
   };
   writeGpt2Folder(files.model, config, randomWeights(config, 7));
   writeFileSync(join(files.model, 'README.md'), `# ${DEMO.base}\n\n${DEMO.note}\n`);
@@ -49,7 +66,8 @@ export function ensureDemoFiles(home: string): DemoFiles {
     [files.writerV1, 'Demo VLM adapter (bottleneck 16, task token <|story|>), random weights.'],
     [files.writerV2, 'Demo VLM adapter, second version (bottleneck 32), random weights.'],
     [files.critic, 'Demo LoRA adapter (rank 4 on c_attn and c_fc), random weights.'],
-  ]) writeFileSync(join(dir, 'README.md'), `# Demo adapter\n\n${card}\n`);
+  ])
+    writeFileSync(join(dir, 'README.md'), `# Demo adapter\n\n${card}\n`);
   writeFileSync(join(root, 'READY'), '');
   return files;
 }

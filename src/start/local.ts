@@ -64,17 +64,36 @@ export async function startLocal(o: LocalOptions = {}): Promise<Local> {
 
   log('starting the compute node');
   const compute = await startComputeNode({
-    model, tokenizer, port: o.computePort ?? 0, ep: o.ep, threads: o.threads, dtype: o.dtype, quantize: o.quantize,
-    quantizeBlock: o.quantizeBlock, context: o.context, blobs, log,
+    model,
+    tokenizer,
+    port: o.computePort ?? 0,
+    ep: o.ep,
+    threads: o.threads,
+    dtype: o.dtype,
+    quantize: o.quantize,
+    quantizeBlock: o.quantizeBlock,
+    context: o.context,
+    blobs,
+    log,
   });
-  const edge = await startNodeServer({ port: o.port, home, apiKey, deps: { generation: { nodes: { [base]: [compute.url] } } } });
+  const edge = await startNodeServer({
+    port: o.port,
+    home,
+    apiKey,
+    deps: { generation: { nodes: { [base]: [compute.url] } } },
+  });
 
   let seeded = '';
   if (demo && fresh) seeded = await seedDemo(new RegistryClient({ url: edge.url, key: apiKey }), demo);
 
   const banner = bannerText(edge.url, apiKey, base, !!demo, seeded);
   return {
-    url: edge.url, apiKey, base, edge, compute, banner,
+    url: edge.url,
+    apiKey,
+    base,
+    edge,
+    compute,
+    banner,
     close: async () => {
       await edge.close();
       await compute.shutdown(5000);
@@ -85,25 +104,50 @@ export async function startLocal(o: LocalOptions = {}): Promise<Local> {
 /** The demo's adapters, versions, alias and experiment. Returns the experiment id. */
 async function seedDemo(client: RegistryClient, demo: ReturnType<typeof ensureDemoFiles>): Promise<string> {
   const base = `${DEMO.base}@1`;
-  await publishFolder(client, demo.writerV1, DEMO.writer, { base, alias: 'production', visibility: 'public', task: 'storytelling', description: `${DEMO.note}` });
+  await publishFolder(client, demo.writerV1, DEMO.writer, {
+    base,
+    alias: 'production',
+    visibility: 'public',
+    task: 'storytelling',
+    description: `${DEMO.note}`,
+  });
   await publishFolder(client, demo.writerV2, DEMO.writer, { base, alias: 'staging' });
-  await publishFolder(client, demo.critic, DEMO.critic, { base, alias: 'production', task: 'critique', description: DEMO.note });
+  await publishFolder(client, demo.critic, DEMO.critic, {
+    base,
+    alias: 'production',
+    task: 'critique',
+    description: DEMO.note,
+  });
   const experiment = await client.json('POST', '/v1/experiments', {
-    name: `${DEMO.writer}: v2 against v1`, adapter: DEMO.writer, status: 'running',
-    arms: [{ name: 'control', version: 1, weight: 50 }, { name: 'candidate', version: 2, weight: 50 }],
+    name: `${DEMO.writer}: v2 against v1`,
+    adapter: DEMO.writer,
+    status: 'running',
+    arms: [
+      { name: 'control', version: 1, weight: 50 },
+      { name: 'candidate', version: 2, weight: 50 },
+    ],
   });
   return experiment.id;
 }
 
 function bannerText(url: string, key: string, base: string, demo: boolean, experiment: string): string {
   const model = demo ? DEMO.writer : base;
-  const body = JSON.stringify({ model, messages: [{ role: 'user', content: 'Once upon a time' }], stream: true, max_tokens: 32 });
+  const body = JSON.stringify({
+    model,
+    messages: [{ role: 'user', content: 'Once upon a time' }],
+    stream: true,
+    max_tokens: 32,
+  });
   return [
     `Versa is running on ${url}`,
     `  dashboard  ${url}/ui#key=${key}`,
     `  API key    ${key}`,
     `  base       ${base}${demo ? ` (${DEMO.note})` : ''}`,
-    ...(demo ? [`  adapters   ${DEMO.writer} (v1 = production, v2 = staging${experiment ? `, A/B experiment ${experiment} running` : ''}), ${DEMO.critic}`] : []),
+    ...(demo
+      ? [
+          `  adapters   ${DEMO.writer} (v1 = production, v2 = staging${experiment ? `, A/B experiment ${experiment} running` : ''}), ${DEMO.critic}`,
+        ]
+      : []),
     `  API docs   ${url}/openapi.json`,
     '',
     'Stream tokens:',
@@ -121,4 +165,3 @@ function localKey(home: string): string {
   chmodSync(path, 0o600);
   return key;
 }
-

@@ -20,14 +20,18 @@ export class AsyncQueue<T> implements AsyncIterable<T> {
     this.failure = error;
     const w = this.waiter;
     this.waiter = undefined;
-    if (w) error === undefined ? w.resolve({ value: undefined, done: true }) : w.reject(error);
+    if (w && error === undefined) w.resolve({ value: undefined, done: true });
+    else if (w) w.reject(error);
   }
 
   [Symbol.asyncIterator](): AsyncIterator<T> {
     return {
       next: () => {
         if (this.items.length) return Promise.resolve({ value: this.items.shift()!, done: false });
-        if (this.ended) return this.failure === undefined ? Promise.resolve({ value: undefined, done: true }) : Promise.reject(this.failure);
+        if (this.ended)
+          return this.failure === undefined
+            ? Promise.resolve({ value: undefined, done: true })
+            : Promise.reject(this.failure);
         return new Promise((resolve, reject) => (this.waiter = { resolve, reject }));
       },
       return: () => {

@@ -11,14 +11,35 @@ describe('versa generate', () => {
 
   it('--json prints {tokens, text, finish_reason}', async () => {
     const p = readJson('stories260k/adapters/vlm-max/expected/greedy.json').prompts[2];
-    const r = await versa(['generate', '--model', stories, '--tokenizer', tokenizer, '--adapter', fixture('stories260k/adapters/vlm-max'),
-      '--prompt', `<|max|>${p.prompt_text}`, '--max-tokens', '120', '--json']);
+    const r = await versa([
+      'generate',
+      '--model',
+      stories,
+      '--tokenizer',
+      tokenizer,
+      '--adapter',
+      fixture('stories260k/adapters/vlm-max'),
+      '--prompt',
+      `<|max|>${p.prompt_text}`,
+      '--max-tokens',
+      '120',
+      '--json',
+    ]);
     expect(r.code, r.stderr).toBe(0);
     expect(JSON.parse(r.stdout)).toEqual({ tokens: p.greedy_new_tokens, text: p.greedy_text, finish_reason: 'length' });
   });
 
   it('--prompt-ids are fed verbatim', async () => {
-    const r = await versa(['generate', '--model', fixture('tiny-gpt2'), '--prompt-ids', '0,0,195,731', '--max-tokens', '6', '--json']);
+    const r = await versa([
+      'generate',
+      '--model',
+      fixture('tiny-gpt2'),
+      '--prompt-ids',
+      '0,0,195,731',
+      '--max-tokens',
+      '6',
+      '--json',
+    ]);
     expect(r.code, r.stderr).toBe(0);
     expect(JSON.parse(r.stdout).tokens).toEqual([731, 114, 114, 114, 114, 114]);
   });
@@ -26,18 +47,36 @@ describe('versa generate', () => {
   it('--batch decodes all lines together and prints them in input order', async () => {
     const spec = readJson('tiny-gpt2/expected/adapters/mixed_batch.json');
     const dir = mkdtempSync(join(tmpdir(), 'versa-'));
-    const lines = [...spec.rows].reverse().map((r: any) =>
-      JSON.stringify({ adapter: r.adapter ? fixture('tiny-gpt2/adapters', r.adapter) : null, prompt_ids: r.input_ids, max_tokens: 16, ignore_eos: true }),
-    );
+    const lines = [...spec.rows]
+      .reverse()
+      .map((r: any) =>
+        JSON.stringify({
+          adapter: r.adapter ? fixture('tiny-gpt2/adapters', r.adapter) : null,
+          prompt_ids: r.input_ids,
+          max_tokens: 16,
+          ignore_eos: true,
+        }),
+      );
     writeFileSync(join(dir, 'batch.jsonl'), `${lines.join('\n')}\n`);
     const r = await versa(['generate', '--model', fixture('tiny-gpt2'), '--batch', join(dir, 'batch.jsonl'), '--json']);
     expect(r.code, r.stderr).toBe(0);
-    const out = r.stdout.trim().split('\n').map((l) => JSON.parse(l));
+    const out = r.stdout
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l));
     expect(out.map((o) => o.tokens)).toEqual([...spec.rows].reverse().map((row: any) => row.expected_new_tokens));
   });
 
   it('streams text without --json', async () => {
-    const r = await versa(['generate', '--model', fixture('stories260k/hf'), '--prompt', 'Once upon a time', '--max-tokens', '8']);
+    const r = await versa([
+      'generate',
+      '--model',
+      fixture('stories260k/hf'),
+      '--prompt',
+      'Once upon a time',
+      '--max-tokens',
+      '8',
+    ]);
     expect(r.code, r.stderr).toBe(0);
     expect(r.stdout).toBe(', there was a little girl');
   });
@@ -45,11 +84,27 @@ describe('versa generate', () => {
   const errors: Array<[string, string[], RegExp]> = [
     ['a missing model', ['generate', '--model', '/nope/model.bin', '--prompt', 'x'], /model not found/],
     ['a bad temperature', ['generate', '--model', stories, '--temperature', 'hot'], /temperature/],
-    ['a prompt longer than the context', ['generate', '--model', stories, '--prompt-ids', Array(600).fill(5).join(',')], /context is 512/],
-    ['an id outside the vocabulary', ['generate', '--model', stories, '--prompt-ids', '1,9999'], /outside the vocabulary/],
-    ['an adapter for another base', ['generate', '--model', stories, '--adapter', fixture('tiny-gpt2/adapters/vglm-a')], /project_down/],
+    [
+      'a prompt longer than the context',
+      ['generate', '--model', stories, '--prompt-ids', Array(600).fill(5).join(',')],
+      /context is 512/,
+    ],
+    [
+      'an id outside the vocabulary',
+      ['generate', '--model', stories, '--prompt-ids', '1,9999'],
+      /outside the vocabulary/,
+    ],
+    [
+      'an adapter for another base',
+      ['generate', '--model', stories, '--adapter', fixture('tiny-gpt2/adapters/vglm-a')],
+      /project_down/,
+    ],
     ['two prompt sources', ['generate', '--model', stories, '--prompt', 'a', '--prompt-ids', '1'], /only one of/],
-    ['an execution provider this host cannot load', ['generate', '--model', stories, '--ep', 'cuda'], /execution provider "cuda" could not be loaded: .*--onnxruntime-node-install=cuda12/],
+    [
+      'an execution provider this host cannot load',
+      ['generate', '--model', stories, '--ep', 'cuda'],
+      /execution provider "cuda" could not be loaded: .*--onnxruntime-node-install=cuda12/,
+    ],
   ];
   for (const [what, args, message] of errors) {
     it(`refuses ${what} with one line and a non-zero exit`, async () => {

@@ -10,8 +10,17 @@ describe('compute node', () => {
   let node: ComputeNode;
   let blobs: Awaited<ReturnType<typeof blobFolder>>;
   beforeAll(async () => {
-    blobs = await blobFolder({ 'vlm-max@1': fixture('stories260k/adapters/vlm-max'), 'lora-max@1': fixture('stories260k/adapters/lora-max') });
-    node = await startComputeNode({ model: fixture('stories260k/model.bin'), threads: 2, maxBatch: 8, maxQueue: 16, blobs: blobs.store });
+    blobs = await blobFolder({
+      'vlm-max@1': fixture('stories260k/adapters/vlm-max'),
+      'lora-max@1': fixture('stories260k/adapters/lora-max'),
+    });
+    node = await startComputeNode({
+      model: fixture('stories260k/model.bin'),
+      threads: 2,
+      maxBatch: 8,
+      maxQueue: 16,
+      blobs: blobs.store,
+    });
   });
   afterAll(() => node?.shutdown(1000));
 
@@ -19,7 +28,13 @@ describe('compute node', () => {
     expect((await fetch(`${node.url}/healthz`)).status).toBe(200);
     expect((await fetch(`${node.url}/readyz`)).status).toBe(200);
     const page = await (await fetch(`${node.url}/metrics`)).text();
-    for (const name of ['versa_queue_depth', 'versa_batch_size', 'versa_time_to_first_token_seconds', 'versa_inter_token_latency_seconds', 'versa_adapter_cache_bytes']) {
+    for (const name of [
+      'versa_queue_depth',
+      'versa_batch_size',
+      'versa_time_to_first_token_seconds',
+      'versa_inter_token_latency_seconds',
+      'versa_adapter_cache_bytes',
+    ]) {
       expect(page).toContain(name);
     }
   });
@@ -31,7 +46,10 @@ describe('compute node', () => {
       { adapter: blobs.refs['lora-max@1'], spec: readJson('stories260k/adapters/lora-max/expected/greedy.json') },
     ];
     const jobs = variants.flatMap(({ adapter, spec }) =>
-      spec.prompts.map((p: any) => ({ body: { adapter, prompt_ids: p.prompt_ids, max_tokens: 120, ignore_eos: true }, expected: p.greedy_new_tokens })),
+      spec.prompts.map((p: any) => ({
+        body: { adapter, prompt_ids: p.prompt_ids, max_tokens: 120, ignore_eos: true },
+        expected: p.greedy_new_tokens,
+      })),
     );
     const results = await Promise.all(jobs.map((j) => generate(node.url, j.body)));
     results.forEach((r, i) => {
@@ -45,7 +63,9 @@ describe('compute node', () => {
   it('a client that disconnects frees its row', async () => {
     const controller = new AbortController();
     const res = await fetch(`${node.url}/v1/internal/generate`, {
-      method: 'POST', headers: { 'content-type': 'application/json' }, signal: controller.signal,
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      signal: controller.signal,
       body: JSON.stringify({ prompt: '', max_tokens: 500, ignore_eos: true }),
     });
     const reader = res.body!.getReader();
@@ -64,7 +84,11 @@ describe('compute node', () => {
     const claimed = 'f'.repeat(64); // a blob stored under a hash its bytes do not have
     mkdirSync(dirname(blobs.store.pathOf(claimed)), { recursive: true });
     copyFileSync(blobs.store.pathOf(weights.sha256), blobs.store.pathOf(claimed));
-    const bad = { id: 'tampered@1', sha256: claimed, files: good.files.map((f) => (f === weights ? { ...f, sha256: claimed } : f)) };
+    const bad = {
+      id: 'tampered@1',
+      sha256: claimed,
+      files: good.files.map((f) => (f === weights ? { ...f, sha256: claimed } : f)),
+    };
     const before = node.state.cache.bytes;
     for (let i = 0; i < 2; i++) {
       const r = await generate(node.url, { adapter: bad, prompt: '', max_tokens: 2 });
@@ -84,7 +108,8 @@ describe('compute node', () => {
   });
 
   it('answers bad input with a JSON 400', async () => {
-    const post = (body: string, type = 'application/json') => fetch(`${node.url}/v1/internal/generate`, { method: 'POST', headers: { 'content-type': type }, body });
+    const post = (body: string, type = 'application/json') =>
+      fetch(`${node.url}/v1/internal/generate`, { method: 'POST', headers: { 'content-type': type }, body });
     for (const [body, message] of [
       ['{nope', /not valid JSON/],
       ['{"prompt": "x", "max_tokens": -1}', /max_tokens/],
@@ -102,19 +127,35 @@ describe('compute node', () => {
 describe('compute node under load', () => {
   it('a burst for one cold adapter loads it once; overload gets 429 with Retry-After', async () => {
     const blobs = await blobFolder({ 'vlm-max@1': fixture('stories260k/adapters/vlm-max') });
-    const node = await startComputeNode({ model: fixture('stories260k/model.bin'), threads: 2, maxBatch: 4, maxQueue: 4, blobs: blobs.store });
+    const node = await startComputeNode({
+      model: fixture('stories260k/model.bin'),
+      threads: 2,
+      maxBatch: 4,
+      maxQueue: 4,
+      blobs: blobs.store,
+    });
     try {
-      const burst = await Promise.all(Array.from({ length: 8 }, () => generate(node.url, { adapter: blobs.refs['vlm-max@1'], prompt: '<|max|>', max_tokens: 4 })));
+      const burst = await Promise.all(
+        Array.from({ length: 8 }, () =>
+          generate(node.url, { adapter: blobs.refs['vlm-max@1'], prompt: '<|max|>', max_tokens: 4 }),
+        ),
+      );
       expect(burst.every((r) => r.status === 200)).toBe(true);
       expect(await metric(node.url, 'versa_adapter_cache_loads_total', 'adapter="vlm-max@1"')).toBe(1);
-      const lookups = (await metric(node.url, 'versa_adapter_cache_misses_total', 'adapter="vlm-max@1"')) + (await metric(node.url, 'versa_adapter_cache_hits_total', 'adapter="vlm-max@1"'));
+      const lookups =
+        (await metric(node.url, 'versa_adapter_cache_misses_total', 'adapter="vlm-max@1"')) +
+        (await metric(node.url, 'versa_adapter_cache_hits_total', 'adapter="vlm-max@1"'));
       expect(lookups).toBe(8);
 
       // Fill every row and queue slot (4 + 4), then knock: everyone beyond gets 429.
       const controller = new AbortController();
-      const holding = Array.from({ length: 8 }, () => generate(node.url, { prompt: '', max_tokens: 400, ignore_eos: true }, controller.signal).catch(() => null));
+      const holding = Array.from({ length: 8 }, () =>
+        generate(node.url, { prompt: '', max_tokens: 400, ignore_eos: true }, controller.signal).catch(() => null),
+      );
       while (node.state.inflight < 8) await new Promise((r) => setTimeout(r, 5));
-      const knocks = await Promise.all(Array.from({ length: 3 }, () => generate(node.url, { prompt: '', max_tokens: 4 })));
+      const knocks = await Promise.all(
+        Array.from({ length: 3 }, () => generate(node.url, { prompt: '', max_tokens: 4 })),
+      );
       for (const r of knocks) {
         expect(r.status).toBe(429);
         expect(r.headers.get('retry-after')).toBe('1');
@@ -130,15 +171,35 @@ describe('compute node under load', () => {
   });
 
   it('drains on SIGTERM: the running stream finishes, then the process exits 0', async () => {
-    const child = spawn(process.execPath, [resolve(import.meta.dirname, '../../bin/versa.js'), 'compute', '--model', fixture('stories260k/model.bin'), '--port', '0', '--threads', '2'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(
+      process.execPath,
+      [
+        resolve(import.meta.dirname, '../../bin/versa.js'),
+        'compute',
+        '--model',
+        fixture('stories260k/model.bin'),
+        '--port',
+        '0',
+        '--threads',
+        '2',
+      ],
+      { stdio: ['ignore', 'pipe', 'pipe'] },
+    );
     const url = await new Promise<string>((done, fail) => {
       child.stdout.on('data', (d) => done(String(d).trim()));
       child.on('exit', (code) => fail(new Error(`exited ${code}`)));
     });
-    const res = await fetch(`${url}/v1/internal/generate`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ prompt: '', max_tokens: 200, ignore_eos: true }) });
+    const res = await fetch(`${url}/v1/internal/generate`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ prompt: '', max_tokens: 200, ignore_eos: true }),
+    });
     const exited = new Promise<number | null>((done) => child.on('exit', done));
     child.kill('SIGTERM');
-    const lines = (await res.text()).trim().split('\n').map((l) => JSON.parse(l));
+    const lines = (await res.text())
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l));
     expect(lines.filter((l) => l.type === 'token')).toHaveLength(200);
     expect(lines.at(-1)).toMatchObject({ type: 'done', finish_reason: 'length' });
     expect(await exited).toBe(0);

@@ -15,17 +15,34 @@ describe('A/B experiments through the API', () => {
   beforeAll(async () => {
     product = await startProduct();
     // A second version of vlm-max to test against the first.
-    await publishFolder(product.client, fixture('stories260k/adapters/vlm-max'), 'vlm-max', { base: 'stories260k@1', description: 'v2' });
+    await publishFolder(product.client, fixture('stories260k/adapters/vlm-max'), 'vlm-max', {
+      base: 'stories260k@1',
+      description: 'v2',
+    });
     const created = await product.client.json('POST', '/v1/experiments', {
-      name: 'vlm-max v2 vs v1', adapter: 'vlm-max', status: 'running',
-      arms: [{ name: 'control', version: 1, weight: 50 }, { name: 'candidate', version: 2, weight: 50 }],
+      name: 'vlm-max v2 vs v1',
+      adapter: 'vlm-max',
+      status: 'running',
+      arms: [
+        { name: 'control', version: 1, weight: 50 },
+        { name: 'candidate', version: 2, weight: 50 },
+      ],
     });
     experiment = created.id;
   });
   afterAll(() => product?.close());
 
   const ask = (user: string) =>
-    product.openai().chat.completions.create({ model: 'vlm-max', messages: [{ role: 'user', content: 'Once' }], max_tokens: 2, temperature: 0, user }).withResponse();
+    product
+      .openai()
+      .chat.completions.create({
+        model: 'vlm-max',
+        messages: [{ role: 'user', content: 'Once' }],
+        max_tokens: 2,
+        temperature: 0,
+        user,
+      })
+      .withResponse();
 
   it('a unit gets the same arm on every request; arms are named in the headers', async () => {
     const arms = new Map<string, string>();
@@ -37,11 +54,16 @@ describe('A/B experiments through the API', () => {
       arms.set(`user-${i}`, arm);
     }
     expect(new Set(arms.values())).toEqual(new Set(['control', 'candidate']));
-    for (const [user, arm] of [...arms].slice(0, 6)) expect((await ask(user)).response.headers.get('x-versa-arm')).toBe(arm);
+    for (const [user, arm] of [...arms].slice(0, 6))
+      expect((await ask(user)).response.headers.get('x-versa-arm')).toBe(arm);
     // The x-versa-unit header is the unit when `user` is absent.
     const viaHeader = await fetch(`${product.registry.url}/v1/completions`, {
       method: 'POST',
-      headers: { authorization: `Bearer ${product.registry.adminKey}`, 'content-type': 'application/json', 'x-versa-unit': 'user-3' },
+      headers: {
+        authorization: `Bearer ${product.registry.adminKey}`,
+        'content-type': 'application/json',
+        'x-versa-unit': 'user-3',
+      },
       body: JSON.stringify({ model: 'vlm-max', prompt: 'x', max_tokens: 1 }),
     });
     expect(viaHeader.headers.get('x-versa-arm')).toBe(arms.get('user-3'));
@@ -69,14 +91,30 @@ describe('A/B experiments through the API', () => {
     }
     expect(results.arms[1].vs_control).toHaveProperty('feedback');
     expect(results.srm.p_value).toBeGreaterThan(SRM_FAIR);
-    expect(await product.client.request('POST', '/v1/feedback', { completion_id: 'chatcmpl-nope', score: 1 }).catch((e) => e.status)).toBe(404);
+    expect(
+      await product.client
+        .request('POST', '/v1/feedback', { completion_id: 'chatcmpl-nope', score: 1 })
+        .catch((e) => e.status),
+    ).toBe(404);
   });
 
   it('the sample-ratio check flags a deliberately skewed exposure log', async () => {
     const other = await product.client.json('POST', '/v1/experiments', {
-      name: 'skewed', adapter: 'lora-max', status: 'running', arms: [{ name: 'a', alias: 'production', weight: 50 }, { name: 'b', alias: 'production', weight: 50 }],
+      name: 'skewed',
+      adapter: 'lora-max',
+      status: 'running',
+      arms: [
+        { name: 'a', alias: 'production', weight: 50 },
+        { name: 'b', alias: 'production', weight: 50 },
+      ],
     });
-    const exposure = (arm: string, n: number) => Array.from({ length: n }, (_, i) => ({ type: 'exposure' as const, experimentId: other.id, arm, unit: `${arm}-${i}` }));
+    const exposure = (arm: string, n: number) =>
+      Array.from({ length: n }, (_, i) => ({
+        type: 'exposure' as const,
+        experimentId: other.id,
+        arm,
+        unit: `${arm}-${i}`,
+      }));
     await appendEvents(product.registry.registry, [...exposure('a', 700), ...exposure('b', 300)]);
     const skewed = await product.client.json('GET', `/v1/experiments/${other.id}/results`);
     expect(skewed.srm.mismatch).toBe(true);
@@ -97,7 +135,9 @@ describe('routing to compute nodes', () => {
     const product = await startProduct({ nodes: async (live) => (nodes = await deadNodesFirst(live, 'stories260k')) });
     try {
       expect((await new NodePool(nodes).order('stories260k'))[0]).not.toBe(product.compute.url); // a dead node is tried first
-      const r = await product.openai().completions.create({ model: 'stories260k', prompt: 'Once upon a time', max_tokens: 8, temperature: 0 });
+      const r = await product
+        .openai()
+        .completions.create({ model: 'stories260k', prompt: 'Once upon a time', max_tokens: 8, temperature: 0 });
       expect(r.choices[0].text).toBe(', there was a little girl');
     } finally {
       await product.close();
@@ -105,11 +145,32 @@ describe('routing to compute nodes', () => {
   });
 
   it('a node that dies after the first token ends the stream with an error the openai client raises', async () => {
-    const child = spawn(process.execPath, [resolve(import.meta.dirname, '../../bin/versa.js'), 'compute', '--model', fixture('stories260k/model.bin'), '--port', '0', '--threads', '1'], { stdio: ['ignore', 'pipe', 'ignore'] });
+    const child = spawn(
+      process.execPath,
+      [
+        resolve(import.meta.dirname, '../../bin/versa.js'),
+        'compute',
+        '--model',
+        fixture('stories260k/model.bin'),
+        '--port',
+        '0',
+        '--threads',
+        '1',
+      ],
+      { stdio: ['ignore', 'pipe', 'ignore'] },
+    );
     const url = await new Promise<string>((done) => child.stdout.once('data', (d) => done(String(d).trim())));
     const product = await startProduct({ nodes: () => [url] });
     try {
-      const stream = await product.openai().chat.completions.create({ model: 'stories260k', messages: [{ role: 'user', content: '' }], max_tokens: 400, stream: true, temperature: 0 });
+      const stream = await product
+        .openai()
+        .chat.completions.create({
+          model: 'stories260k',
+          messages: [{ role: 'user', content: '' }],
+          max_tokens: 400,
+          stream: true,
+          temperature: 0,
+        });
       let chunks = 0;
       const error = await (async () => {
         for await (const _ of stream) if (++chunks === 3) child.kill('SIGKILL');

@@ -13,7 +13,10 @@ async function split(seed: string, arms: Array<{ name: string; weight: number }>
 
 describe('sticky bucketing', () => {
   it('gives a unit the same arm every time, from the seed and unit alone', async () => {
-    const arms = [{ name: 'control', weight: 50 }, { name: 'treatment', weight: 50 }];
+    const arms = [
+      { name: 'control', weight: 50 },
+      { name: 'treatment', weight: 50 },
+    ];
     for (const u of units.slice(0, 200)) {
       const first = (await assignArm('exp-1', u, arms)).name;
       expect((await assignArm('exp-1', u, [...arms].reverse())).name).toBe(first);
@@ -22,18 +25,30 @@ describe('sticky bucketing', () => {
   });
 
   it('splits 10,000 units within 2 % of the weights', async () => {
-    for (const weights of [[50, 50], [90, 10], [20, 30, 50]]) {
+    for (const weights of [
+      [50, 50],
+      [90, 10],
+      [20, 30, 50],
+    ]) {
       const arms = weights.map((weight, i) => ({ name: `arm${i}`, weight }));
       const counts = new Map<string, number>();
       for (const arm of (await split('exp-2', arms)).values()) counts.set(arm, (counts.get(arm) ?? 0) + 1);
       const total = weights.reduce((a, b) => a + b, 0);
-      arms.forEach((a) => expect(Math.abs((counts.get(a.name) ?? 0) / units.length - a.weight / total)).toBeLessThan(0.02));
+      arms.forEach((a) =>
+        expect(Math.abs((counts.get(a.name) ?? 0) / units.length - a.weight / total)).toBeLessThan(0.02),
+      );
     }
   });
 
   it('a ramp moves only the units the ramped arm gains', async () => {
-    const before = await split('exp-3', [{ name: 'control', weight: 90 }, { name: 'treatment', weight: 10 }]);
-    const after = await split('exp-3', [{ name: 'control', weight: 80 }, { name: 'treatment', weight: 20 }]);
+    const before = await split('exp-3', [
+      { name: 'control', weight: 90 },
+      { name: 'treatment', weight: 10 },
+    ]);
+    const after = await split('exp-3', [
+      { name: 'control', weight: 80 },
+      { name: 'treatment', weight: 20 },
+    ]);
     let moved = 0;
     for (const u of units) {
       if (before.get(u) === after.get(u)) continue;
@@ -45,8 +60,15 @@ describe('sticky bucketing', () => {
   });
 
   it('a new arm takes units only from the others, never shuffles them', async () => {
-    const before = await split('exp-4', [{ name: 'a', weight: 50 }, { name: 'b', weight: 50 }]);
-    const after = await split('exp-4', [{ name: 'a', weight: 50 }, { name: 'b', weight: 50 }, { name: 'c', weight: 25 }]);
+    const before = await split('exp-4', [
+      { name: 'a', weight: 50 },
+      { name: 'b', weight: 50 },
+    ]);
+    const after = await split('exp-4', [
+      { name: 'a', weight: 50 },
+      { name: 'b', weight: 50 },
+      { name: 'c', weight: 25 },
+    ]);
     for (const u of units) if (before.get(u) !== after.get(u)) expect(after.get(u)).toBe('c');
   });
 });

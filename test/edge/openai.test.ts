@@ -4,7 +4,11 @@ import { readJson } from '../helpers/fixtures.ts';
 import { startProduct, type TestProduct } from '../helpers/product.ts';
 
 const golden = (variant: 'base' | 'vlm-max' | 'lora-max', k: number) =>
-  readJson(variant === 'base' ? 'stories260k/expected/prompts/greedy.json' : `stories260k/adapters/${variant}/expected/greedy.json`).prompts[k];
+  readJson(
+    variant === 'base'
+      ? 'stories260k/expected/prompts/greedy.json'
+      : `stories260k/adapters/${variant}/expected/greedy.json`,
+  ).prompts[k];
 
 describe('OpenAI-compatible API through the Node entry (official openai client)', () => {
   let product: TestProduct;
@@ -17,17 +21,33 @@ describe('OpenAI-compatible API through the Node entry (official openai client)'
 
   it('chat, not streamed, on the base model: the golden continuation', async () => {
     const g = golden('base', 1);
-    const r = await openai.chat.completions.create({ model: 'stories260k', messages: [{ role: 'user', content: g.prompt_text }], temperature: 0, max_tokens: 120 });
+    const r = await openai.chat.completions.create({
+      model: 'stories260k',
+      messages: [{ role: 'user', content: g.prompt_text }],
+      temperature: 0,
+      max_tokens: 120,
+    });
     expect(r.object).toBe('chat.completion');
     expect(r.choices[0].message.content).toBe(g.greedy_text);
     expect(r.choices[0].finish_reason).toBe('length');
-    expect(r.usage).toEqual({ prompt_tokens: g.prompt_ids.length, completion_tokens: 120, total_tokens: g.prompt_ids.length + 120 });
+    expect(r.usage).toEqual({
+      prompt_tokens: g.prompt_ids.length,
+      completion_tokens: 120,
+      total_tokens: g.prompt_ids.length + 120,
+    });
   });
 
   it('chat, streamed, through the VLM adapter (its task token from the default template), with a usage chunk', async () => {
     const g = golden('vlm-max', 1);
     const { data: stream, response } = await openai.chat.completions
-      .create({ model: 'vlm-max', messages: [{ role: 'user', content: g.prompt_text }], temperature: 0, max_tokens: 120, stream: true, stream_options: { include_usage: true } })
+      .create({
+        model: 'vlm-max',
+        messages: [{ role: 'user', content: g.prompt_text }],
+        temperature: 0,
+        max_tokens: 120,
+        stream: true,
+        stream_options: { include_usage: true },
+      })
       .withResponse();
     expect(response.headers.get('x-versa-adapter')).toBe('vlm-max');
     expect(response.headers.get('x-versa-adapter-version')).toBe('1');
@@ -49,21 +69,39 @@ describe('OpenAI-compatible API through the Node entry (official openai client)'
 
   it('completions, not streamed, pinned to the LoRA adapter version', async () => {
     const g = golden('lora-max', 2);
-    const r = await openai.completions.create({ model: 'lora-max@1', prompt: g.prompt_text, temperature: 0, max_tokens: 120 });
+    const r = await openai.completions.create({
+      model: 'lora-max@1',
+      prompt: g.prompt_text,
+      temperature: 0,
+      max_tokens: 120,
+    });
     expect(r.object).toBe('text_completion');
     expect(r.choices[0].text).toBe(g.greedy_text);
   });
 
   it('completions, streamed, from token ids', async () => {
     const g = golden('base', 0);
-    const stream = await openai.completions.create({ model: 'stories260k', prompt: g.prompt_ids, temperature: 0, max_tokens: 120, stream: true });
+    const stream = await openai.completions.create({
+      model: 'stories260k',
+      prompt: g.prompt_ids,
+      temperature: 0,
+      max_tokens: 120,
+      stream: true,
+    });
     let text = '';
     for await (const chunk of stream) text += chunk.choices[0]?.text ?? '';
     expect(text).toBe(g.greedy_text);
   });
 
   it('alias references resolve; per-token logprobs come in the chat shape', async () => {
-    const r = await openai.chat.completions.create({ model: 'lora-max@production', messages: [{ role: 'user', content: '' }], temperature: 0, max_tokens: 5, logprobs: true, top_logprobs: 2 });
+    const r = await openai.chat.completions.create({
+      model: 'lora-max@production',
+      messages: [{ role: 'user', content: '' }],
+      temperature: 0,
+      max_tokens: 5,
+      logprobs: true,
+      top_logprobs: 2,
+    });
     const content = r.choices[0].logprobs!.content!;
     expect(content).toHaveLength(5);
     for (const t of content) {
@@ -78,21 +116,34 @@ describe('OpenAI-compatible API through the Node entry (official openai client)'
     expect(ids).toEqual(expect.arrayContaining(['stories260k', 'vlm-max', 'lora-max', 'vlm-max@production']));
   });
 
-  it('answers errors in OpenAI\'s shape with the right status', async () => {
+  it("answers errors in OpenAI's shape with the right status", async () => {
     const chat = (body: object, key?: string) =>
-      product.openai(key).chat.completions.create({ model: 'stories260k', messages: [{ role: 'user', content: 'x' }], max_tokens: 4, ...body } as never);
+      product
+        .openai(key)
+        .chat.completions.create({
+          model: 'stories260k',
+          messages: [{ role: 'user', content: 'x' }],
+          max_tokens: 4,
+          ...body,
+        } as never);
     await expect(chat({ model: 'nope' })).rejects.toBeInstanceOf(OpenAI.NotFoundError);
     await expect(chat({ n: 2 })).rejects.toThrow(/only n = 1/);
     await expect(chat({ presence_penalty: 0.5 })).rejects.toBeInstanceOf(OpenAI.BadRequestError);
     await expect(chat({ max_tokens: 100_000 })).rejects.toThrow(/over this deployment's limit/);
-    await expect(chat({ tools: [{ type: 'function', function: { name: 'f' } }] })).rejects.toThrow(/tools are not supported/);
+    await expect(chat({ tools: [{ type: 'function', function: { name: 'f' } }] })).rejects.toThrow(
+      /tools are not supported/,
+    );
     await expect(chat({ messages: [{ role: 'user', content: 'x'.repeat(3000) }] })).rejects.toThrow(/context is 512/);
     await expect(chat({}, 'vsk_not-a-key')).rejects.toBeInstanceOf(OpenAI.AuthenticationError);
     const readOnly = await product.registry.key('acme', ['read']);
     await expect(chat({}, readOnly)).rejects.toBeInstanceOf(OpenAI.PermissionDeniedError);
     const other = await product.registry.key('globex', ['generate']);
     await expect(chat({ model: 'vlm-max' }, other)).rejects.toBeInstanceOf(OpenAI.NotFoundError);
-    const res = await product.registry.fetch('/v1/chat/completions', { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"model": ' });
+    const res = await product.registry.fetch('/v1/chat/completions', {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: '{"model": ',
+    });
     expect(res.status).toBe(400);
     expect((await res.json()).error.message).toMatch(/JSON/);
   });

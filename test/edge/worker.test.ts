@@ -17,10 +17,17 @@ describe('Worker entry', () => {
     worker = await startWorkerRegistry({ VERSA_API_KEY: key, COMPUTE_NODES: compute.url });
     const base = await worker.fetch('/v1/models/stories260k/versions', {
       key,
-      method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(await describeLocalModel(fixture('stories260k/model.bin'))),
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify(await describeLocalModel(fixture('stories260k/model.bin'))),
     });
     expect(base.status).toBe(201);
-    await publishFolder(new RegistryClient({ url: worker.url, key }), fixture('stories260k/adapters/vlm-max'), 'vlm-max', { base: 'stories260k@1', alias: 'production' });
+    await publishFolder(
+      new RegistryClient({ url: worker.url, key }),
+      fixture('stories260k/adapters/vlm-max'),
+      'vlm-max',
+      { base: 'stories260k@1', alias: 'production' },
+    );
   }, 180_000);
   afterAll(async () => {
     await worker?.close();
@@ -30,13 +37,21 @@ describe('Worker entry', () => {
   it('answers a streamed chat completion through the adapter, with the golden text', async () => {
     const g = readJson('stories260k/adapters/vlm-max/expected/greedy.json').prompts[2];
     const openai = new OpenAI({ baseURL: `${worker.url}/v1`, apiKey: key, maxRetries: 0 });
-    const stream = await openai.chat.completions.create({ model: 'vlm-max', messages: [{ role: 'user', content: g.prompt_text }], temperature: 0, max_tokens: 120, stream: true });
+    const stream = await openai.chat.completions.create({
+      model: 'vlm-max',
+      messages: [{ role: 'user', content: g.prompt_text }],
+      temperature: 0,
+      max_tokens: 120,
+      stream: true,
+    });
     let text = '';
     for await (const chunk of stream) text += chunk.choices[0]?.delta.content ?? '';
     expect(text).toBe(g.greedy_text);
     const usage = await worker.fetch('/v1/completions', {
       key,
-      method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ model: 'stories260k', prompt: 'Once', max_tokens: 3, temperature: 0 }),
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ model: 'stories260k', prompt: 'Once', max_tokens: 3, temperature: 0 }),
     });
     expect(usage.status).toBe(200);
     expect((await usage.json()).usage.completion_tokens).toBe(3);

@@ -5,8 +5,17 @@ import type { ModelConfig } from '../../src/engine/model/config.ts';
 import { AdapterBank, type Feed } from '../../src/engine/runtime/adapter-bank.ts';
 
 const config: ModelConfig = {
-  architecture: 'gpt2', vocabSize: 10, hiddenSize: 4, numLayers: 2, numHeads: 2, numKvHeads: 2, headDim: 2,
-  intermediateSize: 8, maxPositions: 16, normEps: 1e-5, tiedEmbeddings: true,
+  architecture: 'gpt2',
+  vocabSize: 10,
+  hiddenSize: 4,
+  numLayers: 2,
+  numHeads: 2,
+  numKvHeads: 2,
+  headDim: 2,
+  intermediateSize: 8,
+  maxPositions: 16,
+  normEps: 1e-5,
+  tiedEmbeddings: true,
 };
 const d = config.hiddenSize;
 type Vlm = Extract<Adapter, { kind: 'vlm' }>;
@@ -19,7 +28,10 @@ const random = (n: number) =>
 
 function vlm(id: string, m: number, tasks: number): Vlm {
   const layers = Array.from({ length: config.numLayers }, () => ({
-    downT: random(d * m), downB: random(m), upT: random(m * d), upB: random(d),
+    downT: random(d * m),
+    downB: random(m),
+    upT: random(m * d),
+    upB: random(d),
   }));
   const taskTokens = Array.from({ length: tasks }, (_, t) => `<|${id}${t}|>`);
   const taskEmbeddings = random(tasks * d);
@@ -29,7 +41,11 @@ function vlm(id: string, m: number, tasks: number): Vlm {
 /** Targets: [layer, module, in, out]. */
 function lora(id: string, rank: number, targets: Array<[number, string, number, number]>): Lora {
   const modules = targets.map(([layer, module, fanIn, out]) => ({
-    layer, module, rank, aT: random(fanIn * rank), bT: random(rank * out),
+    layer,
+    module,
+    rank,
+    aT: random(fanIn * rank),
+    bT: random(rank * out),
   }));
   return { id, kind: 'lora', manifest: {} as never, bytes: 0, modules };
 }
@@ -88,7 +104,10 @@ describe('adapter bank', () => {
 
   it('zero-pads a smaller LoRA rank exactly, and a projection an adapter leaves alone adds nothing', () => {
     const bank = new AdapterBank(config);
-    const small = lora('small', 2, [[0, 'attn.c_attn', d, 3 * d], [1, 'mlp.c_fc', d, 8]]);
+    const small = lora('small', 2, [
+      [0, 'attn.c_attn', d, 3 * d],
+      [1, 'mlp.c_fc', d, 8],
+    ]);
     const large = lora('large', 4, [[0, 'attn.c_attn', d, 3 * d]]);
     bank.acquire(small);
     bank.acquire(large);
@@ -115,7 +134,10 @@ describe('adapter bank', () => {
     expect(bank.slotOf('e').slot).toBe(2);
     // Each reused slot holds exactly its new adapter.
     const x = random(d);
-    for (const [adapter, s] of [[c, 0], [e, 2]] as const) {
+    for (const [adapter, s] of [
+      [c, 0],
+      [e, 2],
+    ] as const) {
       const own = adapter.layers[1];
       expect(bankVlmDelta(bank.feeds(), 1, s, x)).toEqual(vlmDelta(x, own.downT, own.downB, own.upT, own.upB));
     }

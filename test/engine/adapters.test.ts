@@ -15,7 +15,22 @@ describe('adapters', () => {
     // q/k rows must be permuted back. Equal logits on both bases prove it for q_proj AND k_proj.
     const config = inspectModel(fixture('stories260k/hf')).config;
     const dir = mkdtempSync(join(tmpdir(), 'versa-lora-'));
-    writeLoraAdapter(dir, config, 3, ['self_attn.q_proj', 'self_attn.k_proj', 'self_attn.v_proj', 'self_attn.o_proj', 'mlp.gate_proj', 'mlp.up_proj', 'mlp.down_proj'], 5, 12);
+    writeLoraAdapter(
+      dir,
+      config,
+      3,
+      [
+        'self_attn.q_proj',
+        'self_attn.k_proj',
+        'self_attn.v_proj',
+        'self_attn.o_proj',
+        'mlp.gate_proj',
+        'mlp.up_proj',
+        'mlp.down_proj',
+      ],
+      5,
+      12,
+    );
     const tokens = [1, ...readJson('stories260k/expected/greedy_n200.tokens.json').tokens.slice(0, 11)];
     const logits: Float32Array[][] = [];
     for (const model of ['stories260k/hf', 'stories260k/model.bin']) {
@@ -34,9 +49,13 @@ describe('adapters', () => {
 
   it('scales LoRA by alpha/r, or alpha/sqrt(r) with use_rslora, and honours alpha_pattern', () => {
     const config = inspectModel(fixture('stories260k/hf')).config;
-    const header = parseHeader(readFileSync(fixture('stories260k/adapters/lora-max/adapter_model.safetensors')), readFileSync(fixture('stories260k/adapters/lora-max/adapter_model.safetensors')).length);
+    const header = parseHeader(
+      readFileSync(fixture('stories260k/adapters/lora-max/adapter_model.safetensors')),
+      readFileSync(fixture('stories260k/adapters/lora-max/adapter_model.safetensors')).length,
+    );
     const peft = readJson('stories260k/adapters/lora-max/adapter_config.json');
-    const scales = (extra: object) => describeLora(header, config, { ...peft, ...extra }).modules.map((m) => [m.module, m.scale]);
+    const scales = (extra: object) =>
+      describeLora(header, config, { ...peft, ...extra }).modules.map((m) => [m.module, m.scale]);
     expect(new Set(scales({}).map(([, s]) => s))).toEqual(new Set([2]));
     expect(new Set(scales({ use_rslora: true }).map(([, s]) => s))).toEqual(new Set([8 / 2]));
     const patterned = scales({ alpha_pattern: { down_proj: 16 } });
@@ -51,9 +70,18 @@ describe('adapters', () => {
     for (const f of ['tokenizer.json', 'tokenizer_config.json']) copyFileSync(join(src, f), join(dir, f));
     const bytes = readFileSync(join(src, 'model.safetensors'));
     const h = parseHeader(bytes, bytes.length);
-    const tensors = [...h.tensors.values()].map((t) => ({ name: t.name, shape: t.shape, data: new Float32Array(bytes.buffer.slice(bytes.byteOffset + h.dataOffset + t.begin, bytes.byteOffset + h.dataOffset + t.end)) }));
+    const tensors = [...h.tensors.values()].map((t) => ({
+      name: t.name,
+      shape: t.shape,
+      data: new Float32Array(
+        bytes.buffer.slice(bytes.byteOffset + h.dataOffset + t.begin, bytes.byteOffset + h.dataOffset + t.end),
+      ),
+    }));
     const embed = tensors.find((t) => t.name === 'model.embed_tokens.weight')!;
-    writeFileSync(join(dir, 'model.safetensors'), encodeSafetensors([...tensors, { name: 'lm_head.weight', shape: embed.shape, data: embed.data.slice() }]));
+    writeFileSync(
+      join(dir, 'model.safetensors'),
+      encodeSafetensors([...tensors, { name: 'lm_head.weight', shape: embed.shape, data: embed.data.slice() }]),
+    );
     const runner = await runnerFor(dir);
     const { tokens } = await greedyBatch(runner, [{ prompt: [1] }], 100);
     await runner.release();

@@ -23,14 +23,21 @@ describe('generation on stories260k', () => {
   const golden = () => readJson('stories260k/expected/greedy_n200.tokens.json').tokens as number[];
   beforeAll(async () => {
     // A small prefill chunk, so that prompts are prefilled over several steps while others decode.
-    engine = await EngineClient.start({ model: fixture('stories260k/model.bin'), threads: 2, prefillChunk: 4, prefillChunkIdle: 4 });
+    engine = await EngineClient.start({
+      model: fixture('stories260k/model.bin'),
+      threads: 2,
+      prefillChunk: 4,
+      prefillChunkIdle: 4,
+    });
     await engine.addAdapterFolder('vlm-max', fixture('stories260k/adapters/vlm-max'));
     await engine.addAdapterFolder('lora-max', fixture('stories260k/adapters/lora-max'));
   });
   afterAll(() => engine?.close());
 
   it('the same seed gives the same sample; another seed another one', async () => {
-    const run = (seed: number) => engine.generate({ prompt: 'Once upon a time', temperature: 1, topP: 0.95, seed, maxTokens: 40, ignoreEos: true }).result;
+    const run = (seed: number) =>
+      engine.generate({ prompt: 'Once upon a time', temperature: 1, topP: 0.95, seed, maxTokens: 40, ignoreEos: true })
+        .result;
     const [a, b, c] = await Promise.all([run(7), run(7), run(8)]);
     expect(a.tokens).toEqual(b.tokens);
     expect(a.tokens).not.toEqual(c.tokens);
@@ -38,7 +45,10 @@ describe('generation on stories260k', () => {
 
   it('top_k 1 and a tiny top_p are greedy', async () => {
     const req = { prompt: '', maxTokens: 50, temperature: 1.3, seed: 3 };
-    const [k1, p0] = await Promise.all([engine.generate({ ...req, topK: 1 }).result, engine.generate({ ...req, topP: 1e-6 }).result]);
+    const [k1, p0] = await Promise.all([
+      engine.generate({ ...req, topK: 1 }).result,
+      engine.generate({ ...req, topP: 1e-6 }).result,
+    ]);
     expect(k1.tokens).toEqual(golden().slice(0, 50));
     expect(p0.tokens).toEqual(golden().slice(0, 50));
   });
@@ -46,7 +56,9 @@ describe('generation on stories260k', () => {
   it('stops at a stop string, which never reaches the output, even streamed', async () => {
     const { text, result } = await collect(engine.generate({ prompt: '', maxTokens: 200, stop: ['red ball'] }));
     expect(result.finishReason).toBe('stop');
-    expect(text).toBe('Once upon a time, there was a little girl named Lily. She loved to play outside in the park. One day, she saw a big, ');
+    expect(text).toBe(
+      'Once upon a time, there was a little girl named Lily. She loved to play outside in the park. One day, she saw a big, ',
+    );
     expect(result.text).toBe(text);
   });
 
@@ -81,8 +93,13 @@ describe('generation on stories260k', () => {
     for await (const e of first) {
       seen.push(e.token);
       if (seen.length === 10) {
-        later.push(engine.generate({ promptIds: vlm[2].prompt_ids, adapter: 'vlm-max', maxTokens: 120, ignoreEos: true }).result);
-        later.push(engine.generate({ promptIds: lora[1].prompt_ids, adapter: 'lora-max', maxTokens: 120, ignoreEos: true }).result);
+        later.push(
+          engine.generate({ promptIds: vlm[2].prompt_ids, adapter: 'vlm-max', maxTokens: 120, ignoreEos: true }).result,
+        );
+        later.push(
+          engine.generate({ promptIds: lora[1].prompt_ids, adapter: 'lora-max', maxTokens: 120, ignoreEos: true })
+            .result,
+        );
       }
     }
     const [v, l] = await Promise.all(later);
@@ -114,8 +131,12 @@ describe('engines built for some adapter kinds only', () => {
   it('a base-only graph decodes the same tokens and refuses adapters clearly', async () => {
     const engine = await EngineClient.start({ model: fixture('stories260k/hf'), threads: 2, adapterKinds: [] });
     try {
-      expect((await engine.generate({ prompt: '', maxTokens: 50 }).result).tokens).toEqual(readJson('stories260k/expected/greedy_n200.tokens.json').tokens.slice(0, 50));
-      await expect(engine.addAdapterFolder('lora', fixture('stories260k/adapters/lora-max'))).rejects.toThrow(/serves no adapters, not lora/);
+      expect((await engine.generate({ prompt: '', maxTokens: 50 }).result).tokens).toEqual(
+        readJson('stories260k/expected/greedy_n200.tokens.json').tokens.slice(0, 50),
+      );
+      await expect(engine.addAdapterFolder('lora', fixture('stories260k/adapters/lora-max'))).rejects.toThrow(
+        /serves no adapters, not lora/,
+      );
     } finally {
       await engine.close();
     }
@@ -126,8 +147,12 @@ describe('engines built for some adapter kinds only', () => {
     try {
       await engine.addAdapterFolder('lora', fixture('stories260k/adapters/lora-max'));
       const p = readJson('stories260k/adapters/lora-max/expected/greedy.json').prompts[0];
-      expect((await engine.generate({ promptIds: p.prompt_ids, adapter: 'lora', maxTokens: 120 }).result).tokens).toEqual(p.greedy_new_tokens);
-      await expect(engine.addAdapterFolder('vlm', fixture('stories260k/adapters/vlm-max'))).rejects.toThrow(/serves lora adapters, not vlm/);
+      expect(
+        (await engine.generate({ promptIds: p.prompt_ids, adapter: 'lora', maxTokens: 120 }).result).tokens,
+      ).toEqual(p.greedy_new_tokens);
+      await expect(engine.addAdapterFolder('vlm', fixture('stories260k/adapters/vlm-max'))).rejects.toThrow(
+        /serves lora adapters, not vlm/,
+      );
     } finally {
       await engine.close();
     }
@@ -158,8 +183,12 @@ describe('tokenizers and adapters', () => {
     const tiny = inspectModel(fixture('tiny-gpt2')).config;
     const stories = inspectModel(fixture('stories260k/hf')).config;
     expect(() => loadAdapterFolder(fixture('stories260k/adapters/vlm-max'), tiny)).toThrow(AdapterFormatError);
-    expect(() => loadAdapterFolder(fixture('stories260k/adapters/vlm-max'), tiny)).toThrow(/adapter_block.project_down.weight/);
-    expect(() => loadAdapterFolder(fixture('tiny-gpt2/adapters/lora-c'), stories)).toThrow(/module "attn.c_attn" cannot be adapted/);
+    expect(() => loadAdapterFolder(fixture('stories260k/adapters/vlm-max'), tiny)).toThrow(
+      /adapter_block.project_down.weight/,
+    );
+    expect(() => loadAdapterFolder(fixture('tiny-gpt2/adapters/lora-c'), stories)).toThrow(
+      /module "attn.c_attn" cannot be adapted/,
+    );
     expect(() => loadAdapterFolder(fixture('stories260k/adapters/lora-max'), tiny)).toThrow(/cannot be adapted|layer/);
     expect(() => loadAdapterFolder(fixture('stories260k'), stories)).toThrow(/not an adapter/);
   });

@@ -3,8 +3,17 @@ import type { ModelConfig } from '../../src/engine/model/config.ts';
 import { KvCache } from '../../src/engine/runtime/kv-cache.ts';
 
 const config: ModelConfig = {
-  architecture: 'gpt2', vocabSize: 10, hiddenSize: 6, numLayers: 2, numHeads: 2, numKvHeads: 2, headDim: 3,
-  intermediateSize: 8, maxPositions: 300, normEps: 1e-5, tiedEmbeddings: true,
+  architecture: 'gpt2',
+  vocabSize: 10,
+  hiddenSize: 6,
+  numLayers: 2,
+  numHeads: 2,
+  numKvHeads: 2,
+  headDim: 3,
+  intermediateSize: 8,
+  maxPositions: 300,
+  normEps: 1e-5,
+  tiedEmbeddings: true,
 };
 const { numLayers: layers, numKvHeads: heads, headDim: hd } = config;
 
@@ -17,7 +26,14 @@ function fill(cache: KvCache, row: number, from: number, to: number) {
   for (let l = 0; l < layers; l++) {
     for (let t = from; t < to; t++) {
       const k = new Float32Array(heads * hd).map((_, j) => code(l, row, Math.floor(j / hd), t, j % hd));
-      cache.write(l, row, t, k, k.map((x) => -x), 0);
+      cache.write(
+        l,
+        row,
+        t,
+        k,
+        k.map((x) => -x),
+        0,
+      );
     }
   }
 }
@@ -60,7 +76,10 @@ describe('KV cache', () => {
     expect(cache.capacity).toBe(64);
     fill(cache, 0, 0, 10);
     fill(cache, 1, 0, 7);
-    const stored = new Map([[0, 10], [1, 7]]);
+    const stored = new Map([
+      [0, 10],
+      [1, 7],
+    ]);
     expectHolds(cache, 2, stored);
 
     cache.ensure(5, 150); // more rows and a longer capacity at once

@@ -10,7 +10,11 @@ import { encodeSafetensors, parseHeader, toFloat32 } from '../../src/engine/weig
 function tensorsOf(path: string) {
   const bytes = new Uint8Array(readFileSync(path));
   const h = parseHeader(bytes, bytes.length);
-  return [...h.tensors.values()].map((t) => ({ name: t.name, shape: t.shape, data: toFloat32(bytes.subarray(h.dataOffset + t.begin, h.dataOffset + t.end), t.dtype) }));
+  return [...h.tensors.values()].map((t) => ({
+    name: t.name,
+    shape: t.shape,
+    data: toFloat32(bytes.subarray(h.dataOffset + t.begin, h.dataOffset + t.end), t.dtype),
+  }));
 }
 
 /** A copy of a HF folder whose weights are rewritten by `write(dir, tensors)`. */
@@ -42,7 +46,9 @@ describe('model loaders', () => {
 
   it('reads F16 and BF16 weights (converted to float32)', async () => {
     for (const dtype of ['F16', 'BF16'] as const) {
-      const dir = rewritten(fixture('tiny-gpt2'), (d, tensors) => writeFileSync(join(d, 'model.safetensors'), encodeHalf(tensors, dtype)));
+      const dir = rewritten(fixture('tiny-gpt2'), (d, tensors) =>
+        writeFileSync(join(d, 'model.safetensors'), encodeHalf(tensors, dtype)),
+      );
       const runner = await runnerFor(dir);
       const half = await teacherForce(runner, [98, 15, 214, 7]);
       await runner.release();
@@ -63,8 +69,12 @@ describe('model loaders', () => {
       copyFileSync(fixture('tiny-gpt2/model.safetensors'), join(dir, 'model.safetensors'));
       return dir;
     };
-    expect(() => openModel(tiny((c) => (c.n_embd = 64)))).toThrow(/shape \[1000,32\] but the config implies \[1000,64\]/);
-    expect(() => openModel(tiny((c) => (c.model_type = 'bert', (c.architectures = ['BertModel']))))).toThrow(/unsupported model/);
+    expect(() => openModel(tiny((c) => (c.n_embd = 64)))).toThrow(
+      /shape \[1000,32\] but the config implies \[1000,64\]/,
+    );
+    expect(() => openModel(tiny((c) => ((c.model_type = 'bert'), (c.architectures = ['BertModel']))))).toThrow(
+      /unsupported model/,
+    );
     expect(() => openModel(tiny((c) => (c.n_layer = 6)))).toThrow(/missing \d+ weight/);
     const truncated = join(mkdtempSync(join(tmpdir(), 'versa-')), 'model.bin');
     writeFileSync(truncated, readFileSync(fixture('stories260k/model.bin')).subarray(0, 50_000));
@@ -101,7 +111,7 @@ function toHalf(x: number): number {
   const sign = (u >>> 16) & 0x8000;
   const exp = ((u >>> 23) & 0xff) - 127 + 15;
   const mant = u & 0x7fffff;
-  if (exp <= 0) return sign | (exp < -10 ? 0 : ((mant | 0x800000) >> (1 - exp + 13)));
+  if (exp <= 0) return sign | (exp < -10 ? 0 : (mant | 0x800000) >> (1 - exp + 13));
   if (exp >= 31) return sign | 0x7c00;
   return sign | ((exp << 10) + ((mant + 0x1000) >> 13)); // a rounding carry moves into the exponent
 }

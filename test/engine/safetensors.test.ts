@@ -9,11 +9,19 @@ function file(header: object | string, dataBytes: number): Uint8Array {
   return out;
 }
 
-const ok = (name = 'w', begin = 0, shape = [2, 2]) => ({ [name]: { dtype: 'F32', shape, data_offsets: [begin, begin + 4 * shape[0] * shape[1]] } });
+const ok = (name = 'w', begin = 0, shape = [2, 2]) => ({
+  [name]: { dtype: 'F32', shape, data_offsets: [begin, begin + 4 * shape[0] * shape[1]] },
+});
 
 describe('safetensors header validation', () => {
   it('round-trips what encodeSafetensors writes', () => {
-    const bytes = encodeSafetensors([{ name: 'a', shape: [3], data: Float32Array.of(1, 2, 3) }, { name: 'b', shape: [1, 2], data: Float32Array.of(4, 5) }], { k: 'v' });
+    const bytes = encodeSafetensors(
+      [
+        { name: 'a', shape: [3], data: Float32Array.of(1, 2, 3) },
+        { name: 'b', shape: [1, 2], data: Float32Array.of(4, 5) },
+      ],
+      { k: 'v' },
+    );
     const h = parseHeader(bytes, bytes.length);
     expect(h.metadata).toEqual({ k: 'v' });
     expect(h.dataOffset % 8).toBe(0);
@@ -23,13 +31,33 @@ describe('safetensors header validation', () => {
 
   const bad: Array<[string, () => Uint8Array, RegExp]> = [
     ['a file shorter than 8 bytes', () => new Uint8Array(5), /too small/],
-    ['a header length beyond the file', () => { const f = file(ok(), 16); new DataView(f.buffer).setBigUint64(0, 10_000n, true); return f; }, /past the end/],
-    ['a 100 MB header claim', () => { const f = file(ok(), 16); new DataView(f.buffer).setBigUint64(0, 100_000_000n, true); return f; }, /exceeds the .* limit/],
+    [
+      'a header length beyond the file',
+      () => {
+        const f = file(ok(), 16);
+        new DataView(f.buffer).setBigUint64(0, 10_000n, true);
+        return f;
+      },
+      /past the end/,
+    ],
+    [
+      'a 100 MB header claim',
+      () => {
+        const f = file(ok(), 16);
+        new DataView(f.buffer).setBigUint64(0, 100_000_000n, true);
+        return f;
+      },
+      /exceeds the .* limit/,
+    ],
     ['a header that is not JSON', () => file('{"a": ', 0), /not valid UTF-8 JSON/],
     ['a header that is a JSON array', () => file('[1,2]', 0), /JSON object/],
     ['an unknown dtype', () => file({ w: { dtype: 'F33', shape: [1], data_offsets: [0, 4] } }, 4), /unknown dtype/],
     ['a negative dimension', () => file({ w: { dtype: 'F32', shape: [-1], data_offsets: [0, 4] } }, 4), /non-negative/],
-    ['a byte size that disagrees with dtype x shape', () => file({ w: { dtype: 'F16', shape: [2, 2], data_offsets: [0, 16] } }, 16), /needs 8 bytes/],
+    [
+      'a byte size that disagrees with dtype x shape',
+      () => file({ w: { dtype: 'F16', shape: [2, 2], data_offsets: [0, 16] } }, 16),
+      /needs 8 bytes/,
+    ],
     ['overlapping tensors', () => file({ ...ok('a', 0), ...ok('b', 8) }, 24), /overlaps/],
     ['data past the end (truncated file)', () => file(ok('a', 0, [4, 4]), 32), /past the .*data section/],
     ['a gap between tensors', () => file({ ...ok('a', 0), ...ok('b', 20) }, 36), /gap/],
@@ -45,7 +73,11 @@ describe('safetensors header validation', () => {
   }
 
   it('converts F16 and BF16 to float32', () => {
-    expect(Array.from(toFloat32(new Uint8Array(Uint16Array.of(0x3c00, 0xc000, 0x0001).buffer), 'F16'))).toEqual([1, -2, 2 ** -24]);
+    expect(Array.from(toFloat32(new Uint8Array(Uint16Array.of(0x3c00, 0xc000, 0x0001).buffer), 'F16'))).toEqual([
+      1,
+      -2,
+      2 ** -24,
+    ]);
     expect(Array.from(toFloat32(new Uint8Array(Uint16Array.of(0x3f80, 0xbf00).buffer), 'BF16'))).toEqual([1, -0.5]);
   });
 });

@@ -29,7 +29,11 @@ describe('sampler', () => {
   });
 
   it('top-p draws only from the smallest set of most probable tokens that reaches p', () => {
-    for (const [topP, temperature] of [[0.5, 1], [0.9, 1], [0.9, 0.5]]) {
+    for (const [topP, temperature] of [
+      [0.5, 1],
+      [0.9, 1],
+      [0.9, 0.5],
+    ]) {
       const weights = ranked.map((i) => Math.exp(logits[i] / temperature));
       const total = weights.reduce((x, y) => x + y);
       let mass = 0;

@@ -52,13 +52,19 @@ describe('batch policy', () => {
     const late = new FakeSeq('c', 2);
     policy.add(late);
     // Idle: budget 16 at the longest prompt's length (5) holds both rows.
-    expect(shape(plan.prefill)).toEqual([['a', 0, 0, 3], ['b', 1, 0, 5]]);
+    expect(shape(plan.prefill)).toEqual([
+      ['a', 0, 0, 3],
+      ['b', 1, 0, 5],
+    ]);
     expect(plan.decode).toBeUndefined();
     expect([late.row, policy.queued, policy.active]).toEqual([-1, 1, 2]);
     for (const [i, s] of plan.prefill!.seqs.entries()) s.cached += plan.prefill!.rows[i].tokens.length;
     expect(policy.end().cache).toEqual([]); // both finished their prompts in place: no moves
     const next = policy.plan();
-    expect(shape(next.decode)).toEqual([['a', 0, 3, 1], ['b', 1, 5, 1]]);
+    expect(shape(next.decode)).toEqual([
+      ['a', 0, 3, 1],
+      ['b', 1, 5, 1],
+    ]);
     expect(shape(next.prefill)).toEqual([['c', 2, 0, 2]]);
   });
 
@@ -73,7 +79,13 @@ describe('batch policy', () => {
       [[['a', 0, 20, 1]], [['b', 1, 0, 4]]],
       [[['a', 0, 21, 1]], [['b', 1, 4, 4]]],
       [[['a', 0, 22, 1]], [['b', 1, 8, 2]]],
-      [[['a', 0, 23, 1], ['b', 1, 10, 1]], undefined],
+      [
+        [
+          ['a', 0, 23, 1],
+          ['b', 1, 10, 1],
+        ],
+        undefined,
+      ],
     ]);
     // Two prompts of 3 while decoding: a chunk of 3 leaves room for one row in a budget of 4.
     policy.add(new FakeSeq('c', 3));
@@ -86,12 +98,18 @@ describe('batch policy', () => {
     const policy = policyOf({ maxBatch: 2 });
     const [a, b, c] = ['a', 'b', 'c'].map((id) => new FakeSeq(id, 2));
     [a, b, c].forEach((s) => policy.add(s));
-    expect(shape(step(policy).plan.prefill)).toEqual([['a', 0, 0, 2], ['b', 1, 0, 2]]);
+    expect(shape(step(policy).plan.prefill)).toEqual([
+      ['a', 0, 0, 2],
+      ['b', 1, 0, 2],
+    ]);
     expect([policy.active, policy.queued, c.row]).toEqual([2, 1, -1]);
     const { end } = step(policy, [a]);
     // a leaves at once: b moves into its row, the cache may shrink to b's length + 1.
     expect(end.left).toEqual([a]);
-    expect(end.cache).toEqual([{ kind: 'move', from: 1, to: 0 }, { kind: 'shrink', length: 4 }]);
+    expect(end.cache).toEqual([
+      { kind: 'move', from: 1, to: 0 },
+      { kind: 'shrink', length: 4 },
+    ]);
     const next = policy.plan();
     expect([shape(next.decode), shape(next.prefill)]).toEqual([[['b', 0, 3, 1]], [['c', 1, 0, 2]]]);
   });
@@ -104,7 +122,10 @@ describe('batch policy', () => {
     const d = new FakeSeq('d', 10);
     policy.add(d);
     const { end } = step(policy, [a]); // rows a b c | d: a's gap takes c, c's gap takes d
-    expect(end.cache.slice(0, 2)).toEqual([{ kind: 'move', from: 2, to: 0 }, { kind: 'move', from: 3, to: 2 }]);
+    expect(end.cache.slice(0, 2)).toEqual([
+      { kind: 'move', from: 2, to: 0 },
+      { kind: 'move', from: 3, to: 2 },
+    ]);
     expect([c.row, b.row, d.row, a.row]).toEqual([0, 1, 2, -1]);
 
     const queued = new FakeSeq('e', 2);
@@ -167,7 +188,14 @@ describe('step executor', () => {
     const executor = new StepExecutor(runner);
     const leave = { left: [], cache: [{ kind: 'move' as const, from: 3, to: 1 }], release: ['y'] };
     executor.begin({ leave, acquire: [adapter('x')] });
-    executor.relayout({ left: [], cache: [{ kind: 'shrink', length: 9 }, { kind: 'swap', a: 2, b: 0 }], release: [] });
+    executor.relayout({
+      left: [],
+      cache: [
+        { kind: 'shrink', length: 9 },
+        { kind: 'swap', a: 2, b: 0 },
+      ],
+      release: [],
+    });
     const rows = [0, 1].map((row) => ({ row, tokens: [1], position: 0 }));
     await executor.run({ seqs: [], rows });
     executor.clear();

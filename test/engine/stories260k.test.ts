@@ -71,7 +71,9 @@ describe('stories260k conformance', () => {
         { spec: readJson('stories260k/expected/prompts/greedy.json'), adapter: undefined },
         { spec: readJson('stories260k/adapters/vlm-max/expected/greedy.json'), adapter: vlm },
         { spec: readJson('stories260k/adapters/lora-max/expected/greedy.json'), adapter: lora },
-      ].flatMap(({ spec, adapter }) => spec.prompts.map((p: any) => ({ prompt: p.prompt_ids, adapter, expected: p.greedy_new_tokens })));
+      ].flatMap(({ spec, adapter }) =>
+        spec.prompts.map((p: any) => ({ prompt: p.prompt_ids, adapter, expected: p.greedy_new_tokens })),
+      );
       const { tokens } = await greedyBatch(runner, rows, 120);
       rows.forEach((r, i) => expect(tokens[i], `row ${i}`).toEqual(r.expected));
     });
@@ -87,7 +89,7 @@ describe('stories260k conformance', () => {
     expect(tokens[0]).toEqual(golden().tokens);
   });
 
-  it('the CLI streams llama2.c\'s expected text byte for byte, from the checkpoint and the HF copy', async () => {
+  it("the CLI streams llama2.c's expected text byte for byte, from the checkpoint and the HF copy", async () => {
     for (const model of ['stories260k/model.bin', 'stories260k/hf']) {
       const engine = await EngineClient.start({ model: fixture(model), threads: 2 });
       const g = engine.generate({ prompt: '', maxTokens: 200 });
@@ -122,14 +124,24 @@ function toV1(legacy: Buffer): Buffer {
   const f = new Float32Array(legacy.buffer.slice(legacy.byteOffset + 28, legacy.byteOffset + legacy.byteLength));
   let at = 0;
   const take = (n: number) => f.subarray(at, (at += n));
-  const emb = take(vocab * dim), attNorm = take(layers * dim), wq = take(layers * dim * dim), wk = take(layers * kvDim * dim);
-  const wv = take(layers * kvDim * dim), wo = take(layers * dim * dim), ffnNorm = take(layers * dim);
-  const w1 = take(layers * hidden * dim), w2 = take(layers * hidden * dim), w3 = take(layers * hidden * dim), norm = take(dim);
+  const emb = take(vocab * dim),
+    attNorm = take(layers * dim),
+    wq = take(layers * dim * dim),
+    wk = take(layers * kvDim * dim);
+  const wv = take(layers * kvDim * dim),
+    wo = take(layers * dim * dim),
+    ffnNorm = take(layers * dim);
+  const w1 = take(layers * hidden * dim),
+    w2 = take(layers * hidden * dim),
+    w3 = take(layers * hidden * dim),
+    norm = take(dim);
   const header = Buffer.alloc(256);
   header.writeUInt32LE(0x616b3432, 0);
   header.writeInt32LE(1, 4);
   [dim, hidden, layers, heads, kvHeads, vocab, seqLen].forEach((v, i) => header.writeInt32LE(v, 8 + 4 * i));
   header.writeUInt8(vocabRaw > 0 ? 1 : 0, 36);
-  const body = [attNorm, ffnNorm, norm, emb, wq, wk, wv, wo, w1, w2, w3].map((a) => Buffer.from(a.buffer, a.byteOffset, a.byteLength));
+  const body = [attNorm, ffnNorm, norm, emb, wq, wk, wv, wo, w1, w2, w3].map((a) =>
+    Buffer.from(a.buffer, a.byteOffset, a.byteLength),
+  );
   return Buffer.concat([header, ...body]);
 }

@@ -12,21 +12,28 @@ describe('tiny-gpt2 conformance', () => {
   const adapters = new Map<string, Adapter>();
   beforeAll(async () => {
     runner = await runnerFor(fixture('tiny-gpt2'));
-    for (const name of ['vglm-a', 'vglm-b', 'lora-c']) adapters.set(name, adapterFor(runner, fixture('tiny-gpt2/adapters', name)));
+    for (const name of ['vglm-a', 'vglm-b', 'lora-c'])
+      adapters.set(name, adapterFor(runner, fixture('tiny-gpt2/adapters', name)));
   });
   afterAll(() => runner?.release());
 
   it('reproduces onnxruntime-genai GreedySearchGptFp32 (leading zeros are ordinary tokens)', async () => {
     const g = readJson('tiny-gpt2/expected/greedy_genai_gptfp32.json');
     const steps = g.max_length - g.input_ids[0].length;
-    const { tokens } = await greedyBatch(runner, g.input_ids.map((p: number[]) => ({ prompt: p })), steps);
+    const { tokens } = await greedyBatch(
+      runner,
+      g.input_ids.map((p: number[]) => ({ prompt: p })),
+      steps,
+    );
     g.expected_output.forEach((row: number[], i: number) => expect([...g.input_ids[i], ...tokens[i]]).toEqual(row));
   });
 
   it('matches the left-padded batch logits within 1e-5 (each row run at its own length)', async () => {
     const meta = readJson('tiny-gpt2/expected/logits_batch2.json');
     const expected = readF32('tiny-gpt2/expected/logits_batch2.f32');
-    const rows = meta.input_ids.map((ids: number[], b: number) => ids.filter((_, t) => meta.attention_mask[b][t] === 1));
+    const rows = meta.input_ids.map((ids: number[], b: number) =>
+      ids.filter((_, t) => meta.attention_mask[b][t] === 1),
+    );
     for (let b = 0; b < rows.length; b++) {
       const logits = await teacherForce(runner, rows[b]);
       const pad = 6 - rows[b].length;
@@ -39,7 +46,11 @@ describe('tiny-gpt2 conformance', () => {
 
   it('padded rows of different lengths decode like each row alone', async () => {
     const prompts = [[98, 15, 214, 7, 801, 42], [52, 204, 11], [9]];
-    const together = await greedyBatch(runner, prompts.map((prompt) => ({ prompt })), 12);
+    const together = await greedyBatch(
+      runner,
+      prompts.map((prompt) => ({ prompt })),
+      12,
+    );
     for (let i = 0; i < prompts.length; i++) {
       const alone = await greedyBatch(runner, [{ prompt: prompts[i] }], 12);
       expect(together.tokens[i]).toEqual(alone.tokens[0]);
@@ -63,7 +74,10 @@ describe('tiny-gpt2 conformance', () => {
 
   it('the mixed batch [base, vglm-a, vglm-b, lora-c] gives each row its own golden', async () => {
     const spec = readJson('tiny-gpt2/expected/adapters/mixed_batch.json');
-    const rows = spec.rows.map((r: any) => ({ prompt: r.input_ids, adapter: r.adapter ? adapters.get(r.adapter) : undefined }));
+    const rows = spec.rows.map((r: any) => ({
+      prompt: r.input_ids,
+      adapter: r.adapter ? adapters.get(r.adapter) : undefined,
+    }));
     const { tokens, logits } = await greedyBatch(runner, rows, spec.steps);
     spec.rows.forEach((r: any, i: number) => {
       expect(tokens[i]).toEqual(r.expected_new_tokens);
@@ -82,7 +96,9 @@ describe('tiny-gpt2 conformance', () => {
     runner.bank.acquire(a);
     try {
       await expect(runner.run([{ row: 0, tokens: [1001], position: 0 }])).rejects.toThrow(/outside the vocabulary/);
-      await expect(runner.run([{ row: 0, tokens: [1002], position: 0, adapter: a.id }])).rejects.toThrow(/outside the vocabulary/);
+      await expect(runner.run([{ row: 0, tokens: [1002], position: 0, adapter: a.id }])).rejects.toThrow(
+        /outside the vocabulary/,
+      );
     } finally {
       runner.bank.release(a.id);
       runner.cache.clear();
@@ -93,7 +109,8 @@ describe('tiny-gpt2 conformance', () => {
     let engine: EngineClient;
     beforeAll(async () => {
       engine = await EngineClient.start({ model: fixture('tiny-gpt2'), threads: 2 });
-      for (const name of ['vglm-a', 'vglm-b', 'lora-c']) await engine.addAdapterFolder(name, fixture('tiny-gpt2/adapters', name));
+      for (const name of ['vglm-a', 'vglm-b', 'lora-c'])
+        await engine.addAdapterFolder(name, fixture('tiny-gpt2/adapters', name));
     });
     afterAll(() => engine?.close());
 
@@ -103,13 +120,20 @@ describe('tiny-gpt2 conformance', () => {
 
     it('refuses text that encodes outside the model vocabulary, with a clear error', async () => {
       await expect(engine.generate({ prompt: 'Hello world' }).result).rejects.toThrow(RequestError);
-      await expect(engine.generate({ prompt: 'Hello world' }).result).rejects.toThrow(/outside the vocabulary \(1000\)/);
+      await expect(engine.generate({ prompt: 'Hello world' }).result).rejects.toThrow(
+        /outside the vocabulary \(1000\)/,
+      );
     });
 
     it('the mixed batch through continuous batching equals the goldens', async () => {
       const spec = readJson('tiny-gpt2/expected/adapters/mixed_batch.json');
       const gens = engine.generateMany(
-        spec.rows.map((r: any) => ({ promptIds: r.input_ids, adapter: r.adapter, maxTokens: spec.steps, ignoreEos: true })),
+        spec.rows.map((r: any) => ({
+          promptIds: r.input_ids,
+          adapter: r.adapter,
+          maxTokens: spec.steps,
+          ignoreEos: true,
+        })),
       );
       const results = await Promise.all(gens.map((g) => g.result));
       results.forEach((r, i) => expect(r.tokens).toEqual(spec.rows[i].expected_new_tokens));

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import ort from 'onnxruntime-node';
 import onnxProto from 'onnx-proto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { fixture, maxAbsDiff, readJson } from '../helpers/fixtures.ts';
+import { fixture, maxAbsDiff } from '../helpers/fixtures.ts';
 import { adapterFor, greedyBatch, runnerFor, teacherForce } from '../helpers/engine.ts';
 import { versa } from '../helpers/cli.ts';
 import { openModel } from '../../src/engine/loaders/load.ts';
@@ -67,15 +67,27 @@ describe('weight-only quantization', () => {
       const scales = g.weight('s', 'float32', [N, q.blocks], new Uint8Array(q.scales.buffer));
       const zeros = g.weight('z', 'uint8', [N, q.zeroPoints.length / N], q.zeroPoints);
       const attrs = { K, N, bits, block_size: 16, accuracy_level: 0 }; // float compute: exact to rounding
-      g.output(g.op('MatMulNBits', ['x', packed, scales, zeros], attrs, undefined, 'com.microsoft'), 'y', 'float32', ['M', N]);
+      g.output(g.op('MatMulNBits', ['x', packed, scales, zeros], attrs, undefined, 'com.microsoft'), 'y', 'float32', [
+        'M',
+        N,
+      ]);
       const gather = { bits, block_size: 16, gather_axis: 0, quantize_axis: 1 };
-      g.output(g.op('GatherBlockQuantized', [rows, 'ids', scales, zeros], gather, undefined, 'com.microsoft'), 'e', 'float32', ['I', K]);
+      g.output(
+        g.op('GatherBlockQuantized', [rows, 'ids', scales, zeros], gather, undefined, 'com.microsoft'),
+        'e',
+        'float32',
+        ['I', K],
+      );
       const graph = g.encode();
       const session = await ort.InferenceSession.create(graph.model, { externalData: graph.externalData });
-      const out = await session.run({ x: new ort.Tensor('float32', x, [2, K]), ids: new ort.Tensor('int64', BigInt64Array.of(3n, 0n), [2]) });
+      const out = await session.run({
+        x: new ort.Tensor('float32', x, [2, K]),
+        ids: new ort.Tensor('int64', BigInt64Array.of(3n, 0n), [2]),
+      });
       const ref = dequantize(q);
       const expected = new Float32Array(2 * N);
-      for (let m = 0; m < 2; m++) for (let n = 0; n < N; n++) for (let k = 0; k < K; k++) expected[m * N + n] += x[m * K + k] * ref[n * K + k];
+      for (let m = 0; m < 2; m++)
+        for (let n = 0; n < N; n++) for (let k = 0; k < K; k++) expected[m * N + n] += x[m * K + k] * ref[n * K + k];
       expect(maxAbsDiff(out.y.data as Float32Array, expected)).toBeLessThan(1e-5);
       expect(maxAbsDiff(out.e.data as Float32Array, [...ref.subarray(3 * K, 4 * K), ...ref.subarray(0, K)])).toBe(0);
       await session.release();
@@ -118,7 +130,9 @@ describe('weights outside the graph', () => {
 
 describe('float types', () => {
   it('float32 -> float16 rounds to the nearest half (every half round-trips) and bfloat16 to nearest even', () => {
-    const halves = Uint16Array.from({ length: 65536 }, (_, i) => i).filter((h) => (h & 0x7c00) !== 0x7c00 || !(h & 0x3ff)); // no NaNs
+    const halves = Uint16Array.from({ length: 65536 }, (_, i) => i).filter(
+      (h) => (h & 0x7c00) !== 0x7c00 || !(h & 0x3ff),
+    ); // no NaNs
     const values = toFloat32(new Uint8Array(halves.buffer), 'F16');
     expect(new Uint16Array(floatBytes(values, 'float16').buffer)).toEqual(halves);
     const between = Float32Array.of(1 + 2 ** -11, 1 + 3 * 2 ** -11, 65520, 1e-8); // ties to even, overflow, underflow
@@ -134,11 +148,17 @@ describe('float types', () => {
     expect([...new Float32Array(bytesAs(f16, 'float32').buffer)]).toEqual([1, -1]);
   });
 
-  it('auto: float32 on the CPU, the checkpoint\'s half type on GPU providers (float16 on WebGPU)', () => {
+  it("auto: float32 on the CPU, the checkpoint's half type on GPU providers (float16 on WebGPU)", () => {
     const c = readJsonConfig();
-    const float = (ep: 'cpu' | 'cuda' | 'webgpu', stored: 'F32' | 'F16' | 'BF16') => weightFormat(c, {}, ep, stored).float;
-    expect([float('cpu', 'BF16'), float('cuda', 'BF16'), float('webgpu', 'BF16'), float('cuda', 'F16'), float('cuda', 'F32')])
-      .toEqual(['float32', 'bfloat16', 'float16', 'float16', 'float32']);
+    const float = (ep: 'cpu' | 'cuda' | 'webgpu', stored: 'F32' | 'F16' | 'BF16') =>
+      weightFormat(c, {}, ep, stored).float;
+    expect([
+      float('cpu', 'BF16'),
+      float('cuda', 'BF16'),
+      float('webgpu', 'BF16'),
+      float('cuda', 'F16'),
+      float('cuda', 'F32'),
+    ]).toEqual(['float32', 'bfloat16', 'float16', 'float16', 'float32']);
     expect(weightFormat(c, { dtype: 'float16' }, 'cpu', 'F32').float).toBe('float16');
   });
 });
@@ -146,13 +166,31 @@ describe('float types', () => {
 describe('float16 weights', () => {
   it('hold half the bytes and score stories260K within 0.1 % of float32', async () => {
     const model = openModel(STORIES());
-    const half = buildDecoderGraph(model.config, model.weights, { vlm: false, lora: false }, { ...FLOAT32, float: 'float16' });
+    const half = buildDecoderGraph(
+      model.config,
+      model.weights,
+      { vlm: false, lora: false },
+      { ...FLOAT32, float: 'float16' },
+    );
     const full = buildDecoderGraph(model.config, model.weights, { vlm: false, lora: false });
     model.close();
-    const matrices = (g: EncodedGraph) => g.externalData.filter((e) => e.data.byteLength > 4096).reduce((n, e) => n + e.data.byteLength, 0);
+    const matrices = (g: EncodedGraph) =>
+      g.externalData.filter((e) => e.data.byteLength > 4096).reduce((n, e) => n + e.data.byteLength, 0);
     expect(matrices(half) / matrices(full)).toBeCloseTo(0.5, 1);
 
-    const { code, stdout, stderr } = await versa(['eval', 'perplexity', '--model', STORIES(), '--tokenizer', STORIES_TOKENIZER(), '--text', STORY, '--json', '--dtype', 'float16']);
+    const { code, stdout, stderr } = await versa([
+      'eval',
+      'perplexity',
+      '--model',
+      STORIES(),
+      '--tokenizer',
+      STORIES_TOKENIZER(),
+      '--text',
+      STORY,
+      '--json',
+      '--dtype',
+      'float16',
+    ]);
     expect(code, stderr).toBe(0);
     expect(Math.abs(JSON.parse(stdout).perplexity / REFERENCE.full.perplexity - 1)).toBeLessThan(1e-3);
   });
@@ -170,7 +208,10 @@ describe('quantized bases serve adapters in mixed batches', () => {
       it('rows of VLM, LoRA and no adapter decode together exactly as each row alone', async () => {
         const prompts = [[98, 15, 214, 7], [52, 204, 11, 999, 3, 640], [195, 731], [5]];
         const names = ['vglm-a', 'lora-c', undefined, 'vglm-b'];
-        const rows = prompts.map((prompt, i) => ({ prompt, adapter: names[i] ? adapterFor(runner, fixture('tiny-gpt2/adapters', names[i]!)) : undefined }));
+        const rows = prompts.map((prompt, i) => ({
+          prompt,
+          adapter: names[i] ? adapterFor(runner, fixture('tiny-gpt2/adapters', names[i]!)) : undefined,
+        }));
         const together = await greedyBatch(runner, rows, 10);
         for (let i = 0; i < rows.length; i++) {
           const alone = await greedyBatch(runner, [rows[i]], 10);
@@ -187,10 +228,24 @@ describe('quantized bases serve adapters in mixed batches', () => {
 });
 
 describe('versa eval perplexity', () => {
-  const args = (...extra: string[]) => ['eval', 'perplexity', '--model', STORIES(), '--tokenizer', STORIES_TOKENIZER(), '--text', STORY, '--json', ...extra];
+  const args = (...extra: string[]) => [
+    'eval',
+    'perplexity',
+    '--model',
+    STORIES(),
+    '--tokenizer',
+    STORIES_TOKENIZER(),
+    '--text',
+    STORY,
+    '--json',
+    ...extra,
+  ];
 
   it('float32 equals an independent PyTorch computation (whole text, and windows of 64 tokens)', async () => {
-    for (const [extra, expected] of [[[], REFERENCE.full], [['--context', '64'], REFERENCE.context64]] as const) {
+    for (const [extra, expected] of [
+      [[], REFERENCE.full],
+      [['--context', '64'], REFERENCE.context64],
+    ] as const) {
       const { code, stdout, stderr } = await versa(args(...extra));
       expect(code, stderr).toBe(0);
       const got = JSON.parse(stdout);
@@ -202,7 +257,10 @@ describe('versa eval perplexity', () => {
 
   it('int8 stays within 2 % of float32 and int4 within 25 % on stories260K', async () => {
     const fp32 = REFERENCE.full.perplexity;
-    for (const [quantize, tolerance] of [['int8', 0.02], ['int4', 0.25]] as const) {
+    for (const [quantize, tolerance] of [
+      ['int8', 0.02],
+      ['int4', 0.25],
+    ] as const) {
       const { code, stdout, stderr } = await versa(args('--quantize', quantize));
       expect(code, stderr).toBe(0);
       expect(Math.abs(JSON.parse(stdout).perplexity / fp32 - 1)).toBeLessThan(tolerance);
@@ -245,17 +303,26 @@ describe('versa eval perplexity', () => {
 });
 
 describe('bad precision and model inputs fail in one line', () => {
-  const gen = (...extra: string[]) => versa(['generate', '--model', STORIES(), '--tokenizer', STORIES_TOKENIZER(), '--max-tokens', '2', ...extra]);
+  const gen = (...extra: string[]) =>
+    versa(['generate', '--model', STORIES(), '--tokenizer', STORIES_TOKENIZER(), '--max-tokens', '2', ...extra]);
   const oneLine = (r: { code: number | null; stderr: string }, message: RegExp) => {
     expect(r.code).not.toBe(0);
-    expect(r.stderr.trim().split('\n').filter((l) => !l.startsWith('npm warn'))).toHaveLength(1);
+    expect(
+      r.stderr
+        .trim()
+        .split('\n')
+        .filter((l) => !l.startsWith('npm warn')),
+    ).toHaveLength(1);
     expect(r.stderr).toMatch(message);
   };
 
   it('unknown quantization, bad block sizes and unsupported dtypes', async () => {
     oneLine(await gen('--quantize', 'int3'), /int3.*invalid.*none, int8, int4/);
     oneLine(await gen('--quantize', 'int4', '--quantize-block', '33'), /power of two from 16 to 256/);
-    oneLine(await gen('--quantize', 'int4', '--quantize-block', '128'), /block size 128 is larger than the model's smallest layer input \(64\)/);
+    oneLine(
+      await gen('--quantize', 'int4', '--quantize-block', '128'),
+      /block size 128 is larger than the model's smallest layer input \(64\)/,
+    );
     oneLine(await gen('--dtype', 'bfloat16'), /bfloat16 needs --ep cuda: the cpu provider has no bfloat16 kernels/);
     oneLine(await gen('--context', '100000'), /context 100000 exceeds the model's maximum of 512/);
   });
@@ -268,20 +335,35 @@ describe('bad precision and model inputs fail in one line', () => {
     const names = [...parseHeader(bytes, bytes.length).tensors.keys()];
     const weightMap = Object.fromEntries(names.map((n, i) => [n, `model-0000${1 + (i % 2)}-of-00002.safetensors`]));
     writeFileSync(join(sharded, 'model.safetensors.index.json'), JSON.stringify({ weight_map: weightMap }));
-    oneLine(await versa(['generate', '--model', sharded, '--prompt-ids', '1', '--max-tokens', '1']), /shard model-00002-of-00002.safetensors is missing/);
+    oneLine(
+      await versa(['generate', '--model', sharded, '--prompt-ids', '1', '--max-tokens', '1']),
+      /shard model-00002-of-00002.safetensors is missing/,
+    );
 
     copyFileSync(fixture('stories260k/hf/model.safetensors'), join(sharded, 'model-00002-of-00002.safetensors'));
     truncateSync(join(sharded, 'model-00002-of-00002.safetensors'), 100_000);
-    oneLine(await versa(['generate', '--model', sharded, '--prompt-ids', '1', '--max-tokens', '1']), /model-00002-of-00002.safetensors: .*(truncated|past the)/);
+    oneLine(
+      await versa(['generate', '--model', sharded, '--prompt-ids', '1', '--max-tokens', '1']),
+      /model-00002-of-00002.safetensors: .*(truncated|past the)/,
+    );
 
-    expect(() => checkMemory(readJsonConfig(), FLOAT32, 16e9)).toThrow(/needs about 25\.\d GB .* float32 but this machine has 16\.0 GB \(try --quantize int4\)/);
+    expect(() => checkMemory(readJsonConfig(), FLOAT32, 16e9)).toThrow(
+      /needs about 25\.\d GB .* float32 but this machine has 16\.0 GB \(try --quantize int4\)/,
+    );
     expect(() => checkMemory(readJsonConfig(), { ...FLOAT32, quantize: 'int4' }, 16e9)).not.toThrow();
   });
 
   it('--context caps the sequence the engine serves', async () => {
-    const engine = await EngineClient.start({ model: STORIES(), tokenizer: STORIES_TOKENIZER(), threads: 2, context: 16 });
+    const engine = await EngineClient.start({
+      model: STORIES(),
+      tokenizer: STORIES_TOKENIZER(),
+      threads: 2,
+      context: 16,
+    });
     try {
-      await expect(engine.generate({ promptIds: Array(17).fill(1) }).result).rejects.toThrow(/17 tokens but the context is 16/);
+      await expect(engine.generate({ promptIds: Array(17).fill(1) }).result).rejects.toThrow(
+        /17 tokens but the context is 16/,
+      );
       const r = await engine.generate({ promptIds: [1], maxTokens: 100, ignoreEos: true }).result;
       expect(r.tokens.length).toBe(16);
     } finally {
@@ -293,8 +375,17 @@ describe('bad precision and model inputs fail in one line', () => {
 /** A 3.2B-parameter Llama config (Llama 3.2 3B's shape), for the memory check. */
 function readJsonConfig() {
   return {
-    architecture: 'llama' as const, vocabSize: 128256, hiddenSize: 3072, numLayers: 28, numHeads: 24, numKvHeads: 8, headDim: 128,
-    intermediateSize: 8192, maxPositions: 4096, normEps: 1e-5, tiedEmbeddings: true,
+    architecture: 'llama' as const,
+    vocabSize: 128256,
+    hiddenSize: 3072,
+    numLayers: 28,
+    numHeads: 24,
+    numKvHeads: 8,
+    headDim: 128,
+    intermediateSize: 8192,
+    maxPositions: 4096,
+    normEps: 1e-5,
+    tiedEmbeddings: true,
   };
 }
 

@@ -5,12 +5,16 @@ import type { AdapterRef } from '../../src/protocol/compute.ts';
 import { FolderBlobStore } from '../../registry/blobs/folder.ts';
 
 /** A blob store holding the files of the given adapter folders, and the refs the edge would send. */
-export async function blobFolder(adapters: Record<string, string>): Promise<{ store: FolderBlobStore; refs: Record<string, AdapterRef> }> {
+export async function blobFolder(
+  adapters: Record<string, string>,
+): Promise<{ store: FolderBlobStore; refs: Record<string, AdapterRef> }> {
   const store = new FolderBlobStore(mkdtempSync(join(tmpdir(), 'versa-blobs-')));
   const refs: Record<string, AdapterRef> = {};
   for (const [id, dir] of Object.entries(adapters)) {
     const names = readdirSync(dir).filter((name) => name.endsWith('.safetensors') || name === 'adapter_config.json');
-    const files = await Promise.all(names.map(async (name) => ({ name, ...(await store.put(new Uint8Array(readFileSync(join(dir, name))))) })));
+    const files = await Promise.all(
+      names.map(async (name) => ({ name, ...(await store.put(new Uint8Array(readFileSync(join(dir, name))))) })),
+    );
     const weights = files.find((f) => f.name.endsWith('.safetensors'))!;
     refs[id] = { id, sha256: weights.sha256, files: files.map(({ name, sha256, bytes }) => ({ name, sha256, bytes })) };
   }
@@ -20,12 +24,24 @@ export async function blobFolder(adapters: Record<string, string>): Promise<{ st
 /** POSTs a generation to a compute node and reads its NDJSON stream. */
 export async function generate(url: string, body: object, signal?: AbortSignal) {
   const res = await fetch(`${url}/v1/internal/generate`, {
-    method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body), signal,
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify(body),
+    signal,
   });
   if (!res.ok) return { status: res.status, headers: res.headers, error: (await res.json()).error, lines: [] as any[] };
   const text = await res.text();
-  const lines = text.trim().split('\n').map((l) => JSON.parse(l));
-  return { status: res.status, headers: res.headers, lines, tokens: lines.filter((l) => l.type === 'token').map((l) => l.token), end: lines[lines.length - 1] };
+  const lines = text
+    .trim()
+    .split('\n')
+    .map((l) => JSON.parse(l));
+  return {
+    status: res.status,
+    headers: res.headers,
+    lines,
+    tokens: lines.filter((l) => l.type === 'token').map((l) => l.token),
+    end: lines[lines.length - 1],
+  };
 }
 
 /** Reads one metric's value from a Prometheus text page. */

@@ -39,7 +39,11 @@ export async function teacherForce(runner: ModelRunner, tokens: number[], adapte
 }
 
 /** Greedy decoding of several rows together (one run per step), each with its own adapter. */
-export async function greedyBatch(runner: ModelRunner, rows: Array<{ prompt: number[]; adapter?: Adapter }>, steps: number) {
+export async function greedyBatch(
+  runner: ModelRunner,
+  rows: Array<{ prompt: number[]; adapter?: Adapter }>,
+  steps: number,
+) {
   for (const r of rows) if (r.adapter) runner.bank.acquire(r.adapter);
   try {
     const position = rows.map(() => 0);
@@ -47,7 +51,9 @@ export async function greedyBatch(runner: ModelRunner, rows: Array<{ prompt: num
     const tokens: number[][] = rows.map(() => []);
     const logits: Float32Array[][] = rows.map(() => []);
     for (let s = 0; s < steps; s++) {
-      const out = await runner.run(rows.map((r, i) => ({ row: i, tokens: feed[i], position: position[i], adapter: r.adapter?.id })));
+      const out = await runner.run(
+        rows.map((r, i) => ({ row: i, tokens: feed[i], position: position[i], adapter: r.adapter?.id })),
+      );
       feed = out.map((l, i) => {
         position[i] += feed[i].length;
         logits[i].push(l.slice());

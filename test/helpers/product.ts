@@ -20,16 +20,38 @@ export interface TestProduct {
   close(): Promise<void>;
 }
 
-export async function startProduct(opts: { backend?: Backend; generation?: Partial<GenerationConfig>; nodes?: (computeUrl: string) => string[] | Promise<string[]> } = {}): Promise<TestProduct> {
+export async function startProduct(
+  opts: {
+    backend?: Backend;
+    generation?: Partial<GenerationConfig>;
+    nodes?: (computeUrl: string) => string[] | Promise<string[]>;
+  } = {},
+): Promise<TestProduct> {
   const computeKey = `vsk_compute-${crypto.randomUUID()}`;
-  const compute = await startComputeNode({ model: fixture('stories260k/model.bin'), threads: 2, registryKey: computeKey });
+  const compute = await startComputeNode({
+    model: fixture('stories260k/model.bin'),
+    threads: 2,
+    registryKey: computeKey,
+  });
   const nodes = opts.nodes ? await opts.nodes(compute.url) : [compute.url];
-  const registry = await startRegistry(opts.backend ?? 'sqlite', { deps: { generation: { nodes: { stories260k: nodes }, ...opts.generation } } });
+  const registry = await startRegistry(opts.backend ?? 'sqlite', {
+    deps: { generation: { nodes: { stories260k: nodes }, ...opts.generation } },
+  });
   await createApiKey(registry.registry, { tenant: 'acme', name: 'compute', scopes: ['read'], key: computeKey });
-  await importLocalModel(registry.registry, { path: fixture('stories260k/model.bin'), name: 'stories260k', tenantId: 'acme' });
+  await importLocalModel(registry.registry, {
+    path: fixture('stories260k/model.bin'),
+    name: 'stories260k',
+    tenantId: 'acme',
+  });
   const client = new RegistryClient({ url: registry.url, key: registry.adminKey });
-  await publishFolder(client, fixture('stories260k/adapters/vlm-max'), 'vlm-max', { base: 'stories260k@1', alias: 'production' });
-  await publishFolder(client, fixture('stories260k/adapters/lora-max'), 'lora-max', { base: 'stories260k@1', alias: 'production' });
+  await publishFolder(client, fixture('stories260k/adapters/vlm-max'), 'vlm-max', {
+    base: 'stories260k@1',
+    alias: 'production',
+  });
+  await publishFolder(client, fixture('stories260k/adapters/lora-max'), 'lora-max', {
+    base: 'stories260k@1',
+    alias: 'production',
+  });
   return {
     registry,
     compute,

@@ -69,10 +69,23 @@ export interface TestRegistry {
 const run = promisify(execFile);
 
 export async function applyD1Migrations(persistTo: string): Promise<void> {
-  await run(process.execPath, [join(REPO_ROOT, 'node_modules/wrangler/bin/wrangler.js'), 'd1', 'migrations', 'apply', 'DB', '--local', '--persist-to', persistTo], {
-    cwd: REPO_ROOT,
-    env: { ...process.env, CI: 'true', NO_COLOR: '1' },
-  });
+  await run(
+    process.execPath,
+    [
+      join(REPO_ROOT, 'node_modules/wrangler/bin/wrangler.js'),
+      'd1',
+      'migrations',
+      'apply',
+      'DB',
+      '--local',
+      '--persist-to',
+      persistTo,
+    ],
+    {
+      cwd: REPO_ROOT,
+      env: { ...process.env, CI: 'true', NO_COLOR: '1' },
+    },
+  );
 }
 
 export async function startRegistry(backend: Backend, options: StartOptions = {}): Promise<TestRegistry> {
@@ -103,7 +116,12 @@ export async function startRegistry(backend: Backend, options: StartOptions = {}
     partials = async () => (await proxy.env.BLOBS.list({ prefix: 'partial/' })).objects.length;
     dispose = () => proxy.dispose();
   }
-  const app = createApp({ registry, blobs: options.wrapBlobs ? options.wrapBlobs(blobs) : blobs, limits: options.limits, ...options.deps });
+  const app = createApp({
+    registry,
+    blobs: options.wrapBlobs ? options.wrapBlobs(blobs) : blobs,
+    limits: options.limits,
+    ...options.deps,
+  });
   const server: ServerType = await new Promise((ready) => {
     const s = serve({ fetch: app.fetch, port: 0, hostname: '127.0.0.1' }, () => ready(s));
   });
@@ -119,7 +137,8 @@ export async function startRegistry(backend: Backend, options: StartOptions = {}
     dir,
     raw,
     partials: () => partials().catch(() => 0),
-    key: async (tenant, scopes, name) => (await createApiKey(registry, { tenant, scopes, name: name ?? scopes.join('+') })).key,
+    key: async (tenant, scopes, name) =>
+      (await createApiKey(registry, { tenant, scopes, name: name ?? scopes.join('+') })).key,
     fetch: (path, init = {}) => {
       const { key, ...rest } = init;
       const headers = new Headers(rest.headers);
@@ -154,8 +173,19 @@ export async function startWorkerRegistry(vars: Record<string, string> = {}): Pr
   const { unstable_startWorker } = await import('wrangler');
   const worker = await unstable_startWorker({
     config: join(REPO_ROOT, 'wrangler.toml'),
-    bindings: Object.fromEntries(Object.entries({ VERSA_API_KEY: adminKey, ...vars }).map(([k, value]) => [k, { type: 'plain_text' as const, value }])),
-    dev: { persist: dir, server: { hostname: '127.0.0.1', port: 0 }, inspector: false, watch: false, logLevel: 'error' },
+    bindings: Object.fromEntries(
+      Object.entries({ VERSA_API_KEY: adminKey, ...vars }).map(([k, value]) => [
+        k,
+        { type: 'plain_text' as const, value },
+      ]),
+    ),
+    dev: {
+      persist: dir,
+      server: { hostname: '127.0.0.1', port: 0 },
+      inspector: false,
+      watch: false,
+      logLevel: 'error',
+    },
   });
   await worker.ready;
   const url = (await worker.url).origin;

@@ -59,7 +59,9 @@ describe.each(BACKENDS)('atomic publishing (%s)', (backend) => {
   it('a failing database write (inside the batch) leaves no adapter, version, alias or blob', async () => {
     const before = await snapshot(reg);
     // A real failure of the one atomic write: the version insert aborts after the adapter insert ran.
-    await reg.raw(`create trigger test_fail before insert on adapter_versions begin select raise(abort, 'disk full'); end`);
+    await reg.raw(
+      `create trigger test_fail before insert on adapter_versions begin select raise(abort, 'disk full'); end`,
+    );
     try {
       const res = await publish(reg, 'fresh', { base: 'toy@1', alias: 'production' }, vlmAdapter(config, { seed: 3 }));
       expect(res.status).toBe(500);

@@ -31,20 +31,49 @@ interface RouteCase {
 }
 
 const config = toyConfig();
-const body = (method: string, value: unknown) => ({ method, headers: { 'content-type': 'application/json' }, body: JSON.stringify(value) });
+const body = (method: string, value: unknown) => ({
+  method,
+  headers: { 'content-type': 'application/json' },
+  body: JSON.stringify(value),
+});
 
 const routes: RouteCase[] = [
-  { route: 'GET /v1/models', scopes: ['read', 'generate'], ok: 200, rival: 200, send: (c, key) => c.reg.fetch('/v1/models', { key }) },
-  { route: 'POST /v1/models', scopes: ['publish'], ok: 201, rival: 201, send: (c, key) => c.reg.fetch('/v1/models', { ...body('POST', { name: `m-${c.n++}` }), key }) },
-  { route: 'GET /v1/models/{model}', scopes: ['read', 'generate'], ok: 200, rival: 200, send: (c, key) => c.reg.fetch('/v1/models/toy', { key }) },
+  {
+    route: 'GET /v1/models',
+    scopes: ['read', 'generate'],
+    ok: 200,
+    rival: 200,
+    send: (c, key) => c.reg.fetch('/v1/models', { key }),
+  },
+  {
+    route: 'POST /v1/models',
+    scopes: ['publish'],
+    ok: 201,
+    rival: 201,
+    send: (c, key) => c.reg.fetch('/v1/models', { ...body('POST', { name: `m-${c.n++}` }), key }),
+  },
+  {
+    route: 'GET /v1/models/{model}',
+    scopes: ['read', 'generate'],
+    ok: 200,
+    rival: 200,
+    send: (c, key) => c.reg.fetch('/v1/models/toy', { key }),
+  },
   {
     route: 'POST /v1/models/{model}/versions',
     scopes: ['publish'],
     ok: 201,
     rival: 403,
-    send: (c, key) => c.reg.fetch('/v1/models/toy/versions', { ...body('POST', { architecture: 'gpt2', config, files: [] }), key }),
+    send: (c, key) =>
+      c.reg.fetch('/v1/models/toy/versions', { ...body('POST', { architecture: 'gpt2', config, files: [] }), key }),
   },
-  { route: 'GET /v1/models/{model}/versions', scopes: ['read', 'generate'], ok: 200, rival: 200, send: (c, key) => c.reg.fetch('/v1/models/toy/versions?limit=1', { key }) },
+  {
+    route: 'GET /v1/models/{model}/versions',
+    scopes: ['read', 'generate'],
+    ok: 200,
+    rival: 200,
+    send: (c, key) => c.reg.fetch('/v1/models/toy/versions?limit=1', { key }),
+  },
   {
     route: 'PATCH /v1/models/{model}/versions/{version}',
     scopes: ['publish'],
@@ -52,19 +81,60 @@ const routes: RouteCase[] = [
     rival: 403,
     send: (c, key) => c.reg.fetch('/v1/models/toy/versions/1', { ...body('PATCH', { status: 'active' }), key }),
   },
-  { route: 'GET /v1/models/{model}/versions/{version}', scopes: ['read', 'generate'], ok: 200, rival: 200, send: (c, key) => c.reg.fetch('/v1/models/toy/versions/1', { key }) },
-  { route: 'GET /v1/adapters', scopes: ['read'], ok: 200, rival: 200, send: (c, key) => c.reg.fetch('/v1/adapters', { key }) },
-  { route: 'GET /v1/adapters/{adapter}', scopes: ['read'], ok: 200, rival: 404, send: (c, key) => c.reg.fetch('/v1/adapters/secret', { key }) },
-  { route: 'PATCH /v1/adapters/{adapter}', scopes: ['publish'], ok: 200, rival: 404, send: (c, key) => c.reg.fetch('/v1/adapters/secret', { ...body('PATCH', { task: 'qa' }), key }) },
-  { route: 'GET /v1/adapters/{adapter}/versions', scopes: ['read'], ok: 200, rival: 404, send: (c, key) => c.reg.fetch('/v1/adapters/secret/versions', { key }) },
+  {
+    route: 'GET /v1/models/{model}/versions/{version}',
+    scopes: ['read', 'generate'],
+    ok: 200,
+    rival: 200,
+    send: (c, key) => c.reg.fetch('/v1/models/toy/versions/1', { key }),
+  },
+  {
+    route: 'GET /v1/adapters',
+    scopes: ['read'],
+    ok: 200,
+    rival: 200,
+    send: (c, key) => c.reg.fetch('/v1/adapters', { key }),
+  },
+  {
+    route: 'GET /v1/adapters/{adapter}',
+    scopes: ['read'],
+    ok: 200,
+    rival: 404,
+    send: (c, key) => c.reg.fetch('/v1/adapters/secret', { key }),
+  },
+  {
+    route: 'PATCH /v1/adapters/{adapter}',
+    scopes: ['publish'],
+    ok: 200,
+    rival: 404,
+    send: (c, key) => c.reg.fetch('/v1/adapters/secret', { ...body('PATCH', { task: 'qa' }), key }),
+  },
+  {
+    route: 'GET /v1/adapters/{adapter}/versions',
+    scopes: ['read'],
+    ok: 200,
+    rival: 404,
+    send: (c, key) => c.reg.fetch('/v1/adapters/secret/versions', { key }),
+  },
   {
     route: 'POST /v1/adapters/{adapter}/versions',
     scopes: ['publish'],
     ok: 201,
     rival: 404,
-    send: (c, key) => c.reg.fetch('/v1/adapters/secret/versions', { method: 'POST', body: publishForm({ base: 'toy@1' }, vlmAdapter(config, { seed: c.n++ })), key }),
+    send: (c, key) =>
+      c.reg.fetch('/v1/adapters/secret/versions', {
+        method: 'POST',
+        body: publishForm({ base: 'toy@1' }, vlmAdapter(config, { seed: c.n++ })),
+        key,
+      }),
   },
-  { route: 'GET /v1/adapters/{adapter}/versions/{version}', scopes: ['read'], ok: 200, rival: 404, send: (c, key) => c.reg.fetch('/v1/adapters/secret/versions/1', { key }) },
+  {
+    route: 'GET /v1/adapters/{adapter}/versions/{version}',
+    scopes: ['read'],
+    ok: 200,
+    rival: 404,
+    send: (c, key) => c.reg.fetch('/v1/adapters/secret/versions/1', { key }),
+  },
   {
     route: 'PATCH /v1/adapters/{adapter}/versions/{version}',
     scopes: ['publish'],
@@ -79,9 +149,27 @@ const routes: RouteCase[] = [
     rival: 404,
     send: (c, key) => c.reg.fetch('/v1/adapters/secret/versions/1/files/adapter.safetensors', { key }),
   },
-  { route: 'GET /v1/resolve', scopes: ['read', 'generate'], ok: 200, rival: 404, send: (c, key) => c.reg.fetch('/v1/resolve?model=secret@production', { key }) },
-  { route: 'GET /v1/adapters/{adapter}/aliases', scopes: ['read'], ok: 200, rival: 404, send: (c, key) => c.reg.fetch('/v1/adapters/secret/aliases', { key }) },
-  { route: 'GET /v1/adapters/{adapter}/aliases/{alias}', scopes: ['read'], ok: 200, rival: 404, send: (c, key) => c.reg.fetch('/v1/adapters/secret/aliases/production', { key }) },
+  {
+    route: 'GET /v1/resolve',
+    scopes: ['read', 'generate'],
+    ok: 200,
+    rival: 404,
+    send: (c, key) => c.reg.fetch('/v1/resolve?model=secret@production', { key }),
+  },
+  {
+    route: 'GET /v1/adapters/{adapter}/aliases',
+    scopes: ['read'],
+    ok: 200,
+    rival: 404,
+    send: (c, key) => c.reg.fetch('/v1/adapters/secret/aliases', { key }),
+  },
+  {
+    route: 'GET /v1/adapters/{adapter}/aliases/{alias}',
+    scopes: ['read'],
+    ok: 200,
+    rival: 404,
+    send: (c, key) => c.reg.fetch('/v1/adapters/secret/aliases/production', { key }),
+  },
   {
     route: 'PUT /v1/adapters/{adapter}/aliases/{alias}',
     scopes: ['publish'],
@@ -108,10 +196,26 @@ const routes: RouteCase[] = [
     scopes: ['publish'],
     ok: 201,
     rival: 404,
-    send: (c, key) => c.reg.fetch('/v1/experiments', { ...body('POST', { name: 'e', adapter: 'secret', arms: [{ version: 1, weight: 1 }] }), key }),
+    send: (c, key) =>
+      c.reg.fetch('/v1/experiments', {
+        ...body('POST', { name: 'e', adapter: 'secret', arms: [{ version: 1, weight: 1 }] }),
+        key,
+      }),
   },
-  { route: 'GET /v1/experiments', scopes: ['read'], ok: 200, rival: 404, send: (c, key) => c.reg.fetch('/v1/experiments?adapter=secret', { key }) },
-  { route: 'GET /v1/experiments/{id}', scopes: ['read'], ok: 200, rival: 404, send: (c, key) => c.reg.fetch(`/v1/experiments/${c.experiment}`, { key }) },
+  {
+    route: 'GET /v1/experiments',
+    scopes: ['read'],
+    ok: 200,
+    rival: 404,
+    send: (c, key) => c.reg.fetch('/v1/experiments?adapter=secret', { key }),
+  },
+  {
+    route: 'GET /v1/experiments/{id}',
+    scopes: ['read'],
+    ok: 200,
+    rival: 404,
+    send: (c, key) => c.reg.fetch(`/v1/experiments/${c.experiment}`, { key }),
+  },
   {
     route: 'PATCH /v1/experiments/{id}',
     scopes: ['publish'],
@@ -119,9 +223,27 @@ const routes: RouteCase[] = [
     rival: 404,
     send: (c, key) => c.reg.fetch(`/v1/experiments/${c.experiment}`, { ...body('PATCH', { name: 'renamed' }), key }),
   },
-  { route: 'POST /v1/tenants', scopes: ['admin'], ok: 201, rival: 403, send: (c, key) => c.reg.fetch('/v1/tenants', { ...body('POST', { id: `t-${c.n++}` }), key }) },
-  { route: 'GET /v1/tenants', scopes: ['admin'], ok: 200, rival: 403, send: (c, key) => c.reg.fetch('/v1/tenants', { key }) },
-  { route: 'POST /v1/keys', scopes: ['admin'], ok: 201, rival: 403, send: (c, key) => c.reg.fetch('/v1/keys', { ...body('POST', { tenant: 'acme', scopes: ['read'] }), key }) },
+  {
+    route: 'POST /v1/tenants',
+    scopes: ['admin'],
+    ok: 201,
+    rival: 403,
+    send: (c, key) => c.reg.fetch('/v1/tenants', { ...body('POST', { id: `t-${c.n++}` }), key }),
+  },
+  {
+    route: 'GET /v1/tenants',
+    scopes: ['admin'],
+    ok: 200,
+    rival: 403,
+    send: (c, key) => c.reg.fetch('/v1/tenants', { key }),
+  },
+  {
+    route: 'POST /v1/keys',
+    scopes: ['admin'],
+    ok: 201,
+    rival: 403,
+    send: (c, key) => c.reg.fetch('/v1/keys', { ...body('POST', { tenant: 'acme', scopes: ['read'] }), key }),
+  },
   { route: 'GET /v1/keys', scopes: ['admin'], ok: 200, rival: 403, send: (c, key) => c.reg.fetch('/v1/keys', { key }) },
   {
     route: 'DELETE /v1/keys/{id}',
@@ -140,16 +262,40 @@ const routes: RouteCase[] = [
     scopes: ['generate'],
     ok: 503,
     rival: 404,
-    send: (c, key) => c.reg.fetch('/v1/chat/completions', { ...body('POST', { model: 'secret', messages: [{ role: 'user', content: 'hi' }] }), key }),
+    send: (c, key) =>
+      c.reg.fetch('/v1/chat/completions', {
+        ...body('POST', { model: 'secret', messages: [{ role: 'user', content: 'hi' }] }),
+        key,
+      }),
   },
-  { route: 'POST /v1/completions', scopes: ['generate'], ok: 503, rival: 404, send: (c, key) => c.reg.fetch('/v1/completions', { ...body('POST', { model: 'secret@1', prompt: 'hi' }), key }) },
-  { route: 'POST /v1/feedback', scopes: ['generate'], ok: 404, rival: 404, send: (c, key) => c.reg.fetch('/v1/feedback', { ...body('POST', { completion_id: 'chatcmpl-unknown', score: 1 }), key }) },
-  { route: 'GET /v1/experiments/{id}/results', scopes: ['read'], ok: 200, rival: 404, send: (c, key) => c.reg.fetch(`/v1/experiments/${c.experiment}/results`, { key }) },
+  {
+    route: 'POST /v1/completions',
+    scopes: ['generate'],
+    ok: 503,
+    rival: 404,
+    send: (c, key) => c.reg.fetch('/v1/completions', { ...body('POST', { model: 'secret@1', prompt: 'hi' }), key }),
+  },
+  {
+    route: 'POST /v1/feedback',
+    scopes: ['generate'],
+    ok: 404,
+    rival: 404,
+    send: (c, key) =>
+      c.reg.fetch('/v1/feedback', { ...body('POST', { completion_id: 'chatcmpl-unknown', score: 1 }), key }),
+  },
+  {
+    route: 'GET /v1/experiments/{id}/results',
+    scopes: ['read'],
+    ok: 200,
+    rival: 404,
+    send: (c, key) => c.reg.fetch(`/v1/experiments/${c.experiment}/results`, { key }),
+  },
 ];
 
 function expected(route: RouteCase, who: Who): number {
   if (who === 'none' || who === 'bogus') return 401;
-  if (who === 'rival') return route.scopes.length && !route.scopes.some((s) => RIVAL_SCOPES.includes(s)) ? 403 : route.rival;
+  if (who === 'rival')
+    return route.scopes.length && !route.scopes.some((s) => RIVAL_SCOPES.includes(s)) ? 403 : route.rival;
   if (who === 'admin' || !route.scopes.length || route.scopes.includes(who)) return route.ok;
   return 403;
 }
@@ -168,8 +314,16 @@ describe.each(BACKENDS)('auth matrix (%s)', (backend) => {
     await registerBase(reg, 'toy');
     await published(reg, 'secret', { base: 'toy@1', alias: 'production' }, vlmAdapter(config, { seed: 1 }));
     await published(reg, 'secret', { base: 'toy@1', alias: 'production' }, vlmAdapter(config, { seed: 2 }));
-    await published(reg, 'shared', { base: 'toy@1', alias: 'production', visibility: 'public' }, vlmAdapter(config, { seed: 3 }));
-    const exp = await reg.fetch('/v1/experiments', body('POST', { name: 'ab', adapter: 'secret', arms: [{ version: 1, weight: 1 }] }));
+    await published(
+      reg,
+      'shared',
+      { base: 'toy@1', alias: 'production', visibility: 'public' },
+      vlmAdapter(config, { seed: 3 }),
+    );
+    const exp = await reg.fetch(
+      '/v1/experiments',
+      body('POST', { name: 'ab', adapter: 'secret', arms: [{ version: 1, weight: 1 }] }),
+    );
     ctx = { reg, experiment: (await exp.json()).id, n: 100 };
   });
   afterAll(() => ctx?.reg.close());
@@ -179,10 +333,13 @@ describe.each(BACKENDS)('auth matrix (%s)', (backend) => {
     for (const who of WHO) {
       const res = await route.send(ctx, keys[who]);
       const want = expected(route, who);
-      if (res.status !== want) wrong.push(`${who}: ${res.status} (want ${want}) ${await res.text().then((t) => t.slice(0, 160))}`);
+      if (res.status !== want)
+        wrong.push(`${who}: ${res.status} (want ${want}) ${await res.text().then((t) => t.slice(0, 160))}`);
       else if ([401, 403, 404].includes(res.status)) {
         const err = await errorOf(res);
-        expect(err.type).toBe({ 401: 'authentication_error', 403: 'permission_error', 404: 'not_found_error' }[res.status]);
+        expect(err.type).toBe(
+          { 401: 'authentication_error', 403: 'permission_error', 404: 'not_found_error' }[res.status],
+        );
       } else await res.arrayBuffer();
     }
     expect(wrong).toEqual([]);
@@ -219,11 +376,26 @@ describe.each(BACKENDS)('auth matrix (%s)', (backend) => {
     const dl = await reg.fetch('/v1/adapters/shared/versions/1/files/adapter.safetensors', { key: keys.rival });
     expect(dl.status).toBe(200);
     await dl.arrayBuffer();
-    expect((await reg.fetch('/v1/adapters/shared', { ...body('PATCH', { task: 'x' }), key: keys.rival })).status).toBe(403);
-    expect((await reg.fetch('/v1/adapters/shared/aliases/production', { ...body('PUT', { version: 1 }), key: keys.rival })).status).toBe(403);
-    expect((await reg.fetch('/v1/adapters/shared/versions/1', { ...body('PATCH', { status: 'yanked' }), key: keys.rival })).status).toBe(403);
+    expect((await reg.fetch('/v1/adapters/shared', { ...body('PATCH', { task: 'x' }), key: keys.rival })).status).toBe(
+      403,
+    );
+    expect(
+      (await reg.fetch('/v1/adapters/shared/aliases/production', { ...body('PUT', { version: 1 }), key: keys.rival }))
+        .status,
+    ).toBe(403);
+    expect(
+      (await reg.fetch('/v1/adapters/shared/versions/1', { ...body('PATCH', { status: 'yanked' }), key: keys.rival }))
+        .status,
+    ).toBe(403);
     expect((await publish(reg, 'shared', { base: 'toy@1' }, vlmAdapter(config), keys.rival)).status).toBe(403);
-    expect((await reg.fetch('/v1/experiments', { ...body('POST', { name: 'x', adapter: 'shared', arms: [{ version: 1, weight: 1 }] }), key: keys.rival })).status).toBe(403);
+    expect(
+      (
+        await reg.fetch('/v1/experiments', {
+          ...body('POST', { name: 'x', adapter: 'shared', arms: [{ version: 1, weight: 1 }] }),
+          key: keys.rival,
+        })
+      ).status,
+    ).toBe(403);
   });
 
   it("each tenant owns what it publishes; admin (the operator) sees every tenant's", async () => {
@@ -240,7 +412,10 @@ describe.each(BACKENDS)('auth matrix (%s)', (backend) => {
     const k = await createApiKey(reg.registry, { tenant: 'acme', scopes: ['read'] });
     expect((await reg.fetch('/v1/whoami', { key: k.key })).status).toBe(200);
     expect((await reg.fetch(`/v1/keys/${k.id}`, { method: 'DELETE' })).status).toBe(200);
-    expect(await errorOf(await reg.fetch('/v1/whoami', { key: k.key }))).toMatchObject({ status: 401, code: 'invalid_api_key' });
+    expect(await errorOf(await reg.fetch('/v1/whoami', { key: k.key }))).toMatchObject({
+      status: 401,
+      code: 'invalid_api_key',
+    });
     const listed = await (await reg.fetch('/v1/keys?tenant=acme')).json();
     const entry = listed.data.find((x: { id: string }) => x.id === k.id);
     expect(entry.revoked_at).not.toBeNull();
@@ -249,9 +424,13 @@ describe.each(BACKENDS)('auth matrix (%s)', (backend) => {
 
   it('keys are stored hashed, and the OpenAPI document is public', async () => {
     const { reg } = ctx;
-    const created = await (await reg.fetch('/v1/keys', body('POST', { tenant: 'acme', name: 'ci', scopes: ['read', 'publish'] }))).json();
+    const created = await (
+      await reg.fetch('/v1/keys', body('POST', { tenant: 'acme', name: 'ci', scopes: ['read', 'publish'] }))
+    ).json();
     expect(created.key).toMatch(/^vsk_[A-Za-z0-9_-]{43}$/);
-    const rows = await reg.registry.db.all<{ key_hash: string }>((await import('drizzle-orm')).sql`select key_hash from api_keys`);
+    const rows = await reg.registry.db.all<{ key_hash: string }>(
+      (await import('drizzle-orm')).sql`select key_hash from api_keys`,
+    );
     expect(rows.map((r) => r.key_hash)).not.toContain(created.key);
     expect(rows.every((r) => /^[0-9a-f]{64}$/.test(r.key_hash))).toBe(true);
     expect((await fetch(`${reg.url}/openapi.json`)).status).toBe(200);

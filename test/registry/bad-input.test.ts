@@ -1,6 +1,16 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { encodeSafetensors } from '../../src/engine/weights/safetensors.ts';
-import { errorOf, publish, publishForm, published, registerBase, snapshot, toyConfig, vlmAdapter, type AdapterFiles } from '../helpers/adapters.ts';
+import {
+  errorOf,
+  publish,
+  publishForm,
+  published,
+  registerBase,
+  snapshot,
+  toyConfig,
+  vlmAdapter,
+  type AdapterFiles,
+} from '../helpers/adapters.ts';
 import { BACKENDS, startRegistry, type TestRegistry } from '../helpers/registry.ts';
 
 const KiB = 1024;
@@ -29,7 +39,11 @@ function withHeaderLength(bytes: Uint8Array, n: number): Uint8Array {
   return copy;
 }
 
-const json = (method: string, body: string, type = 'application/json') => ({ method, headers: { 'content-type': type }, body });
+const json = (method: string, body: string, type = 'application/json') => ({
+  method,
+  headers: { 'content-type': type },
+  body,
+});
 
 interface Case {
   name: string;
@@ -41,88 +55,342 @@ interface Case {
 
 const cases: Case[] = [
   // JSON bodies
-  { name: 'malformed JSON', send: (r) => r.fetch('/v1/adapters/good/aliases/production', json('PUT', '{"version":')), status: 400, code: 'invalid_json' },
-  { name: 'JSON of the wrong shape', send: (r) => r.fetch('/v1/adapters/good/aliases/production', json('PUT', '{"version":"one"}')), status: 400, code: 'validation_error' },
-  { name: 'unknown JSON field', send: (r) => r.fetch('/v1/adapters/good/aliases/production', json('PUT', '{"version":1,"force":true}')), status: 400, code: 'validation_error' },
-  { name: 'wrong content type (JSON route)', send: (r) => r.fetch('/v1/adapters/good/aliases/production', json('PUT', 'version=1', 'text/plain')), status: 415 },
-  { name: 'wrong content type (publish)', send: (r) => r.fetch('/v1/adapters/good/versions', json('POST', '{"base":"toy@1"}')), status: 415, code: 'unsupported_media_type' },
-  { name: 'oversized JSON body', send: (r) => r.fetch('/v1/models/toy/versions', json('POST', JSON.stringify({ notes: 'x'.repeat(20 * KiB) }))), status: 413 },
-  { name: 'invalid base model config', send: (r) => r.fetch('/v1/models/toy/versions', json('POST', JSON.stringify({ architecture: 'gpt2', config: { ...config, numLayers: -1 }, files: [] }))), status: 400 },
-  { name: 'base version with a path-like file name', send: (r) => r.fetch('/v1/models/toy/versions', json('POST', JSON.stringify({ architecture: 'gpt2', config, files: [{ name: '../x', sha256: 'a'.repeat(64), bytes: 1 }] }))), status: 400 },
-  { name: 'version is not an integer', send: (r) => r.fetch('/v1/adapters/good/versions/abc'), status: 400, code: 'validation_error' },
+  {
+    name: 'malformed JSON',
+    send: (r) => r.fetch('/v1/adapters/good/aliases/production', json('PUT', '{"version":')),
+    status: 400,
+    code: 'invalid_json',
+  },
+  {
+    name: 'JSON of the wrong shape',
+    send: (r) => r.fetch('/v1/adapters/good/aliases/production', json('PUT', '{"version":"one"}')),
+    status: 400,
+    code: 'validation_error',
+  },
+  {
+    name: 'unknown JSON field',
+    send: (r) => r.fetch('/v1/adapters/good/aliases/production', json('PUT', '{"version":1,"force":true}')),
+    status: 400,
+    code: 'validation_error',
+  },
+  {
+    name: 'wrong content type (JSON route)',
+    send: (r) => r.fetch('/v1/adapters/good/aliases/production', json('PUT', 'version=1', 'text/plain')),
+    status: 415,
+  },
+  {
+    name: 'wrong content type (publish)',
+    send: (r) => r.fetch('/v1/adapters/good/versions', json('POST', '{"base":"toy@1"}')),
+    status: 415,
+    code: 'unsupported_media_type',
+  },
+  {
+    name: 'oversized JSON body',
+    send: (r) => r.fetch('/v1/models/toy/versions', json('POST', JSON.stringify({ notes: 'x'.repeat(20 * KiB) }))),
+    status: 413,
+  },
+  {
+    name: 'invalid base model config',
+    send: (r) =>
+      r.fetch(
+        '/v1/models/toy/versions',
+        json('POST', JSON.stringify({ architecture: 'gpt2', config: { ...config, numLayers: -1 }, files: [] })),
+      ),
+    status: 400,
+  },
+  {
+    name: 'base version with a path-like file name',
+    send: (r) =>
+      r.fetch(
+        '/v1/models/toy/versions',
+        json(
+          'POST',
+          JSON.stringify({ architecture: 'gpt2', config, files: [{ name: '../x', sha256: 'a'.repeat(64), bytes: 1 }] }),
+        ),
+      ),
+    status: 400,
+  },
+  {
+    name: 'version is not an integer',
+    send: (r) => r.fetch('/v1/adapters/good/versions/abc'),
+    status: 400,
+    code: 'validation_error',
+  },
   { name: 'version 0', send: (r) => r.fetch('/v1/adapters/good/versions/0'), status: 400 },
   { name: 'bad cursor', send: (r) => r.fetch('/v1/adapters?cursor=notacursor'), status: 400 },
 
   // names with path characters
-  { name: 'adapter name with ../ (encoded)', send: (r) => publish(r, '..%2F..%2Fetc', { base: 'toy@1' }, vlm), status: 400, code: 'validation_error' },
+  {
+    name: 'adapter name with ../ (encoded)',
+    send: (r) => publish(r, '..%2F..%2Fetc', { base: 'toy@1' }, vlm),
+    status: 400,
+    code: 'validation_error',
+  },
   { name: 'adapter name with @', send: (r) => publish(r, 'a%40b', { base: 'toy@1' }, vlm), status: 400 },
   { name: 'adapter name with a slash', send: (r) => r.fetch('/v1/adapters/a%2Fb'), status: 400 },
-  { name: 'download name with ../', send: (r) => r.fetch('/v1/adapters/good/versions/1/files/..%2F..%2Fregistry.db'), status: 400 },
-  { name: 'alias with path characters', send: (r) => r.fetch('/v1/adapters/good/aliases/..%2Fx', json('PUT', '{"version":1}')), status: 400 },
-  { name: 'file part named ../../evil.json', send: (r) => publish(r, 'good', { base: 'toy@1' }, [{ name: '../../evil.json', bytes: new Uint8Array(4) }, ...vlm]), status: 400, code: 'invalid_file_name' },
-  { name: 'file part named sub/adapter.safetensors', send: (r) => publish(r, 'good', { base: 'toy@1' }, [vlmConfig, { name: 'sub/adapter.safetensors', bytes: weights }]), status: 400, code: 'invalid_file_name' },
+  {
+    name: 'download name with ../',
+    send: (r) => r.fetch('/v1/adapters/good/versions/1/files/..%2F..%2Fregistry.db'),
+    status: 400,
+  },
+  {
+    name: 'alias with path characters',
+    send: (r) => r.fetch('/v1/adapters/good/aliases/..%2Fx', json('PUT', '{"version":1}')),
+    status: 400,
+  },
+  {
+    name: 'file part named ../../evil.json',
+    send: (r) => publish(r, 'good', { base: 'toy@1' }, [{ name: '../../evil.json', bytes: new Uint8Array(4) }, ...vlm]),
+    status: 400,
+    code: 'invalid_file_name',
+  },
+  {
+    name: 'file part named sub/adapter.safetensors',
+    send: (r) =>
+      publish(r, 'good', { base: 'toy@1' }, [vlmConfig, { name: 'sub/adapter.safetensors', bytes: weights }]),
+    status: 400,
+    code: 'invalid_file_name',
+  },
 
   // corrupt safetensors
-  { name: 'truncated safetensors', send: (r) => publish(r, 'good', { base: 'toy@1' }, withWeights(weights.slice(0, weights.length - 10))), status: 400, code: 'invalid_safetensors', message: /truncated/ },
-  { name: 'trailing bytes', send: (r) => publish(r, 'good', { base: 'toy@1' }, withWeights(new Uint8Array([...weights, 1, 2, 3, 4]))), status: 400, code: 'invalid_safetensors' },
-  { name: 'header length beyond the file', send: (r) => publish(r, 'good', { base: 'toy@1' }, withWeights(withHeaderLength(weights, weights.length + 100))), status: 400, code: 'invalid_safetensors', message: /runs past the end/ },
-  { name: 'a 100 MB header claim', send: (r) => publish(r, 'good', { base: 'toy@1' }, withWeights(withHeaderLength(weights, 100_000_000))), status: 400, code: 'invalid_safetensors', message: /limit/ },
-  { name: 'a file shorter than 8 bytes', send: (r) => publish(r, 'good', { base: 'toy@1' }, withWeights(new Uint8Array(5))), status: 400, code: 'invalid_safetensors' },
+  {
+    name: 'truncated safetensors',
+    send: (r) => publish(r, 'good', { base: 'toy@1' }, withWeights(weights.slice(0, weights.length - 10))),
+    status: 400,
+    code: 'invalid_safetensors',
+    message: /truncated/,
+  },
+  {
+    name: 'trailing bytes',
+    send: (r) => publish(r, 'good', { base: 'toy@1' }, withWeights(new Uint8Array([...weights, 1, 2, 3, 4]))),
+    status: 400,
+    code: 'invalid_safetensors',
+  },
+  {
+    name: 'header length beyond the file',
+    send: (r) => publish(r, 'good', { base: 'toy@1' }, withWeights(withHeaderLength(weights, weights.length + 100))),
+    status: 400,
+    code: 'invalid_safetensors',
+    message: /runs past the end/,
+  },
+  {
+    name: 'a 100 MB header claim',
+    send: (r) => publish(r, 'good', { base: 'toy@1' }, withWeights(withHeaderLength(weights, 100_000_000))),
+    status: 400,
+    code: 'invalid_safetensors',
+    message: /limit/,
+  },
+  {
+    name: 'a file shorter than 8 bytes',
+    send: (r) => publish(r, 'good', { base: 'toy@1' }, withWeights(new Uint8Array(5))),
+    status: 400,
+    code: 'invalid_safetensors',
+  },
   {
     name: 'overlapping offsets',
     send: (r) =>
-      publish(r, 'good', { base: 'toy@1' }, withWeights(rawSafetensors({ a: { dtype: 'F32', shape: [16], data_offsets: [0, 64] }, b: { dtype: 'F32', shape: [16], data_offsets: [32, 96] } }, new Uint8Array(96)))),
+      publish(
+        r,
+        'good',
+        { base: 'toy@1' },
+        withWeights(
+          rawSafetensors(
+            {
+              a: { dtype: 'F32', shape: [16], data_offsets: [0, 64] },
+              b: { dtype: 'F32', shape: [16], data_offsets: [32, 96] },
+            },
+            new Uint8Array(96),
+          ),
+        ),
+      ),
     status: 400,
     code: 'invalid_safetensors',
     message: /overlaps/,
   },
   {
     name: 'wrong dtype size',
-    send: (r) => publish(r, 'good', { base: 'toy@1' }, withWeights(rawSafetensors({ a: { dtype: 'F32', shape: [4], data_offsets: [0, 8] } }, new Uint8Array(8)))),
+    send: (r) =>
+      publish(
+        r,
+        'good',
+        { base: 'toy@1' },
+        withWeights(rawSafetensors({ a: { dtype: 'F32', shape: [4], data_offsets: [0, 8] } }, new Uint8Array(8))),
+      ),
     status: 400,
     code: 'invalid_safetensors',
     message: /needs 16 bytes/,
   },
-  { name: 'header that is not JSON', send: (r) => publish(r, 'good', { base: 'toy@1' }, withWeights(rawSafetensors('{not json', new Uint8Array(0)))), status: 400, code: 'invalid_safetensors' },
-  { name: 'unknown dtype', send: (r) => publish(r, 'good', { base: 'toy@1' }, withWeights(rawSafetensors({ a: { dtype: 'F33', shape: [1], data_offsets: [0, 4] } }, new Uint8Array(4)))), status: 400, code: 'invalid_safetensors' },
+  {
+    name: 'header that is not JSON',
+    send: (r) => publish(r, 'good', { base: 'toy@1' }, withWeights(rawSafetensors('{not json', new Uint8Array(0)))),
+    status: 400,
+    code: 'invalid_safetensors',
+  },
+  {
+    name: 'unknown dtype',
+    send: (r) =>
+      publish(
+        r,
+        'good',
+        { base: 'toy@1' },
+        withWeights(rawSafetensors({ a: { dtype: 'F33', shape: [1], data_offsets: [0, 4] } }, new Uint8Array(4))),
+      ),
+    status: 400,
+    code: 'invalid_safetensors',
+  },
 
   // adapters that do not fit their base
-  { name: 'shapes that do not fit the base', send: (r) => publish(r, 'good', { base: 'toy@1' }, vlmAdapter(toyConfig({ hiddenSize: 32, headDim: 16 }))), status: 400, code: 'invalid_adapter', message: /shape/ },
-  { name: 'too many layers for the base', send: (r) => publish(r, 'good', { base: 'toy@1' }, vlmAdapter(toyConfig({ numLayers: 3 }))), status: 400, code: 'invalid_adapter' },
-  { name: 'a llama adapter on a gpt2 base', send: (r) => publish(r, 'good', { base: 'toy@1' }, vlmAdapter(toyConfig({ architecture: 'llama' }))), status: 400, code: 'invalid_adapter' },
+  {
+    name: 'shapes that do not fit the base',
+    send: (r) => publish(r, 'good', { base: 'toy@1' }, vlmAdapter(toyConfig({ hiddenSize: 32, headDim: 16 }))),
+    status: 400,
+    code: 'invalid_adapter',
+    message: /shape/,
+  },
+  {
+    name: 'too many layers for the base',
+    send: (r) => publish(r, 'good', { base: 'toy@1' }, vlmAdapter(toyConfig({ numLayers: 3 }))),
+    status: 400,
+    code: 'invalid_adapter',
+  },
+  {
+    name: 'a llama adapter on a gpt2 base',
+    send: (r) => publish(r, 'good', { base: 'toy@1' }, vlmAdapter(toyConfig({ architecture: 'llama' }))),
+    status: 400,
+    code: 'invalid_adapter',
+  },
   {
     name: 'task tokens that do not match task_embeddings',
-    send: (r) => publish(r, 'good', { base: 'toy@1' }, vlmAdapter(config, { taskTokens: ['<|a|>'], declaredTaskTokens: ['<|a|>', '<|b|>'] })),
+    send: (r) =>
+      publish(
+        r,
+        'good',
+        { base: 'toy@1' },
+        vlmAdapter(config, { taskTokens: ['<|a|>'], declaredTaskTokens: ['<|a|>', '<|b|>'] }),
+      ),
     status: 400,
     code: 'invalid_adapter',
     message: /task_embeddings/,
   },
   {
     name: 'duplicate task tokens',
-    send: (r) => publish(r, 'good', { base: 'toy@1' }, vlmAdapter(config, { taskTokens: ['<|a|>', '<|b|>'], declaredTaskTokens: ['<|a|>', '<|a|>'] })),
+    send: (r) =>
+      publish(
+        r,
+        'good',
+        { base: 'toy@1' },
+        vlmAdapter(config, { taskTokens: ['<|a|>', '<|b|>'], declaredTaskTokens: ['<|a|>', '<|a|>'] }),
+      ),
     status: 400,
     code: 'invalid_adapter',
     message: /duplicates/,
   },
-  { name: 'LoRA weights without adapter_config.json', send: (r) => publish(r, 'good', { base: 'toy@1' }, [{ name: 'adapter_model.safetensors', bytes: encodeSafetensors([{ name: 'x', shape: [1], data: new Float32Array(1) }]) }]), status: 400, code: 'invalid_adapter' },
-  { name: 'VLM weights under the LoRA file name', send: (r) => publish(r, 'good', { base: 'toy@1' }, [vlmConfig, { name: 'adapter_model.safetensors', bytes: weights }]), status: 400, code: 'invalid_adapter' },
-  { name: 'two weights files', send: (r) => publish(r, 'good', { base: 'toy@1' }, [...vlm, { name: 'extra.safetensors', bytes: weights }]), status: 400, code: 'invalid_adapter' },
-  { name: 'pickled weights', send: (r) => publish(r, 'good', { base: 'toy@1' }, [...vlm, { name: 'adapter_model.bin', bytes: new Uint8Array(16) }]), status: 400, code: 'invalid_adapter' },
-  { name: 'adapter_config.json that is not JSON', send: (r) => publish(r, 'good', { base: 'toy@1' }, [{ name: 'adapter_config.json', bytes: new TextEncoder().encode('{') }, vlm[1]]), status: 400, code: 'invalid_adapter' },
-  { name: 'no weights file', send: (r) => publish(r, 'good', { base: 'toy@1' }, [vlmConfig]), status: 400, code: 'invalid_adapter' },
+  {
+    name: 'LoRA weights without adapter_config.json',
+    send: (r) =>
+      publish(r, 'good', { base: 'toy@1' }, [
+        {
+          name: 'adapter_model.safetensors',
+          bytes: encodeSafetensors([{ name: 'x', shape: [1], data: new Float32Array(1) }]),
+        },
+      ]),
+    status: 400,
+    code: 'invalid_adapter',
+  },
+  {
+    name: 'VLM weights under the LoRA file name',
+    send: (r) =>
+      publish(r, 'good', { base: 'toy@1' }, [vlmConfig, { name: 'adapter_model.safetensors', bytes: weights }]),
+    status: 400,
+    code: 'invalid_adapter',
+  },
+  {
+    name: 'two weights files',
+    send: (r) => publish(r, 'good', { base: 'toy@1' }, [...vlm, { name: 'extra.safetensors', bytes: weights }]),
+    status: 400,
+    code: 'invalid_adapter',
+  },
+  {
+    name: 'pickled weights',
+    send: (r) =>
+      publish(r, 'good', { base: 'toy@1' }, [...vlm, { name: 'adapter_model.bin', bytes: new Uint8Array(16) }]),
+    status: 400,
+    code: 'invalid_adapter',
+  },
+  {
+    name: 'adapter_config.json that is not JSON',
+    send: (r) =>
+      publish(r, 'good', { base: 'toy@1' }, [
+        { name: 'adapter_config.json', bytes: new TextEncoder().encode('{') },
+        vlm[1],
+      ]),
+    status: 400,
+    code: 'invalid_adapter',
+  },
+  {
+    name: 'no weights file',
+    send: (r) => publish(r, 'good', { base: 'toy@1' }, [vlmConfig]),
+    status: 400,
+    code: 'invalid_adapter',
+  },
 
   // the form itself
   { name: 'no base field', send: (r) => publish(r, 'good', {}, vlm), status: 400, code: 'part_order' },
-  { name: 'base not registered', send: (r) => publish(r, 'good', { base: 'nope@1' }, vlm), status: 400, code: 'base_not_found' },
-  { name: 'base version not registered', send: (r) => publish(r, 'good', { base: 'toy@7' }, vlm), status: 400, code: 'base_not_found' },
+  {
+    name: 'base not registered',
+    send: (r) => publish(r, 'good', { base: 'nope@1' }, vlm),
+    status: 400,
+    code: 'base_not_found',
+  },
+  {
+    name: 'base version not registered',
+    send: (r) => publish(r, 'good', { base: 'toy@7' }, vlm),
+    status: 400,
+    code: 'base_not_found',
+  },
   { name: 'base that is an alias', send: (r) => publish(r, 'good', { base: 'toy@latest' }, vlm), status: 400 },
-  { name: 'unknown field', send: (r) => publish(r, 'good', { base: 'toy@1', colour: 'red' }, vlm), status: 400, code: 'unknown_field' },
-  { name: 'metrics that are not JSON', send: (r) => publish(r, 'good', { base: 'toy@1', metrics: '{oops' }, vlm), status: 400, code: 'validation_error' },
-  { name: 'metrics that are not an object', send: (r) => publish(r, 'good', { base: 'toy@1', metrics: '[1,2]' }, vlm), status: 400, code: 'validation_error' },
-  { name: 'a bad tag', send: (r) => publish(r, 'good', { base: 'toy@1', tags: 'ok,not ok' }, vlm), status: 400, code: 'validation_error' },
-  { name: 'a bad alias', send: (r) => publish(r, 'good', { base: 'toy@1', alias: 'Prod!' }, vlm), status: 400, code: 'validation_error' },
-  { name: 'a bad visibility', send: (r) => publish(r, 'good', { base: 'toy@1', visibility: 'secret' }, vlm), status: 400, code: 'validation_error' },
-  { name: 'a duplicate file', send: (r) => publish(r, 'good', { base: 'toy@1' }, [vlmConfig, vlmConfig, vlm[1]]), status: 400, code: 'duplicate_file' },
+  {
+    name: 'unknown field',
+    send: (r) => publish(r, 'good', { base: 'toy@1', colour: 'red' }, vlm),
+    status: 400,
+    code: 'unknown_field',
+  },
+  {
+    name: 'metrics that are not JSON',
+    send: (r) => publish(r, 'good', { base: 'toy@1', metrics: '{oops' }, vlm),
+    status: 400,
+    code: 'validation_error',
+  },
+  {
+    name: 'metrics that are not an object',
+    send: (r) => publish(r, 'good', { base: 'toy@1', metrics: '[1,2]' }, vlm),
+    status: 400,
+    code: 'validation_error',
+  },
+  {
+    name: 'a bad tag',
+    send: (r) => publish(r, 'good', { base: 'toy@1', tags: 'ok,not ok' }, vlm),
+    status: 400,
+    code: 'validation_error',
+  },
+  {
+    name: 'a bad alias',
+    send: (r) => publish(r, 'good', { base: 'toy@1', alias: 'Prod!' }, vlm),
+    status: 400,
+    code: 'validation_error',
+  },
+  {
+    name: 'a bad visibility',
+    send: (r) => publish(r, 'good', { base: 'toy@1', visibility: 'secret' }, vlm),
+    status: 400,
+    code: 'validation_error',
+  },
+  {
+    name: 'a duplicate file',
+    send: (r) => publish(r, 'good', { base: 'toy@1' }, [vlmConfig, vlmConfig, vlm[1]]),
+    status: 400,
+    code: 'duplicate_file',
+  },
   {
     name: 'weights before base',
     send: (r) => {
@@ -152,14 +420,33 @@ const cases: Case[] = [
   },
   {
     name: 'a multipart body without boundary parameter',
-    send: (r) => r.fetch('/v1/adapters/good/versions', { method: 'POST', headers: { 'content-type': 'multipart/form-data' }, body: 'x' }),
+    send: (r) =>
+      r.fetch('/v1/adapters/good/versions', {
+        method: 'POST',
+        headers: { 'content-type': 'multipart/form-data' },
+        body: 'x',
+      }),
     status: 415,
   },
 
   // size limits
-  { name: 'oversized weights', send: (r) => publish(r, 'good', { base: 'toy@1' }, vlmAdapter(config, { bottleneck: 600 })), status: 413, code: 'payload_too_large' },
-  { name: 'oversized small file', send: (r) => publish(r, 'good', { base: 'toy@1' }, [{ name: 'README.md', bytes: new Uint8Array(5 * KiB).fill(65) }, ...vlm]), status: 413 },
-  { name: 'oversized field', send: (r) => publish(r, 'good', { base: 'toy@1', card: 'x'.repeat(9 * KiB) }, vlm), status: 413 },
+  {
+    name: 'oversized weights',
+    send: (r) => publish(r, 'good', { base: 'toy@1' }, vlmAdapter(config, { bottleneck: 600 })),
+    status: 413,
+    code: 'payload_too_large',
+  },
+  {
+    name: 'oversized small file',
+    send: (r) =>
+      publish(r, 'good', { base: 'toy@1' }, [{ name: 'README.md', bytes: new Uint8Array(5 * KiB).fill(65) }, ...vlm]),
+    status: 413,
+  },
+  {
+    name: 'oversized field',
+    send: (r) => publish(r, 'good', { base: 'toy@1', card: 'x'.repeat(9 * KiB) }, vlm),
+    status: 413,
+  },
   {
     name: 'oversized request (Content-Length)',
     send: (r) =>
@@ -172,7 +459,11 @@ const cases: Case[] = [
   },
   {
     name: 'too many files',
-    send: (r) => publish(r, 'good', { base: 'toy@1' }, [...Array.from({ length: 5 }, (_, i) => ({ name: `n${i}.txt`, bytes: new Uint8Array(1) })), ...vlm]),
+    send: (r) =>
+      publish(r, 'good', { base: 'toy@1' }, [
+        ...Array.from({ length: 5 }, (_, i) => ({ name: `n${i}.txt`, bytes: new Uint8Array(1) })),
+        ...vlm,
+      ]),
     status: 413,
   },
 ];
@@ -181,7 +472,15 @@ describe.each(BACKENDS)('bad input gets a clear 4xx JSON error and changes nothi
   let reg: TestRegistry;
 
   beforeAll(async () => {
-    reg = await startRegistry(backend, { limits: { maxWeightsBytes: 64 * KiB, maxSmallFileBytes: 4 * KiB, maxFieldBytes: 8 * KiB, maxJsonBytes: 16 * KiB, maxFiles: 6 } });
+    reg = await startRegistry(backend, {
+      limits: {
+        maxWeightsBytes: 64 * KiB,
+        maxSmallFileBytes: 4 * KiB,
+        maxFieldBytes: 8 * KiB,
+        maxJsonBytes: 16 * KiB,
+        maxFiles: 6,
+      },
+    });
     await registerBase(reg, 'toy');
     // A valid version, alias and files to aim the bad requests at.
     await published(reg, 'good', { base: 'toy@1', alias: 'production' }, vlm);

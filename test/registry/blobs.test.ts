@@ -88,12 +88,20 @@ describe.each(BACKENDS)('blob store contract (%s)', (backend) => {
   it('content larger than one part goes up in parts (R2 multipart), with and without a declared sha256', async () => {
     const data = bytes(5 * MiB + 12345, 7);
     const sha = await sha256Hex(data);
-    expect(await blobs.put(chunked(data, [300_000, 1, 4096]))).toEqual({ sha256: sha, bytes: data.length, created: true });
+    expect(await blobs.put(chunked(data, [300_000, 1, 4096]))).toEqual({
+      sha256: sha,
+      bytes: data.length,
+      created: true,
+    });
     expect(await sha256Hex(await read(blobs, sha))).toBe(sha);
     expect(await reg.partials()).toBe(0);
     await blobs.delete(sha);
     expect(await blobs.put(chunked(data), { sha256: sha })).toEqual({ sha256: sha, bytes: data.length, created: true });
-    expect(await blobs.put(chunked(data), { sha256: sha })).toEqual({ sha256: sha, bytes: data.length, created: false });
+    expect(await blobs.put(chunked(data), { sha256: sha })).toEqual({
+      sha256: sha,
+      bytes: data.length,
+      created: false,
+    });
     await expect(blobs.put(chunked(data), { sha256: '0'.repeat(64) })).rejects.toBeInstanceOf(BlobIntegrityError);
     expect(await listed(blobs)).toEqual([sha]);
     expect(await reg.partials()).toBe(0);

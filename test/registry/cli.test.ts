@@ -19,7 +19,10 @@ describe('versa CLI against a running registry', () => {
 
   const versa = async (...args: string[]) => {
     try {
-      const { stdout, stderr } = await run(process.execPath, [join(REPO_ROOT, 'bin/versa.js'), ...args], { env, cwd: work });
+      const { stdout, stderr } = await run(process.execPath, [join(REPO_ROOT, 'bin/versa.js'), ...args], {
+        env,
+        cwd: work,
+      });
       return { code: 0, stdout, stderr };
     } catch (e) {
       const err = e as { code: number; stdout: string; stderr: string };
@@ -36,9 +39,20 @@ describe('versa CLI against a running registry', () => {
     mkdirSync(model);
     writeFileSync(
       join(model, 'config.json'),
-      JSON.stringify({ model_type: 'gpt2', architectures: ['GPT2LMHeadModel'], vocab_size: 64, n_embd: 16, n_layer: 2, n_head: 2, n_positions: 32 }),
+      JSON.stringify({
+        model_type: 'gpt2',
+        architectures: ['GPT2LMHeadModel'],
+        vocab_size: 64,
+        n_embd: 16,
+        n_layer: 2,
+        n_head: 2,
+        n_positions: 32,
+      }),
     );
-    writeFileSync(join(model, 'model.safetensors'), encodeSafetensors([{ name: 'x', shape: [4], data: new Float32Array(4) }]));
+    writeFileSync(
+      join(model, 'model.safetensors'),
+      encodeSafetensors([{ name: 'x', shape: [4], data: new Float32Array(4) }]),
+    );
     writeFileSync(join(model, 'tokenizer.json'), '{"model": {}}');
     for (const [dir, files] of [
       ['vlm', vlmAdapter(toyConfig())],
@@ -62,19 +76,54 @@ describe('versa CLI against a running registry', () => {
     const second = await versa('import', join(work, 'toy-model'), '--name', 'toy', '--json');
     const json = JSON.parse(second.stdout);
     expect(json).toMatchObject({ model: 'toy', version: 2, tokenizer: { kind: 'hf', file: 'tokenizer.json' } });
-    expect(json.files.map((f: { name: string }) => f.name)).toEqual(['config.json', 'model.safetensors', 'tokenizer.json']);
+    expect(json.files.map((f: { name: string }) => f.name)).toEqual([
+      'config.json',
+      'model.safetensors',
+      'tokenizer.json',
+    ]);
   });
 
   it('publish uploads a VLM or PEFT folder, with an alias', async () => {
-    const vlm = await versa('publish', join(work, 'vlm'), '--name', 'toy-vlm', '--base', 'toy@1', '--alias', 'production', '--tag', 'a', '--tag', 'b');
+    const vlm = await versa(
+      'publish',
+      join(work, 'vlm'),
+      '--name',
+      'toy-vlm',
+      '--base',
+      'toy@1',
+      '--alias',
+      'production',
+      '--tag',
+      'a',
+      '--tag',
+      'b',
+    );
     expect(vlm.code).toBe(0);
-    expect(vlm.stdout).toMatch(/^published toy-vlm@1 on toy@1: vlm, 376 params \([\d.]+% of the base\), .* sha256 [0-9a-f]{64}; production -> 1\n$/);
-    const lora = await versa('publish', join(work, 'lora'), '--name', 'toy-lora', '--base', 'toy@2', '--json', '--task', 'qa');
+    expect(vlm.stdout).toMatch(
+      /^published toy-vlm@1 on toy@1: vlm, 376 params \([\d.]+% of the base\), .* sha256 [0-9a-f]{64}; production -> 1\n$/,
+    );
+    const lora = await versa(
+      'publish',
+      join(work, 'lora'),
+      '--name',
+      'toy-lora',
+      '--base',
+      'toy@2',
+      '--json',
+      '--task',
+      'qa',
+    );
     expect(JSON.parse(lora.stdout)).toMatchObject({ adapter: 'toy-lora', version: 1, kind: 'lora', base: 'toy@2' });
     const card = await (await reg.fetch('/v1/adapters/toy-lora/versions/1')).json();
     expect(card.card).toBe('# LoRA toy\n\nA card.');
-    expect(card.files.map((f: { name: string }) => f.name)).toEqual(['README.md', 'adapter_config.json', 'adapter_model.safetensors']);
-    expect((await versa('publish', join(work, 'vlm2'), '--name', 'toy-vlm', '--base', 'toy@1')).stdout).toMatch(/^published toy-vlm@2/);
+    expect(card.files.map((f: { name: string }) => f.name)).toEqual([
+      'README.md',
+      'adapter_config.json',
+      'adapter_model.safetensors',
+    ]);
+    expect((await versa('publish', join(work, 'vlm2'), '--name', 'toy-vlm', '--base', 'toy@1')).stdout).toMatch(
+      /^published toy-vlm@2/,
+    );
   });
 
   it('models ls and adapters ls [--base]', async () => {
@@ -89,7 +138,9 @@ describe('versa CLI against a running registry', () => {
   });
 
   it('alias set / history / rollback', async () => {
-    expect((await versa('alias', 'set', 'toy-vlm', 'production', '2', '--reason', 'better')).stdout).toBe('toy-vlm@production: 1 -> 2\n');
+    expect((await versa('alias', 'set', 'toy-vlm', 'production', '2', '--reason', 'better')).stdout).toBe(
+      'toy-vlm@production: 1 -> 2\n',
+    );
     expect((await versa('alias', 'rollback', 'toy-vlm', 'production')).stdout).toBe('toy-vlm@production: 2 -> 1\n');
     const history = await versa('alias', 'history', 'toy-vlm', 'production');
     const lines = history.stdout.trim().split('\n');

@@ -27,14 +27,21 @@ describe.each(BACKENDS)('fixture adapters (%s)', (backend) => {
     reg = await startRegistry(backend);
     for (const b of BASES) {
       const input = await describeLocalModel(fixture(b.path));
-      const res = await reg.fetch(`/v1/models/${b.name}/versions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(input) });
+      const res = await reg.fetch(`/v1/models/${b.name}/versions`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify(input),
+      });
       expect(res.status).toBe(201);
     }
   });
   afterAll(() => reg?.close());
 
   it.each(ADAPTERS)('$name publishes and downloads byte-identical', async (a) => {
-    const local = adapterFolderFiles(fixture(a.dir)).map((f) => ({ name: f.name, bytes: new Uint8Array(readFileSync(f.path)) }));
+    const local = adapterFolderFiles(fixture(a.dir)).map((f) => ({
+      name: f.name,
+      bytes: new Uint8Array(readFileSync(f.path)),
+    }));
     const r = await published(reg, a.name, { base: a.base, alias: 'production' }, local);
     expect(r).toMatchObject({ version: 1, base: a.base, kind: a.kind });
     if (a.params) expect(r.params).toBe(a.params);
@@ -51,11 +58,20 @@ describe.each(BACKENDS)('fixture adapters (%s)', (backend) => {
       expect(res.headers.get('x-versa-sha256')).toBe(entry.sha256);
     }
     const resolved = await (await reg.fetch(`/v1/resolve?model=${a.name}`)).json();
-    expect(resolved).toMatchObject({ adapter: a.name, version: 1, via: 'default', alias: 'production', sha256: r.sha256 });
+    expect(resolved).toMatchObject({
+      adapter: a.name,
+      version: 1,
+      via: 'default',
+      alias: 'production',
+      sha256: r.sha256,
+    });
   });
 
   it('a fixture adapter does not publish onto the other base', async () => {
-    const local = adapterFolderFiles(fixture('tiny-gpt2/adapters/lora-c')).map((f) => ({ name: f.name, bytes: new Uint8Array(readFileSync(f.path)) }));
+    const local = adapterFolderFiles(fixture('tiny-gpt2/adapters/lora-c')).map((f) => ({
+      name: f.name,
+      bytes: new Uint8Array(readFileSync(f.path)),
+    }));
     const res = await reg.fetch('/v1/adapters/misfit/versions', {
       method: 'POST',
       body: (() => {

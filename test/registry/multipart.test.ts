@@ -17,14 +17,22 @@ function streamOf(data: Uint8Array, chunk: number): ReadableStream<Uint8Array> {
 async function collect(body: ReadableStream<Uint8Array>, boundary: string, chunk: number) {
   const parts: Array<{ name: string; filename?: string; type?: string; data: Uint8Array }> = [];
   for await (const p of readMultipart(streamOf(body as unknown as Uint8Array, chunk), boundary)) {
-    parts.push({ name: p.name, filename: p.filename, type: p.contentType, data: new Uint8Array(await new Response(p.body).arrayBuffer()) });
+    parts.push({
+      name: p.name,
+      filename: p.filename,
+      type: p.contentType,
+      data: new Uint8Array(await new Response(p.body).arrayBuffer()),
+    });
   }
   return parts;
 }
 
 async function encoded(form: FormData): Promise<{ bytes: Uint8Array; boundary: string }> {
   const res = new Response(form);
-  return { bytes: new Uint8Array(await res.arrayBuffer()), boundary: formDataBoundary(res.headers.get('content-type'))! };
+  return {
+    bytes: new Uint8Array(await res.arrayBuffer()),
+    boundary: formDataBoundary(res.headers.get('content-type'))!,
+  };
 }
 
 describe('streaming multipart reader', () => {
@@ -54,7 +62,7 @@ describe('streaming multipart reader', () => {
   it('skips parts the reader does not consume, and handles RFC 5987 file names', async () => {
     const raw = enc.encode(
       'preamble\r\n--b\r\nContent-Disposition: form-data; name="skip"\r\n\r\nignored\r\n' +
-        "--b\r\nContent-Disposition: form-data; name=\"f\"; filename*=UTF-8''caf%C3%A9.json\r\n\r\n{}\r\n--b--\r\nepilogue",
+        '--b\r\nContent-Disposition: form-data; name="f"; filename*=UTF-8\'\'caf%C3%A9.json\r\n\r\n{}\r\n--b--\r\nepilogue',
     );
     const names: string[] = [];
     for await (const p of readMultipart(streamOf(raw, 5), 'b')) {
@@ -73,7 +81,8 @@ describe('streaming multipart reader', () => {
     ];
     for (const text of cases) {
       const run = async () => {
-        for await (const p of readMultipart(streamOf(enc.encode(text), 4), 'b')) await new Response(p.body).arrayBuffer();
+        for await (const p of readMultipart(streamOf(enc.encode(text), 4), 'b'))
+          await new Response(p.body).arrayBuffer();
       };
       await expect(run()).rejects.toBeInstanceOf(MultipartError);
     }

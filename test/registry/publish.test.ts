@@ -5,7 +5,16 @@ import { appendEvents } from '../../registry/queries/events.ts';
 import { getAdapter, resolveAdapter } from '../../registry/queries/adapters.ts';
 import { getRunningExperiment } from '../../registry/queries/experiments.ts';
 import { resolveModel } from '../../registry/queries/resolve.ts';
-import { errorOf, loraAdapter, publish, published, registerBase, snapshot, toyConfig, vlmAdapter } from '../helpers/adapters.ts';
+import {
+  errorOf,
+  loraAdapter,
+  publish,
+  published,
+  registerBase,
+  snapshot,
+  toyConfig,
+  vlmAdapter,
+} from '../helpers/adapters.ts';
 import { BACKENDS, startRegistry, type TestRegistry } from '../helpers/registry.ts';
 
 describe.each(BACKENDS)('publishing and versions (%s)', (backend) => {
@@ -20,9 +29,23 @@ describe.each(BACKENDS)('publishing and versions (%s)', (backend) => {
 
   it('publishes a VLM adapter: integer version, content sha256 of the manifest, % of base', async () => {
     const files = vlmAdapter(config);
-    const r = await published(reg, 'alpha', { base: 'toy@1', task: 'summarize', tags: 'news,short', card: '# Alpha' }, files);
-    expect(r).toMatchObject({ adapter: 'alpha', version: 1, base: 'toy@1', kind: 'vlm', alias: null, status: 'active' });
-    const entries = await Promise.all(files.map(async (f) => ({ name: f.name, sha256: await sha256Hex(f.bytes), bytes: f.bytes.length })));
+    const r = await published(
+      reg,
+      'alpha',
+      { base: 'toy@1', task: 'summarize', tags: 'news,short', card: '# Alpha' },
+      files,
+    );
+    expect(r).toMatchObject({
+      adapter: 'alpha',
+      version: 1,
+      base: 'toy@1',
+      kind: 'vlm',
+      alias: null,
+      status: 'active',
+    });
+    const entries = await Promise.all(
+      files.map(async (f) => ({ name: f.name, sha256: await sha256Hex(f.bytes), bytes: f.bytes.length })),
+    );
     expect(r.files).toEqual(entries.sort((a, b) => (a.name < b.name ? -1 : 1)));
     expect(r.sha256).toBe(await sha256Hex(manifestText(entries)));
     expect(r.bytes).toBe(files.reduce((n, f) => n + f.bytes.length, 0));
@@ -65,7 +88,15 @@ describe.each(BACKENDS)('publishing and versions (%s)', (backend) => {
     const r = await published(
       reg,
       'beta',
-      { base: 'toy@1', alias: 'staging', dataset: 'cnn_dailymail', license: 'MIT', training_notes: '3 epochs', metrics: '{"rougeL": 0.41}', visibility: 'public' },
+      {
+        base: 'toy@1',
+        alias: 'staging',
+        dataset: 'cnn_dailymail',
+        license: 'MIT',
+        training_notes: '3 epochs',
+        metrics: '{"rougeL": 0.41}',
+        visibility: 'public',
+      },
       loraAdapter(config, { rank: 2 }),
     );
     expect(r).toMatchObject({ version: 1, kind: 'lora', alias: 'staging' });
@@ -79,11 +110,19 @@ describe.each(BACKENDS)('publishing and versions (%s)', (backend) => {
     const alias = await (await reg.fetch('/v1/adapters/beta/aliases/staging')).json();
     expect(alias).toMatchObject({ alias: 'staging', version: 1 });
     const adapter = await (await reg.fetch('/v1/adapters/beta')).json();
-    expect(adapter).toMatchObject({ name: 'beta', owner: 'acme', visibility: 'public', versions: 1, aliases: { staging: 1 } });
+    expect(adapter).toMatchObject({
+      name: 'beta',
+      owner: 'acme',
+      visibility: 'public',
+      versions: 1,
+      aliases: { staging: 1 },
+    });
   });
 
   it('concurrent publishes to a new adapter get distinct, consecutive versions', async () => {
-    const results = await Promise.all([1, 2, 3, 4, 5].map((seed) => published(reg, 'gamma', { base: 'toy@1' }, vlmAdapter(config, { seed }))));
+    const results = await Promise.all(
+      [1, 2, 3, 4, 5].map((seed) => published(reg, 'gamma', { base: 'toy@1' }, vlmAdapter(config, { seed }))),
+    );
     expect(results.map((r) => r.version).sort()).toEqual([1, 2, 3, 4, 5]);
     const list = await (await reg.fetch('/v1/adapters/gamma/versions?limit=2')).json();
     expect(list.data.map((v: { version: number }) => v.version)).toEqual([5, 4]);
@@ -96,14 +135,29 @@ describe.each(BACKENDS)('publishing and versions (%s)', (backend) => {
     await published(reg, 'delta', { base: 'toy@1' }, vlmAdapter(config, { seed: 12 }));
     await published(reg, 'delta', { base: 'toy@1' }, vlmAdapter(config, { seed: 13 }));
     const put = (version: number) =>
-      reg.fetch('/v1/adapters/delta/aliases/production', { method: 'PUT', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ version, reason: 'release' }) });
-    expect(await (await put(3)).json()).toMatchObject({ alias: 'production', version: 3, previous_version: 1, changed: true });
+      reg.fetch('/v1/adapters/delta/aliases/production', {
+        method: 'PUT',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ version, reason: 'release' }),
+      });
+    expect(await (await put(3)).json()).toMatchObject({
+      alias: 'production',
+      version: 3,
+      previous_version: 1,
+      changed: true,
+    });
     expect(await (await put(3)).json()).toMatchObject({ version: 3, changed: false });
     const back = await reg.fetch('/v1/adapters/delta/aliases/production/rollback', { method: 'POST' });
     expect(back.status).toBe(200);
     expect(await back.json()).toMatchObject({ version: 1, previous_version: 3 });
     const history = await (await reg.fetch('/v1/adapters/delta/aliases/production/history')).json();
-    expect(history.data.map((m: { from_version: number | null; to_version: number; kind: string }) => [m.from_version, m.to_version, m.kind])).toEqual([
+    expect(
+      history.data.map((m: { from_version: number | null; to_version: number; kind: string }) => [
+        m.from_version,
+        m.to_version,
+        m.kind,
+      ]),
+    ).toEqual([
       [3, 1, 'rollback'],
       [1, 3, 'move'],
       [null, 1, 'set'],
@@ -115,9 +169,16 @@ describe.each(BACKENDS)('publishing and versions (%s)', (backend) => {
     expect((await resolveAdapter(reg.registry.db, 'delta@2', null)).version.version).toBe(2);
     expect((await errorOf(await put(9))).status).toBe(404);
     // The generation API's whole `model` grammar: a base model, or an adapter reference.
-    expect(await resolveModel(reg.registry.db, 'toy', null)).toMatchObject({ kind: 'base', base: { model: 'toy', version: 1 } });
+    expect(await resolveModel(reg.registry.db, 'toy', null)).toMatchObject({
+      kind: 'base',
+      base: { model: 'toy', version: 1 },
+    });
     expect(await resolveModel(reg.registry.db, 'toy@1', null)).toMatchObject({ kind: 'base', base: { config } });
-    expect(await resolveModel(reg.registry.db, 'delta@production', null)).toMatchObject({ kind: 'adapter', via: 'alias', version: { version: 1 } });
+    expect(await resolveModel(reg.registry.db, 'delta@production', null)).toMatchObject({
+      kind: 'adapter',
+      via: 'alias',
+      version: { version: 1 },
+    });
     await expect(resolveModel(reg.registry.db, 'toy@production', null)).rejects.toMatchObject({ status: 404 });
     await expect(resolveModel(reg.registry.db, 'nothing', null)).rejects.toMatchObject({ status: 404 });
     await expect(resolveModel(reg.registry.db, 'a/b', null)).rejects.toMatchObject({ status: 400 });
@@ -125,7 +186,11 @@ describe.each(BACKENDS)('publishing and versions (%s)', (backend) => {
 
   it('status: deprecated still resolves with a warning; yanked is refused (410); aliases never point at yanked', async () => {
     const patch = (version: number, status: string) =>
-      reg.fetch(`/v1/adapters/delta/versions/${version}`, { method: 'PATCH', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ status }) });
+      reg.fetch(`/v1/adapters/delta/versions/${version}`, {
+        method: 'PATCH',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ status }),
+      });
     expect((await patch(2, 'deprecated')).status).toBe(200);
     const dl = await reg.fetch('/v1/adapters/delta/versions/2/files/adapter.safetensors');
     expect(dl.status).toBe(200);
@@ -139,9 +204,16 @@ describe.each(BACKENDS)('publishing and versions (%s)', (backend) => {
     const refused = await errorOf(await patch(1, 'yanked'));
     expect(refused).toMatchObject({ status: 409, code: 'version_in_use' });
     expect((await patch(2, 'yanked')).status).toBe(200);
-    expect(await errorOf(await reg.fetch('/v1/adapters/delta/versions/2/files/adapter.safetensors'))).toMatchObject({ status: 410, code: 'version_yanked' });
+    expect(await errorOf(await reg.fetch('/v1/adapters/delta/versions/2/files/adapter.safetensors'))).toMatchObject({
+      status: 410,
+      code: 'version_yanked',
+    });
     expect(await errorOf(await reg.fetch('/v1/resolve?model=delta@2'))).toMatchObject({ status: 410 });
-    const alias = await reg.fetch('/v1/adapters/delta/aliases/staging', { method: 'PUT', headers: { 'content-type': 'application/json' }, body: '{"version":2}' });
+    const alias = await reg.fetch('/v1/adapters/delta/aliases/staging', {
+      method: 'PUT',
+      headers: { 'content-type': 'application/json' },
+      body: '{"version":2}',
+    });
     expect(await errorOf(alias)).toMatchObject({ status: 409, code: 'version_yanked' });
     // The yanked version's metadata stays readable, flagged.
     const meta = await reg.fetch('/v1/adapters/delta/versions/2');
@@ -155,13 +227,25 @@ describe.each(BACKENDS)('publishing and versions (%s)', (backend) => {
   it('lists and searches with filters and cursor pagination', async () => {
     await registerBase(reg, 'other', toyConfig({ hiddenSize: 8, headDim: 4 }));
     for (const [i, name] of ['p-1', 'p-2', 'p-3', 'p-4'].entries()) {
-      await published(reg, name, { base: i < 2 ? 'toy@1' : 'other@1', task: i % 2 ? 'translate' : 'qa', tags: i === 3 ? 'rare' : 'common', description: i === 2 ? 'Finds needle in haystack' : 'plain' }, vlmAdapter(i < 2 ? config : toyConfig({ hiddenSize: 8, headDim: 4 }), { seed: 40 + i }));
+      await published(
+        reg,
+        name,
+        {
+          base: i < 2 ? 'toy@1' : 'other@1',
+          task: i % 2 ? 'translate' : 'qa',
+          tags: i === 3 ? 'rare' : 'common',
+          description: i === 2 ? 'Finds needle in haystack' : 'plain',
+        },
+        vlmAdapter(i < 2 ? config : toyConfig({ hiddenSize: 8, headDim: 4 }), { seed: 40 + i }),
+      );
     }
     const names = async (query: string) => {
       const out: string[] = [];
       let cursor: string | null = null;
       do {
-        const r: { data: Array<{ name: string }>; next_cursor: string | null } = await (await reg.fetch(`/v1/adapters?${query}&limit=2${cursor ? `&cursor=${cursor}` : ''}`)).json();
+        const r: { data: Array<{ name: string }>; next_cursor: string | null } = await (
+          await reg.fetch(`/v1/adapters?${query}&limit=2${cursor ? `&cursor=${cursor}` : ''}`)
+        ).json();
         expect(r.data.length).toBeLessThanOrEqual(2);
         out.push(...r.data.map((a) => a.name));
         cursor = r.next_cursor;
@@ -176,18 +260,30 @@ describe.each(BACKENDS)('publishing and versions (%s)', (backend) => {
     expect(await names('q=%25')).toEqual([]); // LIKE wildcards are literal
     expect(await errorOf(await reg.fetch('/v1/adapters?cursor=%%%'))).toMatchObject({ status: 400 });
     const all = await (await reg.fetch('/v1/adapters?limit=200')).json();
-    expect(all.data.map((a: { name: string }) => a.name)).toEqual([...all.data.map((a: { name: string }) => a.name)].sort());
+    expect(all.data.map((a: { name: string }) => a.name)).toEqual(
+      [...all.data.map((a: { name: string }) => a.name)].sort(),
+    );
   });
 
   it('base models: register, list versions, OpenAI /v1/models lists bases, adapters and aliases', async () => {
     const create = await reg.fetch('/v1/models', {
       method: 'POST',
       headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ name: 'fresh', description: 'new model', version: { architecture: 'gpt2', config, files: [] } }),
+      body: JSON.stringify({
+        name: 'fresh',
+        description: 'new model',
+        version: { architecture: 'gpt2', config, files: [] },
+      }),
     });
     expect(create.status).toBe(201);
-    expect(await create.json()).toMatchObject({ id: 'fresh', object: 'model', kind: 'base', latest_version: 1, description: 'new model' });
-    expect((await registerBase(reg, 'fresh'))).toBe(2);
+    expect(await create.json()).toMatchObject({
+      id: 'fresh',
+      object: 'model',
+      kind: 'base',
+      latest_version: 1,
+      description: 'new model',
+    });
+    expect(await registerBase(reg, 'fresh')).toBe(2);
     const model = await (await reg.fetch('/v1/models/fresh')).json();
     expect(model.versions.map((v: { version: number }) => v.version)).toEqual([2, 1]);
     expect(model.versions[0].config).toEqual(config);
@@ -195,35 +291,91 @@ describe.each(BACKENDS)('publishing and versions (%s)', (backend) => {
     expect(paged.data.map((v: { version: number }) => v.version)).toEqual([2]);
     const rest = await (await reg.fetch(`/v1/models/fresh/versions?limit=1&cursor=${paged.next_cursor}`)).json();
     expect([rest.data.map((v: { version: number }) => v.version), rest.next_cursor]).toEqual([[1], null]);
-    const yank = await reg.fetch('/v1/models/fresh/versions/2', { method: 'PATCH', headers: { 'content-type': 'application/json' }, body: '{"status":"yanked"}' });
+    const yank = await reg.fetch('/v1/models/fresh/versions/2', {
+      method: 'PATCH',
+      headers: { 'content-type': 'application/json' },
+      body: '{"status":"yanked"}',
+    });
     expect((await yank.json()).status).toBe('yanked');
-    expect(await errorOf(await publish(reg, 'on-yanked', { base: 'fresh@2' }, vlmAdapter(config)))).toMatchObject({ status: 400, code: 'base_yanked' });
+    expect(await errorOf(await publish(reg, 'on-yanked', { base: 'fresh@2' }, vlmAdapter(config)))).toMatchObject({
+      status: 400,
+      code: 'base_yanked',
+    });
     expect((await published(reg, 'on-latest', { base: 'fresh' }, vlmAdapter(config))).base).toBe('fresh@1');
     // A base model and an adapter never share a name (`model` may name either).
-    expect(await errorOf(await publish(reg, 'fresh', { base: 'toy@1' }, vlmAdapter(config)))).toMatchObject({ status: 409, code: 'name_taken' });
-    const shadow = await reg.fetch('/v1/models/alpha/versions', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ architecture: 'gpt2', config, files: [] }) });
+    expect(await errorOf(await publish(reg, 'fresh', { base: 'toy@1' }, vlmAdapter(config)))).toMatchObject({
+      status: 409,
+      code: 'name_taken',
+    });
+    const shadow = await reg.fetch('/v1/models/alpha/versions', {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ architecture: 'gpt2', config, files: [] }),
+    });
     expect(await errorOf(shadow)).toMatchObject({ status: 409, code: 'name_taken' });
-    const dup = await reg.fetch('/v1/models', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ name: 'fresh' }) });
+    const dup = await reg.fetch('/v1/models', {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ name: 'fresh' }),
+    });
     expect(await errorOf(dup)).toMatchObject({ status: 409 });
     const list = await (await reg.fetch('/v1/models')).json();
     expect(list.object).toBe('list');
     const ids = list.data.map((m: { id: string }) => m.id);
     expect(ids).toEqual(expect.arrayContaining(['toy', 'fresh', 'alpha', 'delta', 'delta@production', 'beta@staging']));
-    for (const m of list.data) expect(m).toMatchObject({ object: 'model', created: expect.any(Number), owned_by: expect.any(String) });
+    for (const m of list.data)
+      expect(m).toMatchObject({ object: 'model', created: expect.any(Number), owned_by: expect.any(String) });
   });
 
   it('experiments: create, one running per adapter, weights, kill switch', async () => {
-    const post = (body: unknown) => reg.fetch('/v1/experiments', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
-    const created = await post({ name: 'ab', adapter: 'delta', arms: [{ alias: 'production', weight: 90 }, { version: 3, weight: 10 }], status: 'running' });
+    const post = (body: unknown) =>
+      reg.fetch('/v1/experiments', {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify(body),
+      });
+    const created = await post({
+      name: 'ab',
+      adapter: 'delta',
+      arms: [
+        { alias: 'production', weight: 90 },
+        { version: 3, weight: 10 },
+      ],
+      status: 'running',
+    });
     expect(created.status).toBe(201);
     const e = await created.json();
-    expect(e).toMatchObject({ object: 'experiment', adapter: 'delta', status: 'running', killed: false, arms: [{ name: 'production', alias: 'production', version: null, weight: 90 }, { name: 'v3', version: 3, alias: null, weight: 10 }] });
-    expect(await errorOf(await post({ name: 'ab2', adapter: 'delta', arms: [{ version: 1, weight: 1 }], status: 'running' }))).toMatchObject({ status: 409, code: 'experiment_running' });
-    expect(await errorOf(await post({ name: 'bad', adapter: 'delta', arms: [{ version: 1, alias: 'production', weight: 1 }] }))).toMatchObject({ status: 400 });
+    expect(e).toMatchObject({
+      object: 'experiment',
+      adapter: 'delta',
+      status: 'running',
+      killed: false,
+      arms: [
+        { name: 'production', alias: 'production', version: null, weight: 90 },
+        { name: 'v3', version: 3, alias: null, weight: 10 },
+      ],
+    });
+    expect(
+      await errorOf(
+        await post({ name: 'ab2', adapter: 'delta', arms: [{ version: 1, weight: 1 }], status: 'running' }),
+      ),
+    ).toMatchObject({ status: 409, code: 'experiment_running' });
+    expect(
+      await errorOf(
+        await post({ name: 'bad', adapter: 'delta', arms: [{ version: 1, alias: 'production', weight: 1 }] }),
+      ),
+    ).toMatchObject({ status: 400 });
     const adapter = (await getAdapter(reg.registry.db, 'delta'))!;
     expect((await getRunningExperiment(reg.registry.db, adapter))?.id).toBe(e.id);
-    const patch = (body: unknown) => reg.fetch(`/v1/experiments/${e.id}`, { method: 'PATCH', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
-    expect((await (await patch({ weights: [50, 50] })).json()).arms.map((a: { weight: number }) => a.weight)).toEqual([50, 50]);
+    const patch = (body: unknown) =>
+      reg.fetch(`/v1/experiments/${e.id}`, {
+        method: 'PATCH',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify(body),
+      });
+    expect((await (await patch({ weights: [50, 50] })).json()).arms.map((a: { weight: number }) => a.weight)).toEqual([
+      50, 50,
+    ]);
     expect(await errorOf(await patch({ weights: [1] }))).toMatchObject({ status: 400 });
     expect(await (await patch({ killed: true })).json()).toMatchObject({ killed: true, status: 'running' });
     expect(await getRunningExperiment(reg.registry.db, adapter)).toBeUndefined();
@@ -234,7 +386,15 @@ describe.each(BACKENDS)('publishing and versions (%s)', (backend) => {
   });
 
   it('events are append-only', async () => {
-    await appendEvents(reg.registry, Array.from({ length: 9 }, (_, i) => ({ type: 'usage' as const, adapter: 'delta', adapterVersion: 1, data: { tokens: i } })));
+    await appendEvents(
+      reg.registry,
+      Array.from({ length: 9 }, (_, i) => ({
+        type: 'usage' as const,
+        adapter: 'delta',
+        adapterVersion: 1,
+        data: { tokens: i },
+      })),
+    );
     const before = await snapshot(reg);
     expect(before.rows.events).toBe(9);
     await expect(reg.raw('delete from events')).rejects.toThrow(/append-only/);
@@ -253,16 +413,25 @@ describe.each(BACKENDS)('publishing and versions (%s)', (backend) => {
       const sha = await sha256Hex(bytes);
       expect(res.headers.get('etag')).toBe(`"${sha}"`);
       expect(res.headers.get('x-versa-sha256')).toBe(sha);
-      const cached = await reg.fetch(`/v1/adapters/epsilon/versions/${r.version}/files/${f.name}`, { headers: { 'if-none-match': `"${sha}"` } });
+      const cached = await reg.fetch(`/v1/adapters/epsilon/versions/${r.version}/files/${f.name}`, {
+        headers: { 'if-none-match': `"${sha}"` },
+      });
       expect(cached.status).toBe(304);
     }
-    expect(await errorOf(await reg.fetch('/v1/adapters/epsilon/versions/1/files/nope.bin'))).toMatchObject({ status: 404 });
+    expect(await errorOf(await reg.fetch('/v1/adapters/epsilon/versions/1/files/nope.bin'))).toMatchObject({
+      status: 404,
+    });
   });
 
   it('publishing with a wrong declared checksum is refused and stores nothing', async () => {
     const before = await snapshot(reg);
     const files = vlmAdapter(config, { seed: 77 });
-    const res = await publish(reg, 'zeta', { base: 'toy@1', checksums: JSON.stringify({ 'adapter.safetensors': '0'.repeat(64) }) }, files);
+    const res = await publish(
+      reg,
+      'zeta',
+      { base: 'toy@1', checksums: JSON.stringify({ 'adapter.safetensors': '0'.repeat(64) }) },
+      files,
+    );
     expect(await errorOf(res)).toMatchObject({ status: 400, code: 'checksum_mismatch' });
     expect(await snapshot(reg)).toEqual(before);
   });

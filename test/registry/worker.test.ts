@@ -37,7 +37,10 @@ describe('the Cloudflare Worker (workerd, local D1 + R2)', () => {
     const small = vlmAdapter(config, { bottleneck: 8 });
     const big = vlmAdapter(config, { bottleneck: 9000, seed: 5 }); // ~9.2 MB of weights
     expect(big[1].bytes.length).toBeGreaterThan(9_000_000);
-    for (const [name, files] of [['small', small], ['big', big]] as const) {
+    for (const [name, files] of [
+      ['small', small],
+      ['big', big],
+    ] as const) {
       const res = await upload(name, { base: 'toy64@1', alias: 'production' }, files);
       const body = await res.json();
       expect(res.status, JSON.stringify(body)).toBe(201);
@@ -55,14 +58,39 @@ describe('the Cloudflare Worker (workerd, local D1 + R2)', () => {
   it('refuses bad input with JSON errors and keeps versions immutable', async () => {
     const truncated = vlmAdapter(config, { seed: 9 });
     truncated[1] = { name: 'adapter.safetensors', bytes: truncated[1].bytes.slice(0, -4) };
-    expect(await errorOf(await upload('small', { base: 'toy64@1' }, truncated))).toMatchObject({ status: 400, code: 'invalid_safetensors' });
-    expect(await errorOf(await upload('small', { base: 'toy64@1' }, vlmAdapter(toyConfig())))).toMatchObject({ status: 400, code: 'invalid_adapter' });
-    const yank = await worker.fetch('/v1/adapters/small/versions/1', { method: 'PATCH', headers: { 'content-type': 'application/json' }, body: '{"status":"yanked"}' });
+    expect(await errorOf(await upload('small', { base: 'toy64@1' }, truncated))).toMatchObject({
+      status: 400,
+      code: 'invalid_safetensors',
+    });
+    expect(await errorOf(await upload('small', { base: 'toy64@1' }, vlmAdapter(toyConfig())))).toMatchObject({
+      status: 400,
+      code: 'invalid_adapter',
+    });
+    const yank = await worker.fetch('/v1/adapters/small/versions/1', {
+      method: 'PATCH',
+      headers: { 'content-type': 'application/json' },
+      body: '{"status":"yanked"}',
+    });
     expect(await errorOf(yank)).toMatchObject({ status: 409 });
-    const v2 = await upload('small', { base: 'toy64@1', alias: 'production' }, vlmAdapter(config, { bottleneck: 8, seed: 2 }));
+    const v2 = await upload(
+      'small',
+      { base: 'toy64@1', alias: 'production' },
+      vlmAdapter(config, { bottleneck: 8, seed: 2 }),
+    );
     expect((await v2.json()).version).toBe(2);
-    expect((await worker.fetch('/v1/adapters/small/versions/1', { method: 'PATCH', headers: { 'content-type': 'application/json' }, body: '{"status":"yanked"}' })).status).toBe(200);
-    expect(await errorOf(await worker.fetch('/v1/resolve?model=small@1'))).toMatchObject({ status: 410, code: 'version_yanked' });
+    expect(
+      (
+        await worker.fetch('/v1/adapters/small/versions/1', {
+          method: 'PATCH',
+          headers: { 'content-type': 'application/json' },
+          body: '{"status":"yanked"}',
+        })
+      ).status,
+    ).toBe(200);
+    expect(await errorOf(await worker.fetch('/v1/resolve?model=small@1'))).toMatchObject({
+      status: 410,
+      code: 'version_yanked',
+    });
     expect(await (await worker.fetch('/v1/resolve?model=small')).json()).toMatchObject({ version: 2, via: 'default' });
   });
 });

@@ -13,7 +13,10 @@ afterEach(() => running.splice(0).forEach((p) => p.kill('SIGTERM')));
 
 /** Runs `versa start ARGS` and waits for its banner. */
 async function start(home: string, args: string[] = [], env: Record<string, string> = {}) {
-  const child = spawn(process.execPath, [BIN, 'start', ...args], { env: { ...process.env, VERSA_HOME: home, PORT: '0', ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, [BIN, 'start', ...args], {
+    env: { ...process.env, VERSA_HOME: home, PORT: '0', ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   running.push(child);
   let out = '';
   let err = '';
@@ -27,7 +30,9 @@ async function start(home: string, args: string[] = [], env: Record<string, stri
   });
   const url = /running on (\S+)/.exec(banner)![1];
   const key = /API key\s+(\S+)/.exec(banner)![1];
-  const curl = /curl -N (\S+) -H 'Authorization: Bearer (\S+)' -H 'Content-Type: application\/json' -d '(.*)'/.exec(banner)!;
+  const curl = /curl -N (\S+) -H 'Authorization: Bearer (\S+)' -H 'Content-Type: application\/json' -d '(.*)'/.exec(
+    banner,
+  )!;
   return { child, banner, url, key, curl: { url: curl[1], key: curl[2], body: curl[3] } };
 }
 
@@ -37,7 +42,11 @@ describe('npm start (versa start)', () => {
     const first = await start(home);
     expect(first.banner).toMatch(/demo weights/);
     expect(first.banner).toMatch(/A\/B experiment exp_\w+ running/);
-    const res = await fetch(first.curl.url, { method: 'POST', headers: { authorization: `Bearer ${first.curl.key}`, 'content-type': 'application/json' }, body: first.curl.body });
+    const res = await fetch(first.curl.url, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${first.curl.key}`, 'content-type': 'application/json' },
+      body: first.curl.body,
+    });
     expect(res.status).toBe(200);
     expect(res.headers.get('content-type')).toMatch(/text\/event-stream/);
     expect(res.headers.get('x-versa-experiment')).toMatch(/^exp_/);
@@ -45,15 +54,23 @@ describe('npm start (versa start)', () => {
     expect(events.at(-1)).toBe('data: [DONE]');
     expect(events.filter((e) => e.includes('"content"')).length).toBeGreaterThan(1);
     expect(readFileSync(join(home, 'admin-key'), 'utf8').trim()).toBe(first.key);
-    const models = await (await fetch(`${first.url}/v1/models`, { headers: { authorization: `Bearer ${first.key}` } })).json();
-    expect(models.data.map((m: { id: string }) => m.id)).toEqual(expect.arrayContaining(['versa-demo', 'demo-writer', 'demo-critic', 'demo-writer@production']));
+    const models = await (
+      await fetch(`${first.url}/v1/models`, { headers: { authorization: `Bearer ${first.key}` } })
+    ).json();
+    expect(models.data.map((m: { id: string }) => m.id)).toEqual(
+      expect.arrayContaining(['versa-demo', 'demo-writer', 'demo-critic', 'demo-writer@production']),
+    );
 
     first.child.kill('SIGTERM');
     await new Promise((r) => first.child.once('exit', r));
     const again = await start(home);
     expect(again.key).toBe(first.key);
     expect(again.banner).not.toMatch(/experiment exp_/); // seeded once, not twice
-    const experiments = await (await fetch(`${again.url}/v1/experiments?adapter=demo-writer`, { headers: { authorization: `Bearer ${again.key}` } })).json();
+    const experiments = await (
+      await fetch(`${again.url}/v1/experiments?adapter=demo-writer`, {
+        headers: { authorization: `Bearer ${again.key}` },
+      })
+    ).json();
     expect(experiments.data).toHaveLength(1);
   }, 120_000);
 
@@ -66,20 +83,48 @@ describe('npm start (versa start)', () => {
 
   it('serves a real model: an adapter published with versa publish streams its golden text', async () => {
     const home = mkdtempSync(join(tmpdir(), 'versa-home-'));
-    const s = await start(home, ['--model', fixture('stories260k/model.bin'), '--tokenizer', fixture('stories260k/tokenizer.bin'), '--name', 'stories260k']);
+    const s = await start(home, [
+      '--model',
+      fixture('stories260k/model.bin'),
+      '--tokenizer',
+      fixture('stories260k/tokenizer.bin'),
+      '--name',
+      'stories260k',
+    ]);
     expect(s.banner).not.toMatch(/demo weights/);
-    const published = await versa(['publish', fixture('stories260k/adapters/vlm-max'), '--name', 'vlm-max', '--base', 'stories260k@1', '--alias', 'production', '--registry', s.url, '--key', s.key]);
+    const published = await versa([
+      'publish',
+      fixture('stories260k/adapters/vlm-max'),
+      '--name',
+      'vlm-max',
+      '--base',
+      'stories260k@1',
+      '--alias',
+      'production',
+      '--registry',
+      s.url,
+      '--key',
+      s.key,
+    ]);
     expect(published.code, published.stderr).toBe(0);
     const g = readJson('stories260k/adapters/vlm-max/expected/greedy.json').prompts[1];
     const openai = new OpenAI({ baseURL: `${s.url}/v1`, apiKey: s.key, maxRetries: 0 });
-    const stream = await openai.chat.completions.create({ model: 'vlm-max', messages: [{ role: 'user', content: g.prompt_text }], temperature: 0, max_tokens: 120, stream: true });
+    const stream = await openai.chat.completions.create({
+      model: 'vlm-max',
+      messages: [{ role: 'user', content: g.prompt_text }],
+      temperature: 0,
+      max_tokens: 120,
+      stream: true,
+    });
     let text = '';
     for await (const chunk of stream) text += chunk.choices[0]?.delta.content ?? '';
     expect(text).toBe(g.greedy_text);
   }, 120_000);
 
   it('refuses --model without --name in one line', async () => {
-    const r = await versa(['start', '--model', 'x.bin'], { env: { VERSA_HOME: mkdtempSync(join(tmpdir(), 'versa-home-')), PORT: '0' } });
+    const r = await versa(['start', '--model', 'x.bin'], {
+      env: { VERSA_HOME: mkdtempSync(join(tmpdir(), 'versa-home-')), PORT: '0' },
+    });
     expect(r.code).not.toBe(0);
     expect(r.stderr.trim().split('\n')).toHaveLength(1);
     expect(r.stderr).toMatch(/--model needs --name/);

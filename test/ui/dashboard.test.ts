@@ -17,7 +17,8 @@ it('Chromium is installed for the dashboard browser test', () => {
   expect(existsSync(CHROMIUM), `no Chromium at ${CHROMIUM}: apt-get install chromium (CI's .ci/run does)`).toBe(true);
 });
 
-const CARD = '# vlm-max v2\n\nSame weights, **new** card. <script>window.pwned = 1</script> <img src=x onerror="window.pwned = 2">\n\n- greedy\n- `<|max|>` task token\n';
+const CARD =
+  '# vlm-max v2\n\nSame weights, **new** card. <script>window.pwned = 1</script> <img src=x onerror="window.pwned = 2">\n\n- greedy\n- `<|max|>` task token\n';
 const PROMPT = 'Once upon a time';
 
 describe('dashboard in headless Chromium', () => {
@@ -31,7 +32,10 @@ describe('dashboard in headless Chromium', () => {
 
   const api = (method: string, path: string, body?: unknown) => product.client.json(method, path, body);
   const text = (testid: string) => page.getByTestId(testid).first().innerText();
-  const go = (hash: string) => page.evaluate((h) => { location.hash = h; }, hash);
+  const go = (hash: string) =>
+    page.evaluate((h) => {
+      location.hash = h;
+    }, hash);
   // Generous: on a busy 2-core machine a render or a results refresh can take a while.
   const until = <T>(fn: () => Promise<T>, timeout = 10_000) => expect.poll(fn, { timeout });
 
@@ -40,7 +44,9 @@ describe('dashboard in headless Chromium', () => {
     product = await startProduct();
     page = await browser.context.newPage();
     page.on('pageerror', (e) => problems.push(`page error: ${e.message}`));
-    page.on('console', (m) => { if (m.type() === 'error' || m.type() === 'warning') problems.push(`console ${m.type()}: ${m.text()}`); });
+    page.on('console', (m) => {
+      if (m.type() === 'error' || m.type() === 'warning') problems.push(`console ${m.type()}: ${m.text()}`);
+    });
     page.on('request', (r) => origins.add(new URL(r.url()).origin));
   });
   afterAll(async () => {
@@ -57,7 +63,10 @@ describe('dashboard in headless Chromium', () => {
   });
 
   it('shows a newly published version with the numbers the API gives, and its card as text', async () => {
-    const published = await publishFolder(product.client, fixture('stories260k/adapters/vlm-max'), 'vlm-max', { base: 'stories260k@1', card: CARD });
+    const published = await publishFolder(product.client, fixture('stories260k/adapters/vlm-max'), 'vlm-max', {
+      base: 'stories260k@1',
+      card: CARD,
+    });
     expect(published.version).toBe(2);
     await page.getByLabel('Search').fill('vlm');
     await page.getByTestId('adapter-search-submit').click();
@@ -82,7 +91,7 @@ describe('dashboard in headless Chromium', () => {
     expect(await page.evaluate(() => (window as any).pwned)).toBeUndefined();
   });
 
-  it('deprecates and reactivates a version; a refused yank shows the API\'s reason', async () => {
+  it("deprecates and reactivates a version; a refused yank shows the API's reason", async () => {
     await page.getByTestId('version-deprecate-2').click();
     await until(() => text('adapter-status')).toBe('vlm-max@2 is now deprecated.');
     expect(await page.getByTestId('version-row-2').getByTestId('version-status').innerText()).toBe('deprecated');
@@ -93,7 +102,9 @@ describe('dashboard in headless Chromium', () => {
 
     page.once('dialog', (d) => d.accept()); // "Yank vlm-max@1? ..."
     await page.getByTestId('version-yank-1').click();
-    await until(() => page.getByTestId('adapter-view').getByRole('alert').innerText()).toBe('alias "production" points to version 1: move it first');
+    await until(() => page.getByTestId('adapter-view').getByRole('alert').innerText()).toBe(
+      'alias "production" points to version 1: move it first',
+    );
     expect((await api('GET', '/v1/adapters/vlm-max/versions/1')).status).toBe('active');
   });
 
@@ -118,9 +129,15 @@ describe('dashboard in headless Chromium', () => {
     const shown = [];
     for (let i = 0; i < history.length; i++) {
       const r = rows.nth(i);
-      shown.push([await r.getByTestId('history-kind').innerText(), await r.getByTestId('history-from').innerText(), await r.getByTestId('history-to').innerText()]);
+      shown.push([
+        await r.getByTestId('history-kind').innerText(),
+        await r.getByTestId('history-from').innerText(),
+        await r.getByTestId('history-to').innerText(),
+      ]);
     }
-    expect(shown).toEqual(history.map((m: any) => [m.kind, m.from_version === null ? '–' : `v${m.from_version}`, `v${m.to_version}`]));
+    expect(shown).toEqual(
+      history.map((m: any) => [m.kind, m.from_version === null ? '–' : `v${m.from_version}`, `v${m.to_version}`]),
+    );
   });
 
   it('creates and starts an experiment v1 (control) against v2', async () => {
@@ -136,8 +153,16 @@ describe('dashboard in headless Chromium', () => {
     expect(page.url()).toContain(`#/experiment/${experimentId}`);
     expect(await text('exp-status')).toBe('running');
     const created = await api('GET', `/v1/experiments/${experimentId}`);
-    expect(created).toMatchObject({ name: 'v2 vs v1 from the dashboard', adapter: 'vlm-max', status: 'running', killed: false });
-    expect(created.arms).toEqual([{ name: 'control', version: 1, alias: null, weight: 50 }, { name: 'candidate', version: 2, alias: null, weight: 50 }]);
+    expect(created).toMatchObject({
+      name: 'v2 vs v1 from the dashboard',
+      adapter: 'vlm-max',
+      status: 'running',
+      killed: false,
+    });
+    expect(created.arms).toEqual([
+      { name: 'control', version: 1, alias: null, weight: 50 },
+      { name: 'candidate', version: 2, alias: null, weight: 50 },
+    ]);
     for (const arm of ['control', 'candidate']) expect(await text(`arm-${arm}-requests`)).toBe('0');
   });
 
@@ -146,7 +171,9 @@ describe('dashboard in headless Chromium', () => {
     await page.getByTestId('playground-view').waitFor();
     expect(await page.getByTestId('pg-model').inputValue()).toBe('vlm-max');
     // The model field suggests what GET /v1/models lists.
-    const suggestions = await page.locator('#pg-models option').evaluateAll((os) => os.map((o) => (o as HTMLOptionElement).value));
+    const suggestions = await page
+      .locator('#pg-models option')
+      .evaluateAll((os) => os.map((o) => (o as HTMLOptionElement).value));
     expect(suggestions).toEqual((await api('GET', '/v1/models')).data.map((m: any) => m.id));
 
     await page.getByLabel('Prompt').fill(PROMPT);
@@ -160,11 +187,22 @@ describe('dashboard in headless Chromium', () => {
     expect(chunks).toBeGreaterThan(1); // appended piece by piece as the stream arrived
 
     // The same request through the API (greedy, same unit) gives the same text, version and arm.
-    const { data, response } = await product.openai().chat.completions
-      .create({ model: 'vlm-max', messages: [{ role: 'user', content: PROMPT }], max_tokens: 24, temperature: 0, user: 'dashboard-unit-1' })
+    const { data, response } = await product
+      .openai()
+      .chat.completions.create({
+        model: 'vlm-max',
+        messages: [{ role: 'user', content: PROMPT }],
+        max_tokens: 24,
+        temperature: 0,
+        user: 'dashboard-unit-1',
+      })
       .withResponse();
     expect(output).toBe(data.choices[0].message.content);
-    served = { arm: response.headers.get('x-versa-arm')!, version: response.headers.get('x-versa-adapter-version')!, text: output };
+    served = {
+      arm: response.headers.get('x-versa-arm')!,
+      version: response.headers.get('x-versa-adapter-version')!,
+      text: output,
+    };
     expect(served.version).toBe(served.arm === 'control' ? '1' : '2');
     expect(await text('pg-version')).toBe(`vlm-max@${served.version}`);
     expect(await text('pg-arm')).toBe(served.arm);
@@ -176,7 +214,9 @@ describe('dashboard in headless Chromium', () => {
   it('sends thumbs-up feedback for that completion', async () => {
     await page.getByTestId('pg-thumbs-up').click();
     const id = await text('pg-completion-id');
-    await until(() => text('pg-feedback-status')).toBe(`Feedback 1 recorded for ${id} (experiment ${experimentId}, arm ${served.arm}).`);
+    await until(() => text('pg-feedback-status')).toBe(
+      `Feedback 1 recorded for ${id} (experiment ${experimentId}, arm ${served.arm}).`,
+    );
     expect(await page.getByTestId('pg-thumbs-up').isDisabled()).toBe(true);
   });
 
@@ -197,8 +237,12 @@ describe('dashboard in headless Chromium', () => {
     // Traffic from elsewhere shows up without touching the page.
     const before = await text('results-updated');
     const users = Array.from({ length: 6 }, (_, i) => `live-unit-${i}`);
-    for (const user of users) await product.openai().completions.create({ model: 'vlm-max', prompt: PROMPT, max_tokens: 2, temperature: 0, user });
-    const total = async (field: string) => Number(await text(`arm-control-${field}`)) + Number(await text(`arm-candidate-${field}`));
+    for (const user of users)
+      await product
+        .openai()
+        .completions.create({ model: 'vlm-max', prompt: PROMPT, max_tokens: 2, temperature: 0, user });
+    const total = async (field: string) =>
+      Number(await text(`arm-control-${field}`)) + Number(await text(`arm-candidate-${field}`));
     await until(() => total('requests'), 15_000).toBe(2 + users.length);
     expect(await total('units')).toBe(1 + users.length);
     expect(await text('results-updated')).not.toBe(before);
@@ -207,21 +251,39 @@ describe('dashboard in headless Chromium', () => {
     for (const a of results.arms) {
       expect(await text(`arm-${a.arm}-requests`)).toBe(String(a.requests));
       expect(await text(`arm-${a.arm}-units`)).toBe(String(a.units));
-      expect(await text(`arm-${a.arm}-tokens`)).toBe(`${a.tokens.prompt.toLocaleString('en-US')} / ${a.tokens.completion.toLocaleString('en-US')}`);
-      expect(await page.getByTestId('chart-latency').locator(`g[data-arm="${a.arm}"] rect.bar`).count()).toBe(a.requests ? 1 : 0);
+      expect(await text(`arm-${a.arm}-tokens`)).toBe(
+        `${a.tokens.prompt.toLocaleString('en-US')} / ${a.tokens.completion.toLocaleString('en-US')}`,
+      );
+      expect(await page.getByTestId('chart-latency').locator(`g[data-arm="${a.arm}"] rect.bar`).count()).toBe(
+        a.requests ? 1 : 0,
+      );
     }
   });
 
   it('warns about a sample-ratio mismatch', async () => {
     const skewed = await api('POST', '/v1/experiments', {
-      name: 'skewed', adapter: 'lora-max', status: 'running', arms: [{ name: 'a', alias: 'production', weight: 50 }, { name: 'b', alias: 'production', weight: 50 }],
+      name: 'skewed',
+      adapter: 'lora-max',
+      status: 'running',
+      arms: [
+        { name: 'a', alias: 'production', weight: 50 },
+        { name: 'b', alias: 'production', weight: 50 },
+      ],
     });
-    const exposure = (arm: string, n: number) => Array.from({ length: n }, (_, i) => ({ type: 'exposure' as const, experimentId: skewed.id, arm, unit: `${arm}-${i}` }));
+    const exposure = (arm: string, n: number) =>
+      Array.from({ length: n }, (_, i) => ({
+        type: 'exposure' as const,
+        experimentId: skewed.id,
+        arm,
+        unit: `${arm}-${i}`,
+      }));
     await appendEvents(product.registry.registry, [...exposure('a', 700), ...exposure('b', 300)]);
     await go(`#/experiment/${skewed.id}`);
     const warning = page.getByTestId('srm-warning');
     await warning.waitFor();
-    expect(await warning.innerText()).toMatch(/^Sample ratio mismatch\. Units per arm \(a 700, b 300\) do not fit the weights \(a 50 %, b 50 %\)/);
+    expect(await warning.innerText()).toMatch(
+      /^Sample ratio mismatch\. Units per arm \(a 700, b 300\) do not fit the weights \(a 50 %, b 50 %\)/,
+    );
     expect(await warning.getAttribute('role')).toBe('alert');
   });
 
@@ -237,7 +299,9 @@ describe('dashboard in headless Chromium', () => {
     await go('#/playground?model=vlm-max');
     await page.getByLabel('Model', { exact: true }).fill('no-such-adapter');
     await page.getByTestId('pg-stream').click();
-    await until(() => page.getByTestId('playground-view').getByRole('alert').first().innerText()).toBe('model "no-such-adapter" not found');
+    await until(() => page.getByTestId('playground-view').getByRole('alert').first().innerText()).toBe(
+      'model "no-such-adapter" not found',
+    );
   });
 
   it('lists base models with their versions and adapters', async () => {
@@ -246,7 +310,10 @@ describe('dashboard in headless Chromium', () => {
     const row = page.getByTestId('model-stories260k').getByTestId('model-version-1');
     await row.waitFor();
     expect(await row.locator('code.hash').innerText()).toBe(model.versions[0].sha256);
-    expect(await page.getByTestId('model-stories260k').getByRole('link').allInnerTexts()).toEqual(['lora-max', 'vlm-max']);
+    expect(await page.getByTestId('model-stories260k').getByRole('link').allInnerTexts()).toEqual([
+      'lora-max',
+      'vlm-max',
+    ]);
   });
 
   it('forgets the key, refuses a bad one and takes a good one typed in', async () => {

@@ -25,11 +25,20 @@ describe('dashboard assets', () => {
 
   it('tsc checks the sources, against the DOM library (npm test runs tsc --noEmit with tsconfig.json)', () => {
     const root = join(import.meta.dirname, '../..');
-    const fail = (d: ts.Diagnostic) => { throw new Error(ts.flattenDiagnosticMessageText(d.messageText, ' ')); };
-    const config = ts.getParsedCommandLineOfConfigFile(join(root, 'tsconfig.json'), {}, {
-      ...ts.sys, onUnRecoverableConfigFileDiagnostic: fail,
-    })!;
-    const sources = readdirSync(CLIENT_DIR).filter((f) => f.endsWith('.ts')).map((f) => join(CLIENT_DIR, f));
+    const fail = (d: ts.Diagnostic) => {
+      throw new Error(ts.flattenDiagnosticMessageText(d.messageText, ' '));
+    };
+    const config = ts.getParsedCommandLineOfConfigFile(
+      join(root, 'tsconfig.json'),
+      {},
+      {
+        ...ts.sys,
+        onUnRecoverableConfigFileDiagnostic: fail,
+      },
+    )!;
+    const sources = readdirSync(CLIENT_DIR)
+      .filter((f) => f.endsWith('.ts'))
+      .map((f) => join(CLIENT_DIR, f));
     expect(sources.length).toBeGreaterThan(5);
     for (const file of sources) expect(config.fileNames, file).toContain(file);
     expect(config.options.strict).toBe(true);

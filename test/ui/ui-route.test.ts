@@ -35,7 +35,9 @@ describe('dashboard route /ui', () => {
     for (const [name, asset] of Object.entries(UI_ASSETS)) {
       const res = await registry.fetch(`/ui/assets/${name}`, { key: null });
       expect(res.status, name).toBe(200);
-      expect(res.headers.get('content-type')).toBe(name.endsWith('.js') ? 'text/javascript; charset=utf-8' : 'text/css; charset=utf-8');
+      expect(res.headers.get('content-type')).toBe(
+        name.endsWith('.js') ? 'text/javascript; charset=utf-8' : 'text/css; charset=utf-8',
+      );
       expect(await res.text()).toBe(asset.body);
     }
     const missing = await registry.fetch('/ui/assets/nope.js', { key: null });
@@ -68,7 +70,8 @@ describe('dashboard route /ui', () => {
     expect(files.length).toBeGreaterThan(5);
     for (const f of files) {
       const text = readFileSync(join(dir, f), 'utf8');
-      for (const [, spec] of text.matchAll(/^import .* from '([^']+)';$/gm)) expect(spec, f).not.toMatch(/^node:|^(fs|path|os|url|child_process)$/);
+      for (const [, spec] of text.matchAll(/^import .* from '([^']+)';$/gm))
+        expect(spec, f).not.toMatch(/^node:|^(fs|path|os|url|child_process)$/);
     }
   });
 });

@@ -20,7 +20,8 @@ export function register(program: Command): void {
       .option('-q, --query <text>', 'search text'),
   ).action(async (o: LsOptions & { query?: string }) => {
     const params = new URLSearchParams({ limit: '200' });
-    for (const [k, v] of Object.entries({ base: o.base, task: o.task, tag: o.tag, q: o.query })) if (v) params.set(k, v);
+    for (const [k, v] of Object.entries({ base: o.base, task: o.task, tag: o.tag, q: o.query }))
+      if (v) params.set(k, v);
     const items = [];
     for await (const a of clientOf(o).paginate(`/v1/adapters?${params}`)) items.push(a);
     if (o.json) {
@@ -29,8 +30,19 @@ export function register(program: Command): void {
     }
     const rows = items.map((a) => {
       const v = a.latest_version;
-      const aliases = Object.entries(a.aliases as Record<string, number>).map(([k, n]) => `${k}=${n}`).join(',');
-      return [a.name, v ? String(v.version) : '-', v?.base ?? '-', v?.kind ?? '-', v ? formatBytes(v.bytes) : '-', aliases || '-', a.visibility, a.task ?? '-'];
+      const aliases = Object.entries(a.aliases as Record<string, number>)
+        .map(([k, n]) => `${k}=${n}`)
+        .join(',');
+      return [
+        a.name,
+        v ? String(v.version) : '-',
+        v?.base ?? '-',
+        v?.kind ?? '-',
+        v ? formatBytes(v.bytes) : '-',
+        aliases || '-',
+        a.visibility,
+        a.task ?? '-',
+      ];
     });
     process.stdout.write(table([['NAME', 'LATEST', 'BASE', 'KIND', 'SIZE', 'ALIASES', 'VISIBILITY', 'TASK'], ...rows]));
   });

@@ -3,7 +3,13 @@ import { parse } from '../output.ts';
 import { quantizeBlock } from './runtime-options.ts';
 
 type Figures = object & { targets?: Record<string, { target: string; met: boolean }> };
-type Bench = (opts: { threads?: number; log: (line: string) => void; model?: string; quantizeBlock?: number; precisionOnly?: boolean }) => Promise<Figures>;
+type Bench = (opts: {
+  threads?: number;
+  log: (line: string) => void;
+  model?: string;
+  quantizeBlock?: number;
+  precisionOnly?: boolean;
+}) => Promise<Figures>;
 
 /** `versa bench engine|compute`: performance figures, reported as ratios measured in the same run. */
 export function register(program: Command): void {
@@ -14,16 +20,32 @@ export function register(program: Command): void {
       .description(description)
       .option('--json', 'print one JSON object')
       .option('--threads <n>', 'CPU threads (default: all cores)', parse.int(1))
-      .action(async (o: { json?: boolean; threads?: number; model?: string; quantizeBlock?: number; precisionOnly?: boolean }) => {
-        const log = (line: string) => process.stderr.write(`bench: ${line}\n`);
-        const result = await (await load())({ ...o, log });
-        process.stdout.write(o.json ? `${JSON.stringify(result)}\n` : table(result));
-      });
-  add('engine', 'decode/prefill speed, load time, float32 vs int8/int4, roofline ratios and adapter overheads', async () => (await import('../../bench/engine.ts')).benchEngine)
+      .action(
+        async (o: {
+          json?: boolean;
+          threads?: number;
+          model?: string;
+          quantizeBlock?: number;
+          precisionOnly?: boolean;
+        }) => {
+          const log = (line: string) => process.stderr.write(`bench: ${line}\n`);
+          const result = await (await load())({ ...o, log });
+          process.stdout.write(o.json ? `${JSON.stringify(result)}\n` : table(result));
+        },
+      );
+  add(
+    'engine',
+    'decode/prefill speed, load time, float32 vs int8/int4, roofline ratios and adapter overheads',
+    async () => (await import('../../bench/engine.ts')).benchEngine,
+  )
     .option('--model <path>', 'measure this checkpoint (default: a GPT-2-small-sized model with random weights)')
     .option('--quantize-block <n>', 'block size of the int8/int4 runs (default 32)', quantizeBlock)
     .option('--precision-only', 'only load time and float32/int8/int4 decode (quick on big models)');
-  add('compute', 'aggregate tokens/s and time to first token at 1-64 concurrent streams on one and on 16 adapters', async () => (await import('../../bench/compute.ts')).benchCompute);
+  add(
+    'compute',
+    'aggregate tokens/s and time to first token at 1-64 concurrent streams on one and on 16 adapters',
+    async () => (await import('../../bench/compute.ts')).benchCompute,
+  );
 }
 
 function table({ targets = {}, ...figures }: Figures): string {

@@ -29,7 +29,12 @@ export function register(program: Command): void {
     .option('--port <n>', 'port to listen on', parse.int(0), 8788)
     .option('--host <addr>', 'address to listen on', '127.0.0.1')
     .option('--adapter-cache-mb <n>', 'memory budget for resident adapters', parse.int(1), 1024)
-    .option('--adapter-kinds <kinds>', 'adapter kinds to serve: vlm,lora (default), vlm, lora or none', parse.adapterKinds, ['vlm', 'lora'])
+    .option(
+      '--adapter-kinds <kinds>',
+      'adapter kinds to serve: vlm,lora (default), vlm, lora or none',
+      parse.adapterKinds,
+      ['vlm', 'lora'],
+    )
     .option('--max-batch <n>', 'rows decoded together', parse.int(1), 64)
     .option('--max-queue <n>', 'requests that may wait for a row before 429 (default 4 x max batch)', parse.int(0))
     .option('--blobs <dir>', "the registry's blob folder, to read adapter files from directly")
@@ -48,14 +53,23 @@ async function run(o: ComputeOptions): Promise<void> {
     try {
       preload = JSON.parse(readFileSync(o.preload, 'utf8'));
     } catch (e) {
-      throw new Error(`${o.preload}: ${(e as Error).message}`);
+      throw new Error(`${o.preload}: ${(e as Error).message}`, { cause: e });
     }
   }
   const node = await startComputeNode({
-    model: o.model, tokenizer: o.tokenizer, port: o.port, host: o.host, ...runtimeOptions(o),
-    adapterCacheMb: o.adapterCacheMb, adapterKinds: o.adapterKinds, maxBatch: o.maxBatch, maxQueue: o.maxQueue,
+    model: o.model,
+    tokenizer: o.tokenizer,
+    port: o.port,
+    host: o.host,
+    ...runtimeOptions(o),
+    adapterCacheMb: o.adapterCacheMb,
+    adapterKinds: o.adapterKinds,
+    maxBatch: o.maxBatch,
+    maxQueue: o.maxQueue,
     blobs: o.blobs ? new FolderBlobStore(o.blobs) : undefined,
-    registryKey: o.registryKey ?? process.env.VERSA_API_KEY, preload, log,
+    registryKey: o.registryKey ?? process.env.VERSA_API_KEY,
+    preload,
+    log,
   });
   process.stdout.write(`${node.url}\n`);
   for (const signal of ['SIGTERM', 'SIGINT'] as const) {

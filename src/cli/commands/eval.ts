@@ -1,7 +1,6 @@
 import { readFileSync } from 'node:fs';
 import type { Command } from 'commander';
 import { SingleBar, Presets } from 'cli-progress';
-import { parse } from '../output.ts';
 import { addRuntimeOptions, runtimeOptions, type RuntimeOptions } from './runtime-options.ts';
 
 interface EvalOptions extends RuntimeOptions {
@@ -31,13 +30,21 @@ async function run(o: EvalOptions): Promise<void> {
   try {
     text = new TextDecoder('utf-8', { fatal: true }).decode(readFileSync(o.text));
   } catch (e) {
-    throw new Error(`${o.text}: ${(e as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (e as Error).message}`);
+    throw new Error(
+      `${o.text}: ${(e as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (e as Error).message}`,
+      { cause: e },
+    );
   }
   const { openRuntime } = await import('../../engine/engine.ts');
   const { adapterKindOf, loadAdapterFolder } = await import('../../engine/adapters/load.ts');
   const { perplexity } = await import('../../engine/eval/perplexity.ts');
   const kinds = o.adapter ? [adapterKindOf(o.adapter)] : [];
-  const { runner, tokenizer, info } = await openRuntime({ model: o.model, tokenizer: o.tokenizer, adapterKinds: kinds, ...runtimeOptions(o) });
+  const { runner, tokenizer, info } = await openRuntime({
+    model: o.model,
+    tokenizer: o.tokenizer,
+    adapterKinds: kinds,
+    ...runtimeOptions(o),
+  });
   try {
     if (!tokenizer) throw new Error(`no tokenizer found for ${o.model}: give --tokenizer`);
     const adapter = o.adapter ? loadAdapterFolder(o.adapter, info.config, 'eval') : undefined;
@@ -48,9 +55,15 @@ async function run(o: EvalOptions): Promise<void> {
     ids = [...ids.slice(0, prefix), ...task, ...ids.slice(prefix)];
     const unscored = new Set(task.map((_, k) => prefix + k));
     const bad = ids.find((t, i) => !unscored.has(i) && t >= info.config.vocabSize);
-    if (bad !== undefined) throw new Error(`the text encodes to token id ${bad}, outside the model's vocabulary (${info.config.vocabSize})`);
+    if (bad !== undefined)
+      throw new Error(`the text encodes to token id ${bad}, outside the model's vocabulary (${info.config.vocabSize})`);
     if (adapter) runner.bank.acquire(adapter);
-    const bar = process.stderr.isTTY ? new SingleBar({ stream: process.stderr, format: 'perplexity [{bar}] {value}/{total} windows', hideCursor: true }, Presets.shades_classic) : undefined;
+    const bar = process.stderr.isTTY
+      ? new SingleBar(
+          { stream: process.stderr, format: 'perplexity [{bar}] {value}/{total} windows', hideCursor: true },
+          Presets.shades_classic,
+        )
+      : undefined;
     const result = await perplexity(runner, ids, {
       context: o.context ?? info.config.maxPositions,
       adapter: adapter?.id,
@@ -59,7 +72,11 @@ async function run(o: EvalOptions): Promise<void> {
     });
     bar?.stop();
     const out = { tokens: result.tokens, nll: result.nll, perplexity: result.perplexity };
-    process.stdout.write(o.json ? `${JSON.stringify(out)}\n` : `perplexity ${result.perplexity.toFixed(4)} (mean NLL ${result.nll.toFixed(5)} nats over ${result.tokens} tokens, ${result.windows} window(s))\n`);
+    process.stdout.write(
+      o.json
+        ? `${JSON.stringify(out)}\n`
+        : `perplexity ${result.perplexity.toFixed(4)} (mean NLL ${result.nll.toFixed(5)} nats over ${result.tokens} tokens, ${result.windows} window(s))\n`,
+    );
   } finally {
     await runner.release();
   }

@@ -34,7 +34,7 @@ export function register(program: Command): void {
     .requiredOption('--model <path>', 'Hugging Face model folder or llama2.c checkpoint (.bin)')
     .option('--tokenizer <path>', 'tokenizer.json, its folder, or llama2.c tokenizer.bin (default: next to the model)')
     .option('--adapter <path>', 'PEFT LoRA or VLM adapter folder')
-    .option('--prompt <text>', 'prompt text (tokenized with the model\'s template, e.g. BOS first)')
+    .option('--prompt <text>', "prompt text (tokenized with the model's template, e.g. BOS first)")
     .option('--prompt-ids <ids>', 'comma-separated token ids, fed verbatim', parse.ids)
     .option('--batch <file.jsonl>', 'one request per line, decoded together as one batch (use with --json)')
     .option('--max-tokens <n>', 'tokens to generate at most (default 256)', parse.int(1))
@@ -99,7 +99,8 @@ function requestFromFlags(o: GenerateOptions): GenerateRequest {
 
 async function toJson(g: Generation) {
   const logprobs: Array<{ token: number; logprob?: number; top?: unknown }> = [];
-  for await (const e of g) if (e.logprob !== undefined) logprobs.push({ token: e.token, logprob: e.logprob, top: e.top });
+  for await (const e of g)
+    if (e.logprob !== undefined) logprobs.push({ token: e.token, logprob: e.logprob, top: e.top });
   const r: GenerateResult = await g.result;
   return { tokens: r.tokens, text: r.text, finish_reason: r.finishReason, ...(logprobs.length ? { logprobs } : {}) };
 }
@@ -112,7 +113,10 @@ const BatchLine = SamplingFields.extend({
 
 function readBatch(file: string): Array<{ adapter: string | null; request: GenerateRequest }> {
   const text = readFileSync(file, 'utf8');
-  const lines = text.split('\n').map((l, i) => ({ l: l.trim(), n: i + 1 })).filter(({ l }) => l);
+  const lines = text
+    .split('\n')
+    .map((l, i) => ({ l: l.trim(), n: i + 1 }))
+    .filter(({ l }) => l);
   if (!lines.length) throw new Error(`${file}: no requests`);
   return lines.map(({ l, n }) => {
     let json: unknown;
@@ -128,7 +132,7 @@ function readBatch(file: string): Array<{ adapter: string | null; request: Gener
     try {
       validateRequest(request);
     } catch (e) {
-      throw new Error(`${file}:${n}: ${(e as Error).message}`);
+      throw new Error(`${file}:${n}: ${(e as Error).message}`, { cause: e });
     }
     return { adapter: adapter ? resolve(adapter) : null, request };
   });

@@ -12,7 +12,9 @@ export function register(program: Command): void {
   withRegistryOptions(
     program
       .command('import')
-      .description('register a local base model (Hugging Face folder or llama2.c checkpoint) as a new base model version; weights stay local')
+      .description(
+        'register a local base model (Hugging Face folder or llama2.c checkpoint) as a new base model version; weights stay local',
+      )
       .argument('<path>', 'model folder or .bin checkpoint')
       .requiredOption('--name <name>', 'base model name in the registry (created if new)')
       .option('--tokenizer <path>', 'tokenizer.json, tokenizer.bin or their folder (default: next to the model)')
@@ -30,7 +32,13 @@ async function run(path: string, o: ImportOptions): Promise<void> {
     },
   });
   bar?.stop();
-  const r = await clientOf(o).json('POST', `/v1/models/${encodeURIComponent(o.name)}/versions`, { ...input, ...(o.notes ? { notes: o.notes } : {}) });
+  const r = await clientOf(o).json('POST', `/v1/models/${encodeURIComponent(o.name)}/versions`, {
+    ...input,
+    ...(o.notes ? { notes: o.notes } : {}),
+  });
   if (o.json) process.stdout.write(`${JSON.stringify(r)}\n`);
-  else process.stdout.write(`registered ${r.ref}: ${r.architecture}, ${r.params.toLocaleString('en-US')} params, ${r.files.length} files (${formatBytes(r.bytes)}), sha256 ${r.sha256}\n`);
+  else
+    process.stdout.write(
+      `registered ${r.ref}: ${r.architecture}, ${r.params.toLocaleString('en-US')} params, ${r.files.length} files (${formatBytes(r.bytes)}), sha256 ${r.sha256}\n`,
+    );
 }

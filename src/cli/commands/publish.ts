@@ -25,14 +25,20 @@ export function register(program: Command): void {
     program
       .command('publish')
       .description('publish an adapter folder (PEFT LoRA or VLM) as a new version')
-      .argument('<adapter-dir>', 'folder with adapter_config.json and adapter_model.safetensors (LoRA) or adapter.safetensors (VLM)')
+      .argument(
+        '<adapter-dir>',
+        'folder with adapter_config.json and adapter_model.safetensors (LoRA) or adapter.safetensors (VLM)',
+      )
       .requiredOption('--name <name>', 'adapter name in the registry')
       .requiredOption('--base <model@version>', 'base model version the adapter was trained on')
       .option('--alias <alias>', 'point this alias (e.g. staging) at the new version')
       .option('--visibility <v>', 'private (default) or public')
       .option('--task <task>', 'what the adapter does (e.g. summarize)')
       .option('--description <text>', 'one-line description')
-      .option('--chat-template <file>', 'Jinja chat template for /v1/chat/completions (default: task tokens, then the messages)')
+      .option(
+        '--chat-template <file>',
+        'Jinja chat template for /v1/chat/completions (default: task tokens, then the messages)',
+      )
       .option('--dataset <text>', 'lineage: training data')
       .option('--license <spdx>', 'lineage: license')
       .option('--notes <text>', 'lineage: training notes')

@@ -28,7 +28,10 @@ async function run(ref: string, o: RegistryOptions & { out?: string }): Promise<
   const bar = progress('download', total);
   let done = 0;
   for (const f of files) {
-    const res = await client.request('GET', `/v1/adapters/${encodeURIComponent(v.adapter)}/versions/${v.version}/files/${encodeURIComponent(f.name)}`);
+    const res = await client.request(
+      'GET',
+      `/v1/adapters/${encodeURIComponent(v.adapter)}/versions/${v.version}/files/${encodeURIComponent(f.name)}`,
+    );
     const partial = join(dir, `.${f.name}.partial`);
     const out = await open(partial, 'w');
     const hasher = nodeHasher();
@@ -50,6 +53,12 @@ async function run(ref: string, o: RegistryOptions & { out?: string }): Promise<
     renameSync(partial, join(dir, f.name));
   }
   bar.stop();
-  if (o.json) process.stdout.write(`${JSON.stringify({ adapter: v.adapter, version: v.version, sha256: v.sha256, dir, files })}\n`);
-  else process.stdout.write(`pulled ${v.adapter}@${v.version} (${files.length} files, ${formatBytes(total)}, sha256 ${v.sha256}) into ${dir}\n`);
+  if (o.json)
+    process.stdout.write(
+      `${JSON.stringify({ adapter: v.adapter, version: v.version, sha256: v.sha256, dir, files })}\n`,
+    );
+  else
+    process.stdout.write(
+      `pulled ${v.adapter}@${v.version} (${files.length} files, ${formatBytes(total)}, sha256 ${v.sha256}) into ${dir}\n`,
+    );
 }

@@ -11,7 +11,11 @@ export interface RegistryOptions {
 
 export function withRegistryOptions(cmd: Command): Command {
   return cmd
-    .option('--registry <url>', 'registry URL (env VERSA_REGISTRY, default http://127.0.0.1:8787)', process.env.VERSA_REGISTRY ?? 'http://127.0.0.1:8787')
+    .option(
+      '--registry <url>',
+      'registry URL (env VERSA_REGISTRY, default http://127.0.0.1:8787)',
+      process.env.VERSA_REGISTRY ?? 'http://127.0.0.1:8787',
+    )
     .option('--key <key>', 'API key (env VERSA_API_KEY)', process.env.VERSA_API_KEY)
     .option('--json', 'print JSON instead of text');
 }
@@ -60,5 +64,14 @@ export function formatBytes(n: number): string {
 export function table(rows: string[][]): string {
   if (!rows.length) return '';
   const widths = rows[0].map((_, i) => Math.max(...rows.map((r) => (r[i] ?? '').length)));
-  return rows.map((r) => r.map((cell, i) => (i === r.length - 1 ? cell : cell.padEnd(widths[i]))).join('  ').trimEnd()).join('\n') + '\n';
+  return (
+    rows
+      .map((r) =>
+        r
+          .map((cell, i) => (i === r.length - 1 ? cell : cell.padEnd(widths[i])))
+          .join('  ')
+          .trimEnd(),
+      )
+      .join('\n') + '\n'
+  );
 }

@@ -13,15 +13,34 @@ export function addRuntimeOptions(command: Command): Command {
   return command
     .addOption(new Option('--ep <provider>', 'execution provider').choices(EXECUTION_PROVIDERS).default('cpu'))
     .option('--threads <n>', 'CPU threads (default: all cores)', parse.int(1))
-    .addOption(new Option('--dtype <dtype>', 'serving dtype of float weights (auto: float32 on CPU)').choices(DTYPES).default('auto'))
-    .addOption(new Option('--quantize <q>', 'weight-only quantization of linear layers and head').choices(QUANTIZATIONS).default('none'))
-    .option('--quantize-block <n>', `inputs per quantization block, ${BLOCK_SIZES} (default ${DEFAULT_BLOCK})`, quantizeBlock)
-    .option('--context <n>', 'longest sequence to serve, prompt + output (default: the model\'s maximum)', parse.int(1));
+    .addOption(
+      new Option('--dtype <dtype>', 'serving dtype of float weights (auto: float32 on CPU)')
+        .choices(DTYPES)
+        .default('auto'),
+    )
+    .addOption(
+      new Option('--quantize <q>', 'weight-only quantization of linear layers and head')
+        .choices(QUANTIZATIONS)
+        .default('none'),
+    )
+    .option(
+      '--quantize-block <n>',
+      `inputs per quantization block, ${BLOCK_SIZES} (default ${DEFAULT_BLOCK})`,
+      quantizeBlock,
+    )
+    .option('--context <n>', "longest sequence to serve, prompt + output (default: the model's maximum)", parse.int(1));
 }
 
 /** The engine options of a command's parsed flags. */
 export function runtimeOptions(o: RuntimeOptions): EngineRuntime {
-  return { ep: o.ep, threads: o.threads, dtype: o.dtype, quantize: o.quantize, quantizeBlock: o.quantizeBlock, context: o.context };
+  return {
+    ep: o.ep,
+    threads: o.threads,
+    dtype: o.dtype,
+    quantize: o.quantize,
+    quantizeBlock: o.quantizeBlock,
+    context: o.context,
+  };
 }
 
 /** --quantize-block's parser. */

@@ -14,10 +14,12 @@ interface StartOptions extends RuntimeOptions {
 export function register(program: Command): void {
   const command = program
     .command('start')
-    .description('run the whole product on this machine: registry, compute node and edge (the offline demo unless --model)')
+    .description(
+      'run the whole product on this machine: registry, compute node and edge (the offline demo unless --model)',
+    )
     .option('--model <path>', 'serve this base model (Hugging Face folder or llama2.c .bin) instead of the demo')
     .option('--tokenizer <path>', 'its tokenizer (default: next to the model)')
-    .option('--name <name>', 'the base model\'s name in the registry (required with --model)')
+    .option('--name <name>', "the base model's name in the registry (required with --model)")
     .option('--port <n>', 'port of the edge (env PORT, default 8787)', parse.int(0))
     .option('--home <dir>', 'data folder (env VERSA_HOME, default ./.versa)')
     .option('--compute-port <n>', 'port of the compute node (default: any free port)', parse.int(0));
@@ -27,8 +29,14 @@ export function register(program: Command): void {
 async function run(o: StartOptions): Promise<void> {
   const { startLocal } = await import('../../start/local.ts');
   const local = await startLocal({
-    model: o.model, tokenizer: o.tokenizer, name: o.name, home: o.home, ...runtimeOptions(o), computePort: o.computePort,
-    port: o.port, log: (line) => process.stderr.write(`versa: ${line}\n`),
+    model: o.model,
+    tokenizer: o.tokenizer,
+    name: o.name,
+    home: o.home,
+    ...runtimeOptions(o),
+    computePort: o.computePort,
+    port: o.port,
+    log: (line) => process.stderr.write(`versa: ${line}\n`),
   });
   process.stdout.write(`${local.banner}\n`);
   for (const signal of ['SIGINT', 'SIGTERM'] as const) {

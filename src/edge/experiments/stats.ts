@@ -22,7 +22,11 @@ export function meanInterval(xs: readonly number[], level = 0.95): MeanInterval 
 }
 
 /** Welch's interval for mean(b) - mean(a) (unequal variances). */
-export function differenceInterval(a: readonly number[], b: readonly number[], level = 0.95): { diff: number | null; ci95: [number, number] | null } {
+export function differenceInterval(
+  a: readonly number[],
+  b: readonly number[],
+  level = 0.95,
+): { diff: number | null; ci95: [number, number] | null } {
   if (!a.length || !b.length) return { diff: null, ci95: null };
   const ma = a.reduce((x, y) => x + y, 0) / a.length;
   const mb = b.reduce((x, y) => x + y, 0) / b.length;
@@ -41,7 +45,10 @@ export function differenceInterval(a: readonly number[], b: readonly number[], l
  * Sample-ratio mismatch: are the observed unit counts plausible under the configured weights?
  * Chi-square goodness of fit; a small p-value (conventionally < 0.001) means the split is broken.
  */
-export function sampleRatioMismatch(observed: readonly number[], weights: readonly number[]): { chi2: number; pValue: number } | null {
+export function sampleRatioMismatch(
+  observed: readonly number[],
+  weights: readonly number[],
+): { chi2: number; pValue: number } | null {
   const total = observed.reduce((a, b) => a + b, 0);
   const wsum = weights.reduce((a, b) => a + b, 0);
   const cells = observed.map((o, i) => ({ o, e: (total * weights[i]) / wsum })).filter((c) => c.e > 0);

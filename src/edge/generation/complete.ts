@@ -43,13 +43,27 @@ export async function complete(c: Context<AppEnv>, gen: GenerationContext, job: 
   const format = FORMATS[job.kind];
   const request = computeRequest(c, gen, job, format);
   const pool = gen.pools.for(job.target.base.name);
-  if (!pool.urls.length) throw new ApiError(503, `no compute node is configured for base model "${job.target.base.name}"`, 'no_compute_nodes');
-  const who: Identity = { id: `${format.idPrefix}-${crypto.randomUUID().replace(/-/g, '')}`, created: Math.floor(Date.now() / 1000), model: job.model };
+  if (!pool.urls.length)
+    throw new ApiError(
+      503,
+      `no compute node is configured for base model "${job.target.base.name}"`,
+      'no_compute_nodes',
+    );
+  const who: Identity = {
+    id: `${format.idPrefix}-${crypto.randomUUID().replace(/-/g, '')}`,
+    created: Math.floor(Date.now() / 1000),
+    model: job.model,
+  };
   setTargetHeaders(c, job.target);
   const usage = usageRecorder(c, gen, job, who.id);
 
   const a = job.target.adapter;
-  const events = generateOnPool(pool, a ? formatRef(a.name, a.version) : job.target.base.name, request, c.req.raw.signal);
+  const events = generateOnPool(
+    pool,
+    a ? formatRef(a.name, a.version) : job.target.base.name,
+    request,
+    c.req.raw.signal,
+  );
   let first: IteratorResult<ComputeEvent & { node?: string }>;
   try {
     first = await events.next();
@@ -59,14 +73,26 @@ export async function complete(c: Context<AppEnv>, gen: GenerationContext, job: 
     throw error;
   }
   usage.firstToken(first.value?.node);
-  return job.stream ? streamed(c, job, format, who, first, events, usage) : whole(c, job, format, who, first, events, usage);
+  return job.stream
+    ? streamed(c, job, format, who, first, events, usage)
+    : whole(c, job, format, who, first, events, usage);
 }
 
 /** The compute node's request for a job (checked against the deployment's limits). */
-function computeRequest(c: Context<AppEnv>, gen: GenerationContext, job: CompletionJob, format: ResponseFormat): GenerateBody {
+function computeRequest(
+  c: Context<AppEnv>,
+  gen: GenerationContext,
+  job: CompletionJob,
+  format: ResponseFormat,
+): GenerateBody {
   const maxTokens = job.maxTokens ?? format.defaultMaxTokens ?? gen.config.maxTokens;
   if (maxTokens > gen.config.maxTokens) {
-    throw new ApiError(400, `max_tokens ${maxTokens} is over this deployment's limit of ${gen.config.maxTokens}`, 'max_tokens_too_large', 'max_tokens');
+    throw new ApiError(
+      400,
+      `max_tokens ${maxTokens} is over this deployment's limit of ${gen.config.maxTokens}`,
+      'max_tokens_too_large',
+      'max_tokens',
+    );
   }
   const origin = gen.config.publicUrl ?? new URL(c.req.url).origin;
   const a = job.target.adapter;
@@ -75,13 +101,16 @@ function computeRequest(c: Context<AppEnv>, gen: GenerationContext, job: Complet
     adapter: a && {
       id: formatRef(a.name, a.version),
       sha256: a.sha256,
-      files: a.files.map((f) => ({ ...f, url: `${origin}/v1/adapters/${a.name}/versions/${a.version}/files/${encodeURIComponent(f.name)}` })),
+      files: a.files.map((f) => ({
+        ...f,
+        url: `${origin}/v1/adapters/${a.name}/versions/${a.version}/files/${encodeURIComponent(f.name)}`,
+      })),
     },
     max_tokens: maxTokens,
     temperature: job.temperature ?? 1,
     top_p: job.topP ?? undefined,
     seed: job.seed ?? undefined,
-    stop: typeof job.stop === 'string' ? [job.stop] : job.stop ?? undefined,
+    stop: typeof job.stop === 'string' ? [job.stop] : (job.stop ?? undefined),
     logprobs: job.logprobs,
     deadline_ms: gen.config.deadlineMs,
   };
@@ -93,9 +122,15 @@ type UsageRecorder = ReturnType<typeof usageRecorder>;
 function usageRecorder(c: Context<AppEnv>, gen: GenerationContext, job: CompletionJob, completionId: string) {
   const { target, principal } = job;
   const base: Omit<EventInput, 'type'> = {
-    tenantId: principal.tenantId, keyId: principal.keyId, adapter: target.adapter?.name ?? null, adapterVersion: target.adapter?.version ?? null,
-    base: target.base.name, experimentId: target.experiment?.id ?? null, arm: target.experiment?.arm ?? null,
-    unit: target.experiment?.unit ?? null, completionId,
+    tenantId: principal.tenantId,
+    keyId: principal.keyId,
+    adapter: target.adapter?.name ?? null,
+    adapterVersion: target.adapter?.version ?? null,
+    base: target.base.name,
+    experimentId: target.experiment?.id ?? null,
+    arm: target.experiment?.arm ?? null,
+    unit: target.experiment?.unit ?? null,
+    completionId,
   };
   const record = (events: EventInput[]) => gen.defer(c, appendEvents(c.var.deps.registry, events));
   if (target.experiment) record([{ ...base, type: 'exposure' }]);
@@ -109,7 +144,13 @@ function usageRecorder(c: Context<AppEnv>, gen: GenerationContext, job: Completi
     },
     end(tokens: { prompt: number; completion: number }, data: Record<string, unknown>) {
       const timing = { ttft_ms: ttft, total_ms: Date.now() - started, stream: job.stream };
-      const payload = { prompt_tokens: tokens.prompt, completion_tokens: tokens.completion, ...timing, ...(node ? { node } : {}), ...data };
+      const payload = {
+        prompt_tokens: tokens.prompt,
+        completion_tokens: tokens.completion,
+        ...timing,
+        ...(node ? { node } : {}),
+        ...data,
+      };
       record([{ ...base, type: 'usage', data: payload }]);
     },
   };
@@ -117,8 +158,13 @@ function usageRecorder(c: Context<AppEnv>, gen: GenerationContext, job: Completi
 
 /** The whole response, once the node is done. */
 async function whole(
-  c: Context<AppEnv>, job: CompletionJob, format: ResponseFormat, who: Identity,
-  first: IteratorResult<ComputeEvent>, events: NodeEvents, usage: UsageRecorder,
+  c: Context<AppEnv>,
+  job: CompletionJob,
+  format: ResponseFormat,
+  who: Identity,
+  first: IteratorResult<ComputeEvent>,
+  events: NodeEvents,
+  usage: UsageRecorder,
 ): Promise<Response> {
   const tokens: TokenEvent[] = [];
   let end: ComputeEvent | undefined;
@@ -128,8 +174,15 @@ async function whole(
   }
   if (end?.type !== 'done') {
     const code = end?.type === 'error' ? (end.error.code ?? 'compute_error') : 'compute_incomplete';
-    usage.end({ prompt: 0, completion: tokens.length }, { error: end?.type === 'error' ? end.error.code : 'incomplete' });
-    throw new ApiError(502, end?.type === 'error' ? end.error.message : 'the compute node ended without a result', code);
+    usage.end(
+      { prompt: 0, completion: tokens.length },
+      { error: end?.type === 'error' ? end.error.code : 'incomplete' },
+    );
+    throw new ApiError(
+      502,
+      end?.type === 'error' ? end.error.message : 'the compute node ended without a result',
+      code,
+    );
   }
   const u = usageOf(end.usage.prompt_tokens, end.usage.completion_tokens);
   const reason = finishReason(end.finish_reason);
@@ -139,12 +192,20 @@ async function whole(
 
 /** Server-sent events in OpenAI's chunk format, ending in `[DONE]` or an error chunk. */
 function streamed(
-  c: Context<AppEnv>, job: CompletionJob, format: ResponseFormat, who: Identity,
-  first: IteratorResult<ComputeEvent>, events: NodeEvents, usage: UsageRecorder,
+  c: Context<AppEnv>,
+  job: CompletionJob,
+  format: ResponseFormat,
+  who: Identity,
+  first: IteratorResult<ComputeEvent>,
+  events: NodeEvents,
+  usage: UsageRecorder,
 ): Response {
   c.header('x-accel-buffering', 'no');
   return streamSSE(c, async (sse) => {
-    const send = (chunk: object) => sse.writeSSE({ data: JSON.stringify(job.includeUsage && !('usage' in chunk) ? { ...chunk, usage: null } : chunk) });
+    const send = (chunk: object) =>
+      sse.writeSSE({
+        data: JSON.stringify(job.includeUsage && !('usage' in chunk) ? { ...chunk, usage: null } : chunk),
+      });
     let completion = 0;
     let offset = 0;
     try {
@@ -207,7 +268,9 @@ function finishReason(r: string): FinishReason {
 function toApiError(e: unknown): ApiError {
   if (e instanceof ApiError) return e;
   if (e instanceof ComputeError) {
-    const status = ([400, 404, 409, 410, 413, 422, 429, 502, 503, 504] as const).includes(e.status as never) ? (e.status as ErrorStatus) : 502;
+    const status = ([400, 404, 409, 410, 413, 422, 429, 502, 503, 504] as const).includes(e.status as never)
+      ? (e.status as ErrorStatus)
+      : 502;
     return new ApiError(status, e.message, e.code, e.param);
   }
   return new ApiError(502, `the compute tier failed: ${(e as Error).message}`, 'compute_error');

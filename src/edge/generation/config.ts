@@ -14,7 +14,12 @@ export interface GenerationConfig {
   deadlineMs: number;
 }
 
-export const DEFAULT_GENERATION: GenerationConfig = { nodes: {}, maxTokens: 4096, rateLimitPerMinute: 600, deadlineMs: 120_000 };
+export const DEFAULT_GENERATION: GenerationConfig = {
+  nodes: {},
+  maxTokens: 4096,
+  rateLimitPerMinute: 600,
+  deadlineMs: 120_000,
+};
 
 /**
  * Parses COMPUTE_NODES: a JSON object {"BASE": ["http://..."]} or a comma-separated list of URLs
@@ -25,9 +30,16 @@ export function parseComputeNodes(value: string | undefined): Record<string, str
   if (!text) return {};
   if (text.startsWith('{')) {
     const parsed = JSON.parse(text) as Record<string, string | string[]>;
-    return Object.fromEntries(Object.entries(parsed).map(([base, urls]) => [base, (Array.isArray(urls) ? urls : [urls]).map(trimSlash)]));
+    return Object.fromEntries(
+      Object.entries(parsed).map(([base, urls]) => [base, (Array.isArray(urls) ? urls : [urls]).map(trimSlash)]),
+    );
   }
-  return { '*': text.split(',').map((u) => trimSlash(u.trim())).filter(Boolean) };
+  return {
+    '*': text
+      .split(',')
+      .map((u) => trimSlash(u.trim()))
+      .filter(Boolean),
+  };
 }
 
 const trimSlash = (u: string) => u.replace(/\/+$/, '');

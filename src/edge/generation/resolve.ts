@@ -33,7 +33,8 @@ export async function resolveTarget(db: Db, model: string, viewer: Viewer | null
     const running = await getActiveExperiment(db, adapter);
     if (!running) return undefined;
     const arm = running.killed ? running.arms[0] : await assignArm(running.id, unit, running.arms);
-    const ref = arm.version !== null ? { name: adapter.name, version: arm.version } : { name: adapter.name, alias: arm.alias! };
+    const ref =
+      arm.version !== null ? { name: adapter.name, version: arm.version } : { name: adapter.name, alias: arm.alias! };
     return { ref, experiment: { id: running.id, arm: arm.name } };
   });
   if (r.kind === 'base') return { base: { name: r.base.model, version: r.base.version }, warning: r.warning };
@@ -41,8 +42,14 @@ export async function resolveTarget(db: Db, model: string, viewer: Viewer | null
   return {
     base: { name: v.base.name, version: v.base.version },
     adapter: {
-      name: r.adapter.name, version: v.version, sha256: v.sha256, files: v.files, taskTokens: v.taskTokens,
-      chatTemplate: r.adapter.chatTemplate ?? null, via: r.experiment ? 'experiment' : r.via, alias: r.alias,
+      name: r.adapter.name,
+      version: v.version,
+      sha256: v.sha256,
+      files: v.files,
+      taskTokens: v.taskTokens,
+      chatTemplate: r.adapter.chatTemplate ?? null,
+      via: r.experiment ? 'experiment' : r.via,
+      alias: r.alias,
     },
     experiment: r.experiment && { ...r.experiment, unit },
     warning: r.warning,

@@ -29,14 +29,24 @@ export function experimentResults(experiment: Experiment, events: readonly Event
       scores: mine.filter((e) => e.type === 'feedback').map((e) => num(e, 'score')),
       latency: ok.map((e) => num(e, 'total_ms')),
       ttft: ok.map((e) => num(e, 'ttft_ms')),
-      tokens: { prompt: ok.reduce((s, e) => s + num(e, 'prompt_tokens'), 0), completion: usage.reduce((s, e) => s + num(e, 'completion_tokens'), 0) },
+      tokens: {
+        prompt: ok.reduce((s, e) => s + num(e, 'prompt_tokens'), 0),
+        completion: usage.reduce((s, e) => s + num(e, 'completion_tokens'), 0),
+      },
     };
   });
   const control = arms[0];
-  const srm = sampleRatioMismatch(arms.map((a) => a.units), experiment.arms.map((a) => a.weight));
+  const srm = sampleRatioMismatch(
+    arms.map((a) => a.units),
+    experiment.arms.map((a) => a.weight),
+  );
   return {
     experiment: {
-      id: experiment.id, name: experiment.name, adapter: experiment.adapter, status: experiment.status, killed: experiment.killed,
+      id: experiment.id,
+      name: experiment.name,
+      adapter: experiment.adapter,
+      status: experiment.status,
+      killed: experiment.killed,
       arms: experiment.arms,
     },
     control: control?.arm.name ?? null,
@@ -52,10 +62,13 @@ export function experimentResults(experiment: Experiment, events: readonly Event
       ttft_ms: summary(a.ttft),
       error_rate: a.usage.length ? (a.usage.length - a.ok.length) / a.usage.length : null,
       feedback: meanInterval(a.scores),
-      vs_control: i === 0 ? null : {
-        feedback: differenceInterval(control.scores, a.scores),
-        latency_ms: differenceInterval(control.latency, a.latency),
-      },
+      vs_control:
+        i === 0
+          ? null
+          : {
+              feedback: differenceInterval(control.scores, a.scores),
+              latency_ms: differenceInterval(control.latency, a.latency),
+            },
     })),
     srm: srm && { chi2: srm.chi2, p_value: srm.pValue, mismatch: srm.pValue < SRM_ALPHA, alpha: SRM_ALPHA },
     generated_at: new Date().toISOString(),

@@ -16,15 +16,27 @@ import { resolveTarget } from './resolve.ts';
 
 const generationErrors = {
   ...errors,
-  410: { description: 'The resolved version was yanked', content: { 'application/json': { schema: errors[400].content['application/json'].schema } } },
-  429: { description: 'Rate limit exceeded (see Retry-After)', content: { 'application/json': { schema: errors[400].content['application/json'].schema } } },
-  503: { description: 'No compute node could take the request', content: { 'application/json': { schema: errors[400].content['application/json'].schema } } },
+  410: {
+    description: 'The resolved version was yanked',
+    content: { 'application/json': { schema: errors[400].content['application/json'].schema } },
+  },
+  429: {
+    description: 'Rate limit exceeded (see Retry-After)',
+    content: { 'application/json': { schema: errors[400].content['application/json'].schema } },
+  },
+  503: {
+    description: 'No compute node could take the request',
+    content: { 'application/json': { schema: errors[400].content['application/json'].schema } },
+  },
 } as const;
 
 const streamResponse = {
   200: {
     description: 'The completion (JSON), or with `stream: true` server-sent events ending in `data: [DONE]`',
-    content: { 'application/json': { schema: z.object({}).passthrough() }, 'text/event-stream': { schema: z.string() } },
+    content: {
+      'application/json': { schema: z.object({}).passthrough() },
+      'text/event-stream': { schema: z.string() },
+    },
   },
   ...generationErrors,
 };
@@ -34,7 +46,8 @@ const chatRoute = createRoute({
   path: '/v1/chat/completions',
   tags: ['generation'],
   summary: 'OpenAI-compatible chat completion (scope generate)',
-  description: 'model: BASE[@VERSION], ADAPTER (experiment arm or alias production), ADAPTER@VERSION or ADAPTER@ALIAS. Sticky experiment unit: `user`, else header x-versa-unit.',
+  description:
+    'model: BASE[@VERSION], ADAPTER (experiment arm or alias production), ADAPTER@VERSION or ADAPTER@ALIAS. Sticky experiment unit: `user`, else header x-versa-unit.',
   security: bearer,
   request: { body: jsonBody(ChatCompletionRequest) },
   responses: streamResponse,
@@ -57,16 +70,36 @@ const feedbackRoute = createRoute({
   summary: 'Score a completion (scope generate); it counts toward its experiment arm',
   security: bearer,
   request: { body: jsonBody(FeedbackRequest) },
-  responses: { 201: json(z.object({ completion_id: z.string(), score: z.number(), experiment: z.string().nullable(), arm: z.string().nullable() }), 'Recorded'), ...errors },
+  responses: {
+    201: json(
+      z.object({
+        completion_id: z.string(),
+        score: z.number(),
+        experiment: z.string().nullable(),
+        arm: z.string().nullable(),
+      }),
+      'Recorded',
+    ),
+    ...errors,
+  },
 });
 
 const resultsRoute = createRoute({
   method: 'get',
   path: '/v1/experiments/{id}/results',
   tags: ['experiments'],
-  summary: 'Per-arm results: units, requests, tokens, latency, error rate, feedback with 95 % intervals, difference to control, SRM check',
+  summary:
+    'Per-arm results: units, requests, tokens, latency, error rate, feedback with 95 % intervals, difference to control, SRM check',
   security: bearer,
-  request: { params: z.object({ id: z.string().min(1).max(100).openapi({ param: { name: 'id', in: 'path' } }) }) },
+  request: {
+    params: z.object({
+      id: z
+        .string()
+        .min(1)
+        .max(100)
+        .openapi({ param: { name: 'id', in: 'path' } }),
+    }),
+  },
   responses: { 200: json(z.object({}).passthrough(), 'Results'), ...errors },
 });
 
@@ -77,33 +110,61 @@ export function generationRoutes(gen: GenerationContext): OpenAPIHono<AppEnv> {
   app.openapi(chatRoute, async (c) => {
     const principal = admit(c, gen);
     const body = c.req.valid('json');
-    const target = await resolveTarget(c.var.deps.registry.db, body.model, viewerOf(principal), unitOf(c, body.user, principal.keyId));
+    const target = await resolveTarget(
+      c.var.deps.registry.db,
+      body.model,
+      viewerOf(principal),
+      unitOf(c, body.user, principal.keyId),
+    );
     let prompt: string;
     try {
-      prompt = renderChat(body.messages, { template: target.adapter?.chatTemplate, taskTokens: target.adapter?.taskTokens });
+      prompt = renderChat(body.messages, {
+        template: target.adapter?.chatTemplate,
+        taskTokens: target.adapter?.taskTokens,
+      });
     } catch (e) {
       throw new ApiError(422, (e as TemplateError).message, 'chat_template_error');
     }
     return complete(c, gen, {
-      kind: 'chat', model: body.model, target, principal, input: { prompt },
+      kind: 'chat',
+      model: body.model,
+      target,
+      principal,
+      input: { prompt },
       maxTokens: body.max_completion_tokens ?? body.max_tokens ?? undefined,
-      temperature: body.temperature, topP: body.top_p, seed: body.seed, stop: body.stop,
+      temperature: body.temperature,
+      topP: body.top_p,
+      seed: body.seed,
+      stop: body.stop,
       logprobs: body.logprobs ? (body.top_logprobs ?? 0) : undefined,
-      stream: !!body.stream, includeUsage: !!body.stream_options?.include_usage,
+      stream: !!body.stream,
+      includeUsage: !!body.stream_options?.include_usage,
     });
   });
 
   app.openapi(completionsRoute, async (c) => {
     const principal = admit(c, gen);
     const body = c.req.valid('json');
-    const target = await resolveTarget(c.var.deps.registry.db, body.model, viewerOf(principal), unitOf(c, body.user, principal.keyId));
+    const target = await resolveTarget(
+      c.var.deps.registry.db,
+      body.model,
+      viewerOf(principal),
+      unitOf(c, body.user, principal.keyId),
+    );
     return complete(c, gen, {
-      kind: 'text', model: body.model, target, principal,
+      kind: 'text',
+      model: body.model,
+      target,
+      principal,
       input: typeof body.prompt === 'string' ? { prompt: body.prompt } : { prompt_ids: body.prompt },
       maxTokens: body.max_tokens ?? undefined,
-      temperature: body.temperature, topP: body.top_p, seed: body.seed, stop: body.stop,
+      temperature: body.temperature,
+      topP: body.top_p,
+      seed: body.seed,
+      stop: body.stop,
       logprobs: body.logprobs ?? undefined,
-      stream: !!body.stream, includeUsage: !!body.stream_options?.include_usage,
+      stream: !!body.stream,
+      includeUsage: !!body.stream_options?.include_usage,
     });
   });
 
@@ -112,11 +173,23 @@ export function generationRoutes(gen: GenerationContext): OpenAPIHono<AppEnv> {
     const { completion_id, score } = c.req.valid('json');
     const { registry } = c.var.deps;
     const usage = await findCompletion(registry.db, completion_id, principal.tenantId);
-    if (!usage) throw new ApiError(404, `completion "${completion_id}" not found`, 'completion_not_found', 'completion_id');
-    await appendEvents(registry, [{
-      type: 'feedback', tenantId: principal.tenantId, keyId: principal.keyId, adapter: usage.adapter, adapterVersion: usage.adapterVersion,
-      base: usage.base, experimentId: usage.experimentId, arm: usage.arm, unit: usage.unit, completionId: completion_id, data: { score },
-    }]);
+    if (!usage)
+      throw new ApiError(404, `completion "${completion_id}" not found`, 'completion_not_found', 'completion_id');
+    await appendEvents(registry, [
+      {
+        type: 'feedback',
+        tenantId: principal.tenantId,
+        keyId: principal.keyId,
+        adapter: usage.adapter,
+        adapterVersion: usage.adapterVersion,
+        base: usage.base,
+        experimentId: usage.experimentId,
+        arm: usage.arm,
+        unit: usage.unit,
+        completionId: completion_id,
+        data: { score },
+      },
+    ]);
     return c.json({ completion_id, score, experiment: usage.experimentId, arm: usage.arm }, 201);
   });
 
@@ -136,7 +209,11 @@ function admit(c: Context<AppEnv>, gen: GenerationContext) {
   const taken = gen.limiter.take(principal.keyId);
   if (!taken.ok) {
     c.header('retry-after', String(taken.retryAfter));
-    throw new ApiError(429, `rate limit of ${gen.config.rateLimitPerMinute} requests per minute exceeded for this key`, 'rate_limit_exceeded');
+    throw new ApiError(
+      429,
+      `rate limit of ${gen.config.rateLimitPerMinute} requests per minute exceeded for this key`,
+      'rate_limit_exceeded',
+    );
   }
   return principal;
 }

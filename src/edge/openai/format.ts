@@ -26,7 +26,9 @@ export function chatLogprobs(events: readonly TokenEvent[], top: number) {
       token: e.text,
       logprob: e.logprob ?? 0,
       bytes: bytes(e.text),
-      top_logprobs: (e.top ?? []).slice(0, top).map((t) => ({ token: t.text, logprob: t.logprob, bytes: bytes(t.text) })),
+      top_logprobs: (e.top ?? [])
+        .slice(0, top)
+        .map((t) => ({ token: t.text, logprob: t.logprob, bytes: bytes(t.text) })),
     })),
   };
 }
@@ -53,19 +55,47 @@ export interface Identity {
 }
 
 export const chat = {
-  chunk(who: Identity, delta: { role?: 'assistant'; content?: string }, finish: FinishReason | null, logprobs?: object | null) {
+  chunk(
+    who: Identity,
+    delta: { role?: 'assistant'; content?: string },
+    finish: FinishReason | null,
+    logprobs?: object | null,
+  ) {
     return {
-      id: who.id, object: 'chat.completion.chunk', created: who.created, model: who.model, system_fingerprint: null,
+      id: who.id,
+      object: 'chat.completion.chunk',
+      created: who.created,
+      model: who.model,
+      system_fingerprint: null,
       choices: [{ index: 0, delta, logprobs: logprobs ?? null, finish_reason: finish }],
     };
   },
   usageChunk(who: Identity, u: Usage) {
-    return { id: who.id, object: 'chat.completion.chunk', created: who.created, model: who.model, system_fingerprint: null, choices: [], usage: u };
+    return {
+      id: who.id,
+      object: 'chat.completion.chunk',
+      created: who.created,
+      model: who.model,
+      system_fingerprint: null,
+      choices: [],
+      usage: u,
+    };
   },
   completion(who: Identity, text: string, finish: FinishReason, u: Usage, logprobs?: object | null) {
     return {
-      id: who.id, object: 'chat.completion', created: who.created, model: who.model, system_fingerprint: null,
-      choices: [{ index: 0, message: { role: 'assistant', content: text, refusal: null }, logprobs: logprobs ?? null, finish_reason: finish }],
+      id: who.id,
+      object: 'chat.completion',
+      created: who.created,
+      model: who.model,
+      system_fingerprint: null,
+      choices: [
+        {
+          index: 0,
+          message: { role: 'assistant', content: text, refusal: null },
+          logprobs: logprobs ?? null,
+          finish_reason: finish,
+        },
+      ],
       usage: u,
     };
   },
@@ -74,16 +104,32 @@ export const chat = {
 export const text = {
   chunk(who: Identity, piece: string, finish: FinishReason | null, logprobs?: object | null) {
     return {
-      id: who.id, object: 'text_completion', created: who.created, model: who.model, system_fingerprint: null,
+      id: who.id,
+      object: 'text_completion',
+      created: who.created,
+      model: who.model,
+      system_fingerprint: null,
       choices: [{ index: 0, text: piece, logprobs: logprobs ?? null, finish_reason: finish }],
     };
   },
   usageChunk(who: Identity, u: Usage) {
-    return { id: who.id, object: 'text_completion', created: who.created, model: who.model, system_fingerprint: null, choices: [], usage: u };
+    return {
+      id: who.id,
+      object: 'text_completion',
+      created: who.created,
+      model: who.model,
+      system_fingerprint: null,
+      choices: [],
+      usage: u,
+    };
   },
   completion(who: Identity, piece: string, finish: FinishReason, u: Usage, logprobs?: object | null) {
     return {
-      id: who.id, object: 'text_completion', created: who.created, model: who.model, system_fingerprint: null,
+      id: who.id,
+      object: 'text_completion',
+      created: who.created,
+      model: who.model,
+      system_fingerprint: null,
       choices: [{ index: 0, text: piece, logprobs: logprobs ?? null, finish_reason: finish }],
       usage: u,
     };
@@ -113,18 +159,22 @@ export const FORMATS: Record<'chat' | 'text', ResponseFormat> = {
   chat: {
     idPrefix: 'chatcmpl',
     opening: (who) => chat.chunk(who, { role: 'assistant', content: '' }, null),
-    token: (who, e, top) => chat.chunk(who, { content: e.text }, null, top === undefined ? null : chatLogprobs([e], top)),
+    token: (who, e, top) =>
+      chat.chunk(who, { content: e.text }, null, top === undefined ? null : chatLogprobs([e], top)),
     final: (who, finish) => chat.chunk(who, {}, finish),
     usageChunk: chat.usageChunk,
-    whole: (who, tokens, finish, u, top) => chat.completion(who, joined(tokens), finish, u, top === undefined ? null : chatLogprobs(tokens, top)),
+    whole: (who, tokens, finish, u, top) =>
+      chat.completion(who, joined(tokens), finish, u, top === undefined ? null : chatLogprobs(tokens, top)),
   },
   text: {
     idPrefix: 'cmpl',
     defaultMaxTokens: 16,
     opening: () => null,
-    token: (who, e, top, offset) => text.chunk(who, e.text, null, top === undefined ? null : completionLogprobs([e], top, offset)),
+    token: (who, e, top, offset) =>
+      text.chunk(who, e.text, null, top === undefined ? null : completionLogprobs([e], top, offset)),
     final: (who, finish) => text.chunk(who, '', finish),
     usageChunk: text.usageChunk,
-    whole: (who, tokens, finish, u, top) => text.completion(who, joined(tokens), finish, u, top === undefined ? null : completionLogprobs(tokens, top)),
+    whole: (who, tokens, finish, u, top) =>
+      text.completion(who, joined(tokens), finish, u, top === undefined ? null : completionLogprobs(tokens, top)),
   },
 };

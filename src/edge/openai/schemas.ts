@@ -46,7 +46,10 @@ export const ChatCompletionRequest = z
     response_format: z.object({ type: z.literal('text') }).nullish(),
   })
   .strict()
-  .refine((r) => !r.top_logprobs || r.logprobs, { message: 'top_logprobs needs logprobs: true', path: ['top_logprobs'] });
+  .refine((r) => !r.top_logprobs || r.logprobs, {
+    message: 'top_logprobs needs logprobs: true',
+    path: ['top_logprobs'],
+  });
 export type ChatCompletionRequest = z.infer<typeof ChatCompletionRequest>;
 
 export const CompletionRequest = z

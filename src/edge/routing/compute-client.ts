@@ -21,7 +21,12 @@ export class ComputeError extends Error {
  * a client error (4xx) is the request's fault and is not retried. After the first token a failure
  * becomes an `error` event: the stream ends with it, never hangs.
  */
-export async function* generateOnPool(pool: NodePool, key: string, body: GenerateBody, signal?: AbortSignal): AsyncGenerator<ComputeEvent & { node?: string }> {
+export async function* generateOnPool(
+  pool: NodePool,
+  key: string,
+  body: GenerateBody,
+  signal?: AbortSignal,
+): AsyncGenerator<ComputeEvent & { node?: string }> {
   const order = await pool.order(key);
   if (!order.length) throw new ComputeError('no compute nodes are configured', 503, 'server_error', 'no_compute_nodes');
   let lastError: ComputeError | undefined;
@@ -29,7 +34,10 @@ export async function* generateOnPool(pool: NodePool, key: string, body: Generat
     let res: Response;
     try {
       res = await fetch(`${url}/v1/internal/generate`, {
-        method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body), signal,
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify(body),
+        signal,
       });
     } catch (e) {
       if (signal?.aborted) throw e;
@@ -38,8 +46,16 @@ export async function* generateOnPool(pool: NodePool, key: string, body: Generat
       continue;
     }
     if (!res.ok) {
-      const detail = await res.json().catch(() => ({})) as { error?: { message?: string; type?: string; code?: string; param?: string } };
-      const error = new ComputeError(detail.error?.message ?? `compute node answered ${res.status}`, res.status, detail.error?.type ?? 'server_error', detail.error?.code ?? null, detail.error?.param ?? null);
+      const detail = (await res.json().catch(() => ({}))) as {
+        error?: { message?: string; type?: string; code?: string; param?: string };
+      };
+      const error = new ComputeError(
+        detail.error?.message ?? `compute node answered ${res.status}`,
+        res.status,
+        detail.error?.type ?? 'server_error',
+        detail.error?.code ?? null,
+        detail.error?.param ?? null,
+      );
       if (res.status >= 400 && res.status < 500 && res.status !== 429) throw error;
       if (res.status !== 429) pool.markDown(url);
       lastError = error;

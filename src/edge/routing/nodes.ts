@@ -17,9 +17,13 @@ export class NodePool {
   /** Nodes in the order to try for `key` (an adapter version id, or the base model's name). */
   async order(key: string): Promise<string[]> {
     const now = this.opts.now?.() ?? Date.now();
-    const scored = await Promise.all(this.urls.map(async (url) => ({ url, score: await unitInterval(`${url}\u0000${key}`) })));
+    const scored = await Promise.all(
+      this.urls.map(async (url) => ({ url, score: await unitInterval(`${url}\u0000${key}`) })),
+    );
     const healthy = (url: string) => (this.downUntil.get(url) ?? 0) <= now;
-    return scored.sort((a, b) => Number(healthy(b.url)) - Number(healthy(a.url)) || b.score - a.score).map((s) => s.url);
+    return scored
+      .sort((a, b) => Number(healthy(b.url)) - Number(healthy(a.url)) || b.score - a.score)
+      .map((s) => s.url);
   }
 
   /** Passive health: a node that failed is skipped (tried last) for a while. */
@@ -47,7 +51,10 @@ export class NodePool {
         }
       }),
     );
-    for (const [url, ok] of results) (ok ? this.markUp(url) : this.markDown(url));
+    for (const [url, ok] of results) {
+      if (ok) this.markUp(url);
+      else this.markDown(url);
+    }
     return Object.fromEntries(results);
   }
 }

@@ -16,11 +16,17 @@ export function adaptersView({ params }) {
     const err = errorBox();
     const q = h('input', { type: 'search', name: 'q', value: params.get('q') || '', testid: 'adapter-search' });
     const base = h('input', {
-        type: 'text', name: 'base', value: params.get('base') || '', placeholder: 'MODEL or MODEL@VERSION',
+        type: 'text',
+        name: 'base',
+        value: params.get('base') || '',
+        placeholder: 'MODEL or MODEL@VERSION',
         testid: 'adapter-filter-base',
     });
     const task = h('input', {
-        type: 'text', name: 'task', value: params.get('task') || '', testid: 'adapter-filter-task',
+        type: 'text',
+        name: 'task',
+        value: params.get('task') || '',
+        testid: 'adapter-filter-task',
     });
     const tbody = h('tbody');
     const more = h('button', { type: 'button', hidden: true, testid: 'adapters-more' }, 'Load more');
@@ -28,7 +34,8 @@ export function adaptersView({ params }) {
     let cursor = null;
     let shown = 0;
     const form = h('form', {
-        class: 'filters', role: 'search',
+        class: 'filters',
+        role: 'search',
         onsubmit: (e) => {
             e.preventDefault();
             // The filters live in the address, so a search can be bookmarked and Back works.
@@ -103,7 +110,9 @@ export function adapterView(ctx, name) {
                 return \`\${ref} is now \${to}.\`;
             });
             const button = (action, label, run, danger = false) => h('button', {
-                type: 'button', class: danger ? 'danger' : null, testid: \`version-\${action}-\${v.version}\`,
+                type: 'button',
+                class: danger ? 'danger' : null,
+                testid: \`version-\${action}-\${v.version}\`,
                 onclick: (e) => run(e.currentTarget),
             }, label);
             const actions = [button('show', 'Details', (b) => act(b, err, () => select(v.version)))];
@@ -167,10 +176,14 @@ export function adapterView(ctx, name) {
                 return \`\${a.alias} rolled back from v\${r.data.previous_version} to v\${r.data.version}.\${warned(r.warning)}\`;
             };
             const move = h('button', {
-                type: 'button', testid: \`alias-move-\${a.alias}\`, onclick: (e) => change(e.currentTarget, moveTo),
+                type: 'button',
+                testid: \`alias-move-\${a.alias}\`,
+                onclick: (e) => change(e.currentTarget, moveTo),
             }, 'Move');
             const rollback = h('button', {
-                type: 'button', testid: \`alias-rollback-\${a.alias}\`, onclick: (e) => change(e.currentTarget, rollBack),
+                type: 'button',
+                testid: \`alias-rollback-\${a.alias}\`,
+                onclick: (e) => change(e.currentTarget, rollBack),
             }, 'Roll back');
             const moves = histories[i].map((m) => h('tr', { 'data-kind': m.kind }, h('td', {}, when(m.moved_at)), h('td', { testid: 'history-kind' }, m.kind), h('td', { testid: 'history-from' }, m.from_version === null ? '–' : \`v\${m.from_version}\`), h('td', { testid: 'history-to' }, \`v\${m.to_version}\`), h('td', {}, m.moved_by ? \`\${m.moved_by.key_name} (\${m.moved_by.tenant})\` : '–'), h('td', {}, m.reason || '')));
             return h('article', { class: 'card', testid: \`alias-\${a.alias}\` }, h('h3', {}, a.alias, ' → ', h('span', { testid: \`alias-version-\${a.alias}\` }, \`v\${a.version}\`)), h('p', { class: 'muted' }, 'Updated ', when(a.updated_at)), h('div', { class: 'row' }, target, move, rollback), h('h4', {}, 'History'), table(['When', 'Change', 'From', 'To', 'By', 'Reason'], moves, { testid: \`alias-history-\${a.alias}\` }));
@@ -179,14 +192,17 @@ export function adapterView(ctx, name) {
         const newVersion = versionSelect(adapter.latest_version && adapter.latest_version.version, 'Version');
         newVersion.id = 'alias-new-version';
         const setButton = h('button', { type: 'submit', testid: 'alias-set' }, 'Set alias');
-        const form = h('form', { class: 'row', onsubmit: (e) => {
+        const form = h('form', {
+            class: 'row',
+            onsubmit: (e) => {
                 e.preventDefault();
                 change(setButton, async () => {
                     const body = { version: Number(newVersion.value), ...why() };
                     const r = await request('PUT', \`\${path}/aliases/\${enc(newName.value.trim())}\`, body);
                     return \`\${r.data.alias} now points to v\${r.data.version}.\${warned(r.warning)}\`;
                 });
-            } }, field('New alias', newName), field('Version', newVersion), setButton);
+            },
+        }, field('New alias', newName), field('Version', newVersion), setButton);
         replace(aliases, h('h2', {}, 'Aliases'), field('Reason for the next alias change (optional)', reason), items.length ? items : h('p', {}, 'No aliases yet.'), h('h3', {}, 'Set an alias'), form);
     }
     refresh().catch((e) => showError(err, e));
@@ -241,7 +257,7 @@ function headers(json) {
 }
 async function errorOf(res) {
     const text = await res.text().catch(() => '');
-    let error = null;
+    let error;
     try {
         error = JSON.parse(text).error;
     }
@@ -263,7 +279,7 @@ export async function request(method, path, body) {
         });
     }
     catch (e) {
-        throw new Error(\`could not reach the API: \${e.message}\`);
+        throw new Error(\`could not reach the API: \${e.message}\`, { cause: e });
     }
     if (!res.ok)
         throw await errorOf(res);
@@ -296,7 +312,7 @@ export async function streamCompletion(path, body, { signal, onStart, onChunk })
     catch (e) {
         if (e.name === 'AbortError')
             throw e;
-        throw new Error(\`could not reach the API: \${e.message}\`);
+        throw new Error(\`could not reach the API: \${e.message}\`, { cause: e });
     }
     if (!res.ok)
         throw await errorOf(res);
@@ -346,7 +362,10 @@ const ROUTES = [
     [/^\\/playground$/, () => playgroundView],
 ];
 const NAV = [
-    ['#/models', 'Models'], ['#/adapters', 'Adapters'], ['#/experiments', 'Experiments'], ['#/playground', 'Playground'],
+    ['#/models', 'Models'],
+    ['#/adapters', 'Adapters'],
+    ['#/experiments', 'Experiments'],
+    ['#/playground', 'Playground'],
 ];
 // The page shell (page.ts) always has these.
 const main = document.getElementById('view');
@@ -399,12 +418,18 @@ function route() {
 function keyForm() {
     const err = errorBox();
     const input = h('input', {
-        type: 'password', name: 'key', autocomplete: 'off', spellcheck: 'false', placeholder: 'vsk_...', required: true,
+        type: 'password',
+        name: 'key',
+        autocomplete: 'off',
+        spellcheck: 'false',
+        placeholder: 'vsk_...',
+        required: true,
         testid: 'key-input',
     });
     const button = h('button', { type: 'submit', testid: 'key-save' }, 'Use this key');
     const form = h('form', {
-        class: 'card', testid: 'key-form',
+        class: 'card',
+        testid: 'key-form',
         onsubmit: (e) => {
             e.preventDefault();
             act(button, err, async () => {
@@ -424,8 +449,8 @@ function keyForm() {
                 route();
             });
         },
-    }, h('h1', {}, 'API key'), h('p', {}, "The dashboard calls this server's API with your key. "
-        + 'It is kept in this browser (localStorage) and sent to this origin only.'), field('API key', input), err, button);
+    }, h('h1', {}, 'API key'), h('p', {}, "The dashboard calls this server's API with your key. " +
+        'It is kept in this browser (localStorage) and sent to this origin only.'), field('API key', input), err, button);
     return form;
 }
 async function showWhoami() {
@@ -436,7 +461,14 @@ async function showWhoami() {
     const err = errorBox();
     const change = h('button', { type: 'button', class: 'link', onclick: () => replace(main, keyForm()) }, 'Change key');
     const forget = h('button', {
-        type: 'button', class: 'link', testid: 'key-forget', onclick: () => { forgetKey(); showWhoami(); route(); },
+        type: 'button',
+        class: 'link',
+        testid: 'key-forget',
+        onclick: () => {
+            forgetKey();
+            showWhoami();
+            route();
+        },
     }, 'Forget key');
     try {
         const me = await api('GET', '/v1/whoami');
@@ -490,8 +522,13 @@ function scale(values, includeZero) {
 function frame(title, testid, rows, summary) {
     const height = TOP + rows * ROW + AXIS;
     return s('svg', {
-        class: 'chart', viewBox: \`0 0 \${W} \${height}\`, width: W, height, role: 'img',
-        'aria-label': \`\${title}. \${summary}\`, testid,
+        class: 'chart',
+        viewBox: \`0 0 \${W} \${height}\`,
+        width: W,
+        height,
+        role: 'img',
+        'aria-label': \`\${title}. \${summary}\`,
+        testid,
     }, s('title', {}, title));
 }
 // A chart with its title visible above it.
@@ -525,11 +562,13 @@ function noData(g, sc, y) {
 export function intervalChart({ title, rows, unit = '', zeroLine = false, testid }) {
     const values = rows.flatMap((r) => (r.value === null ? [] : [r.value, ...(r.ci || [])]));
     const sc = scale(values, !!zeroLine);
-    const summary = rows.map((r) => {
+    const summary = rows
+        .map((r) => {
         if (r.value === null)
             return \`\${r.label}: no data\`;
         return \`\${r.label}: \${sig(r.value)}\${r.ci ? \` (95 % CI \${sig(r.ci[0])} to \${sig(r.ci[1])})\` : ''}\`;
-    }).join('; ');
+    })
+        .join('; ');
     const svg = frame(title, testid, rows.length, summary);
     rows.forEach((r, i) => {
         const y = TOP + i * ROW + ROW / 2;
@@ -542,8 +581,10 @@ export function intervalChart({ title, rows, unit = '', zeroLine = false, testid
                 whisker(g, sc, r.ci[0], r.ci[1], y);
             const dot = { class: 'dot', cx: sc.x(r.value), cy: y, r: 5 };
             g.append(s('circle', dot, s('title', {}, \`\${r.label}: \${sig(r.value)}\`)));
-            const text = sig(r.value) + (unit ? \` \${unit}\` : '') + (r.ci ? \` ± \${sig((r.ci[1] - r.ci[0]) / 2, 2)}\` : '')
-                + (r.note ? \` \${r.note}\` : '');
+            const text = sig(r.value) +
+                (unit ? \` \${unit}\` : '') +
+                (r.ci ? \` ± \${sig((r.ci[1] - r.ci[0]) / 2, 2)}\` : '') +
+                (r.note ? \` \${r.note}\` : '');
             g.append(s('text', { class: 'value', x: sc.x1 + 10, y: y + 4 }, text));
         }
         svg.append(g);
@@ -553,14 +594,16 @@ export function intervalChart({ title, rows, unit = '', zeroLine = false, testid
     return figure(title, svg);
 }
 // Latency per arm: a bar to the median, a whisker on to p95, a dot at the mean.
-export function latencyChart({ title, rows, testid }) {
+export function latencyChart({ title, rows, testid, }) {
     const values = rows.flatMap((r) => [r.p50, r.p95, r.mean].filter((v) => v !== null));
     const sc = scale(values, true);
-    const summary = rows.map((r) => {
+    const summary = rows
+        .map((r) => {
         if (r.p50 === null)
             return \`\${r.label}: no data\`;
         return \`\${r.label}: median \${sig(r.p50)} ms, p95 \${sig(r.p95)} ms\`;
-    }).join('; ');
+    })
+        .join('; ');
     const svg = frame(title, testid, rows.length, summary);
     rows.forEach((r, i) => {
         const y = TOP + i * ROW + ROW / 2;
@@ -731,9 +774,15 @@ export function experimentsView(ctx, adapterName) {
     const err = errorBox();
     const body = h('div', {}, h('p', {}, 'Loading…'));
     const picker = h('select', {
-        testid: 'exp-adapter', onchange: () => { location.hash = \`#/experiments/\${enc(picker.value)}\`; },
+        testid: 'exp-adapter',
+        onchange: () => {
+            location.hash = \`#/experiments/\${enc(picker.value)}\`;
+        },
     });
-    load().catch((e) => { replace(body); showError(err, e); });
+    load().catch((e) => {
+        replace(body);
+        showError(err, e);
+    });
     return h('section', { testid: 'experiments-view' }, h('h1', {}, 'Experiments'), field('Adapter', picker), err, body);
     async function load() {
         const adapters = (await api('GET', '/v1/adapters?limit=200')).data;
@@ -758,31 +807,45 @@ function createForm(adapter) {
     const versions = adapter.version_list.filter((v) => v.status !== 'yanked');
     const choices = [
         ...versions.map((v) => ({
-            value: \`v:\${v.version}\`, label: \`v\${v.version}\${v.status === 'deprecated' ? ' (deprecated)' : ''}\`,
+            value: \`v:\${v.version}\`,
+            label: \`v\${v.version}\${v.status === 'deprecated' ? ' (deprecated)' : ''}\`,
         })),
         ...Object.entries(adapter.aliases).map(([alias, v]) => ({
-            value: \`a:\${alias}\`, label: \`alias \${alias} (now v\${v})\`,
+            value: \`a:\${alias}\`,
+            label: \`alias \${alias} (now v\${v})\`,
         })),
     ];
     const latest = versions[0] ? versions[0].version : null;
     const production = adapter.aliases.production;
     // The control: production's version, unless that is the latest (the candidate); else the one before the latest.
-    const control = production !== undefined && production !== latest
-        ? production
-        : versions[1] ? versions[1].version : latest;
+    const control = production !== undefined && production !== latest ? production : versions[1] ? versions[1].version : latest;
     const arms = h('div', { class: 'arms' });
     let n = 0;
     const addArm = (name, version, weight) => {
         const i = n++;
         const target = h('select', { testid: \`arm-target-\${i}\` }, choices.map((c) => h('option', { value: c.value, selected: c.value === \`v:\${version}\` }, c.label)));
         const row = h('fieldset', { class: 'arm', testid: \`arm-\${i}\` }, h('legend', {}, \`Arm \${i + 1}\`), field('Arm name', h('input', {
-            type: 'text', name: 'arm-name', value: name, required: true, maxlength: 64, testid: \`arm-name-\${i}\`,
+            type: 'text',
+            name: 'arm-name',
+            value: name,
+            required: true,
+            maxlength: 64,
+            testid: \`arm-name-\${i}\`,
         })), field('Serves', target), field('Weight', h('input', {
-            type: 'number', name: 'arm-weight', value: weight, min: 0, step: 'any', required: true,
+            type: 'number',
+            name: 'arm-weight',
+            value: weight,
+            min: 0,
+            step: 'any',
+            required: true,
             testid: \`arm-weight-\${i}\`,
         })), h('button', {
-            type: 'button', class: 'link', onclick: () => { if (arms.children.length > 1)
-                row.remove(); },
+            type: 'button',
+            class: 'link',
+            onclick: () => {
+                if (arms.children.length > 1)
+                    row.remove();
+            },
         }, \`Remove arm \${i + 1}\`));
         arms.append(row);
     };
@@ -790,10 +853,19 @@ function createForm(adapter) {
     if (latest !== null && latest !== control)
         addArm('candidate', latest, 50);
     const name = h('input', {
-        type: 'text', name: 'name', required: true, maxlength: 200, value: \`\${adapter.name} experiment\`, testid: 'exp-name',
+        type: 'text',
+        name: 'name',
+        required: true,
+        maxlength: 200,
+        value: \`\${adapter.name} experiment\`,
+        testid: 'exp-name',
     });
     const start = h('input', {
-        type: 'checkbox', name: 'start', id: 'exp-start-box', checked: true, testid: 'exp-start-now',
+        type: 'checkbox',
+        name: 'start',
+        id: 'exp-start-box',
+        checked: true,
+        testid: 'exp-start-now',
     });
     const submit = h('button', { type: 'submit', testid: 'exp-create' }, 'Create experiment');
     // An arm as the API takes it: "v:2" serves version 2, "a:production" whatever that alias points to.
@@ -806,7 +878,8 @@ function createForm(adapter) {
         return kind === 'v' ? { ...arm, version: Number(value) } : { ...arm, alias: value };
     };
     return h('form', {
-        class: 'card', testid: 'exp-form',
+        class: 'card',
+        testid: 'exp-form',
         onsubmit: (e) => {
             e.preventDefault();
             act(submit, err, async () => {
@@ -820,8 +893,8 @@ function createForm(adapter) {
                 location.hash = \`#/experiment/\${enc(created.id)}\`;
             });
         },
-    }, h('h2', {}, 'New experiment'), h('p', { class: 'muted' }, 'The first arm is the control. '
-        + "Units (the request's user, or x-versa-unit) stick to the arm they are first assigned."), field('Name', name), arms, h('button', { type: 'button', testid: 'exp-add-arm', onclick: () => addArm(\`arm \${n + 1}\`, latest, 50) }, 'Add arm'), h('div', { class: 'field inline' }, start, h('label', { for: 'exp-start-box' }, 'Start it now (at most one running experiment per adapter)')), err, submit);
+    }, h('h2', {}, 'New experiment'), h('p', { class: 'muted' }, 'The first arm is the control. ' +
+        "Units (the request's user, or x-versa-unit) stick to the arm they are first assigned."), field('Name', name), arms, h('button', { type: 'button', testid: 'exp-add-arm', onclick: () => addArm(\`arm \${n + 1}\`, latest, 50) }, 'Add arm'), h('div', { class: 'field inline' }, start, h('label', { for: 'exp-start-box' }, 'Start it now (at most one running experiment per adapter)')), err, submit);
 }
 export function experimentView(ctx, id) {
     const err = errorBox();
@@ -849,11 +922,18 @@ export function experimentView(ctx, id) {
         const kill = patch({ killed: !e.killed }, e.killed ? 'Kill switch off: arms are assigned again.' : 'Kill switch on: every unit gets the control arm.');
         const start = patch({ status: 'running' }, 'Started.');
         replace(controls, e.status === 'draft' ? h('button', { type: 'button', testid: 'exp-start', onclick: start }, 'Start') : null, e.status !== 'stopped' ? h('button', { type: 'button', testid: 'exp-stop', onclick: stop }, 'Stop') : null, h('button', {
-            type: 'button', class: e.killed ? 'danger' : '', 'aria-pressed': String(e.killed), testid: 'exp-kill',
+            type: 'button',
+            class: e.killed ? 'danger' : '',
+            'aria-pressed': String(e.killed),
+            testid: 'exp-kill',
             onclick: kill,
         }, e.killed ? 'Kill switch is ON: turn off' : 'Kill switch: send everyone to control'));
         const inputs = e.arms.map((a) => h('input', {
-            type: 'number', min: 0, step: 'any', value: a.weight, 'aria-label': \`Weight of arm \${a.name}\`,
+            type: 'number',
+            min: 0,
+            step: 'any',
+            value: a.weight,
+            'aria-label': \`Weight of arm \${a.name}\`,
             testid: \`weight-\${a.name}\`,
         }));
         const save = h('button', { type: 'submit' }, 'Update weights');
@@ -890,7 +970,12 @@ export function experimentView(ctx, id) {
             timer = setTimeout(poll, REFRESH_MS);
     }
     ctx.signal.addEventListener('abort', () => clearTimeout(timer));
-    api('GET', path).then((e) => { render(e); poll(); }).catch((e) => showError(err, e));
+    api('GET', path)
+        .then((e) => {
+        render(e);
+        poll();
+    })
+        .catch((e) => showError(err, e));
     return h('section', { testid: 'experiment-view' }, header, err, status, controls, weights, h('h2', {}, 'Results ', updated), h('button', { type: 'button', testid: 'results-refresh', onclick: () => poll() }, 'Refresh now'), resultsErr, results);
 }
 // The chi-square check of units per arm against the weights: a mismatch means broken assignment or logging.
@@ -911,32 +996,61 @@ function renderResults(root, r) {
     const cell = (a, key, ...content) => h('td', { class: 'num', testid: \`arm-\${a.arm}-\${key}\` }, content);
     const diff = (d, unit = '') => (d.diff === null ? '–' : sig(d.diff) + unit);
     const rows = arms.map((a) => h('tr', { testid: \`arm-row-\${a.arm}\` }, h('th', { scope: 'row' }, a.arm, h('div', { class: 'muted' }, armTarget(a) + (a.arm === r.control ? ' · control' : ''))), cell(a, 'weight', percent(a.weight / totalWeight, 0), h('div', { class: 'muted' }, \`seen \${totalUnits ? percent(a.units / totalUnits, 0) : '–'}\`)), cell(a, 'units', num(a.units)), cell(a, 'requests', num(a.requests)), cell(a, 'tokens', \`\${num(a.tokens.prompt)} / \${num(a.tokens.completion)}\`), cell(a, 'latency', \`\${ms(a.latency_ms.mean)} / \${ms(a.latency_ms.p50)} / \${ms(a.latency_ms.p95)}\`), cell(a, 'ttft', ms(a.ttft_ms.p50)), cell(a, 'errors', a.error_rate === null ? '–' : percent(a.error_rate)), cell(a, 'feedback', a.feedback.mean === null ? '–' : sig(a.feedback.mean), h('div', { class: 'muted' }, \`n = \${a.feedback.n}, \${interval(a.feedback.ci95)}\`)), cell(a, 'vs-control', a.vs_control
-        ? [h('div', {}, \`feedback \${diff(a.vs_control.feedback)} \${interval(a.vs_control.feedback.ci95)}\`),
-            h('div', {}, \`latency \${diff(a.vs_control.latency_ms, ' ms')} \${interval(a.vs_control.latency_ms.ci95)}\`)]
+        ? [
+            h('div', {}, \`feedback \${diff(a.vs_control.feedback)} \${interval(a.vs_control.feedback.ci95)}\`),
+            h('div', {}, \`latency \${diff(a.vs_control.latency_ms, ' ms')} \${interval(a.vs_control.latency_ms.ci95)}\`),
+        ]
         : '–')));
     const others = arms.filter((a) => a.vs_control);
     const headers = [
-        'Arm', 'Weight', 'Units', 'Requests', 'Tokens (prompt / completion)', 'Latency (mean / p50 / p95)',
-        'Time to first token (p50)', 'Error rate', 'Feedback (mean, 95 % CI)', 'Difference vs control (95 % CI)',
+        'Arm',
+        'Weight',
+        'Units',
+        'Requests',
+        'Tokens (prompt / completion)',
+        'Latency (mean / p50 / p95)',
+        'Time to first token (p50)',
+        'Error rate',
+        'Feedback (mean, 95 % CI)',
+        'Difference vs control (95 % CI)',
     ];
     replace(root, srmCheck(r, totalWeight), table(headers, rows, { testid: 'results-table' }), h('div', { class: 'charts' }, latencyChart({
-        title: 'Latency per arm (bar: median, whisker: to p95, dot: mean)', testid: 'chart-latency',
+        title: 'Latency per arm (bar: median, whisker: to p95, dot: mean)',
+        testid: 'chart-latency',
         rows: arms.map((a) => ({ label: a.arm, ...a.latency_ms })),
     }), intervalChart({
-        title: 'Mean feedback per arm with 95 % confidence interval', testid: 'chart-feedback',
+        title: 'Mean feedback per arm with 95 % confidence interval',
+        testid: 'chart-feedback',
         rows: arms.map((a) => ({
-            label: a.arm, value: a.feedback.mean, ci: a.feedback.ci95, note: \`n=\${a.feedback.n}\`,
+            label: a.arm,
+            value: a.feedback.mean,
+            ci: a.feedback.ci95,
+            note: \`n=\${a.feedback.n}\`,
         })),
-    }), others.length ? intervalChart({
-        title: 'Feedback difference vs control (arm − control, 95 % CI)', testid: 'chart-feedback-diff', zeroLine: true,
-        rows: others.map((a) => ({ label: a.arm, value: a.vs_control.feedback.diff, ci: a.vs_control.feedback.ci95 })),
-    }) : null, others.length ? intervalChart({
-        title: 'Latency difference vs control (arm − control, 95 % CI)', testid: 'chart-latency-diff', unit: 'ms',
-        zeroLine: true,
-        rows: others.map((a) => ({
-            label: a.arm, value: a.vs_control.latency_ms.diff, ci: a.vs_control.latency_ms.ci95,
-        })),
-    }) : null));
+    }), others.length
+        ? intervalChart({
+            title: 'Feedback difference vs control (arm − control, 95 % CI)',
+            testid: 'chart-feedback-diff',
+            zeroLine: true,
+            rows: others.map((a) => ({
+                label: a.arm,
+                value: a.vs_control.feedback.diff,
+                ci: a.vs_control.feedback.ci95,
+            })),
+        })
+        : null, others.length
+        ? intervalChart({
+            title: 'Latency difference vs control (arm − control, 95 % CI)',
+            testid: 'chart-latency-diff',
+            unit: 'ms',
+            zeroLine: true,
+            rows: others.map((a) => ({
+                label: a.arm,
+                value: a.vs_control.latency_ms.diff,
+                ci: a.vs_control.latency_ms.ci95,
+            })),
+        })
+        : null));
 }
 `,
   'markdown.js': `/**
@@ -1029,7 +1143,10 @@ import { badge, bytes, enc, errorBox, h, num, replace, showError, table, when } 
 export function modelsView() {
     const err = errorBox();
     const body = h('div', {}, h('p', {}, 'Loading…'));
-    load().catch((e) => { replace(body); showError(err, e); });
+    load().catch((e) => {
+        replace(body);
+        showError(err, e);
+    });
     return h('section', { testid: 'models-view' }, h('h1', {}, 'Models'), err, body);
     async function load() {
         const list = await api('GET', '/v1/models');
@@ -1070,23 +1187,42 @@ export function playgroundView({ signal, params }) {
     const err = errorBox();
     const models = h('datalist', { id: 'pg-models' });
     const model = h('input', {
-        type: 'text', name: 'model', required: true, list: 'pg-models', value: params.get('model') || '',
-        autocomplete: 'off', testid: 'pg-model',
+        type: 'text',
+        name: 'model',
+        required: true,
+        list: 'pg-models',
+        value: params.get('model') || '',
+        autocomplete: 'off',
+        testid: 'pg-model',
     });
     const endpoint = h('select', { name: 'endpoint', testid: 'pg-endpoint' }, h('option', { value: 'chat' }, 'Chat (/v1/chat/completions)'), h('option', { value: 'text' }, 'Completion (/v1/completions)'));
     const prompt = h('textarea', { name: 'prompt', rows: 4, required: true, testid: 'pg-prompt' }, 'Once upon a time');
     const maxTokens = h('input', {
-        type: 'number', name: 'max_tokens', min: 1, value: 48, required: true, testid: 'pg-max-tokens',
+        type: 'number',
+        name: 'max_tokens',
+        min: 1,
+        value: 48,
+        required: true,
+        testid: 'pg-max-tokens',
     });
     const temperature = h('input', {
-        type: 'number', name: 'temperature', min: 0, max: 2, step: 0.1, value: 0.8, required: true,
+        type: 'number',
+        name: 'temperature',
+        min: 0,
+        max: 2,
+        step: 0.1,
+        value: 0.8,
+        required: true,
         testid: 'pg-temperature',
     });
     const unit = h('input', { type: 'text', name: 'user', value: defaultUnit(), maxlength: 256, testid: 'pg-unit' });
-    const newUnit = h('button', { type: 'button', onclick: () => {
+    const newUnit = h('button', {
+        type: 'button',
+        onclick: () => {
             sessionStorage.removeItem(UNIT_KEY);
             unit.value = defaultUnit();
-        } }, 'New unit');
+        },
+    }, 'New unit');
     const streamButton = h('button', { type: 'submit', testid: 'pg-stream' }, 'Stream');
     const stopButton = h('button', { type: 'button', disabled: true, testid: 'pg-stop' }, 'Stop');
     const output = h('pre', { class: 'output', 'aria-live': 'polite', testid: 'pg-output' });
@@ -1098,7 +1234,8 @@ export function playgroundView({ signal, params }) {
     const down = h('button', { type: 'button', disabled: true, testid: 'pg-thumbs-down' }, h('span', { 'aria-hidden': 'true' }, '👎 '), 'Bad');
     let completionId = null;
     let running = null;
-    api('GET', '/v1/models').then((list) => {
+    api('GET', '/v1/models')
+        .then((list) => {
         const hint = (m) => {
             if (m.kind === 'base')
                 return 'base model';
@@ -1109,7 +1246,8 @@ export function playgroundView({ signal, params }) {
         if (!model.value && list.data.length) {
             model.value = (list.data.find((m) => m.kind === 'adapter') || list.data[0]).id;
         }
-    }).catch((e) => showError(err, e));
+    })
+        .catch((e) => showError(err, e));
     let scored = false;
     const score = (value) => async (e) => {
         await act(e.currentTarget, feedbackErr, async () => {
@@ -1142,7 +1280,8 @@ export function playgroundView({ signal, params }) {
             fact('Warning', 'pg-warning', headers.get('x-versa-warning'));
     }
     const form = h('form', {
-        class: 'card', testid: 'pg-form',
+        class: 'card',
+        testid: 'pg-form',
         onsubmit: (e) => {
             e.preventDefault();
             if (running)
@@ -1206,8 +1345,8 @@ export function playgroundView({ signal, params }) {
             });
             const total = performance.now() - started;
             const produced = usage ? \`\${usage.completion_tokens} tokens\` : \`\${chunks} chunks\`;
-            replace(stats, \`Done: \${produced}, finish reason \${finish || '?'}, \`
-                + \`first token after \${Math.round(first || total)} ms, total \${Math.round(total)} ms.\`);
+            replace(stats, \`Done: \${produced}, finish reason \${finish || '?'}, \` +
+                \`first token after \${Math.round(first || total)} ms, total \${Math.round(total)} ms.\`);
             stats.setAttribute('data-done', 'true');
             up.disabled = down.disabled = !completionId;
         }
@@ -1234,86 +1373,375 @@ export function playgroundView({ signal, params }) {
 }
 `,
   'styles.css': `/* /ui/assets/styles.css: the dashboard in plain CSS, light and dark. */
-:root { color-scheme: light dark; --fg: #1b1f24; --muted: #5b6470; --bg: #fff; --panel: #f5f7fa; --line: #d5dbe3;
-  --accent: #2457c5; --ok: #1d7a3a; --warn: #9a5b00; --bad: #b3261e; --arm: #2457c5; --ci: #5b6470; }
-@media (prefers-color-scheme: dark) {
-  :root { --fg: #e6e9ee; --muted: #9aa4b2; --bg: #111418; --panel: #1a1f26; --line: #2e3640; --accent: #7aa2ff;
-    --ok: #5cc47a; --warn: #e0a040; --bad: #ff7b72; --arm: #7aa2ff; --ci: #9aa4b2; }
+:root {
+  color-scheme: light dark;
+  --fg: #1b1f24;
+  --muted: #5b6470;
+  --bg: #fff;
+  --panel: #f5f7fa;
+  --line: #d5dbe3;
+  --accent: #2457c5;
+  --ok: #1d7a3a;
+  --warn: #9a5b00;
+  --bad: #b3261e;
+  --arm: #2457c5;
+  --ci: #5b6470;
 }
-* { box-sizing: border-box; }
-body { margin: 0; font: 15px/1.45 system-ui, -apple-system, "Segoe UI", sans-serif; color: var(--fg);
-  background: var(--bg); }
-a { color: var(--accent); }
-:focus-visible { outline: 3px solid var(--accent); outline-offset: 2px; }
+@media (prefers-color-scheme: dark) {
+  :root {
+    --fg: #e6e9ee;
+    --muted: #9aa4b2;
+    --bg: #111418;
+    --panel: #1a1f26;
+    --line: #2e3640;
+    --accent: #7aa2ff;
+    --ok: #5cc47a;
+    --warn: #e0a040;
+    --bad: #ff7b72;
+    --arm: #7aa2ff;
+    --ci: #9aa4b2;
+  }
+}
+* {
+  box-sizing: border-box;
+}
+body {
+  margin: 0;
+  font:
+    15px/1.45 system-ui,
+    -apple-system,
+    'Segoe UI',
+    sans-serif;
+  color: var(--fg);
+  background: var(--bg);
+}
+a {
+  color: var(--accent);
+}
+:focus-visible {
+  outline: 3px solid var(--accent);
+  outline-offset: 2px;
+}
 /* Headings take focus after navigation (for screen readers); no ring for that. */
-h1:focus { outline: none; }
-.skip { position: absolute; left: -999px; }
-.skip:focus { left: 8px; top: 8px; background: var(--bg); padding: 4px 8px; z-index: 1; }
-.top { display: flex; flex-wrap: wrap; gap: 16px; align-items: center; padding: 10px 20px;
-  border-bottom: 1px solid var(--line); background: var(--panel); }
-.brand { font-weight: 700; font-size: 18px; text-decoration: none; color: var(--fg); }
-nav ul { display: flex; gap: 4px; list-style: none; margin: 0; padding: 0; }
-nav a { display: block; padding: 4px 10px; border-radius: 6px; text-decoration: none; }
-nav a[aria-current="page"] { background: var(--accent); color: var(--bg); }
-.key-panel { margin-left: auto; display: flex; gap: 8px; align-items: center; color: var(--muted); }
-main { padding: 16px 20px 48px; max-width: 1280px; }
-h1 { font-size: 24px; margin: 8px 0 12px; }
-h2 { font-size: 19px; margin: 24px 0 8px; }
-h3 { font-size: 16px; margin: 16px 0 6px; }
-table { border-collapse: collapse; width: 100%; margin: 8px 0; }
-th, td { text-align: left; padding: 6px 8px; border-bottom: 1px solid var(--line); vertical-align: top; }
-thead th { font-size: 13px; color: var(--muted); font-weight: 600; }
-td.num { text-align: right; font-variant-numeric: tabular-nums; }
-tr.selected { background: var(--panel); }
-code, pre { font-family: ui-monospace, SFMono-Regular, Menlo, Consolas, monospace; font-size: 13px; }
-code.hash { word-break: break-all; }
-.muted { color: var(--muted); font-size: 13px; }
-.card { border: 1px solid var(--line); border-radius: 8px; padding: 12px 16px; margin: 12px 0; background: var(--bg); }
-.row { display: flex; flex-wrap: wrap; gap: 8px; align-items: end; margin: 8px 0; }
-.field { display: flex; flex-direction: column; gap: 2px; margin: 6px 0; }
-.field.inline { flex-direction: row; align-items: center; gap: 6px; }
-.field small { color: var(--muted); }
-label { font-weight: 600; font-size: 13px; }
-label.inline { font-weight: 400; display: inline-flex; gap: 4px; align-items: center; }
-input, select, textarea, button { font: inherit; padding: 5px 8px; border: 1px solid var(--line); border-radius: 6px;
-  background: var(--bg); color: var(--fg); }
-textarea { width: 100%; }
-input[type="number"] { width: 7em; }
-button { cursor: pointer; background: var(--panel); }
-button[type="submit"] { background: var(--accent); color: var(--bg); border-color: var(--accent); }
-button.danger { border-color: var(--bad); color: var(--bad); }
-button.link { border: none; background: none; color: var(--accent); text-decoration: underline; padding: 2px; }
-button:disabled { opacity: 0.5; cursor: default; }
-.actions { display: flex; gap: 4px; flex-wrap: wrap; }
-.filters { display: flex; flex-wrap: wrap; gap: 12px; align-items: end; }
-fieldset.arm { display: flex; flex-wrap: wrap; gap: 12px; align-items: end; border: 1px solid var(--line);
-  border-radius: 6px; margin: 8px 0; }
-.badge { display: inline-block; padding: 0 7px; border-radius: 10px; font-size: 12px; border: 1px solid currentColor; }
-.badge-active, .badge-running { color: var(--ok); }
-.badge-deprecated, .badge-draft { color: var(--warn); }
-.badge-yanked, .badge-killed, .badge-stopped { color: var(--bad); }
-.badge-kind { color: var(--muted); }
-.alias { display: inline-block; margin-right: 8px; }
-ul.inline { padding-left: 18px; }
-.error { border: 1px solid var(--bad); color: var(--bad); border-radius: 6px; padding: 8px 12px; margin: 8px 0; }
-.warning { border: 2px solid var(--warn); border-radius: 6px; padding: 10px 14px; margin: 8px 0; }
-.status { color: var(--ok); min-height: 1.2em; margin: 6px 0; }
-dl.facts { display: grid; grid-template-columns: max-content 1fr; gap: 4px 16px; }
-dl.facts dt { color: var(--muted); }
-dl.facts dd { margin: 0; }
-pre.output { white-space: pre-wrap; min-height: 4em; padding: 10px; border: 1px solid var(--line); border-radius: 6px;
-  background: var(--panel); }
-.card-body { border-left: 3px solid var(--line); padding-left: 12px; }
-.charts { display: flex; flex-wrap: wrap; gap: 16px; }
-figure.chart { margin: 0; }
-figure.chart figcaption { font-size: 13px; font-weight: 600; margin: 4px 0; }
-svg.chart { max-width: 100%; height: auto; border: 1px solid var(--line); border-radius: 6px; }
-svg.chart text { fill: var(--fg); font-size: 12px; }
-svg.chart text.tick, svg.chart text.none { fill: var(--muted); }
-svg.chart .axis { stroke: var(--line); }
-svg.chart .zero { stroke: var(--muted); stroke-dasharray: 4 3; }
-svg.chart .bar { fill: var(--arm); opacity: 0.35; }
-svg.chart .dot { fill: var(--arm); }
-svg.chart .whisker { stroke: var(--ci); stroke-width: 2; }
+h1:focus {
+  outline: none;
+}
+.skip {
+  position: absolute;
+  left: -999px;
+}
+.skip:focus {
+  left: 8px;
+  top: 8px;
+  background: var(--bg);
+  padding: 4px 8px;
+  z-index: 1;
+}
+.top {
+  display: flex;
+  flex-wrap: wrap;
+  gap: 16px;
+  align-items: center;
+  padding: 10px 20px;
+  border-bottom: 1px solid var(--line);
+  background: var(--panel);
+}
+.brand {
+  font-weight: 700;
+  font-size: 18px;
+  text-decoration: none;
+  color: var(--fg);
+}
+nav ul {
+  display: flex;
+  gap: 4px;
+  list-style: none;
+  margin: 0;
+  padding: 0;
+}
+nav a {
+  display: block;
+  padding: 4px 10px;
+  border-radius: 6px;
+  text-decoration: none;
+}
+nav a[aria-current='page'] {
+  background: var(--accent);
+  color: var(--bg);
+}
+.key-panel {
+  margin-left: auto;
+  display: flex;
+  gap: 8px;
+  align-items: center;
+  color: var(--muted);
+}
+main {
+  padding: 16px 20px 48px;
+  max-width: 1280px;
+}
+h1 {
+  font-size: 24px;
+  margin: 8px 0 12px;
+}
+h2 {
+  font-size: 19px;
+  margin: 24px 0 8px;
+}
+h3 {
+  font-size: 16px;
+  margin: 16px 0 6px;
+}
+table {
+  border-collapse: collapse;
+  width: 100%;
+  margin: 8px 0;
+}
+th,
+td {
+  text-align: left;
+  padding: 6px 8px;
+  border-bottom: 1px solid var(--line);
+  vertical-align: top;
+}
+thead th {
+  font-size: 13px;
+  color: var(--muted);
+  font-weight: 600;
+}
+td.num {
+  text-align: right;
+  font-variant-numeric: tabular-nums;
+}
+tr.selected {
+  background: var(--panel);
+}
+code,
+pre {
+  font-family: ui-monospace, SFMono-Regular, Menlo, Consolas, monospace;
+  font-size: 13px;
+}
+code.hash {
+  word-break: break-all;
+}
+.muted {
+  color: var(--muted);
+  font-size: 13px;
+}
+.card {
+  border: 1px solid var(--line);
+  border-radius: 8px;
+  padding: 12px 16px;
+  margin: 12px 0;
+  background: var(--bg);
+}
+.row {
+  display: flex;
+  flex-wrap: wrap;
+  gap: 8px;
+  align-items: end;
+  margin: 8px 0;
+}
+.field {
+  display: flex;
+  flex-direction: column;
+  gap: 2px;
+  margin: 6px 0;
+}
+.field.inline {
+  flex-direction: row;
+  align-items: center;
+  gap: 6px;
+}
+.field small {
+  color: var(--muted);
+}
+label {
+  font-weight: 600;
+  font-size: 13px;
+}
+label.inline {
+  font-weight: 400;
+  display: inline-flex;
+  gap: 4px;
+  align-items: center;
+}
+input,
+select,
+textarea,
+button {
+  font: inherit;
+  padding: 5px 8px;
+  border: 1px solid var(--line);
+  border-radius: 6px;
+  background: var(--bg);
+  color: var(--fg);
+}
+textarea {
+  width: 100%;
+}
+input[type='number'] {
+  width: 7em;
+}
+button {
+  cursor: pointer;
+  background: var(--panel);
+}
+button[type='submit'] {
+  background: var(--accent);
+  color: var(--bg);
+  border-color: var(--accent);
+}
+button.danger {
+  border-color: var(--bad);
+  color: var(--bad);
+}
+button.link {
+  border: none;
+  background: none;
+  color: var(--accent);
+  text-decoration: underline;
+  padding: 2px;
+}
+button:disabled {
+  opacity: 0.5;
+  cursor: default;
+}
+.actions {
+  display: flex;
+  gap: 4px;
+  flex-wrap: wrap;
+}
+.filters {
+  display: flex;
+  flex-wrap: wrap;
+  gap: 12px;
+  align-items: end;
+}
+fieldset.arm {
+  display: flex;
+  flex-wrap: wrap;
+  gap: 12px;
+  align-items: end;
+  border: 1px solid var(--line);
+  border-radius: 6px;
+  margin: 8px 0;
+}
+.badge {
+  display: inline-block;
+  padding: 0 7px;
+  border-radius: 10px;
+  font-size: 12px;
+  border: 1px solid currentColor;
+}
+.badge-active,
+.badge-running {
+  color: var(--ok);
+}
+.badge-deprecated,
+.badge-draft {
+  color: var(--warn);
+}
+.badge-yanked,
+.badge-killed,
+.badge-stopped {
+  color: var(--bad);
+}
+.badge-kind {
+  color: var(--muted);
+}
+.alias {
+  display: inline-block;
+  margin-right: 8px;
+}
+ul.inline {
+  padding-left: 18px;
+}
+.error {
+  border: 1px solid var(--bad);
+  color: var(--bad);
+  border-radius: 6px;
+  padding: 8px 12px;
+  margin: 8px 0;
+}
+.warning {
+  border: 2px solid var(--warn);
+  border-radius: 6px;
+  padding: 10px 14px;
+  margin: 8px 0;
+}
+.status {
+  color: var(--ok);
+  min-height: 1.2em;
+  margin: 6px 0;
+}
+dl.facts {
+  display: grid;
+  grid-template-columns: max-content 1fr;
+  gap: 4px 16px;
+}
+dl.facts dt {
+  color: var(--muted);
+}
+dl.facts dd {
+  margin: 0;
+}
+pre.output {
+  white-space: pre-wrap;
+  min-height: 4em;
+  padding: 10px;
+  border: 1px solid var(--line);
+  border-radius: 6px;
+  background: var(--panel);
+}
+.card-body {
+  border-left: 3px solid var(--line);
+  padding-left: 12px;
+}
+.charts {
+  display: flex;
+  flex-wrap: wrap;
+  gap: 16px;
+}
+figure.chart {
+  margin: 0;
+}
+figure.chart figcaption {
+  font-size: 13px;
+  font-weight: 600;
+  margin: 4px 0;
+}
+svg.chart {
+  max-width: 100%;
+  height: auto;
+  border: 1px solid var(--line);
+  border-radius: 6px;
+}
+svg.chart text {
+  fill: var(--fg);
+  font-size: 12px;
+}
+svg.chart text.tick,
+svg.chart text.none {
+  fill: var(--muted);
+}
+svg.chart .axis {
+  stroke: var(--line);
+}
+svg.chart .zero {
+  stroke: var(--muted);
+  stroke-dasharray: 4 3;
+}
+svg.chart .bar {
+  fill: var(--arm);
+  opacity: 0.35;
+}
+svg.chart .dot {
+  fill: var(--arm);
+}
+svg.chart .whisker {
+  stroke: var(--ci);
+  stroke-width: 2;
+}
 `,
 };

@@ -52,21 +52,34 @@ export class AdapterFormatError extends Error {
 /** Which format a folder's files are in, from adapter_config.json (if any) and the file names. */
 export function detectKind(config: Record<string, unknown> | undefined, files: readonly string[]): AdapterKind {
   if (config?.peft_type !== undefined) {
-    if (config.peft_type !== 'LORA') throw new AdapterFormatError(`PEFT type ${JSON.stringify(config.peft_type)} is not supported (only LORA)`);
+    if (config.peft_type !== 'LORA')
+      throw new AdapterFormatError(`PEFT type ${JSON.stringify(config.peft_type)} is not supported (only LORA)`);
     return 'lora';
   }
   if (config?.format === 'vglm' || config?.format === 'vlm' || files.includes(VLM_WEIGHTS_FILE)) return 'vlm';
-  if (files.includes(LORA_WEIGHTS_FILE)) throw new AdapterFormatError(`${ADAPTER_CONFIG_FILE} with "peft_type": "LORA" is required next to ${LORA_WEIGHTS_FILE}`);
-  throw new AdapterFormatError(`not an adapter: expected ${VLM_WEIGHTS_FILE} (VLM) or ${ADAPTER_CONFIG_FILE} + ${LORA_WEIGHTS_FILE} (PEFT LoRA)`);
+  if (files.includes(LORA_WEIGHTS_FILE))
+    throw new AdapterFormatError(
+      `${ADAPTER_CONFIG_FILE} with "peft_type": "LORA" is required next to ${LORA_WEIGHTS_FILE}`,
+    );
+  throw new AdapterFormatError(
+    `not an adapter: expected ${VLM_WEIGHTS_FILE} (VLM) or ${ADAPTER_CONFIG_FILE} + ${LORA_WEIGHTS_FILE} (PEFT LoRA)`,
+  );
 }
 
 /** Validates a VLM adapter against `base`. */
-export function describeVlm(header: SafetensorsHeader, base: ModelConfig, config: Record<string, unknown> = {}): AdapterManifest {
+export function describeVlm(
+  header: SafetensorsHeader,
+  base: ModelConfig,
+  config: Record<string, unknown> = {},
+): AdapterManifest {
   const meta = header.metadata;
   const d = base.hiddenSize;
   const taskTokens = parseTaskTokens(meta.task_tokens ?? config.task_tokens);
   const downShape = header.tensors.get(`${layerPrefix(base, 0)}adapter_block.project_down.weight`)?.shape;
-  if (!downShape) throw new AdapterFormatError(`missing ${layerPrefix(base, 0)}adapter_block.project_down.weight (is this adapter for a ${base.architecture} base?)`);
+  if (!downShape)
+    throw new AdapterFormatError(
+      `missing ${layerPrefix(base, 0)}adapter_block.project_down.weight (is this adapter for a ${base.architecture} base?)`,
+    );
   const m = downShape[0];
   const declared = meta.bottleneck ?? config.bottleneck;
   if (declared !== undefined && Number(declared) !== m) {
@@ -86,7 +99,8 @@ export function describeVlm(header: SafetensorsHeader, base: ModelConfig, config
     expected.set(`${p}project_up.weight`, [d, m]);
     expected.set(`${p}project_up.bias`, [d]);
   }
-  if (taskTokens.length || header.tensors.has('task_embeddings')) expected.set('task_embeddings', [taskTokens.length, d]);
+  if (taskTokens.length || header.tensors.has('task_embeddings'))
+    expected.set('task_embeddings', [taskTokens.length, d]);
   checkTensors(header.tensors, expected);
   return {
     kind: 'vlm',
@@ -106,27 +120,36 @@ export function describeLora(
   config: Record<string, unknown>,
 ): AdapterManifest & { modules: LoraModuleSpec[] } {
   if (config.use_dora) throw new AdapterFormatError('DoRA adapters (use_dora) are not supported');
-  if (config.bias !== undefined && config.bias !== 'none') throw new AdapterFormatError(`LoRA bias "${String(config.bias)}" is not supported (only "none")`);
+  if (config.bias !== undefined && config.bias !== 'none')
+    throw new AdapterFormatError(`LoRA bias "${String(config.bias)}" is not supported (only "none")`);
   if (Array.isArray(config.modules_to_save) && config.modules_to_save.length) {
     throw new AdapterFormatError(`modules_to_save (${config.modules_to_save.join(', ')}) is not supported`);
   }
   const r = Number(config.r);
   const alpha = Number(config.lora_alpha ?? r);
-  if (!Number.isInteger(r) || r <= 0) throw new AdapterFormatError(`adapter_config.json: r must be a positive integer (got ${JSON.stringify(config.r)})`);
+  if (!Number.isInteger(r) || r <= 0)
+    throw new AdapterFormatError(`adapter_config.json: r must be a positive integer (got ${JSON.stringify(config.r)})`);
   if (!Number.isFinite(alpha)) throw new AdapterFormatError(`adapter_config.json: lora_alpha must be a number`);
   const rslora = config.use_rslora === true;
   const alphaPattern = (config.alpha_pattern ?? {}) as Record<string, number>;
   const known = new Map(linearModules(base).map((mod) => [mod.name, mod]));
-  const keyPattern = /^base_model\.model\.(?:transformer\.h|model\.layers)\.(\d+)\.(.+)\.lora_([AB])(?:\.default)?\.weight$/;
+  const keyPattern =
+    /^base_model\.model\.(?:transformer\.h|model\.layers)\.(\d+)\.(.+)\.lora_([AB])(?:\.default)?\.weight$/;
   const pairs = new Map<string, { layer: number; module: string; a?: TensorInfo; b?: TensorInfo }>();
   for (const t of header.tensors.values()) {
     const match = keyPattern.exec(t.name);
-    if (!match) throw new AdapterFormatError(`unexpected tensor "${t.name}" (not a LoRA A/B weight of a ${base.architecture} block)`);
+    if (!match)
+      throw new AdapterFormatError(
+        `unexpected tensor "${t.name}" (not a LoRA A/B weight of a ${base.architecture} block)`,
+      );
     const [, layerText, module, which] = match;
     const layer = Number(layerText);
-    if (layer >= base.numLayers) throw new AdapterFormatError(`tensor "${t.name}": layer ${layer} but the base has ${base.numLayers}`);
+    if (layer >= base.numLayers)
+      throw new AdapterFormatError(`tensor "${t.name}": layer ${layer} but the base has ${base.numLayers}`);
     if (!known.has(module)) {
-      throw new AdapterFormatError(`tensor "${t.name}": module "${module}" cannot be adapted (supported: ${[...known.keys()].join(', ')})`);
+      throw new AdapterFormatError(
+        `tensor "${t.name}": module "${module}" cannot be adapted (supported: ${[...known.keys()].join(', ')})`,
+      );
     }
     const key = `${layer}:${module}`;
     const pair = pairs.get(key) ?? { layer, module };
@@ -140,7 +163,8 @@ export function describeLora(
     if (!a || !b) throw new AdapterFormatError(`${where}: lora_${a ? 'B' : 'A'} is missing`);
     const spec = known.get(module)!;
     const rank = a.shape[0];
-    if (a.shape.length !== 2 || a.shape[1] !== spec.in) throw new AdapterFormatError(`${where}: lora_A has shape [${a.shape}], expected [r, ${spec.in}]`);
+    if (a.shape.length !== 2 || a.shape[1] !== spec.in)
+      throw new AdapterFormatError(`${where}: lora_A has shape [${a.shape}], expected [r, ${spec.in}]`);
     if (b.shape.length !== 2 || b.shape[0] !== spec.out || b.shape[1] !== rank) {
       throw new AdapterFormatError(`${where}: lora_B has shape [${b.shape}], expected [${spec.out}, ${rank}]`);
     }
@@ -153,7 +177,8 @@ export function describeLora(
     modules.push({ layer, module, rank, scale, aName: a.name, bName: b.name });
   }
   for (const t of header.tensors.values()) {
-    if (t.dtype !== 'F32' && t.dtype !== 'F16' && t.dtype !== 'BF16') throw new AdapterFormatError(`tensor "${t.name}": dtype ${t.dtype} is not supported`);
+    if (t.dtype !== 'F32' && t.dtype !== 'F16' && t.dtype !== 'BF16')
+      throw new AdapterFormatError(`tensor "${t.name}": dtype ${t.dtype} is not supported`);
   }
   modules.sort((x, y) => x.layer - y.layer || x.module.localeCompare(y.module));
   return {
@@ -189,11 +214,14 @@ function checkTensors(actual: Map<string, TensorInfo>, expected: Map<string, num
   for (const [name, dims] of expected) {
     const t = actual.get(name);
     if (!t) throw new AdapterFormatError(`missing tensor "${name}"`);
-    if (t.shape.join() !== dims.join()) throw new AdapterFormatError(`tensor "${name}" has shape [${t.shape}], expected [${dims}]`);
-    if (t.dtype !== 'F32' && t.dtype !== 'F16' && t.dtype !== 'BF16') throw new AdapterFormatError(`tensor "${name}": dtype ${t.dtype} is not supported`);
+    if (t.shape.join() !== dims.join())
+      throw new AdapterFormatError(`tensor "${name}" has shape [${t.shape}], expected [${dims}]`);
+    if (t.dtype !== 'F32' && t.dtype !== 'F16' && t.dtype !== 'BF16')
+      throw new AdapterFormatError(`tensor "${name}": dtype ${t.dtype} is not supported`);
   }
   for (const name of actual.keys()) {
-    if (!expected.has(name)) throw new AdapterFormatError(`unexpected tensor "${name}" (does the adapter fit this base model?)`);
+    if (!expected.has(name))
+      throw new AdapterFormatError(`unexpected tensor "${name}" (does the adapter fit this base model?)`);
   }
 }
 

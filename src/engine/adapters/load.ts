@@ -6,7 +6,8 @@ import { readAdapter, type Adapter } from './read.ts';
 
 /** Reads an adapter folder (PEFT LoRA or VLM) from disk; `id` defaults to the folder path. */
 export function loadAdapterFolder(dir: string, base: ModelConfig, id = dir): Adapter {
-  if (!existsSync(dir) || !statSync(dir).isDirectory()) throw new AdapterFormatError(`adapter folder not found: ${dir}`);
+  if (!existsSync(dir) || !statSync(dir).isDirectory())
+    throw new AdapterFormatError(`adapter folder not found: ${dir}`);
   const files = new Map<string, Uint8Array>();
   for (const name of readdirSync(dir)) {
     if (name.endsWith('.safetensors')) files.set(name, readFileSync(join(dir, name)));
@@ -30,7 +31,8 @@ export function loadAdapterFolder(dir: string, base: ModelConfig, id = dir): Ada
 
 /** The kind of the adapter in `dir`, from its file names and config alone. */
 export function adapterKindOf(dir: string): AdapterKind {
-  if (!existsSync(dir) || !statSync(dir).isDirectory()) throw new AdapterFormatError(`adapter folder not found: ${dir}`);
+  if (!existsSync(dir) || !statSync(dir).isDirectory())
+    throw new AdapterFormatError(`adapter folder not found: ${dir}`);
   const configPath = join(dir, ADAPTER_CONFIG_FILE);
   let config: Record<string, unknown> | undefined;
   try {

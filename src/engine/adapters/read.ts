@@ -3,7 +3,13 @@ import { layerPrefix, linearModules } from '../model/layout.ts';
 import { parseHeader, toFloat32, type SafetensorsHeader } from '../weights/safetensors.ts';
 import { transpose } from '../weights/tensor.ts';
 import {
-  AdapterFormatError, ADAPTER_CONFIG_FILE, describeLora, describeVlm, detectKind, LORA_WEIGHTS_FILE, VLM_WEIGHTS_FILE,
+  AdapterFormatError,
+  ADAPTER_CONFIG_FILE,
+  describeLora,
+  describeVlm,
+  detectKind,
+  LORA_WEIGHTS_FILE,
+  VLM_WEIGHTS_FILE,
   type AdapterManifest,
 } from './format.ts';
 
@@ -36,7 +42,13 @@ interface AdapterBase {
   bytes: number;
 }
 export type Adapter =
-  | (AdapterBase & { kind: 'vlm'; bottleneck: number; layers: VlmLayer[]; taskEmbeddings: Float32Array; taskTokens: string[] })
+  | (AdapterBase & {
+      kind: 'vlm';
+      bottleneck: number;
+      layers: VlmLayer[];
+      taskEmbeddings: Float32Array;
+      taskTokens: string[];
+    })
   | (AdapterBase & { kind: 'lora'; modules: LoraModule[] });
 
 export interface AdapterFiles {
@@ -70,16 +82,35 @@ export function readAdapter(id: string, input: AdapterFiles, base: ModelConfig):
     const d = base.hiddenSize;
     const layers = Array.from({ length: base.numLayers }, (_, i) => {
       const p = `${layerPrefix(base, i)}adapter_block.`;
-      const [lnW, lnB, down, downB] = [view(`${p}ln.weight`), view(`${p}ln.bias`), view(`${p}project_down.weight`), tensor(`${p}project_down.bias`)];
+      const [lnW, lnB, down, downB] = [
+        view(`${p}ln.weight`),
+        view(`${p}ln.bias`),
+        view(`${p}project_down.weight`),
+        tensor(`${p}project_down.bias`),
+      ];
       for (let j = 0; j < m; j++) {
         let shift = 0;
         for (let i = 0; i < d; i++) shift += down[j * d + i] * lnB[i];
         downB[j] += shift;
       }
-      return { downT: transpose(down, m, d, lnW), downB, upT: transpose(view(`${p}project_up.weight`), d, m), upB: tensor(`${p}project_up.bias`) };
+      return {
+        downT: transpose(down, m, d, lnW),
+        downB,
+        upT: transpose(view(`${p}project_up.weight`), d, m),
+        upB: tensor(`${p}project_up.bias`),
+      };
     });
     const taskEmbeddings = manifest.taskTokens.length ? tensor('task_embeddings') : new Float32Array(0);
-    return { id, kind, manifest, bytes: manifest.params * 4, bottleneck: manifest.bottleneck!, layers, taskEmbeddings, taskTokens: manifest.taskTokens };
+    return {
+      id,
+      kind,
+      manifest,
+      bytes: manifest.params * 4,
+      bottleneck: manifest.bottleneck!,
+      layers,
+      taskEmbeddings,
+      taskTokens: manifest.taskTokens,
+    };
   }
   if (!input.config) throw new AdapterFormatError(`missing ${ADAPTER_CONFIG_FILE}`);
   const { modules: specs, ...manifest } = describeLora(header, base, input.config);
@@ -87,12 +118,21 @@ export function readAdapter(id: string, input: AdapterFiles, base: ModelConfig):
     const { in: fanIn, out } = linearModules(base).find((m) => m.name === spec.module)!;
     let b = view(spec.bName);
     // PEFT adapters are trained on Hugging Face layouts; a llama2.c base keeps interleaved RoPE pairs.
-    if (base.ropeLayout === 'interleaved' && (spec.module === 'self_attn.q_proj' || spec.module === 'self_attn.k_proj')) {
+    if (
+      base.ropeLayout === 'interleaved' &&
+      (spec.module === 'self_attn.q_proj' || spec.module === 'self_attn.k_proj')
+    ) {
       b = halfToInterleavedRows(b, spec.rank, base.headDim);
     }
     const bT = transpose(b, out, spec.rank);
     for (let i = 0; i < bT.length; i++) bT[i] *= spec.scale;
-    return { layer: spec.layer, module: spec.module, rank: spec.rank, aT: transpose(view(spec.aName), spec.rank, fanIn), bT };
+    return {
+      layer: spec.layer,
+      module: spec.module,
+      rank: spec.rank,
+      aT: transpose(view(spec.aName), spec.rank, fanIn),
+      bT,
+    };
   });
   return { id, kind, manifest, bytes: manifest.params * 4, modules };
 }
@@ -114,7 +154,12 @@ function halfToInterleavedRows(w: Float32Array, cols: number, headDim: number): 
 }
 
 /** Reads just the manifest (no tensor data beyond the header). */
-export function inspectAdapter(config: Record<string, unknown> | undefined, header: SafetensorsHeader, fileNames: string[], base: ModelConfig): AdapterManifest {
+export function inspectAdapter(
+  config: Record<string, unknown> | undefined,
+  header: SafetensorsHeader,
+  fileNames: string[],
+  base: ModelConfig,
+): AdapterManifest {
   const kind = detectKind(config, fileNames);
   if (kind === 'vlm') return describeVlm(header, base, config);
   if (!config) throw new AdapterFormatError(`missing ${ADAPTER_CONFIG_FILE}`);

@@ -26,11 +26,18 @@ export interface PerplexityOptions {
  * evaluated on its own (positions from 0), scoring every token but its first by the logits of the
  * tokens before it: exp(mean of -log p(token_i | window tokens before i)).
  */
-export async function perplexity(runner: ModelRunner, ids: readonly number[], o: PerplexityOptions = {}): Promise<PerplexityResult> {
+export async function perplexity(
+  runner: ModelRunner,
+  ids: readonly number[],
+  o: PerplexityOptions = {},
+): Promise<PerplexityResult> {
   const context = o.context ?? runner.config.maxPositions;
-  if (!Number.isInteger(context) || context < 2) throw new RangeError(`the context must be at least 2 tokens (got ${context})`);
+  if (!Number.isInteger(context) || context < 2)
+    throw new RangeError(`the context must be at least 2 tokens (got ${context})`);
   if (context > runner.config.maxPositions) {
-    throw new RangeError(`the context ${context} exceeds the model's maximum of ${runner.config.maxPositions} positions`);
+    throw new RangeError(
+      `the context ${context} exceeds the model's maximum of ${runner.config.maxPositions} positions`,
+    );
   }
   if (ids.length < 2) throw new RangeError('the text must be at least 2 tokens long to be scored');
   const chunk = o.chunk ?? 256;

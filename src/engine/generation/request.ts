@@ -56,11 +56,14 @@ export const DEFAULT_MAX_TOKENS = 256;
 export function validateRequest(r: GenerateRequest) {
   const int = (v: unknown, name: string, min: number) => {
     if (v === undefined) return undefined;
-    if (typeof v !== 'number' || !Number.isInteger(v) || v < min) throw new RequestError(`${name} must be an integer >= ${min} (got ${JSON.stringify(v)})`, name);
+    if (typeof v !== 'number' || !Number.isInteger(v) || v < min)
+      throw new RequestError(`${name} must be an integer >= ${min} (got ${JSON.stringify(v)})`, name);
     return v;
   };
-  if ((r.prompt === undefined) === (r.promptIds === undefined)) throw new RequestError('give exactly one of prompt and prompt_ids', 'prompt');
-  if (r.prompt !== undefined && typeof r.prompt !== 'string') throw new RequestError('prompt must be a string', 'prompt');
+  if ((r.prompt === undefined) === (r.promptIds === undefined))
+    throw new RequestError('give exactly one of prompt and prompt_ids', 'prompt');
+  if (r.prompt !== undefined && typeof r.prompt !== 'string')
+    throw new RequestError('prompt must be a string', 'prompt');
   if (r.promptIds !== undefined && (!Array.isArray(r.promptIds) || r.promptIds.length === 0)) {
     throw new RequestError('prompt_ids must be a non-empty array of token ids', 'prompt_ids');
   }
@@ -69,7 +72,8 @@ export function validateRequest(r: GenerateRequest) {
     throw new RequestError(`temperature must be a number >= 0 (got ${JSON.stringify(r.temperature)})`, 'temperature');
   }
   const topP = r.topP ?? 1;
-  if (typeof topP !== 'number' || !(topP > 0 && topP <= 1)) throw new RequestError(`top_p must be in (0, 1] (got ${JSON.stringify(r.topP)})`, 'top_p');
+  if (typeof topP !== 'number' || !(topP > 0 && topP <= 1))
+    throw new RequestError(`top_p must be in (0, 1] (got ${JSON.stringify(r.topP)})`, 'top_p');
   const stop = r.stop ?? [];
   if (!Array.isArray(stop) || !stop.every((s) => typeof s === 'string' && s.length > 0)) {
     throw new RequestError('stop must be a list of non-empty strings', 'stop');

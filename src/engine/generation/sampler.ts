@@ -29,7 +29,10 @@ export class Sampler {
     const token = this.p.temperature === 0 ? argmax(logits) : this.draw(logits);
     if (this.p.logprobs === undefined) return { token };
     const lse = logSumExp(logits);
-    const top = this.p.logprobs > 0 ? topIndices(logits, this.p.logprobs).map((t) => ({ token: t, logprob: logits[t] - lse })) : undefined;
+    const top =
+      this.p.logprobs > 0
+        ? topIndices(logits, this.p.logprobs).map((t) => ({ token: t, logprob: logits[t] - lse }))
+        : undefined;
     return { token, logprob: logits[token] - lse, top };
   }
 

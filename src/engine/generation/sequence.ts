@@ -61,7 +61,7 @@ export class Sequence {
     if (this.prefilling) return undefined;
     const choice = this.sampler.sample(logits);
     this.generated.push(choice.token);
-    let text = '';
+    let text: string;
     if (this.stopIds.has(choice.token)) {
       this.finish = 'stop'; // the stop token's own text is not part of the output
       text = this.drain();

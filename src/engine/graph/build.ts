@@ -9,6 +9,11 @@ import type { EncodedGraph } from './onnx.ts';
 /** One builder per architecture, as onnxruntime-genai's model builder does. */
 const BUILDERS = { gpt2: buildGpt2, llama: buildLlama } as const;
 
-export function buildDecoderGraph(c: ModelConfig, weights: WeightSource, features?: GraphFeatures, format?: WeightFormat): EncodedGraph {
+export function buildDecoderGraph(
+  c: ModelConfig,
+  weights: WeightSource,
+  features?: GraphFeatures,
+  format?: WeightFormat,
+): EncodedGraph {
   return BUILDERS[c.architecture](c, weights, features, format);
 }

@@ -125,7 +125,11 @@ export class DecoderGraph {
     if (this.format.quantize === 'none') {
       const t = this.weights.get(name);
       if (!t) throw new Error(`weight ${name} is missing`);
-      return { kind: 'float', name: this.g.weight(name, this.format.float, t.dims, bytesAs(t, this.format.float)), layout };
+      return {
+        kind: 'float',
+        name: this.g.weight(name, this.format.float, t.dims, bytesAs(t, this.format.float)),
+        layout,
+      };
     }
     const t = layout === 'in_out' ? transpose2d(this.float(name)) : this.float(name);
     const [rows, cols] = t.dims;
@@ -167,7 +171,10 @@ export class DecoderGraph {
   vocabTable(name: string): EmbeddingTable {
     if (this.format.quantize !== 'none') return this.matrix(name, 'out_in') as EmbeddingTable;
     const t = transpose2d(this.float(name));
-    return { kind: 'float', tableT: this.g.weight(name, this.format.float, t.dims, floatBytes(t.data, this.format.float)) };
+    return {
+      kind: 'float',
+      tableT: this.g.weight(name, this.format.float, t.dims, floatBytes(t.data, this.format.float)),
+    };
   }
 
   /** Token embeddings [N, d]; a row's task tokens take their embedding from its VLM slot. */
@@ -183,7 +190,13 @@ export class DecoderGraph {
       // GatherBlockQuantized wants the packed rows as [V, d * bits / 8]: the same bytes, a 2-D shape.
       const rows = g.weight(`${names.packed}.rows`, 'uint8', [q.rows, (q.blocks * q.block * q.bits) / 8], q.packed);
       const attrs = { bits: q.bits, block_size: q.block, gather_axis: 0, quantize_axis: 1 };
-      x = g.op('GatherBlockQuantized', [rows, IN.inputIds, names.scales, names.zeroPoints], attrs, undefined, 'com.microsoft');
+      x = g.op(
+        'GatherBlockQuantized',
+        [rows, IN.inputIds, names.scales, names.zeroPoints],
+        attrs,
+        undefined,
+        'com.microsoft',
+      );
       if (q.blocks * q.block !== d) x = g.slice(x, [0], [d], [2]); // the last block's padding
     }
     if (this.features.vlm) {
@@ -322,7 +335,10 @@ export class DecoderGraph {
   head(h: string, norm: (x: string) => string, table: EmbeddingTable): void {
     const g = this.g;
     const last = norm(g.gather(h, IN.lastIndex)); // [L, d]
-    const base = this.times(last, table.kind === 'float' ? { kind: 'float', name: table.tableT, layout: 'in_out' } : table);
+    const base = this.times(
+      last,
+      table.kind === 'float' ? { kind: 'float', name: table.tableT, layout: 'in_out' } : table,
+    );
     if (!this.features.vlm) return g.output(base, LOGITS, 'float32', ['L', 'V']);
     const task = this.scatterRows(g.matmul(g.gather(last, IN.headGather), IN.taskHead), IN.headScatter);
     g.output(g.concat([base, task], 1), LOGITS, 'float32', ['L', 'V']);
@@ -349,7 +365,8 @@ export class DecoderGraph {
 
   private constantRow(name: string, d: number, value: number): string {
     const key = `${name}_${d}`;
-    if (!this.constants.has(key)) this.constants.set(key, this.g.tensor(key, { dims: [d], data: new Float32Array(d).fill(value) }));
+    if (!this.constants.has(key))
+      this.constants.set(key, this.g.tensor(key, { dims: [d], data: new Float32Array(d).fill(value) }));
     return this.constants.get(key)!;
   }
 }

@@ -8,7 +8,12 @@ import type { EncodedGraph } from './onnx.ts';
  * GPT-2 (Radford et al. 2019): learned positions, pre-LayerNorm blocks, tanh-GELU MLP, output
  * head tied to the token embeddings. Conv1D weights are stored [in, out].
  */
-export function buildGpt2(c: ModelConfig, weights: WeightSource, features?: GraphFeatures, format?: WeightFormat): EncodedGraph {
+export function buildGpt2(
+  c: ModelConfig,
+  weights: WeightSource,
+  features?: GraphFeatures,
+  format?: WeightFormat,
+): EncodedGraph {
   const m = new DecoderGraph(c, weights, features, format);
   const g = m.g;
   const d = c.hiddenSize;

@@ -37,8 +37,10 @@ export const LOGITS = 'logits'; // output float [L, V + K]
  * scale and shift folded in), up [U,m,d], up_b [U,1,d].
  */
 export const vlmInputs = (l: number) => ({
-  down: `vlm.${l}.down`, downB: `vlm.${l}.down_b`,
-  up: `vlm.${l}.up`, upB: `vlm.${l}.up_b`,
+  down: `vlm.${l}.down`,
+  downB: `vlm.${l}.down_b`,
+  up: `vlm.${l}.up`,
+  upB: `vlm.${l}.up_b`,
 });
 
 /** LoRA bank tensors of one projection: a [U', in, r], b [U', r, out] (b carries alpha/r). */

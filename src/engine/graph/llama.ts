@@ -9,7 +9,12 @@ import type { EncodedGraph } from './onnx.ts';
  * Hugging Face's rotate-half), grouped-query attention, SwiGLU MLP, tied or separate head.
  * Projection weights stay in PyTorch's [out, in] layout.
  */
-export function buildLlama(c: ModelConfig, weights: WeightSource, features?: GraphFeatures, format?: WeightFormat): EncodedGraph {
+export function buildLlama(
+  c: ModelConfig,
+  weights: WeightSource,
+  features?: GraphFeatures,
+  format?: WeightFormat,
+): EncodedGraph {
   const m = new DecoderGraph(c, weights, features, format);
   const g = m.g;
   const embeddings = m.vocabTable('model.embed_tokens.weight');

@@ -7,7 +7,12 @@ const AT = onnx.AttributeProto.AttributeType;
 
 export type ElemType = 'float32' | 'float16' | 'bfloat16' | 'int64' | 'bool' | 'uint8';
 const ELEM: Record<ElemType, number> = {
-  float32: DT.FLOAT, float16: DT.FLOAT16, bfloat16: DT.BFLOAT16, int64: DT.INT64, bool: DT.BOOL, uint8: DT.UINT8,
+  float32: DT.FLOAT,
+  float16: DT.FLOAT16,
+  bfloat16: DT.BFLOAT16,
+  int64: DT.INT64,
+  bool: DT.BOOL,
+  uint8: DT.UINT8,
 };
 
 /** A serialised graph and the weight bytes it references (ONNX external data, one "file" per tensor). */

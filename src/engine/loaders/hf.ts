@@ -53,7 +53,8 @@ function openShards(dir: string): Map<string, SafetensorsFile> {
     if (!weightMap || typeof weightMap !== 'object') throw new ModelFormatError(`${index}: no "weight_map"`);
     try {
       for (const shard of new Set(Object.values(weightMap))) {
-        if (shard.includes('/') || shard.includes('\\')) throw new ModelFormatError(`${index}: shard name "${shard}" is not a plain file name`);
+        if (shard.includes('/') || shard.includes('\\'))
+          throw new ModelFormatError(`${index}: shard name "${shard}" is not a plain file name`);
         if (!existsSync(join(dir, shard))) throw new ModelFormatError(`${index}: shard ${shard} is missing`);
         add(SafetensorsFile.open(join(dir, shard)));
       }
@@ -62,7 +63,9 @@ function openShards(dir: string): Map<string, SafetensorsFile> {
       throw e;
     }
   } else {
-    const hint = existsSync(join(dir, 'pytorch_model.bin')) ? ' (pytorch_model.bin is not supported: save with safe_serialization=True)' : '';
+    const hint = existsSync(join(dir, 'pytorch_model.bin'))
+      ? ' (pytorch_model.bin is not supported: save with safe_serialization=True)'
+      : '';
     throw new ModelFormatError(`${dir}: no model.safetensors or model.safetensors.index.json${hint}`);
   }
   return byName;
@@ -77,7 +80,9 @@ function storedWeights(config: ModelConfig, files: Map<string, SafetensorsFile>)
   const expected = weightShapes(config);
   const missing = [...expected.keys()].filter((n) => !files.has(n));
   if (missing.length) {
-    throw new ModelFormatError(`missing ${missing.length} weight(s) for ${config.architecture}: ${missing.slice(0, 5).join(', ')}${missing.length > 5 ? ', ...' : ''}`);
+    throw new ModelFormatError(
+      `missing ${missing.length} weight(s) for ${config.architecture}: ${missing.slice(0, 5).join(', ')}${missing.length > 5 ? ', ...' : ''}`,
+    );
   }
   const wanted = new Map([...expected, ...[...optionalBiasShapes(config)].filter(([n]) => files.has(n))]);
   const weights = new Map<string, StoredTensor>();

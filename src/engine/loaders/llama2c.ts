@@ -28,7 +28,13 @@ function storedWeights(path: string, fd: number, config: ModelConfig) {
   const size = fstatSync(fd).size;
   const head = new Uint8Array(256);
   const { v1, headDim, kvDim } = parseHeader(new DataView(head.buffer, 0, readSync(fd, head, 0, 256, 0)), path);
-  const { hiddenSize: dim, intermediateSize: hidden, numLayers: layers, vocabSize: vocab, maxPositions: seqLen } = config;
+  const {
+    hiddenSize: dim,
+    intermediateSize: hidden,
+    numLayers: layers,
+    vocabSize: vocab,
+    maxPositions: seqLen,
+  } = config;
   const shared = config.tiedEmbeddings;
 
   let offset = v1 ? 256 : 28;
@@ -98,24 +104,41 @@ function parseHeader(head: DataView, path: string) {
   if (head.byteLength < 28) throw new ModelFormatError(`${path}: too small to be a llama2.c checkpoint`);
   const v1 = head.getUint32(0, true) === MAGIC_AK42;
   if (v1 && head.getInt32(4, true) !== 1) {
-    throw new ModelFormatError(`${path}: llama2.c export version ${head.getInt32(4, true)} is not supported (only legacy and v1 float32)`);
+    throw new ModelFormatError(
+      `${path}: llama2.c export version ${head.getInt32(4, true)} is not supported (only legacy and v1 float32)`,
+    );
   }
   if (v1 && head.byteLength < 37) throw new ModelFormatError(`${path}: truncated v1 header`);
   const at = v1 ? 8 : 0;
-  const [dim, hidden, layers, heads, kvHeads, vocabRaw, seqLen] = Array.from({ length: 7 }, (_, i) => head.getInt32(at + 4 * i, true));
+  const [dim, hidden, layers, heads, kvHeads, vocabRaw, seqLen] = Array.from({ length: 7 }, (_, i) =>
+    head.getInt32(at + 4 * i, true),
+  );
   const shared = v1 ? head.getUint8(36) === 1 : vocabRaw > 0;
   const vocab = Math.abs(vocabRaw);
   for (const [k, v] of Object.entries({ dim, hidden, layers, heads, kvHeads, vocab, seqLen })) {
-    if (!(v > 0 && v < 1 << 24)) throw new ModelFormatError(`${path}: implausible header field ${k} = ${v} (not a llama2.c checkpoint?)`);
+    if (!(v > 0 && v < 1 << 24))
+      throw new ModelFormatError(`${path}: implausible header field ${k} = ${v} (not a llama2.c checkpoint?)`);
   }
   if (dim % heads || heads % kvHeads || (dim / heads) % 2) {
     throw new ModelFormatError(`${path}: dim ${dim}, ${heads} heads, ${kvHeads} kv heads do not fit together`);
   }
   const headDim = dim / heads;
   const config: ModelConfig = {
-    architecture: 'llama', vocabSize: vocab, hiddenSize: dim, numLayers: layers, numHeads: heads, numKvHeads: kvHeads,
-    headDim, intermediateSize: hidden, maxPositions: seqLen, normEps: 1e-5, tiedEmbeddings: shared,
-    ropeTheta: 10000, ropeLayout: 'interleaved', bosTokenId: 1, eosTokenId: 2,
+    architecture: 'llama',
+    vocabSize: vocab,
+    hiddenSize: dim,
+    numLayers: layers,
+    numHeads: heads,
+    numKvHeads: kvHeads,
+    headDim,
+    intermediateSize: hidden,
+    maxPositions: seqLen,
+    normEps: 1e-5,
+    tiedEmbeddings: shared,
+    ropeTheta: 10000,
+    ropeLayout: 'interleaved',
+    bosTokenId: 1,
+    eosTokenId: 2,
   };
   return { config, v1, headDim, kvDim: kvHeads * headDim };
 }

@@ -28,9 +28,16 @@ export function inspectModel(path: string): { config: ModelConfig; format: 'hf' 
   if (!existsSync(path)) throw new ModelFormatError(`model not found: ${path}`);
   if (statSync(path).isDirectory()) {
     const configPath = join(path, 'config.json');
-    if (!existsSync(configPath)) throw new ModelFormatError(`${path}: no config.json (not a Hugging Face model folder)`);
-    const files = readdirSync(path).filter((f) => statSync(join(path, f)).isFile()).sort();
-    return { config: configFromHf(JSON.parse(readFileSync(configPath, 'utf8'))), format: 'hf', files: files.map((f) => join(path, f)) };
+    if (!existsSync(configPath))
+      throw new ModelFormatError(`${path}: no config.json (not a Hugging Face model folder)`);
+    const files = readdirSync(path)
+      .filter((f) => statSync(join(path, f)).isFile())
+      .sort();
+    return {
+      config: configFromHf(JSON.parse(readFileSync(configPath, 'utf8'))),
+      format: 'hf',
+      files: files.map((f) => join(path, f)),
+    };
   }
   return { config: readLlama2cConfig(path), format: 'llama2c', files: [path] };
 }

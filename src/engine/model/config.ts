@@ -48,7 +48,9 @@ export function configFromHf(json: Record<string, unknown>): ModelConfig {
       throw new ModelFormatError(`config.json: GPT-2 activation "${String(act)}" is not supported (only gelu_new)`);
     }
     if (json.scale_attn_by_inverse_layer_idx || json.reorder_and_upcast_attn) {
-      throw new ModelFormatError('config.json: scale_attn_by_inverse_layer_idx / reorder_and_upcast_attn are not supported');
+      throw new ModelFormatError(
+        'config.json: scale_attn_by_inverse_layer_idx / reorder_and_upcast_attn are not supported',
+      );
     }
     const d = int(json.n_embd, 'n_embd');
     const heads = int(json.n_head, 'n_head');
@@ -71,14 +73,17 @@ export function configFromHf(json: Record<string, unknown>): ModelConfig {
   }
   if (type === 'llama' || archs.includes('LlamaForCausalLM')) {
     const act = json.hidden_act ?? 'silu';
-    if (act !== 'silu') throw new ModelFormatError(`config.json: Llama activation "${String(act)}" is not supported (only silu)`);
+    if (act !== 'silu')
+      throw new ModelFormatError(`config.json: Llama activation "${String(act)}" is not supported (only silu)`);
     if (json.rope_scaling != null) throw new ModelFormatError('config.json: rope_scaling is not supported');
     const d = int(json.hidden_size, 'hidden_size');
     const heads = int(json.num_attention_heads, 'num_attention_heads');
     const kvHeads = json.num_key_value_heads == null ? heads : int(json.num_key_value_heads, 'num_key_value_heads');
-    if (heads % kvHeads) throw new ModelFormatError(`config.json: ${heads} heads are not a multiple of ${kvHeads} key/value heads`);
+    if (heads % kvHeads)
+      throw new ModelFormatError(`config.json: ${heads} heads are not a multiple of ${kvHeads} key/value heads`);
     const headDim = json.head_dim == null ? d / heads : int(json.head_dim, 'head_dim');
-    if (!Number.isInteger(headDim) || headDim % 2) throw new ModelFormatError(`config.json: head size ${headDim} must be an even integer`);
+    if (!Number.isInteger(headDim) || headDim % 2)
+      throw new ModelFormatError(`config.json: head size ${headDim} must be an even integer`);
     return {
       architecture: 'llama',
       vocabSize: int(json.vocab_size, 'vocab_size'),

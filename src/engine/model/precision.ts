@@ -2,7 +2,15 @@ import { readFileSync } from 'node:fs';
 import { totalmem } from 'node:os';
 import { linearModules } from './layout.ts';
 import { parameterCount, type ModelConfig } from './config.ts';
-import { bitsOf, checkWeightFormat, DEFAULT_BLOCK, QuantizationError, type FloatType, type Quantization, type WeightFormat } from '../weights/quantize.ts';
+import {
+  bitsOf,
+  checkWeightFormat,
+  DEFAULT_BLOCK,
+  QuantizationError,
+  type FloatType,
+  type Quantization,
+  type WeightFormat,
+} from '../weights/quantize.ts';
 import type { WeightDtype } from '../weights/stored.ts';
 import type { ExecutionProvider } from '../runtime/session.ts';
 
@@ -22,13 +30,24 @@ export interface PrecisionOptions {
  * providers, where half precision is the norm (WebGPU has no bfloat16: float16 there). Linear
  * layers and the head may instead be quantized to int8/int4.
  */
-export function weightFormat(c: ModelConfig, o: PrecisionOptions, ep: ExecutionProvider, stored: WeightDtype): WeightFormat {
+export function weightFormat(
+  c: ModelConfig,
+  o: PrecisionOptions,
+  ep: ExecutionProvider,
+  stored: WeightDtype,
+): WeightFormat {
   const dtype = o.dtype ?? 'auto';
   if (!DTYPES.includes(dtype)) throw new QuantizationError(`unknown dtype "${dtype}" (use ${DTYPES.join(', ')})`);
   if (dtype === 'bfloat16' && ep !== 'cuda') {
-    throw new QuantizationError(`--dtype bfloat16 needs --ep cuda: the ${ep} provider has no bfloat16 kernels (use float16 or float32)`);
+    throw new QuantizationError(
+      `--dtype bfloat16 needs --ep cuda: the ${ep} provider has no bfloat16 kernels (use float16 or float32)`,
+    );
   }
-  const format: WeightFormat = { float: floatType(dtype, ep, stored), quantize: o.quantize ?? 'none', block: o.quantizeBlock ?? DEFAULT_BLOCK };
+  const format: WeightFormat = {
+    float: floatType(dtype, ep, stored),
+    quantize: o.quantize ?? 'none',
+    block: o.quantizeBlock ?? DEFAULT_BLOCK,
+  };
   checkWeightFormat(format, Math.min(c.hiddenSize, ...linearModules(c).map((m) => m.in)));
   return format;
 }
@@ -58,7 +77,11 @@ export function servedBytes(c: ModelConfig, f: WeightFormat): number {
 export function bytesReadPerToken(c: ModelConfig, f: WeightFormat): number {
   const d = c.hiddenSize;
   const matrices = linearModules(c).reduce((n, m) => n + m.in * m.out, 0) * c.numLayers + c.vocabSize * d;
-  const vectors = parameterCount(c) - matrices - (c.tiedEmbeddings ? 0 : c.vocabSize * d) - (c.architecture === 'gpt2' ? c.maxPositions * d : 0);
+  const vectors =
+    parameterCount(c) -
+    matrices -
+    (c.tiedEmbeddings ? 0 : c.vocabSize * d) -
+    (c.architecture === 'gpt2' ? c.maxPositions * d : 0);
   return matrices * bytesPerWeight(f) + vectors * 4;
 }
 

@@ -36,7 +36,8 @@ export class AdapterBank {
   }
 
   acquire(adapter: Adapter): void {
-    if (!this.features[adapter.kind]) throw new Error(`this engine's graph was built without ${adapter.kind.toUpperCase()} adapters`);
+    if (!this.features[adapter.kind])
+      throw new Error(`this engine's graph was built without ${adapter.kind.toUpperCase()} adapters`);
     const n = this.users.get(adapter.id) ?? 0;
     if (n === 0) (adapter.kind === 'vlm' ? this.vlm : this.lora).add(adapter as never);
     this.users.set(adapter.id, n + 1);
@@ -149,8 +150,10 @@ class VlmBank extends Bank<VlmAdapter> {
     this.capacity = capacity;
     const m = this.m;
     this.layers = Array.from({ length: this.c.numLayers }, () => ({
-      down: new Float32Array(capacity * d * m), downB: new Float32Array(capacity * m),
-      up: new Float32Array(capacity * m * d), upB: new Float32Array(capacity * d),
+      down: new Float32Array(capacity * d * m),
+      downB: new Float32Array(capacity * m),
+      up: new Float32Array(capacity * m * d),
+      upB: new Float32Array(capacity * d),
     }));
     this.taskIn = new Float32Array((1 + capacity * this.maxTasks) * d);
     this.taskHead = new Float32Array(capacity * d * this.maxTasks);
@@ -166,18 +169,27 @@ class VlmBank extends Bank<VlmAdapter> {
       // Slot tensors: down [d, m], up [m, d]; an adapter with a smaller bottleneck is zero-padded.
       const down = bank.down.subarray(s * d * m, (s + 1) * d * m);
       if (am === m) down.set(src.downT);
-      else for (let i = 0; i < d; i++) down.subarray(i * m, (i + 1) * m).fill(0).set(src.downT.subarray(i * am, (i + 1) * am));
+      else
+        for (let i = 0; i < d; i++)
+          down
+            .subarray(i * m, (i + 1) * m)
+            .fill(0)
+            .set(src.downT.subarray(i * am, (i + 1) * am));
       const up = bank.up.subarray(s * m * d, (s + 1) * m * d);
       up.set(src.upT);
       if (am < m) up.fill(0, am * d);
-      bank.downB.subarray(s * m, (s + 1) * m).fill(0).set(src.downB);
+      bank.downB
+        .subarray(s * m, (s + 1) * m)
+        .fill(0)
+        .set(src.downB);
       bank.upB.set(src.upB, s * d);
     });
     const k = this.maxTasks;
     const rows = this.taskIn.subarray((1 + s * k) * d, (1 + (s + 1) * k) * d).fill(0);
     rows.set(a.taskEmbeddings);
     const head = this.taskHead.subarray(s * d * k, (s + 1) * d * k).fill(0);
-    for (let t = 0; t < a.taskTokens.length; t++) for (let i = 0; i < d; i++) head[i * k + t] = a.taskEmbeddings[t * d + i];
+    for (let t = 0; t < a.taskTokens.length; t++)
+      for (let i = 0; i < d; i++) head[i * k + t] = a.taskEmbeddings[t * d + i];
   }
 
   feeds(): Map<string, Feed> {
@@ -190,7 +202,12 @@ class VlmBank extends Bank<VlmAdapter> {
       const io = vlmInputs(l);
       const bank = this.layers[l];
       const view = (data: Float32Array | undefined, dims: number[]): Feed => ({
-        data: data ? data.subarray(0, dims.reduce((x, y) => x * y, 1)) : new Float32Array(0),
+        data: data
+          ? data.subarray(
+              0,
+              dims.reduce((x, y) => x * y, 1),
+            )
+          : new Float32Array(0),
         dims,
       });
       feeds.set(io.down, view(bank?.down, [u, d, m]));
@@ -260,14 +277,21 @@ class LoraBank extends Bank<LoraAdapter> {
         if (r === 0) continue;
         // Slot tensors: a [in, r], b [r, out]; a smaller rank is zero-padded.
         const a = this.a.get(key)!.subarray(s * spec.in * r, (s + 1) * spec.in * r);
-        const b = this.b.get(key)!.subarray(s * r * spec.out, (s + 1) * r * spec.out).fill(0);
+        const b = this.b
+          .get(key)!
+          .subarray(s * r * spec.out, (s + 1) * r * spec.out)
+          .fill(0);
         const mod = byKey.get(key);
         if (!mod) {
           a.fill(0);
           continue;
         }
         if (mod.rank === r) a.set(mod.aT);
-        else for (let i = 0; i < spec.in; i++) a.subarray(i * r, (i + 1) * r).fill(0).set(mod.aT.subarray(i * mod.rank, (i + 1) * mod.rank));
+        else
+          for (let i = 0; i < spec.in; i++)
+            a.subarray(i * r, (i + 1) * r)
+              .fill(0)
+              .set(mod.aT.subarray(i * mod.rank, (i + 1) * mod.rank));
         b.set(mod.bT);
       }
     }

@@ -35,7 +35,8 @@ export class KvCache {
 
   /** Makes room for `rows` rows of at least `length` positions, keeping what is stored. */
   ensure(rows: number, length: number): void {
-    if (length > this.c.maxPositions) throw new RangeError(`position ${length} exceeds the model's context of ${this.c.maxPositions}`);
+    if (length > this.c.maxPositions)
+      throw new RangeError(`position ${length} exceeds the model's context of ${this.c.maxPositions}`);
     const needLength = length > this.capacity;
     const needRows = rows > this.rowCapacity;
     if (!needLength && !needRows) return;
@@ -63,7 +64,8 @@ export class KvCache {
       if (oldKeys && keep > 0) {
         const rows = Math.min(rowCapacity, this.rowCapacity);
         // Keys [row, h, i, t]: each (row, h, i) run of positions moves to its new stride.
-        for (let r = 0; r < rows * heads * hd; r++) keys.set(oldKeys.subarray(r * this.capacity, r * this.capacity + keep), r * capacity);
+        for (let r = 0; r < rows * heads * hd; r++)
+          keys.set(oldKeys.subarray(r * this.capacity, r * this.capacity + keep), r * capacity);
         // Values [row, h, t, i]: each (row, h) block of positions moves.
         for (let r = 0; r < rows * heads; r++) {
           values.set(oldValues.subarray(r * this.capacity * hd, (r * this.capacity + keep) * hd), r * capacity * hd);
@@ -77,7 +79,11 @@ export class KvCache {
   }
 
   /** The key and value slices of rows [r0, r1) of layer l, shaped for the graph. */
-  slices(l: number, r0: number, r1: number): { keys: Float32Array; values: Float32Array; keyDims: number[]; valueDims: number[] } {
+  slices(
+    l: number,
+    r0: number,
+    r1: number,
+  ): { keys: Float32Array; values: Float32Array; keyDims: number[]; valueDims: number[] } {
     const { numKvHeads: heads, headDim: hd } = this.c;
     const n = this.rowSize;
     return {

@@ -87,7 +87,8 @@ export class ModelRunner {
     const L = scoredCount.reduce((at, n) => (firstScored.push(at), at + n), 0);
     const lastIndex = new BigInt64Array(L);
     rows.forEach((r, b) => {
-      for (let i = 0; i < scoredCount[b]; i++) lastIndex[firstScored[b] + i] = BigInt(b * S + r.tokens.length - scoredCount[b] + i);
+      for (let i = 0; i < scoredCount[b]; i++)
+        lastIndex[firstScored[b] + i] = BigInt(b * S + r.tokens.length - scoredCount[b] + i);
     });
     const slots = rows.map((r) => (r.adapter === undefined ? undefined : this.bank.slotOf(r.adapter)));
     rows.forEach((r, b) => {
@@ -103,8 +104,12 @@ export class ModelRunner {
         }
         const id = r.tokens[j];
         if (Number.isInteger(id) && id >= 0 && id < V) inputIds[n] = BigInt(id);
-        else if (slot?.kind === 'vlm' && id >= V && id < V + slot.taskTokens) taskIndex[n] = BigInt(1 + slot.slot * K + id - V);
-        else throw new InvalidTokenError(`token id ${id} is outside the vocabulary (${V}${slot?.taskTokens ? ` + ${slot.taskTokens} task tokens` : ''})`);
+        else if (slot?.kind === 'vlm' && id >= V && id < V + slot.taskTokens)
+          taskIndex[n] = BigInt(1 + slot.slot * K + id - V);
+        else
+          throw new InvalidTokenError(
+            `token id ${id} is outside the vocabulary (${V}${slot?.taskTokens ? ` + ${slot.taskTokens} task tokens` : ''})`,
+          );
         biasRow.fill(0, 0, r.position);
         biasRow.fill(0, P, P + j + 1);
       }
@@ -116,12 +121,15 @@ export class ModelRunner {
       [IN.attnBias]: new ort.Tensor('float32', bias, [B, S, T]),
       [IN.lastIndex]: new ort.Tensor('int64', lastIndex, [L]),
     };
-    const int64 = (name: string, data: BigInt64Array, dims: number[]) => (feeds[name] = new ort.Tensor('int64', data, dims));
+    const int64 = (name: string, data: BigInt64Array, dims: number[]) =>
+      (feeds[name] = new ort.Tensor('int64', data, dims));
     const slotIn = (kind: 'vlm' | 'lora') => slots.map((s) => (s?.kind === kind ? s.slot : -1));
     const realTokens = (b: number) => Array.from({ length: rows[b].tokens.length }, (_, j) => b * S + j);
     if (this.features.vlm) {
       const vlm = group(N, this.bank.vlmSlots, slotIn('vlm'), realTokens);
-      const head = group(L, this.bank.vlmSlots, slotIn('vlm'), (b) => Array.from({ length: scoredCount[b] }, (_, i) => firstScored[b] + i));
+      const head = group(L, this.bank.vlmSlots, slotIn('vlm'), (b) =>
+        Array.from({ length: scoredCount[b] }, (_, i) => firstScored[b] + i),
+      );
       int64(IN.taskIndex, taskIndex, [B, S]);
       int64(IN.vlmGather, vlm.gather, vlm.dims);
       int64(IN.vlmScatter, vlm.scatter, [N]);

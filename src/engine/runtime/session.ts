@@ -24,7 +24,10 @@ const HINTS: Record<ExecutionProvider, string> = {
 
 /** Execution providers this onnxruntime-node build can load without extra downloads. */
 export function bundledProviders(): string[] {
-  return ort.listSupportedBackends().filter((b) => b.bundled).map((b) => b.name);
+  return ort
+    .listSupportedBackends()
+    .filter((b) => b.bundled)
+    .map((b) => b.name);
 }
 
 /**
@@ -49,7 +52,11 @@ export async function resolveProvider(choice: ProviderChoice): Promise<Execution
 }
 
 /** Creates the inference session, failing with a clear message when the provider cannot load. */
-export async function createSession(graph: EncodedGraph, choice: ProviderChoice, threads?: number): Promise<{ session: ort.InferenceSession; ep: ExecutionProvider }> {
+export async function createSession(
+  graph: EncodedGraph,
+  choice: ProviderChoice,
+  threads?: number,
+): Promise<{ session: ort.InferenceSession; ep: ExecutionProvider }> {
   if (choice === 'auto') return createSession(graph, await resolveProvider(choice), threads);
   const options: ort.InferenceSession.SessionOptions = {
     executionProviders: choice === 'cuda' ? [{ name: 'cuda', deviceId: 0 }] : [choice],
@@ -64,12 +71,17 @@ export async function createSession(graph: EncodedGraph, choice: ProviderChoice,
     return { session: await ort.InferenceSession.create(graph.model, options), ep: choice };
   } catch (e) {
     if (choice === 'cpu') throw e;
-    throw new ExecutionProviderError(`execution provider "${choice}" could not be loaded: ${essence((e as Error).message)}. ${HINTS[choice]}`);
+    throw new ExecutionProviderError(
+      `execution provider "${choice}" could not be loaded: ${essence((e as Error).message)}. ${HINTS[choice]}`,
+    );
   }
 }
 
 /** The informative part of an onnxruntime error (without its source paths and assertions). */
 function essence(message: string): string {
   const line = message.split('\n')[0];
-  return line.replace(/^.*? was false\. /, '').replace(/^\/onnxruntime_src\/\S+ \S+ /, '').trim();
+  return line
+    .replace(/^.*? was false\. /, '')
+    .replace(/^\/onnxruntime_src\/\S+ \S+ /, '')
+    .trim();
 }

@@ -9,14 +9,23 @@ export class HfTokenizer implements Tokenizer {
   readonly size: number;
   readonly stopIds: number[];
 
-  private constructor(private readonly impl: HfTokenizerImpl, config: Record<string, unknown>) {
+  private constructor(
+    private readonly impl: HfTokenizerImpl,
+    config: Record<string, unknown>,
+  ) {
     this.size = impl.get_vocab(true).size;
     // The special ids encode() adds are what it adds around an empty-ish text.
     const withSpecial = impl.encode('a').ids;
     const plain = impl.encode('a', { add_special_tokens: false }).ids;
     const at = indexOfRun(withSpecial, plain);
-    this.template = at < 0 ? { prefix: [], suffix: [] } : { prefix: withSpecial.slice(0, at), suffix: withSpecial.slice(at + plain.length) };
-    const eos = typeof config.eos_token === 'string' ? config.eos_token : (config.eos_token as { content?: string } | undefined)?.content;
+    this.template =
+      at < 0
+        ? { prefix: [], suffix: [] }
+        : { prefix: withSpecial.slice(0, at), suffix: withSpecial.slice(at + plain.length) };
+    const eos =
+      typeof config.eos_token === 'string'
+        ? config.eos_token
+        : (config.eos_token as { content?: string } | undefined)?.content;
     const eosId = eos === undefined ? undefined : impl.token_to_id(eos);
     this.stopIds = eosId === undefined ? [] : [eosId];
   }

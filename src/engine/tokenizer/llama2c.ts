@@ -40,12 +40,16 @@ export class Llama2cTokenizer implements Tokenizer {
       const score = view.getFloat32(at, true);
       const len = view.getInt32(at + 4, true);
       at += 8;
-      if (len < 0 || at + len > buf.byteLength) throw new TokenizerError(`${path}: bad piece length ${len} at byte ${at - 4}`);
+      if (len < 0 || at + len > buf.byteLength)
+        throw new TokenizerError(`${path}: bad piece length ${len} at byte ${at - 4}`);
       pieces.push(new Uint8Array(buf.subarray(at, at + len)));
       scores.push(score);
       at += len;
     }
-    if (pieces.length < BYTE_OFFSET + 256) throw new TokenizerError(`${path}: only ${pieces.length} pieces; llama2.c tokenizers have byte fallback ids 3..258`);
+    if (pieces.length < BYTE_OFFSET + 256)
+      throw new TokenizerError(
+        `${path}: only ${pieces.length} pieces; llama2.c tokenizers have byte fallback ids 3..258`,
+      );
     return new Llama2cTokenizer(pieces, Float32Array.from(scores));
   }
 
@@ -63,7 +67,7 @@ export class Llama2cTokenizer implements Tokenizer {
     const input = end >= 0 ? bytes.subarray(0, end) : bytes;
     const tokens: number[] = [];
     if (input.length > 0) tokens.push(this.lookup(' '));
-    for (let i = 0; i < input.length; ) {
+    for (let i = 0; i < input.length;) {
       // Gather one UTF-8 code point: a lead byte plus up to three continuation bytes.
       let j = i + 1;
       while (j < input.length && (input[j] & 0xc0) === 0x80 && j - i < 4) j++;

@@ -19,7 +19,10 @@ export function loadTokenizer(path: string): Tokenizer {
  * Where a model's tokenizer is: `explicit` (a file, or a folder holding one), else a
  * tokenizer.json or tokenizer.bin in the model's folder (next to a llama2.c checkpoint).
  */
-export function locateTokenizer(modelPath: string, explicit?: string): { path: string; kind: 'hf' | 'llama2c' } | undefined {
+export function locateTokenizer(
+  modelPath: string,
+  explicit?: string,
+): { path: string; kind: 'hf' | 'llama2c' } | undefined {
   const where = explicit ?? (statSync(modelPath).isDirectory() ? modelPath : dirname(modelPath));
   if (!existsSync(where)) throw new TokenizerError(`tokenizer not found: ${where}`);
   if (!statSync(where).isDirectory()) return { path: where, kind: where.endsWith('.json') ? 'hf' : 'llama2c' };

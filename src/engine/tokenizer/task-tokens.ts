@@ -14,7 +14,9 @@ export class TaskTokenizer implements Tokenizer {
     private readonly firstId: number,
     private readonly tokens: readonly string[],
   ) {
-    const escaped = [...tokens].sort((a, b) => b.length - a.length).map((t) => t.replace(/[.*+?^${}()|[\]\\]/g, '\\$&'));
+    const escaped = [...tokens]
+      .sort((a, b) => b.length - a.length)
+      .map((t) => t.replace(/[.*+?^${}()|[\]\\]/g, '\\$&'));
     this.pattern = new RegExp(`(${escaped.join('|')})`);
   }
 
@@ -42,7 +44,10 @@ export class TaskTokenizer implements Tokenizer {
       }
       if (!part) continue;
       for (const id of this.base.encodePlain(part)) {
-        if (id >= this.firstId) throw new TokenizerError(`the text encodes to token id ${id}, outside the model's ${this.firstId}-token vocabulary`);
+        if (id >= this.firstId)
+          throw new TokenizerError(
+            `the text encodes to token id ${id}, outside the model's ${this.firstId}-token vocabulary`,
+          );
         ids.push(id);
       }
     }

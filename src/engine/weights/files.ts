@@ -21,7 +21,8 @@ export class SafetensorsFile {
       return new SafetensorsFile(path, fd, parseHeader(prefix, size), size);
     } catch (e) {
       closeSync(fd);
-      if (e instanceof SafetensorsError && !e.message.startsWith(path)) throw new SafetensorsError(`${path}: ${e.message}`);
+      if (e instanceof SafetensorsError && !e.message.startsWith(path))
+        throw new SafetensorsError(`${path}: ${e.message}`);
       throw e;
     }
   }
@@ -40,7 +41,9 @@ export class SafetensorsFile {
   stored(name: string): StoredTensor {
     const t = this.info(name);
     if (t.dtype !== 'F32' && t.dtype !== 'F16' && t.dtype !== 'BF16') {
-      throw new SafetensorsError(`${this.path}: ${name}: dtype ${t.dtype} is not supported for weights (F32, F16 or BF16)`);
+      throw new SafetensorsError(
+        `${this.path}: ${name}: dtype ${t.dtype} is not supported for weights (F32, F16 or BF16)`,
+      );
     }
     return { dims: t.shape, dtype: t.dtype as WeightDtype, bytes: () => this.rawBytes(t) };
   }

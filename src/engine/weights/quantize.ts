@@ -36,9 +36,12 @@ export function checkWeightFormat(f: WeightFormat, smallestInput: number): void 
   }
   if (f.quantize === 'none') return;
   const b = f.block;
-  if (!isBlockSize(b)) throw new QuantizationError(`quantization block size ${b} must be ${BLOCK_SIZES} (default ${DEFAULT_BLOCK})`);
+  if (!isBlockSize(b))
+    throw new QuantizationError(`quantization block size ${b} must be ${BLOCK_SIZES} (default ${DEFAULT_BLOCK})`);
   if (b > smallestInput) {
-    throw new QuantizationError(`quantization block size ${b} is larger than the model's smallest layer input (${smallestInput})`);
+    throw new QuantizationError(
+      `quantization block size ${b} is larger than the model's smallest layer input (${smallestInput})`,
+    );
   }
 }
 

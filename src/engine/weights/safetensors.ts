@@ -5,10 +5,21 @@
  * first bytes of an upload, the engine runs it on files.
  */
 export const DTYPE_BYTES = {
-  BOOL: 1, U8: 1, I8: 1, F8_E4M3: 1, F8_E5M2: 1,
-  I16: 2, U16: 2, F16: 2, BF16: 2,
-  I32: 4, U32: 4, F32: 4,
-  I64: 8, U64: 8, F64: 8,
+  BOOL: 1,
+  U8: 1,
+  I8: 1,
+  F8_E4M3: 1,
+  F8_E5M2: 1,
+  I16: 2,
+  U16: 2,
+  F16: 2,
+  BF16: 2,
+  I32: 4,
+  U32: 4,
+  F32: 4,
+  I64: 8,
+  U64: 8,
+  F64: 8,
 } as const;
 export type Dtype = keyof typeof DTYPE_BYTES;
 
@@ -37,7 +48,8 @@ export const MAX_HEADER_BYTES = 16 * 1024 * 1024;
 
 /** Reads the JSON header length from the first 8 bytes and checks it against the file size. */
 export function headerLength(first8: Uint8Array, fileSize: number, maxHeaderBytes = MAX_HEADER_BYTES): number {
-  if (fileSize < 8 || first8.length < 8) throw new SafetensorsError(`file too small to be safetensors (${fileSize} bytes)`);
+  if (fileSize < 8 || first8.length < 8)
+    throw new SafetensorsError(`file too small to be safetensors (${fileSize} bytes)`);
   const n = new DataView(first8.buffer, first8.byteOffset, 8).getBigUint64(0, true);
   if (n > BigInt(maxHeaderBytes)) {
     throw new SafetensorsError(`header length ${n} exceeds the ${maxHeaderBytes}-byte limit`);
@@ -53,7 +65,11 @@ export function headerLength(first8: Uint8Array, fileSize: number, maxHeaderByte
  * Parses and validates the header. `prefix` must hold at least the first 8 + header-length bytes
  * of the file; `fileSize` is the size of the whole file.
  */
-export function parseHeader(prefix: Uint8Array, fileSize: number, maxHeaderBytes = MAX_HEADER_BYTES): SafetensorsHeader {
+export function parseHeader(
+  prefix: Uint8Array,
+  fileSize: number,
+  maxHeaderBytes = MAX_HEADER_BYTES,
+): SafetensorsHeader {
   const n = headerLength(prefix, fileSize, maxHeaderBytes);
   if (prefix.length < 8 + n) throw new SafetensorsError('truncated header');
   let json: unknown;
@@ -78,18 +94,25 @@ export function parseHeader(prefix: Uint8Array, fileSize: number, maxHeaderBytes
   // Sorted by offset, the tensors must tile the data section exactly: no gap, no overlap.
   let cursor = 0;
   for (const t of [...tensors.values()].sort((a, b) => a.begin - b.begin || a.end - b.end)) {
-    if (t.begin < cursor) throw new SafetensorsError(`tensor "${t.name}" overlaps another tensor (offset ${t.begin} < ${cursor})`);
-    if (t.begin > cursor) throw new SafetensorsError(`gap in the data section before tensor "${t.name}" (offset ${t.begin}, expected ${cursor})`);
+    if (t.begin < cursor)
+      throw new SafetensorsError(`tensor "${t.name}" overlaps another tensor (offset ${t.begin} < ${cursor})`);
+    if (t.begin > cursor)
+      throw new SafetensorsError(
+        `gap in the data section before tensor "${t.name}" (offset ${t.begin}, expected ${cursor})`,
+      );
     cursor = t.end;
   }
   if (cursor !== dataSize) {
-    throw new SafetensorsError(`data section is ${dataSize} bytes but the tensors cover ${cursor} (truncated or trailing bytes)`);
+    throw new SafetensorsError(
+      `data section is ${dataSize} bytes but the tensors cover ${cursor} (truncated or trailing bytes)`,
+    );
   }
   return { dataOffset: 8 + n, tensors, metadata };
 }
 
 function parseMetadata(raw: unknown): Record<string, string> {
-  if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) throw new SafetensorsError('__metadata__ must be an object');
+  if (raw === null || typeof raw !== 'object' || Array.isArray(raw))
+    throw new SafetensorsError('__metadata__ must be an object');
   for (const [k, v] of Object.entries(raw)) {
     if (typeof v !== 'string') throw new SafetensorsError(`__metadata__["${k}"] must be a string`);
   }
@@ -110,11 +133,14 @@ function parseTensor(name: string, raw: unknown, dataSize: number): TensorInfo {
   }
   const [begin, end] = offsets as [number, number];
   if (end < begin) throw new SafetensorsError(`tensor "${name}": data_offsets end ${end} < begin ${begin}`);
-  if (end > dataSize) throw new SafetensorsError(`tensor "${name}": data ends at ${end}, past the ${dataSize}-byte data section`);
+  if (end > dataSize)
+    throw new SafetensorsError(`tensor "${name}": data ends at ${end}, past the ${dataSize}-byte data section`);
   const elements = (shape as number[]).reduce((a, b) => a * b, 1);
   const bytes = elements * DTYPE_BYTES[dtype as Dtype];
   if (bytes !== end - begin) {
-    throw new SafetensorsError(`tensor "${name}": ${dtype}${JSON.stringify(shape)} needs ${bytes} bytes but data_offsets span ${end - begin}`);
+    throw new SafetensorsError(
+      `tensor "${name}": ${dtype}${JSON.stringify(shape)} needs ${bytes} bytes but data_offsets span ${end - begin}`,
+    );
   }
   return { name, dtype: dtype as Dtype, shape: shape as number[], begin, end };
 }

@@ -24,7 +24,11 @@ export type WeightSource = ReadonlyMap<string, StoredTensor>;
 export function sourceOf(tensors: ReadonlyMap<string, Tensor>): WeightSource {
   const out = new Map<string, StoredTensor>();
   for (const [name, t] of tensors) {
-    out.set(name, { dims: t.dims, dtype: 'F32', bytes: () => new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength) });
+    out.set(name, {
+      dims: t.dims,
+      dtype: 'F32',
+      bytes: () => new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength),
+    });
   }
   return out;
 }
@@ -32,7 +36,8 @@ export function sourceOf(tensors: ReadonlyMap<string, Tensor>): WeightSource {
 /** A tensor's values as float32: a view of the stored bytes when they already are (and aligned). */
 export function float32Of(t: StoredTensor): Float32Array {
   const bytes = t.bytes();
-  if (t.dtype === 'F32' && bytes.byteOffset % 4 === 0) return new Float32Array(bytes.buffer, bytes.byteOffset, bytes.byteLength / 4);
+  if (t.dtype === 'F32' && bytes.byteOffset % 4 === 0)
+    return new Float32Array(bytes.buffer, bytes.byteOffset, bytes.byteLength / 4);
   return toFloat32(bytes, t.dtype);
 }
 

@@ -33,7 +33,10 @@ function fromWire(e: WireError): Error {
  * The CLI, the compute node and the tests all talk to it through this class.
  */
 export class EngineClient {
-  private readonly running = new Map<string, { queue: AsyncQueue<TokenEvent>; resolve: (r: GenerateResult) => void; reject: (e: Error) => void }>();
+  private readonly running = new Map<
+    string,
+    { queue: AsyncQueue<TokenEvent>; resolve: (r: GenerateResult) => void; reject: (e: Error) => void }
+  >();
   private readonly calls = new Map<number, { resolve: (m: FromWorker & { type: 'reply' }) => void }>();
   private nextCall = 0;
   onStep?: (stats: StepStats, load: { queued: number; active: number }) => void;

@@ -9,7 +9,11 @@ import { toWire, type FromWorker, type ToWorker, type WireError } from './protoc
  */
 const port = parentPort!;
 let engine: Engine | undefined;
-const outbox = { tokens: [] as Array<[string, TokenEvent[]]>, done: [] as Array<[string, GenerateResult]>, errors: [] as Array<[string, WireError]> };
+const outbox = {
+  tokens: [] as Array<[string, TokenEvent[]]>,
+  done: [] as Array<[string, GenerateResult]>,
+  errors: [] as Array<[string, WireError]>,
+};
 let flushScheduled = false;
 
 function post(message: FromWorker): void {

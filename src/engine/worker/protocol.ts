@@ -6,7 +6,14 @@ import type { GenerateRequest, GenerateResult, TokenEvent } from '../generation/
 /** Messages between EngineClient (any thread) and the engine's worker thread. */
 export type ToWorker =
   | { type: 'load'; options: EngineOptions }
-  | { type: 'add-adapter'; call: number; id: string; dir?: string; config?: Record<string, unknown>; files?: Array<[string, Uint8Array]> }
+  | {
+      type: 'add-adapter';
+      call: number;
+      id: string;
+      dir?: string;
+      config?: Record<string, unknown>;
+      files?: Array<[string, Uint8Array]>;
+    }
   | { type: 'remove-adapter'; call: number; id: string }
   | { type: 'generate'; requests: Array<{ id: string; request: GenerateRequest }> }
   | { type: 'cancel'; id: string }
@@ -22,7 +29,12 @@ export type FromWorker =
   | { type: 'ready'; info: EngineInfo }
   | { type: 'load-failed'; error: WireError }
   | { type: 'reply'; call: number; manifest?: AdapterManifest; removed?: boolean; error?: WireError }
-  | { type: 'batch'; tokens: Array<[string, TokenEvent[]]>; done: Array<[string, GenerateResult]>; errors: Array<[string, WireError]> }
+  | {
+      type: 'batch';
+      tokens: Array<[string, TokenEvent[]]>;
+      done: Array<[string, GenerateResult]>;
+      errors: Array<[string, WireError]>;
+    }
   | { type: 'step'; stats: StepStats; queued: number; active: number };
 
 export function toWire(e: unknown): WireError {

@@ -60,7 +60,7 @@ function headers(json: boolean): Record<string, string> {
 
 async function errorOf(res: Response): Promise<ApiError> {
   const text = await res.text().catch(() => '');
-  let error: ErrorBody | null = null;
+  let error: ErrorBody | null;
   try {
     error = JSON.parse(text).error;
   } catch {
@@ -70,11 +70,14 @@ async function errorOf(res: Response): Promise<ApiError> {
 }
 
 /** The API's JSON as it comes: its shapes are the server's (/openapi.json), not restated here. */
+// eslint-disable-next-line @typescript-eslint/no-explicit-any -- see above
 export type Json = any;
 
 // One JSON call; resolves to { data, warning } (x-versa-warning, e.g. a deprecated version).
 export async function request(
-  method: string, path: string, body?: unknown
+  method: string,
+  path: string,
+  body?: unknown,
 ): Promise<{ data: Json; warning: string | null }> {
   let res;
   try {
@@ -86,7 +89,7 @@ export async function request(
       cache: 'no-store',
     });
   } catch (e) {
-    throw new Error(`could not reach the API: ${(e as Error).message}`);
+    throw new Error(`could not reach the API: ${(e as Error).message}`, { cause: e });
   }
   if (!res.ok) throw await errorOf(res);
   const text = await res.text();
@@ -114,7 +117,9 @@ interface StreamHandlers {
 // are in, onChunk(chunk) per data chunk; resolves when data: [DONE] arrives. An error chunk
 // (data: {"error": ...}) or an HTTP error rejects with its message.
 export async function streamCompletion(
-  path: string, body: object, { signal, onStart, onChunk }: StreamHandlers
+  path: string,
+  body: object,
+  { signal, onStart, onChunk }: StreamHandlers,
 ): Promise<void> {
   let res;
   try {
@@ -127,7 +132,7 @@ export async function streamCompletion(
     });
   } catch (e) {
     if ((e as Error).name === 'AbortError') throw e;
-    throw new Error(`could not reach the API: ${(e as Error).message}`);
+    throw new Error(`could not reach the API: ${(e as Error).message}`, { cause: e });
   }
   if (!res.ok) throw await errorOf(res);
   onStart(res.headers);

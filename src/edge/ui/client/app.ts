@@ -19,7 +19,10 @@ const ROUTES: Array<[RegExp, (m: RegExpExecArray) => View]> = [
 ];
 
 const NAV = [
-  ['#/models', 'Models'], ['#/adapters', 'Adapters'], ['#/experiments', 'Experiments'], ['#/playground', 'Playground'],
+  ['#/models', 'Models'],
+  ['#/adapters', 'Adapters'],
+  ['#/experiments', 'Experiments'],
+  ['#/playground', 'Playground'],
 ];
 
 // The page shell (page.ts) always has these.
@@ -35,12 +38,22 @@ function parseHash(): { path: string; params: URLSearchParams } {
 }
 
 function renderNav(path: string): void {
-  replace(nav, h('ul', {}, NAV.map(([href, label]) => {
-    // '/experiment/ID' belongs to Experiments, '/adapters/NAME' to Adapters.
-    const active = path.startsWith(href.slice(1).replace(/s$/, ''));
-    return h('li', {},
-      h('a', { href, 'aria-current': active ? 'page' : null, testid: `nav-${label.toLowerCase()}` }, label));
-  })));
+  replace(
+    nav,
+    h(
+      'ul',
+      {},
+      NAV.map(([href, label]) => {
+        // '/experiment/ID' belongs to Experiments, '/adapters/NAME' to Adapters.
+        const active = path.startsWith(href.slice(1).replace(/s$/, ''));
+        return h(
+          'li',
+          {},
+          h('a', { href, 'aria-current': active ? 'page' : null, testid: `nav-${label.toLowerCase()}` }, label),
+        );
+      }),
+    ),
+  );
 }
 
 function route(): void {
@@ -55,49 +68,74 @@ function route(): void {
   let view: View | null = null;
   for (const [re, make] of ROUTES) {
     const m = re.exec(path);
-    if (m) { view = make(m); break; }
+    if (m) {
+      view = make(m);
+      break;
+    }
   }
   if (!view) {
-    replace(main,
-      h('h1', { tabindex: '-1' }, 'Not found'), h('p', {}, `No view at ${path}. `),
-      h('a', { href: '#/adapters' }, 'Go to adapters'));
+    replace(
+      main,
+      h('h1', { tabindex: '-1' }, 'Not found'),
+      h('p', {}, `No view at ${path}. `),
+      h('a', { href: '#/adapters' }, 'Go to adapters'),
+    );
   } else {
     replace(main, view({ signal: current.signal, params }));
   }
   // Keyboard and screen-reader users land on the new view's heading.
   const heading = main.querySelector('h1');
-  if (heading) { heading.setAttribute('tabindex', '-1'); heading.focus({ preventScroll: true }); }
+  if (heading) {
+    heading.setAttribute('tabindex', '-1');
+    heading.focus({ preventScroll: true });
+  }
 }
 
 function keyForm(): HTMLFormElement {
   const err = errorBox();
   const input = h('input', {
-    type: 'password', name: 'key', autocomplete: 'off', spellcheck: 'false', placeholder: 'vsk_...', required: true,
+    type: 'password',
+    name: 'key',
+    autocomplete: 'off',
+    spellcheck: 'false',
+    placeholder: 'vsk_...',
+    required: true,
     testid: 'key-input',
   });
   const button = h('button', { type: 'submit', testid: 'key-save' }, 'Use this key');
-  const form = h('form', {
-    class: 'card', testid: 'key-form',
-    onsubmit: (e) => {
-      e.preventDefault();
-      act(button, err, async () => {
-        const previous = getKey();
-        setKey(input.value);
-        try {
-          await api('GET', '/v1/whoami');
-        } catch (e) {
-          if (previous) setKey(previous); else forgetKey();
-          throw e;
-        }
-        await showWhoami();
-        route();
-      });
+  const form = h(
+    'form',
+    {
+      class: 'card',
+      testid: 'key-form',
+      onsubmit: (e) => {
+        e.preventDefault();
+        act(button, err, async () => {
+          const previous = getKey();
+          setKey(input.value);
+          try {
+            await api('GET', '/v1/whoami');
+          } catch (e) {
+            if (previous) setKey(previous);
+            else forgetKey();
+            throw e;
+          }
+          await showWhoami();
+          route();
+        });
+      },
     },
-  },
-  h('h1', {}, 'API key'),
-  h('p', {}, "The dashboard calls this server's API with your key. "
-    + 'It is kept in this browser (localStorage) and sent to this origin only.'),
-  field('API key', input), err, button);
+    h('h1', {}, 'API key'),
+    h(
+      'p',
+      {},
+      "The dashboard calls this server's API with your key. " +
+        'It is kept in this browser (localStorage) and sent to this origin only.',
+    ),
+    field('API key', input),
+    err,
+    button,
+  );
   return form;
 }
 
@@ -108,9 +146,20 @@ async function showWhoami(): Promise<void> {
   }
   const err = errorBox();
   const change = h('button', { type: 'button', class: 'link', onclick: () => replace(main, keyForm()) }, 'Change key');
-  const forget = h('button', {
-    type: 'button', class: 'link', testid: 'key-forget', onclick: () => { forgetKey(); showWhoami(); route(); },
-  }, 'Forget key');
+  const forget = h(
+    'button',
+    {
+      type: 'button',
+      class: 'link',
+      testid: 'key-forget',
+      onclick: () => {
+        forgetKey();
+        showWhoami();
+        route();
+      },
+    },
+    'Forget key',
+  );
   try {
     const me = await api('GET', '/v1/whoami');
     const who = ['Key ', h('strong', {}, me.key_name), ' · tenant ', me.tenant, ' · ', me.scopes.join(', ')];

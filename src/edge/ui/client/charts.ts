@@ -39,8 +39,15 @@ interface Scale {
 function scale(values: number[], includeZero: boolean): Scale {
   let lo = Math.min(...values, includeZero ? 0 : Infinity);
   let hi = Math.max(...values, includeZero ? 0 : -Infinity);
-  if (!Number.isFinite(lo) || !Number.isFinite(hi)) { lo = 0; hi = 1; }
-  if (lo === hi) { const pad = Math.abs(lo) * 0.1 || 1; lo -= pad; hi += pad; }
+  if (!Number.isFinite(lo) || !Number.isFinite(hi)) {
+    lo = 0;
+    hi = 1;
+  }
+  if (lo === hi) {
+    const pad = Math.abs(lo) * 0.1 || 1;
+    lo -= pad;
+    hi += pad;
+  }
   const pad = (hi - lo) * 0.05;
   if (!(includeZero && lo === 0)) lo -= pad;
   hi += pad;
@@ -52,10 +59,19 @@ function scale(values: number[], includeZero: boolean): Scale {
 
 function frame(title: string, testid: string, rows: number, summary: string): SVGSVGElement {
   const height = TOP + rows * ROW + AXIS;
-  return s('svg', {
-    class: 'chart', viewBox: `0 0 ${W} ${height}`, width: W, height, role: 'img',
-    'aria-label': `${title}. ${summary}`, testid,
-  }, s('title', {}, title));
+  return s(
+    'svg',
+    {
+      class: 'chart',
+      viewBox: `0 0 ${W} ${height}`,
+      width: W,
+      height,
+      role: 'img',
+      'aria-label': `${title}. ${summary}`,
+      testid,
+    },
+    s('title', {}, title),
+  );
 }
 
 // A chart with its title visible above it.
@@ -107,10 +123,12 @@ interface IntervalChart {
 export function intervalChart({ title, rows, unit = '', zeroLine = false, testid }: IntervalChart): HTMLElement {
   const values = rows.flatMap((r) => (r.value === null ? [] : [r.value, ...(r.ci || [])]));
   const sc = scale(values, !!zeroLine);
-  const summary = rows.map((r) => {
-    if (r.value === null) return `${r.label}: no data`;
-    return `${r.label}: ${sig(r.value)}${r.ci ? ` (95 % CI ${sig(r.ci[0])} to ${sig(r.ci[1])})` : ''}`;
-  }).join('; ');
+  const summary = rows
+    .map((r) => {
+      if (r.value === null) return `${r.label}: no data`;
+      return `${r.label}: ${sig(r.value)}${r.ci ? ` (95 % CI ${sig(r.ci[0])} to ${sig(r.ci[1])})` : ''}`;
+    })
+    .join('; ');
   const svg = frame(title, testid, rows.length, summary);
   rows.forEach((r, i) => {
     const y = TOP + i * ROW + ROW / 2;
@@ -121,8 +139,11 @@ export function intervalChart({ title, rows, unit = '', zeroLine = false, testid
       if (r.ci) whisker(g, sc, r.ci[0], r.ci[1], y);
       const dot = { class: 'dot', cx: sc.x(r.value), cy: y, r: 5 };
       g.append(s('circle', dot, s('title', {}, `${r.label}: ${sig(r.value)}`)));
-      const text = sig(r.value) + (unit ? ` ${unit}` : '') + (r.ci ? ` ± ${sig((r.ci[1] - r.ci[0]) / 2, 2)}` : '')
-        + (r.note ? ` ${r.note}` : '');
+      const text =
+        sig(r.value) +
+        (unit ? ` ${unit}` : '') +
+        (r.ci ? ` ± ${sig((r.ci[1] - r.ci[0]) / 2, 2)}` : '') +
+        (r.note ? ` ${r.note}` : '');
       g.append(s('text', { class: 'value', x: sc.x1 + 10, y: y + 4 }, text));
     }
     svg.append(g);
@@ -132,15 +153,23 @@ export function intervalChart({ title, rows, unit = '', zeroLine = false, testid
 }
 
 // Latency per arm: a bar to the median, a whisker on to p95, a dot at the mean.
-export function latencyChart(
-  { title, rows, testid }: { title: string; rows: LatencyRow[]; testid: string },
-): HTMLElement {
+export function latencyChart({
+  title,
+  rows,
+  testid,
+}: {
+  title: string;
+  rows: LatencyRow[];
+  testid: string;
+}): HTMLElement {
   const values = rows.flatMap((r) => [r.p50, r.p95, r.mean].filter((v): v is number => v !== null));
   const sc = scale(values, true);
-  const summary = rows.map((r) => {
-    if (r.p50 === null) return `${r.label}: no data`;
-    return `${r.label}: median ${sig(r.p50)} ms, p95 ${sig(r.p95)} ms`;
-  }).join('; ');
+  const summary = rows
+    .map((r) => {
+      if (r.p50 === null) return `${r.label}: no data`;
+      return `${r.label}: median ${sig(r.p50)} ms, p95 ${sig(r.p95)} ms`;
+    })
+    .join('; ');
   const svg = frame(title, testid, rows.length, summary);
   rows.forEach((r, i) => {
     const y = TOP + i * ROW + ROW / 2;

@@ -22,7 +22,9 @@ export interface ViewContext {
 // Every node is built with createElement and text nodes: nothing from the API (adapter names,
 // model cards, model output) is ever parsed as HTML, so there is nothing to escape by hand.
 export function h<K extends keyof HTMLElementTagNameMap>(
-  tag: K, props?: Props | null, ...children: Child[]
+  tag: K,
+  props?: Props | null,
+  ...children: Child[]
 ): HTMLElementTagNameMap[K];
 export function h(tag: string, props?: Props | null, ...children: Child[]): HTMLElement;
 export function h(tag: string, props?: Props | null, ...children: Child[]): HTMLElement {
@@ -35,7 +37,9 @@ export function h(tag: string, props?: Props | null, ...children: Child[]): HTML
 const SVG_NS = 'http://www.w3.org/2000/svg';
 
 export function s<K extends keyof SVGElementTagNameMap>(
-  tag: K, props?: Props | null, ...children: Child[]
+  tag: K,
+  props?: Props | null,
+  ...children: Child[]
 ): SVGElementTagNameMap[K] {
   const el = document.createElementNS(SVG_NS, tag);
   setProps(el, props);
@@ -104,7 +108,10 @@ export function bytes(n: Maybe): string {
   const units = ['B', 'KiB', 'MiB', 'GiB'];
   let v = n;
   let i = 0;
-  while (v >= 1024 && i < units.length - 1) { v /= 1024; i++; }
+  while (v >= 1024 && i < units.length - 1) {
+    v /= 1024;
+    i++;
+  }
   return `${i ? v.toFixed(1) : String(v)} ${units[i]}`;
 }
 
@@ -142,7 +149,9 @@ export function statusLine(testid?: string): HTMLParagraphElement {
 
 // Runs a user action: the button is disabled while it runs; failures land in the error box.
 export async function act<T>(
-  button: { disabled: boolean } | null, box: HTMLElement, fn: () => T | Promise<T>
+  button: { disabled: boolean } | null,
+  box: HTMLElement,
+  fn: () => T | Promise<T>,
 ): Promise<T | undefined> {
   if (button) button.disabled = true;
   clearError(box);
@@ -161,9 +170,20 @@ export function badge(text: string, kind?: string): HTMLSpanElement {
 }
 
 export function table(headers: string[], rows: Child, props?: Props): HTMLTableElement {
-  return h('table', props || {},
-    h('thead', {}, h('tr', {}, headers.map((t) => h('th', { scope: 'col' }, t)))),
-    h('tbody', {}, rows));
+  return h(
+    'table',
+    props || {},
+    h(
+      'thead',
+      {},
+      h(
+        'tr',
+        {},
+        headers.map((t) => h('th', { scope: 'col' }, t)),
+      ),
+    ),
+    h('tbody', {}, rows),
+  );
 }
 
 export function field(label: string, control: HTMLElement, hint?: string): HTMLDivElement {

@@ -14,8 +14,7 @@ function inline(text: string): Child[] {
     if (part.startsWith('`') && part.endsWith('`') && part.length > 1) out.push(h('code', {}, part.slice(1, -1)));
     else if (part.startsWith('**') && part.endsWith('**') && part.length > 4) {
       out.push(h('strong', {}, part.slice(2, -2)));
-    }
-    else if (part.startsWith('*') && part.endsWith('*') && part.length > 2) out.push(h('em', {}, part.slice(1, -1)));
+    } else if (part.startsWith('*') && part.endsWith('*') && part.length > 2) out.push(h('em', {}, part.slice(1, -1)));
     else if (part.startsWith('[')) {
       const m = /^\[([^\]]+)\]\(([^)\s]+)\)$/.exec(part);
       // Only http(s) links become anchors (no javascript: URLs); they open without a referrer.

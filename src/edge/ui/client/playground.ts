@@ -4,7 +4,18 @@
  */
 import { api, streamCompletion, type Json } from './api.ts';
 import {
-  act, clearError, enc, errorBox, field, h, plural, replace, showError, statusLine, type Child, type ViewContext,
+  act,
+  clearError,
+  enc,
+  errorBox,
+  field,
+  h,
+  plural,
+  replace,
+  showError,
+  statusLine,
+  type Child,
+  type ViewContext,
 } from './dom.ts';
 
 const UNIT_KEY = 'versa.playgroundUnit';
@@ -23,25 +34,51 @@ export function playgroundView({ signal, params }: ViewContext): HTMLElement {
   const err = errorBox();
   const models = h('datalist', { id: 'pg-models' });
   const model = h('input', {
-    type: 'text', name: 'model', required: true, list: 'pg-models', value: params.get('model') || '',
-    autocomplete: 'off', testid: 'pg-model',
+    type: 'text',
+    name: 'model',
+    required: true,
+    list: 'pg-models',
+    value: params.get('model') || '',
+    autocomplete: 'off',
+    testid: 'pg-model',
   });
-  const endpoint = h('select', { name: 'endpoint', testid: 'pg-endpoint' },
+  const endpoint = h(
+    'select',
+    { name: 'endpoint', testid: 'pg-endpoint' },
     h('option', { value: 'chat' }, 'Chat (/v1/chat/completions)'),
-    h('option', { value: 'text' }, 'Completion (/v1/completions)'));
+    h('option', { value: 'text' }, 'Completion (/v1/completions)'),
+  );
   const prompt = h('textarea', { name: 'prompt', rows: 4, required: true, testid: 'pg-prompt' }, 'Once upon a time');
   const maxTokens = h('input', {
-    type: 'number', name: 'max_tokens', min: 1, value: 48, required: true, testid: 'pg-max-tokens',
+    type: 'number',
+    name: 'max_tokens',
+    min: 1,
+    value: 48,
+    required: true,
+    testid: 'pg-max-tokens',
   });
   const temperature = h('input', {
-    type: 'number', name: 'temperature', min: 0, max: 2, step: 0.1, value: 0.8, required: true,
+    type: 'number',
+    name: 'temperature',
+    min: 0,
+    max: 2,
+    step: 0.1,
+    value: 0.8,
+    required: true,
     testid: 'pg-temperature',
   });
   const unit = h('input', { type: 'text', name: 'user', value: defaultUnit(), maxlength: 256, testid: 'pg-unit' });
-  const newUnit = h('button', { type: 'button', onclick: () => {
-    sessionStorage.removeItem(UNIT_KEY);
-    unit.value = defaultUnit();
-  } }, 'New unit');
+  const newUnit = h(
+    'button',
+    {
+      type: 'button',
+      onclick: () => {
+        sessionStorage.removeItem(UNIT_KEY);
+        unit.value = defaultUnit();
+      },
+    },
+    'New unit',
+  );
   const streamButton = h('button', { type: 'submit', testid: 'pg-stream' }, 'Stream');
   const stopButton = h('button', { type: 'button', disabled: true, testid: 'pg-stop' }, 'Stop');
   const output = h('pre', { class: 'output', 'aria-live': 'polite', testid: 'pg-output' });
@@ -49,24 +86,37 @@ export function playgroundView({ signal, params }: ViewContext): HTMLElement {
   const served = h('dl', { class: 'facts', testid: 'pg-served' });
   const feedbackStatus = statusLine('pg-feedback-status');
   const feedbackErr = errorBox();
-  const up = h('button', { type: 'button', disabled: true, testid: 'pg-thumbs-up' },
-    h('span', { 'aria-hidden': 'true' }, '👍 '), 'Good');
-  const down = h('button', { type: 'button', disabled: true, testid: 'pg-thumbs-down' },
-    h('span', { 'aria-hidden': 'true' }, '👎 '), 'Bad');
+  const up = h(
+    'button',
+    { type: 'button', disabled: true, testid: 'pg-thumbs-up' },
+    h('span', { 'aria-hidden': 'true' }, '👍 '),
+    'Good',
+  );
+  const down = h(
+    'button',
+    { type: 'button', disabled: true, testid: 'pg-thumbs-down' },
+    h('span', { 'aria-hidden': 'true' }, '👎 '),
+    'Bad',
+  );
   let completionId: string | null = null;
   let running: AbortController | null = null;
 
-  api('GET', '/v1/models').then((list) => {
-    const hint = (m: Json) => {
-      if (m.kind === 'base') return 'base model';
-      return `adapter on ${m.base || '?'}${m.version ? `, v${m.version}` : ''}`;
-    };
-    replace(models, list.data.map((m: Json) => h('option', { value: m.id }, hint(m))));
-    // Start on an adapter: that is what the playground is for.
-    if (!model.value && list.data.length) {
-      model.value = (list.data.find((m: Json) => m.kind === 'adapter') || list.data[0]).id;
-    }
-  }).catch((e) => showError(err, e));
+  api('GET', '/v1/models')
+    .then((list) => {
+      const hint = (m: Json) => {
+        if (m.kind === 'base') return 'base model';
+        return `adapter on ${m.base || '?'}${m.version ? `, v${m.version}` : ''}`;
+      };
+      replace(
+        models,
+        list.data.map((m: Json) => h('option', { value: m.id }, hint(m))),
+      );
+      // Start on an adapter: that is what the playground is for.
+      if (!model.value && list.data.length) {
+        model.value = (list.data.find((m: Json) => m.kind === 'adapter') || list.data[0]).id;
+      }
+    })
+    .catch((e) => showError(err, e));
 
   let scored = false;
   const score = (value: number) => async (e: MouseEvent) => {
@@ -89,33 +139,53 @@ export function playgroundView({ signal, params }: ViewContext): HTMLElement {
     const adapter = headers.get('x-versa-adapter');
     const experiment = headers.get('x-versa-experiment');
     served.replaceChildren();
-    fact('Served by', 'pg-version', adapter
-      ? h('a', { href: `#/adapters/${enc(adapter)}` }, `${adapter}@${headers.get('x-versa-adapter-version')}`)
-      : `${headers.get('x-versa-base') || '–'} (base model, no adapter)`);
+    fact(
+      'Served by',
+      'pg-version',
+      adapter
+        ? h('a', { href: `#/adapters/${enc(adapter)}` }, `${adapter}@${headers.get('x-versa-adapter-version')}`)
+        : `${headers.get('x-versa-base') || '–'} (base model, no adapter)`,
+    );
     fact('Base', 'pg-base', headers.get('x-versa-base') || '–');
     if (headers.get('x-versa-resolved-via')) fact('Resolved via', 'pg-via', headers.get('x-versa-resolved-via'));
-    fact('Experiment', 'pg-experiment',
-      experiment ? h('a', { href: `#/experiment/${enc(experiment)}` }, experiment) : 'none');
+    fact(
+      'Experiment',
+      'pg-experiment',
+      experiment ? h('a', { href: `#/experiment/${enc(experiment)}` }, experiment) : 'none',
+    );
     fact('Arm', 'pg-arm', headers.get('x-versa-arm') || '–');
     if (headers.get('x-versa-warning')) fact('Warning', 'pg-warning', headers.get('x-versa-warning'));
   }
 
-  const form = h('form', {
-    class: 'card', testid: 'pg-form',
-    onsubmit: (e) => {
-      e.preventDefault();
-      if (running) return;
-      run();
+  const form = h(
+    'form',
+    {
+      class: 'card',
+      testid: 'pg-form',
+      onsubmit: (e) => {
+        e.preventDefault();
+        if (running) return;
+        run();
+      },
     },
-  },
-  field('Model', model,
-    'ADAPTER (its experiment, else alias production), ADAPTER@VERSION, ADAPTER@ALIAS or a base model'),
-  models,
-  field('Endpoint', endpoint),
-  field('Prompt', prompt),
-  h('div', { class: 'row' },
-    field('Max tokens', maxTokens), field('Temperature', temperature), field('Experiment unit (user)', unit), newUnit),
-  h('div', { class: 'row' }, streamButton, stopButton));
+    field(
+      'Model',
+      model,
+      'ADAPTER (its experiment, else alias production), ADAPTER@VERSION, ADAPTER@ALIAS or a base model',
+    ),
+    models,
+    field('Endpoint', endpoint),
+    field('Prompt', prompt),
+    h(
+      'div',
+      { class: 'row' },
+      field('Max tokens', maxTokens),
+      field('Temperature', temperature),
+      field('Experiment unit (user)', unit),
+      newUnit,
+    ),
+    h('div', { class: 'row' }, streamButton, stopButton),
+  );
 
   async function run(): Promise<void> {
     clearError(err);
@@ -168,13 +238,19 @@ export function playgroundView({ signal, params }: ViewContext): HTMLElement {
       });
       const total = performance.now() - started;
       const produced = usage ? `${usage.completion_tokens} tokens` : `${chunks} chunks`;
-      replace(stats, `Done: ${produced}, finish reason ${finish || '?'}, `
-        + `first token after ${Math.round(first || total)} ms, total ${Math.round(total)} ms.`);
+      replace(
+        stats,
+        `Done: ${produced}, finish reason ${finish || '?'}, ` +
+          `first token after ${Math.round(first || total)} ms, total ${Math.round(total)} ms.`,
+      );
       stats.setAttribute('data-done', 'true');
       up.disabled = down.disabled = !completionId;
     } catch (e) {
       if ((e as Error).name === 'AbortError') replace(stats, `Stopped after ${chunks} chunks.`);
-      else { replace(stats, 'Failed.'); showError(err, e); }
+      else {
+        replace(stats, 'Failed.');
+        showError(err, e);
+      }
     } finally {
       output.removeAttribute('aria-busy');
       if (completionId) {
@@ -187,9 +263,19 @@ export function playgroundView({ signal, params }: ViewContext): HTMLElement {
     }
   }
 
-  return h('section', { testid: 'playground-view' }, h('h1', {}, 'Playground'), form, err,
-    h('h2', {}, 'Output'), stats, output,
-    h('h2', {}, 'Served'), served,
+  return h(
+    'section',
+    { testid: 'playground-view' },
+    h('h1', {}, 'Playground'),
+    form,
+    err,
+    h('h2', {}, 'Output'),
+    stats,
+    output,
+    h('h2', {}, 'Served'),
+    served,
     h('div', { class: 'row', role: 'group', 'aria-label': 'Rate this completion' }, up, down),
-    feedbackErr, feedbackStatus);
+    feedbackErr,
+    feedbackStatus,
+  );
 }
