@@ -73,9 +73,8 @@ export async function complete(c: Context<AppEnv>, gen: GenerationContext, job: 
     throw error;
   }
   usage.firstToken(first.value?.node);
-  return job.stream
-    ? streamed(c, job, format, who, first, events, usage)
-    : whole(c, job, format, who, first, events, usage);
+  const reply: Reply = { c, job, format, who, first, events, usage };
+  return job.stream ? streamed(reply) : whole(reply);
 }
 
 /** The compute node's request for a job (checked against the deployment's limits). */
@@ -118,6 +117,17 @@ function computeRequest(
 
 type UsageRecorder = ReturnType<typeof usageRecorder>;
 
+/** A completion whose first event came: what answering it needs, streamed or whole. */
+interface Reply {
+  c: Context<AppEnv>;
+  job: CompletionJob;
+  format: ResponseFormat;
+  who: Identity;
+  first: IteratorResult<ComputeEvent>;
+  events: NodeEvents;
+  usage: UsageRecorder;
+}
+
 /** The job's experiment exposure (now) and its usage event (at the end, whatever the end). */
 function usageRecorder(c: Context<AppEnv>, gen: GenerationContext, job: CompletionJob, completionId: string) {
   const { target, principal } = job;
@@ -157,15 +167,7 @@ function usageRecorder(c: Context<AppEnv>, gen: GenerationContext, job: Completi
 }
 
 /** The whole response, once the node is done. */
-async function whole(
-  c: Context<AppEnv>,
-  job: CompletionJob,
-  format: ResponseFormat,
-  who: Identity,
-  first: IteratorResult<ComputeEvent>,
-  events: NodeEvents,
-  usage: UsageRecorder,
-): Promise<Response> {
+async function whole({ c, job, format, who, first, events, usage }: Reply): Promise<Response> {
   const tokens: TokenEvent[] = [];
   let end: ComputeEvent | undefined;
   for (let next = first; !next.done; next = await events.next()) {
@@ -191,15 +193,7 @@ async function whole(
 }
 
 /** Server-sent events in OpenAI's chunk format, ending in `[DONE]` or an error chunk. */
-function streamed(
-  c: Context<AppEnv>,
-  job: CompletionJob,
-  format: ResponseFormat,
-  who: Identity,
-  first: IteratorResult<ComputeEvent>,
-  events: NodeEvents,
-  usage: UsageRecorder,
-): Response {
+function streamed({ c, job, format, who, first, events, usage }: Reply): Response {
   c.header('x-accel-buffering', 'no');
   return streamSSE(c, async (sse) => {
     const send = (chunk: object) =>
