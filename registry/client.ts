@@ -49,16 +49,15 @@ export class RegistryClient {
         body: body === undefined ? undefined : JSON.stringify(body),
       });
     } catch (e) {
-      throw new RegistryError(
-        0,
-        `cannot reach the registry at ${this.url}: ${(e as Error).cause ? String((e as Error & { cause: unknown }).cause) : (e as Error).message}`,
-      );
+      const reason = (e as Error).cause ? String((e as Error & { cause: unknown }).cause) : (e as Error).message;
+      throw new RegistryError(0, `cannot reach the registry at ${this.url}: ${reason}`);
     }
     if (!res.ok) throw await errorOf(res);
     return res;
   }
 
-  // eslint-disable-next-line @typescript-eslint/no-explicit-any -- a caller that names no type gets the API's JSON as is
+  // A caller that names no type gets the API's JSON as is.
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any
   async json<T = any>(method: string, path: string, body?: unknown): Promise<T> {
     return (await this.request(method, path, body)).json() as Promise<T>;
   }

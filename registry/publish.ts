@@ -233,7 +233,8 @@ async function receive(
     const fileName = part.filename;
     if (!FILE_NAME_RE.test(fileName)) {
       throw badRequest(
-        `file name ${JSON.stringify(fileName).slice(0, 140)} is not allowed: a plain name (letters, digits, ".", "_", "-"), no path`,
+        `file name ${JSON.stringify(fileName).slice(0, 140)} is not allowed: ` +
+          'a plain name (letters, digits, ".", "_", "-"), no path',
         'invalid_file_name',
         'filename',
       );

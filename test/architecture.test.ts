@@ -56,8 +56,14 @@ function sources(dir: string): string[] {
 /** Import specifiers of a file (static and dynamic imports, re-exports). */
 function importsOf(file: string): string[] {
   const text = readFileSync(join(ROOT, file), 'utf8');
-  const pattern =
-    /(?:^|\n)\s*(?:import|export)[^'"]*?from\s+['"]([^'"]+)['"]|import\(\s*['"]([^'"]+)['"]\s*\)|(?:^|\n)\s*import\s+['"]([^'"]+)['"]/g;
+  const pattern = new RegExp(
+    [
+      /(?:^|\n)\s*(?:import|export)[^'"]*?from\s+['"]([^'"]+)['"]/.source,
+      /import\(\s*['"]([^'"]+)['"]\s*\)/.source,
+      /(?:^|\n)\s*import\s+['"]([^'"]+)['"]/.source,
+    ].join('|'),
+    'g',
+  );
   return [...text.matchAll(pattern)].map((m) => m[1] ?? m[2] ?? m[3]);
 }
 

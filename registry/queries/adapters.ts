@@ -175,10 +175,11 @@ export async function listAdapters(
 export async function decorate(db: Db, rows: AdapterRow[]): Promise<AdapterListItem[]> {
   if (!rows.length) return [];
   const ids = rows.map((r) => r.id);
+  const sameAdapter = sql`v2.adapter_id = ${adapterVersions.adapterId}`;
   const latest = await summaries(db).where(
     and(
       inArray(adapterVersions.adapterId, ids),
-      sql`${adapterVersions.version} = (select max(v2.version) from ${adapterVersions} v2 where v2.adapter_id = ${adapterVersions.adapterId})`,
+      sql`${adapterVersions.version} = (select max(v2.version) from ${adapterVersions} v2 where ${sameAdapter})`,
     ),
   );
   const counts = await db

@@ -42,11 +42,12 @@ export function aliasMoveStatements(
   toVersion: number | ReturnType<typeof sql>,
   by: { keyId?: string | null; reason?: string | null; now: Date },
 ): Statement[] {
+  const thisAlias = sql`${aliases.adapterId} = ${adapterId} and ${aliases.name} = ${alias}`;
   return [
     db.insert(aliasHistory).values({
       adapterId,
       alias,
-      fromVersion: sql`(select ${aliases.version} from ${aliases} where ${aliases.adapterId} = ${adapterId} and ${aliases.name} = ${alias})`,
+      fromVersion: sql`(select ${aliases.version} from ${aliases} where ${thisAlias})`,
       toVersion,
       reason: by.reason ?? null,
       movedAt: by.now,

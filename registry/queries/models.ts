@@ -177,22 +177,23 @@ export async function registerBaseVersion(
     const statements = [];
     if (!existing) {
       statements.push(
-        r.db
-          .insert(baseModels)
-          .values({
-            id: modelId,
-            name,
-            tenantId: actor.tenantId,
-            description: actor.description ?? null,
-            createdAt: now,
-          }),
+        r.db.insert(baseModels).values({
+          id: modelId,
+          name,
+          tenantId: actor.tenantId,
+          description: actor.description ?? null,
+          createdAt: now,
+        }),
       );
     }
+    const sameModel = sql`${baseModelVersions.modelId} = ${modelId}`;
+    const maxVersion = sql`coalesce(max(${baseModelVersions.version}), 0)`;
+    const nextVersion = sql`(select ${maxVersion} + 1 from ${baseModelVersions} where ${sameModel})`;
     statements.push(
       r.db.insert(baseModelVersions).values({
         id: versionId,
         modelId,
-        version: sql`(select coalesce(max(${baseModelVersions.version}), 0) + 1 from ${baseModelVersions} where ${baseModelVersions.modelId} = ${modelId})`,
+        version: nextVersion,
         architecture: input.architecture,
         config: input.config,
         tokenizer: input.tokenizer ?? null,

@@ -86,11 +86,14 @@ export async function commitAdapterVersion(
       const set = Object.fromEntries(Object.entries(meta).filter(([, x]) => x !== undefined));
       statements.push(r.db.update(adapters).set(set).where(eq(adapters.id, adapterId)));
     }
+    const sameAdapter = sql`${adapterVersions.adapterId} = ${adapterId}`;
+    const maxVersion = sql`coalesce(max(${adapterVersions.version}), 0)`;
+    const nextVersion = sql`(select ${maxVersion} + 1 from ${adapterVersions} where ${sameAdapter})`;
     statements.push(
       r.db.insert(adapterVersions).values({
         id: versionId,
         adapterId,
-        version: sql`(select coalesce(max(${adapterVersions.version}), 0) + 1 from ${adapterVersions} where ${adapterVersions.adapterId} = ${adapterId})`,
+        version: nextVersion,
         baseVersionId: v.baseVersionId,
         kind: v.manifest.kind,
         bottleneck: v.manifest.bottleneck ?? null,
@@ -117,7 +120,8 @@ export async function commitAdapterVersion(
       statements.push(r.db.insert(adapterFiles).values(v.files.slice(i, i + 24).map((f) => ({ versionId, ...f }))));
     }
     if (v.alias) {
-      const newVersion = sql`(select ${adapterVersions.version} from ${adapterVersions} where ${adapterVersions.id} = ${versionId})`;
+      const thisVersion = sql`${adapterVersions.id} = ${versionId}`;
+      const newVersion = sql`(select ${adapterVersions.version} from ${adapterVersions} where ${thisVersion})`;
       statements.push(...aliasMoveStatements(r.db, adapterId, v.alias, newVersion, { keyId: v.keyId, now: v.now }));
     }
     try {

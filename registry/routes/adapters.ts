@@ -83,7 +83,8 @@ export const VersionDetailSchema = z
     bytes: z.number().int(),
     sha256: z.string().openapi({
       description:
-        "The version's content digest: sha256 of its manifest, one line `<file sha256>  <file name>\\n` per file sorted by name (what `sha256sum` prints)",
+        "The version's content digest: sha256 of its manifest, one line `<file sha256>  <file name>\\n` per file " +
+        'sorted by name (what `sha256sum` prints)',
     }),
     weights_file: z.string(),
     base: z.object({
@@ -296,7 +297,8 @@ const resolve = createRoute({
   path: '/v1/resolve',
   tags: ['adapters'],
   summary:
-    'Resolve NAME, NAME@VERSION or NAME@ALIAS to one version with its base and files (what compute nodes and the edge serve)',
+    'Resolve NAME, NAME@VERSION or NAME@ALIAS to one version with its base and files ' +
+    '(what compute nodes and the edge serve)',
   ...scoped('read', 'generate'),
   request: { query: z.object({ model: z.string().min(1).max(200) }) },
   responses: { 200: json(ResolutionSchema, 'The version that serves this reference'), ...errors, ...goneError },

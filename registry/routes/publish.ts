@@ -15,7 +15,8 @@ const PublishedSchema = z
     ref: z.string(),
     sha256: z.string().openapi({
       description:
-        "The version's content digest: sha256 of `<file sha256>  <name>\\n` lines sorted by name (sha256sum output) over all its files",
+        "The version's content digest: sha256 of `<file sha256>  <name>\\n` lines sorted by name " +
+        '(sha256sum output) over all its files',
     }),
     bytes: z.number().int().openapi({ description: 'all files together' }),
     params: z.number().int(),
@@ -33,7 +34,10 @@ const formSchema = {
   type: 'object' as const,
   required: ['base'],
   description:
-    'Fields first (`base` before any file), then files: adapter_config.json (required for PEFT LoRA) before the weights, the weights (adapter.safetensors for VLM, adapter_model.safetensors for LoRA) last. Each file is a part with a filename.',
+    'Fields first (`base` before any file), then files: ' +
+    'adapter_config.json (required for PEFT LoRA) before the weights, ' +
+    'the weights (adapter.safetensors for VLM, adapter_model.safetensors for LoRA) last. ' +
+    'Each file is a part with a filename.',
   properties: {
     base: { type: 'string' as const, description: 'MODEL@VERSION the adapter was trained on' },
     alias: { type: 'string' as const, description: 'point this alias at the new version, in the same write' },

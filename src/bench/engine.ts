@@ -95,7 +95,9 @@ export async function benchEngine(opts: EngineBenchOptions = {}): Promise<Precis
     const block = opts.quantizeBlock ?? DEFAULT_BLOCK;
     const precision = await comparePrecisions(modelPath, c, threads, block, prompt, log);
     const described = opts.model ? `${opts.model}: ${c.architecture}` : 'gpt2-small shape';
-    const model = `${described} (${(parameterCount(c) / 1e6).toFixed(1)}M params${opts.model ? '' : ', float32, seeded random weights'})`;
+    const model =
+      `${described} (${(parameterCount(c) / 1e6).toFixed(1)}M params` +
+      `${opts.model ? '' : ', float32, seeded random weights'})`;
     if (opts.precisionOnly) {
       log('measuring memory-read bandwidth');
       const bandwidth = await measureReadBandwidth(threads);

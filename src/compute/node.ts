@@ -104,7 +104,8 @@ export async function startComputeNode(o: ComputeNodeOptions): Promise<ComputeNo
   const { architecture, params, ep, weights, loadSeconds } = engine.info;
   const precision = weights.quantize === 'none' ? 'float32' : `${weights.quantize}, block ${weights.block}`;
   log(
-    `compute node on ${url} (${architecture}, ${(params / 1e6).toFixed(1)}M params, ${precision}, ${ep}, loaded in ${loadSeconds.toFixed(1)} s)`,
+    `compute node on ${url} (${architecture}, ${(params / 1e6).toFixed(1)}M params, ${precision}, ${ep}, ` +
+      `loaded in ${loadSeconds.toFixed(1)} s)`,
   );
 
   let closing: Promise<void> | undefined;

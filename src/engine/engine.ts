@@ -149,7 +149,8 @@ export class Engine {
     const bad = prompt.find((t) => !Number.isInteger(t) || t < 0 || t >= vocab);
     if (bad !== undefined) {
       throw new RequestError(
-        `prompt token id ${bad} is outside the vocabulary (${c.vocabSize}${taskTokens ? ` + ${taskTokens} task tokens` : ''})`,
+        `prompt token id ${bad} is outside the vocabulary ` +
+          `(${c.vocabSize}${taskTokens ? ` + ${taskTokens} task tokens` : ''})`,
         req.promptIds ? 'prompt_ids' : 'prompt',
       );
     }
@@ -203,7 +204,8 @@ export async function openRuntime(
   const warnings: string[] = [];
   if (tokenizer && tokenizer.size !== config.vocabSize) {
     warnings.push(
-      `the tokenizer knows ${tokenizer.size} tokens but the model has ${config.vocabSize}; text that encodes to ids outside the model's vocabulary is refused`,
+      `the tokenizer knows ${tokenizer.size} tokens but the model has ${config.vocabSize}; ` +
+        "text that encodes to ids outside the model's vocabulary is refused",
     );
   }
   const info: EngineInfo = {

@@ -8,7 +8,8 @@ import type { GenerateRequest } from '../engine/generation/request.ts';
  *
  * POST /v1/internal/generate takes a GenerateBody and streams NDJSON, one ComputeEvent a line:
  *   {"type":"token","token":ID,"text":"...","logprob"?:X,"top"?:[{token,text,logprob}]}
- *   {"type":"done","finish_reason":"stop"|"length"|"cancelled","usage":{prompt_tokens,completion_tokens},"timing":{ttft_ms,total_ms}}
+ *   {"type":"done","finish_reason":"stop"|"length"|"cancelled",
+ *    "usage":{prompt_tokens,completion_tokens},"timing":{ttft_ms,total_ms}}
  *   {"type":"error","error":{message,type,code}}            (after the first token only)
  * Failures before the first token are plain HTTP errors with an OpenAI-shaped JSON body, so the
  * edge can retry them on another node. Value ranges are the engine's to check (validateRequest):

@@ -145,13 +145,15 @@ function bannerText(url: string, key: string, base: string, demo: boolean, exper
     `  base       ${base}${demo ? ` (${DEMO.note})` : ''}`,
     ...(demo
       ? [
-          `  adapters   ${DEMO.writer} (v1 = production, v2 = staging${experiment ? `, A/B experiment ${experiment} running` : ''}), ${DEMO.critic}`,
+          `  adapters   ${DEMO.writer} (v1 = production, v2 = staging` +
+            `${experiment ? `, A/B experiment ${experiment} running` : ''}), ${DEMO.critic}`,
         ]
       : []),
     `  API docs   ${url}/openapi.json`,
     '',
     'Stream tokens:',
-    `  curl -N ${url}/v1/chat/completions -H 'Authorization: Bearer ${key}' -H 'Content-Type: application/json' -d '${body}'`,
+    `  curl -N ${url}/v1/chat/completions -H 'Authorization: Bearer ${key}' ` +
+      `-H 'Content-Type: application/json' -d '${body}'`,
     '',
   ].join('\n');
 }

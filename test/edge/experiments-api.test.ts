@@ -134,7 +134,8 @@ describe('routing to compute nodes', () => {
     let nodes: string[] = [];
     const product = await startProduct({ nodes: async (live) => (nodes = await deadNodesFirst(live, 'stories260k')) });
     try {
-      expect((await new NodePool(nodes).order('stories260k'))[0]).not.toBe(product.compute.url); // a dead node is tried first
+      // a dead node is tried first
+      expect((await new NodePool(nodes).order('stories260k'))[0]).not.toBe(product.compute.url);
       const r = await product
         .openai()
         .completions.create({ model: 'stories260k', prompt: 'Once upon a time', max_tokens: 8, temperature: 0 });
@@ -162,15 +163,13 @@ describe('routing to compute nodes', () => {
     const url = await new Promise<string>((done) => child.stdout.once('data', (d) => done(String(d).trim())));
     const product = await startProduct({ nodes: () => [url] });
     try {
-      const stream = await product
-        .openai()
-        .chat.completions.create({
-          model: 'stories260k',
-          messages: [{ role: 'user', content: '' }],
-          max_tokens: 400,
-          stream: true,
-          temperature: 0,
-        });
+      const stream = await product.openai().chat.completions.create({
+        model: 'stories260k',
+        messages: [{ role: 'user', content: '' }],
+        max_tokens: 400,
+        stream: true,
+        temperature: 0,
+      });
       let chunks = 0;
       const error = await (async () => {
         for await (const _ of stream) if (++chunks === 3) child.kill('SIGKILL');

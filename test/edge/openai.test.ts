@@ -37,7 +37,9 @@ describe('OpenAI-compatible API through the Node entry (official openai client)'
     });
   });
 
-  it('chat, streamed, through the VLM adapter (its task token from the default template), with a usage chunk', async () => {
+  const streamedVlmChat =
+    'chat, streamed, through the VLM adapter (its task token from the default template), with a usage chunk';
+  it(streamedVlmChat, async () => {
     const g = golden('vlm-max', 1);
     const { data: stream, response } = await openai.chat.completions
       .create({
@@ -118,14 +120,12 @@ describe('OpenAI-compatible API through the Node entry (official openai client)'
 
   it("answers errors in OpenAI's shape with the right status", async () => {
     const chat = (body: object, key?: string) =>
-      product
-        .openai(key)
-        .chat.completions.create({
-          model: 'stories260k',
-          messages: [{ role: 'user', content: 'x' }],
-          max_tokens: 4,
-          ...body,
-        } as never);
+      product.openai(key).chat.completions.create({
+        model: 'stories260k',
+        messages: [{ role: 'user', content: 'x' }],
+        max_tokens: 4,
+        ...body,
+      } as never);
     await expect(chat({ model: 'nope' })).rejects.toBeInstanceOf(OpenAI.NotFoundError);
     await expect(chat({ n: 2 })).rejects.toThrow(/only n = 1/);
     await expect(chat({ presence_penalty: 0.5 })).rejects.toBeInstanceOf(OpenAI.BadRequestError);

@@ -6,7 +6,10 @@ import { RegistryClient } from '../../registry/client.ts';
 import { describeLocalModel, publishFolder } from '../../registry/local.ts';
 import { startComputeNode, type ComputeNode } from '../../src/compute/node.ts';
 
-/** The Cloudflare Worker entry in workerd (wrangler's local runtime, D1 + R2), generating through a compute node on 127.0.0.1. */
+/**
+ * The Cloudflare Worker entry in workerd (wrangler's local runtime, D1 + R2), generating through
+ * a compute node on 127.0.0.1.
+ */
 describe('Worker entry', () => {
   let worker: TestWorker;
   let compute: ComputeNode;

@@ -10,7 +10,9 @@ import { writeLoraAdapter } from '../../src/engine/synthetic.ts';
 import { encodeSafetensors, parseHeader } from '../../src/engine/weights/safetensors.ts';
 
 describe('adapters', () => {
-  it('a PEFT LoRA on every Llama projection gives the same logits on the HF folder and the llama2.c checkpoint', async () => {
+  const loraOnBothLayouts =
+    'a PEFT LoRA on every Llama projection gives the same logits on the HF folder and the llama2.c checkpoint';
+  it(loraOnBothLayouts, async () => {
     // PEFT deltas are in Hugging Face's rotate-half layout; on llama2.c's interleaved layout the
     // q/k rows must be permuted back. Equal logits on both bases prove it for q_proj AND k_proj.
     const config = inspectModel(fixture('stories260k/hf')).config;

@@ -57,7 +57,8 @@ describe('generation on stories260k', () => {
     const { text, result } = await collect(engine.generate({ prompt: '', maxTokens: 200, stop: ['red ball'] }));
     expect(result.finishReason).toBe('stop');
     expect(text).toBe(
-      'Once upon a time, there was a little girl named Lily. She loved to play outside in the park. One day, she saw a big, ',
+      'Once upon a time, there was a little girl named Lily. She loved to play outside in the park. ' +
+        'One day, she saw a big, ',
     );
     expect(result.text).toBe(text);
   });

@@ -12,7 +12,8 @@ export function fixture(...parts: string[]): string {
   const path = join(FIXTURES, ...parts);
   if (!existsSync(path)) {
     throw new Error(
-      `missing test fixture ${relative(resolve(import.meta.dirname, '../..'), path)}: the goldens are committed under test/fixtures/ ` +
+      `missing test fixture ${relative(resolve(import.meta.dirname, '../..'), path)}: ` +
+        'the goldens are committed under test/fixtures/ ' +
         '(see test/fixtures/README.md); restore it from git',
     );
   }

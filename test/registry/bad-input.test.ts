@@ -413,7 +413,9 @@ const cases: Case[] = [
       r.fetch('/v1/adapters/good/versions', {
         method: 'POST',
         headers: { 'content-type': 'multipart/form-data; boundary=XyZ' },
-        body: '--XyZ\r\nContent-Disposition: form-data; name="base"\r\n\r\ntoy@1\r\n--XyZ\r\nContent-Disposition: form-data; name="file"; filename="adapter.safetensors"\r\n\r\nabc',
+        body:
+          '--XyZ\r\nContent-Disposition: form-data; name="base"\r\n\r\ntoy@1\r\n' +
+          '--XyZ\r\nContent-Disposition: form-data; name="file"; filename="adapter.safetensors"\r\n\r\nabc',
       }),
     status: 400,
     code: 'invalid_multipart',

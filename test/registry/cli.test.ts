@@ -100,7 +100,10 @@ describe('versa CLI against a running registry', () => {
     );
     expect(vlm.code).toBe(0);
     expect(vlm.stdout).toMatch(
-      /^published toy-vlm@1 on toy@1: vlm, 376 params \([\d.]+% of the base\), .* sha256 [0-9a-f]{64}; production -> 1\n$/,
+      new RegExp(
+        /^published toy-vlm@1 on toy@1: vlm, 376 params \([\d.]+% of the base\), /.source +
+          /.* sha256 [0-9a-f]{64}; production -> 1\n$/.source,
+      ),
     );
     const lora = await versa(
       'publish',

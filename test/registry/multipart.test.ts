@@ -62,7 +62,8 @@ describe('streaming multipart reader', () => {
   it('skips parts the reader does not consume, and handles RFC 5987 file names', async () => {
     const raw = enc.encode(
       'preamble\r\n--b\r\nContent-Disposition: form-data; name="skip"\r\n\r\nignored\r\n' +
-        '--b\r\nContent-Disposition: form-data; name="f"; filename*=UTF-8\'\'caf%C3%A9.json\r\n\r\n{}\r\n--b--\r\nepilogue',
+        '--b\r\nContent-Disposition: form-data; name="f"; filename*=UTF-8\'\'caf%C3%A9.json\r\n\r\n{}\r\n' +
+        '--b--\r\nepilogue',
     );
     const names: string[] = [];
     for await (const p of readMultipart(streamOf(raw, 5), 'b')) {

@@ -184,7 +184,9 @@ describe.each(BACKENDS)('publishing and versions (%s)', (backend) => {
     await expect(resolveModel(reg.registry.db, 'a/b', null)).rejects.toMatchObject({ status: 400 });
   });
 
-  it('status: deprecated still resolves with a warning; yanked is refused (410); aliases never point at yanked', async () => {
+  const statusLifecycle =
+    'status: deprecated still resolves with a warning; yanked is refused (410); aliases never point at yanked';
+  it(statusLifecycle, async () => {
     const patch = (version: number, status: string) =>
       reg.fetch(`/v1/adapters/delta/versions/${version}`, {
         method: 'PATCH',

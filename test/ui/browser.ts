@@ -18,7 +18,8 @@ export interface Browser {
 export async function launchChromium(): Promise<Browser> {
   if (!existsSync(CHROMIUM)) {
     throw new Error(
-      `Chromium not found at ${CHROMIUM}: the dashboard's browser test needs it. Install it with \`apt-get install chromium\` (CI's .ci/run does), or set CHROMIUM_PATH.`,
+      `Chromium not found at ${CHROMIUM}: the dashboard's browser test needs it. ` +
+        "Install it with `apt-get install chromium` (CI's .ci/run does), or set CHROMIUM_PATH.",
     );
   }
   const profile = mkdtempSync(join(tmpdir(), 'versa-chromium-'));

@@ -18,7 +18,8 @@ it('Chromium is installed for the dashboard browser test', () => {
 });
 
 const CARD =
-  '# vlm-max v2\n\nSame weights, **new** card. <script>window.pwned = 1</script> <img src=x onerror="window.pwned = 2">\n\n- greedy\n- `<|max|>` task token\n';
+  '# vlm-max v2\n\nSame weights, **new** card. <script>window.pwned = 1</script> ' +
+  '<img src=x onerror="window.pwned = 2">\n\n- greedy\n- `<|max|>` task token\n';
 const PROMPT = 'Once upon a time';
 
 describe('dashboard in headless Chromium', () => {

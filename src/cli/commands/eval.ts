@@ -75,7 +75,8 @@ async function run(o: EvalOptions): Promise<void> {
     process.stdout.write(
       o.json
         ? `${JSON.stringify(out)}\n`
-        : `perplexity ${result.perplexity.toFixed(4)} (mean NLL ${result.nll.toFixed(5)} nats over ${result.tokens} tokens, ${result.windows} window(s))\n`,
+        : `perplexity ${result.perplexity.toFixed(4)} (mean NLL ${result.nll.toFixed(5)} nats ` +
+            `over ${result.tokens} tokens, ${result.windows} window(s))\n`,
     );
   } finally {
     await runner.release();

@@ -13,7 +13,8 @@ export function register(program: Command): void {
     program
       .command('import')
       .description(
-        'register a local base model (Hugging Face folder or llama2.c checkpoint) as a new base model version; weights stay local',
+        'register a local base model (Hugging Face folder or llama2.c checkpoint) as a new base model version; ' +
+          'weights stay local',
       )
       .argument('<path>', 'model folder or .bin checkpoint')
       .requiredOption('--name <name>', 'base model name in the registry (created if new)')
@@ -39,6 +40,7 @@ async function run(path: string, o: ImportOptions): Promise<void> {
   if (o.json) process.stdout.write(`${JSON.stringify(r)}\n`);
   else
     process.stdout.write(
-      `registered ${r.ref}: ${r.architecture}, ${r.params.toLocaleString('en-US')} params, ${r.files.length} files (${formatBytes(r.bytes)}), sha256 ${r.sha256}\n`,
+      `registered ${r.ref}: ${r.architecture}, ${r.params.toLocaleString('en-US')} params, ` +
+        `${r.files.length} files (${formatBytes(r.bytes)}), sha256 ${r.sha256}\n`,
     );
 }

@@ -59,6 +59,7 @@ async function run(ref: string, o: RegistryOptions & { out?: string }): Promise<
     );
   else
     process.stdout.write(
-      `pulled ${v.adapter}@${v.version} (${files.length} files, ${formatBytes(total)}, sha256 ${v.sha256}) into ${dir}\n`,
+      `pulled ${v.adapter}@${v.version} (${files.length} files, ${formatBytes(total)}, ` +
+        `sha256 ${v.sha256}) into ${dir}\n`,
     );
 }

@@ -47,7 +47,8 @@ const chatRoute = createRoute({
   tags: ['generation'],
   summary: 'OpenAI-compatible chat completion (scope generate)',
   description:
-    'model: BASE[@VERSION], ADAPTER (experiment arm or alias production), ADAPTER@VERSION or ADAPTER@ALIAS. Sticky experiment unit: `user`, else header x-versa-unit.',
+    'model: BASE[@VERSION], ADAPTER (experiment arm or alias production), ADAPTER@VERSION or ADAPTER@ALIAS. ' +
+    'Sticky experiment unit: `user`, else header x-versa-unit.',
   security: bearer,
   request: { body: jsonBody(ChatCompletionRequest) },
   responses: streamResponse,
@@ -89,7 +90,8 @@ const resultsRoute = createRoute({
   path: '/v1/experiments/{id}/results',
   tags: ['experiments'],
   summary:
-    'Per-arm results: units, requests, tokens, latency, error rate, feedback with 95 % intervals, difference to control, SRM check',
+    'Per-arm results: units, requests, tokens, latency, error rate, feedback with 95 % intervals, ' +
+    'difference to control, SRM check',
   security: bearer,
   request: {
     params: z.object({

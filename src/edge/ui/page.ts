@@ -1,3 +1,7 @@
+const NOSCRIPT =
+  '<noscript><p>The dashboard needs JavaScript. The API itself is described at ' +
+  '<a href="/openapi.json">/openapi.json</a>.</p></noscript>';
+
 /**
  * The `/ui` page shell. It holds no data and no key: the modules under /ui/assets/ fetch
  * everything from the API with the key the user gives them.
@@ -21,7 +25,7 @@ export const pageHtml = `<!doctype html>
   <div id="key-panel" class="key-panel" aria-live="polite"></div>
 </header>
 <main id="view" tabindex="-1"><p>Loading the dashboard…</p></main>
-<noscript><p>The dashboard needs JavaScript. The API itself is described at <a href="/openapi.json">/openapi.json</a>.</p></noscript>
+${NOSCRIPT}
 </body>
 </html>
 `;

@@ -78,7 +78,8 @@ export function describeVlm(
   const downShape = header.tensors.get(`${layerPrefix(base, 0)}adapter_block.project_down.weight`)?.shape;
   if (!downShape)
     throw new AdapterFormatError(
-      `missing ${layerPrefix(base, 0)}adapter_block.project_down.weight (is this adapter for a ${base.architecture} base?)`,
+      `missing ${layerPrefix(base, 0)}adapter_block.project_down.weight ` +
+        `(is this adapter for a ${base.architecture} base?)`,
     );
   const m = downShape[0];
   const declared = meta.bottleneck ?? config.bottleneck;

@@ -27,7 +27,10 @@ export const ALL_FEATURES: GraphFeatures = { vlm: true, lora: true };
  */
 export type MatrixLayout = 'out_in' | 'in_out';
 
-/** A weight matrix as the graph reads it: float as stored (in the format's float type), or quantized rows of [out, in]. */
+/**
+ * A weight matrix as the graph reads it: float as stored (in the format's float type), or
+ * quantized rows of [out, in].
+ */
 type Matrix =
   | { kind: 'float'; name: string; layout: MatrixLayout }
   | { kind: 'quantized'; names: { packed: string; scales: string; zeroPoints: string }; q: QuantizedMatrix };

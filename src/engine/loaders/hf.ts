@@ -81,7 +81,8 @@ function storedWeights(config: ModelConfig, files: Map<string, SafetensorsFile>)
   const missing = [...expected.keys()].filter((n) => !files.has(n));
   if (missing.length) {
     throw new ModelFormatError(
-      `missing ${missing.length} weight(s) for ${config.architecture}: ${missing.slice(0, 5).join(', ')}${missing.length > 5 ? ', ...' : ''}`,
+      `missing ${missing.length} weight(s) for ${config.architecture}: ` +
+        `${missing.slice(0, 5).join(', ')}${missing.length > 5 ? ', ...' : ''}`,
     );
   }
   const wanted = new Map([...expected, ...[...optionalBiasShapes(config)].filter(([n]) => files.has(n))]);

@@ -95,7 +95,8 @@ export function checkMemory(c: ModelConfig, f: WeightFormat, available = memoryL
     const gb = (n: number) => `${(n / 1e9).toFixed(1)} GB`;
     const hint = f.quantize === 'int4' ? '' : ' (try --quantize int4)';
     throw new QuantizationError(
-      `the model needs about ${gb(need)} of memory to load as ${f.quantize === 'none' ? f.float : f.quantize} but this machine has ${gb(available)}${hint}`,
+      `the model needs about ${gb(need)} of memory to load as ${f.quantize === 'none' ? f.float : f.quantize} ` +
+        `but this machine has ${gb(available)}${hint}`,
     );
   }
 }

@@ -108,7 +108,8 @@ export class ModelRunner {
           taskIndex[n] = BigInt(1 + slot.slot * K + id - V);
         else
           throw new InvalidTokenError(
-            `token id ${id} is outside the vocabulary (${V}${slot?.taskTokens ? ` + ${slot.taskTokens} task tokens` : ''})`,
+            `token id ${id} is outside the vocabulary ` +
+              `(${V}${slot?.taskTokens ? ` + ${slot.taskTokens} task tokens` : ''})`,
           );
         biasRow.fill(0, 0, r.position);
         biasRow.fill(0, P, P + j + 1);
