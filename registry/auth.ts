@@ -9,7 +9,7 @@ import type { Principal, Scope } from '../src/http/principal.ts';
  * shown once, when it is created. `admin` implies every other scope and is the registry operator's
  * scope: it manages tenants and keys and sees every tenant's adapters.
  */
-export const KEY_PREFIX = 'vsk_';
+const KEY_PREFIX = 'vsk_';
 
 export function generateKey(): string {
   const bytes = crypto.getRandomValues(new Uint8Array(32));
@@ -18,7 +18,7 @@ export function generateKey(): string {
   return KEY_PREFIX + btoa(text).replace(/\+/g, '-').replace(/\//g, '_').replace(/=+$/, '');
 }
 
-export const hashKey = (key: string) => sha256Hex(key);
+const hashKey = (key: string) => sha256Hex(key);
 
 /** The principal a bearer key stands for, or null (unknown, malformed or revoked key). */
 export async function authenticate(r: RegistryDb, key: string): Promise<Principal | null> {

@@ -3,7 +3,7 @@
  * uses it; so can tests and the compute node. Errors are thrown as RegistryError with the server's
  * JSON error message and status.
  */
-export class RegistryError extends Error {
+class RegistryError extends Error {
   override name = 'RegistryError';
   constructor(
     readonly status: number,
@@ -116,7 +116,7 @@ function quote(s: string): string {
 }
 
 /** A multipart/form-data body that reads each file only when it is its turn. */
-export function multipartStream(
+function multipartStream(
   boundary: string,
   parts: UploadPart[],
   onProgress?: (sent: number) => void,

@@ -3,14 +3,14 @@
  * whatever the runtime offers: `crypto.DigestStream` in Workers (registry/hash.ts), node:crypto in
  * Node (registry/hash-node.ts); whoever builds the app picks one.
  */
-export interface Sha256Hasher {
+interface Sha256Hasher {
   update(chunk: Uint8Array): void | Promise<void>;
   /** Lowercase hex digest. Call once, after the last update. */
   digest(): Promise<string>;
 }
 export type HasherFactory = () => Sha256Hasher;
 
-export function toHex(bytes: ArrayBuffer | Uint8Array): string {
+function toHex(bytes: ArrayBuffer | Uint8Array): string {
   const u8 = bytes instanceof Uint8Array ? bytes : new Uint8Array(bytes);
   let out = '';
   for (let i = 0; i < u8.length; i++) out += u8[i].toString(16).padStart(2, '0');

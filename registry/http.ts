@@ -1,4 +1,3 @@
-import type { Context } from 'hono';
 import { principalMiddleware, type HttpEnv } from '../src/http/middleware.ts';
 import { authenticate } from './auth.ts';
 import type { BlobStore } from './blobs/store.ts';
@@ -41,7 +40,6 @@ export interface RegistryDeps {
 }
 
 export type AppEnv = HttpEnv<RegistryDeps>;
-export type AppContext = Context<AppEnv>;
 
 /** The caller of a registry (or edge) request, from its API keys. */
 export const registryPrincipal = () => principalMiddleware<AppEnv>((c, key) => authenticate(c.var.deps.registry, key));

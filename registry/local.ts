@@ -17,7 +17,7 @@ import { tenants, type FileEntry } from './schema.ts';
 
 export type Progress = (done: number, total: number, file: string) => void;
 
-export async function hashFile(path: string, onBytes?: (n: number) => void): Promise<FileEntry> {
+async function hashFile(path: string, onBytes?: (n: number) => void): Promise<FileEntry> {
   const hasher = nodeHasher();
   let bytes = 0;
   for await (const chunk of createReadStream(path, { highWaterMark: 1 << 20 })) {
@@ -29,7 +29,7 @@ export async function hashFile(path: string, onBytes?: (n: number) => void): Pro
 }
 
 /** Hashes files one after another, reporting bytes hashed over all of them. */
-export async function hashFiles(paths: string[], onProgress?: Progress): Promise<FileEntry[]> {
+async function hashFiles(paths: string[], onProgress?: Progress): Promise<FileEntry[]> {
   const total = paths.reduce((n, p) => n + statSync(p).size, 0);
   let done = 0;
   const out: FileEntry[] = [];
@@ -111,7 +111,7 @@ export function adapterFolderFiles(dir: string): LocalAdapterFile[] {
   return order.map((name) => ({ name, path: join(dir, name), bytes: statSync(join(dir, name)).size }));
 }
 
-export function fileStream(path: string): ReadableStream<Uint8Array> {
+function fileStream(path: string): ReadableStream<Uint8Array> {
   return Readable.toWeb(createReadStream(path, { highWaterMark: 1 << 20 })) as unknown as ReadableStream<Uint8Array>;
 }
 

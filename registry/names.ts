@@ -6,12 +6,12 @@ import { z } from '@hono/zod-openapi';
  * are addressed by sha256), but they appear in URLs and in the `model` grammar, so `@`, `/` and
  * other path characters are refused outright.
  */
-export const NAME_RE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$/;
+const NAME_RE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$/;
 /** Aliases start with a letter so that `NAME@3` (a version) and `NAME@prod` (an alias) never collide. */
-export const ALIAS_RE = /^[a-z][a-z0-9_-]{0,63}$/;
-export const TENANT_RE = /^[a-z0-9][a-z0-9_-]{0,62}$/;
+const ALIAS_RE = /^[a-z][a-z0-9_-]{0,63}$/;
+const TENANT_RE = /^[a-z0-9][a-z0-9_-]{0,62}$/;
 export const FILE_NAME_RE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
-export const TAG_RE = /^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$/;
+const TAG_RE = /^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$/;
 export const SHA256_RE = /^[0-9a-f]{64}$/;
 
 const named = (re: RegExp, what: string) => z.string().regex(re, `must be a ${what} (${re.source})`);

@@ -64,7 +64,7 @@ const tagList = z
   .pipe(z.array(Tag).max(32));
 
 /** The text fields of the publish form. */
-export const PublishFields = z
+const PublishFields = z
   .object({
     base: z.string().min(1).max(200),
     visibility: z.enum(VISIBILITIES).optional(),
@@ -379,7 +379,7 @@ async function readAll(stream: FormPart['body'], max: number, what: string): Pro
 }
 
 /** Deletes blobs an unfinished upload created, unless a committed version uses the same content. */
-export async function discardBlobs(db: Db, blobs: BlobStore, created: string[]): Promise<void> {
+async function discardBlobs(db: Db, blobs: BlobStore, created: string[]): Promise<void> {
   for (const sha256 of new Set(created)) {
     try {
       if ((await blobReferences(db, sha256)) === 0) await blobs.delete(sha256);
@@ -391,7 +391,7 @@ export async function discardBlobs(db: Db, blobs: BlobStore, created: string[]):
 }
 
 /** What a client can get wrong, as the 4xx it deserves; anything else stays a 500. */
-export function asApiError(e: unknown): unknown {
+function asApiError(e: unknown): unknown {
   if (e instanceof ApiError) return e;
   if (e instanceof SafetensorsError)
     return new ApiError(400, `invalid safetensors file: ${e.message}`, 'invalid_safetensors');

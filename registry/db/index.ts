@@ -3,7 +3,7 @@ import type { BaseSQLiteDatabase } from 'drizzle-orm/sqlite-core';
 import * as schema from '../schema.ts';
 
 export { schema };
-export type Schema = typeof schema;
+type Schema = typeof schema;
 /** drizzle over either driver: D1 (async) or better-sqlite3 (sync, but awaitable the same way). */
 export type Db = BaseSQLiteDatabase<'sync' | 'async', unknown, Schema>;
 export type Statement = BatchItem<'sqlite'>;
@@ -24,10 +24,6 @@ export interface RegistryDb {
 export function isUniqueViolation(e: unknown): boolean {
   const text = errorText(e);
   return /UNIQUE constraint failed|SQLITE_CONSTRAINT_(UNIQUE|PRIMARYKEY)/i.test(text);
-}
-
-export function isForeignKeyViolation(e: unknown): boolean {
-  return /FOREIGN KEY constraint failed|SQLITE_CONSTRAINT_FOREIGNKEY/i.test(errorText(e));
 }
 
 function errorText(e: unknown): string {

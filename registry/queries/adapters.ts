@@ -21,7 +21,7 @@ import {
 } from '../schema.ts';
 
 export type AdapterRow = typeof adapters.$inferSelect;
-export type AdapterVersionRow = typeof adapterVersions.$inferSelect;
+type AdapterVersionRow = typeof adapterVersions.$inferSelect;
 
 /** Who is looking: adapters are visible to their tenant, to everyone when public, and to admins. */
 export interface Viewer {
@@ -284,7 +284,7 @@ export async function getVersion(
 }
 
 /** How a reference was resolved. */
-export type ResolvedVia = 'pin' | 'alias' | 'default';
+type ResolvedVia = 'pin' | 'alias' | 'default';
 
 export interface ResolvedAdapter {
   adapter: AdapterRow;

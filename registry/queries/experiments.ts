@@ -13,7 +13,7 @@ export interface ArmInput {
   weight: number;
 }
 
-export interface Arm {
+interface Arm {
   name: string;
   version: number | null;
   alias: string | null;
@@ -144,7 +144,7 @@ export async function updateExperiment(
   return (await getExperiment(r.db, current.id))!;
 }
 
-export async function getExperiment(db: Db, id: string): Promise<Experiment | undefined> {
+async function getExperiment(db: Db, id: string): Promise<Experiment | undefined> {
   const [row] = await db
     .select({ e: experiments, adapter: adapters.name, tenantId: adapters.tenantId })
     .from(experiments)

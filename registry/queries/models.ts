@@ -15,7 +15,7 @@ import {
 } from '../schema.ts';
 
 export type BaseModelRow = typeof baseModels.$inferSelect;
-export type BaseVersionRow = typeof baseModelVersions.$inferSelect;
+type BaseVersionRow = typeof baseModelVersions.$inferSelect;
 
 export interface BaseVersion extends BaseVersionRow {
   model: string;
@@ -85,16 +85,6 @@ export async function getBaseVersion(db: Db, name: string, version?: number): Pr
       : and(eq(baseModelVersions.modelId, model.id), eq(baseModelVersions.version, version));
   const rows = await db.select().from(baseModelVersions).where(where).orderBy(desc(baseModelVersions.version)).limit(1);
   return (await withFiles(db, model.name, rows))[0];
-}
-
-export async function getBaseVersionById(db: Db, id: string): Promise<BaseVersion | undefined> {
-  const [row] = await db
-    .select({ version: baseModelVersions, model: baseModels.name })
-    .from(baseModelVersions)
-    .innerJoin(baseModels, eq(baseModels.id, baseModelVersions.modelId))
-    .where(eq(baseModelVersions.id, id));
-  if (!row) return undefined;
-  return (await withFiles(db, row.model, [row.version]))[0];
 }
 
 async function withFiles(db: Db, model: string, versions: BaseVersionRow[]): Promise<BaseVersion[]> {

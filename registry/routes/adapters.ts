@@ -34,7 +34,7 @@ import {
 import { conflictError, errors, goneError, json, jsonBody, scoped } from '../../src/http/openapi.ts';
 import { formatRef } from '../names.ts';
 
-export const VersionSummarySchema = z
+const VersionSummarySchema = z
   .object({
     version: z.number().int(),
     status: StatusSchema,
@@ -49,7 +49,7 @@ export const VersionSummarySchema = z
   })
   .openapi('AdapterVersionSummary');
 
-export const AdapterSchema = z
+const AdapterSchema = z
   .object({
     name: z.string(),
     owner: z.string().openapi({ description: 'tenant id' }),
@@ -67,7 +67,7 @@ export const AdapterSchema = z
   })
   .openapi('Adapter');
 
-export const VersionDetailSchema = z
+const VersionDetailSchema = z
   .object({
     adapter: z.string(),
     version: z.number().int(),
@@ -112,7 +112,7 @@ export const VersionDetailSchema = z
   })
   .openapi('AdapterVersion');
 
-export function presentSummary(v: Omit<VersionSummary, 'id'> & { id?: string }): z.infer<typeof VersionSummarySchema> {
+function presentSummary(v: Omit<VersionSummary, 'id'> & { id?: string }): z.infer<typeof VersionSummarySchema> {
   return {
     version: v.version,
     status: v.status,
@@ -127,7 +127,7 @@ export function presentSummary(v: Omit<VersionSummary, 'id'> & { id?: string }):
   };
 }
 
-export function presentAdapter(a: AdapterListItem): z.infer<typeof AdapterSchema> {
+function presentAdapter(a: AdapterListItem): z.infer<typeof AdapterSchema> {
   return {
     name: a.name,
     owner: a.tenantId,
@@ -142,7 +142,7 @@ export function presentAdapter(a: AdapterListItem): z.infer<typeof AdapterSchema
   };
 }
 
-export function presentVersion(v: AdapterVersionDetail): z.infer<typeof VersionDetailSchema> {
+function presentVersion(v: AdapterVersionDetail): z.infer<typeof VersionDetailSchema> {
   return {
     adapter: v.adapter,
     version: v.version,

@@ -104,7 +104,7 @@ const BaseModelSchema = z
   })
   .openapi('BaseModel');
 
-export function presentBaseVersion(v: BaseVersion): z.infer<typeof BaseVersionSchema> {
+function presentBaseVersion(v: BaseVersion): z.infer<typeof BaseVersionSchema> {
   return {
     model: v.model,
     version: v.version,

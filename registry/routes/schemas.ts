@@ -79,4 +79,4 @@ export const ScopeSchema = z.enum(SCOPES);
 export const StatusSchema = z.enum(VERSION_STATUSES);
 export const VisibilitySchema = z.enum(VISIBILITIES);
 export const ExperimentStatusSchema = z.enum(EXPERIMENT_STATUSES);
-export { AliasName, FileName, Name, Sha256, Tag, TenantId, VersionNumber };
+export { AliasName, Name, Tag, TenantId };

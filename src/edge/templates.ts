@@ -6,7 +6,7 @@ import { Template } from '@huggingface/jinja';
  * registry, e.g. the VLM paper's task layout `<source> ... <target>`; without one, the adapter's
  * task tokens come first and the messages' text follows, one message per line.
  */
-export const DEFAULT_CHAT_TEMPLATE =
+const DEFAULT_CHAT_TEMPLATE =
   '{%- for t in task_tokens %}{{ t }}{% endfor -%}' +
   "{%- for m in messages %}{{ m.content }}{% if not loop.last %}{{ '\\n' }}{% endif %}{% endfor -%}";
 

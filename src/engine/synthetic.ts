@@ -23,7 +23,7 @@ export const GPT2_SMALL: ModelConfig = {
 };
 
 /** A seeded generator of N(0, std^2) floats (Box-Muller over a 32-bit LCG: fast, reproducible). */
-export function gaussian(seed: number, std: number): () => number {
+function gaussian(seed: number, std: number): () => number {
   let s = seed >>> 0;
   const uniform = () => ((s = (Math.imul(s, 1664525) + 1013904223) >>> 0) + 0.5) / 2 ** 32;
   return () => std * Math.sqrt(-2 * Math.log(uniform())) * Math.cos(2 * Math.PI * uniform());

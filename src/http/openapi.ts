@@ -3,7 +3,7 @@ import type { Scope } from './principal.ts';
 import { requireScope } from './middleware.ts';
 
 /** OpenAPI pieces every route module shares: the error shape, security and JSON bodies. */
-export const ErrorSchema = z
+const ErrorSchema = z
   .object({
     error: z.object({
       message: z.string(),

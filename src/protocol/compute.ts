@@ -55,7 +55,7 @@ export const GenerateBody = SamplingFields.extend({
 }).strict();
 export type GenerateBody = z.infer<typeof GenerateBody>;
 
-export interface TopLogprob {
+interface TopLogprob {
   token: number;
   text: string;
   logprob: number;

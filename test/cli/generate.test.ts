@@ -47,16 +47,14 @@ describe('versa generate', () => {
   it('--batch decodes all lines together and prints them in input order', async () => {
     const spec = readJson('tiny-gpt2/expected/adapters/mixed_batch.json');
     const dir = mkdtempSync(join(tmpdir(), 'versa-'));
-    const lines = [...spec.rows]
-      .reverse()
-      .map((r: any) =>
-        JSON.stringify({
-          adapter: r.adapter ? fixture('tiny-gpt2/adapters', r.adapter) : null,
-          prompt_ids: r.input_ids,
-          max_tokens: 16,
-          ignore_eos: true,
-        }),
-      );
+    const lines = [...spec.rows].reverse().map((r: any) =>
+      JSON.stringify({
+        adapter: r.adapter ? fixture('tiny-gpt2/adapters', r.adapter) : null,
+        prompt_ids: r.input_ids,
+        max_tokens: 16,
+        ignore_eos: true,
+      }),
+    );
     writeFileSync(join(dir, 'batch.jsonl'), `${lines.join('\n')}\n`);
     const r = await versa(['generate', '--model', fixture('tiny-gpt2'), '--batch', join(dir, 'batch.jsonl'), '--json']);
     expect(r.code, r.stderr).toBe(0);

@@ -5,8 +5,6 @@ import type { TestRegistry } from './registry.ts';
 
 /** Synthetic bases and adapters (no fixture needed), publishing helpers, and a registry snapshot. */
 
-export { FIXTURES } from './fixtures.ts';
-
 export function toyConfig(overrides: Partial<ModelConfig> = {}): ModelConfig {
   return {
     architecture: 'gpt2',

@@ -5,7 +5,7 @@ import { join, relative, resolve } from 'node:path';
  * The golden fixtures (stories260k/, tiny-gpt2/), committed under test/fixtures/ (see its README), so
  * every test runs on a fresh clone. Nothing is skipped: a missing file fails the test that needs it.
  */
-export const FIXTURES = resolve(import.meta.dirname, '../fixtures');
+const FIXTURES = resolve(import.meta.dirname, '../fixtures');
 
 /** The path of a fixture file or folder; throws, naming it, when it is not there. */
 export function fixture(...parts: string[]): string {

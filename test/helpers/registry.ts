@@ -68,7 +68,7 @@ export interface TestRegistry {
 
 const run = promisify(execFile);
 
-export async function applyD1Migrations(persistTo: string): Promise<void> {
+async function applyD1Migrations(persistTo: string): Promise<void> {
   await run(
     process.execPath,
     [

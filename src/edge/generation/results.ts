@@ -3,7 +3,7 @@ import type { EventRow } from '../../../registry/queries/events.ts';
 import { differenceInterval, meanInterval, quantile, sampleRatioMismatch } from '../experiments/stats.ts';
 
 /** SRM p-values below this mean the observed split cannot come from the configured weights. */
-export const SRM_ALPHA = 0.001;
+const SRM_ALPHA = 0.001;
 
 const summary = (xs: number[]) => ({
   mean: xs.length ? xs.reduce((a, b) => a + b, 0) / xs.length : null,

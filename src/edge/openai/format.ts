@@ -20,7 +20,7 @@ export function usage(prompt: number, completion: number): Usage {
 const bytes = (text: string) => [...new TextEncoder().encode(text)];
 
 /** Chat logprobs: {content: [{token, logprob, bytes, top_logprobs}]}. */
-export function chatLogprobs(events: readonly TokenEvent[], top: number) {
+function chatLogprobs(events: readonly TokenEvent[], top: number) {
   return {
     content: events.map((e) => ({
       token: e.text,
@@ -34,7 +34,7 @@ export function chatLogprobs(events: readonly TokenEvent[], top: number) {
 }
 
 /** Legacy completions logprobs: parallel arrays plus top alternatives as {token: logprob} maps. */
-export function completionLogprobs(events: readonly TokenEvent[], top: number, offset = 0) {
+function completionLogprobs(events: readonly TokenEvent[], top: number, offset = 0) {
   let at = offset;
   return {
     tokens: events.map((e) => e.text),
@@ -54,7 +54,7 @@ export interface Identity {
   model: string;
 }
 
-export const chat = {
+const chat = {
   chunk(
     who: Identity,
     delta: { role?: 'assistant'; content?: string },
@@ -101,7 +101,7 @@ export const chat = {
   },
 };
 
-export const text = {
+const text = {
   chunk(who: Identity, piece: string, finish: FinishReason | null, logprobs?: object | null) {
     return {
       id: who.id,

@@ -230,7 +230,7 @@ export function takeKeyFromFragment() {
     history.replaceState(null, '', \`\${location.pathname}\${location.search}#/adapters\`);
     return true;
 }
-export class ApiError extends Error {
+class ApiError extends Error {
     status;
     code;
     param;
@@ -659,7 +659,7 @@ function setProps(el, props) {
             el.setAttribute(key, value === true ? '' : String(value));
     }
 }
-export function append(el, children) {
+function append(el, children) {
     // unknown[]: flattening the recursive Child type to any depth is too deep for the type checker.
     for (const child of children.flat(Infinity)) {
         if (child === null || child === undefined || child === false)

@@ -18,7 +18,7 @@ import {
  * downB [m] carry the block's LayerNorm scale and shift, since (x*w + b) D^T = x (w D^T) + b D^T,
  * so the graph normalises without them; upT [m, d] (PyTorch stores down [m, d], up [d, m]).
  */
-export interface VlmLayer {
+interface VlmLayer {
   downT: Float32Array;
   downB: Float32Array;
   upT: Float32Array;

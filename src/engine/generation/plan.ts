@@ -7,7 +7,7 @@ import type { RunRow } from '../runtime/runner.ts';
  */
 
 /** One change to the KV cache's rows, applied in order. */
-export type CacheOp =
+type CacheOp =
   /** Copies row `from` over row `to` (the row that was at `to` has left). */
   | { kind: 'move'; from: number; to: number }
   /** Exchanges two rows. */

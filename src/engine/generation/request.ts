@@ -50,7 +50,7 @@ export class RequestError extends Error {
   }
 }
 
-export const DEFAULT_MAX_TOKENS = 256;
+const DEFAULT_MAX_TOKENS = 256;
 
 /** Checks the sampling fields; returns them with defaults filled in. */
 export function validateRequest(r: GenerateRequest) {

@@ -1,6 +1,3 @@
-import type { ModelConfig } from '../model/config.ts';
-import { linearModules } from '../model/layout.ts';
-
 /**
  * The contract between every graph the builders make and the runtime that feeds it. B rows of up
  * to S new tokens each (right-padded); N = B*S tokens, flattened token-major inside the graph.
@@ -45,16 +42,6 @@ export const vlmInputs = (l: number) => ({
 
 /** LoRA bank tensors of one projection: a [U', in, r], b [U', r, out] (b carries alpha/r). */
 export const loraInputs = (l: number, module: string) => ({ a: `lora.${l}.${module}.a`, b: `lora.${l}.${module}.b` });
-
-/** Every input name, in a stable order. */
-export function inputNames(c: ModelConfig): string[] {
-  const names: string[] = Object.values(IN);
-  for (let l = 0; l < c.numLayers; l++) {
-    names.push(pastKey(l), pastValue(l), ...Object.values(vlmInputs(l)));
-    for (const m of linearModules(c)) names.push(...Object.values(loraInputs(l, m.name)));
-  }
-  return names;
-}
 
 /** Additive attention bias for positions a token must not see. */
 export const MASKED = -1e30;

@@ -3,10 +3,10 @@
  * builders, the KV cache and the adapter validator need to know, and nothing about where the
  * weights came from.
  */
-export type Architecture = 'gpt2' | 'llama';
+type Architecture = 'gpt2' | 'llama';
 
 /** llama2.c checkpoints pair dimensions (0,1),(2,3)...; Hugging Face Llama rotates halves. */
-export type RopeLayout = 'interleaved' | 'half';
+type RopeLayout = 'interleaved' | 'half';
 
 export interface ModelConfig {
   architecture: Architecture;

@@ -84,8 +84,3 @@ export function optionalBiasShapes(c: ModelConfig): Map<string, number[]> {
   }
   return shapes;
 }
-
-/** Name of the embedding matrix that also serves as the tied output head. */
-export function embeddingName(c: ModelConfig): string {
-  return c.architecture === 'gpt2' ? 'transformer.wte.weight' : 'model.embed_tokens.weight';
-}

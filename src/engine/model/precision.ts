@@ -59,14 +59,14 @@ function floatType(dtype: DtypeChoice, ep: ExecutionProvider, stored: WeightDtyp
 }
 
 /** Bytes one weight takes in `format` (quantized: its bits, plus its share of a block's scale and zero point). */
-export function bytesPerWeight(f: WeightFormat): number {
+function bytesPerWeight(f: WeightFormat): number {
   if (f.quantize === 'none') return f.float === 'float32' ? 4 : 2;
   const bits = bitsOf(f.quantize);
   return bits / 8 + 4 / f.block + bits / 8 / f.block;
 }
 
 /** Bytes the base weights take once served in `format` (norms and biases, float32, are too few to count). */
-export function servedBytes(c: ModelConfig, f: WeightFormat): number {
+function servedBytes(c: ModelConfig, f: WeightFormat): number {
   return parameterCount(c) * bytesPerWeight(f);
 }
 

@@ -21,7 +21,7 @@ export interface RunRow {
   everyPosition?: boolean;
 }
 
-export class InvalidTokenError extends RangeError {
+class InvalidTokenError extends RangeError {
   override name = 'InvalidTokenError';
 }
 

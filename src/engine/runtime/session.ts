@@ -10,7 +10,7 @@ export const EXECUTION_PROVIDERS: readonly ProviderChoice[] = ['cpu', 'webgpu', 
 // Failures surface as exceptions with our own message; onnxruntime's own log would repeat them.
 ort.env.logLevel = 'fatal';
 
-export class ExecutionProviderError extends Error {
+class ExecutionProviderError extends Error {
   override name = 'ExecutionProviderError';
 }
 
@@ -21,14 +21,6 @@ const HINTS: Record<ExecutionProvider, string> = {
     "onnxruntime-node's CUDA libraries are not bundled (.npmrc skips their download); on a CUDA 12 host run " +
     '`npm rebuild onnxruntime-node --onnxruntime-node-install=cuda12` (needs the NuGet feed) or use --ep webgpu.',
 };
-
-/** Execution providers this onnxruntime-node build can load without extra downloads. */
-export function bundledProviders(): string[] {
-  return ort
-    .listSupportedBackends()
-    .filter((b) => b.bundled)
-    .map((b) => b.name);
-}
 
 /**
  * The provider `choice` stands for on this host: itself, or for `auto` the first of cuda and

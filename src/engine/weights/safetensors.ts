@@ -4,7 +4,7 @@
  * dtype x shape). Pure and runtime-agnostic: the registry runs it inside a Cloudflare Worker on the
  * first bytes of an upload, the engine runs it on files.
  */
-export const DTYPE_BYTES = {
+const DTYPE_BYTES = {
   BOOL: 1,
   U8: 1,
   I8: 1,
@@ -44,7 +44,7 @@ export class SafetensorsError extends Error {
 }
 
 /** A header larger than this is refused before anything is allocated for it. */
-export const MAX_HEADER_BYTES = 16 * 1024 * 1024;
+const MAX_HEADER_BYTES = 16 * 1024 * 1024;
 
 /** Reads the JSON header length from the first 8 bytes and checks it against the file size. */
 export function headerLength(first8: Uint8Array, fileSize: number, maxHeaderBytes = MAX_HEADER_BYTES): number {

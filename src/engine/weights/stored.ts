@@ -1,6 +1,5 @@
 import { toFloat32, type Dtype } from './safetensors.ts';
 import type { FloatType } from './quantize.ts';
-import type { Tensor } from './tensor.ts';
 
 /** The dtypes a base model's weights may be stored in. */
 export type WeightDtype = Extract<Dtype, 'F32' | 'F16' | 'BF16'>;
@@ -20,19 +19,6 @@ export interface StoredTensor {
 /** A model's weights by Hugging Face state-dict name. */
 export type WeightSource = ReadonlyMap<string, StoredTensor>;
 
-/** The weights of an in-memory model (tests, synthetic models). */
-export function sourceOf(tensors: ReadonlyMap<string, Tensor>): WeightSource {
-  const out = new Map<string, StoredTensor>();
-  for (const [name, t] of tensors) {
-    out.set(name, {
-      dims: t.dims,
-      dtype: 'F32',
-      bytes: () => new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength),
-    });
-  }
-  return out;
-}
-
 /** A tensor's values as float32: a view of the stored bytes when they already are (and aligned). */
 export function float32Of(t: StoredTensor): Float32Array {
   const bytes = t.bytes();
@@ -46,13 +32,6 @@ export function storedDtype(source: WeightSource): WeightDtype {
   const bytes = new Map<WeightDtype, number>();
   for (const t of source.values()) bytes.set(t.dtype, (bytes.get(t.dtype) ?? 0) + t.dims.reduce((a, b) => a * b, 1));
   return [...bytes].sort((a, b) => b[1] - a[1])[0]?.[0] ?? 'F32';
-}
-
-/** Bytes of all stored tensors. */
-export function storedBytes(source: WeightSource): number {
-  let n = 0;
-  for (const t of source.values()) n += t.dims.reduce((a, b) => a * b, 1) * (t.dtype === 'F32' ? 4 : 2);
-  return n;
 }
 
 const STORED: Record<FloatType, WeightDtype> = { float32: 'F32', float16: 'F16', bfloat16: 'BF16' };

@@ -7,10 +7,6 @@ export interface Tensor {
 /** Weights by their Hugging Face state-dict name. */
 export type Weights = Map<string, Tensor>;
 
-export function numel(dims: readonly number[]): number {
-  return dims.reduce((a, b) => a * b, 1);
-}
-
 /** Transposes a 2-D tensor [rows, cols] -> [cols, rows]. */
 export function transpose2d(t: Tensor): Tensor {
   const [rows, cols] = t.dims;

@@ -17,7 +17,7 @@ export interface Generation extends AsyncIterable<TokenEvent> {
 
 type WithoutCall<T> = T extends unknown ? Omit<T, 'call'> : never;
 
-export class EngineError extends Error {
+class EngineError extends Error {
   override name = 'EngineError';
 }
 

@@ -31,7 +31,7 @@ interface ErrorBody {
   param?: string | null;
 }
 
-export class ApiError extends Error {
+class ApiError extends Error {
   status: number;
   code: string | null;
   param: string | null;

@@ -13,7 +13,7 @@ const TOP = 8;
 const AXIS = 26;
 
 /** One row of an interval chart: a value with its 95 % interval; null value: no data yet. */
-export interface IntervalRow {
+interface IntervalRow {
   label: string;
   value: number | null;
   ci?: readonly number[] | null;

@@ -60,7 +60,7 @@ function setProps(el: Element, props: Props | null | undefined): void {
   }
 }
 
-export function append<E extends Element>(el: E, children: Child[]): E {
+function append<E extends Element>(el: E, children: Child[]): E {
   // unknown[]: flattening the recursive Child type to any depth is too deep for the type checker.
   for (const child of (children as unknown[]).flat(Infinity)) {
     if (child === null || child === undefined || child === false) continue;
