@@ -1,7 +1,9 @@
+import { randomBytes } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { AdapterRef } from '../protocol/compute.ts';
+import { versionSha256 } from '../compute/adapter-cache.ts';
 import { FolderBlobStore } from '../../registry/blobs/folder.ts';
 import type { BlobStore } from '../../registry/blobs/store.ts';
 import { startComputeNode } from '../compute/node.ts';
@@ -63,6 +65,7 @@ export async function benchCompute(
     }
     log('starting the compute node');
     const node = await startComputeNode({
+      token: TOKEN,
       model: join(dir, 'model'),
       threads: opts.threads ?? availableParallelism(),
       maxBatch: 64,
@@ -142,16 +145,20 @@ export async function benchCompute(
 }
 
 /** Puts an adapter's weights into a blob store; returns the ref the edge would send. */
+/** The bench's own node answers only this run. */
+const TOKEN = randomBytes(24).toString('base64url');
+
 async function toBlob(store: BlobStore, id: string, file: string): Promise<AdapterRef> {
   const { sha256, bytes } = await store.put(new Uint8Array(readFileSync(file)));
-  return { id, sha256, files: [{ name: 'adapter.safetensors', sha256, bytes }] };
+  const files = [{ name: 'adapter.safetensors', sha256, bytes }];
+  return { id, sha256: versionSha256(files), files };
 }
 
 async function stream(url: string, body: object): Promise<Stream> {
   const t0 = performance.now();
   const res = await fetch(`${url}/v1/internal/generate`, {
     method: 'POST',
-    headers: { 'content-type': 'application/json' },
+    headers: { 'content-type': 'application/json', authorization: `Bearer ${TOKEN}` },
     body: JSON.stringify(body),
   });
   if (!res.ok) throw new Error(`compute node answered ${res.status}: ${await res.text()}`);

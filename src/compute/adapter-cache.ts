@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto';
 import type { EngineClient } from '../engine/worker/client.ts';
 import type { AdapterManifest } from '../engine/adapters/format.ts';
 import type { AdapterRef } from '../protocol/compute.ts';
+import { manifestText } from '../engine/adapters/manifest.ts';
 import { BlobFetchError, type BlobSource } from './blob-source.ts';
 
 export class IntegrityError extends Error {
@@ -81,10 +82,17 @@ export class AdapterCache {
   }
 
   private async load(ref: AdapterRef, key: string): Promise<Entry> {
+    // The version's sha256 is its manifest's: files that do not add up to it are not this version.
+    const manifest = versionSha256(ref.files);
+    if (manifest !== ref.sha256) {
+      throw new IntegrityError(
+        `${ref.id}: its files' manifest hashes to ${manifest}, not the version's sha256 ${ref.sha256}`,
+      );
+    }
     const files = new Map<string, Uint8Array>();
     await Promise.all(
       ref.files.map(async (file) => {
-        const bytes = await this.source.read(file);
+        const bytes = await this.source.read(ref, file);
         const digest = createHash('sha256').update(bytes).digest('hex');
         if (digest !== file.sha256)
           throw new IntegrityError(`${ref.id}: ${file.name} has sha256 ${digest}, expected ${file.sha256}`);
@@ -103,8 +111,8 @@ export class AdapterCache {
       }
     }
     const bytes = ref.files.reduce((n, f) => n + f.bytes, 0);
-    const manifest = await this.engine.addAdapter(key, { config, files });
-    const entry: Entry = { key, bytes, users: 0, lastUsed: ++this.clock, manifest };
+    const described = await this.engine.addAdapter(key, { config, files });
+    const entry: Entry = { key, bytes, users: 0, lastUsed: ++this.clock, manifest: described };
     this.entries.set(key, entry);
     this.events?.load(ref.id);
     return entry;
@@ -128,4 +136,9 @@ export class AdapterCache {
 
 function keyOf(ref: AdapterRef): string {
   return `${ref.id}#${ref.sha256}`;
+}
+
+/** A version's sha256: its manifest's (see manifestText), as the registry assigns it. */
+export function versionSha256(files: ReadonlyArray<{ name: string; sha256: string }>): string {
+  return createHash('sha256').update(manifestText(files)).digest('hex');
 }

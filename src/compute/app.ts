@@ -1,3 +1,4 @@
+import { createHash, timingSafeEqual } from 'node:crypto';
 import { Hono, type Context } from 'hono';
 import { errorBody } from '../http/errors.ts';
 import { stream } from 'hono/streaming';
@@ -10,6 +11,8 @@ import type { ComputeMetrics } from './metrics.ts';
 
 /** The compute node's HTTP surface (internal: the edge calls it); the protocol is src/protocol/compute.ts. */
 export interface ComputeState {
+  /** The bearer token every caller but a health check must send (the edge's). */
+  token: string;
   engine: EngineClient;
   cache: AdapterCache;
   metrics: ComputeMetrics;
@@ -26,7 +29,7 @@ export interface ComputeState {
 /** Errors in the product's one shape (OpenAI's), as the edge passes them on. */
 const error = (
   c: Context,
-  status: 400 | 404 | 422 | 429 | 502 | 503,
+  status: 400 | 401 | 404 | 422 | 429 | 502 | 503,
   message: string,
   code: string | null = null,
   param: string | null = null,
@@ -41,6 +44,18 @@ export function createComputeApp(state: ComputeState): Hono {
       ? c.json({ status: 'draining' }, 503)
       : c.json({ status: 'ready', model: state.engine.info.architecture }),
   );
+  // Everything else is the edge's: metrics and info name tenants' adapters, generate spends compute.
+  app.use('*', async (c, next) => {
+    if (!tokenMatches(c.req.header('authorization'), state.token)) {
+      return error(
+        c,
+        401,
+        'this compute node needs its token: "Authorization: Bearer <VERSA_COMPUTE_TOKEN>"',
+        'invalid_compute_token',
+      );
+    }
+    await next();
+  });
   app.get('/metrics', async (c) =>
     c.text(await state.metrics.registry.metrics(), 200, { 'content-type': state.metrics.registry.contentType }),
   );
@@ -195,6 +210,13 @@ function failure(c: Context, state: ComputeState, e: unknown): Response {
     return error(c, 422, e.message, 'adapter_invalid');
   }
   throw e;
+}
+
+/** Compares the bearer token in constant time (hashes first, so lengths leak nothing either). */
+function tokenMatches(header: string | undefined, token: string): boolean {
+  const sent = /^Bearer\s+(\S+)\s*$/i.exec(header ?? '')?.[1] ?? '';
+  const digest = (s: string) => createHash('sha256').update(s).digest();
+  return timingSafeEqual(digest(sent), digest(token)) && sent.length > 0;
 }
 
 function round(ms: number): number {

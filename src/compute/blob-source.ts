@@ -1,8 +1,11 @@
-import type { AdapterFile } from '../protocol/compute.ts';
+import type { AdapterFile, AdapterRef } from '../protocol/compute.ts';
 
-/** Where a compute node gets adapter files: a blob folder it shares with the registry, or HTTP. */
+/**
+ * Where a compute node gets adapter files: a blob folder it shares with the registry, or the
+ * registry it was configured with. Never a URL a request names.
+ */
 export interface BlobSource {
-  read(file: AdapterFile): Promise<Uint8Array>;
+  read(ref: AdapterRef, file: AdapterFile): Promise<Uint8Array>;
 }
 
 export class BlobFetchError extends Error {
@@ -17,7 +20,7 @@ export interface BlobReader {
 /** Reads from a blob store the node shares with the registry (e.g. its folder on the same host). */
 export function storeSource(store: BlobReader): BlobSource {
   return {
-    async read(file) {
+    async read(_ref, file) {
       const blob = await store.get(file.sha256).catch(() => null);
       if (!blob) throw new BlobFetchError(`blob ${file.sha256} (${file.name}) is not in the blob store`);
       return new Uint8Array(await new Response(blob.body).arrayBuffer());
@@ -25,13 +28,31 @@ export function storeSource(store: BlobReader): BlobSource {
   };
 }
 
-/** Downloads `file.url`, with the node's registry key. */
-export function httpSource(key?: string): BlobSource {
+// What the registry allows in names (registry/names.ts): no "/", "?", "#" or "..", so a URL built
+// from them stays on the configured registry's file route.
+const VERSION_ID = /^([A-Za-z0-9][A-Za-z0-9._-]{0,99})@([1-9]\d{0,9})$/;
+const FILE_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
+
+/**
+ * Downloads from the node's configured registry (its own URL and read key), by the version id the
+ * edge sent (`NAME@VERSION`). Errors name the file, never the registry's address.
+ */
+export function registrySource(registryUrl: string, key?: string): BlobSource {
+  const base = new URL(registryUrl);
   return {
-    async read(file) {
-      if (!file.url) throw new BlobFetchError(`no url for ${file.name} and no blob folder configured`);
-      const res = await fetch(file.url, { headers: key ? { authorization: `Bearer ${key}` } : {} });
-      if (!res.ok) throw new BlobFetchError(`GET ${file.url}: HTTP ${res.status}`);
+    async read(ref, file) {
+      const id = VERSION_ID.exec(ref.id);
+      if (!id || !FILE_NAME.test(file.name))
+        throw new BlobFetchError(`"${ref.id}" / "${file.name}" is not a registry file`);
+      const path = `/v1/adapters/${id[1]}/versions/${id[2]}/files/${file.name}`;
+      const res = await fetch(new URL(path, base), { headers: key ? { authorization: `Bearer ${key}` } : {} }).catch(
+        (e: Error) => {
+          throw new BlobFetchError(`the registry could not be reached for ${ref.id} ${file.name} (${e.name})`, {
+            cause: e,
+          });
+        },
+      );
+      if (!res.ok) throw new BlobFetchError(`the registry answered HTTP ${res.status} for ${ref.id} ${file.name}`);
       return new Uint8Array(await res.arrayBuffer());
     },
   };
@@ -40,11 +61,11 @@ export function httpSource(key?: string): BlobSource {
 /** Tries each source in turn. */
 export function firstOf(...sources: BlobSource[]): BlobSource {
   return {
-    async read(file) {
-      let last: unknown;
+    async read(ref, file) {
+      let last: unknown = new BlobFetchError('no blob folder or registry is configured to read adapter files from');
       for (const s of sources) {
         try {
-          return await s.read(file);
+          return await s.read(ref, file);
         } catch (e) {
           last = e;
         }

@@ -4,7 +4,7 @@ import { EngineClient } from '../engine/worker/client.ts';
 import type { EngineRuntime } from '../engine/engine.ts';
 import { AdapterCache } from './adapter-cache.ts';
 import type { AdapterRef } from '../protocol/compute.ts';
-import { firstOf, httpSource, storeSource, type BlobReader, type BlobSource } from './blob-source.ts';
+import { firstOf, registrySource, storeSource, type BlobReader, type BlobSource } from './blob-source.ts';
 import type { AdapterKind } from '../engine/adapters/format.ts';
 import { createComputeApp, type ComputeState } from './app.ts';
 import { cacheEvents, createMetrics } from './metrics.ts';
@@ -22,9 +22,12 @@ export interface ComputeNodeOptions extends EngineRuntime {
   maxBatch?: number;
   /** Requests allowed to wait for a row; beyond, 429 with Retry-After. */
   maxQueue?: number;
-  /** A blob store shared with the registry (its folder on this host); otherwise files are fetched by URL. */
+  /** The token the edge sends (`Authorization: Bearer`); every route but /healthz and /readyz needs it. */
+  token: string;
+  /** A blob store shared with the registry (its folder on this host). */
   blobs?: BlobReader;
-  /** Bearer key for downloading adapter files from the registry. */
+  /** The registry to download adapter files from (its origin), with this node's own read key. */
+  registry?: string;
   registryKey?: string;
   /** Adapters to load at start. */
   preload?: AdapterRef[];
@@ -45,6 +48,7 @@ export interface ComputeNode {
 /** Starts a compute node: the engine in its worker thread, the adapter cache, and the HTTP server. */
 export async function startComputeNode(o: ComputeNodeOptions): Promise<ComputeNode> {
   const log = o.log ?? (() => {});
+  checkedToken(o.token);
   const maxBatch = o.maxBatch ?? 64;
   const engine = await EngineClient.start({
     model: o.model,
@@ -62,7 +66,7 @@ export async function startComputeNode(o: ComputeNodeOptions): Promise<ComputeNo
   const metrics = createMetrics();
   const sources: BlobSource[] = [];
   if (o.blobs) sources.push(storeSource(o.blobs));
-  sources.push(httpSource(o.registryKey));
+  if (o.registry) sources.push(registrySource(o.registry, o.registryKey));
   const cache = new AdapterCache(
     engine,
     firstOf(...sources),
@@ -81,6 +85,7 @@ export async function startComputeNode(o: ComputeNodeOptions): Promise<ComputeNo
 
   const waiters: Array<() => void> = [];
   const state: ComputeState = {
+    token: o.token,
     engine,
     cache,
     metrics,
@@ -136,4 +141,12 @@ export async function startComputeNode(o: ComputeNodeOptions): Promise<ComputeNo
       return closing;
     },
   };
+}
+
+/** A compute token long enough not to be guessed (`versa start` makes a 32-byte one). */
+export function checkedToken(token: string | undefined): string {
+  if (!token) throw new Error('a compute node needs a token: set VERSA_COMPUTE_TOKEN or give --token-file FILE');
+  if (token.length < 16 || /\s/.test(token))
+    throw new Error('the compute token must be at least 16 characters, without spaces');
+  return token;
 }

@@ -47,7 +47,10 @@ export async function startNodeServer(options: NodeServerOptions = {}): Promise<
   const { registry, blobs } = openLocalRegistry(home);
   if (options.apiKey)
     await createApiKey(registry, { tenant: 'default', name: 'admin', scopes: ['admin'], key: options.apiKey });
-  const generation = options.deps?.generation ?? { nodes: parseComputeNodes(process.env.COMPUTE_NODES) };
+  const generation = options.deps?.generation ?? {
+    nodes: parseComputeNodes(process.env.COMPUTE_NODES),
+    computeToken: process.env.VERSA_COMPUTE_TOKEN || undefined,
+  };
   const app = createApp({ registry, blobs, limits: options.limits, ...options.deps, generation });
   const sweep = () => sweepOrphans(registry.db, blobs).catch((e) => console.error('versa: sweep failed:', e));
   void sweep();

@@ -18,8 +18,8 @@ export interface Env {
   VERSA_API_KEY?: string;
   /** JSON {"BASE": ["https://node..."]} or a comma-separated list of compute-node URLs. */
   COMPUTE_NODES?: string;
-  /** The Worker's public URL, for compute nodes downloading adapter files (default: the request's origin). */
-  PUBLIC_URL?: string;
+  /** The compute nodes' shared token (a secret: `wrangler secret put VERSA_COMPUTE_TOKEN`). */
+  VERSA_COMPUTE_TOKEN?: string;
   /** Requests per minute per API key (default 600; 0 = off). */
   RATE_LIMIT_PER_MINUTE?: string;
   MAX_TOKENS?: string;
@@ -30,7 +30,7 @@ function depsFrom(env: Env): AppDeps {
   if (!hasher) throw new Error('crypto.DigestStream is missing: not a Workers runtime?');
   const generation: AppDeps['generation'] = {
     nodes: parseComputeNodes(env.COMPUTE_NODES),
-    publicUrl: env.PUBLIC_URL || undefined,
+    computeToken: env.VERSA_COMPUTE_TOKEN || undefined,
   };
   if (env.RATE_LIMIT_PER_MINUTE) generation.rateLimitPerMinute = Number(env.RATE_LIMIT_PER_MINUTE);
   if (env.MAX_TOKENS) generation.maxTokens = Number(env.MAX_TOKENS);

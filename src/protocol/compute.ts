@@ -35,17 +35,23 @@ export type SamplingFields = z.infer<typeof SamplingFields>;
 
 const Sha256 = z.string().regex(/^[0-9a-f]{64}$/);
 
-/** One file of an adapter version; `url` is where to download it (the registry's file route). */
-export const AdapterFile = z.object({
+/**
+ * One file of an adapter version. A node reads it from its own blob folder or registry, never from
+ * a URL a request names.
+ */
+export const AdapterFile = z.strictObject({
   name: z.string().min(1),
   sha256: Sha256,
   bytes: z.number().int().nonnegative(),
-  url: z.string().url().optional(),
 });
 export type AdapterFile = z.infer<typeof AdapterFile>;
 
 /** An adapter version as the edge names it to a node: its id (e.g. "summarize@3"), content sha256 and files. */
-export const AdapterRef = z.object({ id: z.string().min(1), sha256: Sha256, files: z.array(AdapterFile).min(1) });
+export const AdapterRef = z.strictObject({
+  id: z.string().min(1).max(200),
+  sha256: Sha256,
+  files: z.array(AdapterFile).min(1).max(16),
+});
 export type AdapterRef = z.infer<typeof AdapterRef>;
 
 export const GenerateBody = SamplingFields.extend({

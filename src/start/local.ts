@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { generateKey } from '../../registry/auth.ts';
@@ -63,7 +64,9 @@ export async function startLocal(o: LocalOptions = {}): Promise<Local> {
   registry.close();
 
   log('starting the compute node');
+  const computeToken = randomBytes(32).toString('base64url'); // this run's own: the node is private to it
   const compute = await startComputeNode({
+    token: computeToken,
     model,
     tokenizer,
     port: o.computePort ?? 0,
@@ -80,7 +83,7 @@ export async function startLocal(o: LocalOptions = {}): Promise<Local> {
     port: o.port,
     home,
     apiKey,
-    deps: { generation: { nodes: { [base]: [compute.url] } } },
+    deps: { generation: { nodes: { [base]: [compute.url] }, computeToken } },
   });
 
   let seeded = '';

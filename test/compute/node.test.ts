@@ -3,7 +3,8 @@ import { copyFileSync, mkdirSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { fixture, readJson } from '../helpers/fixtures.ts';
-import { blobFolder, generate, metric } from '../helpers/compute.ts';
+import { AUTH, blobFolder, COMPUTE_TOKEN, generate, metric } from '../helpers/compute.ts';
+import { versionSha256 } from '../../src/compute/adapter-cache.ts';
 import { startComputeNode, type ComputeNode } from '../../src/compute/node.ts';
 
 describe('compute node', () => {
@@ -15,6 +16,7 @@ describe('compute node', () => {
       'lora-max@1': fixture('stories260k/adapters/lora-max'),
     });
     node = await startComputeNode({
+      token: COMPUTE_TOKEN,
       model: fixture('stories260k/model.bin'),
       threads: 2,
       maxBatch: 8,
@@ -27,7 +29,7 @@ describe('compute node', () => {
   it('is alive and ready, and serves Prometheus metrics', async () => {
     expect((await fetch(`${node.url}/healthz`)).status).toBe(200);
     expect((await fetch(`${node.url}/readyz`)).status).toBe(200);
-    const page = await (await fetch(`${node.url}/metrics`)).text();
+    const page = await (await fetch(`${node.url}/metrics`, { headers: AUTH })).text();
     for (const name of [
       'versa_queue_depth',
       'versa_batch_size',
@@ -64,7 +66,7 @@ describe('compute node', () => {
     const controller = new AbortController();
     const res = await fetch(`${node.url}/v1/internal/generate`, {
       method: 'POST',
-      headers: { 'content-type': 'application/json' },
+      headers: { 'content-type': 'application/json', ...AUTH },
       signal: controller.signal,
       body: JSON.stringify({ prompt: '', max_tokens: 500, ignore_eos: true }),
     });
@@ -84,11 +86,8 @@ describe('compute node', () => {
     const claimed = 'f'.repeat(64); // a blob stored under a hash its bytes do not have
     mkdirSync(dirname(blobs.store.pathOf(claimed)), { recursive: true });
     copyFileSync(blobs.store.pathOf(weights.sha256), blobs.store.pathOf(claimed));
-    const bad = {
-      id: 'tampered@1',
-      sha256: claimed,
-      files: good.files.map((f) => (f === weights ? { ...f, sha256: claimed } : f)),
-    };
+    const files = good.files.map((f) => (f === weights ? { ...f, sha256: claimed } : f));
+    const bad = { id: 'tampered@1', sha256: versionSha256(files), files };
     const before = node.state.cache.bytes;
     for (let i = 0; i < 2; i++) {
       const r = await generate(node.url, { adapter: bad, prompt: '', max_tokens: 2 });
@@ -109,7 +108,7 @@ describe('compute node', () => {
 
   it('answers bad input with a JSON 400', async () => {
     const post = (body: string, type = 'application/json') =>
-      fetch(`${node.url}/v1/internal/generate`, { method: 'POST', headers: { 'content-type': type }, body });
+      fetch(`${node.url}/v1/internal/generate`, { method: 'POST', headers: { 'content-type': type, ...AUTH }, body });
     for (const [body, message] of [
       ['{nope', /not valid JSON/],
       ['{"prompt": "x", "max_tokens": -1}', /max_tokens/],
@@ -128,6 +127,7 @@ describe('compute node under load', () => {
   it('a burst for one cold adapter loads it once; overload gets 429 with Retry-After', async () => {
     const blobs = await blobFolder({ 'vlm-max@1': fixture('stories260k/adapters/vlm-max') });
     const node = await startComputeNode({
+      token: COMPUTE_TOKEN,
       model: fixture('stories260k/model.bin'),
       threads: 2,
       maxBatch: 4,
@@ -183,7 +183,7 @@ describe('compute node under load', () => {
         '--threads',
         '2',
       ],
-      { stdio: ['ignore', 'pipe', 'pipe'] },
+      { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, VERSA_COMPUTE_TOKEN: COMPUTE_TOKEN } },
     );
     const url = await new Promise<string>((done, fail) => {
       child.stdout.on('data', (d) => done(String(d).trim()));
@@ -191,7 +191,7 @@ describe('compute node under load', () => {
     });
     const res = await fetch(`${url}/v1/internal/generate`, {
       method: 'POST',
-      headers: { 'content-type': 'application/json' },
+      headers: { 'content-type': 'application/json', ...AUTH },
       body: JSON.stringify({ prompt: '', max_tokens: 200, ignore_eos: true }),
     });
     const exited = new Promise<number | null>((done) => child.on('exit', done));

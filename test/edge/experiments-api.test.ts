@@ -5,6 +5,7 @@ import OpenAI from 'openai';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { fixture } from '../helpers/fixtures.ts';
 import { startProduct, type TestProduct } from '../helpers/product.ts';
+import { COMPUTE_TOKEN } from '../helpers/compute.ts';
 import { publishFolder } from '../../registry/local.ts';
 import { appendEvents } from '../../registry/queries/events.ts';
 import { NodePool } from '../../src/edge/routing/nodes.ts';
@@ -158,7 +159,7 @@ describe('routing to compute nodes', () => {
         '--threads',
         '1',
       ],
-      { stdio: ['ignore', 'pipe', 'ignore'] },
+      { stdio: ['ignore', 'pipe', 'ignore'], env: { ...process.env, VERSA_COMPUTE_TOKEN: COMPUTE_TOKEN } },
     );
     const url = await new Promise<string>((done) => child.stdout.once('data', (d) => done(String(d).trim())));
     const product = await startProduct({ nodes: () => [url] });

@@ -5,6 +5,7 @@ import { startWorkerRegistry, type TestWorker } from '../helpers/registry.ts';
 import { RegistryClient } from '../../registry/client.ts';
 import { describeLocalModel, publishFolder } from '../../registry/local.ts';
 import { startComputeNode, type ComputeNode } from '../../src/compute/node.ts';
+import { COMPUTE_TOKEN, freePort } from '../helpers/compute.ts';
 
 /**
  * The Cloudflare Worker entry in workerd (wrangler's local runtime, D1 + R2), generating through
@@ -16,8 +17,20 @@ describe('Worker entry', () => {
   // The Worker's admin key (its VERSA_API_KEY secret); the compute node downloads adapter files with it.
   const key = `vsk_worker-${crypto.randomUUID()}`;
   beforeAll(async () => {
-    compute = await startComputeNode({ model: fixture('stories260k/model.bin'), threads: 2, registryKey: key });
-    worker = await startWorkerRegistry({ VERSA_API_KEY: key, COMPUTE_NODES: compute.url });
+    const port = await freePort();
+    worker = await startWorkerRegistry({
+      VERSA_API_KEY: key,
+      COMPUTE_NODES: `http://127.0.0.1:${port}`,
+      VERSA_COMPUTE_TOKEN: COMPUTE_TOKEN,
+    });
+    compute = await startComputeNode({
+      token: COMPUTE_TOKEN,
+      model: fixture('stories260k/model.bin'),
+      threads: 2,
+      port,
+      registry: worker.url,
+      registryKey: key,
+    });
     const base = await worker.fetch('/v1/models/stories260k/versions', {
       key,
       method: 'POST',

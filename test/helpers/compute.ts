@@ -3,6 +3,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { AdapterRef } from '../../src/protocol/compute.ts';
 import { FolderBlobStore } from '../../registry/blobs/folder.ts';
+import { versionSha256 } from '../../src/compute/adapter-cache.ts';
+
+/** The token the tests' compute nodes require (what VERSA_COMPUTE_TOKEN holds in production). */
+export const COMPUTE_TOKEN = 'test-compute-token-0123456789';
+export const AUTH = { authorization: `Bearer ${COMPUTE_TOKEN}` };
 
 /** A blob store holding the files of the given adapter folders, and the refs the edge would send. */
 export async function blobFolder(
@@ -15,8 +20,8 @@ export async function blobFolder(
     const files = await Promise.all(
       names.map(async (name) => ({ name, ...(await store.put(new Uint8Array(readFileSync(join(dir, name))))) })),
     );
-    const weights = files.find((f) => f.name.endsWith('.safetensors'))!;
-    refs[id] = { id, sha256: weights.sha256, files: files.map(({ name, sha256, bytes }) => ({ name, sha256, bytes })) };
+    const entries = files.map(({ name, sha256, bytes }) => ({ name, sha256, bytes }));
+    refs[id] = { id, sha256: versionSha256(entries), files: entries };
   }
   return { store, refs };
 }
@@ -25,7 +30,7 @@ export async function blobFolder(
 export async function generate(url: string, body: object, signal?: AbortSignal) {
   const res = await fetch(`${url}/v1/internal/generate`, {
     method: 'POST',
-    headers: { 'content-type': 'application/json' },
+    headers: { 'content-type': 'application/json', ...AUTH },
     body: JSON.stringify(body),
     signal,
   });
@@ -46,7 +51,18 @@ export async function generate(url: string, body: object, signal?: AbortSignal) 
 
 /** Reads one metric's value from a Prometheus text page. */
 export async function metric(url: string, name: string, labels = ''): Promise<number> {
-  const page = await (await fetch(`${url}/metrics`)).text();
+  const page = await (await fetch(`${url}/metrics`, { headers: AUTH })).text();
   const line = page.split('\n').find((l) => l.startsWith(`${name}${labels ? `{${labels}}` : ''} `));
   return line ? Number(line.split(' ').pop()) : 0;
+}
+
+/** A port nothing listens on now (to start a server on, or to point at). */
+export async function freePort(): Promise<number> {
+  const { createServer } = await import('node:net');
+  return new Promise((resolve) => {
+    const server = createServer().listen(0, '127.0.0.1', () => {
+      const { port } = server.address() as { port: number };
+      server.close(() => resolve(port));
+    });
+  });
 }

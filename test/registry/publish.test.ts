@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { manifestText } from '../../registry/digest.ts';
+import { manifestText } from '../../src/engine/adapters/manifest.ts';
 import { sha256Hex } from '../../registry/hash.ts';
 import { appendEvents } from '../../registry/queries/events.ts';
 import { getAdapter, resolveAdapter } from '../../registry/queries/adapters.ts';

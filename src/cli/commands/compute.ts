@@ -14,7 +14,9 @@ interface ComputeOptions extends RuntimeOptions {
   adapterKinds: AdapterKind[];
   maxBatch: number;
   maxQueue?: number;
+  tokenFile?: string;
   blobs?: string;
+  registry?: string;
   registryKey?: string;
   preload?: string;
   drainSeconds: number;
@@ -37,15 +39,19 @@ export function register(program: Command): void {
     )
     .option('--max-batch <n>', 'rows decoded together', parse.int(1), 64)
     .option('--max-queue <n>', 'requests that may wait for a row before 429 (default 4 x max batch)', parse.int(0))
+    .option('--token-file <file>', 'file holding the token callers must send (default: $VERSA_COMPUTE_TOKEN)')
     .option('--blobs <dir>', "the registry's blob folder, to read adapter files from directly")
-    .option('--registry-key <key>', 'API key for downloading adapter files (default: $VERSA_API_KEY)')
+    .option('--registry <url>', 'the registry to download adapter files from (default: $VERSA_REGISTRY)')
+    .option('--registry-key <key>', "this node's read-only registry key (default: $VERSA_REGISTRY_KEY)")
     .option('--preload <file.json>', 'adapters to load at start: a JSON list of {id, sha256, files}')
     .option('--drain-seconds <n>', 'on SIGTERM, let running streams finish this long', parse.int(0), 30);
   addRuntimeOptions(command).action(run);
 }
 
 async function run(o: ComputeOptions): Promise<void> {
-  const { startComputeNode } = await import('../../compute/node.ts');
+  const { checkedToken, startComputeNode } = await import('../../compute/node.ts');
+  // Refused before minutes of model loading: a node without a token answers nobody.
+  const token = checkedToken(o.tokenFile ? readFileSync(o.tokenFile, 'utf8').trim() : process.env.VERSA_COMPUTE_TOKEN);
   const { FolderBlobStore } = await import('../../../registry/blobs/folder.ts');
   const log = (line: string) => process.stderr.write(`versa compute: ${line}\n`);
   let preload: AdapterRef[] | undefined;
@@ -66,8 +72,10 @@ async function run(o: ComputeOptions): Promise<void> {
     adapterKinds: o.adapterKinds,
     maxBatch: o.maxBatch,
     maxQueue: o.maxQueue,
+    token,
     blobs: o.blobs ? new FolderBlobStore(o.blobs) : undefined,
-    registryKey: o.registryKey ?? process.env.VERSA_API_KEY,
+    registry: o.registry ?? process.env.VERSA_REGISTRY,
+    registryKey: o.registryKey ?? process.env.VERSA_REGISTRY_KEY,
     preload,
     log,
   });

@@ -41,7 +41,7 @@ export interface CompletionJob {
  */
 export async function complete(c: Context<AppEnv>, gen: GenerationContext, job: CompletionJob): Promise<Response> {
   const format = FORMATS[job.kind];
-  const request = computeRequest(c, gen, job, format);
+  const request = computeRequest(gen, job, format);
   const pool = gen.pools.for(job.target.base.name);
   if (!pool.urls.length)
     throw new ApiError(
@@ -62,6 +62,7 @@ export async function complete(c: Context<AppEnv>, gen: GenerationContext, job: 
     pool,
     a ? formatRef(a.name, a.version) : job.target.base.name,
     request,
+    gen.config.computeToken,
     c.req.raw.signal,
   );
   let first: IteratorResult<ComputeEvent & { node?: string }>;
@@ -78,12 +79,7 @@ export async function complete(c: Context<AppEnv>, gen: GenerationContext, job: 
 }
 
 /** The compute node's request for a job (checked against the deployment's limits). */
-function computeRequest(
-  c: Context<AppEnv>,
-  gen: GenerationContext,
-  job: CompletionJob,
-  format: ResponseFormat,
-): GenerateBody {
+function computeRequest(gen: GenerationContext, job: CompletionJob, format: ResponseFormat): GenerateBody {
   const maxTokens = job.maxTokens ?? format.defaultMaxTokens ?? gen.config.maxTokens;
   if (maxTokens > gen.config.maxTokens) {
     throw new ApiError(
@@ -93,17 +89,14 @@ function computeRequest(
       'max_tokens',
     );
   }
-  const origin = gen.config.publicUrl ?? new URL(c.req.url).origin;
   const a = job.target.adapter;
   return {
     ...job.input,
+    // Ids and digests only: a node reads the files from its own registry or blob folder.
     adapter: a && {
       id: formatRef(a.name, a.version),
       sha256: a.sha256,
-      files: a.files.map((f) => ({
-        ...f,
-        url: `${origin}/v1/adapters/${a.name}/versions/${a.version}/files/${encodeURIComponent(f.name)}`,
-      })),
+      files: a.files.map(({ name, sha256, bytes }) => ({ name, sha256, bytes })),
     },
     max_tokens: maxTokens,
     temperature: job.temperature ?? 1,

@@ -4,8 +4,8 @@ import { NodePool } from '../routing/nodes.ts';
 export interface GenerationConfig {
   /** Compute-node URLs by base model name; "*" serves any base. */
   nodes: Record<string, string[]>;
-  /** The URL compute nodes download adapter files from (the registry's own origin). */
-  publicUrl?: string;
+  /** The compute nodes' shared token (`VERSA_COMPUTE_TOKEN`), sent on every call to them. */
+  computeToken?: string;
   /** Largest max_tokens a request may ask for. */
   maxTokens: number;
   /** Requests per minute per API key (0 = unlimited). */

@@ -25,6 +25,7 @@ export async function* generateOnPool(
   pool: NodePool,
   key: string,
   body: GenerateBody,
+  token: string | undefined,
   signal?: AbortSignal,
 ): AsyncGenerator<ComputeEvent & { node?: string }> {
   const order = await pool.order(key);
@@ -35,14 +36,26 @@ export async function* generateOnPool(
     try {
       res = await fetch(`${url}/v1/internal/generate`, {
         method: 'POST',
-        headers: { 'content-type': 'application/json' },
+        headers: { 'content-type': 'application/json', ...(token ? { authorization: `Bearer ${token}` } : {}) },
         body: JSON.stringify(body),
         signal,
       });
     } catch (e) {
       if (signal?.aborted) throw e;
       pool.markDown(url);
-      lastError = new ComputeError(`compute node ${url} is unreachable`, 503, 'server_error', 'compute_unavailable');
+      // Clients never see a node's address: it is internal.
+      lastError = new ComputeError('no compute node could be reached', 503, 'server_error', 'compute_unavailable');
+      continue;
+    }
+    if (res.status === 401) {
+      // The edge's token is wrong for this node: an operator's mistake, not the client's; try the next.
+      pool.markDown(url);
+      lastError = new ComputeError(
+        'a compute node refused the edge (check VERSA_COMPUTE_TOKEN)',
+        502,
+        'server_error',
+        'compute_auth',
+      );
       continue;
     }
     if (!res.ok) {

@@ -1,0 +1,185 @@
+import { createServer, request, type Server } from 'node:http';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { fixture } from '../helpers/fixtures.ts';
+import { AUTH, blobFolder, COMPUTE_TOKEN, freePort, generate } from '../helpers/compute.ts';
+import { versa } from '../helpers/cli.ts';
+import { startProduct, type TestProduct } from '../helpers/product.ts';
+import { startComputeNode, type ComputeNode } from '../../src/compute/node.ts';
+
+/** An HTTP listener on 127.0.0.1 that records every request it gets (and answers 404). */
+async function listener(): Promise<{
+  url: string;
+  port: number;
+  requests: Array<{ path: string; auth?: string }>;
+  server: Server;
+}> {
+  const requests: Array<{ path: string; auth?: string }> = [];
+  const server = createServer((req, res) => {
+    requests.push({ path: req.url ?? '', auth: req.headers.authorization });
+    res.writeHead(404).end();
+  });
+  await new Promise<void>((done) => server.listen(0, '127.0.0.1', done));
+  const { port } = server.address() as { port: number };
+  return { url: `http://127.0.0.1:${port}`, port, requests, server };
+}
+
+describe('compute tier: authentication, no request-chosen URLs, integrity', () => {
+  let node: ComputeNode;
+  let registry: Awaited<ReturnType<typeof listener>>;
+  let blobs: Awaited<ReturnType<typeof blobFolder>>;
+  beforeAll(async () => {
+    registry = await listener();
+    blobs = await blobFolder({ 'vlm-max@1': fixture('stories260k/adapters/vlm-max') });
+    node = await startComputeNode({
+      token: COMPUTE_TOKEN,
+      model: fixture('stories260k/model.bin'),
+      threads: 2,
+      registry: registry.url,
+      registryKey: 'vsk_node-read-key',
+    });
+  });
+  afterAll(async () => {
+    await node?.shutdown(1000);
+    registry?.server.close();
+  });
+
+  it('every route but /healthz and /readyz needs the token (constant-time compared)', async () => {
+    const routes: Array<[string, string]> = [
+      ['POST', '/v1/internal/generate'],
+      ['GET', '/v1/internal/info'],
+      ['GET', '/metrics'],
+      ['GET', '/no-such-route'],
+    ];
+    const body = JSON.stringify({ prompt: '', max_tokens: 1 });
+    const refused: Array<Record<string, string>> = [
+      {},
+      { authorization: 'Bearer wrong-token-0123456789' },
+      { authorization: COMPUTE_TOKEN }, // no scheme
+    ];
+    for (const [method, path] of routes) {
+      const send = (headers: Record<string, string>) =>
+        fetch(`${node.url}${path}`, {
+          method,
+          headers: { 'content-type': 'application/json', ...headers },
+          body: method === 'POST' ? body : undefined,
+        });
+      for (const headers of refused) {
+        const res = await send(headers);
+        expect(res.status, `${method} ${path} with ${JSON.stringify(headers)}`).toBe(401);
+        expect((await res.json()).error.code).toBe('invalid_compute_token');
+      }
+      expect((await send(AUTH)).status, `${method} ${path} with the token`).not.toBe(401);
+    }
+    for (const path of ['/healthz', '/readyz']) expect((await fetch(`${node.url}${path}`)).status).toBe(200);
+  });
+
+  it('refuses to start without a token, in one line and before loading the model', async () => {
+    await expect(startComputeNode({ token: '', model: '/nonexistent' })).rejects.toThrow(/needs a token/);
+    await expect(startComputeNode({ token: 'short', model: '/nonexistent' })).rejects.toThrow(/at least 16/);
+    const env = { VERSA_COMPUTE_TOKEN: '' };
+    const r = await versa(['compute', '--model', fixture('stories260k/model.bin')], { env });
+    expect(r.code).not.toBe(0);
+    expect(r.stderr).toMatch(
+      /versa: error: a compute node needs a token: set VERSA_COMPUTE_TOKEN or give --token-file/,
+    );
+  });
+
+  it('never fetches a URL a request names: a `url` is refused and the named listener hears nothing', async () => {
+    const bait = await listener();
+    try {
+      const ref = blobs.refs['vlm-max@1'];
+      const adapter = { ...ref, id: 'bait@1', files: ref.files.map((f) => ({ ...f, url: `${bait.url}/steal` })) };
+      const r = await generate(node.url, { adapter, prompt: '', max_tokens: 1 });
+      expect(r.status).toBe(400);
+      expect(r.error.message).toMatch(/files\.0/);
+      expect(bait.requests).toEqual([]);
+    } finally {
+      bait.server.close();
+    }
+  });
+
+  it('reads adapter files from its configured registry only, with its own read key', async () => {
+    registry.requests.length = 0;
+    const ref = blobs.refs['vlm-max@1'];
+    const r = await generate(node.url, { adapter: ref, prompt: '', max_tokens: 1 });
+    expect(r.status).toBe(502); // the stand-in registry answers 404
+    expect(r.error.message).not.toMatch(/127\.0\.0\.1|http:/); // no internal address in the error
+    expect(registry.requests.map((q) => q.path).sort()).toEqual(
+      ref.files.map((f) => `/v1/adapters/vlm-max/versions/1/files/${f.name}`).sort(),
+    );
+    expect(new Set(registry.requests.map((q) => q.auth))).toEqual(new Set(['Bearer vsk_node-read-key']));
+
+    registry.requests.length = 0;
+    for (const id of ['../../admin@1', 'a/b@1', 'x@1?y=', 'vlm-max@latest']) {
+      const bad = await generate(node.url, { adapter: { ...ref, id }, prompt: '', max_tokens: 1 });
+      expect(bad.status, id).toBeGreaterThanOrEqual(400);
+    }
+    expect(registry.requests).toEqual([]);
+  });
+
+  it("checks the version's sha256 against its files' manifest before caching anything", async () => {
+    const ref = blobs.refs['vlm-max@1'];
+    const forged = { ...ref, sha256: 'f'.repeat(64) };
+    const r = await generate(node.url, { adapter: forged, prompt: '', max_tokens: 1 });
+    expect(r.status).toBe(422);
+    expect(r.error.message).toMatch(/manifest hashes to [0-9a-f]{64}, not the version's sha256 f{64}/);
+    expect(node.state.cache.bytes).toBe(0);
+  });
+});
+
+describe('edge -> compute: the token, and no URL from the Host header', () => {
+  let product: TestProduct;
+  beforeAll(async () => {
+    product = await startProduct();
+  });
+  afterAll(() => product?.close());
+
+  it('a cold adapter is fetched from the configured registry whatever Host the client sends', async () => {
+    const bait = await listener();
+    try {
+      const body = JSON.stringify({ model: 'vlm-max', prompt: 'Once', max_tokens: 2, temperature: 0 });
+      const edge = new URL(product.registry.url);
+      const status = await new Promise<number>((done, fail) => {
+        const req = request(
+          {
+            host: edge.hostname,
+            port: edge.port,
+            path: '/v1/completions',
+            method: 'POST',
+            headers: {
+              host: `127.0.0.1:${bait.port}`,
+              authorization: `Bearer ${product.registry.adminKey}`,
+              'content-type': 'application/json',
+              'content-length': Buffer.byteLength(body),
+            },
+          },
+          (res) => {
+            res.resume();
+            res.on('end', () => done(res.statusCode ?? 0));
+          },
+        );
+        req.on('error', fail);
+        req.end(body);
+      });
+      expect(status).toBe(200);
+      expect(bait.requests).toEqual([]);
+    } finally {
+      bait.server.close();
+    }
+  });
+
+  it('unreachable nodes are reported without their addresses', async () => {
+    const dead = `http://127.0.0.1:${await freePort()}`;
+    const other = await startProduct({ nodes: () => [dead] });
+    try {
+      const error = await other
+        .openai()
+        .completions.create({ model: 'stories260k', prompt: 'x', max_tokens: 1 })
+        .catch((e: { status: number; message: string }) => e);
+      expect((error as { status: number }).status).toBe(503);
+      expect((error as { message: string }).message).not.toContain(dead.slice(7));
+    } finally {
+      await other.close();
+    }
+  });
+});
