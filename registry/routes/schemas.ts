@@ -2,6 +2,7 @@ import { z } from '@hono/zod-openapi';
 import { AliasName, FileName, Name, Sha256, Tag, TenantId, VersionNumber } from '../names.ts';
 import { EXPERIMENT_STATUSES, VERSION_STATUSES, VISIBILITIES } from '../schema.ts';
 import { SCOPES } from '../../src/http/principal.ts';
+import { CONFIG_LIMITS } from '../../src/engine/model/config.ts';
 
 /** Shared request/response schemas of the registry API (they are also its OpenAPI components). */
 
@@ -37,14 +38,14 @@ export const FileSchema = z
 export const ModelConfigSchema = z
   .object({
     architecture: z.enum(['gpt2', 'llama']),
-    vocabSize: z.number().int().positive(),
-    hiddenSize: z.number().int().positive(),
-    numLayers: z.number().int().positive(),
-    numHeads: z.number().int().positive(),
-    numKvHeads: z.number().int().positive(),
-    headDim: z.number().int().positive(),
-    intermediateSize: z.number().int().positive(),
-    maxPositions: z.number().int().positive(),
+    vocabSize: z.number().int().positive().max(CONFIG_LIMITS.vocabSize),
+    hiddenSize: z.number().int().positive().max(CONFIG_LIMITS.hiddenSize),
+    numLayers: z.number().int().positive().max(CONFIG_LIMITS.numLayers),
+    numHeads: z.number().int().positive().max(CONFIG_LIMITS.numHeads),
+    numKvHeads: z.number().int().positive().max(CONFIG_LIMITS.numKvHeads),
+    headDim: z.number().int().positive().max(CONFIG_LIMITS.headDim),
+    intermediateSize: z.number().int().positive().max(CONFIG_LIMITS.intermediateSize),
+    maxPositions: z.number().int().positive().max(CONFIG_LIMITS.maxPositions),
     normEps: z.number().positive(),
     tiedEmbeddings: z.boolean(),
     ropeTheta: z.number().positive().optional(),

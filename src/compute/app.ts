@@ -115,7 +115,7 @@ export function createComputeApp(state: ComputeState): Hono {
       settle();
       return failure(c, state, e);
     }
-    const label = body.adapter?.id ?? 'base';
+    const label = body.adapter ? state.metrics.adapterLabel(body.adapter.id) : 'base';
     const gen = generation;
     const abort = () => gen.cancel();
     c.req.raw.signal.addEventListener('abort', abort);

@@ -5,8 +5,19 @@ import type { CacheEvents } from './adapter-cache.ts';
 export function createMetrics() {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry, prefix: 'versa_compute_' });
+  const labeled = new Set<string>();
   const m = {
     registry,
+    /**
+     * The `adapter` label of an adapter id: its own for the first MAX_ADAPTER_LABELS ids this node
+     * sees, "other" after, so what requests name cannot grow the page (or a time-series store) without bound.
+     */
+    adapterLabel(id: string): string {
+      if (labeled.has(id)) return id;
+      if (labeled.size >= MAX_ADAPTER_LABELS) return 'other';
+      labeled.add(id);
+      return id;
+    },
     queueDepth: new Gauge({
       name: 'versa_queue_depth',
       help: 'Requests waiting for a batch row',
@@ -85,12 +96,14 @@ export function createMetrics() {
 
 export type ComputeMetrics = ReturnType<typeof createMetrics>;
 
+const MAX_ADAPTER_LABELS = 64;
+
 export function cacheEvents(m: ComputeMetrics): CacheEvents {
   return {
-    hit: (adapter) => m.cacheHits.inc({ adapter }),
-    miss: (adapter) => m.cacheMisses.inc({ adapter }),
-    load: (adapter) => m.cacheLoads.inc({ adapter }),
-    evict: (adapter) => m.cacheEvictions.inc({ adapter }),
+    hit: (id) => m.cacheHits.inc({ adapter: m.adapterLabel(id) }),
+    miss: (id) => m.cacheMisses.inc({ adapter: m.adapterLabel(id) }),
+    load: (id) => m.cacheLoads.inc({ adapter: m.adapterLabel(id) }),
+    evict: (id) => m.cacheEvictions.inc({ adapter: m.adapterLabel(id) }),
     bytes: (total) => m.cacheBytes.set(total),
   };
 }

@@ -137,6 +137,15 @@ export class Engine {
     } else {
       if (!tokenizer)
         throw new RequestError('this model has no tokenizer: send prompt_ids, or start with a tokenizer', 'prompt');
+      // Bounded before any work: no token spans more than MAX_TOKEN_BYTES bytes, so a longer text
+      // cannot fit the context whatever it encodes to.
+      const bytes = Buffer.byteLength(req.prompt!);
+      if (bytes > c.maxPositions * MAX_TOKEN_BYTES) {
+        throw new RequestError(
+          `the prompt is ${bytes} bytes: more than the context of ${c.maxPositions} tokens can hold`,
+          'prompt',
+        );
+      }
       try {
         prompt = tokenizer.encode(req.prompt!);
       } catch (e) {
@@ -223,6 +232,9 @@ export async function openRuntime(
   };
   return { runner, tokenizer, info };
 }
+
+/** Bytes of the longest token any tokenizer we serve has (byte-level BPE pieces of repeated spaces run long). */
+const MAX_TOKEN_BYTES = 256;
 
 /** The model's config with its context cut to what the user asked for (the KV cache never exceeds it). */
 function withContext(c: ModelConfig, context?: number): ModelConfig {

@@ -117,6 +117,21 @@ describe('compute tier: authentication, no request-chosen URLs, integrity', () =
     expect(registry.requests).toEqual([]);
   });
 
+  it('adapter labels in /metrics are bounded: 64 ids, then "other"', async () => {
+    const ref = blobs.refs['vlm-max@1'];
+    await Promise.all(
+      Array.from({ length: 80 }, (_, i) =>
+        generate(node.url, { adapter: { ...ref, id: `spam-${i}@1` }, prompt: '', max_tokens: 1 }),
+      ),
+    );
+    const page = await (await fetch(`${node.url}/metrics`, { headers: AUTH })).text();
+    const labels = new Set(
+      [...page.matchAll(/versa_adapter_cache_misses_total\{adapter="([^"]+)"\}/g)].map((m) => m[1]),
+    );
+    expect(labels.size).toBeLessThanOrEqual(65);
+    expect(labels.has('other')).toBe(true);
+  });
+
   it("checks the version's sha256 against its files' manifest before caching anything", async () => {
     const ref = blobs.refs['vlm-max@1'];
     const forged = { ...ref, sha256: 'f'.repeat(64) };
@@ -166,6 +181,20 @@ describe('edge -> compute: the token, and no URL from the Host header', () => {
     } finally {
       bait.server.close();
     }
+  });
+
+  it('an experiment unit is at most 256 characters (x-versa-unit is stored with every event)', async () => {
+    const res = await fetch(`${product.registry.url}/v1/completions`, {
+      method: 'POST',
+      headers: {
+        authorization: `Bearer ${product.registry.adminKey}`,
+        'content-type': 'application/json',
+        'x-versa-unit': 'u'.repeat(300),
+      },
+      body: JSON.stringify({ model: 'stories260k', prompt: 'x', max_tokens: 1 }),
+    });
+    expect(res.status).toBe(400);
+    expect((await res.json()).error).toMatchObject({ code: 'unit_too_long', param: 'user' });
   });
 
   it('unreachable nodes are reported without their addresses', async () => {

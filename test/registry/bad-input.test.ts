@@ -99,6 +99,15 @@ const cases: Case[] = [
     status: 400,
   },
   {
+    name: 'a base model config with a million layers (bounded before any work)',
+    send: (r) =>
+      r.fetch(
+        '/v1/models/toy/versions',
+        json('POST', JSON.stringify({ architecture: 'gpt2', config: { ...config, numLayers: 1_000_000 }, files: [] })),
+      ),
+    status: 400,
+  },
+  {
     name: 'base version with a path-like file name',
     send: (r) =>
       r.fetch(

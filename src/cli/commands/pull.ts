@@ -5,7 +5,7 @@ import type { Command } from 'commander';
 import { nodeHasher } from '../../../registry/hash-node.ts';
 import { clientOf, formatBytes, progress, withRegistryOptions, type RegistryOptions } from './registry-options.ts';
 import { warn } from '../output.ts';
-import { formatRef } from '../../../registry/names.ts';
+import { FILE_NAME_RE, formatRef } from '../../../registry/names.ts';
 
 export function register(program: Command): void {
   withRegistryOptions(
@@ -21,9 +21,16 @@ async function run(ref: string, o: RegistryOptions & { out?: string }): Promise<
   const client = clientOf(o);
   const v = await client.json('GET', `/v1/resolve?model=${encodeURIComponent(ref)}`);
   if (v.warning) warn(v.warning);
+  // What a registry sends names files and folders here: only plain names, nothing that leaves `dir`.
+  const plain = (name: unknown) => typeof name === 'string' && FILE_NAME_RE.test(name);
+  if (!plain(v.adapter) || !Number.isInteger(v.version))
+    throw new Error(`the registry answered an invalid version for ${ref}`);
+  const files = v.files as Array<{ name: string; sha256: string; bytes: number }>;
+  const bad = files.find((f) => !plain(f.name));
+  if (bad)
+    throw new Error(`the registry sent a file name that is not a plain name: ${JSON.stringify(bad.name).slice(0, 80)}`);
   const dir = resolve(o.out ?? formatRef(v.adapter, v.version));
   mkdirSync(dir, { recursive: true });
-  const files = v.files as Array<{ name: string; sha256: string; bytes: number }>;
   const total = files.reduce((n, f) => n + f.bytes, 0);
   const bar = progress('download', total);
   let done = 0;

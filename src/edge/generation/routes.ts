@@ -222,5 +222,17 @@ function admit(c: Context<AppEnv>, gen: GenerationContext) {
 
 /** The experiment unit: OpenAI's `user`, else the x-versa-unit header, else the API key. */
 function unitOf(c: Context<AppEnv>, user: string | null | undefined, keyId: string): string {
-  return user || c.req.header('x-versa-unit') || `key:${keyId}`;
+  const unit = user || c.req.header('x-versa-unit') || `key:${keyId}`;
+  // Units are stored with every event: bounded, like OpenAI's own limits on `user`.
+  if (unit.length > MAX_UNIT_CHARS) {
+    throw new ApiError(
+      400,
+      `the experiment unit (user or x-versa-unit) is over ${MAX_UNIT_CHARS} characters`,
+      'unit_too_long',
+      'user',
+    );
+  }
+  return unit;
 }
+
+const MAX_UNIT_CHARS = 256;

@@ -31,10 +31,27 @@ export class ModelFormatError extends Error {
   override name = 'ModelFormatError';
 }
 
-function int(value: unknown, field: string): number {
+/**
+ * Upper bounds of a model's dimensions: generous for any real model (Llama 3.1 405B has 126 layers,
+ * hidden 16384, vocabulary 128256), small enough that a config cannot make the server allocate or
+ * loop over absurd sizes before it is refused.
+ */
+export const CONFIG_LIMITS = {
+  vocabSize: 1 << 21,
+  hiddenSize: 1 << 16,
+  numLayers: 1024,
+  numHeads: 1024,
+  numKvHeads: 1024,
+  headDim: 1024,
+  intermediateSize: 1 << 20,
+  maxPositions: 1 << 22,
+} as const;
+
+function int(value: unknown, field: string, max = Number.MAX_SAFE_INTEGER): number {
   if (typeof value !== 'number' || !Number.isInteger(value) || value <= 0) {
     throw new ModelFormatError(`config.json: "${field}" must be a positive integer (got ${JSON.stringify(value)})`);
   }
+  if (value > max) throw new ModelFormatError(`config.json: "${field}" is ${value}, over the limit of ${max}`);
   return value;
 }
 
@@ -52,19 +69,19 @@ export function configFromHf(json: Record<string, unknown>): ModelConfig {
         'config.json: scale_attn_by_inverse_layer_idx / reorder_and_upcast_attn are not supported',
       );
     }
-    const d = int(json.n_embd, 'n_embd');
-    const heads = int(json.n_head, 'n_head');
+    const d = int(json.n_embd, 'n_embd', CONFIG_LIMITS.hiddenSize);
+    const heads = int(json.n_head, 'n_head', CONFIG_LIMITS.numHeads);
     if (d % heads) throw new ModelFormatError(`config.json: n_embd ${d} is not divisible by n_head ${heads}`);
     return {
       architecture: 'gpt2',
-      vocabSize: int(json.vocab_size, 'vocab_size'),
+      vocabSize: int(json.vocab_size, 'vocab_size', CONFIG_LIMITS.vocabSize),
       hiddenSize: d,
-      numLayers: int(json.n_layer, 'n_layer'),
+      numLayers: int(json.n_layer, 'n_layer', CONFIG_LIMITS.numLayers),
       numHeads: heads,
       numKvHeads: heads,
       headDim: d / heads,
-      intermediateSize: json.n_inner == null ? 4 * d : int(json.n_inner, 'n_inner'),
-      maxPositions: int(json.n_positions ?? json.n_ctx, 'n_positions'),
+      intermediateSize: json.n_inner == null ? 4 * d : int(json.n_inner, 'n_inner', CONFIG_LIMITS.intermediateSize),
+      maxPositions: int(json.n_positions ?? json.n_ctx, 'n_positions', CONFIG_LIMITS.maxPositions),
       normEps: typeof json.layer_norm_epsilon === 'number' ? json.layer_norm_epsilon : 1e-5,
       tiedEmbeddings: true,
       bosTokenId: typeof json.bos_token_id === 'number' ? json.bos_token_id : undefined,
@@ -76,24 +93,27 @@ export function configFromHf(json: Record<string, unknown>): ModelConfig {
     if (act !== 'silu')
       throw new ModelFormatError(`config.json: Llama activation "${String(act)}" is not supported (only silu)`);
     if (json.rope_scaling != null) throw new ModelFormatError('config.json: rope_scaling is not supported');
-    const d = int(json.hidden_size, 'hidden_size');
-    const heads = int(json.num_attention_heads, 'num_attention_heads');
-    const kvHeads = json.num_key_value_heads == null ? heads : int(json.num_key_value_heads, 'num_key_value_heads');
+    const d = int(json.hidden_size, 'hidden_size', CONFIG_LIMITS.hiddenSize);
+    const heads = int(json.num_attention_heads, 'num_attention_heads', CONFIG_LIMITS.numHeads);
+    const kvHeads =
+      json.num_key_value_heads == null
+        ? heads
+        : int(json.num_key_value_heads, 'num_key_value_heads', CONFIG_LIMITS.numKvHeads);
     if (heads % kvHeads)
       throw new ModelFormatError(`config.json: ${heads} heads are not a multiple of ${kvHeads} key/value heads`);
-    const headDim = json.head_dim == null ? d / heads : int(json.head_dim, 'head_dim');
+    const headDim = json.head_dim == null ? d / heads : int(json.head_dim, 'head_dim', CONFIG_LIMITS.headDim);
     if (!Number.isInteger(headDim) || headDim % 2)
       throw new ModelFormatError(`config.json: head size ${headDim} must be an even integer`);
     return {
       architecture: 'llama',
-      vocabSize: int(json.vocab_size, 'vocab_size'),
+      vocabSize: int(json.vocab_size, 'vocab_size', CONFIG_LIMITS.vocabSize),
       hiddenSize: d,
-      numLayers: int(json.num_hidden_layers, 'num_hidden_layers'),
+      numLayers: int(json.num_hidden_layers, 'num_hidden_layers', CONFIG_LIMITS.numLayers),
       numHeads: heads,
       numKvHeads: kvHeads,
       headDim,
-      intermediateSize: int(json.intermediate_size, 'intermediate_size'),
-      maxPositions: int(json.max_position_embeddings ?? 2048, 'max_position_embeddings'),
+      intermediateSize: int(json.intermediate_size, 'intermediate_size', CONFIG_LIMITS.intermediateSize),
+      maxPositions: int(json.max_position_embeddings ?? 2048, 'max_position_embeddings', CONFIG_LIMITS.maxPositions),
       normEps: typeof json.rms_norm_eps === 'number' ? json.rms_norm_eps : 1e-6,
       tiedEmbeddings: json.tie_word_embeddings === true,
       ropeTheta: typeof json.rope_theta === 'number' ? json.rope_theta : 10000,

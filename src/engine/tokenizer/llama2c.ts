@@ -76,22 +76,58 @@ export class Llama2cTokenizer implements Tokenizer {
       else for (let k = i; k < j; k++) tokens.push(input[k] + BYTE_OFFSET);
       i = j;
     }
-    for (;;) {
-      let bestScore = -1e10;
-      let bestId = -1;
-      let bestIdx = -1;
-      for (let i = 0; i < tokens.length - 1; i++) {
-        const id = this.ids.get(this.keys[tokens[i]] + this.keys[tokens[i + 1]]);
-        if (id !== undefined && this.scores[id] > bestScore) {
-          bestScore = this.scores[id];
-          bestId = id;
-          bestIdx = i;
-        }
+    return this.merge(tokens);
+  }
+
+  /**
+   * run.c's merge loop (repeatedly merge the adjacent pair whose merged piece scores highest,
+   * leftmost on ties) in O(n log n) rather than its O(n^2): the tokens are a linked list and the
+   * candidate pairs a heap ordered by (score, position); entries made stale by a merge are skipped.
+   */
+  private merge(tokens: number[]): number[] {
+    const n = tokens.length;
+    const next = Int32Array.from({ length: n }, (_, i) => (i + 1 < n ? i + 1 : -1));
+    const prev = Int32Array.from({ length: n }, (_, i) => i - 1);
+    const version = new Int32Array(n);
+    const alive = new Uint8Array(n).fill(1);
+    const heap = new PairHeap();
+    const offer = (left: number) => {
+      const right = left < 0 ? -1 : next[left];
+      if (right < 0) return;
+      const id = this.ids.get(this.keys[tokens[left]] + this.keys[tokens[right]]);
+      // run.c starts from a best score of -1e10: pairs scoring no higher never merge.
+      if (id !== undefined && this.scores[id] > -1e10) {
+        heap.push({
+          score: this.scores[id],
+          left,
+          right,
+          id,
+          leftVersion: version[left],
+          rightVersion: version[right],
+        });
       }
-      if (bestIdx < 0) break;
-      tokens.splice(bestIdx, 2, bestId);
+    };
+    for (let i = 0; i + 1 < n; i++) offer(i);
+    for (let pair = heap.pop(); pair; pair = heap.pop()) {
+      const { left, right } = pair;
+      const stale =
+        !alive[left] ||
+        !alive[right] ||
+        next[left] !== right ||
+        version[left] !== pair.leftVersion ||
+        version[right] !== pair.rightVersion;
+      if (stale) continue;
+      tokens[left] = pair.id;
+      version[left]++;
+      alive[right] = 0;
+      next[left] = next[right];
+      if (next[right] >= 0) prev[next[right]] = left;
+      offer(prev[left]);
+      offer(left);
     }
-    return tokens;
+    const out: number[] = [];
+    for (let i = 0; i >= 0 && i < n; i = next[i]) out.push(tokens[i]);
+    return out;
   }
 
   /** The bytes llama2.c prints for `id` after `prev`. */
@@ -136,4 +172,54 @@ function latin1(bytes: Uint8Array): string {
   let s = '';
   for (let i = 0; i < bytes.length; i++) s += String.fromCharCode(bytes[i]);
   return s;
+}
+
+interface Pair {
+  score: number;
+  /** Index of the pair's left token: list order, so the smaller one is the leftmost. */
+  left: number;
+  right: number;
+  id: number;
+  leftVersion: number;
+  rightVersion: number;
+}
+
+/** A binary max-heap of merge candidates: highest score first, leftmost first among equals. */
+class PairHeap {
+  private readonly items: Pair[] = [];
+
+  private before(a: Pair, b: Pair): boolean {
+    return a.score > b.score || (a.score === b.score && a.left < b.left);
+  }
+
+  push(p: Pair): void {
+    const items = this.items;
+    items.push(p);
+    for (let i = items.length - 1; i > 0;) {
+      const parent = (i - 1) >> 1;
+      if (!this.before(items[i], items[parent])) break;
+      [items[i], items[parent]] = [items[parent], items[i]];
+      i = parent;
+    }
+  }
+
+  pop(): Pair | undefined {
+    const items = this.items;
+    const top = items[0];
+    const last = items.pop();
+    if (items.length && last) {
+      items[0] = last;
+      for (let i = 0; ;) {
+        const l = 2 * i + 1;
+        const r = l + 1;
+        let best = i;
+        if (l < items.length && this.before(items[l], items[best])) best = l;
+        if (r < items.length && this.before(items[r], items[best])) best = r;
+        if (best === i) break;
+        [items[i], items[best]] = [items[best], items[i]];
+        i = best;
+      }
+    }
+    return top;
+  }
 }

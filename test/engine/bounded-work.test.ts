@@ -1,0 +1,107 @@
+import { createServer } from 'node:http';
+import { existsSync, mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { fixture, readJson } from '../helpers/fixtures.ts';
+import { versa } from '../helpers/cli.ts';
+import { Llama2cTokenizer } from '../../src/engine/tokenizer/llama2c.ts';
+import { configFromHf } from '../../src/engine/model/config.ts';
+import { EngineClient } from '../../src/engine/worker/client.ts';
+
+/** run.c's merge loop as it is written (O(n^2)): the reference the heap version must equal. */
+function quadraticMerge(tok: Llama2cTokenizer, text: string): number[] {
+  const t = tok as unknown as { ids: Map<string, number>; keys: string[]; scores: Float32Array };
+  const tokens = tok.encodePlain(''); // empty: then build the pre-merge tokens the way encodePlain does
+  const bytes = new TextEncoder().encode(text);
+  if (bytes.length) tokens.push(t.ids.get(' ')!);
+  for (let i = 0; i < bytes.length;) {
+    let j = i + 1;
+    while (j < bytes.length && (bytes[j] & 0xc0) === 0x80 && j - i < 4) j++;
+    const id = t.ids.get(String.fromCharCode(...bytes.subarray(i, j)));
+    if (id !== undefined) tokens.push(id);
+    else for (let k = i; k < j; k++) tokens.push(bytes[k] + 3);
+    i = j;
+  }
+  for (;;) {
+    let best = -1e10;
+    let bestId = -1;
+    let bestIdx = -1;
+    for (let i = 0; i < tokens.length - 1; i++) {
+      const id = t.ids.get(t.keys[tokens[i]] + t.keys[tokens[i + 1]]);
+      if (id !== undefined && t.scores[id] > best) [best, bestId, bestIdx] = [t.scores[id], id, i];
+    }
+    if (bestIdx < 0) return tokens;
+    tokens.splice(bestIdx, 2, bestId);
+  }
+}
+
+describe('bounded work per request', () => {
+  const tok = Llama2cTokenizer.fromFile(fixture('stories260k/tokenizer.bin'));
+
+  it("the llama2.c tokenizer's heap merges equal run.c's loop on random texts", () => {
+    const { cases } = readJson('stories260k/expected/tokenizer_cases.json');
+    const words = (cases as Array<{ text: string }>).map((c) => c.text);
+    let seed = 7;
+    const rand = (n: number) => (seed = (seed * 1103515245 + 12345) % 2 ** 31) % n;
+    for (let k = 0; k < 200; k++) {
+      const text = Array.from({ length: 1 + rand(12) }, () => words[rand(words.length)]).join(rand(2) ? ' ' : '');
+      expect(tok.encodePlain(text), JSON.stringify(text)).toEqual(quadraticMerge(tok, text));
+    }
+  });
+
+  it('tokenizes a 100 KB prompt (hours with the quadratic loop) in one pass', () => {
+    const text = 'Once upon a time, there was a little girl named Lily. '.repeat(1900);
+    expect(text.length).toBeGreaterThan(100_000);
+    expect(tok.encode(text).length).toBeGreaterThan(10_000);
+  });
+
+  it('refuses a prompt longer than the context can hold before tokenizing it; the engine stays responsive', async () => {
+    const engine = await EngineClient.start({
+      model: fixture('stories260k/model.bin'),
+      tokenizer: fixture('stories260k/tokenizer.bin'),
+      threads: 2,
+    });
+    try {
+      const huge = 'a'.repeat(1 << 20);
+      await expect(engine.generate({ prompt: huge }).result).rejects.toThrow(
+        /the prompt is 1048576 bytes: more than the context of 512 tokens can hold/,
+      );
+      const r = await engine.generate({ promptIds: [1], maxTokens: 4 }).result;
+      expect(r.tokens.length).toBe(4);
+    } finally {
+      await engine.close();
+    }
+  });
+
+  it('model configs are bounded: a million layers is refused by name', () => {
+    const base = readJson('tiny-gpt2/config.json');
+    expect(() => configFromHf({ ...base, n_layer: 1_000_000 })).toThrow(/"n_layer" is 1000000, over the limit of 1024/);
+    expect(() => configFromHf({ ...base, vocab_size: 1e9 })).toThrow(/"vocab_size" is 1000000000, over the limit/);
+  });
+
+  it('versa pull writes nothing outside its folder when a registry sends path names', async () => {
+    const sha = 'a'.repeat(64);
+    const server = createServer((req, res) => {
+      res.setHeader('content-type', 'application/json');
+      if (req.url?.startsWith('/v1/resolve')) {
+        res.end(
+          JSON.stringify({ adapter: 'x', version: 1, files: [{ name: '../../evil.txt', sha256: sha, bytes: 1 }] }),
+        );
+      } else res.end('e');
+    });
+    await new Promise<void>((done) => server.listen(0, '127.0.0.1', done));
+    const { port } = server.address() as { port: number };
+    const cwd = mkdtempSync(join(tmpdir(), 'versa-pull-'));
+    try {
+      const out = join(cwd, 'a', 'b');
+      const r = await versa(['pull', 'x@1', '--registry', `http://127.0.0.1:${port}`, '--key', 'vsk_x', '--out', out]);
+      expect(r.code).not.toBe(0);
+      expect(r.stderr).toMatch(/not a plain name: "\.\.\/\.\.\/evil\.txt"/);
+      expect(existsSync(join(cwd, 'evil.txt'))).toBe(false);
+      expect(existsSync(out)).toBe(false);
+    } finally {
+      server.close();
+    }
+  });
+});
