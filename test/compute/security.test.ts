@@ -5,6 +5,7 @@ import { AUTH, blobFolder, COMPUTE_TOKEN, freePort, generate } from '../helpers/
 import { versa } from '../helpers/cli.ts';
 import { startProduct, type TestProduct } from '../helpers/product.ts';
 import { startComputeNode, type ComputeNode } from '../../src/compute/node.ts';
+import { createApiKey } from '../../registry/auth.ts';
 
 /** An HTTP listener on 127.0.0.1 that records every request it gets (and answers 404). */
 async function listener(): Promise<{
@@ -210,5 +211,53 @@ describe('edge -> compute: the token, and no URL from the Host header', () => {
     } finally {
       await other.close();
     }
+  });
+});
+
+describe('feedback integrity and per-key concurrency', () => {
+  let product: TestProduct;
+  beforeAll(async () => {
+    product = await startProduct({ generation: { concurrencyPerKey: 1 } });
+  });
+  afterAll(() => product?.close());
+
+  it('scores are bounded; only the key that made a completion (or an admin) rates it', async () => {
+    const { registry } = product;
+    const other = await createApiKey(registry.registry, { tenant: 'acme', name: 'other', scopes: ['generate'] });
+    const mine = await createApiKey(registry.registry, { tenant: 'acme', name: 'mine', scopes: ['generate'] });
+    const completion = await product
+      .openai(mine.key)
+      .completions.create({ model: 'stories260k', prompt: 'x', max_tokens: 1 });
+    const rate = (key: string, score: number) =>
+      fetch(`${registry.url}/v1/feedback`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' },
+        body: JSON.stringify({ completion_id: completion.id, score }),
+      });
+    expect((await rate(mine.key, 1e308)).status).toBe(400);
+    expect((await rate(other.key, 1)).status).toBe(403);
+    expect((await rate(mine.key, 1)).status).toBe(201);
+    expect((await rate(registry.adminKey, 0)).status).toBe(201);
+  });
+
+  it('a key over its concurrent generations gets 429 with Retry-After, and its slot comes back', async () => {
+    const openai = product.openai();
+    const stream = await openai.completions.create({
+      model: 'stories260k',
+      prompt: 'x',
+      max_tokens: 200,
+      stream: true,
+    });
+    const busy = await fetch(`${product.registry.url}/v1/completions`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${product.registry.adminKey}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ model: 'stories260k', prompt: 'x', max_tokens: 1 }),
+    });
+    expect(busy.status).toBe(429);
+    expect(busy.headers.get('retry-after')).toBe('1');
+    expect((await busy.json()).error.code).toBe('too_many_concurrent_requests');
+    for await (const _ of stream) void _;
+    const after = await openai.completions.create({ model: 'stories260k', prompt: 'x', max_tokens: 1 });
+    expect(after.choices).toHaveLength(1);
   });
 });

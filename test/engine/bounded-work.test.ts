@@ -56,7 +56,7 @@ describe('bounded work per request', () => {
     expect(tok.encode(text).length).toBeGreaterThan(10_000);
   });
 
-  it('refuses a prompt longer than the context can hold before tokenizing it; the engine stays responsive', async () => {
+  it('refuses a prompt too long for the context before tokenizing it; the engine stays responsive', async () => {
     const engine = await EngineClient.start({
       model: fixture('stories260k/model.bin'),
       tokenizer: fixture('stories260k/tokenizer.bin'),

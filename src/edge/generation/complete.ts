@@ -54,8 +54,14 @@ export async function complete(c: Context<AppEnv>, gen: GenerationContext, job: 
     created: Math.floor(Date.now() / 1000),
     model: job.model,
   };
+  const slot = gen.concurrency.acquire(job.principal.keyId);
+  if (!slot) {
+    c.header('retry-after', '1');
+    const limit = gen.config.concurrencyPerKey;
+    throw new ApiError(429, `this key already has ${limit} generations running`, 'too_many_concurrent_requests');
+  }
   setTargetHeaders(c, job.target);
-  const usage = usageRecorder(c, gen, job, who.id);
+  const usage = usageRecorder(c, gen, job, who.id, slot);
 
   const a = job.target.adapter;
   const events = generateOnPool(
@@ -122,7 +128,14 @@ interface Reply {
 }
 
 /** The job's experiment exposure (now) and its usage event (at the end, whatever the end). */
-function usageRecorder(c: Context<AppEnv>, gen: GenerationContext, job: CompletionJob, completionId: string) {
+function usageRecorder(
+  c: Context<AppEnv>,
+  gen: GenerationContext,
+  job: CompletionJob,
+  completionId: string,
+  /** Frees the key's concurrency slot: every completion ends exactly through end(). */
+  release: () => void,
+) {
   const { target, principal } = job;
   const base: Omit<EventInput, 'type'> = {
     tenantId: principal.tenantId,
@@ -146,6 +159,7 @@ function usageRecorder(c: Context<AppEnv>, gen: GenerationContext, job: Completi
       node = from;
     },
     end(tokens: { prompt: number; completion: number }, data: Record<string, unknown>) {
+      release();
       const timing = { ttft_ms: ttft, total_ms: Date.now() - started, stream: job.stream };
       const payload = {
         prompt_tokens: tokens.prompt,
@@ -163,9 +177,13 @@ function usageRecorder(c: Context<AppEnv>, gen: GenerationContext, job: Completi
 async function whole({ c, job, format, who, first, events, usage }: Reply): Promise<Response> {
   const tokens: TokenEvent[] = [];
   let end: ComputeEvent | undefined;
-  for (let next = first; !next.done; next = await events.next()) {
-    if (next.value.type === 'token') tokens.push(next.value);
-    else end = next.value;
+  try {
+    for (let next = first; !next.done; next = await events.next()) {
+      if (next.value.type === 'token') tokens.push(next.value);
+      else end = next.value;
+    }
+  } catch (e) {
+    end = { type: 'error', error: { message: (e as Error).message, type: 'server_error', code: 'compute_error' } };
   }
   if (end?.type !== 'done') {
     const code = end?.type === 'error' ? (end.error.code ?? 'compute_error') : 'compute_incomplete';

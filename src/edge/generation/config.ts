@@ -10,6 +10,8 @@ export interface GenerationConfig {
   maxTokens: number;
   /** Requests per minute per API key (0 = unlimited). */
   rateLimitPerMinute: number;
+  /** Generations running at once per API key (0 = unlimited). */
+  concurrencyPerKey: number;
   /** Give up on a generation after this long. */
   deadlineMs: number;
 }
@@ -18,6 +20,7 @@ export const DEFAULT_GENERATION: GenerationConfig = {
   nodes: {},
   maxTokens: 4096,
   rateLimitPerMinute: 600,
+  concurrencyPerKey: 32,
   deadlineMs: 120_000,
 };
 

@@ -1,12 +1,13 @@
 import type { Context } from 'hono';
 import { DEFAULT_GENERATION, Pools, type GenerationConfig } from './config.ts';
-import { RateLimiter } from './rate-limit.ts';
+import { ConcurrencyLimiter, RateLimiter } from './rate-limit.ts';
 
 /** What the generation routes share across requests (per Worker isolate, or per Node process). */
 export interface GenerationContext {
   config: GenerationConfig;
   pools: Pools;
   limiter: RateLimiter;
+  concurrency: ConcurrencyLimiter;
   /** Finishes work after the response (events): waitUntil on Workers, a logged promise on Node. */
   defer(c: Context, work: Promise<unknown>): void;
 }
@@ -17,6 +18,7 @@ export function generationContext(config: Partial<GenerationConfig> = {}): Gener
     config: full,
     pools: new Pools(full.nodes),
     limiter: new RateLimiter(full.rateLimitPerMinute),
+    concurrency: new ConcurrencyLimiter(full.concurrencyPerKey),
     defer(c, work) {
       const guarded = work.catch((e) => console.error('versa: deferred work failed:', e));
       let ctx: { waitUntil(p: Promise<unknown>): void } | undefined;

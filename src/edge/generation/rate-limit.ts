@@ -23,3 +23,25 @@ export class RateLimiter {
     return { ok: true };
   }
 }
+
+/** Generations running at once per API key (per isolate or process, like the rate limit). */
+export class ConcurrencyLimiter {
+  private readonly running = new Map<string, number>();
+
+  constructor(private readonly perKey: number) {}
+
+  /** Takes a slot for `key`: its release, or null when the key is at its limit. */
+  acquire(key: string): (() => void) | null {
+    const n = this.running.get(key) ?? 0;
+    if (this.perKey > 0 && n >= this.perKey) return null;
+    this.running.set(key, n + 1);
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      const left = (this.running.get(key) ?? 1) - 1;
+      if (left > 0) this.running.set(key, left);
+      else this.running.delete(key);
+    };
+  }
+}

@@ -26,7 +26,7 @@ export function experimentResults(experiment: Experiment, events: readonly Event
       units: new Set(mine.filter((e) => e.type === 'exposure').map((e) => e.unit)).size,
       usage,
       ok,
-      scores: mine.filter((e) => e.type === 'feedback').map((e) => num(e, 'score')),
+      scores: latestPerCompletion(mine.filter((e) => e.type === 'feedback')).map((e) => num(e, 'score')),
       latency: ok.map((e) => num(e, 'total_ms')),
       ttft: ok.map((e) => num(e, 'ttft_ms')),
       tokens: {
@@ -73,4 +73,9 @@ export function experimentResults(experiment: Experiment, events: readonly Event
     srm: srm && { chi2: srm.chi2, p_value: srm.pValue, mismatch: srm.pValue < SRM_ALPHA, alpha: SRM_ALPHA },
     generated_at: new Date().toISOString(),
   };
+}
+
+/** One feedback event per completion: the latest (events come oldest first), as a repeat replaces. */
+function latestPerCompletion(feedback: readonly EventRow[]): EventRow[] {
+  return [...new Map(feedback.map((e) => [e.completionId, e])).values()];
 }

@@ -1,6 +1,7 @@
 import { createRoute, OpenAPIHono, z } from '@hono/zod-openapi';
 import type { Context } from 'hono';
 import { type AppEnv } from '../../../registry/http.ts';
+import { isAdmin } from '../../http/principal.ts';
 import { principalOf, validationHook } from '../../http/middleware.ts';
 import { ApiError } from '../../http/errors.ts';
 import { viewerOf } from '../../../registry/queries/adapters.ts';
@@ -177,6 +178,11 @@ export function generationRoutes(gen: GenerationContext): OpenAPIHono<AppEnv> {
     const usage = await findCompletion(registry.db, completion_id, principal.tenantId);
     if (!usage)
       throw new ApiError(404, `completion "${completion_id}" not found`, 'completion_not_found', 'completion_id');
+    // Only who asked for the completion (or an admin of its tenant) rates it; a repeat replaces the
+    // earlier score (results keep the latest per completion).
+    if (usage.keyId !== principal.keyId && !isAdmin(principal)) {
+      throw new ApiError(403, 'only the key that made a completion (or an admin) may rate it', 'not_your_completion');
+    }
     await appendEvents(registry, [
       {
         type: 'feedback',

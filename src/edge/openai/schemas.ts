@@ -64,4 +64,8 @@ export const CompletionRequest = z
   .strict();
 export type CompletionRequest = z.infer<typeof CompletionRequest>;
 
-export const FeedbackRequest = z.object({ completion_id: z.string().min(1), score: z.number().finite() }).strict();
+/** Until experiments declare their metric's bounds, a score is any number within +-1e6 (finite, summable). */
+const MAX_ABS_SCORE = 1e6;
+export const FeedbackRequest = z
+  .object({ completion_id: z.string().min(1).max(100), score: z.number().min(-MAX_ABS_SCORE).max(MAX_ABS_SCORE) })
+  .strict();
