@@ -9,6 +9,7 @@ import { manifestDigest } from './digest.ts';
 import { ApiError, badRequest, tooLarge } from '../src/http/errors.ts';
 import type { Limits, RegistryDeps } from './http.ts';
 import { MultipartError, readMultipart, type FormPart } from './multipart.ts';
+import { ChatTemplateText } from './routes/schemas.ts';
 import { AliasName, FILE_NAME_RE, parseRef, Sha256, Tag } from './names.ts';
 import { blobReferences, canSee, canWrite, getAdapter, viewerOf } from './queries/adapters.ts';
 import { getBaseModel, getBaseVersion, type BaseVersion } from './queries/models.ts';
@@ -70,7 +71,7 @@ const PublishFields = z
     visibility: z.enum(VISIBILITIES).optional(),
     task: z.string().min(1).max(100).optional(),
     description: z.string().max(10_000).optional(),
-    chat_template: z.string().max(100_000).optional(),
+    chat_template: ChatTemplateText.optional(),
     dataset: z.string().max(10_000).optional(),
     training_notes: z.string().max(100_000).optional(),
     license: z.string().max(200).optional(),

@@ -30,6 +30,7 @@ import {
   TokenizerSchema,
   VersionParam,
   VisibilitySchema,
+  ChatTemplateText,
 } from './schemas.ts';
 import { conflictError, errors, goneError, json, jsonBody, scoped } from '../../src/http/openapi.ts';
 import { formatRef } from '../names.ts';
@@ -236,7 +237,7 @@ const patch = createRoute({
           visibility: VisibilitySchema.optional(),
           task: z.string().max(100).nullable().optional(),
           description: z.string().max(10_000).nullable().optional(),
-          chat_template: z.string().max(100_000).nullable().optional(),
+          chat_template: ChatTemplateText.nullable().optional(),
         })
         .strict(),
     ),

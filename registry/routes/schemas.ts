@@ -3,6 +3,7 @@ import { AliasName, FileName, Name, Sha256, Tag, TenantId, VersionNumber } from 
 import { EXPERIMENT_STATUSES, VERSION_STATUSES, VISIBILITIES } from '../schema.ts';
 import { SCOPES } from '../../src/http/principal.ts';
 import { CONFIG_LIMITS } from '../../src/engine/model/config.ts';
+import { parseChatTemplate } from '../../src/engine/tokenizer/chat-template.ts';
 
 /** Shared request/response schemas of the registry API (they are also its OpenAPI components). */
 
@@ -81,3 +82,15 @@ export const StatusSchema = z.enum(VERSION_STATUSES);
 export const VisibilitySchema = z.enum(VISIBILITIES);
 export const ExperimentStatusSchema = z.enum(EXPERIMENT_STATUSES);
 export { AliasName, Name, Tag, TenantId };
+
+/** A chat template, parsed when it is saved: a syntax error is a 400 with the parser's message. */
+export const ChatTemplateText = z
+  .string()
+  .max(100_000)
+  .superRefine((source, ctx) => {
+    try {
+      parseChatTemplate(source);
+    } catch (e) {
+      ctx.addIssue({ code: 'custom', message: (e as Error).message });
+    }
+  });

@@ -198,6 +198,16 @@ describe('edge -> compute: the token, and no URL from the Host header', () => {
     expect((await res.json()).error).toMatchObject({ code: 'unit_too_long', param: 'user' });
   });
 
+  it("a chat template is parsed when saved: a broken one is a 400 with the parser's message", async () => {
+    const res = await fetch(`${product.registry.url}/v1/adapters/vlm-max`, {
+      method: 'PATCH',
+      headers: { authorization: `Bearer ${product.registry.adminKey}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ chat_template: '{% for m in messages %}{{ m.content ' }),
+    });
+    expect(res.status).toBe(400);
+    expect((await res.json()).error.message).toMatch(/chat_template.*does not parse/);
+  });
+
   it('unreachable nodes are reported without their addresses', async () => {
     const dead = `http://127.0.0.1:${await freePort()}`;
     const other = await startProduct({ nodes: () => [dead] });

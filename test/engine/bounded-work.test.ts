@@ -1,5 +1,5 @@
 import { createServer } from 'node:http';
-import { existsSync, mkdtempSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -8,6 +8,10 @@ import { versa } from '../helpers/cli.ts';
 import { Llama2cTokenizer } from '../../src/engine/tokenizer/llama2c.ts';
 import { configFromHf } from '../../src/engine/model/config.ts';
 import { EngineClient } from '../../src/engine/worker/client.ts';
+import { parseChatTemplate, renderChat } from '../../src/engine/tokenizer/chat-template.ts';
+import { describeLora } from '../../src/engine/adapters/format.ts';
+import { inspectModel } from '../../src/engine/loaders/load.ts';
+import { parseHeader } from '../../src/engine/weights/safetensors.ts';
 
 /** run.c's merge loop as it is written (O(n^2)): the reference the heap version must equal. */
 function quadraticMerge(tok: Llama2cTokenizer, text: string): number[] {
@@ -103,5 +107,34 @@ describe('bounded work per request', () => {
     } finally {
       server.close();
     }
+  });
+});
+
+describe('tenant-supplied templates and patterns run bounded', () => {
+  it('a chat template with nested range loops stops at its step budget; a broken one is refused at parse', () => {
+    const bomb = '{% for a in range(100000) %}{% for b in range(100000) %}xxxxxxxx{% endfor %}{% endfor %}';
+    expect(() => renderChat([{ role: 'user', content: 'hi' }], { template: bomb })).toThrow(
+      /ran over its budget of 100000 steps/,
+    );
+    expect(renderChat([{ role: 'user', content: 'hi' }])).toBe('hi'); // the budget is per render
+    expect(() => parseChatTemplate('{{ x.y(')).toThrow(/does not parse/);
+  });
+
+  it('PEFT pattern keys are module paths matched without a regex engine; regex syntax is refused by name', () => {
+    const config = inspectModel(fixture('stories260k/hf')).config;
+    const file = readFileSync(fixture('stories260k/adapters/lora-max/adapter_model.safetensors'));
+    const header = parseHeader(file, file.length);
+    const peft = readJson('stories260k/adapters/lora-max/adapter_config.json');
+    const scales = (alpha_pattern: object) =>
+      describeLora(header, config, { ...peft, alpha_pattern }).modules.map((m) => [m.layer, m.module, m.scale]);
+    // "." matches any character, as in PEFT's regex; the key must end the module's full name.
+    for (const [layer, module, scale] of scales({ 'layers.1.mlp.down_proj': 16, 'k.proj': 4 })) {
+      const expected = module === 'mlp.down_proj' && layer === 1 ? 4 : module === 'self_attn.k_proj' ? 1 : 2;
+      expect(scale, `${layer} ${module}`).toBe(expected);
+    }
+    expect(() => scales({ '(a+)+b': 1 })).toThrow(/alpha_pattern key "\(a\+\)\+b" is not supported/);
+    expect(() => describeLora(header, config, { ...peft, rank_pattern: { 'q_proj|k_proj': 2 } })).toThrow(
+      /rank_pattern key/,
+    );
   });
 });

@@ -9,7 +9,7 @@ import { appendEvents, experimentEvents, findCompletion } from '../../../registr
 import { findVisibleExperiment } from '../../../registry/queries/experiments.ts';
 import { bearer, errors, json, jsonBody } from '../../http/openapi.ts';
 import { ChatCompletionRequest, CompletionRequest, FeedbackRequest } from '../openai/schemas.ts';
-import { renderChat, TemplateError } from '../templates.ts';
+import { renderChat, TemplateError } from '../../engine/tokenizer/chat-template.ts';
 import { complete } from './complete.ts';
 import type { GenerationContext } from './context.ts';
 import { experimentResults } from './results.ts';

@@ -132,7 +132,8 @@ export function describeLora(
     throw new AdapterFormatError(`adapter_config.json: r must be a positive integer (got ${JSON.stringify(config.r)})`);
   if (!Number.isFinite(alpha)) throw new AdapterFormatError(`adapter_config.json: lora_alpha must be a number`);
   const rslora = config.use_rslora === true;
-  const alphaPattern = (config.alpha_pattern ?? {}) as Record<string, number>;
+  const alphaPattern = checkedPatterns(config.alpha_pattern, 'alpha_pattern');
+  checkedPatterns(config.rank_pattern, 'rank_pattern'); // ranks come from the tensors; the keys must still be sane
   const known = new Map(linearModules(base).map((mod) => [mod.name, mod]));
   const keyPattern =
     /^base_model\.model\.(?:transformer\.h|model\.layers)\.(\d+)\.(.+)\.lora_([AB])(?:\.default)?\.weight$/;
@@ -172,7 +173,7 @@ export function describeLora(
     if (rank === 0) throw new AdapterFormatError(`${where}: rank 0`);
     // PEFT's alpha_pattern: the first key that matches the end of the module's full name.
     const fullName = `${layerPrefix(base, layer)}${module}`;
-    const pattern = Object.keys(alphaPattern).find((p) => new RegExp(`(.*\\.)?(${p})$`).test(fullName));
+    const pattern = Object.keys(alphaPattern).find((p) => matchesModule(p, fullName));
     const moduleAlpha = pattern === undefined ? alpha : Number(alphaPattern[pattern]);
     const scale = rslora ? moduleAlpha / Math.sqrt(rank) : moduleAlpha / rank;
     modules.push({ layer, module, rank, scale, aName: a.name, bName: b.name });
@@ -234,4 +235,44 @@ function countParams(tensors: Map<string, TensorInfo>): number {
 
 function str(v: unknown): string | undefined {
   return typeof v === 'string' && v ? v : undefined;
+}
+
+/** The characters an alpha_pattern/rank_pattern key may use: a module path, where "." is any character. */
+const PATTERN_KEY = /^[A-Za-z0-9_.-]{1,200}$/;
+const MAX_PATTERN_KEYS = 1024;
+
+/**
+ * PEFT's `alpha_pattern` / `rank_pattern`: {key: value}, where PEFT runs each key as a regular
+ * expression. Versa takes the subset real configs use (module paths: letters, digits, "_", "-" and
+ * ".", a "." matching any character, as in the regex) and matches it without a regex engine, so no
+ * key can backtrack catastrophically; anything else is refused by name.
+ */
+function checkedPatterns(value: unknown, field: string): Record<string, number> {
+  if (value == null) return {};
+  if (typeof value !== 'object' || Array.isArray(value)) throw new AdapterFormatError(`${field} must be an object`);
+  const entries = Object.entries(value as Record<string, unknown>);
+  if (entries.length > MAX_PATTERN_KEYS)
+    throw new AdapterFormatError(`${field} has more than ${MAX_PATTERN_KEYS} keys`);
+  for (const [key, v] of entries) {
+    if (!PATTERN_KEY.test(key)) {
+      throw new AdapterFormatError(
+        `${field} key ${JSON.stringify(key.slice(0, 80))} is not supported: use a module path ` +
+          '(letters, digits, "_", "-", "."), not regular-expression syntax',
+      );
+    }
+    if (typeof v !== 'number' || !Number.isFinite(v))
+      throw new AdapterFormatError(`${field}["${key}"] must be a number`);
+  }
+  return value as Record<string, number>;
+}
+
+/**
+ * PEFT's match of a pattern key against a module's full name, `(.*\.)?(key)$`, in linear time: the
+ * key must cover the name's end, starting at the name's start or right after a ".".
+ */
+function matchesModule(key: string, fullName: string): boolean {
+  const start = fullName.length - key.length;
+  if (start < 0 || (start > 0 && fullName[start - 1] !== '.')) return false;
+  for (let i = 0; i < key.length; i++) if (key[i] !== '.' && key[i] !== fullName[start + i]) return false;
+  return true;
 }
