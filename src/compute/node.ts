@@ -1,5 +1,4 @@
-import type { AddressInfo } from 'node:net';
-import { serve, type ServerType } from '@hono/node-server';
+import { listen } from '../http/listen.ts';
 import { EngineClient } from '../engine/worker/client.ts';
 import type { EngineRuntime } from '../engine/engine.ts';
 import { AdapterCache } from './adapter-cache.ts';
@@ -101,10 +100,7 @@ export async function startComputeNode(o: ComputeNodeOptions): Promise<ComputeNo
   for (const ref of o.preload ?? []) (await cache.acquire(ref)).release();
 
   const app = createComputeApp(state);
-  const server: ServerType = await new Promise((resolve) => {
-    const s = serve({ fetch: app.fetch, port: o.port ?? 0, hostname: o.host ?? '127.0.0.1' }, () => resolve(s));
-  });
-  const port = (server.address() as AddressInfo).port;
+  const { server, port } = await listen(app.fetch, { port: o.port ?? 0, hostname: o.host ?? '127.0.0.1' });
   const url = `http://${o.host ?? '127.0.0.1'}:${port}`;
   const { architecture, params, ep, weights, loadSeconds } = engine.info;
   const precision = weights.quantize === 'none' ? 'float32' : `${weights.quantize}, block ${weights.block}`;

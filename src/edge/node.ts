@@ -1,5 +1,5 @@
 import { resolve } from 'node:path';
-import { serve, type ServerType } from '@hono/node-server';
+import { listen } from '../http/listen.ts';
 import { createApiKey } from '../../registry/auth.ts';
 import { FolderBlobStore } from '../../registry/blobs/folder.ts';
 import { sqliteRegistry, type SqliteRegistry } from '../../registry/db/sqlite.ts';
@@ -23,6 +23,8 @@ export interface NodeServerOptions {
   limits?: Partial<Limits>;
   /** Extra app dependencies (the generation routes' later). */
   deps?: Partial<AppDeps>;
+  /** Close connections idle this long (default 120 s). */
+  idleTimeoutMs?: number;
 }
 
 export interface NodeServer {
@@ -56,11 +58,11 @@ export async function startNodeServer(options: NodeServerOptions = {}): Promise<
   void sweep();
   const timer = setInterval(sweep, 60 * 60 * 1000);
   timer.unref();
-  const server: ServerType = await new Promise((ready) => {
-    const s = serve({ fetch: app.fetch, port, hostname }, () => ready(s));
+  const { server, port: actualPort } = await listen(app.fetch, {
+    port,
+    hostname,
+    idleTimeoutMs: options.idleTimeoutMs,
   });
-  const address = server.address();
-  const actualPort = typeof address === 'object' && address ? address.port : port;
   return {
     url: `http://${hostname}:${actualPort}`,
     port: actualPort,

@@ -1,4 +1,8 @@
 import { createServer, request, type Server } from 'node:http';
+import { mkdtempSync } from 'node:fs';
+import { connect } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { fixture } from '../helpers/fixtures.ts';
 import { AUTH, blobFolder, COMPUTE_TOKEN, freePort, generate } from '../helpers/compute.ts';
@@ -6,6 +10,7 @@ import { versa } from '../helpers/cli.ts';
 import { startProduct, type TestProduct } from '../helpers/product.ts';
 import { startComputeNode, type ComputeNode } from '../../src/compute/node.ts';
 import { createApiKey } from '../../registry/auth.ts';
+import { startNodeServer } from '../../src/edge/node.ts';
 
 /** An HTTP listener on 127.0.0.1 that records every request it gets (and answers 404). */
 async function listener(): Promise<{
@@ -269,5 +274,28 @@ describe('feedback integrity and per-key concurrency', () => {
     for await (const _ of stream) void _;
     const after = await openai.completions.create({ model: 'stories260k', prompt: 'x', max_tokens: 1 });
     expect(after.choices).toHaveLength(1);
+  });
+});
+
+describe('idle connections', () => {
+  it('the Node edge closes a connection that stops sending mid-upload', async () => {
+    const key = 'vsk_idle-test-admin-key-000000000000';
+    const home = mkdtempSync(join(tmpdir(), 'versa-idle-'));
+    const edge = await startNodeServer({ port: 0, home, apiKey: key, idleTimeoutMs: 300 });
+    try {
+      const socket = connect(edge.port, '127.0.0.1');
+      await new Promise<void>((done) => socket.once('connect', () => done()));
+      socket.write(
+        `POST /v1/adapters/x/versions HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer ${key}\r\n` +
+          'Content-Type: multipart/form-data; boundary=z\r\nContent-Length: 100000\r\n\r\n--z\r\n',
+      );
+      const closed = await new Promise<boolean>((done) => {
+        socket.once('close', () => done(true));
+        setTimeout(() => done(false), 3000); // the keep-alive timeout would be 5 s
+      });
+      expect(closed).toBe(true);
+    } finally {
+      await edge.close();
+    }
   });
 });

@@ -63,6 +63,20 @@ describe('dashboard in headless Chromium', () => {
     await until(() => page.getByTestId('adapter-row-lora-max').count()).toBe(1);
   });
 
+  it('a #key= link never silently replaces another stored key: it asks, and declining keeps the key', async () => {
+    const dialogs: string[] = [];
+    page.once('dialog', (d) => {
+      dialogs.push(d.message());
+      void d.dismiss();
+    });
+    await page.goto('about:blank'); // a fresh load: the page reads the fragment when it starts
+    await page.goto(`${product.registry.url}/ui#key=vsk_someone-elses-key-0000000000`);
+    await until(async () => dialogs.length).toBe(1);
+    expect(dialogs[0]).toMatch(/another API key/);
+    expect(await page.evaluate(() => localStorage.getItem('versa.apiKey'))).toBe(product.registry.adminKey);
+    expect(page.url()).toBe(`${product.registry.url}/ui#/adapters`);
+  });
+
   it('shows a newly published version with the numbers the API gives, and its card as text', async () => {
     const published = await publishFolder(product.client, fixture('stories260k/adapters/vlm-max'), 'vlm-max', {
       base: 'stories260k@1',

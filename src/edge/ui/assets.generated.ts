@@ -221,13 +221,19 @@ export function forgetKey() {
     localStorage.removeItem(STORAGE);
 }
 // A key handed over as #key=vsk_... (the start banner prints such a link). Fragments never reach
-// a server; the key is stored, then wiped from the address bar and the history entry.
+// a server; the key is stored, then wiped from the address bar and the history entry. A link never
+// silently replaces a different key already stored: someone else's link would sign you in as them.
 export function takeKeyFromFragment() {
     const m = /^#key=([^&]+)/.exec(location.hash);
     if (!m)
         return false;
-    setKey(decodeURIComponent(m[1]));
+    const key = decodeURIComponent(m[1]).trim();
+    const stored = getKey();
     history.replaceState(null, '', \`\${location.pathname}\${location.search}#/adapters\`);
+    if (stored && stored !== key && !confirm('This link carries another API key. Replace the stored key with it?')) {
+        return false;
+    }
+    setKey(key);
     return true;
 }
 class ApiError extends Error {
