@@ -113,6 +113,31 @@ describe('versa generate', () => {
     });
   }
 
+  it('a VLM adapter generating its own task token decodes; a failing --batch row fails alone, in place', async () => {
+    const golden = readJson('tiny-gpt2/expected/adapters/vglm-b.json').prompts[0];
+    const vglmB = fixture('tiny-gpt2/adapters/vglm-b');
+    const dir = mkdtempSync(join(tmpdir(), 'versa-'));
+    const rows = [
+      { adapter: vglmB, prompt_ids: golden.input_ids, max_tokens: 6, ignore_eos: true },
+      { prompt_ids: [1, 99999], max_tokens: 2 },
+      { prompt_ids: [98, 15], max_tokens: 2, ignore_eos: true },
+    ];
+    writeFileSync(join(dir, 'b.jsonl'), rows.map((r) => JSON.stringify(r)).join('\n'));
+    const r = await versa(['generate', '--model', fixture('tiny-gpt2'), '--batch', join(dir, 'b.jsonl'), '--json']);
+    const lines = r.stdout
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l));
+    expect(lines).toHaveLength(3);
+    expect(lines[0].tokens).toEqual(golden.greedy_new_tokens.slice(0, 6)); // starts with task token 1000
+    expect(lines[0].text).toMatch(/^<\|b\|>/);
+    expect(lines[1].error).toMatchObject({ type: 'invalid_request_error', param: 'prompt_ids' });
+    expect(lines[1].error.message).toMatch(/outside the vocabulary/);
+    expect(lines[2].tokens).toHaveLength(2);
+    expect(r.code).not.toBe(0);
+    expect(r.stderr).toMatch(/1 of 3 rows failed/);
+  });
+
   it('refuses a malformed batch line, naming the line', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'versa-'));
     writeFileSync(join(dir, 'b.jsonl'), '{"prompt": "a"}\n{"prompt": "b", "max_token": 3}\n');

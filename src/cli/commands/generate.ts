@@ -4,7 +4,12 @@ import type { Command } from 'commander';
 import { z } from 'zod';
 import { EngineClient, type Generation } from '../../engine/worker/client.ts';
 import { adapterKindOf } from '../../engine/adapters/load.ts';
-import { validateRequest, type GenerateRequest, type GenerateResult } from '../../engine/generation/request.ts';
+import {
+  RequestError,
+  validateRequest,
+  type GenerateRequest,
+  type GenerateResult,
+} from '../../engine/generation/request.ts';
 import { describeIssue, SamplingFields, toEngineRequest } from '../../protocol/compute.ts';
 import { parse, warn } from '../output.ts';
 import { addRuntimeOptions, runtimeOptions, type RuntimeOptions } from './runtime-options.ts';
@@ -70,8 +75,16 @@ async function run(o: GenerateOptions): Promise<void> {
     for (const w of engine.info.warnings) warn(w);
     for (const dir of adapters) await engine.addAdapterFolder(dir, dir);
     const generations = engine.generateMany(lines.map((l) => ({ ...l.request, adapter: l.adapter })));
-    if (o.json) {
-      for (const g of generations) process.stdout.write(`${JSON.stringify(await toJson(g))}\n`);
+    if (o.json && o.batch) {
+      // Rows fail alone: a failing row's line holds its error, in place; the others complete.
+      let failed = 0;
+      for (const g of generations) {
+        const line = await toJson(g).catch((e: Error) => (failed++, { error: errorOf(e) }));
+        process.stdout.write(`${JSON.stringify(line)}\n`);
+      }
+      if (failed) throw new Error(`${failed} of ${generations.length} rows failed (their lines hold the errors)`);
+    } else if (o.json) {
+      process.stdout.write(`${JSON.stringify(await toJson(generations[0]))}\n`);
     } else {
       for await (const event of generations[0]) process.stdout.write(event.text);
       await generations[0].result;
@@ -80,6 +93,17 @@ async function run(o: GenerateOptions): Promise<void> {
   } finally {
     await engine.close();
   }
+}
+
+/** A row's error in the product's one shape (OpenAI's error object). */
+function errorOf(e: Error) {
+  const invalid = e instanceof RequestError;
+  return {
+    message: e.message,
+    type: invalid ? 'invalid_request_error' : 'server_error',
+    param: invalid ? (e.param ?? null) : null,
+    code: null,
+  };
 }
 
 function requestFromFlags(o: GenerateOptions): GenerateRequest {

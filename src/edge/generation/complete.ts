@@ -76,6 +76,7 @@ export async function complete(c: Context<AppEnv>, gen: GenerationContext, job: 
     first = await events.next();
   } catch (e) {
     const error = toApiError(e);
+    if (e instanceof ComputeError && e.retryAfter !== undefined) c.header('retry-after', String(e.retryAfter));
     usage.end({ prompt: 0, completion: 0 }, { error: error.code ?? 'error', status: error.status });
     throw error;
   }

@@ -10,6 +10,8 @@ export class ComputeError extends Error {
     readonly type: string,
     readonly code: string | null = null,
     readonly param: string | null = null,
+    /** Seconds to wait, when every node was busy: the smallest Retry-After they gave. */
+    public retryAfter?: number,
   ) {
     super(message);
   }
@@ -31,6 +33,7 @@ export async function* generateOnPool(
   const order = await pool.order(key);
   if (!order.length) throw new ComputeError('no compute nodes are configured', 503, 'server_error', 'no_compute_nodes');
   let lastError: ComputeError | undefined;
+  let retryAfter: number | undefined;
   for (const url of order) {
     let res: Response;
     try {
@@ -71,6 +74,10 @@ export async function* generateOnPool(
       );
       if (res.status >= 400 && res.status < 500 && res.status !== 429) throw error;
       if (res.status !== 429) pool.markDown(url);
+      else {
+        const wait = Number(res.headers.get('retry-after'));
+        if (Number.isFinite(wait) && wait >= 0) retryAfter = Math.min(retryAfter ?? wait, wait);
+      }
       lastError = error;
       continue;
     }
@@ -78,5 +85,6 @@ export async function* generateOnPool(
     for await (const event of readEvents(res.body!)) yield { ...event, node: url };
     return;
   }
+  if (lastError?.status === 429) lastError.retryAfter = retryAfter;
   throw lastError!;
 }

@@ -53,6 +53,8 @@ export class HfTokenizer implements Tokenizer {
   }
 
   decode(ids: readonly number[]): string {
+    // tokenizers.js throws on an empty list; nothing (e.g. only an adapter's task tokens) is "".
+    if (!ids.length) return '';
     return this.impl.decode([...ids], { skip_special_tokens: true });
   }
 
