@@ -164,8 +164,15 @@ export function createComputeApp(state: ComputeState): Hono {
             type: 'error',
             error: { message: 'the request ran past its deadline', type: 'timeout', code: 'deadline_exceeded' },
           });
+        } else if (r.finishReason === 'cancelled') {
+          // Cut short (the node is draining past its deadline, or the caller left): never a "done".
+          state.metrics.requests.inc({ outcome: 'cancelled' });
+          const message = state.draining
+            ? 'the compute node shut down before the generation finished'
+            : 'the generation was cancelled';
+          await line({ type: 'error', error: { message, type: 'server_error', code: 'generation_cancelled' } });
         } else {
-          state.metrics.requests.inc({ outcome: r.finishReason === 'cancelled' ? 'cancelled' : 'ok' });
+          state.metrics.requests.inc({ outcome: 'ok' });
           await line({
             type: 'done',
             finish_reason: r.finishReason,

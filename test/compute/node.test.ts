@@ -170,6 +170,17 @@ describe('compute node under load', () => {
     }
   });
 
+  it('a stream cut by the drain deadline ends with an error line, never a "done"', async () => {
+    const node = await startComputeNode({ token: COMPUTE_TOKEN, model: fixture('stories260k/model.bin'), threads: 2 });
+    const running = generate(node.url, { prompt: '', max_tokens: 2000, ignore_eos: true });
+    while (node.state.inflight === 0) await new Promise((r) => setTimeout(r, 2)); // admitted, running
+    await node.shutdown(1);
+    const r = await running;
+    expect(r.status).toBe(200);
+    expect(r.end).toMatchObject({ type: 'error', error: { code: 'generation_cancelled' } });
+    expect(r.end.error.message).toMatch(/shut down before the generation finished/);
+  });
+
   it('drains on SIGTERM: the running stream finishes, then the process exits 0', async () => {
     const child = spawn(
       process.execPath,

@@ -33,3 +33,31 @@ describe('edge routing', () => {
     }
   });
 });
+
+describe('honest endings', () => {
+  it('a stream the node cut short ends with an error chunk, never a "length" finish and [DONE]', async () => {
+    const server = createServer((_req, res) => {
+      res.writeHead(200, { 'content-type': 'application/x-ndjson' });
+      res.write(`${JSON.stringify({ type: 'token', token: 5, text: 'Once' })}\n`);
+      const usage = { prompt_tokens: 1, completion_tokens: 1 };
+      res.end(`${JSON.stringify({ type: 'done', finish_reason: 'cancelled', usage })}\n`);
+    });
+    await new Promise<void>((done) => server.listen(0, '127.0.0.1', done));
+    const url = `http://127.0.0.1:${(server.address() as { port: number }).port}`;
+    const product = await startProduct({ nodes: () => [url] });
+    try {
+      const res = await fetch(`${product.registry.url}/v1/completions`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${product.registry.adminKey}`, 'content-type': 'application/json' },
+        body: JSON.stringify({ model: 'stories260k', prompt: 'x', max_tokens: 400, stream: true }),
+      });
+      const body = await res.text();
+      expect(body).toContain('"code":"generation_cancelled"');
+      expect(body).not.toContain('[DONE]');
+      expect(body).not.toContain('"finish_reason":"length"');
+    } finally {
+      await product.close();
+      server.close();
+    }
+  });
+});

@@ -180,8 +180,9 @@ async function whole({ c, job, format, who, first, events, usage }: Reply): Prom
   let end: ComputeEvent | undefined;
   try {
     for (let next = first; !next.done; next = await events.next()) {
-      if (next.value.type === 'token') tokens.push(next.value);
-      else end = next.value;
+      const e = honest(next.value);
+      if (e.type === 'token') tokens.push(e);
+      else end = e;
     }
   } catch (e) {
     end = { type: 'error', error: { message: (e as Error).message, type: 'server_error', code: 'compute_error' } };
@@ -218,7 +219,7 @@ function streamed({ c, job, format, who, first, events, usage }: Reply): Respons
       const opening = format.opening(who);
       if (opening) await send(opening);
       for (let next = first; !next.done; next = await events.next()) {
-        const e = next.value;
+        const e = honest(next.value);
         if (e.type === 'token') {
           completion++;
           if (!e.text && job.logprobs === undefined) continue;
@@ -267,8 +268,16 @@ function setTargetHeaders(c: Context<AppEnv>, t: Target): void {
   if (t.warning) setWarning(c, t.warning);
 }
 
+/** OpenAI's finish_reason of a whole generation ('cancelled' never gets here: see honest()). */
 function finishReason(r: string): FinishReason {
   return r === 'stop' ? 'stop' : 'length';
+}
+
+/** A generation the node cut short is an error for the client, never a "length" finish. */
+function honest(e: ComputeEvent): ComputeEvent {
+  if (e.type !== 'done' || e.finish_reason !== 'cancelled') return e;
+  const message = 'the compute node cancelled the generation before it finished';
+  return { type: 'error', error: { message, type: 'server_error', code: 'generation_cancelled' } };
 }
 
 function toApiError(e: unknown): ApiError {
