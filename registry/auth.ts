@@ -20,6 +20,13 @@ export function generateKey(): string {
 
 const hashKey = (key: string) => sha256Hex(key);
 
+/** Why `key` cannot be an API key (null if it can): checked before a server does any slow start-up work. */
+export function keyFormatProblem(key: string): string | null {
+  return /^vsk_[A-Za-z0-9_-]{16,196}$/.test(key)
+    ? null
+    : `an API key is "${KEY_PREFIX}" and 16 to 196 letters, digits, "-" or "_"`;
+}
+
 /** The principal a bearer key stands for, or null (unknown, malformed or revoked key). */
 export async function authenticate(r: RegistryDb, key: string): Promise<Principal | null> {
   if (!key.startsWith(KEY_PREFIX) || key.length > 200) return null;
@@ -60,9 +67,8 @@ export interface KeyInput {
 export async function createApiKey(r: RegistryDb, input: KeyInput): Promise<CreatedKey> {
   const now = input.now ?? new Date();
   const key = input.key ?? generateKey();
-  if (!key.startsWith(KEY_PREFIX) || key.length < KEY_PREFIX.length + 16) {
-    throw new Error(`an API key must start with "${KEY_PREFIX}" and be at least ${KEY_PREFIX.length + 16} characters`);
-  }
+  const problem = keyFormatProblem(key);
+  if (problem) throw new Error(problem);
   const keyHash = await hashKey(key);
   const [existing] = await r.db.select().from(apiKeys).where(eq(apiKeys.keyHash, keyHash)).limit(1);
   const row = existing ?? {

@@ -58,19 +58,21 @@ export function registrySource(registryUrl: string, key?: string): BlobSource {
   };
 }
 
-/** Tries each source in turn. */
+/** Tries each source in turn; if all fail, the error says why each did (the first is usually the telling one). */
 export function firstOf(...sources: BlobSource[]): BlobSource {
   return {
     async read(ref, file) {
-      let last: unknown = new BlobFetchError('no blob folder or registry is configured to read adapter files from');
+      if (!sources.length)
+        throw new BlobFetchError('no blob folder or registry is configured to read adapter files from');
+      const reasons: string[] = [];
       for (const s of sources) {
         try {
           return await s.read(ref, file);
         } catch (e) {
-          last = e;
+          reasons.push((e as Error).message);
         }
       }
-      throw last;
+      throw new BlobFetchError(reasons.join('; '));
     },
   };
 }

@@ -1,10 +1,13 @@
 import { randomBytes } from 'node:crypto';
 import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { generateKey } from '../../registry/auth.ts';
+import { generateKey, keyFormatProblem } from '../../registry/auth.ts';
 import { RegistryClient } from '../../registry/client.ts';
-import { importLocalModel, publishFolder } from '../../registry/local.ts';
-import { getBaseModel, listBaseModels } from '../../registry/queries/models.ts';
+import { describeLocalModel, importLocalModel, publishFolder } from '../../registry/local.ts';
+import { manifestDigest } from '../../registry/digest.ts';
+import { getBaseModel, getBaseVersion, listBaseModels } from '../../registry/queries/models.ts';
+import type { SqliteRegistry } from '../../registry/db/sqlite.ts';
+import { assertPortFree, portSetting } from '../http/listen.ts';
 import { startComputeNode, type ComputeNode } from '../compute/node.ts';
 import { openLocalRegistry, startNodeServer, type NodeServer } from '../edge/node.ts';
 import type { EngineRuntime } from '../engine/engine.ts';
@@ -22,6 +25,8 @@ export interface LocalOptions extends EngineRuntime {
   tokenizer?: string;
   /** Registry name of --model (required with it). */
   name?: string;
+  /** Register --model as a new version of `name` when `name` is registered with other weights. */
+  newVersion?: boolean;
   computePort?: number;
   log?: (line: string) => void;
 }
@@ -44,11 +49,18 @@ export interface Local {
  */
 export async function startLocal(o: LocalOptions = {}): Promise<Local> {
   const log = o.log ?? (() => {});
+  if (o.model && !o.name) throw new Error('--model needs --name: the name the base model gets in the registry');
+  // Settings that can be wrong are checked before anything slow (hashing, loading the model) happens.
+  const port = o.port ?? portSetting(process.env.PORT, 'PORT', 8787);
+  const givenKey = o.apiKey ?? process.env.VERSA_API_KEY;
+  const keyProblem = givenKey === undefined ? null : keyFormatProblem(givenKey);
+  if (keyProblem) throw new Error(`VERSA_API_KEY: ${keyProblem}`);
+  await assertPortFree(port, '127.0.0.1');
+  if (o.computePort) await assertPortFree(o.computePort, '127.0.0.1');
   const home = resolve(o.home ?? process.env.VERSA_HOME ?? '.versa');
   mkdirSync(home, { recursive: true });
-  const apiKey = o.apiKey ?? process.env.VERSA_API_KEY ?? localKey(home);
+  const apiKey = givenKey ?? localKey(home);
 
-  if (o.model && !o.name) throw new Error('--model needs --name: the name the base model gets in the registry');
   const demo = o.model ? undefined : ensureDemoFiles(home);
   const model = o.model ?? demo!.model;
   const tokenizer = o.tokenizer ?? demo?.tokenizer;
@@ -57,11 +69,11 @@ export async function startLocal(o: LocalOptions = {}): Promise<Local> {
   // Register the base before the edge starts, so that its compute node is known to the router.
   const { registry, blobs } = openLocalRegistry(home);
   const fresh = (await listBaseModels(registry.db)).length === 0;
-  if (!(await getBaseModel(registry.db, base))) {
-    log(`registering ${base} from ${model}`);
-    await importLocalModel(registry, { path: model, name: base, tokenizer });
+  try {
+    await registerBase(registry, { model, tokenizer, name: base, newVersion: o.newVersion, log });
+  } finally {
+    registry.close();
   }
-  registry.close();
 
   log('starting the compute node');
   const computeToken = randomBytes(32).toString('base64url'); // this run's own: the node is private to it
@@ -80,7 +92,7 @@ export async function startLocal(o: LocalOptions = {}): Promise<Local> {
     log,
   });
   const edge = await startNodeServer({
-    port: o.port,
+    port,
     home,
     apiKey,
     deps: { generation: { nodes: { [base]: [compute.url] }, computeToken } },
@@ -102,6 +114,33 @@ export async function startLocal(o: LocalOptions = {}): Promise<Local> {
       await compute.shutdown(5000);
     },
   };
+}
+
+/**
+ * Registers the served model under `name` the first time. Later starts compare its files' digest with
+ * the latest version's: serving other weights under a registered name would give its adapters a base
+ * they were not trained on, so that needs `newVersion` (a new version of the name).
+ */
+async function registerBase(
+  registry: SqliteRegistry,
+  o: { model: string; tokenizer?: string; name: string; newVersion?: boolean; log: (line: string) => void },
+): Promise<void> {
+  if (!(await getBaseModel(registry.db, o.name))) {
+    o.log(`registering ${o.name} from ${o.model}`);
+    await importLocalModel(registry, { path: o.model, name: o.name, tokenizer: o.tokenizer });
+    return;
+  }
+  const latest = await getBaseVersion(registry.db, o.name);
+  const local = await describeLocalModel(o.model, { tokenizer: o.tokenizer });
+  if (latest && latest.sha256 === (await manifestDigest(local.files))) return;
+  if (!o.newVersion)
+    throw new Error(
+      `base model "${o.name}" is registered with other weights than ${o.model}` +
+        (latest ? ` (${o.name}@${latest.version} is sha256 ${latest.sha256.slice(0, 12)}…)` : '') +
+        ': pass --new-version to register them as its next version, or choose another --name',
+    );
+  const added = await importLocalModel(registry, { path: o.model, name: o.name, tokenizer: o.tokenizer });
+  o.log(`registered ${o.model} as ${o.name}@${added.version}`);
 }
 
 /** The demo's adapters, versions, alias and experiment. Returns the experiment id. */

@@ -113,6 +113,14 @@ describe('stories260k conformance', () => {
       expect(tok.decode(c.ids.slice(1)), JSON.stringify(c.text)).toBe(c.decoded);
     }
   });
+
+  it('keeps the text after a NUL (its byte token <0x00>) instead of cutting the prompt there', () => {
+    const tok = Llama2cTokenizer.fromFile(fixture('stories260k/tokenizer.bin'));
+    const ids = tok.encode('Once\0upon');
+    expect(ids).toContain(3); // <0x00> is byte-fallback id 3
+    expect(ids.length).toBeGreaterThan(tok.encode('Once').length + 1);
+    expect(tok.decode(ids.slice(1))).toBe('Once\0upon');
+  });
 });
 
 /** Rewrites a legacy llama2.c checkpoint as a v1 export (same weights, 256-byte header, new order). */

@@ -1,5 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, readFileSync } from 'node:fs';
+import { copyFileSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import OpenAI from 'openai';
@@ -129,4 +130,57 @@ describe('npm start (versa start)', () => {
     expect(r.stderr.trim().split('\n')).toHaveLength(1);
     expect(r.stderr).toMatch(/--model needs --name/);
   });
+
+  it('a port in use, a malformed key or a bad PORT fails in one line before any model work', async () => {
+    const taken = createServer();
+    await new Promise<void>((r) => taken.listen(0, '127.0.0.1', r));
+    const port = (taken.address() as { port: number }).port;
+    const home = () => ({ VERSA_HOME: mkdtempSync(join(tmpdir(), 'versa-home-')) });
+    try {
+      const busy = await versa(['start', '--port', String(port)], { env: home() });
+      expect(busy.code).not.toBe(0);
+      expect(busy.stderr.trim().split('\n'), busy.stderr).toHaveLength(1);
+      expect(busy.stderr).toMatch(new RegExp(`port ${port} is already in use`));
+      // and the same for the compute node's port, before its model loads
+      const compute = await versa(['compute', '--model', fixture('stories260k/model.bin'), '--port', String(port)], {
+        env: { VERSA_COMPUTE_TOKEN: 'a-compute-token-of-enough-length' },
+      });
+      expect(compute.stderr.trim().split('\n'), compute.stderr).toHaveLength(1);
+      expect(compute.stderr).toMatch(/already in use/);
+    } finally {
+      taken.close();
+    }
+    const badKey = await versa(['start'], { env: { ...home(), PORT: '0', VERSA_API_KEY: 'secret' } });
+    expect(badKey.code).not.toBe(0);
+    expect(badKey.stderr.trim().split('\n')).toHaveLength(1);
+    expect(badKey.stderr).toMatch(/VERSA_API_KEY: an API key is "vsk_"/);
+    const badPort = await versa(['start'], { env: { ...home(), PORT: 'eighty' } });
+    expect(badPort.stderr.trim()).toMatch(/^versa: error: PORT must be a port number \(0-65535\), not "eighty"$/);
+  }, 60_000);
+
+  it('refuses to serve other weights under a registered base name unless --new-version', async () => {
+    const home = mkdtempSync(join(tmpdir(), 'versa-home-'));
+    const dir = mkdtempSync(join(tmpdir(), 'versa-model-'));
+    const model = join(dir, 'model.bin');
+    copyFileSync(fixture('stories260k/model.bin'), model);
+    const args = ['--model', model, '--tokenizer', fixture('stories260k/tokenizer.bin'), '--name', 'tiny'];
+    const first = await start(home, args);
+    first.child.kill('SIGTERM');
+    await new Promise((r) => first.child.once('exit', r));
+
+    const other = readFileSync(model);
+    other[other.length - 1] ^= 1; // one bit of the last weight
+    writeFileSync(model, other);
+    const refused = await versa(['start', ...args], { env: { VERSA_HOME: home, PORT: '0' } });
+    expect(refused.code).not.toBe(0);
+    expect(refused.stderr.trim().split('\n').at(-1)).toMatch(
+      /base model "tiny" is registered with other weights .*tiny@1 .*--new-version/,
+    );
+
+    const again = await start(home, [...args, '--new-version']);
+    const models = await (
+      await fetch(`${again.url}/v1/models/tiny/versions`, { headers: { authorization: `Bearer ${again.key}` } })
+    ).json();
+    expect(models.data.map((v: { version: number }) => v.version).sort()).toEqual([1, 2]);
+  }, 120_000);
 });

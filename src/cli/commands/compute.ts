@@ -1,6 +1,9 @@
 import { readFileSync } from 'node:fs';
 import type { Command } from 'commander';
-import type { AdapterRef } from '../../protocol/compute.ts';
+import { existsSync, statSync } from 'node:fs';
+import { z } from 'zod';
+import { AdapterRef, describeIssue } from '../../protocol/compute.ts';
+import { assertPortFree } from '../../http/listen.ts';
 import type { AdapterKind } from '../../engine/adapters/format.ts';
 import { parse } from '../output.ts';
 import { addRuntimeOptions, runtimeOptions, type RuntimeOptions } from './runtime-options.ts';
@@ -54,14 +57,12 @@ async function run(o: ComputeOptions): Promise<void> {
   const token = checkedToken(o.tokenFile ? readFileSync(o.tokenFile, 'utf8').trim() : process.env.VERSA_COMPUTE_TOKEN);
   const { FolderBlobStore } = await import('../../../registry/blobs/folder.ts');
   const log = (line: string) => process.stderr.write(`versa compute: ${line}\n`);
-  let preload: AdapterRef[] | undefined;
-  if (o.preload) {
-    try {
-      preload = JSON.parse(readFileSync(o.preload, 'utf8'));
-    } catch (e) {
-      throw new Error(`${o.preload}: ${(e as Error).message}`, { cause: e });
-    }
-  }
+  const registry = o.registry ?? process.env.VERSA_REGISTRY;
+  if (registry && !URL.canParse(registry)) throw new Error(`--registry / VERSA_REGISTRY is not a URL: "${registry}"`);
+  if (o.blobs && !(existsSync(o.blobs) && statSync(o.blobs).isDirectory()))
+    throw new Error(`--blobs ${o.blobs} is not a folder`);
+  const preload = o.preload ? readPreload(o.preload) : undefined;
+  await assertPortFree(o.port, o.host);
   const node = await startComputeNode({
     model: o.model,
     tokenizer: o.tokenizer,
@@ -74,7 +75,7 @@ async function run(o: ComputeOptions): Promise<void> {
     maxQueue: o.maxQueue,
     token,
     blobs: o.blobs ? new FolderBlobStore(o.blobs) : undefined,
-    registry: o.registry ?? process.env.VERSA_REGISTRY,
+    registry,
     registryKey: o.registryKey ?? process.env.VERSA_REGISTRY_KEY,
     preload,
     log,
@@ -86,4 +87,18 @@ async function run(o: ComputeOptions): Promise<void> {
       void node.shutdown(o.drainSeconds * 1000).then(() => process.exit(0));
     });
   }
+}
+
+/** The --preload list, checked against the compute protocol's adapter schema before the model loads. */
+function readPreload(path: string): AdapterRef[] {
+  let list: unknown;
+  try {
+    list = JSON.parse(readFileSync(path, 'utf8'));
+  } catch (e) {
+    throw new Error(`--preload ${path}: ${(e as Error).message}`, { cause: e });
+  }
+  const parsed = z.array(AdapterRef).safeParse(list);
+  if (parsed.success) return parsed.data;
+  const { message, param } = describeIssue(parsed.error);
+  throw new Error(`--preload ${path}: ${param ? `${param}: ` : ''}${message}`);
 }

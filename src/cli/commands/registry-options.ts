@@ -13,8 +13,8 @@ export function withRegistryOptions(cmd: Command): Command {
   return cmd
     .option(
       '--registry <url>',
-      'registry URL (env VERSA_REGISTRY, default http://127.0.0.1:8787)',
-      process.env.VERSA_REGISTRY ?? 'http://127.0.0.1:8787',
+      'registry URL (env VERSA_REGISTRY, else http://127.0.0.1:$PORT, PORT default 8787)',
+      process.env.VERSA_REGISTRY ?? `http://127.0.0.1:${process.env.PORT || 8787}`,
     )
     .option('--key <key>', 'API key (env VERSA_API_KEY)', process.env.VERSA_API_KEY)
     .option('--json', 'print JSON instead of text');

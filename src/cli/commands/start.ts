@@ -6,6 +6,7 @@ interface StartOptions extends RuntimeOptions {
   model?: string;
   tokenizer?: string;
   name?: string;
+  newVersion?: boolean;
   port?: number;
   home?: string;
   computePort?: number;
@@ -20,6 +21,7 @@ export function register(program: Command): void {
     .option('--model <path>', 'serve this base model (Hugging Face folder or llama2.c .bin) instead of the demo')
     .option('--tokenizer <path>', 'its tokenizer (default: next to the model)')
     .option('--name <name>', "the base model's name in the registry (required with --model)")
+    .option('--new-version', '--name is registered with other weights: register --model as its next version')
     .option('--port <n>', 'port of the edge (env PORT, default 8787)', parse.int(0))
     .option('--home <dir>', 'data folder (env VERSA_HOME, default ./.versa)')
     .option('--compute-port <n>', 'port of the compute node (default: any free port)', parse.int(0));
@@ -32,6 +34,7 @@ async function run(o: StartOptions): Promise<void> {
     model: o.model,
     tokenizer: o.tokenizer,
     name: o.name,
+    newVersion: o.newVersion,
     home: o.home,
     ...runtimeOptions(o),
     computePort: o.computePort,

@@ -62,9 +62,9 @@ export class Llama2cTokenizer implements Tokenizer {
   }
 
   encodePlain(text: string): number[] {
-    const bytes = new TextEncoder().encode(text);
-    const end = bytes.indexOf(0); // a C string stops at NUL
-    const input = end >= 0 ? bytes.subarray(0, end) : bytes;
+    // run.c reads a C string, so it never sees a NUL; here a NUL is text like any other byte (its
+    // byte-fallback token <0x00>) instead of silently cutting the prompt short.
+    const input = new TextEncoder().encode(text);
     const tokens: number[] = [];
     if (input.length > 0) tokens.push(this.lookup(' '));
     for (let i = 0; i < input.length;) {
