@@ -23,17 +23,35 @@ export interface ClientOptions {
   url: string;
   key?: string;
   fetch?: typeof fetch;
+  /** Waits before each retry of an idempotent upload (default 0.5 s, 1 s, 2 s: four attempts in all). */
+  retryDelaysMs?: number[];
 }
+
+/** Upload options: progress, and a retry-safe publish under an Idempotency-Key. */
+export interface UploadOptions {
+  /** Gets file bytes sent so far (from 0 again on a retry). */
+  onProgress?: (sent: number) => void;
+  /**
+   * Sent as `Idempotency-Key`; with one, a network error or a 5xx is retried with the same key, so
+   * a version committed whose reply was lost is answered, not made twice.
+   */
+  idempotencyKey?: string;
+}
+
+/** Statuses worth retrying: the server or a proxy in between failed; 507 (storage full) will not pass by itself. */
+const RETRYABLE = new Set([500, 502, 503, 504]);
 
 export class RegistryClient {
   readonly url: string;
   private readonly key?: string;
   private readonly fetcher: typeof fetch;
+  private readonly retryDelaysMs: number[];
 
   constructor(options: ClientOptions) {
     this.url = options.url.replace(/\/+$/, '');
     this.key = options.key;
     this.fetcher = options.fetch ?? fetch;
+    this.retryDelaysMs = options.retryDelaysMs ?? [500, 1000, 2000];
   }
 
   private headers(extra: Record<string, string> = {}): Record<string, string> {
@@ -77,25 +95,36 @@ export class RegistryClient {
     } while (cursor);
   }
 
-  /** POST multipart/form-data, streaming the file parts; `onProgress` gets file bytes sent so far. */
+  /** POST multipart/form-data, streaming the file parts (opened again for a retry). */
   // eslint-disable-next-line @typescript-eslint/no-explicit-any -- as json()
-  async upload<T = any>(path: string, parts: UploadPart[], onProgress?: (sent: number) => void): Promise<T> {
-    const boundary = `versa-${crypto.randomUUID()}`;
-    const body = multipartStream(boundary, parts, onProgress);
-    let res: Response;
-    try {
-      res = await this.fetcher(this.url + path, {
-        method: 'POST',
-        headers: this.headers({ 'content-type': `multipart/form-data; boundary=${boundary}` }),
-        body,
-        // Node's fetch needs this to send a stream body.
-        duplex: 'half',
-      } as RequestInit);
-    } catch (e) {
-      throw new RegistryError(0, `upload to ${this.url} failed: ${(e as Error).message}`);
+  async upload<T = any>(path: string, parts: UploadPart[], options: UploadOptions = {}): Promise<T> {
+    const { idempotencyKey, onProgress } = options;
+    const retries = idempotencyKey ? this.retryDelaysMs : [];
+    for (let attempt = 0; ; attempt++) {
+      const boundary = `versa-${crypto.randomUUID()}`;
+      let failure: RegistryError;
+      try {
+        const res = await this.fetcher(this.url + path, {
+          method: 'POST',
+          headers: this.headers({
+            'content-type': `multipart/form-data; boundary=${boundary}`,
+            ...(idempotencyKey ? { 'idempotency-key': idempotencyKey } : {}),
+          }),
+          body: multipartStream(boundary, parts, onProgress),
+          // Node's fetch needs this to send a stream body.
+          duplex: 'half',
+        } as RequestInit);
+        if (res.ok) return (await res.json()) as T;
+        failure = await errorOf(res);
+        if (!RETRYABLE.has(res.status)) throw failure;
+      } catch (e) {
+        if (e instanceof RegistryError) throw e;
+        const reason = (e as Error).cause ? String((e as Error & { cause: unknown }).cause) : (e as Error).message;
+        failure = new RegistryError(0, `upload to ${this.url} failed: ${reason}`);
+      }
+      if (attempt >= retries.length) throw failure;
+      await new Promise((r) => setTimeout(r, retries[attempt]));
     }
-    if (!res.ok) throw await errorOf(res);
-    return res.json() as Promise<T>;
   }
 }
 

@@ -3,7 +3,7 @@ import { basename, join } from 'node:path';
 import { Readable } from 'node:stream';
 import { ADAPTER_CONFIG_FILE, detectKind, LORA_WEIGHTS_FILE, VLM_WEIGHTS_FILE } from '../src/engine/adapters/format.ts';
 import { inspectModel } from '../src/engine/loaders/load.ts';
-import { locateTokenizer } from '../src/engine/tokenizer/load.ts';
+import { chatTemplateNextTo, locateTokenizer } from '../src/engine/tokenizer/load.ts';
 import type { RegistryClient, UploadPart } from './client.ts';
 import { nodeHasher } from './hash-node.ts';
 import type { RegistryDb } from './db/index.ts';
@@ -58,11 +58,21 @@ export async function describeLocalModel(
   const hashed = await hashFiles(toHash, options.onProgress);
   const files = hashed.slice(0, paths.length);
   const tokFile = tok ? hashed[toHash.indexOf(tok.path)] : undefined;
+  // The chat template the tokenizer ships (tokenizer_config.json): the base's, for /v1/chat/completions.
+  const chatTemplate = tok?.kind === 'hf' ? chatTemplateNextTo(tok.path) : undefined;
   return {
     architecture: config.architecture,
     config,
     tokenizer:
-      tokFile && tok ? { kind: tok.kind, file: tokFile.name, sha256: tokFile.sha256, bytes: tokFile.bytes } : null,
+      tokFile && tok
+        ? {
+            kind: tok.kind,
+            file: tokFile.name,
+            sha256: tokFile.sha256,
+            bytes: tokFile.bytes,
+            ...(chatTemplate ? { chat_template: chatTemplate } : {}),
+          }
+        : null,
     files,
   };
 }
@@ -150,6 +160,8 @@ export async function publishFolder(
   const readme = files.find((f) => f.name === 'README.md');
   const all: Record<string, string | undefined> = {
     ...fields,
+    // A template travels with the version: the folder's own (tokenizer_config.json) unless one is given.
+    chat_template: fields.chat_template ?? chatTemplateNextTo(dir),
     card: fields.card ?? (readme ? readFileSync(readme.path, 'utf8') : undefined),
     checksums: JSON.stringify(Object.fromEntries(hashes.map((h) => [h.name, h.sha256]))),
   };
@@ -159,11 +171,11 @@ export async function publishFolder(
       .map(([field, value]) => ({ field, value })),
     ...files.map((f) => ({ file: f.name, bytes: f.bytes, open: () => fileStream(f.path) })),
   ];
-  return client.upload<PublishedVersion>(
-    `/v1/adapters/${encodeURIComponent(name)}/versions`,
-    parts,
-    progress.uploading,
-  );
+  // One key for every attempt: a retry after a lost reply gets the version already made.
+  return client.upload<PublishedVersion>(`/v1/adapters/${encodeURIComponent(name)}/versions`, parts, {
+    onProgress: progress.uploading,
+    idempotencyKey: `versa-publish-${crypto.randomUUID()}`,
+  });
 }
 
 /** What POST /v1/adapters/{adapter}/versions answers. */

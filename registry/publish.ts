@@ -11,9 +11,13 @@ import type { Limits, RegistryDeps } from './http.ts';
 import { MultipartError, readMultipart, type FormPart } from './multipart.ts';
 import { ChatTemplateText } from './routes/schemas.ts';
 import { AliasName, FILE_NAME_RE, parseRef, Sha256, Tag } from './names.ts';
-import { blobReferences, canSee, canWrite, getAdapter, viewerOf } from './queries/adapters.ts';
+import { canSee, canWrite, getAdapter, viewerOf } from './queries/adapters.ts';
+import { deleteBlobIfUnused, leaseBlob, LEASE_RENEW_MS, releaseLeases, renewLeases } from './queries/blobs.ts';
+import { findIdempotencyKey, type IdempotencyKey } from './queries/idempotency.ts';
 import { getBaseModel, getBaseVersion, type BaseVersion } from './queries/models.ts';
-import { commitAdapterVersion, type CommittedVersion } from './queries/publish.ts';
+import { commitAdapterVersion, getPublishedVersion, type PublishedVersion } from './queries/publish.ts';
+import { isUniqueViolation } from './db/index.ts';
+import { sha256Hex } from './hash.ts';
 import { VISIBILITIES, type FileEntry } from './schema.ts';
 import { checkedSafetensors } from './upload.ts';
 
@@ -28,9 +32,11 @@ import { checkedSafetensors } from './upload.ts';
  *    checksums);
  * 3. one atomic write makes the version visible (queries/publish.ts).
  *
- * Any failure deletes the blobs this upload created (unless another version uses the same
- * content), so nothing is left half-published. A crash between 2 and 3 leaves only unreferenced
- * blobs, which sweepOrphans removes.
+ * Every blob the upload will commit, created or deduplicated, is leased before it lands or is
+ * reused (queries/blobs.ts), and the leases are dropped in the commit's write. Any failure releases
+ * them and deletes the blobs no version and no other upload's lease holds, so nothing is left
+ * half-published and no other upload loses content. A crash leaves leased blobs whose leases lapse;
+ * sweepOrphans removes them afterwards.
  */
 
 const json = <T extends z.ZodType>(schema: T) =>
@@ -85,18 +91,11 @@ const PublishFields = z
 type Fields = z.infer<typeof PublishFields>;
 const FIELD_NAMES = new Set(Object.keys(PublishFields.shape));
 
-export interface PublishResult {
-  committed: CommittedVersion;
-  adapter: string;
-  version: number;
-  sha256: string;
-  bytes: number;
-  params: number;
-  paramsPctOfBase: number;
-  base: BaseVersion;
-  manifest: AdapterManifest;
-  files: FileEntry[];
+/** What a publish answers: the version made by this request, or by the first with its Idempotency-Key. */
+export interface PublishResult extends PublishedVersion {
   alias: string | null;
+  /** True when an earlier request with the same Idempotency-Key made the version. */
+  replayed: boolean;
 }
 
 /**
@@ -109,6 +108,7 @@ export async function publishAdapterVersion(
   name: string,
   body: ReadableStream<Uint8Array>,
   boundary: string,
+  idempotencyKey?: string,
 ): Promise<PublishResult> {
   const { registry, blobs, limits } = deps;
   const viewer = viewerOf(principal);
@@ -121,66 +121,124 @@ export async function publishAdapterVersion(
   if (!existing && (await getBaseModel(registry.db, name)))
     throw new ApiError(409, `"${name}" is the name of a base model`, 'name_taken');
 
+  if (idempotencyKey) {
+    const prior = await findIdempotencyKey(registry.db, principal.tenantId, idempotencyKey);
+    // A key names one request: another adapter is refused before its body is read.
+    if (prior && prior.adapter !== name) throw keyReused(idempotencyKey);
+  }
+
   const stored: FileEntry[] = [];
-  const created: string[] = [];
+  const uploadId = `up_${crypto.randomUUID()}`;
+  const leased = new Set<string>();
+  const reserve = async (sha256: string) => {
+    leased.add(sha256);
+    await leaseBlob(registry.db, sha256, uploadId);
+  };
+  // An upload may outlive a lease's lifetime: keep its leases alive while it runs.
+  const renewal = setInterval(() => {
+    renewLeases(registry.db, uploadId).catch((e) => console.error('versa: could not renew blob leases:', e));
+  }, LEASE_RENEW_MS);
   let done = false;
   try {
-    const upload = await receive(registry.db, blobs, limits, body, boundary, stored, created);
+    const upload = await receive(registry.db, blobs, limits, body, boundary, stored, reserve);
     const files = [...stored].sort((a, b) => (a.name < b.name ? -1 : 1));
     const sha256 = await manifestDigest(files);
     const f = upload.fields;
-    const committed = await commitAdapterVersion(
-      registry,
-      {
-        adapter: name,
-        tenantId: principal.tenantId,
-        keyId: principal.keyId,
-        visibility: f.visibility,
-        task: f.task,
-        description: f.description,
-        chatTemplate: f.chat_template,
-        baseVersionId: upload.base.id,
-        baseParams: upload.base.params,
-        manifest: upload.manifest,
-        files,
-        sha256,
-        dataset: f.dataset,
-        trainingNotes: f.training_notes,
-        license: f.license,
-        card: f.card,
-        metrics: f.metrics,
-        tags: f.tags,
-        alias: f.alias,
-        now: deps.now(),
-      },
-      (row) => {
-        // The adapter may have been created by someone else since the first check.
-        if (row && !canWrite(viewer, row)) {
-          throw canSee(viewer, row)
-            ? new ApiError(403, `adapter "${name}" belongs to another tenant`, 'not_owner')
-            : new ApiError(404, `adapter "${name}" not found`, 'adapter_not_found');
-        }
-      },
-    );
-    done = true;
-    return {
-      committed,
-      adapter: name,
-      version: committed.version,
-      sha256,
-      bytes: committed.bytes,
-      params: upload.manifest.params,
-      paramsPctOfBase: committed.paramsPctOfBase,
-      base: upload.base,
-      manifest: upload.manifest,
-      files,
-      alias: f.alias ?? null,
-    };
+    const fingerprint = idempotencyKey ? await requestFingerprint(name, f, sha256) : '';
+    for (let attempt = 0; ; attempt++) {
+      if (idempotencyKey) {
+        const prior = await findIdempotencyKey(registry.db, principal.tenantId, idempotencyKey);
+        if (prior) return await replay(registry.db, prior, fingerprint, idempotencyKey, f.alias);
+      }
+      try {
+        const committed = await commitAdapterVersion(
+          registry,
+          {
+            adapter: name,
+            tenantId: principal.tenantId,
+            keyId: principal.keyId,
+            visibility: f.visibility,
+            task: f.task,
+            description: f.description,
+            chatTemplate: f.chat_template,
+            baseVersionId: upload.base.id,
+            baseParams: upload.base.params,
+            manifest: upload.manifest,
+            files,
+            sha256,
+            dataset: f.dataset,
+            trainingNotes: f.training_notes,
+            license: f.license,
+            card: f.card,
+            metrics: f.metrics,
+            tags: f.tags,
+            alias: f.alias,
+            now: deps.now(),
+            uploadId,
+            idempotency: idempotencyKey ? { key: idempotencyKey, fingerprint } : undefined,
+          },
+          (row) => {
+            // The adapter may have been created by someone else since the first check.
+            if (row && !canWrite(viewer, row)) {
+              throw canSee(viewer, row)
+                ? new ApiError(403, `adapter "${name}" belongs to another tenant`, 'not_owner')
+                : new ApiError(404, `adapter "${name}" not found`, 'adapter_not_found');
+            }
+          },
+        );
+        done = true;
+        return {
+          adapter: name,
+          version: committed.version,
+          sha256,
+          bytes: committed.bytes,
+          params: upload.manifest.params,
+          paramsPctOfBase: committed.paramsPctOfBase,
+          base: `${upload.base.model}@${upload.base.version}`,
+          kind: upload.manifest.kind,
+          files,
+          alias: f.alias ?? null,
+          replayed: false,
+        };
+      } catch (e) {
+        // The same key committed by a concurrent request: answer its version.
+        if (idempotencyKey && attempt === 0 && isUniqueViolation(e)) continue;
+        throw e;
+      }
+    }
   } catch (e) {
     throw asApiError(e);
   } finally {
-    if (!done) await discardBlobs(registry.db, blobs, created);
+    clearInterval(renewal);
+    // A replay also ends here: its blobs are the first version's, which keeps them.
+    if (!done) await discardUpload(registry.db, blobs, uploadId, leased);
   }
+}
+
+const keyReused = (key: string) =>
+  new ApiError(
+    422,
+    `Idempotency-Key "${key}" was already used for a different publish request; use a new key for a new request`,
+    'idempotency_key_reused',
+    'Idempotency-Key',
+  );
+
+/** What a request asks for, so that a reused key can be told from a retry: adapter, fields and content. */
+function requestFingerprint(adapter: string, fields: Fields, contentSha256: string): Promise<string> {
+  const sorted = Object.fromEntries(Object.entries(fields).sort(([a], [b]) => (a < b ? -1 : 1)));
+  return sha256Hex(JSON.stringify([adapter, sorted, contentSha256]));
+}
+
+async function replay(
+  db: Db,
+  prior: IdempotencyKey,
+  fingerprint: string,
+  key: string,
+  alias: string | undefined,
+): Promise<PublishResult> {
+  if (prior.fingerprint !== fingerprint) throw keyReused(key);
+  const version = await getPublishedVersion(db, prior.versionId);
+  return { ...version, alias: alias ?? null, replayed: true };
 }
 
 interface Received {
@@ -196,7 +254,7 @@ async function receive(
   body: ReadableStream<Uint8Array>,
   boundary: string,
   stored: FileEntry[],
-  created: string[],
+  reserve: Reserve,
 ): Promise<Received> {
   const raw: Record<string, string> = {};
   let base: BaseVersion | undefined;
@@ -264,7 +322,7 @@ async function receive(
           inspectAdapter(config, h, [...names], baseVersion.config);
         },
       });
-      await store(blobs, fileName, checked, expected, stored, created);
+      await store(blobs, fileName, checked, expected, stored, reserve);
     } else {
       if (/\.(bin|pt|pth|ckpt|pkl)$/i.test(fileName)) {
         throw badRequest(
@@ -279,7 +337,7 @@ async function receive(
           throw badRequest(`send ${ADAPTER_CONFIG_FILE} before the weights file`, 'part_order', fileName);
         config = parseConfig(bytes);
       }
-      await store(blobs, fileName, bytes, expected, stored, created);
+      await store(blobs, fileName, bytes, expected, stored, reserve);
     }
   }
 
@@ -314,16 +372,17 @@ async function receive(
   return { fields: fieldsResult.data, base, manifest };
 }
 
+type Reserve = (sha256: string) => Promise<void>;
+
 async function store(
   blobs: BlobStore,
   name: string,
   body: ReadableStream<Uint8Array> | Uint8Array,
   expected: string | undefined,
   stored: FileEntry[],
-  created: string[],
+  reserve: Reserve,
 ): Promise<void> {
-  const blob = await blobs.put(body, { sha256: expected });
-  if (blob.created) created.push(blob.sha256);
+  const blob = await blobs.put(body, { sha256: expected, reserve });
   stored.push({ name, sha256: blob.sha256, bytes: blob.bytes });
 }
 
@@ -379,11 +438,21 @@ async function readAll(stream: FormPart['body'], max: number, what: string): Pro
   return out;
 }
 
-/** Deletes blobs an unfinished upload created, unless a committed version uses the same content. */
-async function discardBlobs(db: Db, blobs: BlobStore, created: string[]): Promise<void> {
-  for (const sha256 of new Set(created)) {
+/**
+ * Ends an upload that did not commit: drops its leases, then deletes each blob it leased unless a
+ * version or another upload's live lease holds it (checked atomically with the delete).
+ */
+async function discardUpload(db: Db, blobs: BlobStore, uploadId: string, leased: Set<string>): Promise<void> {
+  try {
+    await releaseLeases(db, uploadId);
+  } catch (e) {
+    // Its leases lapse on their own; the sweeper then removes what nothing holds.
+    console.error('versa: could not release blob leases:', e);
+    return;
+  }
+  for (const sha256 of leased) {
     try {
-      if ((await blobReferences(db, sha256)) === 0) await blobs.delete(sha256);
+      await deleteBlobIfUnused(db, blobs, sha256);
     } catch (e) {
       // The sweeper gets it later; the client's error matters more than this one.
       console.error(`versa: could not discard blob ${sha256}:`, e);

@@ -21,7 +21,7 @@ export type Visibility = (typeof VISIBILITIES)[number];
 export const ADAPTER_KINDS = ['vlm', 'lora'] as const;
 export const EXPERIMENT_STATUSES = ['draft', 'running', 'stopped'] as const;
 export type ExperimentStatus = (typeof EXPERIMENT_STATUSES)[number];
-export const EVENT_TYPES = ['usage', 'exposure', 'feedback'] as const;
+export const EVENT_TYPES = ['usage', 'exposure', 'feedback', 'metric'] as const;
 export type EventType = (typeof EVENT_TYPES)[number];
 
 /** One file of a version: its name inside the version and the content address of its bytes. */
@@ -38,6 +38,8 @@ export interface TokenizerInfo {
   file: string;
   sha256: string;
   bytes: number;
+  /** The Jinja chat template the tokenizer ships (tokenizer_config.json), if any. */
+  chat_template?: string;
 }
 
 export const tenants = sqliteTable('tenants', {
@@ -164,6 +166,8 @@ export const adapterVersions = sqliteTable(
     status: text('status', { enum: VERSION_STATUSES }).notNull().default('active'),
     createdAt: createdAt(),
     createdBy: text('created_by').references(() => apiKeys.id),
+    /** Jinja chat template of this version (parsed when saved); null: the adapter's legacy one, then the base's. */
+    chatTemplate: text('chat_template'),
   },
   (t) => [
     uniqueIndex('adapter_versions_adapter_version_idx').on(t.adapterId, t.version),
@@ -227,6 +231,15 @@ export const experiments = sqliteTable(
     status: text('status', { enum: EXPERIMENT_STATUSES }).notNull().default('draft'),
     /** Kill switch: serve the adapter as if there were no experiment, whatever the status. */
     killed: integer('killed', { mode: 'boolean' }).notNull().default(false),
+    /** Declared outcome metrics (the first is the primary one); null: one unbounded-ish `score`. */
+    metrics: text('metrics', { mode: 'json' }).$type<ExperimentMetric[]>(),
+    guardrails: text('guardrails', { mode: 'json' }).$type<Guardrails>(),
+    autoPromote: integer('auto_promote', { mode: 'boolean' }).notNull().default(false),
+    /** Bumped on every weight change while running: units first seen in a period follow its weights (SRM). */
+    period: integer('period').notNull().default(0),
+    startedAt: integer('started_at', { mode: 'timestamp_ms' }),
+    stoppedAt: integer('stopped_at', { mode: 'timestamp_ms' }),
+    stopReason: text('stop_reason'),
     createdAt: createdAt(),
     updatedAt: integer('updated_at', { mode: 'timestamp_ms' }).notNull(),
     createdBy: text('created_by').references(() => apiKeys.id),
@@ -251,6 +264,8 @@ export const experimentArms = sqliteTable(
     version: integer('version'),
     alias: text('alias'),
     weight: real('weight').notNull(),
+    /** The version an arm serves, fixed when the experiment starts (an alias arm's target then). */
+    resolvedVersion: integer('resolved_version'),
   },
   (t) => [
     primaryKey({ columns: [t.experimentId, t.position] }),
@@ -282,4 +297,166 @@ export const events = sqliteTable(
     index('events_experiment_idx').on(t.experimentId),
     index('events_completion_idx').on(t.completionId),
   ],
+);
+
+/**
+ * Blob leases: an upload in flight holds one per blob it will commit (created or deduplicated),
+ * taken before the bytes land and renewed while it runs; the commit drops them in its atomic
+ * write. A blob is deleted only with no version, no live lease and a deletion claim (below).
+ */
+export const blobLeases = sqliteTable(
+  'blob_leases',
+  {
+    sha256: text('sha256').notNull(),
+    uploadId: text('upload_id').notNull(),
+    expiresAt: integer('expires_at', { mode: 'timestamp_ms' }).notNull(),
+  },
+  (t) => [primaryKey({ columns: [t.sha256, t.uploadId] }), index('blob_leases_upload_idx').on(t.uploadId)],
+);
+
+/**
+ * A deleter's claim on a blob, inserted only while nothing references or leases it: a lease cannot
+ * be taken while the claim stands, so "check, then delete" cannot race an upload that reuses it.
+ */
+export const blobDeletions = sqliteTable('blob_deletions', {
+  sha256: text('sha256').primaryKey(),
+  claimedAt: integer('claimed_at', { mode: 'timestamp_ms' }).notNull(),
+});
+
+/** Idempotency-Key of a publish, per tenant: a retry with the same key answers the first version. */
+export const idempotencyKeys = sqliteTable(
+  'idempotency_keys',
+  {
+    tenantId: text('tenant_id').notNull(),
+    key: text('key').notNull(),
+    /** sha256 of what the request asked for (adapter, fields, content): another request may not reuse the key. */
+    fingerprint: text('fingerprint').notNull(),
+    versionId: text('version_id')
+      .notNull()
+      .references(() => adapterVersions.id),
+    createdAt: createdAt(),
+  },
+  (t) => [primaryKey({ columns: [t.tenantId, t.key] }), index('idempotency_keys_created_idx').on(t.createdAt)],
+);
+
+/** An experiment's declared outcome metric: binary (0/1), scale or continuous within [min, max]. */
+export interface ExperimentMetric {
+  name: string;
+  kind: 'binary' | 'scale' | 'continuous';
+  min: number;
+  max: number;
+}
+
+/** Tolerated regressions: error rate in absolute points, p95 latency and tokens per request relative. */
+export interface Guardrails {
+  error_rate?: number;
+  p95_latency?: number;
+  tokens_per_request?: number;
+}
+
+/** What happened to an experiment: start, weights, kill, stop, guardrail, promotion, forced alias moves. */
+export const experimentHistory = sqliteTable(
+  'experiment_history',
+  {
+    id: integer('id').primaryKey({ autoIncrement: true }),
+    experimentId: text('experiment_id')
+      .notNull()
+      .references(() => experiments.id),
+    kind: text('kind').notNull(),
+    detail: text('detail', { mode: 'json' }).$type<Record<string, unknown>>().notNull(),
+    at: integer('at', { mode: 'timestamp_ms' }).notNull(),
+    by: text('by_key').references(() => apiKeys.id),
+  },
+  (t) => [index('experiment_history_experiment_idx').on(t.experimentId, t.id)],
+);
+
+/** The weights in force from one period on (SRM expects each period's new units to follow them). */
+export const experimentPeriods = sqliteTable(
+  'experiment_periods',
+  {
+    experimentId: text('experiment_id')
+      .notNull()
+      .references(() => experiments.id),
+    period: integer('period').notNull(),
+    weights: text('weights', { mode: 'json' }).$type<number[]>().notNull(),
+    startedAt: integer('started_at', { mode: 'timestamp_ms' }).notNull(),
+  },
+  (t) => [primaryKey({ columns: [t.experimentId, t.period] })],
+);
+
+/**
+ * One row per randomization unit of an experiment, updated with each counted event: the arm it was
+ * first served by (it counts there only), when, and its running usage totals.
+ */
+export const experimentUnits = sqliteTable(
+  'experiment_units',
+  {
+    experimentId: text('experiment_id').notNull(),
+    unit: text('unit').notNull(),
+    arm: integer('arm').notNull(),
+    firstAt: integer('first_at', { mode: 'timestamp_ms' }).notNull(),
+    requests: integer('requests').notNull(),
+    errors: integer('errors').notNull(),
+    ok: integer('ok').notNull(),
+    tokens: integer('tokens').notNull(),
+    latencyMs: real('latency_ms').notNull(),
+    ttftMs: real('ttft_ms').notNull(),
+  },
+  (t) => [primaryKey({ columns: [t.experimentId, t.unit] })],
+);
+
+/** A unit's running sum and count of one outcome metric (feedback or application events). */
+export const experimentUnitMetrics = sqliteTable(
+  'experiment_unit_metrics',
+  {
+    experimentId: text('experiment_id').notNull(),
+    unit: text('unit').notNull(),
+    metric: text('metric').notNull(),
+    sum: real('sum').notNull(),
+    count: integer('count').notNull(),
+  },
+  (t) => [primaryKey({ columns: [t.experimentId, t.unit, t.metric] })],
+);
+
+/** The score a completion holds per metric (a repeat replaces it: the aggregates take the difference). */
+export const experimentFeedback = sqliteTable(
+  'experiment_feedback',
+  {
+    completionId: text('completion_id').notNull(),
+    metric: text('metric').notNull(),
+    value: real('value').notNull(),
+  },
+  (t) => [primaryKey({ columns: [t.completionId, t.metric] })],
+);
+
+/**
+ * Per arm and statistic, sums over units of x_u, x_u^2, y_u, y_u^2, x_u*y_u (x: a unit's count of
+ * requests or scores, y: its total): the sufficient statistics of unit-level (delta-method) analysis.
+ */
+export const experimentMoments = sqliteTable(
+  'experiment_moments',
+  {
+    experimentId: text('experiment_id').notNull(),
+    arm: integer('arm').notNull(),
+    stat: text('stat').notNull(),
+    sx: real('sx').notNull(),
+    sxx: real('sxx').notNull(),
+    sy: real('sy').notNull(),
+    syy: real('syy').notNull(),
+    sxy: real('sxy').notNull(),
+  },
+  (t) => [primaryKey({ columns: [t.experimentId, t.arm, t.stat] })],
+);
+
+/** Request counts per arm in fixed log-spaced latency buckets (p50/p95 and the p95 guardrail). */
+export const experimentHistogram = sqliteTable(
+  'experiment_histogram',
+  {
+    experimentId: text('experiment_id').notNull(),
+    arm: integer('arm').notNull(),
+    kind: text('kind', { enum: ['latency', 'ttft'] }).notNull(),
+    bucket: integer('bucket').notNull(),
+    count: integer('count').notNull(),
+  },
+  (t) => [primaryKey({ columns: [t.experimentId, t.arm, t.kind, t.bucket] })],
 );

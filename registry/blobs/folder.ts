@@ -48,18 +48,25 @@ export class FolderBlobStore implements BlobStore {
         await file.write(chunk);
       }
       await file.sync();
+      await file.close();
     } catch (e) {
+      // A full disk (or quota) may surface at any of these, close included: leave nothing behind.
       await file.close().catch(() => {});
       await unlink(partial).catch(() => {});
       throw e;
     }
-    await file.close();
     const sha256 = await hasher.digest();
     if (options.sha256 !== undefined && options.sha256 !== sha256) {
       await unlink(partial).catch(() => {});
       throw new BlobIntegrityError(options.sha256, sha256);
     }
     const path = this.pathOf(sha256);
+    try {
+      await options.reserve?.(sha256);
+    } catch (e) {
+      await unlink(partial).catch(() => {});
+      throw e;
+    }
     if (await exists(path)) {
       await unlink(partial);
       return { sha256, bytes, created: false };

@@ -63,11 +63,13 @@ export class R2BlobStore implements BlobStore {
         const sha256 = await hasher.digest();
         if (options.sha256 !== undefined && options.sha256 !== sha256)
           throw new BlobIntegrityError(options.sha256, sha256);
+        await options.reserve?.(sha256);
         if (await this.has(sha256)) return { sha256, bytes: first.length, created: false };
         await this.bucket.put(this.key(sha256), first, { sha256 });
         return { sha256, bytes: first.length, created: true };
       }
       const expected = options.sha256;
+      if (expected !== undefined) await options.reserve?.(expected);
       if (expected !== undefined && (await this.has(expected))) {
         // Already stored: still read and verify what was sent, but write nothing.
         let bytes = 0;
@@ -99,6 +101,7 @@ export class R2BlobStore implements BlobStore {
       }
       if (expected !== undefined) return { sha256, bytes, created: true };
       try {
+        await options.reserve?.(sha256);
         if (await this.has(sha256)) return { sha256, bytes, created: false };
         await this.copy(target, this.key(sha256), bytes);
         return { sha256, bytes, created: true };

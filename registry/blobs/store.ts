@@ -21,6 +21,13 @@ export interface BlobListing {
 export interface PutOptions {
   /** If given, the content must hash to this; otherwise nothing is stored and BlobIntegrityError is thrown. */
   sha256?: string;
+  /**
+   * Called with the content's sha256 once it is known (at once when declared), before the blob
+   * appears under it or is reused: the upload takes its lease here (queries/blobs.ts), so no
+   * cleanup or sweep can delete the blob between this call and the version's commit. The store
+   * checks for existing content only after it returns.
+   */
+  reserve?: (sha256: string) => Promise<void>;
 }
 
 export interface BlobStore {

@@ -391,19 +391,6 @@ export async function updateAdapter(
   return { ...adapter, ...set };
 }
 
-/** Every file row of every version that uses a blob: a blob is safe to delete when this is zero. */
-export async function blobReferences(db: Db, sha256: string): Promise<number> {
-  const [a] = await db
-    .select({ n: sql<number>`count(*)` })
-    .from(adapterFiles)
-    .where(eq(adapterFiles.sha256, sha256));
-  const [b] = await db
-    .select({ n: sql<number>`count(*)` })
-    .from(baseModelFiles)
-    .where(eq(baseModelFiles.sha256, sha256));
-  return Number(a.n) + Number(b.n);
-}
-
 export function encodeCursor(value: string | number): string {
   return btoa(JSON.stringify([value]))
     .replace(/\+/g, '-')

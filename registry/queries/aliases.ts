@@ -3,6 +3,7 @@ import type { Db, RegistryDb, Statement } from '../db/index.ts';
 import { ApiError, conflict, notFound } from '../../src/http/errors.ts';
 import { aliases, aliasHistory, apiKeys } from '../schema.ts';
 import { decodeCursor, encodeCursor, getVersion, type AdapterRow, type Page } from './adapters.ts';
+import { experimentOnAlias, forcedAliasMoveStatement } from './experiments.ts';
 
 export type AliasRow = typeof aliases.$inferSelect;
 
@@ -76,13 +77,29 @@ export interface SetAliasResult {
   warning?: string;
 }
 
-/** Points an alias at an existing, not yanked version (set, move or roll back: all the same write). */
+/** The 409 for moving an alias that a running experiment's arm is defined by. */
+export function aliasInExperiment(experiment: { id: string; name: string }, alias: string): ApiError {
+  return conflict(
+    `alias "${alias}" is an arm of running experiment ${experiment.id} ("${experiment.name}"): ` +
+      'stop it first, or move the alias with force (recorded in its history)',
+    'alias_in_experiment',
+  );
+}
+
+type MoveBy = { keyId?: string | null; reason?: string | null; now: Date; force?: boolean };
+
+/**
+ * Points an alias at an existing, not yanked version (set, move or roll back: all the same write).
+ * An alias that is an arm of a running experiment moves only with `force` (409 naming the
+ * experiment otherwise); a forced move is written to the experiment's history too. The experiment
+ * keeps serving the version it resolved when it started either way.
+ */
 export async function setAlias(
   r: RegistryDb,
   adapter: AdapterRow,
   alias: string,
   version: number,
-  by: { keyId?: string | null; reason?: string | null; now: Date },
+  by: MoveBy,
 ): Promise<SetAliasResult> {
   const target = await getVersion(r.db, adapter, version);
   if (!target) throw notFound(`adapter "${adapter.name}" has no version ${version}`, 'version_not_found');
@@ -91,7 +108,12 @@ export async function setAlias(
   const current = await getAlias(r.db, adapter, alias);
   const warning = target.status === 'deprecated' ? `${adapter.name}@${version} is deprecated` : undefined;
   if (current?.version === version) return { alias, version, previousVersion: version, changed: false, warning };
-  await r.atomic(aliasMoveStatements(r.db, adapter.id, alias, version, by));
+  const experiment = await experimentOnAlias(r.db, adapter, alias);
+  if (experiment && !by.force) throw aliasInExperiment(experiment, alias);
+  await r.atomic([
+    ...aliasMoveStatements(r.db, adapter.id, alias, version, by),
+    ...(experiment ? [forcedAliasMoveStatement(r.db, experiment, alias, version, by)] : []),
+  ]);
   return { alias, version, previousVersion: current?.version ?? null, changed: true, warning };
 }
 
@@ -100,7 +122,7 @@ export async function rollbackAlias(
   r: RegistryDb,
   adapter: AdapterRow,
   alias: string,
-  by: { keyId?: string | null; reason?: string | null; now: Date },
+  by: MoveBy,
 ): Promise<SetAliasResult> {
   const current = await getAlias(r.db, adapter, alias);
   if (!current) throw notFound(`adapter "${adapter.name}" has no alias "${alias}"`, 'alias_not_found');

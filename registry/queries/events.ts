@@ -1,5 +1,5 @@
-import { and, asc, eq } from 'drizzle-orm';
-import type { Db, RegistryDb } from '../db/index.ts';
+import { and, eq, sql, type SQL } from 'drizzle-orm';
+import type { Db, RegistryDb, Statement } from '../db/index.ts';
 import { events, type EventType } from '../schema.ts';
 
 export interface EventInput {
@@ -17,14 +17,44 @@ export interface EventInput {
   data?: Record<string, unknown> | null;
 }
 
-/** Appends usage / exposure / feedback events in one write. Events are never updated or deleted (triggers refuse). */
-export async function appendEvents(r: RegistryDb, input: EventInput[], now = new Date()): Promise<void> {
-  if (!input.length) return;
-  // D1 caps bound parameters per statement at 100: 13 columns -> at most 7 rows per insert.
+/**
+ * The inserts of events: D1 caps bound parameters per statement at 100, so 13 columns -> at most 7
+ * rows per insert there; SQLite takes far more.
+ */
+export function eventStatements(r: RegistryDb, input: EventInput[], now = new Date()): Statement[] {
   const rows = input.map(({ at, ...e }) => ({ ...e, createdAt: at ?? now }));
-  const statements = [];
-  for (let i = 0; i < rows.length; i += 7) statements.push(r.db.insert(events).values(rows.slice(i, i + 7)));
-  await r.atomic(statements);
+  const per = r.driver === 'd1' ? 7 : 500;
+  const statements: Statement[] = [];
+  for (let i = 0; i < rows.length; i += per) statements.push(r.db.insert(events).values(rows.slice(i, i + per)));
+  return statements;
+}
+
+/**
+ * One event whose data also records, as `counted`, whether `counts` held when it was written (a
+ * usage event: was it counted in its experiment?).
+ */
+export function countedEventStatement(r: RegistryDb, e: EventInput, counts: SQL, now = new Date()): Statement {
+  const { at, data, ...rest } = e;
+  return r.db.insert(events).values({
+    ...rest,
+    createdAt: at ?? now,
+    data: sql`json_set(${JSON.stringify(data ?? {})}, '$.counted',
+      json(case when ${counts} then 'true' else 'false' end))`,
+  });
+}
+
+/**
+ * Appends usage / exposure / feedback / metric events, and the aggregate updates they cause, in
+ * one atomic write. Events are never updated or deleted (triggers refuse).
+ */
+export async function appendEvents(
+  r: RegistryDb,
+  input: EventInput[],
+  now = new Date(),
+  aggregates: Statement[] = [],
+): Promise<void> {
+  const statements = [...eventStatements(r, input, now), ...aggregates];
+  if (statements.length) await r.atomic(statements);
 }
 
 export type EventRow = typeof events.$inferSelect;
@@ -37,9 +67,4 @@ export async function findCompletion(db: Db, completionId: string, tenantId: str
     .where(and(eq(events.completionId, completionId), eq(events.type, 'usage'), eq(events.tenantId, tenantId)))
     .limit(1);
   return row;
-}
-
-/** Every event of an experiment, oldest first (results are computed from these). */
-export async function experimentEvents(db: Db, experimentId: string): Promise<EventRow[]> {
-  return db.select().from(events).where(eq(events.experimentId, experimentId)).orderBy(asc(events.id));
 }

@@ -1,12 +1,21 @@
-import { and, asc, desc, eq } from 'drizzle-orm';
+import { and, asc, desc, eq, sql } from 'drizzle-orm';
 import type { Db, RegistryDb, Statement } from '../db/index.ts';
 import { isUniqueViolation } from '../db/index.ts';
 import { ApiError, badRequest, conflict, notFound } from '../../src/http/errors.ts';
-import { adapters, experimentArms, experiments, type ExperimentStatus } from '../schema.ts';
-import { getAlias } from './aliases.ts';
+import {
+  adapters,
+  experimentArms,
+  experimentHistory,
+  experimentPeriods,
+  experiments,
+  type ExperimentMetric,
+  type ExperimentStatus,
+  type Guardrails,
+} from '../schema.ts';
+import { aliasMoveStatements, getAlias } from './aliases.ts';
 import { canSee, getVersion, type AdapterRow, type Viewer } from './adapters.ts';
 
-export interface ArmInput {
+interface ArmInput {
   name?: string;
   version?: number;
   alias?: string;
@@ -18,7 +27,12 @@ interface Arm {
   version: number | null;
   alias: string | null;
   weight: number;
+  /** The version this arm serves, fixed when the experiment started (null before). */
+  resolvedVersion: number | null;
 }
+
+/** What an experiment measures when it declares nothing: one `score` within the API's old bounds. */
+const DEFAULT_METRIC: ExperimentMetric = { name: 'score', kind: 'continuous', min: -1e6, max: 1e6 };
 
 export interface Experiment {
   id: string;
@@ -29,9 +43,19 @@ export interface Experiment {
   status: ExperimentStatus;
   killed: boolean;
   arms: Arm[];
+  /** Declared outcome metrics; the first is the primary one (verdict, auto-promotion). */
+  metrics: ExperimentMetric[];
+  guardrails: Guardrails;
+  autoPromote: boolean;
+  period: number;
+  startedAt: Date | null;
+  stoppedAt: Date | null;
+  stopReason: string | null;
   createdAt: Date;
   updatedAt: Date;
 }
+
+type By = { keyId?: string | null; now: Date };
 
 /** Checks arms against the adapter: every pinned version exists and is not yanked, every alias exists. */
 async function checkArms(db: Db, adapter: AdapterRow, arms: ArmInput[]): Promise<Arm[]> {
@@ -54,6 +78,7 @@ async function checkArms(db: Db, adapter: AdapterRow, arms: ArmInput[]): Promise
       version: a.version ?? null,
       alias: a.alias ?? null,
       weight: a.weight,
+      resolvedVersion: null,
     });
   }
   if (new Set(out.map((a) => a.name)).size !== out.length)
@@ -61,18 +86,75 @@ async function checkArms(db: Db, adapter: AdapterRow, arms: ArmInput[]): Promise
   return out;
 }
 
+function checkMetrics(metrics: ExperimentMetric[] | undefined): ExperimentMetric[] | null {
+  if (!metrics?.length) return null;
+  if (new Set(metrics.map((m) => m.name)).size !== metrics.length)
+    throw badRequest('metric names must be unique', 'invalid_metrics', 'metrics');
+  for (const m of metrics)
+    if (!(m.min < m.max)) throw badRequest(`metric "${m.name}": min must be below max`, 'invalid_metrics', 'metrics');
+  return metrics;
+}
+
 function armStatements(db: Db, experimentId: string, arms: Arm[]): Statement[] {
   return [db.insert(experimentArms).values(arms.map((a, position) => ({ experimentId, position, ...a })))];
+}
+
+function historyStatement(db: Db, experimentId: string, kind: string, detail: Record<string, unknown>, by: By) {
+  return db.insert(experimentHistory).values({ experimentId, kind, detail, at: by.now, by: by.keyId ?? null });
+}
+
+/**
+ * What starting an experiment writes: every arm's version fixed (an alias arm's current target),
+ * the weights of its first period, and a history entry. The experiment then serves exactly these
+ * versions, whatever later happens to the aliases.
+ */
+async function startStatements(r: RegistryDb, id: string, adapter: AdapterRow, arms: Arm[], period: number, by: By) {
+  const resolved: number[] = [];
+  for (const a of arms) {
+    const v = a.version ?? (await getAlias(r.db, adapter, a.alias!))?.version;
+    if (v === undefined) throw conflict(`alias "${a.alias}" of arm "${a.name}" no longer exists`, 'alias_not_found');
+    resolved.push(v);
+  }
+  return [
+    ...resolved.map((v, position) =>
+      r.db
+        .update(experimentArms)
+        .set({ resolvedVersion: v })
+        .where(and(eq(experimentArms.experimentId, id), eq(experimentArms.position, position))),
+    ),
+    r.db
+      .insert(experimentPeriods)
+      .values({ experimentId: id, period, weights: arms.map((a) => a.weight), startedAt: by.now })
+      .onConflictDoNothing(),
+    historyStatement(
+      r.db,
+      id,
+      'start',
+      { versions: Object.fromEntries(arms.map((a, i) => [a.name, resolved[i]])) },
+      by,
+    ),
+  ];
+}
+
+export interface ExperimentInput {
+  name: string;
+  arms: ArmInput[];
+  status?: ExperimentStatus;
+  metrics?: ExperimentMetric[];
+  guardrails?: Guardrails;
+  autoPromote?: boolean;
 }
 
 export async function createExperiment(
   r: RegistryDb,
   adapter: AdapterRow,
-  input: { name: string; arms: ArmInput[]; status?: ExperimentStatus },
-  by: { keyId?: string | null; now: Date },
+  input: ExperimentInput,
+  by: By,
 ): Promise<Experiment> {
   const arms = await checkArms(r.db, adapter, input.arms);
+  const metrics = checkMetrics(input.metrics);
   const id = `exp_${crypto.randomUUID().replace(/-/g, '').slice(0, 24)}`;
+  const running = input.status === 'running';
   try {
     await r.atomic([
       r.db.insert(experiments).values({
@@ -80,18 +162,27 @@ export async function createExperiment(
         name: input.name,
         adapterId: adapter.id,
         status: input.status ?? 'draft',
+        metrics,
+        guardrails: input.guardrails ?? null,
+        autoPromote: input.autoPromote ?? false,
+        startedAt: running ? by.now : null,
         createdAt: by.now,
         updatedAt: by.now,
         createdBy: by.keyId ?? null,
       }),
       ...armStatements(r.db, id, arms),
+      ...(running ? await startStatements(r, id, adapter, arms, 0, by) : []),
     ]);
   } catch (e) {
-    if (isUniqueViolation(e))
-      throw conflict(`adapter "${adapter.name}" already has a running experiment`, 'experiment_running');
-    throw e;
+    throw runningConflict(e, adapter);
   }
   return (await getExperiment(r.db, id))!;
+}
+
+function runningConflict(e: unknown, adapter: AdapterRow): unknown {
+  return isUniqueViolation(e)
+    ? conflict(`adapter "${adapter.name}" already has a running experiment`, 'experiment_running')
+    : e;
 }
 
 export interface ExperimentPatch {
@@ -101,6 +192,9 @@ export interface ExperimentPatch {
   weights?: number[];
   status?: ExperimentStatus;
   killed?: boolean;
+  metrics?: ExperimentMetric[];
+  guardrails?: Guardrails;
+  autoPromote?: boolean;
 }
 
 export async function updateExperiment(
@@ -108,43 +202,156 @@ export async function updateExperiment(
   current: Experiment,
   adapter: AdapterRow,
   patch: ExperimentPatch,
-  now: Date,
+  by: By,
 ): Promise<Experiment> {
   if (patch.arms && patch.weights) throw badRequest('give "arms" or "weights", not both', 'invalid_arms');
+  if (current.status === 'stopped' && patch.status && patch.status !== 'stopped')
+    throw conflict('a stopped experiment cannot be restarted: create a new one', 'experiment_stopped');
+  if (current.status !== 'draft' && (patch.arms || patch.metrics))
+    throw conflict(
+      `experiment "${current.id}" has started: its arms and metrics are fixed (ramp with "weights")`,
+      'experiment_started',
+    );
   let arms: Arm[] | undefined;
   if (patch.arms) arms = await checkArms(r.db, adapter, patch.arms);
   if (patch.weights) {
-    if (patch.weights.length !== current.arms.length) {
+    if (patch.weights.length !== current.arms.length)
       throw badRequest(`"weights" needs ${current.arms.length} numbers, one per arm`, 'invalid_arms', 'weights');
-    }
     if (!patch.weights.some((w) => w > 0))
       throw badRequest('at least one arm needs a weight above 0', 'invalid_arms', 'weights');
-    arms = current.arms.map((a, i) => ({ ...a, weight: patch.weights![i] }));
   }
-  if (current.status === 'stopped' && patch.status && patch.status !== 'stopped') {
-    throw conflict('a stopped experiment cannot be restarted: create a new one', 'experiment_stopped');
-  }
-  const set: Partial<typeof experiments.$inferInsert> = { updatedAt: now };
+  const set: Partial<typeof experiments.$inferInsert> = { updatedAt: by.now };
+  const statements: Statement[] = [];
   if (patch.name !== undefined) set.name = patch.name;
+  if (patch.metrics !== undefined) set.metrics = checkMetrics(patch.metrics);
+  if (patch.guardrails !== undefined) set.guardrails = patch.guardrails;
+  if (patch.autoPromote !== undefined) set.autoPromote = patch.autoPromote;
+  if (patch.killed !== undefined && patch.killed !== current.killed) {
+    set.killed = patch.killed;
+    statements.push(historyStatement(r.db, current.id, patch.killed ? 'kill' : 'unkill', {}, by));
+  }
+  const starting = current.status === 'draft' && patch.status === 'running';
+  const stopping = current.status !== 'stopped' && patch.status === 'stopped';
   if (patch.status !== undefined) set.status = patch.status;
-  if (patch.killed !== undefined) set.killed = patch.killed;
-  const statements: Statement[] = [r.db.update(experiments).set(set).where(eq(experiments.id, current.id))];
-  if (arms)
+  if (starting) set.startedAt = by.now;
+  if (stopping) Object.assign(set, { stoppedAt: by.now, stopReason: 'stopped by request' });
+  const finalArms = arms ?? current.arms.map((a, i) => ({ ...a, weight: patch.weights?.[i] ?? a.weight }));
+  if (patch.weights && current.status === 'running') {
+    // A ramp while running opens a new period: units first seen from now on follow the new weights.
+    set.period = current.period + 1;
+    statements.push(
+      r.db.insert(experimentPeriods).values({
+        experimentId: current.id,
+        period: current.period + 1,
+        weights: patch.weights,
+        startedAt: by.now,
+      }),
+      historyStatement(r.db, current.id, 'weights', { weights: patch.weights }, by),
+    );
+  }
+  if (arms || patch.weights)
     statements.push(
       r.db.delete(experimentArms).where(eq(experimentArms.experimentId, current.id)),
-      ...armStatements(r.db, current.id, arms),
+      ...armStatements(r.db, current.id, finalArms),
     );
+  if (starting) statements.push(...(await startStatements(r, current.id, adapter, finalArms, current.period, by)));
+  if (stopping) statements.push(historyStatement(r.db, current.id, 'stop', { reason: 'stopped by request' }, by));
   try {
-    await r.atomic(statements);
+    await r.atomic([r.db.update(experiments).set(set).where(eq(experiments.id, current.id)), ...statements]);
   } catch (e) {
-    if (isUniqueViolation(e))
-      throw conflict(`adapter "${adapter.name}" already has a running experiment`, 'experiment_running');
-    throw e;
+    throw runningConflict(e, adapter);
   }
   return (await getExperiment(r.db, current.id))!;
 }
 
-async function getExperiment(db: Db, id: string): Promise<Experiment | undefined> {
+/** Stops a running experiment for a reason (a guardrail, a promotion), in history. No-op if it stopped already. */
+function stopStatements(db: Db, e: Experiment, kind: string, reason: string, by: By): Statement[] {
+  return [
+    // History first, and only if it still runs: two concurrent stops leave one entry.
+    db.insert(experimentHistory).select(
+      sql`select null, ${e.id}, ${kind}, ${JSON.stringify({ reason })}, ${by.now.getTime()}, ${by.keyId ?? null}
+          where exists (select 1 from experiments where id = ${e.id} and status = 'running')`,
+    ),
+    db
+      .update(experiments)
+      .set({ status: 'stopped', stoppedAt: by.now, stopReason: reason, updatedAt: by.now })
+      .where(and(eq(experiments.id, e.id), eq(experiments.status, 'running'))),
+  ];
+}
+
+/**
+ * A guardrail's verdict: the kill switch goes on (every unit is served the control arm, nothing more
+ * is counted) with the reason in history and `stop_reason`. The experiment stays running, killed, so
+ * that its results and the control routing stay in place until someone stops or promotes it.
+ */
+export async function haltExperiment(r: RegistryDb, e: Experiment, reason: string, by: By) {
+  if (e.status !== 'running' || e.killed) return;
+  const live = and(eq(experiments.id, e.id), eq(experiments.status, 'running'), eq(experiments.killed, false));
+  await r.atomic([
+    // History first, and only if it is still live: two concurrent halts leave one entry.
+    r.db.insert(experimentHistory).select(
+      sql`select null, ${e.id}, 'guardrail', ${JSON.stringify({ reason })}, ${by.now.getTime()}, ${by.keyId ?? null}
+          where exists (select 1 from experiments where id = ${e.id} and status = 'running' and killed = 0)`,
+    ),
+    r.db.update(experiments).set({ killed: true, stopReason: reason, updatedAt: by.now }).where(live),
+  ]);
+}
+
+/**
+ * Promotion: the adapter's `production` alias moves to the arm's version and the experiment
+ * stops, in one write; the alias history names the experiment as the reason.
+ */
+export async function promoteArm(
+  r: RegistryDb,
+  e: Experiment,
+  armName: string,
+  by: By & { auto?: boolean },
+): Promise<{ version: number; previousVersion: number | null }> {
+  const arm = e.arms.find((a) => a.name === armName);
+  if (!arm) throw notFound(`experiment "${e.id}" has no arm "${armName}"`, 'arm_not_found');
+  if (e.status !== 'running' || arm.resolvedVersion === null)
+    throw conflict(
+      `experiment "${e.id}" is ${e.status}: only a running experiment's arm can be promoted`,
+      'not_running',
+    );
+  const [adapter] = await r.db.select().from(adapters).where(eq(adapters.id, e.adapterId));
+  const previous = (await getAlias(r.db, adapter, 'production'))?.version ?? null;
+  const reason = `experiment ${e.id} (${e.name}): ${by.auto ? 'auto-promoted' : 'promoted'} arm "${arm.name}"`;
+  await r.atomic([
+    ...aliasMoveStatements(r.db, e.adapterId, 'production', arm.resolvedVersion, { ...by, reason }),
+    ...stopStatements(r.db, e, by.auto ? 'auto_promote' : 'promote', reason, by),
+  ]);
+  return { version: arm.resolvedVersion, previousVersion: previous };
+}
+
+/** The running experiment of the adapter that has an arm on `alias`, if any (its moves need force). */
+export async function experimentOnAlias(db: Db, adapter: AdapterRow, alias: string): Promise<Experiment | undefined> {
+  const running = await getActiveExperiment(db, adapter);
+  return running?.arms.some((a) => a.alias === alias) ? running : undefined;
+}
+
+/** The history entry a forced move of an experiment's alias leaves. */
+export function forcedAliasMoveStatement(db: Db, e: Experiment, alias: string, toVersion: number, by: By) {
+  return historyStatement(db, e.id, 'alias_forced', { alias, to_version: toVersion }, by);
+}
+
+export interface HistoryEntry {
+  kind: string;
+  detail: Record<string, unknown>;
+  at: Date;
+  by: string | null;
+}
+
+export async function experimentHistoryOf(db: Db, id: string): Promise<HistoryEntry[]> {
+  const rows = await db
+    .select()
+    .from(experimentHistory)
+    .where(eq(experimentHistory.experimentId, id))
+    .orderBy(asc(experimentHistory.id));
+  return rows.map(({ kind, detail, at, by }) => ({ kind, detail, at, by }));
+}
+
+export async function getExperiment(db: Db, id: string): Promise<Experiment | undefined> {
   const [row] = await db
     .select({ e: experiments, adapter: adapters.name, tenantId: adapters.tenantId })
     .from(experiments)
@@ -156,17 +363,31 @@ async function getExperiment(db: Db, id: string): Promise<Experiment | undefined
     .from(experimentArms)
     .where(eq(experimentArms.experimentId, id))
     .orderBy(asc(experimentArms.position));
+  const e = row.e;
   return {
-    id: row.e.id,
-    name: row.e.name,
+    id: e.id,
+    name: e.name,
     adapter: row.adapter,
-    adapterId: row.e.adapterId,
+    adapterId: e.adapterId,
     tenantId: row.tenantId,
-    status: row.e.status,
-    killed: row.e.killed,
-    arms: arms.map(({ name, version, alias, weight }) => ({ name, version, alias, weight })),
-    createdAt: row.e.createdAt,
-    updatedAt: row.e.updatedAt,
+    status: e.status,
+    killed: e.killed,
+    arms: arms.map(({ name, version, alias, weight, resolvedVersion }) => ({
+      name,
+      version,
+      alias,
+      weight,
+      resolvedVersion,
+    })),
+    metrics: e.metrics?.length ? e.metrics : [DEFAULT_METRIC],
+    guardrails: e.guardrails ?? {},
+    autoPromote: e.autoPromote,
+    period: e.period,
+    startedAt: e.startedAt,
+    stoppedAt: e.stoppedAt,
+    stopReason: e.stopReason,
+    createdAt: e.createdAt,
+    updatedAt: e.updatedAt,
   };
 }
 
@@ -179,15 +400,10 @@ export async function findVisibleExperiment(db: Db, id: string, viewer: Viewer |
   return e;
 }
 
-/** The adapter's running experiment that is not killed: what `ADAPTER` alone resolves through. */
+/** The adapter's running experiment that is not killed. */
 export async function getRunningExperiment(db: Db, adapter: AdapterRow): Promise<Experiment | undefined> {
-  const [row] = await db
-    .select({ id: experiments.id })
-    .from(experiments)
-    .where(
-      and(eq(experiments.adapterId, adapter.id), eq(experiments.status, 'running'), eq(experiments.killed, false)),
-    );
-  return row ? getExperiment(db, row.id) : undefined;
+  const e = await getActiveExperiment(db, adapter);
+  return e && !e.killed ? e : undefined;
 }
 
 /** The adapter's running experiment, killed or not: a killed one sends every unit to its control arm. */
@@ -207,3 +423,9 @@ export async function listExperiments(db: Db, adapter: AdapterRow): Promise<Expe
     .orderBy(desc(experiments.createdAt));
   return (await Promise.all(rows.map((r) => getExperiment(db, r.id)))).filter((e): e is Experiment => !!e);
 }
+
+/** The SQL condition under which an event counts: the experiment is running and not killed, now. */
+// Plain identifiers (not drizzle column objects): these conditions are built for every event, and
+// rendering column objects costs far more than the query itself.
+export const countingNow = (experimentId: string) =>
+  sql`exists (select 1 from experiments where id = ${experimentId} and status = 'running' and killed = 0)`;

@@ -1,10 +1,21 @@
 import { eq, sql } from 'drizzle-orm';
 import type { AdapterManifest } from '../../src/engine/adapters/format.ts';
-import { isUniqueViolation, type RegistryDb, type Statement } from '../db/index.ts';
+import { isUniqueViolation, type Db, type RegistryDb, type Statement } from '../db/index.ts';
 import { conflict } from '../../src/http/errors.ts';
-import { adapterFiles, adapters, adapterVersions, baseModels, type FileEntry, type Visibility } from '../schema.ts';
-import { aliasMoveStatements } from './aliases.ts';
+import {
+  adapterFiles,
+  adapters,
+  adapterVersions,
+  baseModels,
+  baseModelVersions,
+  type FileEntry,
+  type Visibility,
+} from '../schema.ts';
+import { aliasInExperiment, aliasMoveStatements } from './aliases.ts';
+import { experimentOnAlias } from './experiments.ts';
 import { getAdapter, type AdapterRow } from './adapters.ts';
+import { releaseLeasesStatement } from './blobs.ts';
+import { recordIdempotencyKeyStatement } from './idempotency.ts';
 
 /** Everything a new adapter version consists of, validated and with its files already stored. */
 export interface NewAdapterVersion {
@@ -15,6 +26,7 @@ export interface NewAdapterVersion {
   visibility?: Visibility;
   task?: string;
   description?: string;
+  /** The version's own chat template (parsed by the caller). */
   chatTemplate?: string;
   baseVersionId: string;
   baseParams: number;
@@ -31,6 +43,10 @@ export interface NewAdapterVersion {
   /** Point this alias at the new version in the same write. */
   alias?: string;
   now: Date;
+  /** The upload whose blob leases the commit drops (its file rows reference the blobs instead). */
+  uploadId?: string;
+  /** Remember the request's Idempotency-Key with the version, in the same write. */
+  idempotency?: { key: string; fingerprint: string };
 }
 
 export interface CommittedVersion {
@@ -58,6 +74,9 @@ export async function commitAdapterVersion(
   for (let attempt = 0; ; attempt++) {
     const existing = await getAdapter(r.db, v.adapter);
     check(existing);
+    // Publishing onto an experiment's alias would move it under the running experiment (PUT with force does that).
+    const experiment = existing && v.alias ? await experimentOnAlias(r.db, existing, v.alias) : undefined;
+    if (experiment) throw aliasInExperiment(experiment, v.alias!);
     if (
       !existing &&
       (await r.db.select({ id: baseModels.id }).from(baseModels).where(eq(baseModels.name, v.adapter)).limit(1)).length
@@ -68,7 +87,7 @@ export async function commitAdapterVersion(
     const adapterId = existing?.id ?? `ad_${crypto.randomUUID()}`;
     const versionId = `adv_${crypto.randomUUID()}`;
     const statements: Statement[] = [];
-    const meta = { visibility: v.visibility, task: v.task, description: v.description, chatTemplate: v.chatTemplate };
+    const meta = { visibility: v.visibility, task: v.task, description: v.description };
     if (!existing) {
       statements.push(
         r.db.insert(adapters).values({
@@ -78,7 +97,6 @@ export async function commitAdapterVersion(
           visibility: v.visibility ?? 'private',
           task: v.task ?? null,
           description: v.description ?? null,
-          chatTemplate: v.chatTemplate ?? null,
           createdAt: v.now,
         }),
       );
@@ -113,6 +131,7 @@ export async function commitAdapterVersion(
         tags: v.tags ?? [],
         createdAt: v.now,
         createdBy: v.keyId ?? null,
+        chatTemplate: v.chatTemplate ?? null,
       }),
     );
     // D1 binds at most 100 parameters per statement: 4 per file row.
@@ -124,6 +143,11 @@ export async function commitAdapterVersion(
       const newVersion = sql`(select ${adapterVersions.version} from ${adapterVersions} where ${thisVersion})`;
       statements.push(...aliasMoveStatements(r.db, adapterId, v.alias, newVersion, { keyId: v.keyId, now: v.now }));
     }
+    if (v.uploadId) statements.push(releaseLeasesStatement(r.db, v.uploadId));
+    if (v.idempotency)
+      statements.push(
+        recordIdempotencyKeyStatement(r.db, { tenantId: v.tenantId, versionId, now: v.now, ...v.idempotency }),
+      );
     try {
       await r.atomic(statements);
     } catch (e) {
@@ -138,4 +162,45 @@ export async function commitAdapterVersion(
     const adapter = existing ?? (await getAdapter(r.db, v.adapter))!;
     return { id: versionId, version: row.version, adapter, paramsPctOfBase, bytes };
   }
+}
+
+/** A committed version as its publish answered it (for an Idempotency-Key replay). */
+export interface PublishedVersion {
+  adapter: string;
+  version: number;
+  sha256: string;
+  bytes: number;
+  params: number;
+  paramsPctOfBase: number;
+  /** MODEL@VERSION */
+  base: string;
+  kind: 'vlm' | 'lora';
+  files: FileEntry[];
+}
+
+export async function getPublishedVersion(db: Db, versionId: string): Promise<PublishedVersion> {
+  const [row] = await db
+    .select({
+      adapter: adapters.name,
+      version: adapterVersions.version,
+      sha256: adapterVersions.sha256,
+      bytes: adapterVersions.bytes,
+      params: adapterVersions.params,
+      paramsPctOfBase: adapterVersions.paramsPctOfBase,
+      baseModel: baseModels.name,
+      baseVersion: baseModelVersions.version,
+      kind: adapterVersions.kind,
+    })
+    .from(adapterVersions)
+    .innerJoin(adapters, eq(adapters.id, adapterVersions.adapterId))
+    .innerJoin(baseModelVersions, eq(baseModelVersions.id, adapterVersions.baseVersionId))
+    .innerJoin(baseModels, eq(baseModels.id, baseModelVersions.modelId))
+    .where(eq(adapterVersions.id, versionId));
+  const files = await db
+    .select({ name: adapterFiles.name, sha256: adapterFiles.sha256, bytes: adapterFiles.bytes })
+    .from(adapterFiles)
+    .where(eq(adapterFiles.versionId, versionId))
+    .orderBy(adapterFiles.name);
+  const { baseModel, baseVersion, ...rest } = row;
+  return { ...rest, base: `${baseModel}@${baseVersion}`, files };
 }

@@ -1,5 +1,5 @@
 import { createRoute, OpenAPIHono, z } from '@hono/zod-openapi';
-import { ApiError, notFound } from '../../src/http/errors.ts';
+import { ApiError, badRequest, notFound } from '../../src/http/errors.ts';
 import { type AppEnv } from '../http.ts';
 import { principalOf, setWarning } from '../../src/http/middleware.ts';
 import {
@@ -60,7 +60,11 @@ const AdapterSchema = z
     chat_template: z
       .string()
       .nullable()
-      .openapi({ description: 'Jinja chat template; null = task tokens, then the messages' }),
+      .openapi({
+        description:
+          'Legacy adapter-wide Jinja chat template (templates now belong to versions): used by versions ' +
+          'that have none of their own; it can only be removed (null)',
+      }),
     created_at: z.string(),
     versions: z.number().int(),
     latest_version: VersionSummarySchema.nullable(),
@@ -108,6 +112,14 @@ const VersionDetailSchema = z
     metrics: z.record(z.string(), z.unknown()).nullable(),
     tags: z.array(z.string()),
     files: z.array(FileSchema),
+    chat_template: z
+      .string()
+      .nullable()
+      .openapi({
+        description:
+          "This version's Jinja chat template, set when it was published; null: the adapter's legacy " +
+          "template if any, else the base model's, else task tokens and then the messages' text",
+      }),
     created_at: z.string(),
     created_by: z.string().nullable(),
   })
@@ -175,6 +187,7 @@ function presentVersion(v: AdapterVersionDetail): z.infer<typeof VersionDetailSc
     metrics: v.metrics ?? null,
     tags: v.tags,
     files: v.files,
+    chat_template: v.chatTemplate,
     created_at: iso(v.createdAt)!,
     created_by: v.createdBy,
   };
@@ -227,7 +240,9 @@ const patch = createRoute({
   method: 'patch',
   path: '/v1/adapters/{adapter}',
   tags: ['adapters'],
-  summary: "Change an adapter's visibility, task, description or chat template (its versions never change)",
+  summary:
+    "Change an adapter's visibility, task or description, or remove its legacy chat template (a template " +
+    'belongs to a version: publish a new version to change it)',
   ...scoped('publish'),
   request: {
     params: AdapterParam,
@@ -329,6 +344,13 @@ export function adapterRoutes(): OpenAPIHono<AppEnv> {
     const { registry } = c.var.deps;
     const adapter = await findWritableAdapter(registry.db, c.req.valid('param').adapter, viewerOf(p));
     const { chat_template: chatTemplate, ...patch } = c.req.valid('json');
+    if (typeof chatTemplate === 'string')
+      throw badRequest(
+        'a chat template belongs to an adapter version, so that a change is a new version (and can be A/B tested): ' +
+          'publish a new version with it (multipart field chat_template, or `versa publish --chat-template FILE`)',
+        'chat_template_per_version',
+        'chat_template',
+      );
     const updated = await updateAdapter(registry, adapter, { ...patch, chatTemplate });
     const [item] = await decorate(registry.db, [updated]);
     return c.json(presentAdapter(item), 200);

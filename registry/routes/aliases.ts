@@ -92,7 +92,14 @@ const put = createRoute({
   request: {
     params: AdapterParam.merge(AliasParam),
     body: jsonBody(
-      z.object({ version: z.number().int().positive(), reason: z.string().max(1000).optional() }).strict(),
+      z
+        .object({
+          version: z.number().int().positive(),
+          reason: z.string().max(1000).optional(),
+          /** Move an alias that is an arm of a running experiment (recorded in the experiment's history). */
+          force: z.boolean().optional(),
+        })
+        .strict(),
     ),
   },
   responses: {
@@ -112,7 +119,11 @@ const rollback = createRoute({
     params: AdapterParam.merge(AliasParam),
     body: {
       required: false,
-      content: { 'application/json': { schema: z.object({ reason: z.string().max(1000).optional() }).strict() } },
+      content: {
+        'application/json': {
+          schema: z.object({ reason: z.string().max(1000).optional(), force: z.boolean().optional() }).strict(),
+        },
+      },
     },
   },
   responses: { 200: json(AliasMoveResultSchema, 'Rolled back'), ...errors, ...conflictError },
@@ -163,6 +174,7 @@ export function aliasRoutes(): OpenAPIHono<AppEnv> {
     const r = await setAlias(registry, adapter, params.alias, body.version, {
       keyId: p.keyId,
       reason: body.reason,
+      force: body.force,
       now: now(),
     });
     if (r.warning) setWarning(c, r.warning);
@@ -173,9 +185,14 @@ export function aliasRoutes(): OpenAPIHono<AppEnv> {
     const p = principalOf(c);
     const { registry, now } = c.var.deps;
     const params = c.req.valid('param');
-    const body = c.req.valid('json') as { reason?: string };
+    const body = c.req.valid('json') as { reason?: string; force?: boolean };
     const adapter = await findWritableAdapter(registry.db, params.adapter, viewerOf(p));
-    const r = await rollbackAlias(registry, adapter, params.alias, { keyId: p.keyId, reason: body.reason, now: now() });
+    const r = await rollbackAlias(registry, adapter, params.alias, {
+      keyId: p.keyId,
+      reason: body.reason,
+      force: body.force,
+      now: now(),
+    });
     if (r.warning) setWarning(c, r.warning);
     return c.json(presentMove(adapter.name, r), 200);
   });

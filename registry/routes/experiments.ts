@@ -4,11 +4,14 @@ import { principalOf } from '../../src/http/middleware.ts';
 import { findVisibleAdapter, findWritableAdapter, viewerOf } from '../queries/adapters.ts';
 import {
   createExperiment,
+  experimentHistoryOf,
   findVisibleExperiment,
   listExperiments,
+  promoteArm,
   updateExperiment,
   type Experiment,
 } from '../queries/experiments.ts';
+import type { ExperimentMetric, Guardrails } from '../schema.ts';
 import { AliasName, ExperimentStatusSchema, iso, Name } from './schemas.ts';
 import { conflictError, errors, json, jsonBody, scoped } from '../../src/http/openapi.ts';
 
@@ -25,6 +28,39 @@ const ArmInputSchema = z
   })
   .openapi('ArmInput');
 
+const MetricSchema = z
+  .discriminatedUnion('kind', [
+    z.object({ name: z.string().regex(/^[a-z0-9_.-]{1,64}$/i), kind: z.literal('binary') }).strict(),
+    z
+      .object({
+        name: z.string().regex(/^[a-z0-9_.-]{1,64}$/i),
+        kind: z.enum(['scale', 'continuous']),
+        min: z.number().min(-1e6).max(1e6),
+        max: z.number().min(-1e6).max(1e6),
+      })
+      .strict(),
+  ])
+  .openapi('ExperimentMetric', {
+    description: 'binary (0/1), scale (whole numbers in [min, max], e.g. 1-5) or continuous in [min, max]',
+  });
+
+const GuardrailsSchema = z
+  .object({
+    error_rate: z.number().min(0).max(1).optional(),
+    p95_latency: z.number().min(0).max(100).optional(),
+    tokens_per_request: z.number().min(0).max(100).optional(),
+  })
+  .strict()
+  .openapi('Guardrails', {
+    description:
+      'Tolerated regressions against control: error_rate in absolute points (0.01 = 1 point), p95_latency and ' +
+      'tokens_per_request relative (0.2 = 20 %). When the sequential test shows an arm worse beyond one, the ' +
+      'experiment stops.',
+  });
+
+const metricsOf = (metrics: z.infer<typeof MetricSchema>[] | undefined): ExperimentMetric[] | undefined =>
+  metrics?.map((m) => (m.kind === 'binary' ? { ...m, min: 0, max: 1 } : m));
+
 const ExperimentSchema = z
   .object({
     id: z.string(),
@@ -39,8 +75,15 @@ const ExperimentSchema = z
         version: z.number().int().nullable(),
         alias: z.string().nullable(),
         weight: z.number(),
+        resolved_version: z.number().int().nullable(),
       }),
     ),
+    metrics: z.array(z.object({ name: z.string(), kind: z.string(), min: z.number(), max: z.number() })),
+    guardrails: z.object({}).passthrough(),
+    auto_promote: z.boolean(),
+    started_at: z.string().nullable(),
+    stopped_at: z.string().nullable(),
+    stop_reason: z.string().nullable(),
     created_at: z.string(),
     updated_at: z.string(),
   })
@@ -53,7 +96,13 @@ const present = (e: Experiment): z.infer<typeof ExperimentSchema> => ({
   adapter: e.adapter,
   status: e.status,
   killed: e.killed,
-  arms: e.arms,
+  arms: e.arms.map(({ resolvedVersion, ...a }) => ({ ...a, resolved_version: resolvedVersion })),
+  metrics: e.metrics,
+  guardrails: e.guardrails as Record<string, number>,
+  auto_promote: e.autoPromote,
+  started_at: iso(e.startedAt),
+  stopped_at: iso(e.stoppedAt),
+  stop_reason: e.stopReason,
   created_at: iso(e.createdAt)!,
   updated_at: iso(e.updatedAt)!,
 });
@@ -79,6 +128,9 @@ const create = createRoute({
           adapter: Name,
           arms: z.array(ArmInputSchema).min(1).max(16),
           status: z.enum(['draft', 'running']).optional(),
+          metrics: z.array(MetricSchema).min(1).max(8).optional(),
+          guardrails: GuardrailsSchema.optional(),
+          auto_promote: z.boolean().optional(),
         })
         .strict(),
     ),
@@ -90,7 +142,8 @@ const patch = createRoute({
   method: 'patch',
   path: '/v1/experiments/{id}',
   tags: ['experiments'],
-  summary: 'Change arms or weights, start/stop, or pull the kill switch (killed: serve as if there were no experiment)',
+  summary:
+    'Change arms or weights, start/stop, or pull the kill switch (killed: every unit is served the control arm and nothing is counted)',
   ...scoped('publish'),
   request: {
     params: IdParam,
@@ -102,6 +155,9 @@ const patch = createRoute({
           weights: z.array(z.number().min(0).max(1_000_000)).min(1).max(16).optional(),
           status: ExperimentStatusSchema.optional(),
           killed: z.boolean().optional(),
+          metrics: z.array(MetricSchema).min(1).max(8).optional(),
+          guardrails: GuardrailsSchema.optional(),
+          auto_promote: z.boolean().optional(),
         })
         .strict(),
     ),
@@ -117,6 +173,51 @@ const get = createRoute({
   ...scoped('read'),
   request: { params: IdParam },
   responses: { 200: json(ExperimentSchema, 'Experiment'), ...errors },
+});
+
+const promote = createRoute({
+  method: 'post',
+  path: '/v1/experiments/{id}/promote',
+  tags: ['experiments'],
+  summary:
+    "Promote an arm: the adapter's production alias moves to the arm's version and the experiment stops " +
+    '(alias history names the experiment)',
+  ...scoped('publish'),
+  request: { params: IdParam, body: jsonBody(z.object({ arm: z.string().min(1).max(64) }).strict()) },
+  responses: {
+    200: json(
+      z.object({
+        experiment: ExperimentSchema,
+        alias: z.literal('production'),
+        version: z.number().int(),
+        previous_version: z.number().int().nullable(),
+      }),
+      'Promoted',
+    ),
+    ...errors,
+    ...conflictError,
+  },
+});
+
+const history = createRoute({
+  method: 'get',
+  path: '/v1/experiments/{id}/history',
+  tags: ['experiments'],
+  summary: 'What happened to an experiment: start (with resolved versions), ramps, kill, stop, guardrails, promotion',
+  ...scoped('read'),
+  request: { params: IdParam },
+  responses: {
+    200: json(
+      z.object({
+        object: z.literal('list'),
+        data: z.array(
+          z.object({ kind: z.string(), detail: z.object({}).passthrough(), at: z.string(), by: z.string().nullable() }),
+        ),
+      }),
+      'History',
+    ),
+    ...errors,
+  },
 });
 
 const list = createRoute({
@@ -140,7 +241,17 @@ export function experimentRoutes(): OpenAPIHono<AppEnv> {
     const { registry, now } = c.var.deps;
     const body = c.req.valid('json');
     const adapter = await findWritableAdapter(registry.db, body.adapter, viewerOf(p));
-    const e = await createExperiment(registry, adapter, body, { keyId: p.keyId, now: now() });
+    const e = await createExperiment(
+      registry,
+      adapter,
+      {
+        ...body,
+        metrics: metricsOf(body.metrics),
+        guardrails: body.guardrails as Guardrails,
+        autoPromote: body.auto_promote,
+      },
+      { keyId: p.keyId, now: now() },
+    );
     return c.json(present(e), 201);
   });
 
@@ -149,7 +260,38 @@ export function experimentRoutes(): OpenAPIHono<AppEnv> {
     const { registry, now } = c.var.deps;
     const current = await findVisibleExperiment(registry.db, c.req.valid('param').id, viewerOf(p));
     const adapter = await findWritableAdapter(registry.db, current.adapter, viewerOf(p));
-    return c.json(present(await updateExperiment(registry, current, adapter, c.req.valid('json'), now())), 200);
+    const body = c.req.valid('json');
+    const patch = { ...body, metrics: metricsOf(body.metrics), autoPromote: body.auto_promote };
+    return c.json(
+      present(await updateExperiment(registry, current, adapter, patch, { keyId: p.keyId, now: now() })),
+      200,
+    );
+  });
+
+  app.openapi(promote, async (c) => {
+    const p = principalOf(c);
+    const { registry, now } = c.var.deps;
+    const current = await findVisibleExperiment(registry.db, c.req.valid('param').id, viewerOf(p));
+    await findWritableAdapter(registry.db, current.adapter, viewerOf(p));
+    const r = await promoteArm(registry, current, c.req.valid('json').arm, { keyId: p.keyId, now: now() });
+    const after = await findVisibleExperiment(registry.db, current.id, viewerOf(p));
+    return c.json(
+      {
+        experiment: present(after),
+        alias: 'production' as const,
+        version: r.version,
+        previous_version: r.previousVersion,
+      },
+      200,
+    );
+  });
+
+  app.openapi(history, async (c) => {
+    const p = principalOf(c);
+    const db = c.var.deps.registry.db;
+    const e = await findVisibleExperiment(db, c.req.valid('param').id, viewerOf(p));
+    const data = (await experimentHistoryOf(db, e.id)).map((h) => ({ ...h, at: iso(h.at)! }));
+    return c.json({ object: 'list' as const, data }, 200);
   });
 
   app.openapi(get, async (c) => {

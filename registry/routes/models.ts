@@ -1,5 +1,6 @@
 import { createRoute, OpenAPIHono, z } from '@hono/zod-openapi';
 import { isAdmin } from '../../src/http/principal.ts';
+import { ARCHITECTURES } from '../../src/engine/model/config.ts';
 import { ApiError, notFound } from '../../src/http/errors.ts';
 import { type AppEnv } from '../http.ts';
 import { principalOf } from '../../src/http/middleware.ts';
@@ -39,7 +40,7 @@ import { formatRef } from '../names.ts';
 
 const BaseVersionInputSchema = z
   .object({
-    architecture: z.enum(['gpt2', 'llama']),
+    architecture: z.enum(ARCHITECTURES),
     config: ModelConfigSchema,
     tokenizer: TokenizerSchema.nullable().optional(),
     files: z.array(FileSchema).max(1000),

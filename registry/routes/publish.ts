@@ -8,6 +8,9 @@ import { AdapterParam, FileSchema } from './schemas.ts';
 import { conflictError, errors, json, scoped } from '../../src/http/openapi.ts';
 import { formatRef } from '../names.ts';
 
+/** Idempotency-Key: bounded, visible ASCII (it is stored per tenant and echoed in messages). */
+const IDEMPOTENCY_KEY_RE = /^[\x21-\x7e]{1,255}$/;
+
 const PublishedSchema = z
   .object({
     adapter: z.string(),
@@ -67,12 +70,27 @@ const publish = createRoute({
   ...scoped('publish'),
   request: {
     params: AdapterParam,
+    headers: z.object({
+      'idempotency-key': z
+        .string()
+        .regex(IDEMPOTENCY_KEY_RE, 'must be 1-255 visible ASCII characters')
+        .optional()
+        .openapi({
+          description:
+            'Retry-safe publish: a retry with the same key (same tenant, same request) answers the first ' +
+            "attempt's version instead of making another; the same key with a different request is a 422",
+        }),
+    }),
     body: { required: true, content: { 'multipart/form-data': { schema: formSchema } } },
   },
   responses: {
     201: json(PublishedSchema, 'Published'),
     ...errors,
     ...conflictError,
+    422: {
+      description: 'The Idempotency-Key was used for a different request',
+      content: { 'application/json': { schema: z.object({ error: z.object({ message: z.string() }) }) } },
+    },
     413: {
       description: 'A file or field is over its limit',
       content: { 'application/json': { schema: z.object({ error: z.object({ message: z.string() }) }) } },
@@ -99,8 +117,10 @@ export function publishRoutes(): OpenAPIHono<AppEnv> {
       throw new ApiError(413, `the request is ${declared} bytes; the limit is ${max}`, 'payload_too_large');
     const body = c.req.raw.body;
     if (!body) throw new ApiError(400, 'empty request body', 'invalid_multipart');
-    const r = await publishAdapterVersion(c.var.deps, p, adapter, body, boundary);
+    const key = c.req.valid('header')['idempotency-key'];
+    const r = await publishAdapterVersion(c.var.deps, p, adapter, body, boundary, key);
     c.header('Location', `/v1/adapters/${r.adapter}/versions/${r.version}`);
+    if (r.replayed) c.header('Idempotent-Replayed', 'true');
     return c.json(
       {
         adapter: r.adapter,
@@ -110,8 +130,8 @@ export function publishRoutes(): OpenAPIHono<AppEnv> {
         bytes: r.bytes,
         params: r.params,
         params_pct_of_base: r.paramsPctOfBase,
-        base: formatRef(r.base.model, r.base.version),
-        kind: r.manifest.kind,
+        base: r.base,
+        kind: r.kind,
         files: r.files,
         alias: r.alias,
         status: 'active' as const,

@@ -2,8 +2,8 @@ import { z } from '@hono/zod-openapi';
 import { AliasName, FileName, Name, Sha256, Tag, TenantId, VersionNumber } from '../names.ts';
 import { EXPERIMENT_STATUSES, VERSION_STATUSES, VISIBILITIES } from '../schema.ts';
 import { SCOPES } from '../../src/http/principal.ts';
-import { CONFIG_LIMITS } from '../../src/engine/model/config.ts';
-import { parseChatTemplate } from '../../src/engine/tokenizer/chat-template.ts';
+import { ARCHITECTURES, CONFIG_LIMITS } from '../../src/engine/model/config.ts';
+import { chatTemplateError } from '../template-check.ts';
 
 /** Shared request/response schemas of the registry API (they are also its OpenAPI components). */
 
@@ -38,7 +38,7 @@ export const FileSchema = z
 
 export const ModelConfigSchema = z
   .object({
-    architecture: z.enum(['gpt2', 'llama']),
+    architecture: z.enum(ARCHITECTURES),
     vocabSize: z.number().int().positive().max(CONFIG_LIMITS.vocabSize),
     hiddenSize: z.number().int().positive().max(CONFIG_LIMITS.hiddenSize),
     numLayers: z.number().int().positive().max(CONFIG_LIMITS.numLayers),
@@ -65,7 +65,16 @@ export const ModelConfigSchema = z
   });
 
 export const TokenizerSchema = z
-  .object({ kind: z.enum(['hf', 'llama2c']), file: FileName, sha256: Sha256, bytes: z.number().int().nonnegative() })
+  .object({
+    kind: z.enum(['hf', 'llama2c']),
+    file: FileName,
+    sha256: Sha256,
+    bytes: z.number().int().nonnegative(),
+    chat_template: z
+      .lazy(() => ChatTemplateText)
+      .optional()
+      .openapi({ description: "the tokenizer's own chat template (tokenizer_config.json), the base's default" }),
+  })
   .openapi('Tokenizer');
 
 export const ListMeta = { object: z.literal('list'), next_cursor: z.string().nullable(), has_more: z.boolean() };
@@ -83,14 +92,11 @@ export const VisibilitySchema = z.enum(VISIBILITIES);
 export const ExperimentStatusSchema = z.enum(EXPERIMENT_STATUSES);
 export { AliasName, Name, Tag, TenantId };
 
-/** A chat template, parsed when it is saved: a syntax error is a 400 with the parser's message. */
+/** A chat template, parsed when it is saved: a syntax error is a 400 with the parser's message and line. */
 export const ChatTemplateText = z
   .string()
   .max(100_000)
   .superRefine((source, ctx) => {
-    try {
-      parseChatTemplate(source);
-    } catch (e) {
-      ctx.addIssue({ code: 'custom', message: (e as Error).message });
-    }
+    const message = chatTemplateError(source);
+    if (message) ctx.addIssue({ code: 'custom', message });
   });

@@ -16,11 +16,13 @@ const commands: Record<string, () => Promise<{ register(program: Command): void 
   bench: () => import('./commands/bench.ts'),
   compute: () => import('./commands/compute.ts'),
   start: () => import('./commands/start.ts'),
+  edge: () => import('./commands/edge.ts'),
   publish: () => import('./commands/publish.ts'),
   import: () => import('./commands/import.ts'),
   models: () => import('./commands/models.ts'),
   adapters: () => import('./commands/adapters.ts'),
   alias: () => import('./commands/alias.ts'),
+  experiments: () => import('./commands/experiments.ts'),
   pull: () => import('./commands/pull.ts'),
 };
 

@@ -69,12 +69,22 @@ export function createComputeApp(state: ComputeState): Hono {
   );
 
   app.post('/v1/internal/generate', async (c) => {
-    if (state.draining) return error(c, 503, 'this node is shutting down', 'draining');
+    if (state.draining) {
+      c.header('retry-after', '1'); // another node (or this one, restarted) can take it
+      return error(c, 503, 'this node is shutting down: send the request to another node', 'draining');
+    }
     if (!c.req.header('content-type')?.includes('application/json'))
       return error(c, 400, 'expected a JSON body (content-type: application/json)');
+    let text: string;
+    try {
+      // Bad bytes would become U+FFFD silently (and a prompt the edge never sent): refused instead.
+      text = new TextDecoder('utf-8', { fatal: true }).decode(await c.req.arrayBuffer());
+    } catch {
+      return error(c, 400, 'the body is not valid UTF-8', 'invalid_encoding');
+    }
     let json: unknown;
     try {
-      json = await c.req.json();
+      json = JSON.parse(text);
     } catch {
       return error(c, 400, 'the body is not valid JSON');
     }

@@ -40,7 +40,10 @@ export interface ComputeNode {
   port: number;
   engine: EngineClient;
   state: ComputeState;
-  /** Stops accepting, lets running streams finish (cancelling them after `timeoutMs`), then closes. */
+  /**
+   * Drains: new requests get 503 + Retry-After, running streams finish (cancelled after `timeoutMs`,
+   * ending in an error line), then the server closes.
+   */
   shutdown(timeoutMs?: number): Promise<void>;
 }
 
@@ -117,14 +120,16 @@ export async function startComputeNode(o: ComputeNodeOptions): Promise<ComputeNo
     state,
     shutdown(timeoutMs = 30_000) {
       closing ??= (async () => {
+        // Until it closes, a draining node answers new requests 503 + Retry-After (and /readyz 503),
+        // so callers fail over at once instead of meeting a refused connection.
         state.draining = true;
-        const closed = new Promise((resolve) => server.close(resolve)); // stop accepting connections
         const timer = setTimeout(() => {
           log('shutdown: drain deadline reached, cancelling running streams');
           engine.cancelAll();
         }, timeoutMs);
         await state.idle();
         clearTimeout(timer);
+        const closed = new Promise((resolve) => server.close(resolve)); // stop accepting connections
         // Responses are finishing: close keep-alive sockets as they go idle, all of them at worst.
         const http = server as unknown as { closeIdleConnections(): void; closeAllConnections(): void };
         const sweep = setInterval(() => http.closeIdleConnections(), 20);

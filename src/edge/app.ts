@@ -5,7 +5,7 @@ import { errorResponse, validationHook } from '../http/middleware.ts';
 import { errorBody } from '../http/errors.ts';
 import { registryRoutes } from '../../registry/routes/index.ts';
 import type { GenerationConfig } from './generation/config.ts';
-import { generationContext } from './generation/context.ts';
+import { generationContext, type GenerationContext } from './generation/context.ts';
 import { generationRoutes } from './generation/routes.ts';
 import { uiRoutes } from './ui/routes.ts';
 
@@ -17,6 +17,8 @@ export interface AppDeps extends Omit<RegistryDeps, 'now' | 'limits'> {
   limits?: Partial<Limits>;
   /** Compute nodes and generation limits (the OpenAI-compatible routes). */
   generation?: Partial<GenerationConfig>;
+  /** The generation routes' shared state, when the entry keeps a handle on it (to run health checks). */
+  generationContext?: GenerationContext;
 }
 
 /**
@@ -25,7 +27,8 @@ export interface AppDeps extends Omit<RegistryDeps, 'now' | 'limits'> {
  * in a Worker and on Node.
  */
 export function createApp(deps: AppDeps): OpenAPIHono<AppEnv> {
-  const { generation: _generation, ...registryDeps } = deps;
+  const { generation: _generation, generationContext: _context, ...registryDeps } = deps;
+  const gen = deps.generationContext ?? generationContext(deps.generation);
   const resolved: RegistryDeps = {
     ...registryDeps,
     now: deps.now ?? (() => new Date()),
@@ -37,6 +40,8 @@ export function createApp(deps: AppDeps): OpenAPIHono<AppEnv> {
     c.set('deps', resolved);
     await next();
   });
+  // Liveness for load balancers and `versa edge` users: no key, no addresses, only counts.
+  app.get('/healthz', (c) => c.json({ status: 'ok', compute_nodes: gen.pools.summary() }));
   // JSON bodies are small; only the publish route streams (it enforces its own limits).
   app.use('/v1/*', async (c, next) => {
     const type = c.req.header('content-type') ?? '';
@@ -49,7 +54,7 @@ export function createApp(deps: AppDeps): OpenAPIHono<AppEnv> {
   });
   app.use('/v1/*', registryPrincipal());
 
-  const routeModules = [...registryRoutes(), generationRoutes(generationContext(deps.generation)), uiRoutes()];
+  const routeModules = [...registryRoutes(), generationRoutes(gen), uiRoutes()];
   for (const module of routeModules) app.route('/', module);
 
   app.openAPIRegistry.registerComponent('securitySchemes', 'bearer', {

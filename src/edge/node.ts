@@ -4,13 +4,16 @@ import { createApiKey } from '../../registry/auth.ts';
 import { FolderBlobStore } from '../../registry/blobs/folder.ts';
 import { sqliteRegistry, type SqliteRegistry } from '../../registry/db/sqlite.ts';
 import type { Limits } from '../../registry/http.ts';
-import { sweepOrphans } from '../../registry/sweep.ts';
+import { sweepOrphans, SWEEP_EVERY_MS } from '../../registry/sweep.ts';
 import { createApp, type AppDeps } from './app.ts';
 import { parseComputeNodes } from './generation/config.ts';
+import { generationContext } from './generation/context.ts';
+import { nodeSettingsFrom } from './routing/settings.ts';
 
 /**
  * Node entry: the same app over SQLite (better-sqlite3, migrations applied at open) and a blob
- * folder, both under VERSA_HOME (default ./.versa): `<home>/registry.db`, `<home>/blobs/`.
+ * folder, both under VERSA_HOME (default ./.versa): `<home>/registry.db`, `<home>/blobs/`. Compute
+ * nodes come from COMPUTE_NODES and their settings from VERSA_NODE_* (see README), unless given.
  */
 export interface NodeServerOptions {
   /** Default: env PORT, else 8787. 0 picks a free port. */
@@ -49,14 +52,23 @@ export async function startNodeServer(options: NodeServerOptions = {}): Promise<
   const { registry, blobs } = openLocalRegistry(home);
   if (options.apiKey)
     await createApiKey(registry, { tenant: 'default', name: 'admin', scopes: ['admin'], key: options.apiKey });
-  const generation = options.deps?.generation ?? {
-    nodes: parseComputeNodes(process.env.COMPUTE_NODES),
-    computeToken: process.env.VERSA_COMPUTE_TOKEN || undefined,
+  const generation = {
+    ...nodeSettingsFrom(process.env), // the VERSA_NODE_* timeouts, unless the caller sets them
+    ...(options.deps?.generation ?? {
+      nodes: parseComputeNodes(process.env.COMPUTE_NODES),
+      computeToken: process.env.VERSA_COMPUTE_TOKEN || undefined,
+    }),
   };
-  const app = createApp({ registry, blobs, limits: options.limits, ...options.deps, generation });
+  const gen = options.deps?.generationContext ?? generationContext(generation);
+  const app = createApp({ registry, blobs, limits: options.limits, ...options.deps, generationContext: gen });
+  // Active health checks: a frozen or stopped node is taken out before a request waits on it.
+  const checkNodes = () => gen.pools.all().forEach((pool) => void pool.check());
+  const health = gen.config.healthCheckMs > 0 ? setInterval(checkNodes, gen.config.healthCheckMs) : undefined;
+  health?.unref();
+  checkNodes();
   const sweep = () => sweepOrphans(registry.db, blobs).catch((e) => console.error('versa: sweep failed:', e));
   void sweep();
-  const timer = setInterval(sweep, 60 * 60 * 1000);
+  const timer = setInterval(sweep, SWEEP_EVERY_MS);
   timer.unref();
   const { server, port: actualPort } = await listen(app.fetch, {
     port,
@@ -72,6 +84,7 @@ export async function startNodeServer(options: NodeServerOptions = {}): Promise<
     app,
     close: async () => {
       clearInterval(timer);
+      clearInterval(health);
       await new Promise<void>((done) => server.close(() => done()));
       registry.close();
     },

@@ -6,6 +6,8 @@ import { digestStreamHasher } from '../../registry/hash.ts';
 import { sweepOrphans } from '../../registry/sweep.ts';
 import { createApp, type AppDeps } from './app.ts';
 import { parseComputeNodes } from './generation/config.ts';
+import { generationContext } from './generation/context.ts';
+import { nodeSettingsFrom } from './routing/settings.ts';
 
 /**
  * Cloudflare Worker entry: bindings DB (D1) and BLOBS (R2) from wrangler.toml. Optional secret
@@ -23,6 +25,11 @@ export interface Env {
   /** Requests per minute per API key (default 600; 0 = off). */
   RATE_LIMIT_PER_MINUTE?: string;
   MAX_TOKENS?: string;
+  /** Seconds (vars): a node's probe answer, its first token, each next token; health-check interval. */
+  VERSA_NODE_CONNECT_TIMEOUT?: string;
+  VERSA_NODE_FIRST_BYTE_TIMEOUT?: string;
+  VERSA_NODE_IDLE_TIMEOUT?: string;
+  VERSA_NODE_HEALTH_INTERVAL?: string;
 }
 
 function depsFrom(env: Env): AppDeps {
@@ -31,10 +38,15 @@ function depsFrom(env: Env): AppDeps {
   const generation: AppDeps['generation'] = {
     nodes: parseComputeNodes(env.COMPUTE_NODES),
     computeToken: env.VERSA_COMPUTE_TOKEN || undefined,
+    ...nodeSettingsFrom(env),
   };
   if (env.RATE_LIMIT_PER_MINUTE) generation.rateLimitPerMinute = Number(env.RATE_LIMIT_PER_MINUTE);
   if (env.MAX_TOKENS) generation.maxTokens = Number(env.MAX_TOKENS);
-  return { registry: d1Registry(env.DB), blobs: new R2BlobStore(env.BLOBS, { hasher }), generation };
+  return {
+    registry: d1Registry(env.DB),
+    blobs: new R2BlobStore(env.BLOBS, { hasher }),
+    generationContext: generationContext(generation),
+  };
 }
 
 // Bindings do not change within an isolate: build the app once, on the first request.
@@ -52,6 +64,8 @@ function appFor(env: Env) {
 export default {
   async fetch(request: Request, env: Env, ctx: ExecutionContext): Promise<Response> {
     const { app, deps } = appFor(env);
+    // Workers have no timers: requests run the active health checks, at most one round per interval.
+    for (const pool of deps.generationContext!.pools.all()) ctx.waitUntil(pool.checkIfDue());
     if (env.VERSA_API_KEY) {
       keyInstalled ??= createApiKey(deps.registry, {
         tenant: 'default',

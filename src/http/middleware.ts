@@ -1,7 +1,7 @@
 import type { Context, Env, MiddlewareHandler } from 'hono';
 import { HTTPException } from 'hono/http-exception';
 import type { ZodError } from 'zod';
-import { ApiError, errorBody } from './errors.ts';
+import { ApiError, errorBody, storageFullError } from './errors.ts';
 import { hasScope, type Principal, type Scope } from './principal.ts';
 
 /** The variables every Versa app carries: its injected dependencies and the caller. */
@@ -85,6 +85,11 @@ export function errorResponse(err: Error, c: Context): Response {
       ? 'malformed JSON in the request body'
       : err.message || 'invalid request';
     return c.json(errorBody(status, message, code), status);
+  }
+  const full = storageFullError(err);
+  if (full) {
+    console.error('versa: storage full:', err.message);
+    return c.json(full.body, 507);
   }
   console.error('versa: unhandled error:', err);
   return c.json(errorBody(500, 'internal error', 'internal_error'), 500);

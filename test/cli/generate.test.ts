@@ -101,7 +101,7 @@ describe('versa generate', () => {
     [
       'an execution provider this host cannot load',
       ['generate', '--model', stories, '--ep', 'cuda'],
-      /execution provider "cuda" could not be loaded: .*--onnxruntime-node-install=cuda12/,
+      /execution provider "cuda" could not be loaded: .*ONNXRUNTIME_NODE_INSTALL=cuda12/,
     ],
   ];
   for (const [what, args, message] of errors) {

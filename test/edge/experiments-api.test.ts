@@ -7,7 +7,7 @@ import { fixture } from '../helpers/fixtures.ts';
 import { startProduct, type TestProduct } from '../helpers/product.ts';
 import { COMPUTE_TOKEN } from '../helpers/compute.ts';
 import { publishFolder } from '../../registry/local.ts';
-import { appendEvents } from '../../registry/queries/events.ts';
+import { serveRequests } from '../helpers/experiments.ts';
 import { NodePool } from '../../src/edge/routing/nodes.ts';
 
 describe('A/B experiments through the API', () => {
@@ -109,14 +109,8 @@ describe('A/B experiments through the API', () => {
         { name: 'b', alias: 'production', weight: 50 },
       ],
     });
-    const exposure = (arm: string, n: number) =>
-      Array.from({ length: n }, (_, i) => ({
-        type: 'exposure' as const,
-        experimentId: other.id,
-        arm,
-        unit: `${arm}-${i}`,
-      }));
-    await appendEvents(product.registry.registry, [...exposure('a', 700), ...exposure('b', 300)]);
+    const served = (arm: number, n: number) => Array.from({ length: n }, (_, i) => ({ unit: `${arm}-${i}`, arm }));
+    await serveRequests(product.registry.registry, other.id, [...served(0, 700), ...served(1, 300)]);
     const skewed = await product.client.json('GET', `/v1/experiments/${other.id}/results`);
     expect(skewed.srm.mismatch).toBe(true);
     expect(skewed.srm.p_value).toBeLessThan(1e-6);

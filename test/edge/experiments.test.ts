@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { assignArm } from '../../src/edge/experiments/assign.ts';
-import { differenceInterval, meanInterval, sampleRatioMismatch } from '../../src/edge/experiments/stats.ts';
+import { difference, interval, ratioEstimate, sampleRatioMismatch } from '../../src/edge/experiments/stats.ts';
 import { NodePool } from '../../src/edge/routing/nodes.ts';
 
 const units = Array.from({ length: 10_000 }, (_, i) => `user-${i}`);
@@ -75,21 +75,32 @@ describe('sticky bucketing', () => {
 
 describe('experiment statistics', () => {
   it('the sample-ratio check flags a skewed log and passes a fair one', () => {
-    expect(sampleRatioMismatch([5020, 4980], [50, 50])!.pValue).toBeGreaterThan(0.05);
-    expect(sampleRatioMismatch([5400, 4600], [50, 50])!.pValue).toBeLessThan(0.001);
-    expect(sampleRatioMismatch([8980, 1020], [90, 10])!.pValue).toBeGreaterThan(0.05);
-    expect(sampleRatioMismatch([9300, 700], [90, 10])!.pValue).toBeLessThan(0.001);
+    expect(sampleRatioMismatch([[5020, 4980]], [[50, 50]])!.pValue).toBeGreaterThan(0.05);
+    expect(sampleRatioMismatch([[5400, 4600]], [[50, 50]])!.pValue).toBeLessThan(0.001);
+    expect(sampleRatioMismatch([[8980, 1020]], [[90, 10]])!.pValue).toBeGreaterThan(0.05);
+    expect(sampleRatioMismatch([[9300, 700]], [[90, 10]])!.pValue).toBeLessThan(0.001);
   });
 
-  it('means carry t intervals; differences carry Welch intervals', () => {
-    const m = meanInterval([1, 2, 3, 4, 5]);
+  it('unit-level means carry normal intervals; differences carry fixed and sequential intervals', () => {
+    // Five units with one request each: the plain mean and s^2 / n.
+    const units = (ys: number[]) => ({
+      n: ys.length,
+      sx: ys.length,
+      sxx: ys.length,
+      sy: ys.reduce((a, b) => a + b, 0),
+      syy: ys.reduce((a, b) => a + b * b, 0),
+      sxy: ys.reduce((a, b) => a + b, 0),
+    });
+    const m = ratioEstimate(units([1, 2, 3, 4, 5]));
     expect(m.mean).toBe(3);
-    expect(m.ci95![0]).toBeCloseTo(3 - 2.776 * Math.sqrt(2.5 / 5), 3);
-    const d = differenceInterval([1, 2, 3, 4, 5], [3, 4, 5, 6, 7]);
+    expect(m.variance).toBeCloseTo(2.5 / 5, 10);
+    expect(interval(m)![0]).toBeCloseTo(3 - 1.96 * Math.sqrt(2.5 / 5), 2);
+    const d = difference(m, ratioEstimate(units([3, 4, 5, 6, 7])));
     expect(d.diff).toBe(2);
     expect(d.ci95![0]).toBeLessThan(2);
-    expect(d.ci95![1]).toBeGreaterThan(2);
-    expect(meanInterval([4]).ci95).toBeNull();
+    expect(d.cs95![0]).toBeLessThan(d.ci95![0]); // always-valid is wider than one look
+    expect(d.cs95![1]).toBeGreaterThan(d.ci95![1]);
+    expect(ratioEstimate(units([4])).variance).toBeNull();
   });
 });
 

@@ -66,3 +66,41 @@ export async function freePort(): Promise<number> {
     });
   });
 }
+
+/** A compute node in its own process (`versa compute`), so that a test can stop, freeze or kill it. */
+export interface ComputeProcess {
+  url: string;
+  child: import('node:child_process').ChildProcess;
+  /** Resolves with the exit code once the process has exited. */
+  exited: Promise<number | null>;
+  /** SIGKILLs it if it still runs. */
+  kill(): Promise<void>;
+}
+
+export async function spawnComputeNode(args: string[] = []): Promise<ComputeProcess> {
+  const { spawn } = await import('node:child_process');
+  const { resolve } = await import('node:path');
+  const { fixture } = await import('./fixtures.ts');
+  const bin = resolve(import.meta.dirname, '../../bin/versa.js');
+  const child = spawn(
+    process.execPath,
+    [bin, 'compute', '--model', fixture('stories260k/model.bin'), '--port', '0', '--threads', '1', ...args],
+    { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, VERSA_COMPUTE_TOKEN: COMPUTE_TOKEN } },
+  );
+  const exited = new Promise<number | null>((done) => child.on('exit', (code) => done(code)));
+  let stderr = '';
+  child.stderr.on('data', (d) => (stderr += d));
+  const url = await new Promise<string>((done, fail) => {
+    child.stdout.on('data', (d) => done(String(d).trim()));
+    void exited.then((code) => fail(new Error(`versa compute exited ${code}: ${stderr}`)));
+  });
+  return {
+    url,
+    child,
+    exited,
+    kill: async () => {
+      if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+      await exited;
+    },
+  };
+}

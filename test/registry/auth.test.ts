@@ -290,6 +290,39 @@ const routes: RouteCase[] = [
     rival: 404,
     send: (c, key) => c.reg.fetch(`/v1/experiments/${c.experiment}/results`, { key }),
   },
+  {
+    route: 'GET /v1/experiments/{id}/history',
+    scopes: ['read'],
+    ok: 200,
+    rival: 404,
+    send: (c, key) => c.reg.fetch(`/v1/experiments/${c.experiment}/history`, { key }),
+  },
+  // A draft experiment: promotion is refused once authorized.
+  {
+    route: 'POST /v1/experiments/{id}/promote',
+    scopes: ['publish'],
+    ok: 409,
+    rival: 404,
+    send: (c, key) => c.reg.fetch(`/v1/experiments/${c.experiment}/promote`, { ...body('POST', { arm: 'v1' }), key }),
+  },
+  {
+    route: 'POST /v1/experiments/{id}/metrics',
+    scopes: ['generate'],
+    ok: 202,
+    rival: 404,
+    send: (c, key) =>
+      c.reg.fetch(`/v1/experiments/${c.experiment}/metrics`, {
+        ...body('POST', { events: [{ unit: 'u', metric: 'score', value: 1 }] }),
+        key,
+      }),
+  },
+  {
+    route: 'GET /v1/stats',
+    scopes: ['admin'],
+    ok: 200,
+    rival: 403,
+    send: (c, key) => c.reg.fetch('/v1/stats', { key }),
+  },
 ];
 
 function expected(route: RouteCase, who: Who): number {

@@ -69,7 +69,7 @@ const cases: Case[] = [
   },
   {
     name: 'unknown JSON field',
-    send: (r) => r.fetch('/v1/adapters/good/aliases/production', json('PUT', '{"version":1,"force":true}')),
+    send: (r) => r.fetch('/v1/adapters/good/aliases/production', json('PUT', '{"version":1,"forced":true}')),
     status: 400,
     code: 'validation_error',
   },

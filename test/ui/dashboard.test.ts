@@ -2,7 +2,7 @@ import { existsSync } from 'node:fs';
 import type { Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { publishFolder } from '../../registry/local.ts';
-import { appendEvents } from '../../registry/queries/events.ts';
+import { serveRequests } from '../helpers/experiments.ts';
 import { fixture } from '../helpers/fixtures.ts';
 import { startProduct, type TestProduct } from '../helpers/product.ts';
 import { CHROMIUM, launchChromium, type Browser } from './browser.ts';
@@ -175,8 +175,8 @@ describe('dashboard in headless Chromium', () => {
       killed: false,
     });
     expect(created.arms).toEqual([
-      { name: 'control', version: 1, alias: null, weight: 50 },
-      { name: 'candidate', version: 2, alias: null, weight: 50 },
+      { name: 'control', version: 1, alias: null, weight: 50, resolved_version: 1 },
+      { name: 'candidate', version: 2, alias: null, weight: 50, resolved_version: 2 },
     ]);
     for (const arm of ['control', 'candidate']) expect(await text(`arm-${arm}-requests`)).toBe('0');
   });
@@ -285,14 +285,8 @@ describe('dashboard in headless Chromium', () => {
         { name: 'b', alias: 'production', weight: 50 },
       ],
     });
-    const exposure = (arm: string, n: number) =>
-      Array.from({ length: n }, (_, i) => ({
-        type: 'exposure' as const,
-        experimentId: skewed.id,
-        arm,
-        unit: `${arm}-${i}`,
-      }));
-    await appendEvents(product.registry.registry, [...exposure('a', 700), ...exposure('b', 300)]);
+    const served = (arm: number, n: number) => Array.from({ length: n }, (_, i) => ({ unit: `${arm}-${i}`, arm }));
+    await serveRequests(product.registry.registry, skewed.id, [...served(0, 700), ...served(1, 300)]);
     await go(`#/experiment/${skewed.id}`);
     const warning = page.getByTestId('srm-warning');
     await warning.waitFor();

@@ -9,9 +9,11 @@ type Bench = (opts: {
   model?: string;
   quantizeBlock?: number;
   precisionOnly?: boolean;
+  seconds?: number;
+  units?: number;
 }) => Promise<Figures>;
 
-/** `versa bench engine|compute`: performance figures, reported as ratios measured in the same run. */
+/** `versa bench engine|compute|chaos`: performance figures, reported as ratios measured in the same run. */
 export function register(program: Command): void {
   const bench = program.command('bench').description('measure performance (not part of npm test)');
   const add = (name: string, description: string, load: () => Promise<Bench>) =>
@@ -27,6 +29,8 @@ export function register(program: Command): void {
           model?: string;
           quantizeBlock?: number;
           precisionOnly?: boolean;
+          seconds?: number;
+          units?: number;
         }) => {
           const log = (line: string) => process.stderr.write(`bench: ${line}\n`);
           const result = await (await load())({ ...o, log });
@@ -46,6 +50,16 @@ export function register(program: Command): void {
     'aggregate tokens/s and time to first token at 1-64 concurrent streams on one and on 16 adapters',
     async () => (await import('../../bench/compute.ts')).benchCompute,
   );
+  add(
+    'chaos',
+    'the reliability load: 64 streams over mixed adapters through an edge and two nodes, one killed mid-run',
+    async () => (await import('../../bench/chaos.ts')).benchChaos,
+  ).option('--seconds <n>', 'how long the load runs (default 45)', parse.int(5));
+  add(
+    'experiments',
+    'latency of experiment results over 10^6 events and 10^5 units on SQLite (aggregates, not events)',
+    async () => (await import('../../bench/experiments.ts')).benchExperiments,
+  ).option('--units <n>', 'units, 10 requests each (default 100000)', parse.int(1));
 }
 
 function table({ targets = {}, ...figures }: Figures): string {

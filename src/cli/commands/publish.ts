@@ -37,7 +37,8 @@ export function register(program: Command): void {
       .option('--description <text>', 'one-line description')
       .option(
         '--chat-template <file>',
-        'Jinja chat template for /v1/chat/completions (default: task tokens, then the messages)',
+        "this version's Jinja chat template for /v1/chat/completions (default: the folder's " +
+          "chat_template.jinja or tokenizer_config.json chat_template, else the base model's)",
       )
       .option('--dataset <text>', 'lineage: training data')
       .option('--license <spdx>', 'lineage: license')

@@ -1,7 +1,11 @@
 import type { Context } from 'hono';
 import { streamSSE, type SSEStreamingApi } from 'hono/streaming';
 import type { AppEnv } from '../../../registry/http.ts';
-import { appendEvents, type EventInput } from '../../../registry/queries/events.ts';
+import { appendEvents, countedEventStatement, type EventInput } from '../../../registry/queries/events.ts';
+import { servedCounts, servedStatements } from '../../../registry/queries/experiment-aggregates.ts';
+import { getExperiment } from '../../../registry/queries/experiments.ts';
+import { evaluateExperiment } from '../experiments/evaluate.ts';
+import { histogramBucket } from '../experiments/stats.ts';
 import { formatRef } from '../../../registry/names.ts';
 import { setWarning } from '../../http/middleware.ts';
 import { ApiError, errorBody, type ErrorStatus } from '../../http/errors.ts';
@@ -18,6 +22,8 @@ type NodeEvents = AsyncGenerator<ComputeEvent & { node?: string }>;
 /** One completion to run, from a chat or a completions request. */
 export interface CompletionJob {
   kind: 'chat' | 'text';
+  /** The completion's id (newCompletionId): known before resolution, as a per-request unit. */
+  id: string;
   model: string;
   target: Target;
   principal: Principal;
@@ -50,7 +56,7 @@ export async function complete(c: Context<AppEnv>, gen: GenerationContext, job: 
       'no_compute_nodes',
     );
   const who: Identity = {
-    id: `${format.idPrefix}-${crypto.randomUUID().replace(/-/g, '')}`,
+    id: job.id,
     created: Math.floor(Date.now() / 1000),
     model: job.model,
   };
@@ -83,6 +89,10 @@ export async function complete(c: Context<AppEnv>, gen: GenerationContext, job: 
   usage.firstToken(first.value?.node);
   const reply: Reply = { c, job, format, who, first, events, usage };
   return job.stream ? streamed(reply) : whole(reply);
+}
+
+export function newCompletionId(kind: CompletionJob['kind']): string {
+  return `${FORMATS[kind].idPrefix}-${crypto.randomUUID().replace(/-/g, '')}`;
 }
 
 /** The compute node's request for a job (checked against the deployment's limits). */
@@ -149,9 +159,19 @@ function usageRecorder(
     unit: target.experiment?.unit ?? null,
     completionId,
   };
-  const record = (events: EventInput[]) => gen.defer(c, appendEvents(c.var.deps.registry, events));
-  if (target.experiment) record([{ ...base, type: 'exposure' }]);
+  const { registry } = c.var.deps;
+  const record = (events: number, write: () => Promise<void>) => gen.defer(c, gen.events.write(events, write));
   const started = Date.now();
+  if (target.experiment)
+    record(1, () => appendEvents(registry, [{ ...base, type: 'exposure', at: new Date(started) }]));
+  // Guardrails and auto-promotion act without anyone reading results: at most every 30 s per experiment.
+  const guardrailsNow = async (id: string) => {
+    const now = Date.now();
+    if (now - (gen.evaluatedAt.get(id) ?? -Infinity) < 30_000) return;
+    gen.evaluatedAt.set(id, now);
+    const experiment = await getExperiment(registry.db, id);
+    if (experiment?.status === 'running') await evaluateExperiment(registry, experiment, new Date(now));
+  };
   let ttft = 0;
   let node: string | undefined;
   return {
@@ -169,7 +189,35 @@ function usageRecorder(
         ...(node ? { node } : {}),
         ...data,
       };
-      record([{ ...base, type: 'usage', data: payload }]);
+      const e = target.experiment;
+      if (!e) return record(1, () => appendEvents(registry, [{ ...base, type: 'usage', data: payload }]));
+      // The usage event and its experiment aggregates, in one write; `counted` says whether it counted.
+      const failed = data.error ? 1 : 0;
+      const served = {
+        experimentId: e.id,
+        unit: e.unit,
+        arm: e.armIndex,
+        period: e.period,
+        perRequest: e.perRequest,
+        at: new Date(started),
+        requests: 1,
+        errors: failed,
+        tokens: { prompt: tokens.prompt, completion: tokens.completion },
+        latencyMs: failed ? 0 : timing.total_ms,
+        ttftMs: failed ? 0 : timing.ttft_ms,
+        latencyBuckets: new Map(failed ? [] : [[histogramBucket(timing.total_ms), 1]]),
+        ttftBuckets: new Map(failed ? [] : [[histogramBucket(timing.ttft_ms), 1]]),
+      };
+      const written = gen.events.write(1, () =>
+        registry.atomic([
+          countedEventStatement(registry, { ...base, type: 'usage', data: payload }, servedCounts(served)),
+          ...servedStatements(registry.db, served),
+        ]),
+      );
+      gen.defer(
+        c,
+        written.then(() => guardrailsNow(e.id)),
+      );
     },
   };
 }

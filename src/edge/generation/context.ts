@@ -1,6 +1,7 @@
 import type { Context } from 'hono';
 import { DEFAULT_GENERATION, Pools, type GenerationConfig } from './config.ts';
 import { ConcurrencyLimiter, RateLimiter } from './rate-limit.ts';
+import { EventLog } from '../experiments/event-log.ts';
 
 /** What the generation routes share across requests (per Worker isolate, or per Node process). */
 export interface GenerationContext {
@@ -8,6 +9,10 @@ export interface GenerationContext {
   pools: Pools;
   limiter: RateLimiter;
   concurrency: ConcurrencyLimiter;
+  /** Event writes: counts written and failed (never silently dropped). */
+  events: EventLog;
+  /** When each experiment's guardrails were last evaluated after a request (ms). */
+  evaluatedAt: Map<string, number>;
   /** Finishes work after the response (events): waitUntil on Workers, a logged promise on Node. */
   defer(c: Context, work: Promise<unknown>): void;
 }
@@ -16,9 +21,11 @@ export function generationContext(config: Partial<GenerationConfig> = {}): Gener
   const full = { ...DEFAULT_GENERATION, ...config };
   return {
     config: full,
-    pools: new Pools(full.nodes),
+    pools: new Pools(full),
     limiter: new RateLimiter(full.rateLimitPerMinute),
     concurrency: new ConcurrencyLimiter(full.concurrencyPerKey),
+    events: new EventLog(),
+    evaluatedAt: new Map(),
     defer(c, work) {
       const guarded = work.catch((e) => console.error('versa: deferred work failed:', e));
       let ctx: { waitUntil(p: Promise<unknown>): void } | undefined;

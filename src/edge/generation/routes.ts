@@ -1,18 +1,16 @@
 import { createRoute, OpenAPIHono, z } from '@hono/zod-openapi';
-import type { Context } from 'hono';
+import type { Context, MiddlewareHandler } from 'hono';
 import { type AppEnv } from '../../../registry/http.ts';
-import { isAdmin } from '../../http/principal.ts';
 import { principalOf, validationHook } from '../../http/middleware.ts';
 import { ApiError } from '../../http/errors.ts';
 import { viewerOf } from '../../../registry/queries/adapters.ts';
-import { appendEvents, experimentEvents, findCompletion } from '../../../registry/queries/events.ts';
-import { findVisibleExperiment } from '../../../registry/queries/experiments.ts';
-import { bearer, errors, json, jsonBody } from '../../http/openapi.ts';
-import { ChatCompletionRequest, CompletionRequest, FeedbackRequest } from '../openai/schemas.ts';
+import { bearer, errors, jsonBody } from '../../http/openapi.ts';
+import { ChatCompletionRequest, CompletionRequest } from '../openai/schemas.ts';
 import { renderChat, TemplateError } from '../../engine/tokenizer/chat-template.ts';
-import { complete } from './complete.ts';
+import { experimentEdgeRoutes } from '../experiments/routes.ts';
+import { experimentUnit } from '../experiments/units.ts';
+import { complete, newCompletionId } from './complete.ts';
 import type { GenerationContext } from './context.ts';
-import { experimentResults } from './results.ts';
 import { resolveTarget } from './resolve.ts';
 
 const generationErrors = {
@@ -49,7 +47,7 @@ const chatRoute = createRoute({
   summary: 'OpenAI-compatible chat completion (scope generate)',
   description:
     'model: BASE[@VERSION], ADAPTER (experiment arm or alias production), ADAPTER@VERSION or ADAPTER@ALIAS. ' +
-    'Sticky experiment unit: `user`, else header x-versa-unit.',
+    'Sticky experiment unit: `user`, else header x-versa-unit, else the request itself (per-request).',
   security: bearer,
   request: { body: jsonBody(ChatCompletionRequest) },
   responses: streamResponse,
@@ -65,64 +63,26 @@ const completionsRoute = createRoute({
   responses: streamResponse,
 });
 
-const feedbackRoute = createRoute({
-  method: 'post',
-  path: '/v1/feedback',
-  tags: ['experiments'],
-  summary: 'Score a completion (scope generate); it counts toward its experiment arm',
-  security: bearer,
-  request: { body: jsonBody(FeedbackRequest) },
-  responses: {
-    201: json(
-      z.object({
-        completion_id: z.string(),
-        score: z.number(),
-        experiment: z.string().nullable(),
-        arm: z.string().nullable(),
-      }),
-      'Recorded',
-    ),
-    ...errors,
-  },
-});
-
-const resultsRoute = createRoute({
-  method: 'get',
-  path: '/v1/experiments/{id}/results',
-  tags: ['experiments'],
-  summary:
-    'Per-arm results: units, requests, tokens, latency, error rate, feedback with 95 % intervals, ' +
-    'difference to control, SRM check',
-  security: bearer,
-  request: {
-    params: z.object({
-      id: z
-        .string()
-        .min(1)
-        .max(100)
-        .openapi({ param: { name: 'id', in: 'path' } }),
-    }),
-  },
-  responses: { 200: json(z.object({}).passthrough(), 'Results'), ...errors },
-});
-
 /** The OpenAI-compatible generation routes and experiment feedback/results, mounted in the one app. */
 export function generationRoutes(gen: GenerationContext): OpenAPIHono<AppEnv> {
   const app = new OpenAPIHono<AppEnv>({ defaultHook: validationHook });
+  for (const path of [chatRoute.path, completionsRoute.path]) app.use(path, utf8Body);
 
   app.openapi(chatRoute, async (c) => {
     const principal = admit(c, gen);
     const body = c.req.valid('json');
+    const id = newCompletionId('chat');
     const target = await resolveTarget(
       c.var.deps.registry.db,
       body.model,
       viewerOf(principal),
-      unitOf(c, body.user, principal.keyId),
+      experimentUnit(body.user, c.req.header('x-versa-unit'), id),
     );
     let prompt: string;
     try {
       prompt = renderChat(body.messages, {
-        template: target.adapter?.chatTemplate,
+        // The adapter's own template wins; else the base's, unless the adapter's task tokens need the default.
+        template: target.adapter?.chatTemplate ?? (target.adapter?.taskTokens.length ? null : target.base.chatTemplate),
         taskTokens: target.adapter?.taskTokens,
       });
     } catch (e) {
@@ -130,6 +90,7 @@ export function generationRoutes(gen: GenerationContext): OpenAPIHono<AppEnv> {
     }
     return complete(c, gen, {
       kind: 'chat',
+      id,
       model: body.model,
       target,
       principal,
@@ -148,14 +109,16 @@ export function generationRoutes(gen: GenerationContext): OpenAPIHono<AppEnv> {
   app.openapi(completionsRoute, async (c) => {
     const principal = admit(c, gen);
     const body = c.req.valid('json');
+    const id = newCompletionId('text');
     const target = await resolveTarget(
       c.var.deps.registry.db,
       body.model,
       viewerOf(principal),
-      unitOf(c, body.user, principal.keyId),
+      experimentUnit(body.user, c.req.header('x-versa-unit'), id),
     );
     return complete(c, gen, {
       kind: 'text',
+      id,
       model: body.model,
       target,
       principal,
@@ -171,45 +134,23 @@ export function generationRoutes(gen: GenerationContext): OpenAPIHono<AppEnv> {
     });
   });
 
-  app.openapi(feedbackRoute, async (c) => {
-    const principal = principalOf(c, 'generate');
-    const { completion_id, score } = c.req.valid('json');
-    const { registry } = c.var.deps;
-    const usage = await findCompletion(registry.db, completion_id, principal.tenantId);
-    if (!usage)
-      throw new ApiError(404, `completion "${completion_id}" not found`, 'completion_not_found', 'completion_id');
-    // Only who asked for the completion (or an admin of its tenant) rates it; a repeat replaces the
-    // earlier score (results keep the latest per completion).
-    if (usage.keyId !== principal.keyId && !isAdmin(principal)) {
-      throw new ApiError(403, 'only the key that made a completion (or an admin) may rate it', 'not_your_completion');
-    }
-    await appendEvents(registry, [
-      {
-        type: 'feedback',
-        tenantId: principal.tenantId,
-        keyId: principal.keyId,
-        adapter: usage.adapter,
-        adapterVersion: usage.adapterVersion,
-        base: usage.base,
-        experimentId: usage.experimentId,
-        arm: usage.arm,
-        unit: usage.unit,
-        completionId: completion_id,
-        data: { score },
-      },
-    ]);
-    return c.json({ completion_id, score, experiment: usage.experimentId, arm: usage.arm }, 201);
-  });
-
-  app.openapi(resultsRoute, async (c) => {
-    const principal = principalOf(c, 'read');
-    const db = c.var.deps.registry.db;
-    const experiment = await findVisibleExperiment(db, c.req.valid('param').id, viewerOf(principal));
-    return c.json(experimentResults(experiment, await experimentEvents(db, experiment.id)), 200);
-  });
+  app.route('/', experimentEdgeRoutes(gen));
 
   return app;
 }
+
+/**
+ * Refuses a body that is not valid UTF-8, as publish does: JSON parsing would otherwise turn bad
+ * bytes into U+FFFD silently and generate from a prompt the client never sent.
+ */
+const utf8Body: MiddlewareHandler<AppEnv> = async (c, next) => {
+  try {
+    new TextDecoder('utf-8', { fatal: true }).decode(await c.req.arrayBuffer()); // cached for the validator
+  } catch {
+    throw new ApiError(400, 'the request body is not valid UTF-8', 'invalid_encoding');
+  }
+  await next();
+};
 
 /** Authenticates (scope generate) and applies the per-key rate limit. */
 function admit(c: Context<AppEnv>, gen: GenerationContext) {
@@ -225,20 +166,3 @@ function admit(c: Context<AppEnv>, gen: GenerationContext) {
   }
   return principal;
 }
-
-/** The experiment unit: OpenAI's `user`, else the x-versa-unit header, else the API key. */
-function unitOf(c: Context<AppEnv>, user: string | null | undefined, keyId: string): string {
-  const unit = user || c.req.header('x-versa-unit') || `key:${keyId}`;
-  // Units are stored with every event: bounded, like OpenAI's own limits on `user`.
-  if (unit.length > MAX_UNIT_CHARS) {
-    throw new ApiError(
-      400,
-      `the experiment unit (user or x-versa-unit) is over ${MAX_UNIT_CHARS} characters`,
-      'unit_too_long',
-      'user',
-    );
-  }
-  return unit;
-}
-
-const MAX_UNIT_CHARS = 256;

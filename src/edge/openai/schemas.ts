@@ -64,8 +64,13 @@ export const CompletionRequest = z
   .strict();
 export type CompletionRequest = z.infer<typeof CompletionRequest>;
 
-/** Until experiments declare their metric's bounds, a score is any number within +-1e6 (finite, summable). */
+/** A score is finite and within +-1e6 (summable); an experiment's declared metric bounds it further. */
 const MAX_ABS_SCORE = 1e6;
 export const FeedbackRequest = z
-  .object({ completion_id: z.string().min(1).max(100), score: z.number().min(-MAX_ABS_SCORE).max(MAX_ABS_SCORE) })
+  .object({
+    completion_id: z.string().min(1).max(100),
+    score: z.number().min(-MAX_ABS_SCORE).max(MAX_ABS_SCORE),
+    /** Which of the experiment's declared metrics (default: its primary one). */
+    metric: z.string().min(1).max(64).optional(),
+  })
   .strict();

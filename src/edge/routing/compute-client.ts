@@ -19,9 +19,10 @@ export class ComputeError extends Error {
 
 /**
  * Sends a generation to the first node in rendezvous order that takes it, and yields its events.
- * A node that fails before the first token (unreachable, 5xx, 429) is skipped for the next one;
- * a client error (4xx) is the request's fault and is not retried. After the first token a failure
- * becomes an `error` event: the stream ends with it, never hangs.
+ * A node that fails before the first token (unreachable, frozen past the first-byte timeout, 5xx,
+ * 429) is skipped for the next one; a client error (4xx) is the request's fault and is not
+ * retried. After the first token a failure (the node's stream breaks, or it sends nothing within
+ * the idle timeout) becomes an `error` event: the stream ends with it, never hangs.
  */
 export async function* generateOnPool(
   pool: NodePool,
@@ -35,56 +36,126 @@ export async function* generateOnPool(
   let lastError: ComputeError | undefined;
   let retryAfter: number | undefined;
   for (const url of order) {
-    let res: Response;
+    // One controller per attempt: the edge's own timeouts abort it, and so does the client leaving.
+    const attempt = new AbortController();
+    const forward = () => attempt.abort(signal?.reason);
+    signal?.addEventListener('abort', forward);
     try {
-      res = await fetch(`${url}/v1/internal/generate`, {
-        method: 'POST',
-        headers: { 'content-type': 'application/json', ...(token ? { authorization: `Bearer ${token}` } : {}) },
-        body: JSON.stringify(body),
-        signal,
-      });
-    } catch (e) {
-      if (signal?.aborted) throw e;
-      pool.markDown(url);
-      // Clients never see a node's address: it is internal.
-      lastError = new ComputeError('no compute node could be reached', 503, 'server_error', 'compute_unavailable');
-      continue;
-    }
-    if (res.status === 401) {
-      // The edge's token is wrong for this node: an operator's mistake, not the client's; try the next.
-      pool.markDown(url);
-      lastError = new ComputeError(
-        'a compute node refused the edge (check VERSA_COMPUTE_TOKEN)',
-        502,
-        'server_error',
-        'compute_auth',
-      );
-      continue;
-    }
-    if (!res.ok) {
-      const detail = (await res.json().catch(() => ({}))) as {
-        error?: { message?: string; type?: string; code?: string; param?: string };
-      };
-      const error = new ComputeError(
-        detail.error?.message ?? `compute node answered ${res.status}`,
-        res.status,
-        detail.error?.type ?? 'server_error',
-        detail.error?.code ?? null,
-        detail.error?.param ?? null,
-      );
-      if (res.status >= 400 && res.status < 500 && res.status !== 429) throw error;
-      if (res.status !== 429) pool.markDown(url);
-      else {
-        const wait = Number(res.headers.get('retry-after'));
-        if (Number.isFinite(wait) && wait >= 0) retryAfter = Math.min(retryAfter ?? wait, wait);
+      let res: Response | undefined;
+      try {
+        const response = fetch(`${url}/v1/internal/generate`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json', ...(token ? { authorization: `Bearer ${token}` } : {}) },
+          body: JSON.stringify(body),
+          signal: attempt.signal,
+        });
+        res = await headersOrTimeout(pool, url, response, body.deadline_ms);
+      } catch (e) {
+        if (signal?.aborted) throw e;
+        pool.markDown(url);
+        // Clients never see a node's address: it is internal.
+        lastError = new ComputeError('no compute node could be reached', 503, 'server_error', 'compute_unavailable');
+        continue;
       }
-      lastError = error;
-      continue;
+      if (!res) {
+        pool.markDown(url); // frozen or unreachable: failed over like a refused node
+        const s = pool.timeouts.firstByteMs / 1000;
+        lastError = new ComputeError(`no compute node answered within ${s} s`, 504, 'timeout', 'compute_timeout');
+        continue;
+      }
+      if (res.status === 401) {
+        // The edge's token is wrong for this node: an operator's mistake, not the client's; try the next.
+        pool.markDown(url);
+        lastError = new ComputeError(
+          'a compute node refused the edge (check VERSA_COMPUTE_TOKEN)',
+          502,
+          'server_error',
+          'compute_auth',
+        );
+        continue;
+      }
+      if (!res.ok) {
+        const detail = (await res.json().catch(() => ({}))) as {
+          error?: { message?: string; type?: string; code?: string; param?: string };
+        };
+        const error = new ComputeError(
+          detail.error?.message ?? `compute node answered ${res.status}`,
+          res.status,
+          detail.error?.type ?? 'server_error',
+          detail.error?.code ?? null,
+          detail.error?.param ?? null,
+        );
+        if (res.status >= 400 && res.status < 500 && res.status !== 429) throw error;
+        // 5xx, a draining node's 503 included: the next node; 429: busy, not unhealthy.
+        if (res.status !== 429) pool.markDown(url);
+        else {
+          const wait = Number(res.headers.get('retry-after'));
+          if (Number.isFinite(wait) && wait >= 0) retryAfter = Math.min(retryAfter ?? wait, wait);
+        }
+        lastError = error;
+        continue;
+      }
+      pool.markUp(url);
+      const idle = () => {
+        pool.markDown(url);
+        attempt.abort();
+      };
+      for await (const event of withIdleTimeout(readEvents(res.body!), pool.timeouts.idleMs, idle))
+        yield { ...event, node: url };
+      return;
+    } finally {
+      signal?.removeEventListener('abort', forward);
+      attempt.abort(); // frees the node's row if the caller stopped reading early; a no-op once read
     }
-    pool.markUp(url);
-    for await (const event of readEvents(res.body!)) yield { ...event, node: url };
-    return;
   }
   if (lastError?.status === 429) lastError.retryAfter = retryAfter;
   throw lastError!;
+}
+
+/**
+ * The node's response once its headers come, or undefined for a node that is gone: past the
+ * first-byte timeout the node is probed, and one that answers is alive with the request queued (a
+ * full node answers 429 at once), so the edge keeps waiting, up to the request's deadline.
+ */
+async function headersOrTimeout(pool: NodePool, url: string, response: Promise<Response>, deadlineMs = Infinity) {
+  response.catch(() => {}); // settles after the edge may have given up on it
+  const started = Date.now();
+  for (;;) {
+    const timeout = after(pool.timeouts.firstByteMs, undefined);
+    const res = await Promise.race([response, timeout.promise]).finally(timeout.clear);
+    if (res) return res;
+    const alive = await pool.probe(url);
+    const settled = await Promise.race([response, Promise.resolve(undefined)]);
+    if (settled || !alive || Date.now() - started >= deadlineMs) return settled;
+  }
+}
+
+/** The node's events, ending in an error event when it sends nothing for `idleMs`. */
+async function* withIdleTimeout(
+  events: AsyncGenerator<ComputeEvent>,
+  idleMs: number,
+  onIdle: () => void,
+): AsyncGenerator<ComputeEvent> {
+  for (;;) {
+    const timeout = after(idleMs, 'idle' as const);
+    const next = await Promise.race([events.next(), timeout.promise]).finally(timeout.clear);
+    if (next === 'idle') {
+      onIdle();
+      events.return(undefined).catch(() => {});
+      const message = `the compute node sent nothing for ${idleMs / 1000} s`;
+      yield { type: 'error', error: { message, type: 'timeout', code: 'compute_timeout' } };
+      return;
+    }
+    if (next.done) return;
+    yield next.value;
+  }
+}
+
+/** A promise of `value` in `ms` (cancellable: a pending timer would keep Node's event loop alive). */
+function after<T>(ms: number, value: T): { promise: Promise<T>; clear: () => void } {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const promise = new Promise<T>((done) => {
+    timer = setTimeout(() => done(value), ms);
+  });
+  return { promise, clear: () => clearTimeout(timer) };
 }

@@ -5,12 +5,12 @@ import { bytesAs, float32Of, floatBytes, type WeightSource } from '../weights/st
 import { bitsOf, FLOAT32, quantizeRows, type QuantizedMatrix, type WeightFormat } from '../weights/quantize.ts';
 import { VLM_LAYER_NORM_EPS } from '../adapters/format.ts';
 import { GraphBuilder, type EncodedGraph } from './onnx.ts';
-import { IN, LOGITS, loraInputs, newKey, newValue, pastKey, pastValue, vlmInputs } from './io.ts';
+import { IN, LOGITS, loraInputs, MASKED, newKey, newValue, pastKey, pastValue, vlmInputs } from './io.ts';
 
 /**
  * The pieces every decoder-only architecture shares, on top of the I/O contract in io.ts:
  * embeddings with task tokens, attention over a JS-owned KV cache, LoRA-adapted projections,
- * VLM residual adapters and the output head. The per-architecture builders (gpt2.ts, llama.ts)
+ * VLM residual adapters and the output head. The per-architecture builders (gpt2.ts, llama.ts, ...)
  * only wire these together. Activations are token-major [N, d].
  */
 /** The adapter kinds a graph serves. */
@@ -51,6 +51,7 @@ export class DecoderGraph {
   private readonly bias: string;
   private readonly splitSizes: string;
   private ropeTables?: { cos: string; sin: string };
+  private readonly windowBiases = new Map<number, string>();
 
   constructor(
     readonly c: ModelConfig,
@@ -98,12 +99,46 @@ export class DecoderGraph {
     }
     this.batchShape = g.op('Shape', [IN.inputIds]);
     // Queries of the G heads that share a key/value head are stacked as G*S rows: tile the bias.
-    const groups = c.numHeads / c.numKvHeads;
-    const bias4 = g.unsqueeze(IN.attnBias, [1]);
-    this.bias = groups > 1 ? g.op('Tile', [bias4, g.ints([1, 1, groups, 1])]) : bias4;
+    this.bias = this.grouped(IN.attnBias);
     const pastLen = g.op('Shape', [pastKey(0)], { start: 3 });
     const newLen = g.op('Shape', [IN.inputIds], { start: 1 });
     this.splitSizes = g.concat([pastLen, newLen], 0);
+  }
+
+  /** A [B, S, T] bias as the grouped-query scores [B, Hkv, G*S, T] read it. */
+  private grouped(bias: string): string {
+    const g = this.g;
+    const groups = this.c.numHeads / this.c.numKvHeads;
+    const bias4 = g.unsqueeze(bias, [1]);
+    return groups > 1 ? g.op('Tile', [bias4, g.ints([1, 1, groups, 1])]) : bias4;
+  }
+
+  /**
+   * The attention bias of a sliding-window layer: also masks the keys `size` or more positions
+   * behind the query (transformers: a query at i sees keys j with i - size < j <= i). Cache
+   * column t holds position t; the new tokens are at their position_ids.
+   */
+  private windowBias(size: number): string {
+    let out = this.windowBiases.get(size);
+    if (out) return out;
+    const g = this.g;
+    const queries = g.unsqueeze(IN.positionIds, [2]); // [B, S, 1]
+    const capacity = g.op('Squeeze', [g.op('Shape', [pastKey(0)], { start: 3 }), g.ints([0])]);
+    const zero = g.op('Squeeze', [g.ints([0]), g.ints([0])]);
+    const one = g.op('Squeeze', [g.ints([1]), g.ints([0])]);
+    const cached = g.op('Range', [zero, capacity, one]); // [P]
+    const behind = [g.sub(queries, cached), g.sub(queries, g.unsqueeze(IN.positionIds, [1]))];
+    const distance = g.concat(behind, 2); // [B, S, P + S]: how far each key is behind the query
+    const far = g.op('GreaterOrEqual', [distance, g.ints([size])]);
+    out = this.grouped(g.op('Where', [far, g.scalar(MASKED), IN.attnBias]));
+    this.windowBiases.set(size, out);
+    return out;
+  }
+
+  /** cap * tanh(x / cap) (Gemma 2's soft-capping). */
+  softcap(x: string, cap: number): string {
+    const g = this.g;
+    return g.mul(g.op('Tanh', [g.mul(x, g.scalar(1 / cap))]), g.scalar(cap));
   }
 
   /** A float32 weight by its Hugging Face name, as stored (norms, biases, position embeddings). */
@@ -223,6 +258,12 @@ export class DecoderGraph {
     return g.mul(g.op('Div', [x, rms]), weight);
   }
 
+  /** RMSNorm of each head vector of x [N, heads*hd] (Qwen3's q_norm / k_norm). */
+  perHeadRmsNorm(x: string, heads: number, weight: string): string {
+    const hd = this.c.headDim;
+    return this.g.reshape(this.rmsNorm(this.g.reshape(x, [-1, heads, hd]), weight), [-1, heads * hd]);
+  }
+
   /**
    * GPT-2's "gelu_new", the tanh approximation: onnxruntime's FastGelu computes exactly that, as
    * one kernel (CPU, CUDA and WebGPU have it), where the formula would be eight.
@@ -233,6 +274,26 @@ export class DecoderGraph {
 
   silu(x: string): string {
     return this.g.mul(x, this.g.op('Sigmoid', [x]));
+  }
+
+  /** The config's MLP activation (Llama family). */
+  activation(x: string): string {
+    const g = this.g;
+    switch (this.c.activation ?? 'silu') {
+      case 'silu':
+        return this.silu(x);
+      case 'gelu_tanh':
+        return this.geluTanh(x);
+      case 'gelu': // exact: x * (1 + erf(x / sqrt 2)) / 2
+        return g.mul(g.mul(x, g.scalar(0.5)), g.add(g.op('Erf', [g.mul(x, g.scalar(Math.SQRT1_2))]), g.scalar(1)));
+    }
+  }
+
+  /** Gemma's RMSNorm weight: (1 + w), in float32 as transformers computes it. */
+  onePlus(name: string): string {
+    const t = this.float(name);
+    const data = t.data.map((x) => Math.fround(1 + x));
+    return this.g.tensor(`${name}+1`, { dims: t.dims, data });
   }
 
   /**
@@ -273,12 +334,13 @@ export class DecoderGraph {
 
   /** cos/sin [N, 1, hd/2] for the batch's positions, from tables computed like PyTorch in float32. */
   private ropeTable(): { cos: string; sin: string } {
-    const { headDim: hd, maxPositions, ropeTheta = 10000 } = this.c;
+    const { headDim: hd, maxPositions } = this.c;
     const half = hd / 2;
     const cos = new Float32Array(maxPositions * half);
     const sin = new Float32Array(maxPositions * half);
+    const frequencies = ropeFrequencies(this.c);
     for (let j = 0; j < half; j++) {
-      const inv = Math.fround(1 / Math.fround(ropeTheta ** Math.fround((2 * j) / hd)));
+      const inv = frequencies[j];
       for (let p = 0; p < maxPositions; p++) {
         const angle = Math.fround(p * inv);
         cos[p * half + j] = Math.cos(angle);
@@ -303,12 +365,15 @@ export class DecoderGraph {
     g.output(v, newValue(l), 'float32', ['N', kvh * hd]);
     const split = (x: string, heads: number, perm: number[]) =>
       g.transpose(g.op('Reshape', [x, g.concat([this.batchShape, g.ints([heads, hd])], 0)]), perm);
-    const qScaled = g.mul(q, g.scalar(1 / Math.sqrt(hd)));
+    const qScaled = g.mul(q, g.scalar(this.c.attentionScale ?? 1 / Math.sqrt(hd)));
     const qGrouped = g.reshape(split(qScaled, h, [0, 2, 1, 3]), [0, kvh, -1, hd]); // [B, Hkv, G*S, hd]
     const kT = split(k, kvh, [0, 2, 3, 1]); // [B, Hkv, hd, S]
     const vT = split(v, kvh, [0, 2, 1, 3]); // [B, Hkv, S, hd]
-    const scores = g.concat([g.matmul(qGrouped, pastKey(l)), g.matmul(qGrouped, kT)], 3);
-    const probs = g.op('Softmax', [g.add(scores, this.bias)], { axis: 3 });
+    let scores = g.concat([g.matmul(qGrouped, pastKey(l)), g.matmul(qGrouped, kT)], 3);
+    if (this.c.attentionSoftcap) scores = this.softcap(scores, this.c.attentionSoftcap);
+    const window = this.c.slidingWindow;
+    const bias = window?.layers.includes(l) ? this.windowBias(window.size) : this.bias;
+    const probs = g.op('Softmax', [g.add(scores, bias)], { axis: 3 });
     const [pPast, pNew] = g.opN('Split', [probs, this.splitSizes], 2, { axis: 3 });
     const out = g.add(g.matmul(pPast, pastValue(l)), g.matmul(pNew, vT)); // [B, Hkv, G*S, hd]
     const heads = g.transpose(g.reshape(out, [0, h, -1, hd]), [0, 2, 1, 3]); // [B, S, H, hd]
@@ -342,9 +407,13 @@ export class DecoderGraph {
       last,
       table.kind === 'float' ? { kind: 'float', name: table.tableT, layout: 'in_out' } : table,
     );
-    if (!this.features.vlm) return g.output(base, LOGITS, 'float32', ['L', 'V']);
-    const task = this.scatterRows(g.matmul(g.gather(last, IN.headGather), IN.taskHead), IN.headScatter);
-    g.output(g.concat([base, task], 1), LOGITS, 'float32', ['L', 'V']);
+    let logits = base;
+    if (this.features.vlm) {
+      const task = this.scatterRows(g.matmul(g.gather(last, IN.headGather), IN.taskHead), IN.headScatter);
+      logits = g.concat([base, task], 1);
+    }
+    if (this.c.finalSoftcap) logits = this.softcap(logits, this.c.finalSoftcap);
+    g.output(logits, LOGITS, 'float32', ['L', 'V']);
   }
 
   encode(): EncodedGraph {
@@ -376,3 +445,29 @@ export class DecoderGraph {
 
 /** The name of a block weight of layer l. */
 export const blockWeight = (c: ModelConfig, l: number, name: string) => `${layerPrefix(c, l)}${name}`;
+
+/**
+ * RoPE inverse frequencies in float32, as transformers computes them (modeling_rope_utils.py):
+ * theta^(-2j/hd), then rescaled by rope_scaling "linear" (divided by the factor) or "llama3"
+ * (long wavelengths divided by the factor, short ones kept, smoothed in between).
+ */
+export function ropeFrequencies(c: ModelConfig): Float32Array {
+  const { headDim: hd, ropeTheta = 10000, ropeScaling: scaling } = c;
+  const out = new Float32Array(hd / 2);
+  for (let j = 0; j < hd / 2; j++) {
+    const inv = Math.fround(1 / Math.fround(ropeTheta ** Math.fround((2 * j) / hd)));
+    if (!scaling) out[j] = inv;
+    else if (scaling.type === 'linear') out[j] = inv / scaling.factor;
+    else {
+      const { factor, lowFreqFactor: low, highFreqFactor: high, originalMaxPositions: old } = scaling;
+      const wavelen = (2 * Math.PI) / inv;
+      if (wavelen < old / high) out[j] = inv;
+      else if (wavelen > old / low) out[j] = inv / factor;
+      else {
+        const smooth = (old / wavelen - low) / (high - low);
+        out[j] = (1 - smooth) * (inv / factor) + smooth * inv;
+      }
+    }
+  }
+  return out;
+}

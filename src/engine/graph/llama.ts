@@ -7,7 +7,9 @@ import type { EncodedGraph } from './onnx.ts';
 /**
  * Llama (Touvron et al. 2023): RMSNorm, rotary positions (llama2.c's interleaved pairs or
  * Hugging Face's rotate-half), grouped-query attention, SwiGLU MLP, tied or separate head.
- * Projection weights stay in PyTorch's [out, in] layout.
+ * Projection weights stay in PyTorch's [out, in] layout. The same page serves the models that
+ * kept this layout: Mistral (sliding window, in decoder.ts), Qwen2 (q/k/v biases, read when the
+ * checkpoint has them) and Qwen3 (per-head RMSNorm of queries and keys before RoPE).
  */
 export function buildLlama(
   c: ModelConfig,
@@ -27,13 +29,15 @@ export function buildLlama(
     };
 
     const a = m.rmsNorm(h, m.w(name('input_layernorm.weight')));
-    const q = m.rope(proj('self_attn.q_proj', a), c.numHeads);
-    const k = m.rope(proj('self_attn.k_proj', a), c.numKvHeads);
+    const headNorm = (x: string, heads: number, norm: string) =>
+      c.architecture === 'qwen3' ? m.perHeadRmsNorm(x, heads, m.w(name(`self_attn.${norm}.weight`))) : x;
+    const q = m.rope(headNorm(proj('self_attn.q_proj', a), c.numHeads, 'q_norm'), c.numHeads);
+    const k = m.rope(headNorm(proj('self_attn.k_proj', a), c.numKvHeads, 'k_norm'), c.numKvHeads);
     const v = proj('self_attn.v_proj', a);
     h = g.add(h, proj('self_attn.o_proj', m.attention(l, q, k, v)));
 
     const x = m.rmsNorm(h, m.w(name('post_attention_layernorm.weight')));
-    const gated = g.mul(m.silu(proj('mlp.gate_proj', x)), proj('mlp.up_proj', x));
+    const gated = g.mul(m.activation(proj('mlp.gate_proj', x)), proj('mlp.up_proj', x));
     h = g.add(h, proj('mlp.down_proj', gated));
 
     h = m.vlm(l, h);

@@ -1,9 +1,13 @@
+import { weightShapes } from './layout.ts';
+import { llamaFamilyConfig, llamaFamilyOf, LLAMA_FAMILY_CLASSES } from './llama-family.ts';
+
 /**
  * The architecture-independent description of a decoder-only transformer: everything the graph
  * builders, the KV cache and the adapter validator need to know, and nothing about where the
  * weights came from.
  */
-type Architecture = 'gpt2' | 'llama';
+export const ARCHITECTURES = ['gpt2', 'llama', 'mistral', 'qwen2', 'qwen3', 'phi3', 'gemma', 'gemma2'] as const;
+export type Architecture = (typeof ARCHITECTURES)[number];
 
 /** llama2.c checkpoints pair dimensions (0,1),(2,3)...; Hugging Face Llama rotates halves. */
 type RopeLayout = 'interleaved' | 'half';
@@ -23,9 +27,26 @@ export interface ModelConfig {
   tiedEmbeddings: boolean;
   ropeTheta?: number;
   ropeLayout?: RopeLayout;
+  /** Rescaled rotary frequencies (transformers' rope_scaling); none when absent. */
+  ropeScaling?: RopeScaling;
+  /** The MLP's activation (Llama family; default silu). */
+  activation?: Activation;
+  /** Attention scores are q.k times this (default headDim^-0.5; Gemma 2: query_pre_attn_scalar^-0.5). */
+  attentionScale?: number;
+  /** tanh soft-capping of attention scores and of the final logits (Gemma 2). */
+  attentionSoftcap?: number;
+  finalSoftcap?: number;
+  /** Sliding-window attention: a query sees the `size` latest positions (itself included) in `layers`. */
+  slidingWindow?: { size: number; layers: number[] };
   bosTokenId?: number;
   eosTokenId?: number | number[];
 }
+
+export type Activation = 'silu' | 'gelu_tanh' | 'gelu';
+
+export type RopeScaling =
+  | { type: 'linear'; factor: number }
+  | { type: 'llama3'; factor: number; lowFreqFactor: number; highFreqFactor: number; originalMaxPositions: number };
 
 export class ModelFormatError extends Error {
   override name = 'ModelFormatError';
@@ -47,7 +68,7 @@ export const CONFIG_LIMITS = {
   maxPositions: 1 << 22,
 } as const;
 
-function int(value: unknown, field: string, max = Number.MAX_SAFE_INTEGER): number {
+export function int(value: unknown, field: string, max = Number.MAX_SAFE_INTEGER): number {
   if (typeof value !== 'number' || !Number.isInteger(value) || value <= 0) {
     throw new ModelFormatError(`config.json: "${field}" must be a positive integer (got ${JSON.stringify(value)})`);
   }
@@ -55,7 +76,7 @@ function int(value: unknown, field: string, max = Number.MAX_SAFE_INTEGER): numb
   return value;
 }
 
-/** Reads a Hugging Face config.json object (GPT2LMHeadModel or LlamaForCausalLM). */
+/** Reads a Hugging Face config.json object (GPT2LMHeadModel or one of the Llama family, see llama-family.ts). */
 export function configFromHf(json: Record<string, unknown>): ModelConfig {
   const type = String(json.model_type ?? '');
   const archs = Array.isArray(json.architectures) ? (json.architectures as string[]) : [];
@@ -88,64 +109,25 @@ export function configFromHf(json: Record<string, unknown>): ModelConfig {
       eosTokenId: eos(json.eos_token_id),
     };
   }
-  if (type === 'llama' || archs.includes('LlamaForCausalLM')) {
-    const act = json.hidden_act ?? 'silu';
-    if (act !== 'silu')
-      throw new ModelFormatError(`config.json: Llama activation "${String(act)}" is not supported (only silu)`);
-    if (json.rope_scaling != null) throw new ModelFormatError('config.json: rope_scaling is not supported');
-    const d = int(json.hidden_size, 'hidden_size', CONFIG_LIMITS.hiddenSize);
-    const heads = int(json.num_attention_heads, 'num_attention_heads', CONFIG_LIMITS.numHeads);
-    const kvHeads =
-      json.num_key_value_heads == null
-        ? heads
-        : int(json.num_key_value_heads, 'num_key_value_heads', CONFIG_LIMITS.numKvHeads);
-    if (heads % kvHeads)
-      throw new ModelFormatError(`config.json: ${heads} heads are not a multiple of ${kvHeads} key/value heads`);
-    const headDim = json.head_dim == null ? d / heads : int(json.head_dim, 'head_dim', CONFIG_LIMITS.headDim);
-    if (!Number.isInteger(headDim) || headDim % 2)
-      throw new ModelFormatError(`config.json: head size ${headDim} must be an even integer`);
-    return {
-      architecture: 'llama',
-      vocabSize: int(json.vocab_size, 'vocab_size', CONFIG_LIMITS.vocabSize),
-      hiddenSize: d,
-      numLayers: int(json.num_hidden_layers, 'num_hidden_layers', CONFIG_LIMITS.numLayers),
-      numHeads: heads,
-      numKvHeads: kvHeads,
-      headDim,
-      intermediateSize: int(json.intermediate_size, 'intermediate_size', CONFIG_LIMITS.intermediateSize),
-      maxPositions: int(json.max_position_embeddings ?? 2048, 'max_position_embeddings', CONFIG_LIMITS.maxPositions),
-      normEps: typeof json.rms_norm_eps === 'number' ? json.rms_norm_eps : 1e-6,
-      tiedEmbeddings: json.tie_word_embeddings === true,
-      ropeTheta: typeof json.rope_theta === 'number' ? json.rope_theta : 10000,
-      ropeLayout: 'half',
-      bosTokenId: typeof json.bos_token_id === 'number' ? json.bos_token_id : undefined,
-      eosTokenId: eos(json.eos_token_id),
-    };
-  }
+  const family = llamaFamilyOf(type, archs);
+  if (family) return llamaFamilyConfig(family, json);
   throw new ModelFormatError(
     `config.json: unsupported model (model_type "${type}", architectures ${JSON.stringify(archs)}); ` +
-      'supported: GPT2LMHeadModel, LlamaForCausalLM',
+      `supported: GPT2LMHeadModel, ${LLAMA_FAMILY_CLASSES.join(', ')}`,
   );
 }
 
-function eos(v: unknown): number | number[] | undefined {
+export function eos(v: unknown): number | number[] | undefined {
   if (typeof v === 'number') return v;
   if (Array.isArray(v) && v.every((x) => typeof x === 'number')) return v as number[];
   return undefined;
 }
 
-/** Parameter count of the base model (embeddings counted once when tied). */
+/** Parameter count of the base model (embeddings counted once when tied; optional biases not counted). */
 export function parameterCount(c: ModelConfig): number {
-  const d = c.hiddenSize;
-  const kv = c.numKvHeads * c.headDim;
-  const q = c.numHeads * c.headDim;
-  const embed = c.vocabSize * d + (c.tiedEmbeddings ? 0 : c.vocabSize * d);
-  if (c.architecture === 'gpt2') {
-    const block = 4 * d + d * 3 * d + 3 * d + d * d + d + d * c.intermediateSize * 2 + c.intermediateSize + d;
-    return embed + c.maxPositions * d + c.numLayers * block + 2 * d;
-  }
-  const block = 2 * d + d * q + 2 * d * kv + q * d + 3 * d * c.intermediateSize;
-  return embed + c.numLayers * block + d;
+  let n = 0;
+  for (const dims of weightShapes(c).values()) n += dims.reduce((a, b) => a * b, 1);
+  return n;
 }
 
 export function eosIds(c: ModelConfig): number[] {

@@ -30,6 +30,15 @@ export function linearModules(c: ModelConfig): LinearModule[] {
       { name: 'mlp.c_proj', in: ff, out: d },
     ];
   }
+  if (c.architecture === 'phi3') {
+    // Fused: qkv_proj rows are [q | k | v], gate_up_proj rows [gate | up]; a LoRA B spans them all.
+    return [
+      { name: 'self_attn.qkv_proj', in: d, out: q + 2 * kv },
+      { name: 'self_attn.o_proj', in: q, out: d },
+      { name: 'mlp.gate_up_proj', in: d, out: 2 * ff },
+      { name: 'mlp.down_proj', in: ff, out: d },
+    ];
+  }
   return [
     { name: 'self_attn.q_proj', in: d, out: q },
     { name: 'self_attn.k_proj', in: d, out: kv },
@@ -69,18 +78,48 @@ export function weightShapes(c: ModelConfig): Map<string, number[]> {
     shapes.set(`${p}input_layernorm.weight`, [d]);
     shapes.set(`${p}post_attention_layernorm.weight`, [d]);
     for (const m of linearModules(c)) shapes.set(`${p}${m.name}.weight`, [m.out, m.in]);
+    for (const [name, dims] of requiredExtras(c)) shapes.set(`${p}${name}`, dims);
   }
   shapes.set('model.norm.weight', [d]);
   if (!c.tiedEmbeddings) shapes.set('lm_head.weight', [c.vocabSize, d]);
   return shapes;
 }
 
+/** Per-layer weights an architecture adds to the Llama layout (names inside the block). */
+function requiredExtras(c: ModelConfig): Array<[string, number[]]> {
+  const { hiddenSize: d, headDim: hd } = c;
+  switch (c.architecture) {
+    case 'qwen2':
+      return [
+        ['self_attn.q_proj.bias', [c.numHeads * hd]],
+        ['self_attn.k_proj.bias', [c.numKvHeads * hd]],
+        ['self_attn.v_proj.bias', [c.numKvHeads * hd]],
+      ];
+    case 'qwen3':
+      return [
+        ['self_attn.q_norm.weight', [hd]],
+        ['self_attn.k_norm.weight', [hd]],
+      ];
+    case 'gemma2':
+      return [
+        ['pre_feedforward_layernorm.weight', [d]],
+        ['post_feedforward_layernorm.weight', [d]],
+      ];
+    default:
+      return [];
+  }
+}
+
 /** Optional bias weights some Llama-family checkpoints carry (attention_bias / mlp_bias). */
 export function optionalBiasShapes(c: ModelConfig): Map<string, number[]> {
   const shapes = new Map<string, number[]>();
-  if (c.architecture !== 'llama') return shapes;
+  if (c.architecture === 'gpt2') return shapes;
+  const required = weightShapes(c);
   for (let i = 0; i < c.numLayers; i++) {
-    for (const m of linearModules(c)) shapes.set(`${layerPrefix(c, i)}${m.name}.bias`, [m.out]);
+    for (const m of linearModules(c)) {
+      const name = `${layerPrefix(c, i)}${m.name}.bias`;
+      if (!required.has(name)) shapes.set(name, [m.out]);
+    }
   }
   return shapes;
 }

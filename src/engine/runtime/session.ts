@@ -18,8 +18,9 @@ const HINTS: Record<ExecutionProvider, string> = {
   cpu: '',
   webgpu: 'WebGPU needs a GPU with a Vulkan driver (libvulkan) on Linux.',
   cuda:
-    "onnxruntime-node's CUDA libraries are not bundled (.npmrc skips their download); on a CUDA 12 host run " +
-    '`npm rebuild onnxruntime-node --onnxruntime-node-install=cuda12` (needs the NuGet feed) or use --ep webgpu.',
+    "onnxruntime-node's CUDA libraries are not bundled (package.json denies their download); on a CUDA 12 host run " +
+    '`ONNXRUNTIME_NODE_INSTALL=cuda12 node node_modules/onnxruntime-node/script/install` (needs the NuGet feed) ' +
+    'or use --ep webgpu.',
 };
 
 /**

@@ -1,0 +1,70 @@
+import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import type { Command } from 'commander';
+import { assertPortFree, portSetting } from '../../http/listen.ts';
+import { parse } from '../output.ts';
+
+interface EdgeOptions {
+  port?: number;
+  host: string;
+  home?: string;
+}
+
+export function register(program: Command): void {
+  program
+    .command('edge')
+    .description(
+      'run the edge alone (registry, OpenAI-compatible API, dashboard) in front of compute nodes: ' +
+        'COMPUTE_NODES=\'["http://node:8788", ...]\' and VERSA_COMPUTE_TOKEN',
+    )
+    .option('--port <n>', 'port to listen on (env PORT, default 8787)', parse.int(0))
+    .option('--host <addr>', 'address to listen on', '127.0.0.1')
+    .option('--home <dir>', 'registry data folder, as `versa start` uses (env VERSA_HOME, default ./.versa)')
+    .action(run);
+}
+
+async function run(o: EdgeOptions): Promise<void> {
+  // Every setting is checked, and the port tried, before anything is opened.
+  const port = o.port ?? portSetting(process.env.PORT, 'PORT', 8787);
+  const { parseComputeNodes } = await import('../../edge/generation/config.ts');
+  const { nodeSettingsFrom } = await import('../../edge/routing/settings.ts');
+  if (!process.env.COMPUTE_NODES?.trim())
+    throw new Error("set COMPUTE_NODES to the compute nodes' URLs, e.g. COMPUTE_NODES='[\"http://10.0.0.2:8788\"]'");
+  const nodes = parseComputeNodes(process.env.COMPUTE_NODES);
+  const computeToken = process.env.VERSA_COMPUTE_TOKEN?.trim();
+  if (!computeToken) throw new Error('set VERSA_COMPUTE_TOKEN to the token the compute nodes were started with');
+  const settings = nodeSettingsFrom(process.env);
+  await assertPortFree(port, o.host);
+
+  const home = resolve(o.home ?? process.env.VERSA_HOME ?? '.versa');
+  mkdirSync(home, { recursive: true });
+  const { generateKey } = await import('../../../registry/auth.ts');
+  const apiKey = process.env.VERSA_API_KEY || localKey(home, generateKey);
+  const { startNodeServer } = await import('../../edge/node.ts');
+  const edge = await startNodeServer({
+    port,
+    hostname: o.host,
+    home,
+    apiKey,
+    deps: { generation: { nodes, computeToken, ...settings } },
+  });
+  const count = Object.values(nodes).flat().length;
+  process.stdout.write(`${edge.url}\n`);
+  process.stderr.write(
+    `versa edge: serving ${home} on ${edge.url} in front of ${count} compute node${count === 1 ? '' : 's'}` +
+      ` (admin key: ${process.env.VERSA_API_KEY ? '$VERSA_API_KEY' : join(home, 'admin-key')})\n`,
+  );
+  for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+    process.once(signal, () => void edge.close().then(() => process.exit(0)));
+  }
+}
+
+/** The admin key kept in <home>/admin-key, the one `versa start` made (made here if missing). */
+function localKey(home: string, generateKey: () => string): string {
+  const path = join(home, 'admin-key');
+  if (existsSync(path)) return readFileSync(path, 'utf8').trim();
+  const key = generateKey();
+  writeFileSync(path, `${key}\n`, { mode: 0o600 });
+  chmodSync(path, 0o600);
+  return key;
+}

@@ -1,0 +1,229 @@
+import { createRoute, OpenAPIHono, z } from '@hono/zod-openapi';
+import type { AppEnv } from '../../../registry/http.ts';
+import { isAdmin } from '../../http/principal.ts';
+import { principalOf, validationHook } from '../../http/middleware.ts';
+import { ApiError, badRequest } from '../../http/errors.ts';
+import { viewerOf } from '../../../registry/queries/adapters.ts';
+import { appendEvents, findCompletion, type EventInput } from '../../../registry/queries/events.ts';
+import { feedbackStatements, metricEventStatements } from '../../../registry/queries/experiment-aggregates.ts';
+import { findVisibleExperiment, getExperiment, type Experiment } from '../../../registry/queries/experiments.ts';
+import type { ExperimentMetric } from '../../../registry/schema.ts';
+import { bearer, errors, json, jsonBody } from '../../http/openapi.ts';
+import { FeedbackRequest } from '../openai/schemas.ts';
+import type { GenerationContext } from '../generation/context.ts';
+import { evaluateExperiment } from './evaluate.ts';
+import { MAX_UNIT_CHARS } from './units.ts';
+
+const ExperimentId = z
+  .string()
+  .regex(/^exp_[a-z0-9]{1,64}$/, 'must be an experiment id (exp_...)')
+  .openapi({ param: { name: 'id', in: 'path' } });
+
+const feedbackRoute = createRoute({
+  method: 'post',
+  path: '/v1/feedback',
+  tags: ['experiments'],
+  summary: 'Score a completion (scope generate) on its experiment metric (default: the primary one); a repeat replaces',
+  security: bearer,
+  request: { body: jsonBody(FeedbackRequest) },
+  responses: {
+    201: json(
+      z.object({
+        completion_id: z.string(),
+        score: z.number(),
+        metric: z.string().nullable(),
+        experiment: z.string().nullable(),
+        arm: z.string().nullable(),
+      }),
+      'Recorded',
+    ),
+    ...errors,
+  },
+});
+
+const metricsRoute = createRoute({
+  method: 'post',
+  path: '/v1/experiments/{id}/metrics',
+  tags: ['experiments'],
+  summary:
+    'Outcomes the application measures itself (scope generate): up to 1,000 {unit, metric, value, ts?}; ' +
+    'each counts for a unit exposed before its time',
+  security: bearer,
+  request: {
+    params: z.object({ id: ExperimentId }),
+    body: jsonBody(
+      z
+        .object({
+          events: z
+            .array(
+              z
+                .object({
+                  unit: z.string().min(1).max(MAX_UNIT_CHARS),
+                  metric: z.string().min(1).max(64),
+                  value: z.number(),
+                  ts: z.string().datetime({ offset: true }).optional(),
+                })
+                .strict(),
+            )
+            .min(1)
+            .max(1000),
+        })
+        .strict(),
+    ),
+  },
+  responses: { 202: json(z.object({ accepted: z.number().int() }), 'Written'), ...errors },
+});
+
+const resultsRoute = createRoute({
+  method: 'get',
+  path: '/v1/experiments/{id}/results',
+  tags: ['experiments'],
+  summary:
+    'Per-arm unit-level results from incrementally kept aggregates: fixed-horizon intervals, always-valid ' +
+    'confidence sequences and p-values against control, verdict, guardrails, promotable arm, SRM check',
+  security: bearer,
+  request: { params: z.object({ id: ExperimentId }) },
+  responses: { 200: json(z.object({}).passthrough(), 'Results'), ...errors },
+});
+
+const statsRoute = createRoute({
+  method: 'get',
+  path: '/v1/stats',
+  tags: ['admin'],
+  summary: "This edge instance's event writes: written and failed (scope admin)",
+  security: bearer,
+  responses: {
+    200: json(z.object({ events: z.object({ written: z.number(), failed: z.number() }) }), 'Stats'),
+    ...errors,
+  },
+});
+
+/** Checks a value against a declared metric: a 400 naming the bounds otherwise. */
+function checkMetricValue(m: ExperimentMetric, value: number, param: string): void {
+  const ok = m.kind === 'binary' ? value === 0 || value === 1 : value >= m.min && value <= m.max;
+  if (!ok || (m.kind === 'scale' && !Number.isInteger(value)))
+    throw badRequest(
+      m.kind === 'binary'
+        ? `metric "${m.name}" is binary: the value must be 0 or 1`
+        : `metric "${m.name}" is a ${m.kind} within [${m.min}, ${m.max}]${m.kind === 'scale' ? ' (whole numbers)' : ''}: ${value} is outside`,
+      'value_out_of_range',
+      param,
+    );
+}
+
+function metricOf(e: Experiment, name: string | undefined, param: string): ExperimentMetric {
+  const m = name === undefined ? e.metrics[0] : e.metrics.find((x) => x.name === name);
+  if (!m)
+    throw badRequest(
+      `experiment "${e.id}" has no metric "${name}" (it declares: ${e.metrics.map((x) => x.name).join(', ')})`,
+      'unknown_metric',
+      param,
+    );
+  return m;
+}
+
+/** Feedback, application metrics, results and the edge's event counters. */
+export function experimentEdgeRoutes(gen: GenerationContext): OpenAPIHono<AppEnv> {
+  const app = new OpenAPIHono<AppEnv>({ defaultHook: validationHook });
+
+  app.openapi(feedbackRoute, async (c) => {
+    const principal = principalOf(c, 'generate');
+    const { completion_id, score, metric: metricName } = c.req.valid('json');
+    const { registry, now } = c.var.deps;
+    const usage = await findCompletion(registry.db, completion_id, principal.tenantId);
+    if (!usage)
+      throw new ApiError(404, `completion "${completion_id}" not found`, 'completion_not_found', 'completion_id');
+    // Only who asked for the completion (or an admin of its tenant) rates it.
+    if (usage.keyId !== principal.keyId && !isAdmin(principal))
+      throw new ApiError(403, 'only the key that made a completion (or an admin) may rate it', 'not_your_completion');
+    const experiment = usage.experimentId ? await getExperiment(registry.db, usage.experimentId) : undefined;
+    const metric = experiment ? metricOf(experiment, metricName, 'metric') : undefined;
+    if (metric) checkMetricValue(metric, score, 'score');
+    const arm = experiment?.arms.findIndex((a) => a.name === usage.arm) ?? -1;
+    const event: EventInput = {
+      type: 'feedback',
+      tenantId: principal.tenantId,
+      keyId: principal.keyId,
+      adapter: usage.adapter,
+      adapterVersion: usage.adapterVersion,
+      base: usage.base,
+      experimentId: usage.experimentId,
+      arm: usage.arm,
+      unit: usage.unit,
+      completionId: completion_id,
+      data: { score, ...(metric ? { metric: metric.name } : {}) },
+    };
+    // Counted only if the completion itself was (served while the experiment ran, in the unit's arm).
+    const counted = experiment && metric && arm >= 0 && usage.unit && usage.data?.counted === true;
+    const aggregates = counted
+      ? feedbackStatements(registry.db, {
+          experimentId: experiment.id,
+          unit: usage.unit!,
+          arm,
+          completionId: completion_id,
+          metric: metric.name,
+          value: score,
+        })
+      : [];
+    await appendEvents(registry, [event], now(), aggregates);
+    return c.json(
+      { completion_id, score, metric: metric?.name ?? null, experiment: usage.experimentId, arm: usage.arm },
+      201,
+    );
+  });
+
+  app.openapi(metricsRoute, async (c) => {
+    const principal = principalOf(c, 'generate');
+    const { registry, now } = c.var.deps;
+    const experiment = await findVisibleExperiment(registry.db, c.req.valid('param').id, viewerOf(principal));
+    if (experiment.tenantId !== principal.tenantId && !isAdmin(principal))
+      throw new ApiError(403, `experiment "${experiment.id}" belongs to another tenant`, 'not_owner');
+    const at = now();
+    const input = c.req.valid('json').events.map((ev, i) => {
+      const metric = metricOf(experiment, ev.metric, `events.${i}.metric`);
+      checkMetricValue(metric, ev.value, `events.${i}.value`);
+      const ts = ev.ts ? new Date(ev.ts) : at;
+      if (ts.getTime() > at.getTime() + 60_000)
+        throw badRequest(`events.${i}.ts is in the future`, 'invalid_timestamp', `events.${i}.ts`);
+      return { ...ev, ts };
+    });
+    await appendEvents(
+      registry,
+      input.map((ev) => ({
+        type: 'metric' as const,
+        at: ev.ts,
+        tenantId: principal.tenantId,
+        keyId: principal.keyId,
+        adapter: experiment.adapter,
+        experimentId: experiment.id,
+        unit: ev.unit,
+        data: { metric: ev.metric, value: ev.value },
+      })),
+      at,
+      input.flatMap((ev) =>
+        metricEventStatements(registry.db, {
+          experimentId: experiment.id,
+          unit: ev.unit,
+          metric: ev.metric,
+          value: ev.value,
+          at: ev.ts,
+        }),
+      ),
+    );
+    return c.json({ accepted: input.length }, 202);
+  });
+
+  app.openapi(resultsRoute, async (c) => {
+    const principal = principalOf(c, 'read');
+    const { registry, now } = c.var.deps;
+    const experiment = await findVisibleExperiment(registry.db, c.req.valid('param').id, viewerOf(principal));
+    return c.json(await evaluateExperiment(registry, experiment, now()), 200);
+  });
+
+  app.openapi(statsRoute, (c) => {
+    principalOf(c, 'admin');
+    return c.json({ events: gen.events.stats() }, 200);
+  });
+
+  return app;
+}

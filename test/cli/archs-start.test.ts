@@ -1,0 +1,109 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { copyFileSync, existsSync, mkdtempSync, symlinkSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import OpenAI from 'openai';
+import { afterAll, describe, expect, it } from 'vitest';
+import { versa } from '../helpers/cli.ts';
+
+/**
+ * `versa start --model DIR` with a Qwen3 folder from the shared fixtures (skipped when absent):
+ * registration, adapter validation against the base's config, /v1/models, and chat templates
+ * (the base tokenizer's own, unless the adapter has one).
+ */
+const ARCHS_DIR = resolve(import.meta.dirname, '../../../shared/fixtures/archs');
+const present = existsSync(ARCHS_DIR);
+if (!present) console.warn(`skipping versa start on other architectures: ${ARCHS_DIR} is absent`);
+
+const BIN = resolve(import.meta.dirname, '../../bin/versa.js');
+const BASE_TEMPLATE = '{% for m in messages %}[{{ m.role }}] {{ m.content }}\n{% endfor %}';
+const running: ChildProcess[] = [];
+afterAll(() => running.splice(0).forEach((p) => p.kill('SIGTERM')));
+
+/** The Qwen3 fixture with a chat template in its tokenizer_config.json. */
+function qwen3WithTemplate(): string {
+  const dir = mkdtempSync(join(tmpdir(), 'versa-qwen3-'));
+  const src = join(ARCHS_DIR, 'qwen3');
+  for (const f of ['config.json', 'generation_config.json', 'tokenizer.json', 'special_tokens_map.json'])
+    copyFileSync(join(src, f), join(dir, f));
+  symlinkSync(join(src, 'model.safetensors'), join(dir, 'model.safetensors'));
+  writeFileSync(join(dir, 'tokenizer_config.json'), JSON.stringify({ chat_template: BASE_TEMPLATE }));
+  return dir;
+}
+
+async function start(args: string[]) {
+  const child = spawn(process.execPath, [BIN, 'start', ...args], {
+    env: { ...process.env, VERSA_HOME: mkdtempSync(join(tmpdir(), 'versa-home-')), PORT: '0' },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  running.push(child);
+  let out = '';
+  let err = '';
+  child.stderr.on('data', (d) => (err += d));
+  const banner = await new Promise<string>((done, fail) => {
+    child.stdout.on('data', (d) => {
+      out += d;
+      if (out.includes('curl -N') && out.endsWith('\n\n')) done(out);
+    });
+    child.on('exit', (code) => fail(new Error(`versa start exited ${code}: ${err}`)));
+  });
+  return { url: /running on (\S+)/.exec(banner)![1], key: /API key\s+(\S+)/.exec(banner)![1] };
+}
+
+describe.skipIf(!present)('versa start --model with a Qwen3 folder', () => {
+  it('serves base and LoRA through the OpenAI routes with the base tokenizer chat template', async () => {
+    const s = await start(['--model', qwen3WithTemplate(), '--name', 'qwen3-tiny']);
+    const publish = (dir: string, name: string) =>
+      versa(['publish', dir, '--name', name, '--base', 'qwen3-tiny@1', '--registry', s.url, '--key', s.key]);
+    const ok = await publish(join(ARCHS_DIR, 'qwen3/adapters/lora'), 'qwen3-lora');
+    expect(ok.code, ok.stderr).toBe(0);
+    const wrong = await publish(join(ARCHS_DIR, 'phi3/adapters/lora'), 'phi3-lora');
+    expect(wrong.code).not.toBe(0);
+    expect(wrong.stderr).toMatch(/module "mlp.gate_up_proj" cannot be adapted/);
+
+    // versa import registers other folders of these architectures over HTTP, with the tokenizer's template.
+    const imported = await versa([
+      'import',
+      join(ARCHS_DIR, 'gemma2'),
+      '--name',
+      'gemma2-tiny',
+      '--registry',
+      s.url,
+      '--key',
+      s.key,
+    ]);
+    expect(imported.code, imported.stderr).toBe(0);
+    const version = await (
+      await fetch(`${s.url}/v1/models/qwen3-tiny/versions/1`, { headers: { authorization: `Bearer ${s.key}` } })
+    ).json();
+    expect(version).toMatchObject({ architecture: 'qwen3', tokenizer: { chat_template: BASE_TEMPLATE } });
+
+    const openai = new OpenAI({ baseURL: `${s.url}/v1`, apiKey: s.key, maxRetries: 0 });
+    const ids = (await openai.models.list()).data.map((m) => m.id);
+    expect(ids).toEqual(expect.arrayContaining(['qwen3-tiny', 'qwen3-lora', 'gemma2-tiny']));
+
+    const settings = { temperature: 0, max_tokens: 12 } as const;
+    const chat = async (model: string) =>
+      (await openai.chat.completions.create({ model, messages: [{ role: 'user', content: 'Tim' }], ...settings }))
+        .choices[0].message.content;
+    const complete = async (model: string, prompt: string) =>
+      (await openai.completions.create({ model, prompt, ...settings })).choices[0].text;
+    for (const model of ['qwen3-tiny', 'qwen3-lora']) {
+      const text = await chat(model);
+      expect(text, model).toBe(await complete(model, '[user] Tim\n'));
+      expect(text, model).not.toBe(await complete(model, 'Tim'));
+    }
+
+    // A version's own template wins over the base's (a template is set by publishing a version).
+    const template = join(mkdtempSync(join(tmpdir(), 'versa-template-')), 'chat.jinja');
+    writeFileSync(template, '{% for m in messages %}{{ m.content }}{% endfor %}');
+    const v2 = await versa([
+      'publish',
+      join(ARCHS_DIR, 'qwen3/adapters/lora'),
+      ...['--name', 'qwen3-lora', '--base', 'qwen3-tiny@1', '--chat-template', template],
+      ...['--registry', s.url, '--key', s.key],
+    ]);
+    expect(v2.code, v2.stderr).toBe(0);
+    expect(await chat('qwen3-lora')).toBe(await complete('qwen3-lora', 'Tim'));
+  }, 120_000);
+});

@@ -1,0 +1,38 @@
+import type { RegistryDb } from '../../registry/db/index.ts';
+import { servedStatements, type Served } from '../../registry/queries/experiment-aggregates.ts';
+import { histogramBucket } from '../../src/edge/experiments/stats.ts';
+
+/**
+ * Writes served requests into an experiment's aggregates through the same statements the edge
+ * runs after each completion: for traffic a test cannot make for real (thousands of units, an arm
+ * made deliberately slow). Each request: one unit, arm, latency and tokens; it counts only if the
+ * experiment is running and not killed, like the edge's.
+ */
+export async function serveRequests(
+  registry: RegistryDb,
+  experimentId: string,
+  requests: Array<{ unit: string; arm: number; latencyMs?: number; error?: boolean; tokens?: number; period?: number }>,
+  at = new Date(),
+): Promise<void> {
+  const statements = requests.flatMap((r) => {
+    const latency = r.latencyMs ?? 100;
+    const served: Served = {
+      experimentId,
+      unit: r.unit,
+      arm: r.arm,
+      period: r.period ?? 0,
+      perRequest: false,
+      at,
+      requests: 1,
+      errors: r.error ? 1 : 0,
+      tokens: { prompt: 4, completion: r.tokens ?? 8 },
+      latencyMs: r.error ? 0 : latency,
+      ttftMs: r.error ? 0 : latency / 4,
+      latencyBuckets: new Map(r.error ? [] : [[histogramBucket(latency), 1]]),
+      ttftBuckets: new Map(r.error ? [] : [[histogramBucket(latency / 4), 1]]),
+    };
+    return servedStatements(registry.db, served);
+  });
+  // One batch per few hundred statements (D1 batches are one transaction each).
+  for (let i = 0; i < statements.length; i += 400) await registry.atomic(statements.slice(i, i + 400));
+}
