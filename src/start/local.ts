@@ -1,7 +1,6 @@
 import { randomBytes } from 'node:crypto';
-import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { join, resolve } from 'node:path';
-import { generateKey, keyFormatProblem } from '../../registry/auth.ts';
+import { mkdirSync } from 'node:fs';
+import { resolve } from 'node:path';
 import { RegistryClient } from '../../registry/client.ts';
 import { describeLocalModel, importLocalModel, publishFolder } from '../../registry/local.ts';
 import { manifestDigest } from '../../registry/digest.ts';
@@ -12,6 +11,7 @@ import { startComputeNode, type ComputeNode } from '../compute/node.ts';
 import { openLocalRegistry, startNodeServer, type NodeServer } from '../edge/node.ts';
 import type { EngineRuntime } from '../engine/engine.ts';
 import { DEMO, ensureDemoFiles } from './demo.ts';
+import { checkedApiKey, localKey } from './home.ts';
 
 export interface LocalOptions extends EngineRuntime {
   /** Default: env PORT, else 8787 (0 picks a free port). */
@@ -52,9 +52,7 @@ export async function startLocal(o: LocalOptions = {}): Promise<Local> {
   if (o.model && !o.name) throw new Error('--model needs --name: the name the base model gets in the registry');
   // Settings that can be wrong are checked before anything slow (hashing, loading the model) happens.
   const port = o.port ?? portSetting(process.env.PORT, 'PORT', 8787);
-  const givenKey = o.apiKey ?? process.env.VERSA_API_KEY;
-  const keyProblem = givenKey === undefined ? null : keyFormatProblem(givenKey);
-  if (keyProblem) throw new Error(`VERSA_API_KEY: ${keyProblem}`);
+  const givenKey = o.apiKey ?? checkedApiKey();
   await assertPortFree(port, '127.0.0.1');
   if (o.computePort) await assertPortFree(o.computePort, '127.0.0.1');
   const home = resolve(o.home ?? process.env.VERSA_HOME ?? '.versa');
@@ -198,14 +196,4 @@ function bannerText(url: string, key: string, base: string, demo: boolean, exper
       `-H 'Content-Type: application/json' -d '${body}'`,
     '',
   ].join('\n');
-}
-
-/** The local admin key, made once and kept (owner-readable only) under VERSA_HOME. */
-function localKey(home: string): string {
-  const path = join(home, 'admin-key');
-  if (existsSync(path)) return readFileSync(path, 'utf8').trim();
-  const key = generateKey();
-  writeFileSync(path, `${key}\n`, { mode: 0o600 });
-  chmodSync(path, 0o600);
-  return key;
 }

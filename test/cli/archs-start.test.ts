@@ -1,10 +1,10 @@
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { copyFileSync, existsSync, mkdtempSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import OpenAI from 'openai';
 import { afterAll, describe, expect, it } from 'vitest';
-import { versa } from '../helpers/cli.ts';
+import { startVersa, versa } from '../helpers/cli.ts';
 
 /**
  * `versa start --model DIR` with a Qwen3 folder from the shared fixtures (skipped when absent):
@@ -15,7 +15,6 @@ const ARCHS_DIR = resolve(import.meta.dirname, '../../../shared/fixtures/archs')
 const present = existsSync(ARCHS_DIR);
 if (!present) console.warn(`skipping versa start on other architectures: ${ARCHS_DIR} is absent`);
 
-const BIN = resolve(import.meta.dirname, '../../bin/versa.js');
 const BASE_TEMPLATE = '{% for m in messages %}[{{ m.role }}] {{ m.content }}\n{% endfor %}';
 const running: ChildProcess[] = [];
 afterAll(() => running.splice(0).forEach((p) => p.kill('SIGTERM')));
@@ -32,22 +31,9 @@ function qwen3WithTemplate(): string {
 }
 
 async function start(args: string[]) {
-  const child = spawn(process.execPath, [BIN, 'start', ...args], {
-    env: { ...process.env, VERSA_HOME: mkdtempSync(join(tmpdir(), 'versa-home-')), PORT: '0' },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  running.push(child);
-  let out = '';
-  let err = '';
-  child.stderr.on('data', (d) => (err += d));
-  const banner = await new Promise<string>((done, fail) => {
-    child.stdout.on('data', (d) => {
-      out += d;
-      if (out.includes('curl -N') && out.endsWith('\n\n')) done(out);
-    });
-    child.on('exit', (code) => fail(new Error(`versa start exited ${code}: ${err}`)));
-  });
-  return { url: /running on (\S+)/.exec(banner)![1], key: /API key\s+(\S+)/.exec(banner)![1] };
+  const started = await startVersa(mkdtempSync(join(tmpdir(), 'versa-home-')), args);
+  running.push(started.child);
+  return started;
 }
 
 describe.skipIf(!present)('versa start --model with a Qwen3 folder', () => {

@@ -206,3 +206,22 @@ export async function startWorkerRegistry(vars: Record<string, string> = {}): Pr
     },
   };
 }
+
+/**
+ * A real blob store whose `put` fails while `failPut` returns an error: for the faults a test cannot
+ * cause for real (storage that breaks mid-publish on R2, a full disk on D1's side).
+ */
+export class FaultInjectingBlobs implements BlobStore {
+  failPut: () => Error | undefined = () => undefined;
+  constructor(private readonly inner: BlobStore) {}
+  async put(...args: Parameters<BlobStore['put']>) {
+    const fault = this.failPut();
+    if (fault) throw fault;
+    return this.inner.put(...args);
+  }
+  get = (sha256: string) => this.inner.get(sha256);
+  has = (sha256: string) => this.inner.has(sha256);
+  delete = (sha256: string) => this.inner.delete(sha256);
+  list = () => this.inner.list();
+  sweepPartial = (before: Date) => this.inner.sweepPartial(before);
+}

@@ -1,43 +1,32 @@
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
-import type { BlobStore } from '../../registry/blobs/store.ts';
 import { sweepOrphans } from '../../registry/sweep.ts';
 import { errorOf, publish, published, registerBase, snapshot, toyConfig, vlmAdapter } from '../helpers/adapters.ts';
-import { BACKENDS, startRegistry, type TestRegistry } from '../helpers/registry.ts';
+import { BACKENDS, FaultInjectingBlobs, startRegistry, type TestRegistry } from '../helpers/registry.ts';
 
 /**
  * Publishing is atomic: a failure at any point (storage, the database write, a crash in between)
  * leaves no visible half version, no orphan row, and (after cleanup) no orphan blob.
  */
 
-/** A real store that fails its Nth put from now on when armed: the one fault we cannot cause for real. */
-class FlakyBlobs implements BlobStore {
-  failOnPut = 0;
-  private puts = 0;
-  constructor(private readonly inner: BlobStore) {}
-  async put(...args: Parameters<BlobStore['put']>) {
-    if (this.failOnPut && ++this.puts === this.failOnPut) {
-      this.failOnPut = 0;
-      this.puts = 0;
-      throw new Error('storage unavailable');
-    }
-    return this.inner.put(...args);
-  }
-  get = (sha256: string) => this.inner.get(sha256);
-  has = (sha256: string) => this.inner.has(sha256);
-  delete = (sha256: string) => this.inner.delete(sha256);
-  list = () => this.inner.list();
-  sweepPartial = (before: Date) => this.inner.sweepPartial(before);
+/** Fails the Nth put from now on (the one fault we cannot cause for real), then none. */
+function failNthPut(blobs: FaultInjectingBlobs, n: number): void {
+  let puts = 0;
+  blobs.failPut = () => {
+    if (++puts !== n) return undefined;
+    blobs.failPut = () => undefined;
+    return new Error('storage unavailable');
+  };
 }
 
 describe.each(BACKENDS)('atomic publishing (%s)', (backend) => {
   let reg: TestRegistry;
-  let flaky: FlakyBlobs;
+  let flaky: FaultInjectingBlobs;
   const config = toyConfig();
 
   beforeAll(async () => {
     // The 500s below are logged by the app; keep the test output readable.
     vi.spyOn(console, 'error').mockImplementation(() => {});
-    reg = await startRegistry(backend, { wrapBlobs: (b) => (flaky = new FlakyBlobs(b)) });
+    reg = await startRegistry(backend, { wrapBlobs: (b) => (flaky = new FaultInjectingBlobs(b)) });
     await registerBase(reg, 'toy');
     await published(reg, 'kept', { base: 'toy@1', alias: 'production' }, vlmAdapter(config, { seed: 1 }));
   });
@@ -48,7 +37,7 @@ describe.each(BACKENDS)('atomic publishing (%s)', (backend) => {
 
   it('a storage failure after the first file leaves nothing behind', async () => {
     const before = await snapshot(reg);
-    flaky.failOnPut = 2; // adapter_config.json is stored, the weights fail
+    failNthPut(flaky, 2); // adapter_config.json is stored, the weights fail
     const res = await publish(reg, 'fresh', { base: 'toy@1', alias: 'production' }, vlmAdapter(config, { seed: 2 }));
     expect(res.status).toBe(500);
     expect((await errorOf(res)).type).toBe('server_error');
@@ -77,7 +66,7 @@ describe.each(BACKENDS)('atomic publishing (%s)', (backend) => {
   it('blobs shared with a committed version survive a failed publish', async () => {
     const files = vlmAdapter(config, { seed: 1 }); // same bytes as kept@1
     const before = await snapshot(reg);
-    flaky.failOnPut = 2;
+    failNthPut(flaky, 2);
     expect((await publish(reg, 'copy', { base: 'toy@1' }, files)).status).toBe(500);
     expect(await snapshot(reg)).toEqual(before);
     const dl = await reg.fetch('/v1/adapters/kept/versions/1/files/adapter.safetensors');

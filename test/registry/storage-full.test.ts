@@ -6,12 +6,11 @@ import { serve, type ServerType } from '@hono/node-server';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { createApiKey } from '../../registry/auth.ts';
 import { FolderBlobStore } from '../../registry/blobs/folder.ts';
-import type { BlobStore } from '../../registry/blobs/store.ts';
 import { sqliteRegistry, type SqliteRegistry } from '../../registry/db/sqlite.ts';
 import { createApp } from '../../src/edge/app.ts';
 import { errorOf, publish, published, registerBase, snapshot, toyConfig, vlmAdapter } from '../helpers/adapters.ts';
 import { versa } from '../helpers/cli.ts';
-import { BACKENDS, startRegistry, type TestRegistry } from '../helpers/registry.ts';
+import { BACKENDS, FaultInjectingBlobs, startRegistry, type TestRegistry } from '../helpers/registry.ts';
 
 /**
  * A full disk is a 507 naming the cause on every write route, and the write changes nothing.
@@ -199,30 +198,18 @@ describe.skipIf(!canMount())('a full disk, for real (tmpfs)', () => {
   });
 });
 
-/** The real store, whose writes fail with the errno of a full disk while `full` is set. */
-class FullBlobs implements BlobStore {
-  full = false;
-  constructor(private readonly inner: BlobStore) {}
-  async put(...args: Parameters<BlobStore['put']>) {
-    if (this.full)
-      throw Object.assign(new Error('ENOSPC: no space left on device, write'), { code: 'ENOSPC', errno: -28 });
-    return this.inner.put(...args);
-  }
-  get = (sha256: string) => this.inner.get(sha256);
-  has = (sha256: string) => this.inner.has(sha256);
-  delete = (sha256: string) => this.inner.delete(sha256);
-  list = () => this.inner.list();
-  sweepPartial = (before: Date) => this.inner.sweepPartial(before);
-}
+/** The errno a write to a full disk fails with. */
+const diskFull = () =>
+  Object.assign(new Error('ENOSPC: no space left on device, write'), { code: 'ENOSPC', errno: -28 });
 
 describe.each(BACKENDS)('a full disk, injected (%s)', (backend) => {
   let reg: TestRegistry;
-  let blobs: FullBlobs;
+  let blobs: FaultInjectingBlobs;
   const config = toyConfig();
 
   beforeAll(async () => {
     vi.spyOn(console, 'error').mockImplementation(() => {});
-    reg = await startRegistry(backend, { wrapBlobs: (b) => (blobs = new FullBlobs(b)) });
+    reg = await startRegistry(backend, { wrapBlobs: (b) => (blobs = new FaultInjectingBlobs(b)) });
     await registerBase(reg, 'toy');
   });
   afterAll(async () => {
@@ -232,13 +219,13 @@ describe.each(BACKENDS)('a full disk, injected (%s)', (backend) => {
 
   it('a publish whose blob write meets ENOSPC is a 507 and leaves nothing behind', async () => {
     const before = await snapshot(reg);
-    blobs.full = true;
+    blobs.failPut = diskFull;
     try {
       const res = await publish(reg, 'fresh', { base: 'toy@1' }, vlmAdapter(config, { seed: 1 }));
       expect(res.status).toBe(507);
       expect((await errorOf(res)).message).toMatch(FULL);
     } finally {
-      blobs.full = false;
+      blobs.failPut = () => undefined;
     }
     expect(await snapshot(reg)).toEqual(before);
   });

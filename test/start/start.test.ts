@@ -1,40 +1,21 @@
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { copyFileSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import OpenAI from 'openai';
 import { afterEach, describe, expect, it } from 'vitest';
 import { fixture, readJson } from '../helpers/fixtures.ts';
-import { versa } from '../helpers/cli.ts';
+import { startVersa, versa } from '../helpers/cli.ts';
 
-const BIN = resolve(import.meta.dirname, '../../bin/versa.js');
 const running: ChildProcess[] = [];
 afterEach(() => running.splice(0).forEach((p) => p.kill('SIGTERM')));
 
-/** Runs `versa start ARGS` and waits for its banner. */
+/** `versa start ARGS`, stopped after each test. */
 async function start(home: string, args: string[] = [], env: Record<string, string> = {}) {
-  const child = spawn(process.execPath, [BIN, 'start', ...args], {
-    env: { ...process.env, VERSA_HOME: home, PORT: '0', ...env },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  running.push(child);
-  let out = '';
-  let err = '';
-  child.stderr.on('data', (d) => (err += d));
-  const banner = await new Promise<string>((done, fail) => {
-    child.stdout.on('data', (d) => {
-      out += d;
-      if (out.includes('curl -N') && out.endsWith('\n\n')) done(out);
-    });
-    child.on('exit', (code) => fail(new Error(`versa start exited ${code}: ${err}`)));
-  });
-  const url = /running on (\S+)/.exec(banner)![1];
-  const key = /API key\s+(\S+)/.exec(banner)![1];
-  const curl = /curl -N (\S+) -H 'Authorization: Bearer (\S+)' -H 'Content-Type: application\/json' -d '(.*)'/.exec(
-    banner,
-  )!;
-  return { child, banner, url, key, curl: { url: curl[1], key: curl[2], body: curl[3] } };
+  const started = await startVersa(home, args, env);
+  running.push(started.child);
+  return started;
 }
 
 describe('npm start (versa start)', () => {

@@ -1,4 +1,4 @@
-import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import type { Command } from 'commander';
 import { assertPortFree, portSetting } from '../../http/listen.ts';
@@ -34,12 +34,13 @@ async function run(o: EdgeOptions): Promise<void> {
   const computeToken = process.env.VERSA_COMPUTE_TOKEN?.trim();
   if (!computeToken) throw new Error('set VERSA_COMPUTE_TOKEN to the token the compute nodes were started with');
   const settings = nodeSettingsFrom(process.env);
+  const { checkedApiKey, localKey } = await import('../../start/home.ts');
+  const givenKey = checkedApiKey();
   await assertPortFree(port, o.host);
 
   const home = resolve(o.home ?? process.env.VERSA_HOME ?? '.versa');
   mkdirSync(home, { recursive: true });
-  const { generateKey } = await import('../../../registry/auth.ts');
-  const apiKey = process.env.VERSA_API_KEY || localKey(home, generateKey);
+  const apiKey = givenKey ?? localKey(home);
   const { startNodeServer } = await import('../../edge/node.ts');
   const edge = await startNodeServer({
     port,
@@ -52,19 +53,9 @@ async function run(o: EdgeOptions): Promise<void> {
   process.stdout.write(`${edge.url}\n`);
   process.stderr.write(
     `versa edge: serving ${home} on ${edge.url} in front of ${count} compute node${count === 1 ? '' : 's'}` +
-      ` (admin key: ${process.env.VERSA_API_KEY ? '$VERSA_API_KEY' : join(home, 'admin-key')})\n`,
+      ` (admin key: ${givenKey ? '$VERSA_API_KEY' : join(home, 'admin-key')})\n`,
   );
   for (const signal of ['SIGINT', 'SIGTERM'] as const) {
     process.once(signal, () => void edge.close().then(() => process.exit(0)));
   }
-}
-
-/** The admin key kept in <home>/admin-key, the one `versa start` made (made here if missing). */
-function localKey(home: string, generateKey: () => string): string {
-  const path = join(home, 'admin-key');
-  if (existsSync(path)) return readFileSync(path, 'utf8').trim();
-  const key = generateKey();
-  writeFileSync(path, `${key}\n`, { mode: 0o600 });
-  chmodSync(path, 0o600);
-  return key;
 }

@@ -310,6 +310,15 @@ export class DecoderGraph {
     return g.add(y, this.scatterRows(delta, IN.loraScatter));
   }
 
+  /**
+   * The Hugging Face projection `module` of layer `l` ([out, in] weight, `<module>.weight`), with its
+   * bias when the checkpoint has one (Qwen2's q/k/v, Llama's attention_bias/mlp_bias), plus LoRA.
+   */
+  hfProjection(l: number, module: string, x: string): string {
+    const name = (n: string) => blockWeight(this.c, l, `${module}.${n}`);
+    return this.linear(l, module, x, name('weight'), 'out_in', this.has(name('bias')) ? name('bias') : undefined);
+  }
+
   /** Rotary position embedding of x [N, heads*hd], in the checkpoint's pairing layout. */
   rope(x: string, heads: number): string {
     const g = this.g;

@@ -24,10 +24,7 @@ export function buildGemma(
   for (let l = 0; l < c.numLayers; l++) {
     const name = (n: string) => blockWeight(c, l, n);
     const norm = (x: string, weight: string) => m.rmsNorm(x, m.onePlus(name(`${weight}.weight`)));
-    const proj = (module: string, x: string) => {
-      const bias = m.has(name(`${module}.bias`)) ? name(`${module}.bias`) : undefined;
-      return m.linear(l, module, x, name(`${module}.weight`), 'out_in', bias);
-    };
+    const proj = (module: string, x: string) => m.hfProjection(l, module, x);
 
     const a = norm(h, 'input_layernorm');
     const q = m.rope(proj('self_attn.q_proj', a), c.numHeads);

@@ -23,10 +23,7 @@ export function buildLlama(
   let h = m.embed(embeddings);
   for (let l = 0; l < c.numLayers; l++) {
     const name = (n: string) => blockWeight(c, l, n);
-    const proj = (module: string, x: string) => {
-      const bias = m.has(name(`${module}.bias`)) ? name(`${module}.bias`) : undefined;
-      return m.linear(l, module, x, name(`${module}.weight`), 'out_in', bias);
-    };
+    const proj = (module: string, x: string) => m.hfProjection(l, module, x);
 
     const a = m.rmsNorm(h, m.w(name('input_layernorm.weight')));
     const headNorm = (x: string, heads: number, norm: string) =>

@@ -24,10 +24,7 @@ export function buildPhi3(
   let h = m.embed(embeddings);
   for (let l = 0; l < c.numLayers; l++) {
     const name = (n: string) => blockWeight(c, l, n);
-    const proj = (module: string, x: string) => {
-      const bias = m.has(name(`${module}.bias`)) ? name(`${module}.bias`) : undefined;
-      return m.linear(l, module, x, name(`${module}.weight`), 'out_in', bias);
-    };
+    const proj = (module: string, x: string) => m.hfProjection(l, module, x);
 
     const a = m.rmsNorm(h, m.w(name('input_layernorm.weight')));
     const [qs, ks, vs] = g.opN('Split', [proj('self_attn.qkv_proj', a), g.ints([q, kv, kv])], 3, { axis: 1 });
