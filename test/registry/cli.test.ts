@@ -7,6 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { encodeSafetensors } from '../../src/engine/weights/safetensors.ts';
 import { loraAdapter, toyConfig, vlmAdapter } from '../helpers/adapters.ts';
 import { REPO_ROOT, startRegistry, type TestRegistry } from '../helpers/registry.ts';
+import { freePort } from '../helpers/compute.ts';
 
 /** The `versa` CLI against a running registry (Node backend, real HTTP, real processes). */
 
@@ -181,5 +182,25 @@ describe('versa CLI against a running registry', () => {
     expect(cases[1].stderr).toMatch(/400: base model version nope@1 is not registered/);
     expect(cases[3].stderr).toMatch(/401/);
     expect(cases[4].stderr).toMatch(/cannot reach the registry/);
+  });
+
+  it('without VERSA_REGISTRY, registry commands use http://127.0.0.1:$PORT and name it when unreachable', async () => {
+    const closed = await freePort();
+    const { VERSA_REGISTRY: _unset, ...rest } = env;
+    const saved = env;
+    env = { ...rest, PORT: String(closed) };
+    try {
+      for (const r of [
+        await versa('models', 'ls'),
+        await versa('publish', join(work, 'vlm'), '--name', 'x', '--base', 'toy@1'),
+      ]) {
+        expect(r.code).toBe(1);
+        expect(r.stderr).toMatch(new RegExp(`^versa: error: .*http://127\\.0\\.0\\.1:${closed}.*ECONNREFUSED`));
+      }
+      env = { ...rest, PORT: String(new URL(reg.url).port) };
+      expect((await versa('models', 'ls')).code).toBe(0);
+    } finally {
+      env = saved;
+    }
   });
 });
