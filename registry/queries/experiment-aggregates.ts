@@ -51,7 +51,8 @@ const unitValue = (experimentId: string, unit: string, column: string) =>
 
 /** The served arm is the unit's arm (or the unit is new): what makes usage count. */
 export function servedCounts(s: Pick<Served, 'experimentId' | 'unit' | 'arm'>): SQL {
-  return sql`${countingNow(s.experimentId)} and coalesce(${unitValue(s.experimentId, s.unit, 'arm')}, ${s.arm}) = ${s.arm}`;
+  const unitArm = unitValue(s.experimentId, s.unit, 'arm');
+  return sql`${countingNow(s.experimentId)} and coalesce(${unitArm}, ${s.arm}) = ${s.arm}`;
 }
 
 /**
@@ -67,7 +68,8 @@ function momentStatement(
   return db
     .insert(experimentMoments)
     .select(
-      sql`select ${experimentId}, ${arm}, ${stat}, d.dx, 2 * d.x * d.dx + d.dx * d.dx, d.dy, 2 * d.y * d.dy + d.dy * d.dy,
+      sql`select ${experimentId}, ${arm}, ${stat}, d.dx, 2 * d.x * d.dx + d.dx * d.dx,
+          d.dy, 2 * d.y * d.dy + d.dy * d.dy,
         d.x * d.dy + d.y * d.dx + d.dx * d.dy
         from (select ${dx} as dx, ${dy} as dy, coalesce(${x}, 0) as x, coalesce(${y}, 0) as y) d
         where ${where}`,
@@ -257,7 +259,8 @@ export function metricEventStatements(
 ): Statement[] {
   const { experimentId: e, unit, metric } = m;
   const mine = sql`experiment_id = ${e} and unit = ${unit} and metric = ${metric}`;
-  const counts = sql`${countingNow(e)} and exists (select 1 from experiment_units where experiment_id = ${e} and unit = ${unit} and first_at <= ${m.at.getTime()})`;
+  const counts = sql`${countingNow(e)} and exists (
+    select 1 from experiment_units where experiment_id = ${e} and unit = ${unit} and first_at <= ${m.at.getTime()})`;
   return [
     momentStatement(
       db,

@@ -55,7 +55,7 @@ const GuardrailsSchema = z
     description:
       'Tolerated regressions against control: error_rate in absolute points (0.01 = 1 point), p95_latency and ' +
       'tokens_per_request relative (0.2 = 20 %). When the sequential test shows an arm worse beyond one, the ' +
-      'experiment stops.',
+      'kill switch goes on (every unit is served control) and the reason is recorded.',
   });
 
 const metricsOf = (metrics: z.infer<typeof MetricSchema>[] | undefined): ExperimentMetric[] | undefined =>
@@ -143,7 +143,8 @@ const patch = createRoute({
   path: '/v1/experiments/{id}',
   tags: ['experiments'],
   summary:
-    'Change arms or weights, start/stop, or pull the kill switch (killed: every unit is served the control arm and nothing is counted)',
+    'Change arms or weights, start/stop, or pull the kill switch ' +
+    '(killed: every unit is served the control arm and nothing is counted)',
   ...scoped('publish'),
   request: {
     params: IdParam,

@@ -163,7 +163,8 @@ export async function benchChaos(
       streams: STREAMS,
       seconds,
       setup:
-        `2 compute nodes (stories260k, ${opts.threads ?? 1} thread(s) each) behind versa edge; ${models.length} models ` +
+        `2 compute nodes (stories260k, ${opts.threads ?? 1} thread(s) each) behind versa edge; ` +
+        `${models.length} models ` +
         `(base, 2 fixture adapters, 8 seeded random VLM/LoRA adapters) x ${PROMPTS.length} prompts, ` +
         `greedy, ${MAX_TOKENS} tokens`,
       completed,

@@ -151,7 +151,7 @@ describe.each(BACKENDS)('experiment integrity (%s)', (backend) => {
     expect((await api('PUT', '/v1/adapters/vlm-max/aliases/production', { version: 1 })).changed).toBe(true);
   });
 
-  it('feedback keeps to its declared metric, once per completion per metric; application metrics count after exposure', async () => {
+  it('feedback keeps to its metric, once per completion and metric; app metrics count after exposure', async () => {
     const e = await start({
       name: 'metrics',
       metrics: [

@@ -50,7 +50,7 @@ describe.each(BACKENDS)('chat templates per version (%s)', (backend) => {
     expect(error.message).toMatch(/chat_template.*does not parse at line 3: .*foo/);
   });
 
-  it("the adapter-wide template is refused with a pointer to publishing; a legacy one is the versions' fallback", async () => {
+  it('an adapter-wide template is refused with a pointer to publishing; a legacy one is the fallback', async () => {
     const patched = await reg.fetch('/v1/adapters/chatty', {
       method: 'PATCH',
       headers: { 'content-type': 'application/json' },

@@ -58,8 +58,9 @@ export function register(program: Command): void {
       `verdict (${r.verdict.metric}): ${r.verdict.arms.map((v: any) => `${v.arm} ${v.verdict}`).join(', ') || '-'}`,
     );
     const violated = r.guardrails.checks.filter((c: any) => c.violated);
+    const armGuardrail = (c: any) => `${c.arm}: ${c.guardrail}`;
     out.push(
-      `guardrails: ${r.guardrails.state}${violated.length ? ` (${violated.map((c: any) => `${c.arm}: ${c.guardrail}`).join(', ')})` : ''}`,
+      `guardrails: ${r.guardrails.state}${violated.length ? ` (${violated.map(armGuardrail).join(', ')})` : ''}`,
     );
     out.push(`promotable: ${r.promotable ? r.promotable.arm : '-'}`);
     if (r.srm?.mismatch) out.push(`SAMPLE RATIO MISMATCH: p = ${fmt(r.srm.p_value, 2)}; do not trust these results`);
@@ -76,7 +77,8 @@ export function register(program: Command): void {
     const r = await clientOf(o).json('POST', `${path(id)}/promote`, { arm });
     if (o.json) return void process.stdout.write(`${JSON.stringify(r)}\n`);
     process.stdout.write(
-      `${r.experiment.adapter}@production: ${r.previous_version ?? '(new)'} -> ${r.version}; ${r.experiment.id} stopped\n`,
+      `${r.experiment.adapter}@production: ${r.previous_version ?? '(new)'} -> ${r.version}; ` +
+        `${r.experiment.id} stopped\n`,
     );
   });
 

@@ -21,13 +21,21 @@ export async function evaluateExperiment(registry: RegistryDb, e: Experiment, no
   const violated = results.guardrails.checks.filter((c) => c.violated);
   if (violated.length) {
     const reason = violated
-      .map((c) => `guardrail ${c.guardrail} (tolerance ${c.tolerance}) violated by arm "${c.arm}"`)
+      .map((c) => `guardrail ${c.guardrail} (tolerance ${c.tolerance}) violated by arm "${c.arm}" (${measured(c)})`)
       .join('; ');
     await haltExperiment(registry, e, reason, { now });
   } else if (e.autoPromote && results.promotable) {
     await promoteArm(registry, e, results.promotable.arm, { now, auto: true });
   } else return results;
   return compute(registry, (await getExperiment(registry.db, e.id))!);
+}
+
+/** A check's figures in words, e.g. "control_p95_ms 120, arm_p95_ms 361, share_above 0.52". */
+function measured(c: Results['guardrails']['checks'][number]): string {
+  const round = (x: number) => Number(x.toPrecision(3));
+  return Object.entries(c.detail)
+    .map(([k, v]) => `${k} ${v === null ? '-' : round(v)}`)
+    .join(', ');
 }
 
 async function compute(registry: RegistryDb, e: Experiment): Promise<Results> {

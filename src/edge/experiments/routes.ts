@@ -105,7 +105,8 @@ function checkMetricValue(m: ExperimentMetric, value: number, param: string): vo
     throw badRequest(
       m.kind === 'binary'
         ? `metric "${m.name}" is binary: the value must be 0 or 1`
-        : `metric "${m.name}" is a ${m.kind} within [${m.min}, ${m.max}]${m.kind === 'scale' ? ' (whole numbers)' : ''}: ${value} is outside`,
+        : `metric "${m.name}" is a ${m.kind} within [${m.min}, ${m.max}]` +
+            `${m.kind === 'scale' ? ' (whole numbers)' : ''}: ${value} is outside`,
       'value_out_of_range',
       param,
     );

@@ -552,8 +552,8 @@ function axis(svg, sc, rows, unit, zeroLine) {
         svg.append(s('line', { class: 'zero', x1: sc.x(0), x2: sc.x(0), y1: TOP - 4, y2: y }));
     }
 }
-function whisker(g, sc, lo, hi, y) {
-    g.append(s('line', { class: 'whisker', x1: sc.x(lo), x2: sc.x(hi), y1: y, y2: y }), s('line', { class: 'whisker', x1: sc.x(lo), x2: sc.x(lo), y1: y - 6, y2: y + 6 }), s('line', { class: 'whisker', x1: sc.x(hi), x2: sc.x(hi), y1: y - 6, y2: y + 6 }));
+function whisker(g, sc, lo, hi, y, cls = 'whisker') {
+    g.append(s('line', { class: cls, x1: sc.x(lo), x2: sc.x(hi), y1: y, y2: y }), s('line', { class: cls, x1: sc.x(lo), x2: sc.x(lo), y1: y - 6, y2: y + 6 }), s('line', { class: cls, x1: sc.x(hi), x2: sc.x(hi), y1: y - 6, y2: y + 6 }));
 }
 // A row's group: its label on the left, then what the chart draws for it.
 function rowGroup(label, y) {
@@ -566,13 +566,15 @@ function noData(g, sc, y) {
 }
 // Dots with 95 % interval whiskers.
 export function intervalChart({ title, rows, unit = '', zeroLine = false, testid }) {
-    const values = rows.flatMap((r) => (r.value === null ? [] : [r.value, ...(r.ci || [])]));
+    const values = rows.flatMap((r) => (r.value === null ? [] : [r.value, ...(r.ci || []), ...(r.sequence || [])]));
     const sc = scale(values, !!zeroLine);
     const summary = rows
         .map((r) => {
         if (r.value === null)
             return \`\${r.label}: no data\`;
-        return \`\${r.label}: \${sig(r.value)}\${r.ci ? \` (95 % CI \${sig(r.ci[0])} to \${sig(r.ci[1])})\` : ''}\`;
+        const ci = r.ci ? \` (95 % CI \${sig(r.ci[0])} to \${sig(r.ci[1])})\` : '';
+        const cs = r.sequence ? \` (always-valid \${sig(r.sequence[0])} to \${sig(r.sequence[1])})\` : '';
+        return \`\${r.label}: \${sig(r.value)}\${ci}\${cs}\`;
     })
         .join('; ');
     const svg = frame(title, testid, rows.length, summary);
@@ -583,6 +585,8 @@ export function intervalChart({ title, rows, unit = '', zeroLine = false, testid
             noData(g, sc, y);
         }
         else {
+            if (r.sequence)
+                whisker(g, sc, r.sequence[0], r.sequence[1], y, 'sequence');
             if (r.ci)
                 whisker(g, sc, r.ci[0], r.ci[1], y);
             const dot = { class: 'dot', cx: sc.x(r.value), cy: y, r: 5 };
@@ -765,50 +769,20 @@ export function field(label, control, hint) {
     return h('div', { class: 'field' }, h('label', { for: id }, label), control, hint ? h('small', {}, hint) : null);
 }
 `,
-  'experiments.js': `/**
- * Browser module \`/ui/assets/experiments.js\`: an adapter's experiments, the create form (arms and
- * weights), and one experiment's controls and live results (refreshed every few seconds).
+  'experiment-form.js': `/**
+ * Browser module \`/ui/assets/experiment-form.js\`: the form that creates an experiment: arms and
+ * weights, the feedback metric (binary, scale or continuous with its bounds), guardrails with their
+ * tolerated regressions, and auto-promotion.
  */
-import { api, query } from "./api.js";
-import { act, badge, clearError, enc, errorBox, field, h, interval, ms, num, percent, replace, showError, sig, statusLine, table, when, } from "./dom.js";
-import { intervalChart, latencyChart } from "./charts.js";
-// How often live results refresh.
-const REFRESH_MS = 2500;
-const pValue = (p) => (p < 1e-6 ? '< 0.000001' : \`= \${sig(p, 2)}\`);
-const armTarget = (a) => (a.version !== null ? \`v\${a.version}\` : \`alias \${a.alias}\`);
-export function experimentsView(ctx, adapterName) {
-    const err = errorBox();
-    const body = h('div', {}, h('p', {}, 'Loading…'));
-    const picker = h('select', {
-        testid: 'exp-adapter',
-        onchange: () => {
-            location.hash = \`#/experiments/\${enc(picker.value)}\`;
-        },
-    });
-    load().catch((e) => {
-        replace(body);
-        showError(err, e);
-    });
-    return h('section', { testid: 'experiments-view' }, h('h1', {}, 'Experiments'), field('Adapter', picker), err, body);
-    async function load() {
-        const adapters = (await api('GET', '/v1/adapters?limit=200')).data;
-        if (!adapters.length) {
-            replace(body, h('p', {}, 'No adapters yet: publish one first.'));
-            return;
-        }
-        const name = adapterName || adapters[0].name;
-        replace(picker, adapters.map((a) => h('option', { value: a.name, selected: a.name === name }, a.name)));
-        const [adapter, list] = await Promise.all([
-            api('GET', \`/v1/adapters/\${enc(name)}\`),
-            api('GET', \`/v1/experiments\${query({ adapter: name })}\`),
-        ]);
-        const rows = list.data.map((e) => h('tr', { testid: \`exp-row-\${e.id}\` }, h('td', {}, h('a', { href: \`#/experiment/\${enc(e.id)}\` }, e.name), h('div', { class: 'muted' }, h('code', {}, e.id))), h('td', {}, badge(e.status), e.killed ? [' ', badge('killed')] : null), h('td', {}, e.arms.map((a) => \`\${a.name}: \${armTarget(a)} ×\${a.weight}\`).join(' · ')), h('td', {}, when(e.created_at))));
-        replace(body, h('h2', {}, 'Experiments on ', h('a', { href: \`#/adapters/\${enc(name)}\` }, name)), list.data.length
-            ? table(['Name', 'Status', 'Arms', 'Created'], rows, { testid: 'exp-list' })
-            : h('p', {}, \`No experiments on \${name} yet.\`), createForm(adapter));
-    }
-}
-function createForm(adapter) {
+import { api } from "./api.js";
+import { act, enc, errorBox, field, h } from "./dom.js";
+/** The guardrails the API takes; the form asks for tolerances in points or percent, the API takes fractions. */
+const GUARDRAILS = [
+    { key: 'error_rate', label: 'Error rate', unit: 'points', initial: 1, hint: 'absolute: 1 = one point more' },
+    { key: 'p95_latency', label: 'p95 latency', unit: '%', initial: 20, hint: 'relative to control' },
+    { key: 'tokens_per_request', label: 'Tokens per request', unit: '%', initial: 20, hint: 'relative to control' },
+];
+export function createForm(adapter) {
     const err = errorBox();
     const versions = adapter.version_list.filter((v) => v.status !== 'yanked');
     const choices = [
@@ -818,7 +792,7 @@ function createForm(adapter) {
         })),
         ...Object.entries(adapter.aliases).map(([alias, v]) => ({
             value: \`a:\${alias}\`,
-            label: \`alias \${alias} (now v\${v})\`,
+            label: \`alias \${alias} (now v\${v}; fixed when the experiment starts)\`,
         })),
     ];
     const latest = versions[0] ? versions[0].version : null;
@@ -866,6 +840,9 @@ function createForm(adapter) {
         value: \`\${adapter.name} experiment\`,
         testid: 'exp-name',
     });
+    const metric = metricFields();
+    const guardrails = guardrailFields();
+    const autoPromote = h('input', { type: 'checkbox', id: 'exp-auto-promote-box', testid: 'exp-auto-promote' });
     const start = h('input', {
         type: 'checkbox',
         name: 'start',
@@ -874,7 +851,7 @@ function createForm(adapter) {
         testid: 'exp-start-now',
     });
     const submit = h('button', { type: 'submit', testid: 'exp-create' }, 'Create experiment');
-    // An arm as the API takes it: "v:2" serves version 2, "a:production" whatever that alias points to.
+    // An arm as the API takes it: "v:2" serves version 2, "a:production" whatever that alias points to at the start.
     const armOf = (f) => {
         const [kind, value] = f.querySelector('select').value.split(/:(.*)/s);
         const arm = {
@@ -894,13 +871,338 @@ function createForm(adapter) {
                     adapter: adapter.name,
                     status: start.checked ? 'running' : 'draft',
                     arms: [...arms.querySelectorAll('fieldset')].map(armOf),
+                    metrics: [metric.value()],
+                    guardrails: guardrails.value(),
+                    auto_promote: autoPromote.checked,
                 };
                 const created = await api('POST', '/v1/experiments', body);
                 location.hash = \`#/experiment/\${enc(created.id)}\`;
             });
         },
     }, h('h2', {}, 'New experiment'), h('p', { class: 'muted' }, 'The first arm is the control. ' +
-        "Units (the request's user, or x-versa-unit) stick to the arm they are first assigned."), field('Name', name), arms, h('button', { type: 'button', testid: 'exp-add-arm', onclick: () => addArm(\`arm \${n + 1}\`, latest, 50) }, 'Add arm'), h('div', { class: 'field inline' }, start, h('label', { for: 'exp-start-box' }, 'Start it now (at most one running experiment per adapter)')), err, submit);
+        "Units (the request's user, or x-versa-unit) stick to the arm they are first assigned."), field('Name', name), arms, h('button', { type: 'button', testid: 'exp-add-arm', onclick: () => addArm(\`arm \${n + 1}\`, latest, 50) }, 'Add arm'), metric.element, guardrails.element, h('div', { class: 'field inline' }, autoPromote, h('label', { for: 'exp-auto-promote-box' }, 'Auto-promote: move production to an arm the sequential test finds better, with no guardrail violated')), h('div', { class: 'field inline' }, start, h('label', { for: 'exp-start-box' }, 'Start it now (at most one running experiment per adapter)')), err, submit);
+}
+// The primary metric: what feedback scores (and application metric events) are checked against.
+function metricFields() {
+    const name = h('input', {
+        type: 'text',
+        value: 'score',
+        required: true,
+        maxlength: 64,
+        pattern: '[A-Za-z0-9_.\\\\-]{1,64}',
+        testid: 'metric-name',
+    });
+    const kind = h('select', { testid: 'metric-kind' }, h('option', { value: 'binary', selected: true }, 'binary (0 or 1: the playground’s thumbs)'), h('option', { value: 'scale' }, 'scale (whole numbers from min to max, e.g. 1-5)'), h('option', { value: 'continuous' }, 'continuous (any number from min to max)'));
+    const bound = (value, testid) => h('input', { type: 'number', step: 'any', value, required: true, testid });
+    const min = bound(1, 'metric-min');
+    const max = bound(5, 'metric-max');
+    const bounds = h('div', { class: 'row', hidden: true }, field('Min', min), field('Max', max));
+    kind.addEventListener('change', () => {
+        bounds.hidden = kind.value === 'binary';
+        for (const input of [min, max])
+            input.disabled = bounds.hidden;
+    });
+    for (const input of [min, max])
+        input.disabled = true;
+    const element = h('fieldset', { class: 'arm', testid: 'exp-metric-fields' }, h('legend', {}, 'Feedback metric (higher is better)'), field('Metric name', name), field('Kind', kind), bounds);
+    const value = () => kind.value === 'binary'
+        ? { name: name.value.trim(), kind: 'binary' }
+        : { name: name.value.trim(), kind: kind.value, min: Number(min.value), max: Number(max.value) };
+    return { element, value };
+}
+// Guardrails: each, when ticked, stops the experiment once an arm is surely worse than control by more than this.
+function guardrailFields() {
+    const rows = GUARDRAILS.map((g) => {
+        const on = h('input', { type: 'checkbox', id: \`guardrail-\${g.key}-box\`, testid: \`guardrail-\${g.key}-on\` });
+        const tolerance = h('input', {
+            type: 'number',
+            min: 0,
+            step: 'any',
+            value: g.initial,
+            disabled: true,
+            'aria-label': \`\${g.label}: tolerated regression in \${g.unit}\`,
+            testid: \`guardrail-\${g.key}-tolerance\`,
+        });
+        on.addEventListener('change', () => {
+            tolerance.disabled = !on.checked;
+        });
+        const element = h('div', { class: 'field inline' }, on, h('label', { for: on.id }, g.label), ' tolerated regression ', tolerance, \` \${g.unit}\`, h('small', {}, \` (\${g.hint})\`));
+        return { key: g.key, on, tolerance, element };
+    });
+    const element = h('fieldset', { class: 'arm guardrails', testid: 'exp-guardrail-fields' }, h('legend', {}, 'Guardrails (stop the experiment and serve control when an arm is surely worse)'), rows.map((r) => r.element));
+    const value = () => Object.fromEntries(rows.filter((r) => r.on.checked).map((r) => [r.key, Number(r.tolerance.value) / 100]));
+    return { element, value };
+}
+`,
+  'experiment-results.js': `import { badge, h, interval, ms, num, percent, replace, sig, table, when } from "./dom.js";
+import { intervalChart, latencyChart } from "./charts.js";
+const pValue = (p) => p === null || p === undefined ? '–' : p < 1e-6 ? '< 0.000001' : \`= \${sig(p, 2)}\`;
+/** What an arm serves: "v3", or "alias production → v3" once started (an alias arm's version is fixed then). */
+export function armTarget(a) {
+    if (a.alias === null || a.alias === undefined)
+        return \`v\${a.version}\`;
+    return a.resolved_version === null || a.resolved_version === undefined
+        ? \`alias \${a.alias} (version fixed when started)\`
+        : \`alias \${a.alias} → v\${a.resolved_version}\`;
+}
+/** A declared metric in words: "score: binary (0/1)", "stars: scale 1–5", "revenue: continuous in [0, 100]". */
+function metricText(m) {
+    if (m.kind === 'binary')
+        return \`\${m.name}: binary (0/1)\`;
+    if (m.kind === 'scale')
+        return \`\${m.name}: scale \${m.min}–\${m.max} (whole numbers)\`;
+    return \`\${m.name}: continuous in [\${m.min}, \${m.max}]\`;
+}
+const VERDICTS = {
+    better: 'better than control',
+    worse: 'worse than control',
+    inconclusive: 'inconclusive',
+    too_few_units: 'too few units yet',
+};
+const armsOf = (r) => r.arms;
+export function renderResults(root, r, actions) {
+    const totalWeight = armsOf(r).reduce((sum, a) => sum + a.weight, 0) || 1;
+    replace(root, summary(r), srmCheck(r, totalWeight), verdictSection(r, actions), h('h3', {}, 'Per arm (unit-level)'), h('div', { class: 'scroll' }, unitsTable(r, totalWeight)), guardrailSection(r), charts(r), historySection(r));
+}
+function summary(r) {
+    const e = r.experiment;
+    const metrics = e.metrics;
+    return h('dl', { class: 'facts', testid: 'exp-summary' }, h('dt', {}, 'Primary metric'), h('dd', { testid: 'exp-metric' }, metricText(metrics[0])), metrics.length > 1
+        ? [h('dt', {}, 'Other metrics'), h('dd', {}, metrics.slice(1).map(metricText).join('; '))]
+        : null, h('dt', {}, 'Arms'), h('dd', { testid: 'exp-arm-versions' }, armsOf(r).map((a, i) => [
+        i ? ' · ' : '',
+        h('span', { testid: \`arm-\${a.arm}-version\` }, \`\${a.arm}: \${armTarget(a)}\`),
+    ])), h('dt', {}, 'Auto-promote'), h('dd', { testid: 'exp-auto-promote' }, e.auto_promote ? 'on' : 'off'), 
+    // A guardrail halts a running experiment (kill switch on) and gives the reason; a stop or promotion ends it.
+    e.stop_reason
+        ? [
+            h('dt', {}, e.status === 'stopped' ? 'Stopped' : 'Halted'),
+            h('dd', { testid: 'exp-stop-reason' }, e.stop_reason),
+        ]
+        : null, h('dt', {}, 'Analysis'), h('dd', { class: 'muted' }, \`per \${r.analysis.unit}; \${r.analysis.variance}; verdicts from the \${r.analysis.sequential}, \` +
+        \`once both arms have \${r.analysis.min_units} units\`));
+}
+// The chi-square check of units per arm against the weights: a mismatch means broken assignment or logging.
+function srmCheck(r, totalWeight) {
+    if (!r.srm) {
+        return h('p', { class: 'muted', testid: 'srm-status' }, 'Sample-ratio check: needs units in at least two arms.');
+    }
+    if (!r.srm.mismatch) {
+        return h('p', { class: 'muted', testid: 'srm-status' }, \`Sample-ratio check passed (p \${pValue(r.srm.p_value)}).\`);
+    }
+    return h('div', { class: 'warning', role: 'alert', testid: 'srm-warning' }, h('strong', {}, 'Sample ratio mismatch. '), 'Units per arm (', armsOf(r)
+        .map((a) => \`\${a.arm} \${a.units}\`)
+        .join(', '), ') do not fit the weights (', armsOf(r)
+        .map((a) => \`\${a.arm} \${percent(a.weight / totalWeight, 0)}\`)
+        .join(', '), '): χ² = ', sig(r.srm.chi2), ', p ', pValue(r.srm.p_value), ' (threshold ', String(r.srm.alpha), '). Assignment or logging is broken; do not trust these results until that is explained.');
+}
+const withP = (ci, p) => ci ? \`\${interval(ci)}, p \${pValue(p)}\` : 'no interval yet';
+// Per treatment arm: the verdict (always-valid test), its interval and p-value, the fixed-horizon ones beside it.
+function verdictSection(r, actions) {
+    const verdicts = r.verdict.arms;
+    const rows = verdicts.map((v) => {
+        const a = armsOf(r).find((x) => x.arm === v.arm);
+        const d = a.vs_control ? a.vs_control.feedback : null;
+        // The interval the verdict used (its alpha is split over the treatment arms), else the plain 95 % one.
+        const sequence = v.cs ?? (d && d.cs95);
+        const recommended = !!r.promotable && r.promotable.arm === v.arm;
+        return h('tr', { testid: \`verdict-\${v.arm}\` }, h('th', { scope: 'row' }, v.arm, h('div', { class: 'muted' }, armTarget(a))), h('td', { testid: \`verdict-\${v.arm}-verdict\` }, badge(VERDICTS[v.verdict] ?? v.verdict, \`verdict-\${v.verdict}\`)), h('td', { class: 'num', testid: \`verdict-\${v.arm}-diff\` }, d ? sig(d.diff) : '–'), h('td', { class: 'num', testid: \`verdict-\${v.arm}-sequential\` }, withP(sequence, d && d.p_value)), h('td', { class: 'num', testid: \`verdict-\${v.arm}-fixed\` }, withP(d && d.ci95, d && d.p_value_fixed)), h('td', {}, recommended ? h('div', { testid: \`promotable-\${v.arm}\` }, badge('promotable', 'running'), ' ') : null, actions.promoteButton(v.arm, recommended)));
+    });
+    return h('section', { testid: 'verdict' }, h('h3', {}, \`Verdict on \${r.verdict.metric} (sequential test, alpha \${sig(r.verdict.alpha, 2)})\`), r.promotable ? h('p', { class: 'status', testid: 'promotable' }, \`Promotable: \${r.promotable.reason}.\`) : null, verdicts.length
+        ? table([
+            'Arm',
+            'Verdict',
+            'Difference vs control',
+            'Always-valid 95 % interval, p (safe to peek)',
+            'Fixed-horizon 95 % CI, p (valid at a planned size only)',
+            'Promote',
+        ], rows, { testid: 'verdict-table' })
+        : h('p', { class: 'muted' }, 'Only one arm: nothing to compare.'), h('p', { class: 'muted' }, 'The verdict uses the always-valid interval only: it stays correct however often this page refreshes. ' +
+        'The fixed-horizon interval is narrower but looking at it repeatedly inflates false positives.'));
+}
+function unitsTable(r, totalWeight) {
+    const totalUnits = armsOf(r).reduce((sum, a) => sum + a.units, 0);
+    const cell = (a, key, ...content) => h('td', { class: 'num', testid: \`arm-\${a.arm}-\${key}\` }, content);
+    const withCi = (mean, ci, fmt = sig) => [
+        mean,
+        h('div', { class: 'muted' }, interval(ci, fmt)),
+    ];
+    const diff = (d, unit = '') => (d.diff === null ? '–' : sig(d.diff) + unit);
+    const rows = armsOf(r).map((a) => h('tr', { testid: \`arm-row-\${a.arm}\` }, h('th', { scope: 'row' }, a.arm, h('div', { class: 'muted' }, armTarget(a) + (a.arm === r.control ? ' · control' : ''))), cell(a, 'weight', percent(a.weight / totalWeight, 0), h('div', { class: 'muted' }, \`seen \${totalUnits ? percent(a.units / totalUnits, 0) : '–'}\`)), cell(a, 'units', num(a.units)), cell(a, 'per-request-units', num(a.per_request_units)), cell(a, 'requests', num(a.requests)), cell(a, 'requests-per-unit', withCi(sig(a.requests_per_unit.mean), a.requests_per_unit.ci95)), cell(a, 'tokens', \`\${num(a.tokens.prompt)} / \${num(a.tokens.completion)}\`), cell(a, 'tokens-per-request', withCi(sig(a.tokens_per_request.mean), a.tokens_per_request.ci95)), cell(a, 'latency', \`\${ms(a.latency_ms.mean)} / \${ms(a.latency_ms.p50)} / \${ms(a.latency_ms.p95)}\`), cell(a, 'ttft', ms(a.ttft_ms.p50)), cell(a, 'errors', withCi(percent(a.error_rate), a.error_rate_ci95, (x) => percent(x))), cell(a, 'feedback', a.feedback.mean === null ? '–' : sig(a.feedback.mean), h('div', { class: 'muted' }, \`n = \${a.feedback.n}, \${interval(a.feedback.ci95)}\`)), cell(a, 'vs-control', a.vs_control
+        ? [
+            h('div', {}, \`\${r.primary_metric} \${diff(a.vs_control.feedback)} \${interval(a.vs_control.feedback.ci95)}\`),
+            h('div', {}, \`latency \${diff(a.vs_control.latency_ms, ' ms')} \${interval(a.vs_control.latency_ms.ci95)}\`),
+        ]
+        : '–')));
+    const headers = [
+        'Arm',
+        'Weight',
+        'Units',
+        'Per-request units (no user)',
+        'Requests',
+        'Requests per unit (95 % CI)',
+        'Tokens (prompt / completion)',
+        'Tokens per request (95 % CI)',
+        'Latency (mean / p50 / p95)',
+        'Time to first token (p50)',
+        'Error rate (95 % CI)',
+        \`\${r.primary_metric} (mean, 95 % CI)\`,
+        'Difference vs control (fixed 95 % CI)',
+    ];
+    return table(headers, rows, { testid: 'results-table' });
+}
+function toleranceText(guardrail, tolerance) {
+    return guardrail === 'error_rate' ? \`+\${sig(tolerance * 100)} points\` : \`+\${sig(tolerance * 100)} %\`;
+}
+// What a check measured, in words (its detail keys depend on the guardrail).
+function checkDetail(c) {
+    const d = c.detail;
+    if (c.guardrail === 'p95_latency') {
+        return \`p95 control \${ms(d.control_p95_ms)}, arm \${ms(d.arm_p95_ms)}; share above the limit \${percent(d.share_above)}\`;
+    }
+    const fmt = c.guardrail === 'error_rate' ? (x) => percent(x) : (x) => sig(x);
+    const at = d.regression_at_least;
+    return (\`control \${fmt(d.control)}, arm \${fmt(d.arm)}; \` +
+        \`regression at least \${at === null ? '–' : c.guardrail === 'error_rate' ? percent(at) : sig(at)}\`);
+}
+function guardrailSection(r) {
+    const checks = r.guardrails.checks;
+    const declared = Object.entries(r.experiment.guardrails);
+    const tripped = r.history.find((x) => x.kind === 'guardrail');
+    const halted = r.experiment.status === 'running' && r.experiment.killed;
+    return h('section', { testid: 'guardrails' }, h('h3', {}, 'Guardrails ', h('span', { testid: 'guardrails-state' }, badge(r.guardrails.state))), tripped
+        ? h('div', { class: 'warning', role: 'alert', testid: 'guardrail-stop' }, h('strong', {}, 'A guardrail tripped. '), tripped.detail.reason, \` (\${when(tripped.at)}).\`, halted
+            ? ' The kill switch is on: every unit gets the control arm and nothing more is counted. ' +
+                'Stop the experiment, or promote an arm if you still want to.'
+            : null)
+        : null, !declared.length
+        ? h('p', { class: 'muted', testid: 'guardrails-none' }, 'No guardrails declared.')
+        : table(['Arm', 'Guardrail', 'Tolerated regression', 'Measured', 'State'], checks.map((c) => h('tr', { testid: \`guardrail-\${c.arm}-\${c.guardrail}\` }, h('td', {}, c.arm), h('td', {}, c.guardrail.replace(/_/g, ' ')), h('td', { testid: 'guardrail-tolerance' }, toleranceText(c.guardrail, c.tolerance)), h('td', { class: 'muted' }, checkDetail(c)), h('td', { testid: 'guardrail-state' }, badge(c.violated ? 'violated' : 'ok')))), { testid: 'guardrails-table' }));
+}
+function charts(r) {
+    const others = armsOf(r).filter((a) => a.vs_control);
+    return h('div', { class: 'charts' }, latencyChart({
+        title: 'Latency per arm (bar: median, whisker: to p95, dot: mean)',
+        testid: 'chart-latency',
+        rows: armsOf(r).map((a) => ({ label: a.arm, ...a.latency_ms })),
+    }), intervalChart({
+        title: \`Mean \${r.primary_metric} per arm (unit-level) with 95 % confidence interval\`,
+        testid: 'chart-feedback',
+        rows: armsOf(r).map((a) => ({
+            label: a.arm,
+            value: a.feedback.mean,
+            ci: a.feedback.ci95,
+            note: \`n=\${a.feedback.n}\`,
+        })),
+    }), others.length
+        ? intervalChart({
+            title: \`\${r.primary_metric} difference vs control (thin: fixed 95 % CI, wide: always-valid)\`,
+            testid: 'chart-feedback-diff',
+            zeroLine: true,
+            rows: others.map((a) => ({
+                label: a.arm,
+                value: a.vs_control.feedback.diff,
+                ci: a.vs_control.feedback.ci95,
+                sequence: a.vs_control.feedback.cs95,
+            })),
+        })
+        : null, others.length
+        ? intervalChart({
+            title: 'Latency difference vs control (thin: fixed 95 % CI, wide: always-valid)',
+            testid: 'chart-latency-diff',
+            unit: 'ms',
+            zeroLine: true,
+            rows: others.map((a) => ({
+                label: a.arm,
+                value: a.vs_control.latency_ms.diff,
+                ci: a.vs_control.latency_ms.ci95,
+                sequence: a.vs_control.latency_ms.cs95,
+            })),
+        })
+        : null);
+}
+// A history entry in words; unknown kinds show their detail as JSON.
+function historyText(x) {
+    const d = x.detail || {};
+    switch (x.kind) {
+        case 'start':
+            return \`started; arms fixed to \${Object.entries(d.versions || {})
+                .map(([arm, v]) => \`\${arm} v\${v}\`)
+                .join(', ')}\`;
+        case 'kill':
+            return 'kill switch on: everyone gets control';
+        case 'unkill':
+            return 'kill switch off';
+        case 'weights':
+            return \`weights set to \${(d.weights || []).join(' / ')}\`;
+        case 'alias_forced':
+            return \`alias \${d.alias} forced to v\${d.to_version} while running (the arm keeps its version)\`;
+        case 'stop':
+        case 'guardrail':
+        case 'promote':
+        case 'auto_promote':
+            return d.reason || x.kind;
+        default:
+            return JSON.stringify(d);
+    }
+}
+const HISTORY_KINDS = {
+    alias_forced: 'forced alias move',
+    auto_promote: 'auto-promoted',
+    promote: 'promoted',
+    guardrail: 'guardrail tripped',
+    unkill: 'kill switch off',
+    kill: 'kill switch on',
+};
+function historySection(r) {
+    const entries = r.history;
+    return h('section', { testid: 'exp-history' }, h('h3', {}, 'History'), entries.length
+        ? table(['When', 'What', 'Detail', 'By'], entries.map((x) => h('tr', { testid: \`history-\${x.kind}\` }, h('td', {}, when(x.at)), h('td', { testid: 'history-kind' }, HISTORY_KINDS[x.kind] ?? x.kind), h('td', { testid: 'history-detail' }, historyText(x)), h('td', { class: 'muted' }, x.by ?? 'Versa (automatic)'))))
+        : h('p', { class: 'muted' }, 'Nothing yet: a draft.'));
+}
+`,
+  'experiments.js': `/**
+ * Browser module \`/ui/assets/experiments.js\`: an adapter's experiments with the create form, and one
+ * experiment's controls (start, stop, kill switch, weights, promote an arm) and live results
+ * (refreshed every few seconds; rendered by experiment-results.ts).
+ */
+import { api, query } from "./api.js";
+import { act, badge, clearError, enc, errorBox, field, h, replace, showError, statusLine, table, when, } from "./dom.js";
+import { createForm } from "./experiment-form.js";
+import { armTarget, renderResults } from "./experiment-results.js";
+// How often live results refresh.
+const REFRESH_MS = 2500;
+export function experimentsView(ctx, adapterName) {
+    const err = errorBox();
+    const body = h('div', {}, h('p', {}, 'Loading…'));
+    const picker = h('select', {
+        testid: 'exp-adapter',
+        onchange: () => {
+            location.hash = \`#/experiments/\${enc(picker.value)}\`;
+        },
+    });
+    load().catch((e) => {
+        replace(body);
+        showError(err, e);
+    });
+    return h('section', { testid: 'experiments-view' }, h('h1', {}, 'Experiments'), field('Adapter', picker), err, body);
+    async function load() {
+        const adapters = (await api('GET', '/v1/adapters?limit=200')).data;
+        if (!adapters.length) {
+            replace(body, h('p', {}, 'No adapters yet: publish one first.'));
+            return;
+        }
+        const name = adapterName || adapters[0].name;
+        replace(picker, adapters.map((a) => h('option', { value: a.name, selected: a.name === name }, a.name)));
+        const [adapter, list] = await Promise.all([
+            api('GET', \`/v1/adapters/\${enc(name)}\`),
+            api('GET', \`/v1/experiments\${query({ adapter: name })}\`),
+        ]);
+        const rows = list.data.map((e) => h('tr', { testid: \`exp-row-\${e.id}\` }, h('td', {}, h('a', { href: \`#/experiment/\${enc(e.id)}\` }, e.name), h('div', { class: 'muted' }, h('code', {}, e.id))), h('td', {}, badge(e.status), e.killed ? [' ', badge('killed')] : null, e.stop_reason ? h('div', { class: 'muted', testid: 'exp-row-stop-reason' }, e.stop_reason) : null), h('td', {}, e.arms.map((a) => \`\${a.name}: \${armTarget(a)} ×\${a.weight}\`).join(' · ')), h('td', {}, when(e.created_at))));
+        replace(body, h('h2', {}, 'Experiments on ', h('a', { href: \`#/adapters/\${enc(name)}\` }, name)), list.data.length
+            ? table(['Name', 'Status', 'Arms', 'Created'], rows, { testid: 'exp-list' })
+            : h('p', {}, \`No experiments on \${name} yet.\`), createForm(adapter));
+    }
 }
 export function experimentView(ctx, id) {
     const err = errorBox();
@@ -913,7 +1215,11 @@ export function experimentView(ctx, id) {
     const resultsErr = errorBox();
     const path = \`/v1/experiments/\${enc(id)}\`;
     let timer;
+    // The experiment as last shown, and whether this key may change it (scope publish or admin).
+    let shown = null;
+    let canWrite = false;
     const render = (e) => {
+        shown = e;
         replace(header, h('h1', {}, e.name), h('p', {}, 'Adapter ', h('a', { href: \`#/adapters/\${enc(e.adapter)}\` }, e.adapter), ' · ', h('code', { testid: 'exp-id' }, e.id), ' · ', h('span', { testid: 'exp-status' }, badge(e.status)), e.killed ? [' ', h('span', { testid: 'exp-killed' }, badge('killed'))] : null, ' · ', h('a', { href: \`#/playground?model=\${enc(e.adapter)}\` }, 'Send it traffic in the playground')));
         const patch = (body, message) => (ev) => act(ev.currentTarget, err, async () => {
             render(await api('PATCH', path, body));
@@ -927,13 +1233,16 @@ export function experimentView(ctx, id) {
         };
         const kill = patch({ killed: !e.killed }, e.killed ? 'Kill switch off: arms are assigned again.' : 'Kill switch on: every unit gets the control arm.');
         const start = patch({ status: 'running' }, 'Started.');
-        replace(controls, e.status === 'draft' ? h('button', { type: 'button', testid: 'exp-start', onclick: start }, 'Start') : null, e.status !== 'stopped' ? h('button', { type: 'button', testid: 'exp-stop', onclick: stop }, 'Stop') : null, h('button', {
-            type: 'button',
-            class: e.killed ? 'danger' : '',
-            'aria-pressed': String(e.killed),
-            testid: 'exp-kill',
-            onclick: kill,
-        }, e.killed ? 'Kill switch is ON: turn off' : 'Kill switch: send everyone to control'));
+        // A stopped experiment is over: nothing left to start, stop, ramp or kill.
+        const open = e.status !== 'stopped';
+        replace(controls, e.status === 'draft' ? h('button', { type: 'button', testid: 'exp-start', onclick: start }, 'Start') : null, open && h('button', { type: 'button', testid: 'exp-stop', onclick: stop }, 'Stop'), open &&
+            h('button', {
+                type: 'button',
+                class: e.killed ? 'danger' : '',
+                'aria-pressed': String(e.killed),
+                testid: 'exp-kill',
+                onclick: kill,
+            }, e.killed ? 'Kill switch is ON: turn off' : 'Kill switch: send everyone to control'));
         const inputs = e.arms.map((a) => h('input', {
             type: 'number',
             min: 0,
@@ -947,7 +1256,8 @@ export function experimentView(ctx, id) {
             ev.preventDefault();
             patch({ weights: inputs.map((i) => Number(i.value)) }, 'Weights updated.')({ currentTarget: save });
         };
-        replace(weights, h('form', { class: 'row', onsubmit }, h('span', {}, 'Weights:'), e.arms.map((a, i) => h('label', { class: 'inline' }, \`\${a.name} (\${armTarget(a)}) \`, inputs[i])), save));
+        replace(weights, open &&
+            h('form', { class: 'row', onsubmit }, h('span', {}, 'Weights:'), e.arms.map((a, i) => h('label', { class: 'inline' }, \`\${a.name} (\${armTarget(a)}) \`, inputs[i])), save));
     };
     // Live results: one request at a time, only while this view is open and the tab is visible.
     let inflight = false;
@@ -961,7 +1271,13 @@ export function experimentView(ctx, id) {
                 const r = await api('GET', \`\${path}/results\`);
                 if (ctx.signal.aborted)
                     return;
-                renderResults(results, r);
+                // The results may have acted (a guardrail stop, an auto-promotion): show the experiment as it is now.
+                if (shown && (r.experiment.status !== shown.status || r.experiment.killed !== shown.killed)) {
+                    render(await api('GET', path));
+                }
+                renderResults(results, r, {
+                    promoteButton: (arm, recommended) => promoteButton(r, arm, recommended),
+                });
                 replace(updated, \`Live · updated \${new Date(r.generated_at).toLocaleTimeString('en-GB')}\`);
                 clearError(resultsErr);
             }
@@ -976,87 +1292,36 @@ export function experimentView(ctx, id) {
             timer = setTimeout(poll, REFRESH_MS);
     }
     ctx.signal.addEventListener('abort', () => clearTimeout(timer));
-    api('GET', path)
-        .then((e) => {
+    // Any treatment arm of a running experiment can be promoted by a writer; the one the results
+    // recommend (the sequential test finds it better, no guardrail violated) is highlighted.
+    function promoteButton(r, arm, recommended) {
+        if (!canWrite || r.experiment.status !== 'running')
+            return null;
+        const target = r.arms.find((a) => a.arm === arm);
+        const onclick = (ev) => {
+            const question = \`Promote arm "\${arm}" (\${armTarget(target)})? The adapter's production alias moves to \` +
+                \`v\${target.version} and the experiment stops.\` +
+                (recommended ? '' : ' The results do not show this arm better than control.');
+            if (!confirm(question))
+                return;
+            act(ev.currentTarget, err, async () => {
+                const p = await api('POST', \`\${path}/promote\`, { arm });
+                render(p.experiment);
+                const from = p.previous_version === null ? '' : \` from v\${p.previous_version}\`;
+                replace(status, \`Promoted \${arm}: production moved\${from} to v\${p.version}; the experiment is stopped.\`);
+                poll();
+            });
+        };
+        return h('button', { type: 'button', class: recommended ? 'primary' : '', testid: \`promote-\${arm}\`, onclick }, \`Promote \${arm}\`);
+    }
+    Promise.all([api('GET', path), api('GET', '/v1/whoami')])
+        .then(([e, me]) => {
+        canWrite = me.scopes.includes('publish') || me.scopes.includes('admin');
         render(e);
         poll();
     })
         .catch((e) => showError(err, e));
     return h('section', { testid: 'experiment-view' }, header, err, status, controls, weights, h('h2', {}, 'Results ', updated), h('button', { type: 'button', testid: 'results-refresh', onclick: () => poll() }, 'Refresh now'), resultsErr, results);
-}
-// The chi-square check of units per arm against the weights: a mismatch means broken assignment or logging.
-function srmCheck(r, totalWeight) {
-    const arms = r.arms;
-    if (!r.srm) {
-        return h('p', { class: 'muted', testid: 'srm-status' }, 'Sample-ratio check: needs units in at least two arms.');
-    }
-    if (!r.srm.mismatch) {
-        return h('p', { class: 'muted', testid: 'srm-status' }, \`Sample-ratio check passed (p \${pValue(r.srm.p_value)}).\`);
-    }
-    return h('div', { class: 'warning', role: 'alert', testid: 'srm-warning' }, h('strong', {}, 'Sample ratio mismatch. '), 'Units per arm (', arms.map((a) => \`\${a.arm} \${a.units}\`).join(', '), ') do not fit the weights (', arms.map((a) => \`\${a.arm} \${percent(a.weight / totalWeight, 0)}\`).join(', '), '): χ² = ', sig(r.srm.chi2), ', p ', pValue(r.srm.p_value), ' (threshold ', String(r.srm.alpha), '). Assignment or logging is broken; do not trust these results until that is explained.');
-}
-function renderResults(root, r) {
-    const arms = r.arms;
-    const totalUnits = arms.reduce((sum, a) => sum + a.units, 0);
-    const totalWeight = arms.reduce((sum, a) => sum + a.weight, 0) || 1;
-    const cell = (a, key, ...content) => h('td', { class: 'num', testid: \`arm-\${a.arm}-\${key}\` }, content);
-    const diff = (d, unit = '') => (d.diff === null ? '–' : sig(d.diff) + unit);
-    const rows = arms.map((a) => h('tr', { testid: \`arm-row-\${a.arm}\` }, h('th', { scope: 'row' }, a.arm, h('div', { class: 'muted' }, armTarget(a) + (a.arm === r.control ? ' · control' : ''))), cell(a, 'weight', percent(a.weight / totalWeight, 0), h('div', { class: 'muted' }, \`seen \${totalUnits ? percent(a.units / totalUnits, 0) : '–'}\`)), cell(a, 'units', num(a.units)), cell(a, 'requests', num(a.requests)), cell(a, 'tokens', \`\${num(a.tokens.prompt)} / \${num(a.tokens.completion)}\`), cell(a, 'latency', \`\${ms(a.latency_ms.mean)} / \${ms(a.latency_ms.p50)} / \${ms(a.latency_ms.p95)}\`), cell(a, 'ttft', ms(a.ttft_ms.p50)), cell(a, 'errors', a.error_rate === null ? '–' : percent(a.error_rate)), cell(a, 'feedback', a.feedback.mean === null ? '–' : sig(a.feedback.mean), h('div', { class: 'muted' }, \`n = \${a.feedback.n}, \${interval(a.feedback.ci95)}\`)), cell(a, 'vs-control', a.vs_control
-        ? [
-            h('div', {}, \`feedback \${diff(a.vs_control.feedback)} \${interval(a.vs_control.feedback.ci95)}\`),
-            h('div', {}, \`latency \${diff(a.vs_control.latency_ms, ' ms')} \${interval(a.vs_control.latency_ms.ci95)}\`),
-        ]
-        : '–')));
-    const others = arms.filter((a) => a.vs_control);
-    const headers = [
-        'Arm',
-        'Weight',
-        'Units',
-        'Requests',
-        'Tokens (prompt / completion)',
-        'Latency (mean / p50 / p95)',
-        'Time to first token (p50)',
-        'Error rate',
-        'Feedback (mean, 95 % CI)',
-        'Difference vs control (95 % CI)',
-    ];
-    replace(root, srmCheck(r, totalWeight), table(headers, rows, { testid: 'results-table' }), h('div', { class: 'charts' }, latencyChart({
-        title: 'Latency per arm (bar: median, whisker: to p95, dot: mean)',
-        testid: 'chart-latency',
-        rows: arms.map((a) => ({ label: a.arm, ...a.latency_ms })),
-    }), intervalChart({
-        title: 'Mean feedback per arm with 95 % confidence interval',
-        testid: 'chart-feedback',
-        rows: arms.map((a) => ({
-            label: a.arm,
-            value: a.feedback.mean,
-            ci: a.feedback.ci95,
-            note: \`n=\${a.feedback.n}\`,
-        })),
-    }), others.length
-        ? intervalChart({
-            title: 'Feedback difference vs control (arm − control, 95 % CI)',
-            testid: 'chart-feedback-diff',
-            zeroLine: true,
-            rows: others.map((a) => ({
-                label: a.arm,
-                value: a.vs_control.feedback.diff,
-                ci: a.vs_control.feedback.ci95,
-            })),
-        })
-        : null, others.length
-        ? intervalChart({
-            title: 'Latency difference vs control (arm − control, 95 % CI)',
-            testid: 'chart-latency-diff',
-            unit: 'ms',
-            zeroLine: true,
-            rows: others.map((a) => ({
-                label: a.arm,
-                value: a.vs_control.latency_ms.diff,
-                ci: a.vs_control.latency_ms.ci95,
-            })),
-        })
-        : null));
 }
 `,
   'markdown.js': `/**
@@ -1593,7 +1858,8 @@ button {
   cursor: pointer;
   background: var(--panel);
 }
-button[type='submit'] {
+button[type='submit'],
+button.primary {
   background: var(--accent);
   color: var(--bg);
   border-color: var(--accent);
@@ -1748,6 +2014,30 @@ svg.chart .dot {
 svg.chart .whisker {
   stroke: var(--ci);
   stroke-width: 2;
+}
+svg.chart .sequence {
+  stroke: var(--ci);
+  stroke-width: 8;
+  opacity: 0.25;
+}
+fieldset.guardrails {
+  flex-direction: column;
+  align-items: start;
+}
+.scroll {
+  overflow-x: auto;
+}
+.badge-verdict-better,
+.badge-ok {
+  color: var(--ok);
+}
+.badge-verdict-worse,
+.badge-violated {
+  color: var(--bad);
+}
+.badge-verdict-inconclusive,
+.badge-verdict-too_few_units {
+  color: var(--muted);
 }
 `,
 };

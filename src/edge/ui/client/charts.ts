@@ -17,6 +17,8 @@ interface IntervalRow {
   label: string;
   value: number | null;
   ci?: readonly number[] | null;
+  /** The always-valid (sequential) interval, drawn wider and lighter behind the fixed one. */
+  sequence?: readonly number[] | null;
   note?: string;
 }
 
@@ -91,11 +93,11 @@ function axis(svg: SVGSVGElement, sc: Scale, rows: number, unit: string, zeroLin
   }
 }
 
-function whisker(g: SVGGElement, sc: Scale, lo: number, hi: number, y: number): void {
+function whisker(g: SVGGElement, sc: Scale, lo: number, hi: number, y: number, cls = 'whisker'): void {
   g.append(
-    s('line', { class: 'whisker', x1: sc.x(lo), x2: sc.x(hi), y1: y, y2: y }),
-    s('line', { class: 'whisker', x1: sc.x(lo), x2: sc.x(lo), y1: y - 6, y2: y + 6 }),
-    s('line', { class: 'whisker', x1: sc.x(hi), x2: sc.x(hi), y1: y - 6, y2: y + 6 }),
+    s('line', { class: cls, x1: sc.x(lo), x2: sc.x(hi), y1: y, y2: y }),
+    s('line', { class: cls, x1: sc.x(lo), x2: sc.x(lo), y1: y - 6, y2: y + 6 }),
+    s('line', { class: cls, x1: sc.x(hi), x2: sc.x(hi), y1: y - 6, y2: y + 6 }),
   );
 }
 
@@ -121,12 +123,14 @@ interface IntervalChart {
 
 // Dots with 95 % interval whiskers.
 export function intervalChart({ title, rows, unit = '', zeroLine = false, testid }: IntervalChart): HTMLElement {
-  const values = rows.flatMap((r) => (r.value === null ? [] : [r.value, ...(r.ci || [])]));
+  const values = rows.flatMap((r) => (r.value === null ? [] : [r.value, ...(r.ci || []), ...(r.sequence || [])]));
   const sc = scale(values, !!zeroLine);
   const summary = rows
     .map((r) => {
       if (r.value === null) return `${r.label}: no data`;
-      return `${r.label}: ${sig(r.value)}${r.ci ? ` (95 % CI ${sig(r.ci[0])} to ${sig(r.ci[1])})` : ''}`;
+      const ci = r.ci ? ` (95 % CI ${sig(r.ci[0])} to ${sig(r.ci[1])})` : '';
+      const cs = r.sequence ? ` (always-valid ${sig(r.sequence[0])} to ${sig(r.sequence[1])})` : '';
+      return `${r.label}: ${sig(r.value)}${ci}${cs}`;
     })
     .join('; ');
   const svg = frame(title, testid, rows.length, summary);
@@ -136,6 +140,7 @@ export function intervalChart({ title, rows, unit = '', zeroLine = false, testid
     if (r.value === null) {
       noData(g, sc, y);
     } else {
+      if (r.sequence) whisker(g, sc, r.sequence[0], r.sequence[1], y, 'sequence');
       if (r.ci) whisker(g, sc, r.ci[0], r.ci[1], y);
       const dot = { class: 'dot', cx: sc.x(r.value), cy: y, r: 5 };
       g.append(s('circle', dot, s('title', {}, `${r.label}: ${sig(r.value)}`)));

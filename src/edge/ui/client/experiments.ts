@@ -1,6 +1,7 @@
 /**
- * Browser module `/ui/assets/experiments.js`: an adapter's experiments, the create form (arms and
- * weights), and one experiment's controls and live results (refreshed every few seconds).
+ * Browser module `/ui/assets/experiments.js`: an adapter's experiments with the create form, and one
+ * experiment's controls (start, stop, kill switch, weights, promote an arm) and live results
+ * (refreshed every few seconds; rendered by experiment-results.ts).
  */
 import { api, query, type Json } from './api.ts';
 import {
@@ -11,27 +12,19 @@ import {
   errorBox,
   field,
   h,
-  interval,
-  ms,
-  num,
-  percent,
   replace,
   showError,
-  sig,
   statusLine,
   table,
   when,
   type ButtonEvent,
-  type Child,
   type ViewContext,
 } from './dom.ts';
-import { intervalChart, latencyChart } from './charts.ts';
+import { createForm } from './experiment-form.ts';
+import { armTarget, renderResults } from './experiment-results.ts';
 
 // How often live results refresh.
 const REFRESH_MS = 2500;
-
-const pValue = (p: number) => (p < 1e-6 ? '< 0.000001' : `= ${sig(p, 2)}`);
-const armTarget = (a: Json) => (a.version !== null ? `v${a.version}` : `alias ${a.alias}`);
 
 export function experimentsView(ctx: ViewContext, adapterName: string): HTMLElement {
   const err = errorBox();
@@ -73,7 +66,13 @@ export function experimentsView(ctx: ViewContext, adapterName: string): HTMLElem
           h('a', { href: `#/experiment/${enc(e.id)}` }, e.name),
           h('div', { class: 'muted' }, h('code', {}, e.id)),
         ),
-        h('td', {}, badge(e.status), e.killed ? [' ', badge('killed')] : null),
+        h(
+          'td',
+          {},
+          badge(e.status),
+          e.killed ? [' ', badge('killed')] : null,
+          e.stop_reason ? h('div', { class: 'muted', testid: 'exp-row-stop-reason' }, e.stop_reason) : null,
+        ),
         h('td', {}, e.arms.map((a: Json) => `${a.name}: ${armTarget(a)} ×${a.weight}`).join(' · ')),
         h('td', {}, when(e.created_at)),
       ),
@@ -89,148 +88,6 @@ export function experimentsView(ctx: ViewContext, adapterName: string): HTMLElem
   }
 }
 
-function createForm(adapter: Json): HTMLFormElement {
-  const err = errorBox();
-  const versions: Json[] = adapter.version_list.filter((v: Json) => v.status !== 'yanked');
-  const choices = [
-    ...versions.map((v) => ({
-      value: `v:${v.version}`,
-      label: `v${v.version}${v.status === 'deprecated' ? ' (deprecated)' : ''}`,
-    })),
-    ...Object.entries(adapter.aliases).map(([alias, v]) => ({
-      value: `a:${alias}`,
-      label: `alias ${alias} (now v${v})`,
-    })),
-  ];
-  const latest = versions[0] ? versions[0].version : null;
-  const production = adapter.aliases.production;
-  // The control: production's version, unless that is the latest (the candidate); else the one before the latest.
-  const control =
-    production !== undefined && production !== latest ? production : versions[1] ? versions[1].version : latest;
-  const arms = h('div', { class: 'arms' });
-  let n = 0;
-
-  const addArm = (name: string, version: number | null, weight: number) => {
-    const i = n++;
-    const target = h(
-      'select',
-      { testid: `arm-target-${i}` },
-      choices.map((c) => h('option', { value: c.value, selected: c.value === `v:${version}` }, c.label)),
-    );
-    const row = h(
-      'fieldset',
-      { class: 'arm', testid: `arm-${i}` },
-      h('legend', {}, `Arm ${i + 1}`),
-      field(
-        'Arm name',
-        h('input', {
-          type: 'text',
-          name: 'arm-name',
-          value: name,
-          required: true,
-          maxlength: 64,
-          testid: `arm-name-${i}`,
-        }),
-      ),
-      field('Serves', target),
-      field(
-        'Weight',
-        h('input', {
-          type: 'number',
-          name: 'arm-weight',
-          value: weight,
-          min: 0,
-          step: 'any',
-          required: true,
-          testid: `arm-weight-${i}`,
-        }),
-      ),
-      h(
-        'button',
-        {
-          type: 'button',
-          class: 'link',
-          onclick: () => {
-            if (arms.children.length > 1) row.remove();
-          },
-        },
-        `Remove arm ${i + 1}`,
-      ),
-    );
-    arms.append(row);
-  };
-  addArm('control', control, 50);
-  if (latest !== null && latest !== control) addArm('candidate', latest, 50);
-
-  const name = h('input', {
-    type: 'text',
-    name: 'name',
-    required: true,
-    maxlength: 200,
-    value: `${adapter.name} experiment`,
-    testid: 'exp-name',
-  });
-  const start = h('input', {
-    type: 'checkbox',
-    name: 'start',
-    id: 'exp-start-box',
-    checked: true,
-    testid: 'exp-start-now',
-  });
-  const submit = h('button', { type: 'submit', testid: 'exp-create' }, 'Create experiment');
-  // An arm as the API takes it: "v:2" serves version 2, "a:production" whatever that alias points to.
-  const armOf = (f: HTMLFieldSetElement) => {
-    const [kind, value] = f.querySelector('select')!.value.split(/:(.*)/s);
-    const arm = {
-      name: f.querySelector<HTMLInputElement>('[name=arm-name]')!.value.trim(),
-      weight: Number(f.querySelector<HTMLInputElement>('[name=arm-weight]')!.value),
-    };
-    return kind === 'v' ? { ...arm, version: Number(value) } : { ...arm, alias: value };
-  };
-  return h(
-    'form',
-    {
-      class: 'card',
-      testid: 'exp-form',
-      onsubmit: (e) => {
-        e.preventDefault();
-        act(submit, err, async () => {
-          const body = {
-            name: name.value.trim(),
-            adapter: adapter.name,
-            status: start.checked ? 'running' : 'draft',
-            arms: [...arms.querySelectorAll('fieldset')].map(armOf),
-          };
-          const created = await api('POST', '/v1/experiments', body);
-          location.hash = `#/experiment/${enc(created.id)}`;
-        });
-      },
-    },
-    h('h2', {}, 'New experiment'),
-    h(
-      'p',
-      { class: 'muted' },
-      'The first arm is the control. ' +
-        "Units (the request's user, or x-versa-unit) stick to the arm they are first assigned.",
-    ),
-    field('Name', name),
-    arms,
-    h(
-      'button',
-      { type: 'button', testid: 'exp-add-arm', onclick: () => addArm(`arm ${n + 1}`, latest, 50) },
-      'Add arm',
-    ),
-    h(
-      'div',
-      { class: 'field inline' },
-      start,
-      h('label', { for: 'exp-start-box' }, 'Start it now (at most one running experiment per adapter)'),
-    ),
-    err,
-    submit,
-  );
-}
-
 export function experimentView(ctx: ViewContext, id: string): HTMLElement {
   const err = errorBox();
   const status = statusLine('exp-action-status');
@@ -242,8 +99,12 @@ export function experimentView(ctx: ViewContext, id: string): HTMLElement {
   const resultsErr = errorBox();
   const path = `/v1/experiments/${enc(id)}`;
   let timer: ReturnType<typeof setTimeout> | undefined;
+  // The experiment as last shown, and whether this key may change it (scope publish or admin).
+  let shown: Json = null;
+  let canWrite = false;
 
   const render = (e: Json) => {
+    shown = e;
     replace(
       header,
       h('h1', {}, e.name),
@@ -276,21 +137,24 @@ export function experimentView(ctx: ViewContext, id: string): HTMLElement {
       e.killed ? 'Kill switch off: arms are assigned again.' : 'Kill switch on: every unit gets the control arm.',
     );
     const start = patch({ status: 'running' }, 'Started.');
+    // A stopped experiment is over: nothing left to start, stop, ramp or kill.
+    const open = e.status !== 'stopped';
     replace(
       controls,
       e.status === 'draft' ? h('button', { type: 'button', testid: 'exp-start', onclick: start }, 'Start') : null,
-      e.status !== 'stopped' ? h('button', { type: 'button', testid: 'exp-stop', onclick: stop }, 'Stop') : null,
-      h(
-        'button',
-        {
-          type: 'button',
-          class: e.killed ? 'danger' : '',
-          'aria-pressed': String(e.killed),
-          testid: 'exp-kill',
-          onclick: kill,
-        },
-        e.killed ? 'Kill switch is ON: turn off' : 'Kill switch: send everyone to control',
-      ),
+      open && h('button', { type: 'button', testid: 'exp-stop', onclick: stop }, 'Stop'),
+      open &&
+        h(
+          'button',
+          {
+            type: 'button',
+            class: e.killed ? 'danger' : '',
+            'aria-pressed': String(e.killed),
+            testid: 'exp-kill',
+            onclick: kill,
+          },
+          e.killed ? 'Kill switch is ON: turn off' : 'Kill switch: send everyone to control',
+        ),
     );
     const inputs: HTMLInputElement[] = e.arms.map((a: Json) =>
       h('input', {
@@ -309,13 +173,16 @@ export function experimentView(ctx: ViewContext, id: string): HTMLElement {
     };
     replace(
       weights,
-      h(
-        'form',
-        { class: 'row', onsubmit },
-        h('span', {}, 'Weights:'),
-        e.arms.map((a: Json, i: number) => h('label', { class: 'inline' }, `${a.name} (${armTarget(a)}) `, inputs[i])),
-        save,
-      ),
+      open &&
+        h(
+          'form',
+          { class: 'row', onsubmit },
+          h('span', {}, 'Weights:'),
+          e.arms.map((a: Json, i: number) =>
+            h('label', { class: 'inline' }, `${a.name} (${armTarget(a)}) `, inputs[i]),
+          ),
+          save,
+        ),
     );
   };
 
@@ -329,7 +196,13 @@ export function experimentView(ctx: ViewContext, id: string): HTMLElement {
       if (!document.hidden) {
         const r = await api('GET', `${path}/results`);
         if (ctx.signal.aborted) return;
-        renderResults(results, r);
+        // The results may have acted (a guardrail stop, an auto-promotion): show the experiment as it is now.
+        if (shown && (r.experiment.status !== shown.status || r.experiment.killed !== shown.killed)) {
+          render(await api('GET', path));
+        }
+        renderResults(results, r, {
+          promoteButton: (arm, recommended) => promoteButton(r, arm, recommended),
+        });
         replace(updated, `Live · updated ${new Date(r.generated_at).toLocaleTimeString('en-GB')}`);
         clearError(resultsErr);
       }
@@ -342,8 +215,35 @@ export function experimentView(ctx: ViewContext, id: string): HTMLElement {
   }
   ctx.signal.addEventListener('abort', () => clearTimeout(timer));
 
-  api('GET', path)
-    .then((e) => {
+  // Any treatment arm of a running experiment can be promoted by a writer; the one the results
+  // recommend (the sequential test finds it better, no guardrail violated) is highlighted.
+  function promoteButton(r: Json, arm: string, recommended: boolean): HTMLElement | null {
+    if (!canWrite || r.experiment.status !== 'running') return null;
+    const target = r.arms.find((a: Json) => a.arm === arm);
+    const onclick = (ev: ButtonEvent) => {
+      const question =
+        `Promote arm "${arm}" (${armTarget(target)})? The adapter's production alias moves to ` +
+        `v${target.version} and the experiment stops.` +
+        (recommended ? '' : ' The results do not show this arm better than control.');
+      if (!confirm(question)) return;
+      act(ev.currentTarget, err, async () => {
+        const p = await api('POST', `${path}/promote`, { arm });
+        render(p.experiment);
+        const from = p.previous_version === null ? '' : ` from v${p.previous_version}`;
+        replace(status, `Promoted ${arm}: production moved${from} to v${p.version}; the experiment is stopped.`);
+        poll();
+      });
+    };
+    return h(
+      'button',
+      { type: 'button', class: recommended ? 'primary' : '', testid: `promote-${arm}`, onclick },
+      `Promote ${arm}`,
+    );
+  }
+
+  Promise.all([api('GET', path), api('GET', '/v1/whoami')])
+    .then(([e, me]) => {
+      canWrite = me.scopes.includes('publish') || me.scopes.includes('admin');
       render(e);
       poll();
     })
@@ -360,143 +260,5 @@ export function experimentView(ctx: ViewContext, id: string): HTMLElement {
     h('button', { type: 'button', testid: 'results-refresh', onclick: () => poll() }, 'Refresh now'),
     resultsErr,
     results,
-  );
-}
-
-// The chi-square check of units per arm against the weights: a mismatch means broken assignment or logging.
-function srmCheck(r: Json, totalWeight: number): HTMLElement {
-  const arms: Json[] = r.arms;
-  if (!r.srm) {
-    return h('p', { class: 'muted', testid: 'srm-status' }, 'Sample-ratio check: needs units in at least two arms.');
-  }
-  if (!r.srm.mismatch) {
-    return h('p', { class: 'muted', testid: 'srm-status' }, `Sample-ratio check passed (p ${pValue(r.srm.p_value)}).`);
-  }
-  return h(
-    'div',
-    { class: 'warning', role: 'alert', testid: 'srm-warning' },
-    h('strong', {}, 'Sample ratio mismatch. '),
-    'Units per arm (',
-    arms.map((a) => `${a.arm} ${a.units}`).join(', '),
-    ') do not fit the weights (',
-    arms.map((a) => `${a.arm} ${percent(a.weight / totalWeight, 0)}`).join(', '),
-    '): χ² = ',
-    sig(r.srm.chi2),
-    ', p ',
-    pValue(r.srm.p_value),
-    ' (threshold ',
-    String(r.srm.alpha),
-    '). Assignment or logging is broken; do not trust these results until that is explained.',
-  );
-}
-
-function renderResults(root: HTMLElement, r: Json): void {
-  const arms: Json[] = r.arms;
-  const totalUnits = arms.reduce((sum, a) => sum + a.units, 0);
-  const totalWeight = arms.reduce((sum, a) => sum + a.weight, 0) || 1;
-  const cell = (a: Json, key: string, ...content: Child[]) =>
-    h('td', { class: 'num', testid: `arm-${a.arm}-${key}` }, content);
-  const diff = (d: Json, unit = '') => (d.diff === null ? '–' : sig(d.diff) + unit);
-  const rows = arms.map((a) =>
-    h(
-      'tr',
-      { testid: `arm-row-${a.arm}` },
-      h(
-        'th',
-        { scope: 'row' },
-        a.arm,
-        h('div', { class: 'muted' }, armTarget(a) + (a.arm === r.control ? ' · control' : '')),
-      ),
-      cell(
-        a,
-        'weight',
-        percent(a.weight / totalWeight, 0),
-        h('div', { class: 'muted' }, `seen ${totalUnits ? percent(a.units / totalUnits, 0) : '–'}`),
-      ),
-      cell(a, 'units', num(a.units)),
-      cell(a, 'requests', num(a.requests)),
-      cell(a, 'tokens', `${num(a.tokens.prompt)} / ${num(a.tokens.completion)}`),
-      cell(a, 'latency', `${ms(a.latency_ms.mean)} / ${ms(a.latency_ms.p50)} / ${ms(a.latency_ms.p95)}`),
-      cell(a, 'ttft', ms(a.ttft_ms.p50)),
-      cell(a, 'errors', a.error_rate === null ? '–' : percent(a.error_rate)),
-      cell(
-        a,
-        'feedback',
-        a.feedback.mean === null ? '–' : sig(a.feedback.mean),
-        h('div', { class: 'muted' }, `n = ${a.feedback.n}, ${interval(a.feedback.ci95)}`),
-      ),
-      cell(
-        a,
-        'vs-control',
-        a.vs_control
-          ? [
-              h('div', {}, `feedback ${diff(a.vs_control.feedback)} ${interval(a.vs_control.feedback.ci95)}`),
-              h('div', {}, `latency ${diff(a.vs_control.latency_ms, ' ms')} ${interval(a.vs_control.latency_ms.ci95)}`),
-            ]
-          : '–',
-      ),
-    ),
-  );
-  const others = arms.filter((a) => a.vs_control);
-  const headers = [
-    'Arm',
-    'Weight',
-    'Units',
-    'Requests',
-    'Tokens (prompt / completion)',
-    'Latency (mean / p50 / p95)',
-    'Time to first token (p50)',
-    'Error rate',
-    'Feedback (mean, 95 % CI)',
-    'Difference vs control (95 % CI)',
-  ];
-  replace(
-    root,
-    srmCheck(r, totalWeight),
-    table(headers, rows, { testid: 'results-table' }),
-    h(
-      'div',
-      { class: 'charts' },
-      latencyChart({
-        title: 'Latency per arm (bar: median, whisker: to p95, dot: mean)',
-        testid: 'chart-latency',
-        rows: arms.map((a) => ({ label: a.arm, ...a.latency_ms })),
-      }),
-      intervalChart({
-        title: 'Mean feedback per arm with 95 % confidence interval',
-        testid: 'chart-feedback',
-        rows: arms.map((a) => ({
-          label: a.arm,
-          value: a.feedback.mean,
-          ci: a.feedback.ci95,
-          note: `n=${a.feedback.n}`,
-        })),
-      }),
-      others.length
-        ? intervalChart({
-            title: 'Feedback difference vs control (arm − control, 95 % CI)',
-            testid: 'chart-feedback-diff',
-            zeroLine: true,
-            rows: others.map((a) => ({
-              label: a.arm,
-              value: a.vs_control.feedback.diff,
-              ci: a.vs_control.feedback.ci95,
-            })),
-          })
-        : null,
-      others.length
-        ? intervalChart({
-            title: 'Latency difference vs control (arm − control, 95 % CI)',
-            testid: 'chart-latency-diff',
-            unit: 'ms',
-            zeroLine: true,
-            rows: others.map((a) => ({
-              label: a.arm,
-              value: a.vs_control.latency_ms.diff,
-              ci: a.vs_control.latency_ms.ci95,
-            })),
-          })
-        : null,
-    ),
   );
 }
