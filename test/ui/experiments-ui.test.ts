@@ -159,7 +159,7 @@ describe('experiment page in headless Chromium', () => {
     expect(await text('arm-control-version')).toBe('control: alias production → v1');
   });
 
-  it('promotes the candidate with the button after a confirmation: production moves and the experiment stops', async () => {
+  it('promotes the candidate with the button after a confirmation: production moves, experiment stops', async () => {
     const page = ui.page;
     const dialogs: string[] = [];
     page.once('dialog', (d) => {
@@ -195,7 +195,7 @@ describe('experiment page in headless Chromium', () => {
     await until(() => text('alias-version-production')).toBe('v2');
   });
 
-  it('creates a draft with auto-promotion and a continuous metric; an alias arm is fixed only when it starts', async () => {
+  it('creates a draft with auto-promotion and a continuous metric; an alias arm is fixed when it starts', async () => {
     const page = ui.page;
     await ui.go('#/experiments/lora-max');
     await page.getByTestId('exp-form').waitFor();

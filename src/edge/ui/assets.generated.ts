@@ -1058,7 +1058,8 @@ function toleranceText(guardrail, tolerance) {
 function checkDetail(c) {
     const d = c.detail;
     if (c.guardrail === 'p95_latency') {
-        return \`p95 control \${ms(d.control_p95_ms)}, arm \${ms(d.arm_p95_ms)}; share above the limit \${percent(d.share_above)}\`;
+        return (\`p95 control \${ms(d.control_p95_ms)}, arm \${ms(d.arm_p95_ms)}; \` +
+            \`share above the limit \${percent(d.share_above)}\`);
     }
     const fmt = c.guardrail === 'error_rate' ? (x) => percent(x) : (x) => sig(x);
     const at = d.regression_at_least;

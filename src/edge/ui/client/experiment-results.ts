@@ -265,7 +265,10 @@ function toleranceText(guardrail: string, tolerance: number): string {
 function checkDetail(c: Json): string {
   const d = c.detail;
   if (c.guardrail === 'p95_latency') {
-    return `p95 control ${ms(d.control_p95_ms)}, arm ${ms(d.arm_p95_ms)}; share above the limit ${percent(d.share_above)}`;
+    return (
+      `p95 control ${ms(d.control_p95_ms)}, arm ${ms(d.arm_p95_ms)}; ` +
+      `share above the limit ${percent(d.share_above)}`
+    );
   }
   const fmt = c.guardrail === 'error_rate' ? (x: number | null) => percent(x) : (x: number | null) => sig(x);
   const at = d.regression_at_least;
