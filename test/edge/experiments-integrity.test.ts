@@ -299,32 +299,34 @@ describe.each(BACKENDS)('experiment integrity (%s)', (backend) => {
     await api('PUT', '/v1/adapters/vlm-max/aliases/production', { version: 1 });
   });
 
-  it.runIf(backend === 'sqlite')('versa experiments ls|show|promote|stop', async () => {
-    const versa = (...args: string[]) =>
-      promisify(execFile)(process.execPath, [join(REPO_ROOT, 'bin/versa.js'), 'experiments', ...args], {
-        env: { ...process.env, VERSA_REGISTRY: product.registry.url, VERSA_API_KEY: product.registry.adminKey },
-      }).then(
-        ({ stdout, stderr }) => ({ code: 0, stdout, stderr }),
-        (e) => ({ code: e.code as number, stdout: e.stdout as string, stderr: e.stderr as string }),
-      );
-    const e = await start({ name: 'from the cli' });
-    await traffic(['cli-1', 'cli-2']);
-    const ls = await versa('ls', 'vlm-max');
-    expect(ls.stdout).toMatch(new RegExp(`${e.id}\\s+from the cli\\s+running\\s+control=v1:50 candidate=v2:50`));
-    const show = await versa('show', e.id);
-    expect(show.code).toBe(0);
-    expect(show.stdout).toMatch(/^control\s+v1\s+\d+\s+\d+/m);
-    expect(show.stdout).toMatch(/verdict \(score\): candidate too_few_units/);
-    expect(show.stdout).toMatch(/guardrails: ok/);
-    expect(JSON.parse((await versa('show', e.id, '--json')).stdout).experiment.id).toBe(e.id);
-    const missing = await versa('promote', e.id, 'nope');
-    expect(missing.code).toBe(1);
-    expect(missing.stderr).toBe(`versa: error: 404: experiment "${e.id}" has no arm "nope"\n`);
-    expect((await versa('promote', e.id, 'candidate')).stdout).toBe(`vlm-max@production: 1 -> 2; ${e.id} stopped\n`);
-    expect((await versa('stop', e.id)).stdout).toBe(`${e.id} stopped\n`);
-    const gone = await versa('show', 'exp_nope');
-    expect(gone).toMatchObject({ code: 1, stderr: 'versa: error: 404: experiment "exp_nope" not found\n' });
-  });
+  // The CLI is a client of the HTTP API, the same on either backend: run once, on SQLite.
+  if (backend === 'sqlite')
+    it('versa experiments ls|show|promote|stop', async () => {
+      const versa = (...args: string[]) =>
+        promisify(execFile)(process.execPath, [join(REPO_ROOT, 'bin/versa.js'), 'experiments', ...args], {
+          env: { ...process.env, VERSA_REGISTRY: product.registry.url, VERSA_API_KEY: product.registry.adminKey },
+        }).then(
+          ({ stdout, stderr }) => ({ code: 0, stdout, stderr }),
+          (e) => ({ code: e.code as number, stdout: e.stdout as string, stderr: e.stderr as string }),
+        );
+      const e = await start({ name: 'from the cli' });
+      await traffic(['cli-1', 'cli-2']);
+      const ls = await versa('ls', 'vlm-max');
+      expect(ls.stdout).toMatch(new RegExp(`${e.id}\\s+from the cli\\s+running\\s+control=v1:50 candidate=v2:50`));
+      const show = await versa('show', e.id);
+      expect(show.code).toBe(0);
+      expect(show.stdout).toMatch(/^control\s+v1\s+\d+\s+\d+/m);
+      expect(show.stdout).toMatch(/verdict \(score\): candidate too_few_units/);
+      expect(show.stdout).toMatch(/guardrails: ok/);
+      expect(JSON.parse((await versa('show', e.id, '--json')).stdout).experiment.id).toBe(e.id);
+      const missing = await versa('promote', e.id, 'nope');
+      expect(missing.code).toBe(1);
+      expect(missing.stderr).toBe(`versa: error: 404: experiment "${e.id}" has no arm "nope"\n`);
+      expect((await versa('promote', e.id, 'candidate')).stdout).toBe(`vlm-max@production: 1 -> 2; ${e.id} stopped\n`);
+      expect((await versa('stop', e.id)).stdout).toBe(`${e.id} stopped\n`);
+      const gone = await versa('show', 'exp_nope');
+      expect(gone).toMatchObject({ code: 1, stderr: 'versa: error: 404: experiment "exp_nope" not found\n' });
+    });
 
   it('event writes that fail are counted and logged, never dropped silently', async () => {
     const logged = vi.spyOn(console, 'error').mockImplementation(() => {});
