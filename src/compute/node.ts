@@ -1,6 +1,6 @@
 import { listen } from '../http/listen.ts';
 import { EngineClient } from '../engine/worker/client.ts';
-import type { EngineRuntime } from '../engine/engine.ts';
+import { runtimeOf, type EngineRuntime } from '../engine/runtime-options.ts';
 import { AdapterCache } from './adapter-cache.ts';
 import type { AdapterRef } from '../protocol/compute.ts';
 import { firstOf, registrySource, storeSource, type BlobReader, type BlobSource } from './blob-source.ts';
@@ -55,12 +55,7 @@ export async function startComputeNode(o: ComputeNodeOptions): Promise<ComputeNo
   const engine = await EngineClient.start({
     model: o.model,
     tokenizer: o.tokenizer,
-    ep: o.ep,
-    threads: o.threads,
-    dtype: o.dtype,
-    quantize: o.quantize,
-    quantizeBlock: o.quantizeBlock,
-    context: o.context,
+    ...runtimeOf(o),
     maxBatch,
     adapterKinds: o.adapterKinds,
   });

@@ -1,6 +1,6 @@
 import { eosIds, parameterCount, type ModelConfig } from './model/config.ts';
 import { openModel } from './loaders/load.ts';
-import { checkMemory, weightFormat, type PrecisionOptions } from './model/precision.ts';
+import { checkMemory, weightFormat } from './model/precision.ts';
 import { storedDtype } from './weights/stored.ts';
 import type { WeightFormat } from './weights/quantize.ts';
 import { loadTokenizer, locateTokenizer } from './tokenizer/load.ts';
@@ -8,21 +8,15 @@ import { TaskTokenizer } from './tokenizer/task-tokens.ts';
 import type { Tokenizer } from './tokenizer/types.ts';
 import { readAdapter, type Adapter, type AdapterFiles } from './adapters/read.ts';
 import { loadAdapterFolder } from './adapters/load.ts';
+import type { EngineRuntime } from './runtime-options.ts';
 import { AdapterFormatError, type AdapterKind, type AdapterManifest } from './adapters/format.ts';
 import { ModelRunner } from './runtime/runner.ts';
-import { resolveProvider, type ExecutionProvider, type ProviderChoice } from './runtime/session.ts';
+import { resolveProvider, type ExecutionProvider } from './runtime/session.ts';
 import { Scheduler, type SchedulerOptions, type StepStats } from './generation/scheduler.ts';
 import { Sequence, type SequenceSink } from './generation/sequence.ts';
 import { RequestError, validateRequest, type GenerateRequest } from './generation/request.ts';
 
 /** How an engine runs its model, whatever it serves. */
-export interface EngineRuntime extends PrecisionOptions {
-  ep?: ProviderChoice;
-  threads?: number;
-  /** Longest sequence served (prompt + generated); default and maximum: the model's context. */
-  context?: number;
-}
-
 export interface EngineOptions extends Partial<SchedulerOptions>, EngineRuntime {
   /** A Hugging Face model folder or a llama2.c checkpoint. */
   model: string;

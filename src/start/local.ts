@@ -9,7 +9,7 @@ import type { SqliteRegistry } from '../../registry/db/sqlite.ts';
 import { assertPortFree, portSetting } from '../http/listen.ts';
 import { startComputeNode, type ComputeNode } from '../compute/node.ts';
 import { openLocalRegistry, startNodeServer, type NodeServer } from '../edge/node.ts';
-import type { EngineRuntime } from '../engine/engine.ts';
+import { runtimeOf, type EngineRuntime } from '../engine/runtime-options.ts';
 import { DEMO, ensureDemoFiles } from './demo.ts';
 import { checkedApiKey, localKey } from './home.ts';
 
@@ -80,12 +80,7 @@ export async function startLocal(o: LocalOptions = {}): Promise<Local> {
     model,
     tokenizer,
     port: o.computePort ?? 0,
-    ep: o.ep,
-    threads: o.threads,
-    dtype: o.dtype,
-    quantize: o.quantize,
-    quantizeBlock: o.quantizeBlock,
-    context: o.context,
+    ...runtimeOf(o),
     blobs,
     log,
   });

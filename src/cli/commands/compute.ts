@@ -6,7 +6,8 @@ import { AdapterRef, describeIssue } from '../../protocol/compute.ts';
 import { assertPortFree } from '../../http/listen.ts';
 import type { AdapterKind } from '../../engine/adapters/format.ts';
 import { parse } from '../output.ts';
-import { addRuntimeOptions, runtimeOptions, type RuntimeOptions } from './runtime-options.ts';
+import { runtimeOf } from '../../engine/runtime-options.ts';
+import { addRuntimeOptions, type RuntimeOptions } from './runtime-options.ts';
 
 interface ComputeOptions extends RuntimeOptions {
   model: string;
@@ -68,7 +69,7 @@ async function run(o: ComputeOptions): Promise<void> {
     tokenizer: o.tokenizer,
     port: o.port,
     host: o.host,
-    ...runtimeOptions(o),
+    ...runtimeOf(o),
     adapterCacheMb: o.adapterCacheMb,
     adapterKinds: o.adapterKinds,
     maxBatch: o.maxBatch,

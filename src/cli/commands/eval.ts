@@ -1,7 +1,8 @@
 import { readFileSync } from 'node:fs';
 import type { Command } from 'commander';
 import { SingleBar, Presets } from 'cli-progress';
-import { addRuntimeOptions, runtimeOptions, type RuntimeOptions } from './runtime-options.ts';
+import { runtimeOf } from '../../engine/runtime-options.ts';
+import { addRuntimeOptions, type RuntimeOptions } from './runtime-options.ts';
 
 interface EvalOptions extends RuntimeOptions {
   model: string;
@@ -43,7 +44,7 @@ async function run(o: EvalOptions): Promise<void> {
     model: o.model,
     tokenizer: o.tokenizer,
     adapterKinds: kinds,
-    ...runtimeOptions(o),
+    ...runtimeOf(o),
   });
   try {
     if (!tokenizer) throw new Error(`no tokenizer found for ${o.model}: give --tokenizer`);

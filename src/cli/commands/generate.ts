@@ -12,7 +12,8 @@ import {
 } from '../../engine/generation/request.ts';
 import { describeIssue, SamplingFields, toEngineRequest } from '../../protocol/compute.ts';
 import { parse, warn } from '../output.ts';
-import { addRuntimeOptions, runtimeOptions, type RuntimeOptions } from './runtime-options.ts';
+import { runtimeOf } from '../../engine/runtime-options.ts';
+import { addRuntimeOptions, type RuntimeOptions } from './runtime-options.ts';
 
 interface GenerateOptions extends RuntimeOptions {
   model: string;
@@ -67,7 +68,7 @@ async function run(o: GenerateOptions): Promise<void> {
     model: o.model,
     adapterKinds: [...new Set(adapters.map(adapterKindOf))], // the graph carries only what is used
     tokenizer: o.tokenizer,
-    ...runtimeOptions(o),
+    ...runtimeOf(o),
     maxBatch: Math.max(64, lines.length),
     prefillChunkIdle: o.batch ? Number.MAX_SAFE_INTEGER : undefined, // the whole batch prefills together
   });

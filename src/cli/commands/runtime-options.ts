@@ -2,7 +2,7 @@ import { InvalidArgumentError, Option, type Command } from 'commander';
 import { EXECUTION_PROVIDERS } from '../../engine/runtime/session.ts';
 import { DTYPES } from '../../engine/model/precision.ts';
 import { BLOCK_SIZES, DEFAULT_BLOCK, isBlockSize, QUANTIZATIONS } from '../../engine/weights/quantize.ts';
-import type { EngineRuntime } from '../../engine/engine.ts';
+import type { EngineRuntime } from '../../engine/runtime-options.ts';
 import { parse } from '../output.ts';
 
 /** How an engine runs its model: what every command that loads one accepts. */
@@ -29,18 +29,6 @@ export function addRuntimeOptions(command: Command): Command {
       quantizeBlock,
     )
     .option('--context <n>', "longest sequence to serve, prompt + output (default: the model's maximum)", parse.int(1));
-}
-
-/** The engine options of a command's parsed flags. */
-export function runtimeOptions(o: RuntimeOptions): EngineRuntime {
-  return {
-    ep: o.ep,
-    threads: o.threads,
-    dtype: o.dtype,
-    quantize: o.quantize,
-    quantizeBlock: o.quantizeBlock,
-    context: o.context,
-  };
 }
 
 /** --quantize-block's parser. */

@@ -1,6 +1,7 @@
 import type { Command } from 'commander';
 import { parse } from '../output.ts';
-import { addRuntimeOptions, runtimeOptions, type RuntimeOptions } from './runtime-options.ts';
+import { runtimeOf } from '../../engine/runtime-options.ts';
+import { addRuntimeOptions, type RuntimeOptions } from './runtime-options.ts';
 
 interface StartOptions extends RuntimeOptions {
   model?: string;
@@ -36,7 +37,7 @@ async function run(o: StartOptions): Promise<void> {
     name: o.name,
     newVersion: o.newVersion,
     home: o.home,
-    ...runtimeOptions(o),
+    ...runtimeOf(o),
     computePort: o.computePort,
     port: o.port,
     log: (line) => process.stderr.write(`versa: ${line}\n`),
