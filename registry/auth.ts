@@ -6,8 +6,8 @@ import type { Principal, Scope } from '../src/http/principal.ts';
 
 /**
  * API keys: `vsk_` + 32 random bytes (base64url). Only their sha256 is stored; the key itself is
- * shown once, when it is created. `admin` implies every other scope and is the registry operator's
- * scope: it manages tenants and keys and sees every tenant's adapters.
+ * shown once, when it is created. A key belongs to one tenant; `admin` manages that tenant's keys,
+ * and only `operator` (the bootstrap key's scope) acts across tenants (src/http/principal.ts).
  */
 const KEY_PREFIX = 'vsk_';
 
@@ -59,10 +59,18 @@ export interface KeyInput {
   key?: string;
 }
 
+/** The bootstrap tenant: it holds the operator's key (VERSA_API_KEY, the key of `versa start`). */
+const OPERATOR_TENANT = 'default';
+
+/** Registers the operator's key (see createApiKey's `key`): what `versa start` and the Worker install. */
+export function installOperatorKey(r: RegistryDb, key: string, name: string): Promise<CreatedKey> {
+  return createApiKey(r, { tenant: OPERATOR_TENANT, name, scopes: ['admin', 'operator'], key });
+}
+
 /**
  * Creates an API key for a tenant, creating the tenant too if it does not exist yet. With
  * `input.key`, registers that key instead and does nothing if it is already registered: this is
- * how `npm start` and the Worker (secret VERSA_API_KEY) install their admin key.
+ * how `npm start` and the Worker (secret VERSA_API_KEY) install the operator's key.
  */
 export async function createApiKey(r: RegistryDb, input: KeyInput): Promise<CreatedKey> {
   const now = input.now ?? new Date();
@@ -77,7 +85,8 @@ export async function createApiKey(r: RegistryDb, input: KeyInput): Promise<Crea
     name: input.name ?? 'default',
     keyHash,
     keyPrefix: key.slice(0, KEY_PREFIX.length + 6),
-    scopes: [...new Set(input.scopes)],
+    // An operator key is an admin key too: clients that look for `admin` (the dashboard) see it as one.
+    scopes: [...new Set(input.scopes.includes('operator') ? [...input.scopes, 'admin' as const] : input.scopes)],
     createdAt: now,
     revokedAt: null,
   };

@@ -45,6 +45,8 @@ export interface TokenizerInfo {
 export const tenants = sqliteTable('tenants', {
   id: text('id').primaryKey(),
   name: text('name').notNull(),
+  /** The largest adapter the tenant may publish, as a fraction of its base's parameters (null: 0.1). */
+  maxAdapterFraction: real('max_adapter_fraction'),
   createdAt: createdAt(),
 });
 
@@ -156,6 +158,11 @@ export const adapterVersions = sqliteTable(
     bytes: integer('bytes').notNull(),
     /** Digest of the file list (see registry/digest.ts): identifies the version's whole content. */
     sha256: text('sha256').notNull(),
+    /**
+     * Digest of what the version does: its files, its base and its own chat template (registry/digest.ts).
+     * Null on versions published before it existed, until the sweep fills it in (SQL has no sha256).
+     */
+    behaviorSha256: text('behavior_sha256'),
     weightsFile: text('weights_file').notNull(),
     dataset: text('dataset'),
     trainingNotes: text('training_notes'),
@@ -405,7 +412,10 @@ export const experimentUnits = sqliteTable(
   (t) => [primaryKey({ columns: [t.experimentId, t.unit] })],
 );
 
-/** A unit's running sum and count of one outcome metric (feedback or application events). */
+/**
+ * A unit's running sum and count of one outcome metric: its completions' feedback scores, plus the
+ * value the application last reported for it (`outcome`: one per unit, a repeat replaces it).
+ */
 export const experimentUnitMetrics = sqliteTable(
   'experiment_unit_metrics',
   {
@@ -414,6 +424,7 @@ export const experimentUnitMetrics = sqliteTable(
     metric: text('metric').notNull(),
     sum: real('sum').notNull(),
     count: integer('count').notNull(),
+    outcome: real('outcome'),
   },
   (t) => [primaryKey({ columns: [t.experimentId, t.unit, t.metric] })],
 );

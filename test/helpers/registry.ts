@@ -127,7 +127,7 @@ export async function startRegistry(backend: Backend, options: StartOptions = {}
   });
   const address = server.address();
   const url = `http://127.0.0.1:${typeof address === 'object' && address ? address.port : 0}`;
-  const admin = await createApiKey(registry, { tenant: 'acme', name: 'admin', scopes: ['admin'] });
+  const admin = await createApiKey(registry, { tenant: 'acme', name: 'admin', scopes: ['admin', 'operator'] });
   return {
     backend,
     url,

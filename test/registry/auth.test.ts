@@ -8,10 +8,11 @@ import { BACKENDS, startRegistry, type TestRegistry } from '../helpers/registry.
  * The auth matrix: every route x every scope x another tenant's key x no key (and a bogus key).
  * All resources belong to tenant "acme"; "rival" holds read+generate+publish. A private adapter is
  * invisible (404, never 403) to other tenants; a public one is readable but not writable (403).
+ * "admin" is acme's tenant admin; "operator" (the test registry's own key) acts across tenants.
  */
 
-type Who = 'none' | 'bogus' | 'read' | 'generate' | 'publish' | 'admin' | 'rival';
-const WHO: Who[] = ['none', 'bogus', 'read', 'generate', 'publish', 'admin', 'rival'];
+type Who = 'none' | 'bogus' | 'read' | 'generate' | 'publish' | 'admin' | 'operator' | 'rival';
+const WHO: Who[] = ['none', 'bogus', 'read', 'generate', 'publish', 'admin', 'operator', 'rival'];
 const RIVAL_SCOPES: Scope[] = ['read', 'generate', 'publish'];
 
 interface Ctx {
@@ -22,7 +23,7 @@ interface Ctx {
 
 interface RouteCase {
   route: string;
-  /** Scopes that grant access (admin always does); [] = any valid key. */
+  /** Scopes that grant access (operator always does, admin all but operator); [] = any valid key. */
   scopes: Scope[];
   ok: number;
   /** What the rival tenant's key gets. */
@@ -225,14 +226,21 @@ const routes: RouteCase[] = [
   },
   {
     route: 'POST /v1/tenants',
-    scopes: ['admin'],
+    scopes: ['operator'],
     ok: 201,
     rival: 403,
     send: (c, key) => c.reg.fetch('/v1/tenants', { ...body('POST', { id: `t-${c.n++}` }), key }),
   },
   {
+    route: 'PATCH /v1/tenants/{id}',
+    scopes: ['operator'],
+    ok: 200,
+    rival: 403,
+    send: (c, key) => c.reg.fetch('/v1/tenants/rival', { ...body('PATCH', { max_adapter_fraction: 0.1 }), key }),
+  },
+  {
     route: 'GET /v1/tenants',
-    scopes: ['admin'],
+    scopes: ['operator'],
     ok: 200,
     rival: 403,
     send: (c, key) => c.reg.fetch('/v1/tenants', { key }),
@@ -318,7 +326,7 @@ const routes: RouteCase[] = [
   },
   {
     route: 'GET /v1/stats',
-    scopes: ['admin'],
+    scopes: ['operator'],
     ok: 200,
     rival: 403,
     send: (c, key) => c.reg.fetch('/v1/stats', { key }),
@@ -329,7 +337,8 @@ function expected(route: RouteCase, who: Who): number {
   if (who === 'none' || who === 'bogus') return 401;
   if (who === 'rival')
     return route.scopes.length && !route.scopes.some((s) => RIVAL_SCOPES.includes(s)) ? 403 : route.rival;
-  if (who === 'admin' || !route.scopes.length || route.scopes.includes(who)) return route.ok;
+  if (who === 'operator' || !route.scopes.length || route.scopes.includes(who)) return route.ok;
+  if (who === 'admin') return route.scopes.includes('operator') ? 403 : route.ok;
   return 403;
 }
 
@@ -341,8 +350,8 @@ describe.each(BACKENDS)('auth matrix (%s)', (backend) => {
     const reg = await startRegistry(backend);
     keys.none = null;
     keys.bogus = 'vsk_thisKeyWasNeverIssuedToAnyone0000000000';
-    keys.admin = reg.adminKey;
-    for (const s of ['read', 'generate', 'publish'] as const) keys[s] = await reg.key('acme', [s]);
+    keys.operator = reg.adminKey;
+    for (const s of ['read', 'generate', 'publish', 'admin'] as const) keys[s] = await reg.key('acme', [s]);
     keys.rival = await reg.key('rival', RIVAL_SCOPES);
     await registerBase(reg, 'toy');
     await published(reg, 'secret', { base: 'toy@1', alias: 'production' }, vlmAdapter(config, { seed: 1 }));
@@ -431,13 +440,61 @@ describe.each(BACKENDS)('auth matrix (%s)', (backend) => {
     ).toBe(403);
   });
 
-  it("each tenant owns what it publishes; admin (the operator) sees every tenant's", async () => {
+  it("each tenant owns what it publishes; the operator sees every tenant's, a tenant's admin does not", async () => {
     const { reg } = ctx;
     const mine = await published(reg, 'rivals-own', { base: 'toy@1' }, vlmAdapter(config, { seed: 9 }), keys.rival);
     expect(mine.version).toBe(1);
     expect((await reg.fetch('/v1/adapters/rivals-own', { key: keys.read })).status).toBe(404);
-    expect((await reg.fetch('/v1/adapters/rivals-own', { key: keys.admin })).status).toBe(200);
+    expect((await reg.fetch('/v1/adapters/rivals-own', { key: keys.admin })).status).toBe(404);
+    expect((await reg.fetch('/v1/adapters/rivals-own', { key: keys.operator })).status).toBe(200);
     expect((await (await reg.fetch('/v1/adapters/rivals-own', { key: keys.rival })).json()).owner).toBe('rival');
+  });
+
+  it("a tenant's admin manages its own tenant's keys only, and learns nothing about another's", async () => {
+    const { reg } = ctx;
+    const asAdmin = (path: string, init: RequestInit = {}) => reg.fetch(path, { ...init, key: keys.admin });
+    const rivalKeys = async () => (await (await reg.fetch('/v1/keys?tenant=rival')).json()).data as { id: string }[];
+    const before = await rivalKeys();
+    const rivalKeyId = before[0].id;
+
+    // Listing: its own tenant's keys, never another's (the same 403 whether that tenant exists or not).
+    const own = await (await asAdmin('/v1/keys')).json();
+    expect(new Set(own.data.map((k: { tenant: string }) => k.tenant))).toEqual(new Set(['acme']));
+    for (const tenant of ['rival', 'no-such-tenant']) {
+      expect(await errorOf(await asAdmin(`/v1/keys?tenant=${tenant}`))).toMatchObject({
+        status: 403,
+        code: 'other_tenant',
+      });
+    }
+    // Minting: for its own tenant (the default), never for another one, never an operator key.
+    const minted = await asAdmin('/v1/keys', body('POST', { name: 'ci', scopes: ['read'] }));
+    expect(minted.status).toBe(201);
+    expect((await minted.json()).tenant).toBe('acme');
+    for (const tenant of ['rival', 'no-such-tenant']) {
+      const res = await asAdmin('/v1/keys', body('POST', { tenant, scopes: ['admin'] }));
+      expect(await errorOf(res)).toMatchObject({ status: 403, code: 'other_tenant' });
+    }
+    const escalate = await asAdmin('/v1/keys', body('POST', { scopes: ['operator'] }));
+    expect(await errorOf(escalate)).toMatchObject({ status: 403, code: 'insufficient_scope' });
+    expect(await rivalKeys()).toEqual(before);
+    // Revoking: another tenant's key and the operator's own key answer like a key that does not exist.
+    const operatorId = (await (await reg.fetch('/v1/whoami')).json()).key_id;
+    for (const id of [rivalKeyId, operatorId, 'key_doesnotexist']) {
+      const res = await asAdmin(`/v1/keys/${id}`, { method: 'DELETE' });
+      expect(await errorOf(res)).toMatchObject({ status: 404, code: 'key_not_found' });
+    }
+    expect((await reg.fetch('/v1/whoami', { key: keys.rival })).status).toBe(200);
+    // Tenants are the operator's.
+    expect((await asAdmin('/v1/tenants')).status).toBe(403);
+    expect((await asAdmin('/v1/tenants', body('POST', { id: 'acme-2' }))).status).toBe(403);
+    expect((await asAdmin('/v1/tenants/acme', body('PATCH', { max_adapter_fraction: 5 }))).status).toBe(403);
+
+    // The operator does all of it.
+    const forRival = await reg.fetch('/v1/keys', body('POST', { tenant: 'rival', name: 'op-made', scopes: ['read'] }));
+    expect(forRival.status).toBe(201);
+    const made = await forRival.json();
+    expect((await reg.fetch(`/v1/keys/${made.id}`, { method: 'DELETE' })).status).toBe(200);
+    expect((await reg.fetch('/v1/whoami', { key: made.key })).status).toBe(401);
   });
 
   it('a revoked key gets 401', async () => {

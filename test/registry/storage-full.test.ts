@@ -88,7 +88,7 @@ describe.skipIf(!canMount())('a full disk, for real (tmpfs)', () => {
     });
     const address = server.address();
     const url = `http://127.0.0.1:${typeof address === 'object' && address ? address.port : 0}`;
-    const admin = await createApiKey(sqlite, { tenant: 'acme', name: 'admin', scopes: ['admin'] });
+    const admin = await createApiKey(sqlite, { tenant: 'acme', name: 'admin', scopes: ['admin', 'operator'] });
     reg = {
       backend: 'sqlite',
       url,

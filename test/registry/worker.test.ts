@@ -19,8 +19,11 @@ describe('the Cloudflare Worker (workerd, local D1 + R2)', () => {
   const upload = (adapter: string, fields: Record<string, string>, files: AdapterFiles) =>
     worker.fetch(`/v1/adapters/${adapter}/versions`, { method: 'POST', body: publishForm(fields, files) });
 
-  it('installs VERSA_API_KEY as the admin key, and serves /openapi.json', async () => {
-    expect(await (await worker.fetch('/v1/whoami')).json()).toMatchObject({ tenant: 'default', scopes: ['admin'] });
+  it("installs VERSA_API_KEY as the operator's key, and serves /openapi.json", async () => {
+    expect(await (await worker.fetch('/v1/whoami')).json()).toMatchObject({
+      tenant: 'default',
+      scopes: ['admin', 'operator'],
+    });
     expect((await worker.fetch('/v1/whoami', { key: null })).status).toBe(401);
     const doc = await (await worker.fetch('/openapi.json', { key: null })).json();
     expect(doc.openapi).toBe('3.1.0');
@@ -35,7 +38,13 @@ describe('the Cloudflare Worker (workerd, local D1 + R2)', () => {
     });
     expect(base.status).toBe(201);
     const small = vlmAdapter(config, { bottleneck: 8 });
-    const big = vlmAdapter(config, { bottleneck: 9000, seed: 5 }); // ~9.2 MB of weights
+    const big = vlmAdapter(config, { bottleneck: 9000, seed: 5 }); // ~9.2 MB of weights, 41x the base
+    const bound = await worker.fetch('/v1/tenants/default', {
+      method: 'PATCH',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ max_adapter_fraction: 50 }),
+    });
+    expect(bound.status).toBe(200);
     expect(big[1].bytes.length).toBeGreaterThan(9_000_000);
     for (const [name, files] of [
       ['small', small],

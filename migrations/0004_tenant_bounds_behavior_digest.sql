@@ -1,0 +1,2 @@
+ALTER TABLE `adapter_versions` ADD `behavior_sha256` text;--> statement-breakpoint
+ALTER TABLE `tenants` ADD `max_adapter_fraction` real;
