@@ -1,11 +1,20 @@
-import { createReadStream, existsSync, readFileSync, statSync } from 'node:fs';
-import { basename, join } from 'node:path';
+import {
+  closeSync,
+  constants,
+  createReadStream,
+  fstatSync,
+  lstatSync,
+  openSync,
+  readFileSync,
+  statSync,
+} from 'node:fs';
+import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { ADAPTER_CONFIG_FILE, detectKind, LORA_WEIGHTS_FILE, VLM_WEIGHTS_FILE } from '../src/engine/adapters/format.ts';
 import { inspectModel } from '../src/engine/loaders/load.ts';
+import { hashFiles as hashModelFiles } from '../src/engine/weights/identity.ts';
 import { chatTemplateNextTo, locateTokenizer } from '../src/engine/tokenizer/load.ts';
 import type { RegistryClient, UploadPart } from './client.ts';
-import { nodeHasher } from './hash-node.ts';
 import type { RegistryDb } from './db/index.ts';
 import { registerBaseVersion, type BaseVersionInput, type RegisteredBaseVersion } from './queries/models.ts';
 import { tenants, type FileEntry } from './schema.ts';
@@ -17,32 +26,9 @@ import { tenants, type FileEntry } from './schema.ts';
 
 export type Progress = (done: number, total: number, file: string) => void;
 
-async function hashFile(path: string, onBytes?: (n: number) => void): Promise<FileEntry> {
-  const hasher = nodeHasher();
-  let bytes = 0;
-  for await (const chunk of createReadStream(path, { highWaterMark: 1 << 20 })) {
-    hasher.update(chunk as Buffer);
-    bytes += (chunk as Buffer).length;
-    onBytes?.((chunk as Buffer).length);
-  }
-  return { name: basename(path), sha256: await hasher.digest(), bytes };
-}
-
-/** Hashes files one after another, reporting bytes hashed over all of them. */
-async function hashFiles(paths: string[], onProgress?: Progress): Promise<FileEntry[]> {
-  const total = paths.reduce((n, p) => n + statSync(p).size, 0);
-  let done = 0;
-  const out: FileEntry[] = [];
-  for (const p of paths) {
-    out.push(
-      await hashFile(p, (n) => {
-        done += n;
-        onProgress?.(done, total, basename(p));
-      }),
-    );
-  }
-  return out;
-}
+/** Hashes files one after another, reporting bytes hashed over all of them (as a compute node hashes its base). */
+const hashFiles = (paths: string[], onProgress?: Progress): Promise<FileEntry[]> =>
+  hashModelFiles(paths, { onProgress });
 
 /**
  * Describes a local model (Hugging Face folder or llama2.c checkpoint) as a base model version:
@@ -103,26 +89,76 @@ export interface LocalAdapterFile {
   bytes: number;
 }
 
+/** The files of an adapter folder that publishing reads: what it uploads, and where its chat template may be. */
+const FOLDER_FILES = [
+  ADAPTER_CONFIG_FILE,
+  VLM_WEIGHTS_FILE,
+  LORA_WEIGHTS_FILE,
+  'README.md',
+  'chat_template.jinja',
+  'tokenizer_config.json',
+];
+
+/**
+ * Opens a file of an adapter folder for reading: a regular file, never a symbolic link (it could
+ * publish a file from outside the folder) nor a device or pipe. O_NOFOLLOW refuses a link swapped
+ * in after the folder was checked; the open descriptor is what gets read.
+ */
+function openFolderFile(path: string): number {
+  let fd: number;
+  try {
+    fd = openSync(path, constants.O_RDONLY | (constants.O_NOFOLLOW ?? 0) | (constants.O_NONBLOCK ?? 0));
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ELOOP') throw notRegular(path, 'a symbolic link');
+    throw e;
+  }
+  if (!fstatSync(fd).isFile()) {
+    closeSync(fd);
+    throw notRegular(path, 'not a regular file');
+  }
+  return fd;
+}
+
+const notRegular = (path: string, what: string) =>
+  new Error(`${path} is ${what}: versa publish reads only regular files in the adapter folder (copy the file in)`);
+
 /**
  * The files of a local adapter folder (PEFT LoRA or VLM, as the engine reads them) in upload order:
- * adapter_config.json, README.md, then the weights.
+ * adapter_config.json, README.md, then the weights. Any of the files publishing reads that is a
+ * symbolic link or not a regular file is refused.
  */
 export function adapterFolderFiles(dir: string): LocalAdapterFile[] {
-  if (!existsSync(dir) || !statSync(dir).isDirectory()) throw new Error(`${dir} is not a folder`);
-  const present = (name: string) => existsSync(join(dir, name)) && statSync(join(dir, name)).isFile();
-  const config = present(ADAPTER_CONFIG_FILE)
-    ? (JSON.parse(readFileSync(join(dir, ADAPTER_CONFIG_FILE), 'utf8')) as Record<string, unknown>)
+  if (!statSync(dir, { throwIfNoEntry: false })?.isDirectory()) throw new Error(`${dir} is not a folder`);
+  const present = new Set<string>();
+  for (const name of FOLDER_FILES) {
+    const entry = lstatSync(join(dir, name), { throwIfNoEntry: false });
+    if (!entry) continue;
+    if (entry.isSymbolicLink()) throw notRegular(join(dir, name), 'a symbolic link');
+    if (!entry.isFile()) throw notRegular(join(dir, name), 'not a regular file');
+    present.add(name);
+  }
+  const config = present.has(ADAPTER_CONFIG_FILE)
+    ? (JSON.parse(readFolderFile(join(dir, ADAPTER_CONFIG_FILE))) as Record<string, unknown>)
     : undefined;
-  const names = [ADAPTER_CONFIG_FILE, VLM_WEIGHTS_FILE, LORA_WEIGHTS_FILE, 'README.md'].filter(present);
-  const kind = detectKind(config, names);
+  const kind = detectKind(config, [...present]);
   const weights = kind === 'vlm' ? VLM_WEIGHTS_FILE : LORA_WEIGHTS_FILE;
-  if (!present(weights)) throw new Error(`${dir}: no ${weights}`);
-  const order = [ADAPTER_CONFIG_FILE, 'README.md', weights].filter(present);
-  return order.map((name) => ({ name, path: join(dir, name), bytes: statSync(join(dir, name)).size }));
+  if (!present.has(weights)) throw new Error(`${dir}: no ${weights}`);
+  const order = [ADAPTER_CONFIG_FILE, 'README.md', weights].filter((name) => present.has(name));
+  return order.map((name) => ({ name, path: join(dir, name), bytes: lstatSync(join(dir, name)).size }));
+}
+
+function readFolderFile(path: string): string {
+  const fd = openFolderFile(path);
+  try {
+    return readFileSync(fd, 'utf8');
+  } finally {
+    closeSync(fd);
+  }
 }
 
 function fileStream(path: string): ReadableStream<Uint8Array> {
-  return Readable.toWeb(createReadStream(path, { highWaterMark: 1 << 20 })) as unknown as ReadableStream<Uint8Array>;
+  const stream = createReadStream(path, { fd: openFolderFile(path), highWaterMark: 1 << 20 });
+  return Readable.toWeb(stream) as unknown as ReadableStream<Uint8Array>;
 }
 
 /** The publish form's text fields (see routes/publish). */
@@ -162,7 +198,7 @@ export async function publishFolder(
     ...fields,
     // A template travels with the version: the folder's own (tokenizer_config.json) unless one is given.
     chat_template: fields.chat_template ?? chatTemplateNextTo(dir),
-    card: fields.card ?? (readme ? readFileSync(readme.path, 'utf8') : undefined),
+    card: fields.card ?? (readme ? readFolderFile(readme.path) : undefined),
     checksums: JSON.stringify(Object.fromEntries(hashes.map((h) => [h.name, h.sha256]))),
   };
   const parts: UploadPart[] = [
@@ -183,6 +219,7 @@ export interface PublishedVersion {
   adapter: string;
   version: number;
   sha256: string;
+  behavior_sha256: string;
   bytes: number;
   params: number;
   params_pct_of_base: number;

@@ -1,11 +1,12 @@
 import { z } from '@hono/zod-openapi';
 import { ADAPTER_CONFIG_FILE, AdapterFormatError, type AdapterManifest } from '../src/engine/adapters/format.ts';
+import { FiniteWeightsCheck } from '../src/engine/adapters/finite.ts';
 import { inspectAdapter } from '../src/engine/adapters/read.ts';
 import { SafetensorsError, type SafetensorsHeader } from '../src/engine/weights/safetensors.ts';
 import type { Principal } from '../src/http/principal.ts';
 import { BlobIntegrityError, type BlobStore } from './blobs/store.ts';
 import type { Db } from './db/index.ts';
-import { manifestDigest } from './digest.ts';
+import { behaviorDigest, manifestDigest } from './digest.ts';
 import { ApiError, badRequest, tooLarge } from '../src/http/errors.ts';
 import type { Limits, RegistryDeps } from './http.ts';
 import { MultipartError, readMultipart, type FormPart } from './multipart.ts';
@@ -14,6 +15,7 @@ import { AliasName, FILE_NAME_RE, parseRef, Sha256, Tag } from './names.ts';
 import { canSee, canWrite, getAdapter, viewerOf } from './queries/adapters.ts';
 import { deleteBlobIfUnused, leaseBlob, LEASE_RENEW_MS, releaseLeases, renewLeases } from './queries/blobs.ts';
 import { findIdempotencyKey, type IdempotencyKey } from './queries/idempotency.ts';
+import { maxAdapterFraction } from './queries/tenants.ts';
 import { getBaseModel, getBaseVersion, type BaseVersion } from './queries/models.ts';
 import { commitAdapterVersion, getPublishedVersion, type PublishedVersion } from './queries/publish.ts';
 import { isUniqueViolation } from './db/index.ts';
@@ -27,7 +29,9 @@ import { checkedSafetensors } from './upload.ts';
  * 1. text fields (`base` first) and small files (adapter_config.json, README.md, ...) are read
  *    within their size limits; the weights part (`*.safetensors`, after `base` and
  *    adapter_config.json) has its header validated from its first bytes, against the base version's
- *    stored ModelConfig with the engine's `inspectAdapter`, before a byte of it is stored;
+ *    stored ModelConfig with the engine's `inspectAdapter` and against the tenant's size bound
+ *    (a fraction of the base's parameters), before a byte of it is stored; its values are checked
+ *    finite as they stream;
  * 2. every file streams into the blob store, which hashes it on the way (and checks declared
  *    checksums);
  * 3. one atomic write makes the version visible (queries/publish.ts).
@@ -112,11 +116,10 @@ export async function publishAdapterVersion(
 ): Promise<PublishResult> {
   const { registry, blobs, limits } = deps;
   const viewer = viewerOf(principal);
-  // Fail before reading the body when the answer is already known.
+  // Fail before reading the body when the answer is already known, except for a name another tenant
+  // holds privately: until the commit it is treated exactly as a free name (no cheap existence oracle).
   const existing = await getAdapter(registry.db, name);
-  if (existing && !canSee(viewer, existing))
-    throw new ApiError(404, `adapter "${name}" not found`, 'adapter_not_found');
-  if (existing && !canWrite(viewer, existing))
+  if (existing && canSee(viewer, existing) && !canWrite(viewer, existing))
     throw new ApiError(403, `adapter "${name}" belongs to another tenant`, 'not_owner');
   if (!existing && (await getBaseModel(registry.db, name)))
     throw new ApiError(409, `"${name}" is the name of a base model`, 'name_taken');
@@ -140,10 +143,13 @@ export async function publishAdapterVersion(
   }, LEASE_RENEW_MS);
   let done = false;
   try {
-    const upload = await receive(registry.db, blobs, limits, body, boundary, stored, reserve);
+    const maxFraction = await maxAdapterFraction(registry.db, principal.tenantId);
+    const upload = await receive(registry.db, blobs, limits, maxFraction, body, boundary, stored, reserve);
     const files = [...stored].sort((a, b) => (a.name < b.name ? -1 : 1));
     const sha256 = await manifestDigest(files);
     const f = upload.fields;
+    const chatTemplate = f.chat_template ?? null;
+    const behaviorSha256 = await behaviorDigest({ sha256, baseSha256: upload.base.sha256, chatTemplate });
     const fingerprint = idempotencyKey ? await requestFingerprint(name, f, sha256) : '';
     for (let attempt = 0; ; attempt++) {
       if (idempotencyKey) {
@@ -161,6 +167,7 @@ export async function publishAdapterVersion(
             task: f.task,
             description: f.description,
             chatTemplate: f.chat_template,
+            behaviorSha256,
             baseVersionId: upload.base.id,
             baseParams: upload.base.params,
             manifest: upload.manifest,
@@ -191,6 +198,7 @@ export async function publishAdapterVersion(
           adapter: name,
           version: committed.version,
           sha256,
+          behaviorSha256,
           bytes: committed.bytes,
           params: upload.manifest.params,
           paramsPctOfBase: committed.paramsPctOfBase,
@@ -251,6 +259,7 @@ async function receive(
   db: Db,
   blobs: BlobStore,
   limits: Limits,
+  maxFraction: number,
   body: ReadableStream<Uint8Array>,
   boundary: string,
   stored: FileEntry[],
@@ -313,14 +322,18 @@ async function receive(
       if (!base) throw badRequest('send the "base" field before the weights file', 'part_order', 'base');
       const baseVersion = base;
       weightsName = fileName;
+      let finite: FiniteWeightsCheck | undefined;
       const checked = checkedSafetensors(part.body, {
         maxHeaderBytes: limits.maxHeaderBytes,
         maxBytes: limits.maxWeightsBytes,
         onHeader: (h) => {
           header = h;
-          // Shapes, names, dtypes and task tokens against the base, before anything is stored.
-          inspectAdapter(config, h, [...names], baseVersion.config);
+          // Shapes, names, dtypes, task tokens and size against the base, before anything is stored.
+          const manifest = inspectAdapter(config, h, [...names], baseVersion.config);
+          checkAdapterSize(manifest.params, baseVersion, maxFraction, fileName);
+          finite = new FiniteWeightsCheck(h);
         },
+        onData: (bytes) => finite!.update(bytes),
       });
       await store(blobs, fileName, checked, expected, stored, reserve);
     } else {
@@ -373,6 +386,21 @@ async function receive(
 }
 
 type Reserve = (sha256: string) => Promise<void>;
+
+/** Refuses an adapter larger than the tenant's bound: a fraction of its base's parameters. */
+function checkAdapterSize(params: number, base: BaseVersion, maxFraction: number, file: string): void {
+  const bound = Math.floor(maxFraction * base.params);
+  if (params <= bound) return;
+  const n = (x: number) => x.toLocaleString('en-US');
+  const percent = +(maxFraction * 100).toPrecision(6);
+  throw badRequest(
+    `adapter rejected: it has ${n(params)} parameters, more than this tenant's bound of ${n(bound)} ` +
+      `(${percent}% of the ${n(base.params)} parameters of ${base.model}@${base.version}); ` +
+      "an operator can change the bound (the tenant's max_adapter_fraction)",
+    'adapter_too_large',
+    file,
+  );
+}
 
 async function store(
   blobs: BlobStore,

@@ -2,6 +2,7 @@ import type { BlobStore } from './blobs/store.ts';
 import type { Db } from './db/index.ts';
 import { deleteBlobIfUnused, purgeExpired } from './queries/blobs.ts';
 import { purgeIdempotencyKeys } from './queries/idempotency.ts';
+import { fillBehaviorDigests } from './queries/publish.ts';
 
 /**
  * Blobs younger than this are left alone even when nothing holds them: every upload leases its
@@ -14,8 +15,9 @@ export const SWEEP_EVERY_MS = 10 * 60_000;
 /**
  * Removes what a crash mid-publish can leave behind: blobs no version references and no live lease
  * holds (decided atomically with each delete, queries/blobs.ts), partial uploads, lapsed leases and
- * forgotten Idempotency-Keys. Only blobs older than `graceMs` are considered. The Node server runs
- * it at start and every SWEEP_EVERY_MS; the Worker from its cron trigger.
+ * forgotten Idempotency-Keys. Only blobs older than `graceMs` are considered. It also fills in the
+ * behavior digest of versions published before there was one. The Node server runs it at start
+ * and every SWEEP_EVERY_MS; the Worker from its cron trigger.
  */
 export async function sweepOrphans(
   db: Db,
@@ -31,5 +33,6 @@ export async function sweepOrphans(
     if (await deleteBlobIfUnused(db, blobs, blob.sha256, now)) removed++;
   }
   await purgeIdempotencyKeys(db, now);
+  await fillBehaviorDigests(db);
   return { blobs: removed, partial: await blobs.sweepPartial(before) };
 }

@@ -17,6 +17,8 @@ export interface SafetensorsCheck {
   maxBytes: number;
   /** Called once with the validated header and the file size it implies; throw to refuse. */
   onHeader(header: SafetensorsHeader, fileSize: number): void | Promise<void>;
+  /** Called with each piece of the data section, in order, before it is passed on; throw to refuse. */
+  onData?(bytes: Uint8Array): void;
 }
 
 export function checkedSafetensors(
@@ -35,6 +37,7 @@ export function checkedSafetensors(
             throw new SafetensorsError(
               `the file is longer than the ${expected} bytes its header describes (trailing bytes)`,
             );
+          check.onData?.(chunk);
           controller.enqueue(chunk);
           return;
         }
@@ -50,6 +53,7 @@ export function checkedSafetensors(
           throw new SafetensorsError(
             `the file is longer than the ${expected} bytes its header describes (trailing bytes)`,
           );
+        check.onData?.(prefix.subarray(8 + n));
         controller.enqueue(prefix);
         prefix = null;
       },

@@ -1,6 +1,6 @@
 import { and, asc, desc, eq, gt, inArray, lt, or, sql, type SQL } from 'drizzle-orm';
 import type { ModelConfig } from '../../src/engine/model/config.ts';
-import { isAdmin, type Principal } from '../../src/http/principal.ts';
+import { isOperator, type Principal } from '../../src/http/principal.ts';
 import type { Db, RegistryDb } from '../db/index.ts';
 import { ApiError, conflict, notFound } from '../../src/http/errors.ts';
 import { invalidRef, parseRef, servingCheck, type Ref } from '../names.ts';
@@ -23,26 +23,26 @@ import {
 export type AdapterRow = typeof adapters.$inferSelect;
 type AdapterVersionRow = typeof adapterVersions.$inferSelect;
 
-/** Who is looking: adapters are visible to their tenant, to everyone when public, and to admins. */
+/** Who is looking: adapters are visible to their tenant, to everyone when public, and to the operator. */
 export interface Viewer {
   tenantId: string;
-  admin: boolean;
+  operator: boolean;
 }
 
 export function viewerOf(p: Principal): Viewer {
-  return { tenantId: p.tenantId, admin: isAdmin(p) };
+  return { tenantId: p.tenantId, operator: isOperator(p) };
 }
 
 export function canSee(viewer: Viewer | null, a: Pick<AdapterRow, 'tenantId' | 'visibility'>): boolean {
-  return !viewer || viewer.admin || a.tenantId === viewer.tenantId || a.visibility === 'public';
+  return !viewer || viewer.operator || a.tenantId === viewer.tenantId || a.visibility === 'public';
 }
 
 export function canWrite(viewer: Viewer | null, a: Pick<AdapterRow, 'tenantId'>): boolean {
-  return !viewer || viewer.admin || a.tenantId === viewer.tenantId;
+  return !viewer || viewer.operator || a.tenantId === viewer.tenantId;
 }
 
 function visibleTo(viewer: Viewer | null): SQL | undefined {
-  if (!viewer || viewer.admin) return undefined;
+  if (!viewer || viewer.operator) return undefined;
   return or(eq(adapters.tenantId, viewer.tenantId), eq(adapters.visibility, 'public'));
 }
 
@@ -71,6 +71,7 @@ export interface VersionSummary {
   status: VersionStatus;
   kind: 'vlm' | 'lora';
   sha256: string;
+  behaviorSha256: string | null;
   bytes: number;
   params: number;
   paramsPctOfBase: number;
@@ -87,6 +88,7 @@ const summaryColumns = {
   status: adapterVersions.status,
   kind: adapterVersions.kind,
   sha256: adapterVersions.sha256,
+  behaviorSha256: adapterVersions.behaviorSha256,
   bytes: adapterVersions.bytes,
   params: adapterVersions.params,
   paramsPctOfBase: adapterVersions.paramsPctOfBase,

@@ -1,6 +1,7 @@
-import { eq, sql } from 'drizzle-orm';
+import { and, asc, eq, gt, isNull, sql } from 'drizzle-orm';
 import type { AdapterManifest } from '../../src/engine/adapters/format.ts';
 import { isUniqueViolation, type Db, type RegistryDb, type Statement } from '../db/index.ts';
+import { behaviorDigest } from '../digest.ts';
 import { conflict } from '../../src/http/errors.ts';
 import {
   adapterFiles,
@@ -34,6 +35,8 @@ export interface NewAdapterVersion {
   files: FileEntry[];
   /** The version's content digest (registry/digest.ts). */
   sha256: string;
+  /** Its behavior digest: files, base and chat template (registry/digest.ts). */
+  behaviorSha256: string;
   dataset?: string;
   trainingNotes?: string;
   license?: string;
@@ -122,6 +125,7 @@ export async function commitAdapterVersion(
         paramsPctOfBase,
         bytes,
         sha256: v.sha256,
+        behaviorSha256: v.behaviorSha256,
         weightsFile: v.manifest.weightsFile,
         dataset: v.dataset ?? null,
         trainingNotes: v.trainingNotes ?? null,
@@ -169,6 +173,8 @@ export interface PublishedVersion {
   adapter: string;
   version: number;
   sha256: string;
+  /** Null only for a version published before behavior digests, until the sweep fills it in. */
+  behaviorSha256: string | null;
   bytes: number;
   params: number;
   paramsPctOfBase: number;
@@ -184,6 +190,7 @@ export async function getPublishedVersion(db: Db, versionId: string): Promise<Pu
       adapter: adapters.name,
       version: adapterVersions.version,
       sha256: adapterVersions.sha256,
+      behaviorSha256: adapterVersions.behaviorSha256,
       bytes: adapterVersions.bytes,
       params: adapterVersions.params,
       paramsPctOfBase: adapterVersions.paramsPctOfBase,
@@ -203,4 +210,36 @@ export async function getPublishedVersion(db: Db, versionId: string): Promise<Pu
     .orderBy(adapterFiles.name);
   const { baseModel, baseVersion, ...rest } = row;
   return { ...rest, base: `${baseModel}@${baseVersion}`, files };
+}
+
+/**
+ * Fills in the behavior digest of versions published before it existed (SQL cannot hash, so no
+ * migration could), from their stored files digest, base and chat template, a page at a time. The
+ * sweep calls it; a trigger keeps a digest, once set, from changing. Returns how many it filled.
+ */
+export async function fillBehaviorDigests(db: Db, pageSize = 100): Promise<number> {
+  let filled = 0;
+  for (let after = ''; ;) {
+    const rows = await db
+      .select({
+        id: adapterVersions.id,
+        sha256: adapterVersions.sha256,
+        baseSha256: baseModelVersions.sha256,
+        chatTemplate: adapterVersions.chatTemplate,
+      })
+      .from(adapterVersions)
+      .innerJoin(baseModelVersions, eq(baseModelVersions.id, adapterVersions.baseVersionId))
+      .where(and(isNull(adapterVersions.behaviorSha256), gt(adapterVersions.id, after)))
+      .orderBy(asc(adapterVersions.id))
+      .limit(pageSize);
+    for (const row of rows) {
+      await db
+        .update(adapterVersions)
+        .set({ behaviorSha256: await behaviorDigest(row) })
+        .where(and(eq(adapterVersions.id, row.id), isNull(adapterVersions.behaviorSha256)));
+    }
+    filled += rows.length;
+    if (rows.length < pageSize) return filled;
+    after = rows[rows.length - 1].id;
+  }
 }

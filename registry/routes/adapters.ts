@@ -19,6 +19,7 @@ import {
 } from '../queries/adapters.ts';
 import {
   AdapterParam,
+  BehaviorSha256,
   FileParam,
   FileSchema,
   iso,
@@ -41,6 +42,7 @@ const VersionSummarySchema = z
     status: StatusSchema,
     kind: z.enum(['vlm', 'lora']),
     sha256: z.string(),
+    behavior_sha256: BehaviorSha256,
     bytes: z.number().int(),
     params: z.number().int(),
     params_pct_of_base: z.number(),
@@ -91,6 +93,7 @@ const VersionDetailSchema = z
         "The version's content digest: sha256 of its manifest, one line `<file sha256>  <file name>\\n` per file " +
         'sorted by name (what `sha256sum` prints)',
     }),
+    behavior_sha256: BehaviorSha256,
     weights_file: z.string(),
     base: z.object({
       model: z.string(),
@@ -131,6 +134,7 @@ function presentSummary(v: Omit<VersionSummary, 'id'> & { id?: string }): z.infe
     status: v.status,
     kind: v.kind,
     sha256: v.sha256,
+    behavior_sha256: v.behaviorSha256,
     bytes: v.bytes,
     params: v.params,
     params_pct_of_base: v.paramsPctOfBase,
@@ -170,6 +174,7 @@ function presentVersion(v: AdapterVersionDetail): z.infer<typeof VersionDetailSc
     params_pct_of_base: v.paramsPctOfBase,
     bytes: v.bytes,
     sha256: v.sha256,
+    behavior_sha256: v.behaviorSha256,
     weights_file: v.weightsFile,
     base: {
       model: v.base.name,

@@ -4,7 +4,7 @@ import { type AppEnv } from '../http.ts';
 import { principalOf } from '../../src/http/middleware.ts';
 import { formDataBoundary } from '../multipart.ts';
 import { publishAdapterVersion } from '../publish.ts';
-import { AdapterParam, FileSchema } from './schemas.ts';
+import { AdapterParam, BehaviorSha256, FileSchema } from './schemas.ts';
 import { conflictError, errors, json, scoped } from '../../src/http/openapi.ts';
 import { formatRef } from '../names.ts';
 
@@ -19,8 +19,9 @@ const PublishedSchema = z
     sha256: z.string().openapi({
       description:
         "The version's content digest: sha256 of `<file sha256>  <name>\\n` lines sorted by name " +
-        '(sha256sum output) over all its files',
+        '(sha256sum output) over all its files: what a compute node checks',
     }),
+    behavior_sha256: BehaviorSha256,
     bytes: z.number().int().openapi({ description: 'all files together' }),
     params: z.number().int(),
     params_pct_of_base: z.number(),
@@ -60,6 +61,13 @@ const formSchema = {
     file: { type: 'array' as const, items: { type: 'string' as const, format: 'binary' } },
   },
 };
+
+/**
+ * Whether a request is the adapter upload: the one route whose body is streamed, not buffered (it
+ * enforces its own per-file and per-field limits), so the app's overall body limit skips it.
+ */
+export const isAdapterUpload = (method: string, path: string): boolean =>
+  method === 'POST' && /^\/v1\/adapters\/[^/]+\/versions$/.test(path);
 
 const publish = createRoute({
   method: 'post',
@@ -127,6 +135,7 @@ export function publishRoutes(): OpenAPIHono<AppEnv> {
         version: r.version,
         ref: formatRef(r.adapter, r.version),
         sha256: r.sha256,
+        behavior_sha256: r.behaviorSha256,
         bytes: r.bytes,
         params: r.params,
         params_pct_of_base: r.paramsPctOfBase,

@@ -77,6 +77,17 @@ export const TokenizerSchema = z
   })
   .openapi('Tokenizer');
 
+export const BehaviorSha256 = z
+  .string()
+  .nullable()
+  .openapi({
+    description:
+      "What the version does: sha256 of the lines `<sha256>  files`, `<base version's sha256>  base` and, " +
+      'when the version has its own chat template, `<sha256 of the template>  chat_template` (each ending ' +
+      'in \\n). Another template or base gives another digest for the same files. Null only for a version ' +
+      "published before it existed, until the registry's sweep fills it in",
+  });
+
 export const ListMeta = { object: z.literal('list'), next_cursor: z.string().nullable(), has_more: z.boolean() };
 
 export function page<T>(data: T[], nextCursor: string | null) {

@@ -151,6 +151,7 @@ export async function published(
     adapter: string;
     version: number;
     sha256: string;
+    behavior_sha256: string;
     bytes: number;
     params: number;
     params_pct_of_base: number;

@@ -1,7 +1,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { encodeSafetensors } from '../../src/engine/weights/safetensors.ts';
+import { encodeSafetensors, parseHeader } from '../../src/engine/weights/safetensors.ts';
 import {
   errorOf,
+  loraAdapter,
   publish,
   publishForm,
   published,
@@ -28,6 +29,41 @@ function rawSafetensors(header: unknown, data: Uint8Array, claimedHeaderLength?:
   out.set(data, 8 + json.length);
   return out;
 }
+
+/**
+ * An adapter's files with its weights re-encoded in `dtype` (zeros, which are finite) and one
+ * element of one tensor set to the raw bits `poison` (little-endian).
+ */
+function poisoned(
+  files: AdapterFiles,
+  dtype: 'F32' | 'F16' | 'BF16',
+  poison: { tensor: string; element: number; bits: number },
+): AdapterFiles {
+  const weights = files.find((f) => f.name.endsWith('.safetensors'))!;
+  const size = dtype === 'F32' ? 4 : 2;
+  const header: Record<string, unknown> = {};
+  let offset = 0;
+  let at = -1;
+  for (const t of parseHeader(weights.bytes, weights.bytes.length).tensors.values()) {
+    const bytes = t.shape.reduce((a, b) => a * b, 1) * size;
+    header[t.name] = { dtype, shape: t.shape, data_offsets: [offset, offset + bytes] };
+    if (t.name === poison.tensor) at = offset + poison.element * size;
+    offset += bytes;
+  }
+  if (at < 0) throw new Error(`no tensor ${poison.tensor}`);
+  const data = new Uint8Array(offset);
+  for (let i = 0; i < size; i++) data[at + i] = (poison.bits >>> (8 * i)) & 0xff;
+  return files.map((f) => (f === weights ? { name: f.name, bytes: rawSafetensors(header, data) } : f));
+}
+
+/** A LoRA adapter whose adapter_config.json has `changes` applied. */
+function loraWith(changes: Record<string, unknown>): AdapterFiles {
+  const [cfg, weights] = loraAdapter(config);
+  const edited = { ...JSON.parse(new TextDecoder().decode(cfg.bytes)), ...changes };
+  return [{ name: cfg.name, bytes: new TextEncoder().encode(JSON.stringify(edited)) }, weights];
+}
+
+const LORA_B0 = 'base_model.model.transformer.h.0.attn.c_attn.lora_B.weight';
 
 function withWeights(bytes: Uint8Array): AdapterFiles {
   return [vlmConfig, { name: 'adapter.safetensors', bytes }];
@@ -438,6 +474,93 @@ const cases: Case[] = [
         body: 'x',
       }),
     status: 415,
+  },
+
+  // weights and hyperparameters that only make sense as an attack
+  {
+    name: 'NaN in an F32 weight',
+    send: (r) =>
+      publish(
+        r,
+        'good',
+        { base: 'toy@1' },
+        poisoned(vlm, 'F32', {
+          tensor: 'transformer.h.1.adapter_block.project_up.weight',
+          element: 5,
+          bits: 0x7fc00000,
+        }),
+      ),
+    status: 400,
+    code: 'invalid_adapter',
+    message: /"transformer\.h\.1\.adapter_block\.project_up\.weight" holds a non-finite value .* element 5$/,
+  },
+  {
+    name: 'infinity in an F16 weight',
+    send: (r) =>
+      publish(
+        r,
+        'good',
+        { base: 'toy@1' },
+        poisoned(loraAdapter(config), 'F16', { tensor: LORA_B0, element: 0, bits: 0x7c00 }),
+      ),
+    status: 400,
+    code: 'invalid_adapter',
+    message: /lora_B\.weight" holds a non-finite value .* element 0$/,
+  },
+  {
+    name: '-infinity in a BF16 weight',
+    send: (r) =>
+      publish(
+        r,
+        'good',
+        { base: 'toy@1' },
+        poisoned(vlm, 'BF16', { tensor: 'task_embeddings', element: 15, bits: 0xff80 }),
+      ),
+    status: 400,
+    code: 'invalid_adapter',
+    message: /"task_embeddings" holds a non-finite value .* element 15$/,
+  },
+  {
+    name: 'lora_alpha 1e308',
+    send: (r) => publish(r, 'good', { base: 'toy@1' }, loraWith({ lora_alpha: 1e308 })),
+    status: 400,
+    code: 'invalid_adapter',
+    message: /lora_alpha must be a number from -10000 to 10000 \(got 1e\+308\)/,
+  },
+  {
+    name: 'alpha_pattern value 1e300',
+    send: (r) => publish(r, 'good', { base: 'toy@1' }, loraWith({ alpha_pattern: { c_attn: 1e300 } })),
+    status: 400,
+    code: 'invalid_adapter',
+    message: /alpha_pattern\["c_attn"\]/,
+  },
+  {
+    name: 'scale lora_alpha/r beyond bounds',
+    send: (r) => publish(r, 'good', { base: 'toy@1' }, loraWith({ lora_alpha: 5000 })),
+    status: 400,
+    code: 'invalid_adapter',
+    message: /scale lora_alpha\/r = 2500/,
+  },
+  {
+    name: 'r out of bounds',
+    send: (r) => publish(r, 'good', { base: 'toy@1' }, loraWith({ r: 100_000 })),
+    status: 400,
+    code: 'invalid_adapter',
+    message: /r must be an integer from 1 to 4096/,
+  },
+  {
+    name: 'lora_dropout outside [0, 1)',
+    send: (r) => publish(r, 'good', { base: 'toy@1' }, loraWith({ lora_dropout: 1.5 })),
+    status: 400,
+    code: 'invalid_adapter',
+    message: /lora_dropout/,
+  },
+  {
+    name: "an adapter above the tenant's size bound (10 % of the base by default)",
+    send: (r) => publish(r, 'good', { base: 'toy@1' }, vlmAdapter(config, { bottleneck: 16 })),
+    status: 400,
+    code: 'adapter_too_large',
+    message: /1,168 parameters, more than this tenant's bound of 812 \(10% of the 8,128 parameters of toy@1\)/,
   },
 
   // size limits

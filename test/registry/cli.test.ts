@@ -1,5 +1,5 @@
-import { execFile } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { execFile, execFileSync } from 'node:child_process';
+import { mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -103,7 +103,7 @@ describe('versa CLI against a running registry', () => {
     expect(vlm.stdout).toMatch(
       new RegExp(
         /^published toy-vlm@1 on toy@1: vlm, 376 params \([\d.]+% of the base\), /.source +
-          /.* sha256 [0-9a-f]{64}; production -> 1\n$/.source,
+          /.* sha256 [0-9a-f]{64} \(behavior [0-9a-f]{64}\); production -> 1\n$/.source,
       ),
     );
     const lora = await versa(
@@ -163,6 +163,54 @@ describe('versa CLI against a running registry', () => {
     for (const name of ['adapter.safetensors', 'adapter_config.json']) {
       expect(readFileSync(join(out, name)).equals(readFileSync(join(work, 'vlm', name)))).toBe(true);
     }
+  });
+
+  it('publish refuses a symbolic link or a non-regular file in the folder, naming it', async () => {
+    const outside = join(work, 'outside.txt');
+    writeFileSync(outside, 'a file from outside the folder');
+    const folder = (name: string, extra: (dir: string) => void) => {
+      const dir = join(work, name);
+      mkdirSync(dir);
+      for (const f of vlmAdapter(toyConfig(), { seed: 21 })) writeFileSync(join(dir, f.name), f.bytes);
+      extra(dir);
+      return dir;
+    };
+    const cases: Array<[string, string, RegExp]> = [
+      [
+        'card-link',
+        folder('card-link', (d) => symlinkSync(outside, join(d, 'README.md'))),
+        /README\.md is a symbolic link/,
+      ],
+      [
+        'template-link',
+        folder('template-link', (d) => symlinkSync(outside, join(d, 'chat_template.jinja'))),
+        /chat_template\.jinja is a symbolic link/,
+      ],
+      [
+        'weights-link',
+        folder('weights-link', (d) => {
+          renameSync(join(d, 'adapter.safetensors'), join(work, 'weights-elsewhere.safetensors'));
+          symlinkSync(join(work, 'weights-elsewhere.safetensors'), join(d, 'adapter.safetensors'));
+        }),
+        /adapter\.safetensors is a symbolic link/,
+      ],
+      [
+        'card-fifo',
+        folder('card-fifo', (d) => execFileSync('mkfifo', [join(d, 'README.md')])),
+        /README\.md is not a regular file/,
+      ],
+      ['card-dir', folder('card-dir', (d) => mkdirSync(join(d, 'README.md'))), /README\.md is not a regular file/],
+    ];
+    for (const [name, dir, message] of cases) {
+      const r = await versa('publish', dir, '--name', name, '--base', 'toy@1');
+      expect(r.code, name).toBe(1);
+      expect(r.stderr).toMatch(/^versa: error: .+\n$/);
+      expect(r.stderr).toMatch(message);
+      expect((await reg.fetch(`/v1/adapters/${name}`)).status).toBe(404);
+    }
+    // The same folder without the link publishes.
+    rmSync(join(work, 'card-link', 'README.md'));
+    expect((await versa('publish', join(work, 'card-link'), '--name', 'card-link', '--base', 'toy@1')).code).toBe(0);
   });
 
   it('errors are one line on stderr and exit 1', async () => {

@@ -81,7 +81,8 @@ async function run(dir: string, o: PublishOptions): Promise<void> {
   }
   process.stdout.write(
     `published ${r.adapter}@${r.version} on ${r.base}: ${r.kind}, ${r.params.toLocaleString('en-US')} params ` +
-      `(${r.params_pct_of_base.toFixed(2)}% of the base), ${formatBytes(r.bytes)}, sha256 ${r.sha256}` +
+      `(${r.params_pct_of_base.toFixed(2)}% of the base), ${formatBytes(r.bytes)}, sha256 ${r.sha256} ` +
+      `(behavior ${r.behavior_sha256})` +
       `${r.alias ? `; ${r.alias} -> ${r.version}` : ''}\n`,
   );
 }

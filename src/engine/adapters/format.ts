@@ -45,6 +45,12 @@ export interface LoraModuleSpec {
   bName: string;
 }
 
+/**
+ * Bounds on LoRA hyperparameters: far beyond any trained adapter's (alpha 8-128, r 4-256, a scale
+ * alpha/r near 1), short of values that overflow activations or only make sense as an attack.
+ */
+const LORA_LIMITS = { maxRank: 4096, maxAlpha: 10_000, maxScale: 1_000 };
+
 export class AdapterFormatError extends Error {
   override name = 'AdapterFormatError';
 }
@@ -128,11 +134,20 @@ export function describeLora(
   }
   const r = Number(config.r);
   const alpha = Number(config.lora_alpha ?? r);
-  if (!Number.isInteger(r) || r <= 0)
-    throw new AdapterFormatError(`adapter_config.json: r must be a positive integer (got ${JSON.stringify(config.r)})`);
-  if (!Number.isFinite(alpha)) throw new AdapterFormatError(`adapter_config.json: lora_alpha must be a number`);
+  if (!Number.isInteger(r) || r <= 0 || r > LORA_LIMITS.maxRank) {
+    throw new AdapterFormatError(
+      `adapter_config.json: r must be an integer from 1 to ${LORA_LIMITS.maxRank} (got ${JSON.stringify(config.r)})`,
+    );
+  }
+  checkAlpha(alpha, 'lora_alpha', config.lora_alpha);
+  const dropout = config.lora_dropout;
+  if (dropout != null && (typeof dropout !== 'number' || !(dropout >= 0 && dropout < 1)))
+    throw new AdapterFormatError(
+      `adapter_config.json: lora_dropout must be in [0, 1) (got ${JSON.stringify(dropout)})`,
+    );
   const rslora = config.use_rslora === true;
   const alphaPattern = checkedPatterns(config.alpha_pattern, 'alpha_pattern');
+  for (const [key, value] of Object.entries(alphaPattern)) checkAlpha(value, `alpha_pattern["${key}"]`, value);
   checkedPatterns(config.rank_pattern, 'rank_pattern'); // ranks come from the tensors; the keys must still be sane
   const known = new Map(linearModules(base).map((mod) => [mod.name, mod]));
   const keyPattern =
@@ -171,11 +186,19 @@ export function describeLora(
       throw new AdapterFormatError(`${where}: lora_B has shape [${b.shape}], expected [${spec.out}, ${rank}]`);
     }
     if (rank === 0) throw new AdapterFormatError(`${where}: rank 0`);
+    if (rank > LORA_LIMITS.maxRank)
+      throw new AdapterFormatError(`${where}: rank ${rank} is above ${LORA_LIMITS.maxRank}`);
     // PEFT's alpha_pattern: the first key that matches the end of the module's full name.
     const fullName = `${layerPrefix(base, layer)}${module}`;
     const pattern = Object.keys(alphaPattern).find((p) => matchesModule(p, fullName));
     const moduleAlpha = pattern === undefined ? alpha : Number(alphaPattern[pattern]);
     const scale = rslora ? moduleAlpha / Math.sqrt(rank) : moduleAlpha / rank;
+    if (Math.abs(scale) > LORA_LIMITS.maxScale) {
+      throw new AdapterFormatError(
+        `${where}: scale ${rslora ? 'lora_alpha/sqrt(r)' : 'lora_alpha/r'} = ${scale} is beyond ` +
+          `±${LORA_LIMITS.maxScale}`,
+      );
+    }
     modules.push({ layer, module, rank, scale, aName: a.name, bName: b.name });
   }
   for (const t of header.tensors.values()) {
@@ -193,6 +216,15 @@ export function describeLora(
     baseModel: str(config.base_model_name_or_path),
     modules,
   };
+}
+
+function checkAlpha(alpha: number, field: string, given: unknown): void {
+  if (!Number.isFinite(alpha) || Math.abs(alpha) > LORA_LIMITS.maxAlpha) {
+    throw new AdapterFormatError(
+      `adapter_config.json: ${field} must be a number from -${LORA_LIMITS.maxAlpha} to ${LORA_LIMITS.maxAlpha} ` +
+        `(got ${(typeof given === 'string' ? JSON.stringify(given) : String(given)).slice(0, 40)})`,
+    );
+  }
 }
 
 function parseTaskTokens(raw: unknown): string[] {

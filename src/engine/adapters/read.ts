@@ -2,6 +2,7 @@ import type { ModelConfig } from '../model/config.ts';
 import { layerPrefix, linearModules } from '../model/layout.ts';
 import { parseHeader, toFloat32, type SafetensorsHeader } from '../weights/safetensors.ts';
 import { transpose } from '../weights/tensor.ts';
+import { checkFiniteWeights } from './finite.ts';
 import {
   AdapterFormatError,
   ADAPTER_CONFIG_FILE,
@@ -65,6 +66,7 @@ export function readAdapter(id: string, input: AdapterFiles, base: ModelConfig):
   const bytes = input.files.get(file);
   if (!bytes) throw new AdapterFormatError(`missing ${file}`);
   const header = parseHeader(bytes, bytes.length);
+  checkFiniteWeights(header, bytes);
   /** A tensor as a fresh float32 array (ours to keep or change). */
   const tensor = (name: string) => {
     const t = header.tensors.get(name)!;
