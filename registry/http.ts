@@ -37,6 +37,11 @@ export interface RegistryDeps {
   /** The clock; tests may pin it. */
   now: () => Date;
   limits: Limits;
+  /**
+   * Whether a compute node serves a base version now (by name and files' sha256): the edge's view,
+   * shown as `servable` in GET /v1/models. Absent (the registry alone): not shown.
+   */
+  servable?: () => Promise<(base: { name: string; sha256: string }) => boolean>;
 }
 
 export type AppEnv = HttpEnv<RegistryDeps>;

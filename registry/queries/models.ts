@@ -87,6 +87,26 @@ export async function getBaseVersion(db: Db, name: string, version?: number): Pr
   return (await withFiles(db, model.name, rows))[0];
 }
 
+/** Every base version's sha256 by NAME@VERSION, and by NAME the one a bare name resolves to (latest not yanked). */
+export async function baseDigests(db: Db): Promise<Map<string, string>> {
+  const rows = await db
+    .select({
+      name: baseModels.name,
+      version: baseModelVersions.version,
+      sha256: baseModelVersions.sha256,
+      status: baseModelVersions.status,
+    })
+    .from(baseModelVersions)
+    .innerJoin(baseModels, eq(baseModels.id, baseModelVersions.modelId))
+    .orderBy(asc(baseModelVersions.version));
+  const digests = new Map<string, string>();
+  for (const r of rows) {
+    digests.set(`${r.name}@${r.version}`, r.sha256);
+    if (r.status !== 'yanked') digests.set(r.name, r.sha256); // ascending: the latest wins
+  }
+  return digests;
+}
+
 async function withFiles(db: Db, model: string, versions: BaseVersionRow[]): Promise<BaseVersion[]> {
   if (!versions.length) return [];
   const files = await db

@@ -1,11 +1,12 @@
 import { createRoute, OpenAPIHono, z } from '@hono/zod-openapi';
-import { isAdmin } from '../../src/http/principal.ts';
+import { isOperator } from '../../src/http/principal.ts';
 import { ARCHITECTURES } from '../../src/engine/model/config.ts';
 import { ApiError, notFound } from '../../src/http/errors.ts';
 import { type AppEnv } from '../http.ts';
 import { principalOf } from '../../src/http/middleware.ts';
 import { decodeCursor, encodeCursor, listAdapters, viewerOf, type AdapterListItem } from '../queries/adapters.ts';
 import {
+  baseDigests,
   createBaseModel,
   getBaseModel,
   getBaseVersion,
@@ -87,6 +88,14 @@ const ModelObjectSchema = z
     adapter: z.string().optional(),
     alias: z.string().optional(),
     version: z.number().int().nullable().optional(),
+    servable: z
+      .boolean()
+      .optional()
+      .openapi({
+        description:
+          'Whether a healthy compute node serves its base version now (by the sha256 of its files): ' +
+          'false means a request for it gets 503 no_node_for_base. Only from an edge with compute nodes.',
+      }),
   })
   .openapi('Model', { description: 'OpenAI model object, plus what it is in the registry' });
 
@@ -231,6 +240,17 @@ export function modelRoutes(): OpenAPIHono<AppEnv> {
       if (!pageOf.nextCursor) break;
       cursor = pageOf.nextCursor;
     }
+    const servable = c.var.deps.servable;
+    if (servable) {
+      // A base entry serves the version its bare name resolves to; an adapter entry, the base it shows.
+      const [serves, digests] = await Promise.all([servable(), baseDigests(db)]);
+      for (const m of data) {
+        const ref = m.kind === 'base' ? m.id : m.base;
+        const sha256 = ref ? digests.get(ref) : undefined;
+        const name = ref?.split('@')[0];
+        m.servable = !!(sha256 && name && serves({ name, sha256 }));
+      }
+    }
     return c.json({ object: 'list' as const, data }, 200);
   });
 
@@ -262,7 +282,7 @@ export function modelRoutes(): OpenAPIHono<AppEnv> {
     const { model } = c.req.valid('param');
     const { registry, now } = c.var.deps;
     const existing = await getBaseModel(registry.db, model);
-    if (existing && existing.tenantId !== p.tenantId && !isAdmin(p)) {
+    if (existing && existing.tenantId !== p.tenantId && !isOperator(p)) {
       throw new ApiError(403, `base model "${model}" belongs to another tenant`, 'not_owner');
     }
     const input = c.req.valid('json') as BaseVersionInput;
@@ -299,7 +319,7 @@ export function modelRoutes(): OpenAPIHono<AppEnv> {
     const { registry } = c.var.deps;
     const row = await getBaseModel(registry.db, model);
     if (!row) throw notFound(`base model "${model}" not found`, 'model_not_found');
-    if (row.tenantId !== p.tenantId && !isAdmin(p))
+    if (row.tenantId !== p.tenantId && !isOperator(p))
       throw new ApiError(403, `base model "${model}" belongs to another tenant`, 'not_owner');
     return c.json(
       presentBaseVersion(await setBaseVersionStatus(registry, model, version, c.req.valid('json').status)),

@@ -4,7 +4,15 @@ import { errorBody } from '../http/errors.ts';
 import { stream } from 'hono/streaming';
 import type { EngineClient, Generation } from '../engine/worker/client.ts';
 import { RequestError, validateRequest } from '../engine/generation/request.ts';
-import { describeIssue, eventLine, GenerateBody, toEngineRequest, type ComputeEvent } from '../protocol/compute.ts';
+import {
+  describeIssue,
+  eventLine,
+  GenerateBody,
+  toEngineRequest,
+  type ComputeEvent,
+  type NodeBase,
+  type ReadyBody,
+} from '../protocol/compute.ts';
 import { AdapterCache, IntegrityError } from './adapter-cache.ts';
 import { BlobFetchError } from './blob-source.ts';
 import type { ComputeMetrics } from './metrics.ts';
@@ -13,6 +21,8 @@ import type { ComputeMetrics } from './metrics.ts';
 export interface ComputeState {
   /** The bearer token every caller but a health check must send (the edge's). */
   token: string;
+  /** The base this node serves: its files' sha256 (as the registry computes it), and its name if given. */
+  base: NodeBase;
   engine: EngineClient;
   cache: AdapterCache;
   metrics: ComputeMetrics;
@@ -29,7 +39,7 @@ export interface ComputeState {
 /** Errors in the product's one shape (OpenAI's), as the edge passes them on. */
 const error = (
   c: Context,
-  status: 400 | 401 | 404 | 422 | 429 | 502 | 503,
+  status: 400 | 401 | 404 | 409 | 422 | 429 | 502 | 503,
   message: string,
   code: string | null = null,
   param: string | null = null,
@@ -42,7 +52,7 @@ export function createComputeApp(state: ComputeState): Hono {
   app.get('/readyz', (c) =>
     state.draining
       ? c.json({ status: 'draining' }, 503)
-      : c.json({ status: 'ready', model: state.engine.info.architecture }),
+      : c.json({ status: 'ready', base: state.base, architecture: state.engine.info.architecture } satisfies ReadyBody),
   );
   // Everything else is the edge's: metrics and info name tenants' adapters, generate spends compute.
   app.use('*', async (c, next) => {
@@ -61,6 +71,7 @@ export function createComputeApp(state: ComputeState): Hono {
   );
   app.get('/v1/internal/info', (c) =>
     c.json({
+      base: state.base,
       model: state.engine.info,
       inflight: state.inflight,
       capacity: state.capacity,
@@ -92,6 +103,13 @@ export function createComputeApp(state: ComputeState): Hono {
     if (!parsed.success) {
       const { message, param } = describeIssue(parsed.error);
       return error(c, 400, message, 'validation_error', param);
+    }
+    const asked = parsed.data.base;
+    if (asked && asked.sha256 !== state.base.sha256) {
+      // Other weights than the request was resolved to: refused before any work (the edge tries another node).
+      state.metrics.requests.inc({ outcome: 'base_mismatch' });
+      const wanted = describeBase({ name: asked.id, sha256: asked.sha256 });
+      return error(c, 409, `this node serves ${describeBase(state.base)}, not ${wanted}`, 'base_mismatch', 'base');
     }
     try {
       validateRequest(toEngineRequest(parsed.data)); // before an adapter is fetched for it
@@ -234,6 +252,12 @@ function tokenMatches(header: string | undefined, token: string): boolean {
   const sent = /^Bearer\s+(\S+)\s*$/i.exec(header ?? '')?.[1] ?? '';
   const digest = (s: string) => createHash('sha256').update(s).digest();
   return timingSafeEqual(digest(sent), digest(token)) && sent.length > 0;
+}
+
+/** A base for messages: `stories260k@1 (sha256 1f2e3d4c5b6a...)`, or its sha256 alone. */
+export function describeBase(base: NodeBase): string {
+  const name = base.name ? `${base.name}${base.version ? `@${base.version}` : ''} ` : '';
+  return `${name}(sha256 ${base.sha256.slice(0, 12)}...)`;
 }
 
 function round(ms: number): number {

@@ -2,10 +2,18 @@ import { listen } from '../http/listen.ts';
 import { EngineClient } from '../engine/worker/client.ts';
 import { runtimeOf, type EngineRuntime } from '../engine/runtime-options.ts';
 import { AdapterCache } from './adapter-cache.ts';
-import type { AdapterRef } from '../protocol/compute.ts';
-import { firstOf, registrySource, storeSource, type BlobReader, type BlobSource } from './blob-source.ts';
+import type { AdapterRef, NodeBase } from '../protocol/compute.ts';
+import { modelSha256 } from '../engine/weights/identity.ts';
+import {
+  checkReadOnlyKey,
+  firstOf,
+  registrySource,
+  storeSource,
+  type BlobReader,
+  type BlobSource,
+} from './blob-source.ts';
 import type { AdapterKind } from '../engine/adapters/format.ts';
-import { createComputeApp, type ComputeState } from './app.ts';
+import { createComputeApp, describeBase, type ComputeState } from './app.ts';
 import { cacheEvents, createMetrics } from './metrics.ts';
 
 export interface ComputeNodeOptions extends EngineRuntime {
@@ -32,6 +40,12 @@ export interface ComputeNodeOptions extends EngineRuntime {
   preload?: AdapterRef[];
   /** Per-request deadline when the request sets none. */
   deadlineMs?: number;
+  /** The registry's name (and version) of the base this node serves, reported with its files' sha256. */
+  base?: { name?: string; version?: number };
+  /** Keeps the sha256 of the weights here, so that a restart does not read them again (by path, size, times). */
+  digestCache?: string;
+  /** Serve HTTPS with this certificate and key (PEM), so that the token and prompts travel encrypted. */
+  tls?: { cert: string | Buffer; key: string | Buffer };
   log?: (line: string) => void;
 }
 
@@ -51,7 +65,12 @@ export interface ComputeNode {
 export async function startComputeNode(o: ComputeNodeOptions): Promise<ComputeNode> {
   const log = o.log ?? (() => {});
   checkedToken(o.token);
+  // Before minutes of model loading: a key that can write is refused, whatever the registry serves.
+  if (o.registry && o.registryKey) await checkReadOnlyKey(o.registry, o.registryKey);
   const maxBatch = o.maxBatch ?? 64;
+  // The weights are hashed while the engine loads them: the base's identity, as the registry has it.
+  const hashing = modelSha256(o.model, { cacheDir: o.digestCache });
+  hashing.catch(() => {}); // awaited below, once the engine is up
   const engine = await EngineClient.start({
     model: o.model,
     tokenizer: o.tokenizer,
@@ -59,6 +78,13 @@ export async function startComputeNode(o: ComputeNodeOptions): Promise<ComputeNo
     maxBatch,
     adapterKinds: o.adapterKinds,
   });
+  let base: NodeBase;
+  try {
+    base = { ...o.base, sha256: await hashing };
+  } catch (e) {
+    await engine.close();
+    throw e;
+  }
   for (const w of engine.info.warnings) log(`warning: ${w}`);
   const metrics = createMetrics();
   const sources: BlobSource[] = [];
@@ -83,6 +109,7 @@ export async function startComputeNode(o: ComputeNodeOptions): Promise<ComputeNo
   const waiters: Array<() => void> = [];
   const state: ComputeState = {
     token: o.token,
+    base,
     engine,
     cache,
     metrics,
@@ -98,13 +125,13 @@ export async function startComputeNode(o: ComputeNodeOptions): Promise<ComputeNo
   for (const ref of o.preload ?? []) (await cache.acquire(ref)).release();
 
   const app = createComputeApp(state);
-  const { server, port } = await listen(app.fetch, { port: o.port ?? 0, hostname: o.host ?? '127.0.0.1' });
-  const url = `http://${o.host ?? '127.0.0.1'}:${port}`;
+  const { server, port } = await listen(app.fetch, { port: o.port ?? 0, hostname: o.host ?? '127.0.0.1', tls: o.tls });
+  const url = `${o.tls ? 'https' : 'http'}://${o.host ?? '127.0.0.1'}:${port}`;
   const { architecture, params, ep, weights, loadSeconds } = engine.info;
   const precision = weights.quantize === 'none' ? 'float32' : `${weights.quantize}, block ${weights.block}`;
   log(
-    `compute node on ${url} (${architecture}, ${(params / 1e6).toFixed(1)}M params, ${precision}, ${ep}, ` +
-      `loaded in ${loadSeconds.toFixed(1)} s)`,
+    `compute node on ${url} (${describeBase(base)}, ${architecture}, ${(params / 1e6).toFixed(1)}M params, ` +
+      `${precision}, ${ep}, loaded in ${loadSeconds.toFixed(1)} s)`,
   );
 
   let closing: Promise<void> | undefined;
@@ -139,10 +166,34 @@ export async function startComputeNode(o: ComputeNodeOptions): Promise<ComputeNo
   };
 }
 
-/** A compute token long enough not to be guessed (`versa start` makes a 32-byte one). */
+/**
+ * A compute token long and varied enough not to be guessed (`versa start` makes a 32-byte one): 16
+ * characters at least, 8 distinct, and about 64 bits by its length and the character classes it uses.
+ */
 export function checkedToken(token: string | undefined): string {
   if (!token) throw new Error('a compute node needs a token: set VERSA_COMPUTE_TOKEN or give --token-file FILE');
   if (token.length < 16 || /\s/.test(token))
     throw new Error('the compute token must be at least 16 characters, without spaces');
+  const distinct = new Set(token).size;
+  const bits = Math.floor(token.length * Math.log2(alphabetOf(token)));
+  if (distinct < MIN_DISTINCT || bits < MIN_TOKEN_BITS)
+    throw new Error(
+      `the compute token is too easy to guess (${distinct} distinct characters, about ${bits} bits; ` +
+        `${MIN_DISTINCT} and ${MIN_TOKEN_BITS} at least): use a random one, e.g. \`openssl rand -hex 32\``,
+    );
   return token;
+}
+
+const MIN_DISTINCT = 8;
+const MIN_TOKEN_BITS = 64;
+
+/** Size of the alphabet a token draws from, by the character classes it uses (digits, letters, others). */
+function alphabetOf(token: string): number {
+  const classes: Array<[RegExp, number]> = [
+    [/[0-9]/, 10],
+    [/[a-z]/, 26],
+    [/[A-Z]/, 26],
+    [/[^0-9a-zA-Z]/, 33],
+  ];
+  return classes.reduce((n, [re, size]) => (re.test(token) ? n + size : n), 0);
 }

@@ -1,6 +1,7 @@
 import { createServer, type AddressInfo } from 'node:net';
-import type { Server } from 'node:http';
-import { serve, type ServerType } from '@hono/node-server';
+import type { IncomingMessage, Server, ServerResponse } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
+import { serve, type Http2Bindings, type HttpBindings, type ServerType } from '@hono/node-server';
 
 export interface ListenOptions {
   port: number;
@@ -9,19 +10,33 @@ export interface ListenOptions {
   idleTimeoutMs?: number;
   /** The request's headers must arrive within this. */
   headersTimeoutMs?: number;
+  /** Serve HTTPS with this certificate (chain) and private key, both PEM. */
+  tls?: { cert: string | Buffer; key: string | Buffer };
+  /** A request without credentials (no Authorization header) must arrive whole within this (default 10 s). */
+  keylessRequestTimeoutMs?: number;
 }
 
 /**
  * Serves a Hono app on Node with the time limits a public server needs: a client that stops
  * sending mid-upload (or never finishes its headers) does not hold a socket and its buffers
- * forever; a slow but live upload is never cut (no total time limit, only idleness).
+ * forever; a slow but live upload with credentials is never cut (no total time limit, only
+ * idleness), while a request without them gets a total deadline. A response that leaves before its
+ * request body has arrived (a refusal: 401, 413) ends the connection instead of reading the rest.
  */
 export async function listen(
-  fetch: (request: Request) => Response | Promise<Response>,
+  fetch: (request: Request, env: HttpBindings) => Response | Promise<Response>,
   o: ListenOptions,
 ): Promise<{ server: ServerType; port: number }> {
+  const deadline = o.keylessRequestTimeoutMs ?? 10_000;
+  const guarded = (request: Request, env: HttpBindings | Http2Bindings) => {
+    const { incoming, outgoing } = env as HttpBindings; // HTTP/1.1: no HTTP/2 server is made here
+    closeIfBodyUnread(incoming, outgoing);
+    if (!incoming.headers.authorization) closeAtDeadline(incoming, outgoing, deadline);
+    return fetch(request, env as HttpBindings);
+  };
   const server: ServerType = await new Promise((ready, fail) => {
-    const s = serve({ fetch, port: o.port, hostname: o.hostname }, () => ready(s));
+    const https = o.tls ? { createServer: createHttpsServer, serverOptions: { cert: o.tls.cert, key: o.tls.key } } : {};
+    const s = serve({ fetch: guarded, port: o.port, hostname: o.hostname, ...https }, () => ready(s));
     s.once('error', (e) => fail(listenError(e, o)));
   });
   const http = server as Server;
@@ -29,6 +44,27 @@ export async function listen(
   http.headersTimeout = o.headersTimeoutMs ?? 30_000;
   http.requestTimeout = 0;
   return { server, port: (server.address() as AddressInfo).port };
+}
+
+/**
+ * Sends `Connection: close` with a response whose request has not fully arrived: the server is done
+ * with it and will not read (or drain) the rest, so the socket closes once the answer is out.
+ */
+function closeIfBodyUnread(incoming: IncomingMessage, outgoing: ServerResponse): void {
+  const writeHead = outgoing.writeHead;
+  outgoing.writeHead = function (this: ServerResponse, ...args: Parameters<typeof writeHead>) {
+    if (!incoming.complete) this.shouldKeepAlive = false;
+    return writeHead.apply(this, args);
+  } as typeof writeHead;
+}
+
+/** Destroys the connection of a request still arriving `ms` after it began (its answer, if any, is done). */
+function closeAtDeadline(incoming: IncomingMessage, outgoing: ServerResponse, ms: number): void {
+  const timer = setTimeout(() => {
+    if (!incoming.complete) incoming.socket.destroy();
+  }, ms);
+  timer.unref();
+  outgoing.once('close', () => clearTimeout(timer));
 }
 
 /** The one-line reason a port cannot be served on, in place of a bare EADDRINUSE/EACCES stack trace. */

@@ -6,13 +6,15 @@ import type { GenerateRequest } from '../engine/generation/request.ts';
  * (src/edge/routing) and `versa generate --batch`: one definition of the request, the events and
  * their NDJSON framing, as LoRAX keeps one generate.proto for both tiers.
  *
+ * GET /readyz (no token) answers a ReadyBody: the base the node serves, by the sha256 of its files.
  * POST /v1/internal/generate takes a GenerateBody and streams NDJSON, one ComputeEvent a line:
  *   {"type":"token","token":ID,"text":"...","logprob"?:X,"top"?:[{token,text,logprob}]}
  *   {"type":"done","finish_reason":"stop"|"length"|"cancelled",
  *    "usage":{prompt_tokens,completion_tokens},"timing":{ttft_ms,total_ms}}
  *   {"type":"error","error":{message,type,code}}            (after the first token only)
  * Failures before the first token are plain HTTP errors with an OpenAI-shaped JSON body, so the
- * edge can retry them on another node. Value ranges are the engine's to check (validateRequest):
+ * edge can retry them on another node (409 base_mismatch: the node serves other weights than the
+ * request's `base`). Value ranges are the engine's to check (validateRequest):
  * the schema checks shapes, so that every tier answers the same words for the same mistake.
  */
 const TokenId = z.number().int();
@@ -54,28 +56,70 @@ export const AdapterRef = z.strictObject({
 });
 export type AdapterRef = z.infer<typeof AdapterRef>;
 
+/**
+ * The base model version a request was resolved to, by the sha256 of its files (the registry's
+ * base version sha256): a node serving other weights refuses the request (409 base_mismatch).
+ */
+const BaseRef = z.strictObject({
+  /** NAME@VERSION, for messages. */
+  id: z.string().min(1).max(200).optional(),
+  sha256: Sha256,
+});
+
 export const GenerateBody = SamplingFields.extend({
+  /** The edge always sends it; a caller without a registry (bench, tests) may leave it out. */
+  base: BaseRef.optional(),
   adapter: AdapterRef.nullish(),
   /** Give up (and free the row) after this long. */
   deadline_ms: z.number().int().positive().optional(),
 }).strict();
 export type GenerateBody = z.infer<typeof GenerateBody>;
 
-interface TopLogprob {
-  token: number;
-  text: string;
-  logprob: number;
-}
+const TopLogprob = z.object({ token: TokenId, text: z.string(), logprob: z.number() });
 
-export type ComputeEvent =
-  | { type: 'token'; token: number; text: string; logprob?: number; top?: TopLogprob[] }
-  | {
-      type: 'done';
-      finish_reason: 'stop' | 'length' | 'cancelled';
-      usage: { prompt_tokens: number; completion_tokens: number };
-      timing?: { ttft_ms: number; total_ms: number };
-    }
-  | { type: 'error'; error: { message: string; type: string; code?: string | null } };
+/**
+ * One event of a node's stream, checked by the edge before it uses it (unknown fields are dropped):
+ * a node is trusted with the weights, not with what the edge sends on to its clients.
+ */
+export const ComputeEvent = z.discriminatedUnion('type', [
+  z.object({
+    type: z.literal('token'),
+    token: TokenId,
+    text: z.string(),
+    logprob: z.number().optional(),
+    top: z.array(TopLogprob).max(20).optional(),
+  }),
+  z.object({
+    type: z.literal('done'),
+    finish_reason: z.enum(['stop', 'length', 'cancelled']),
+    usage: z.object({
+      prompt_tokens: z.number().int().nonnegative(),
+      completion_tokens: z.number().int().nonnegative(),
+    }),
+    timing: z.object({ ttft_ms: z.number(), total_ms: z.number() }).optional(),
+  }),
+  z.object({
+    type: z.literal('error'),
+    error: z.object({ message: z.string().max(4096), type: z.string().max(100), code: z.string().max(100).nullish() }),
+  }),
+]);
+export type ComputeEvent = z.infer<typeof ComputeEvent>;
+
+/** The base a node serves: the sha256 of its files as the registry computes a base version's, and its name. */
+export const NodeBase = z.object({
+  name: z.string().max(200).optional(),
+  version: z.number().int().positive().optional(),
+  sha256: Sha256,
+});
+export type NodeBase = z.infer<typeof NodeBase>;
+
+/** GET /readyz of a ready node (no token needed): what it serves. A draining node answers 503. */
+export const ReadyBody = z.object({
+  status: z.literal('ready'),
+  base: NodeBase,
+  architecture: z.string(),
+});
+export type ReadyBody = z.infer<typeof ReadyBody>;
 
 /** The engine's request for wire fields (adapter: the engine's id of an adapter it holds). */
 export function toEngineRequest(f: SamplingFields, adapter?: string): GenerateRequest {
@@ -105,36 +149,87 @@ export function describeIssue(error: z.ZodError): { message: string; param: stri
 /** One event as an NDJSON line. */
 export const eventLine = (e: ComputeEvent): string => `${JSON.stringify(e)}\n`;
 
+/** The longest line a node may send (a token event with its alternatives is well under 64 KiB). */
+const MAX_EVENT_LINE_BYTES = 1024 * 1024;
+
 /**
  * Reads a node's NDJSON stream. A stream that breaks or ends before a `done` or `error` event
  * becomes a final error event: a reader never hangs and never mistakes a cut stream for a whole one.
+ * Every line is checked against ComputeEvent, and none may pass `maxLineBytes`: a node that sends
+ * anything else (a rogue or broken one) ends the stream with an error event, and is read no further.
  */
-export async function* readEvents(body: NonNullable<Response['body']>): AsyncGenerator<ComputeEvent> {
-  const reader = body.pipeThrough(new TextDecoderStream()).getReader();
-  const broken = (message: string): ComputeEvent => ({
+export async function* readEvents(
+  body: NonNullable<Response['body']>,
+  maxLineBytes = MAX_EVENT_LINE_BYTES,
+): AsyncGenerator<ComputeEvent> {
+  const reader = body.getReader();
+  const decoder = new TextDecoder('utf-8', { fatal: true });
+  const failed = (message: string, code: string): ComputeEvent => ({
     type: 'error',
-    error: { message, type: 'server_error', code: 'compute_stream_broken' },
+    error: { message, type: 'server_error', code },
   });
-  let buffered = '';
-  let ended = false;
+  let pending: Uint8Array[] = []; // the line so far, before its newline
+  let pendingBytes = 0;
+  /** The event on one line, or the protocol error it is. */
+  const parse = (bytes: Uint8Array): ComputeEvent | undefined => {
+    let text: string;
+    let json: unknown;
+    try {
+      text = decoder.decode(bytes).trim();
+      if (!text) return undefined;
+      json = JSON.parse(text);
+    } catch {
+      return failed('the compute node sent a line that is not JSON', 'compute_protocol_error');
+    }
+    const event = ComputeEvent.safeParse(json);
+    if (event.success) return event.data;
+    const { message } = describeIssue(event.error);
+    return failed(`the compute node sent an invalid event: ${message}`, 'compute_protocol_error');
+  };
   try {
     for (;;) {
       const { value, done } = await reader.read();
       if (done) break;
-      buffered += value;
-      let newline: number;
-      while ((newline = buffered.indexOf('\n')) >= 0) {
-        const line = buffered.slice(0, newline).trim();
-        buffered = buffered.slice(newline + 1);
-        if (!line) continue;
-        const event = JSON.parse(line) as ComputeEvent;
-        if (event.type !== 'token') ended = true;
+      let start = 0;
+      for (;;) {
+        const newline = value.indexOf(10, start);
+        const part = value.subarray(start, newline < 0 ? value.length : newline);
+        if (pendingBytes + part.length > maxLineBytes) {
+          void reader.cancel().catch(() => {});
+          yield failed(`the compute node sent a line over ${maxLineBytes} bytes`, 'compute_protocol_error');
+          return;
+        }
+        if (newline < 0) {
+          if (part.length) pending.push(part);
+          pendingBytes += part.length;
+          break;
+        }
+        const line = pending.length ? concat([...pending, part], pendingBytes + part.length) : part;
+        pending = [];
+        pendingBytes = 0;
+        start = newline + 1;
+        const event = parse(line);
+        if (!event) continue;
         yield event;
+        if (event.type !== 'token') {
+          void reader.cancel().catch(() => {}); // the end: nothing after it counts
+          return;
+        }
       }
     }
   } catch (e) {
-    if (!ended) yield broken(`the compute node's stream broke: ${(e as Error).message}`);
+    yield failed(`the compute node's stream broke: ${(e as Error).message}`, 'compute_stream_broken');
     return;
   }
-  if (!ended) yield broken('the compute node ended the stream early');
+  yield failed('the compute node ended the stream early', 'compute_stream_broken');
+}
+
+function concat(parts: Uint8Array[], bytes: number): Uint8Array {
+  const out = new Uint8Array(bytes);
+  let at = 0;
+  for (const p of parts) {
+    out.set(p, at);
+    at += p.length;
+  }
+  return out;
 }

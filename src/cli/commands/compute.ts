@@ -1,6 +1,7 @@
-import { readFileSync } from 'node:fs';
-import type { Command } from 'commander';
-import { existsSync, statSync } from 'node:fs';
+import { existsSync, readFileSync, statSync } from 'node:fs';
+import { homedir } from 'node:os';
+import { join } from 'node:path';
+import { InvalidArgumentError, type Command } from 'commander';
 import { z } from 'zod';
 import { AdapterRef, describeIssue } from '../../protocol/compute.ts';
 import { assertPortFree } from '../../http/listen.ts';
@@ -24,6 +25,9 @@ interface ComputeOptions extends RuntimeOptions {
   registryKey?: string;
   preload?: string;
   drainSeconds: number;
+  name?: { name: string; version?: number };
+  tlsCert?: string;
+  tlsKey?: string;
 }
 
 export function register(program: Command): void {
@@ -31,6 +35,7 @@ export function register(program: Command): void {
     .command('compute')
     .description('run a compute node: one base model, many adapters decoded in the same batch')
     .requiredOption('--model <path>', 'Hugging Face model folder or llama2.c checkpoint (.bin)')
+    .option('--name <base[@version]>', "the registry's name of this base, reported with its sha256", baseName)
     .option('--tokenizer <path>', 'tokenizer.json, its folder, or llama2.c tokenizer.bin (default: next to the model)')
     .option('--port <n>', 'port to listen on', parse.int(0), 8788)
     .option('--host <addr>', 'address to listen on', '127.0.0.1')
@@ -48,7 +53,9 @@ export function register(program: Command): void {
     .option('--registry <url>', 'the registry to download adapter files from (default: $VERSA_REGISTRY)')
     .option('--registry-key <key>', "this node's read-only registry key (default: $VERSA_REGISTRY_KEY)")
     .option('--preload <file.json>', 'adapters to load at start: a JSON list of {id, sha256, files}')
-    .option('--drain-seconds <n>', 'on SIGTERM, let running streams finish this long', parse.int(0), 30);
+    .option('--drain-seconds <n>', 'on SIGTERM, let running streams finish this long', parse.int(0), 30)
+    .option('--tls-cert <file>', 'serve HTTPS with this certificate (PEM; with --tls-key)')
+    .option('--tls-key <file>', "the certificate's private key (PEM)");
   addRuntimeOptions(command).action(run);
 }
 
@@ -63,6 +70,7 @@ async function run(o: ComputeOptions): Promise<void> {
   if (o.blobs && !(existsSync(o.blobs) && statSync(o.blobs).isDirectory()))
     throw new Error(`--blobs ${o.blobs} is not a folder`);
   const preload = o.preload ? readPreload(o.preload) : undefined;
+  const tls = readTls(o.tlsCert, o.tlsKey);
   await assertPortFree(o.port, o.host);
   const node = await startComputeNode({
     model: o.model,
@@ -79,6 +87,9 @@ async function run(o: ComputeOptions): Promise<void> {
     registry,
     registryKey: o.registryKey ?? process.env.VERSA_REGISTRY_KEY,
     preload,
+    base: o.name,
+    digestCache: join(process.env.XDG_CACHE_HOME || join(homedir(), '.cache'), 'versa', 'digests'),
+    tls,
     log,
   });
   process.stdout.write(`${node.url}\n`);
@@ -88,6 +99,27 @@ async function run(o: ComputeOptions): Promise<void> {
       void node.shutdown(o.drainSeconds * 1000).then(() => process.exit(0));
     });
   }
+}
+
+/** --name NAME or NAME@VERSION. */
+function baseName(value: string): { name: string; version?: number } {
+  const m = /^([^@\s]+)(?:@([1-9]\d*))?$/.exec(value.trim());
+  if (!m) throw new InvalidArgumentError('expected NAME or NAME@VERSION');
+  return { name: m[1], ...(m[2] ? { version: Number(m[2]) } : {}) };
+}
+
+/** The certificate and key for HTTPS, both or neither. */
+function readTls(cert: string | undefined, key: string | undefined) {
+  if (!cert && !key) return undefined;
+  if (!cert || !key) throw new Error('--tls-cert and --tls-key go together');
+  const read = (flag: string, path: string) => {
+    try {
+      return readFileSync(path);
+    } catch (e) {
+      throw new Error(`${flag} ${path}: ${(e as Error).message}`, { cause: e });
+    }
+  };
+  return { cert: read('--tls-cert', cert), key: read('--tls-key', key) };
 }
 
 /** The --preload list, checked against the compute protocol's adapter schema before the model loads. */

@@ -15,7 +15,7 @@ export function register(program: Command): void {
     .command('edge')
     .description(
       'run the edge alone (registry, OpenAI-compatible API, dashboard) in front of compute nodes: ' +
-        'COMPUTE_NODES=\'["http://node:8788", ...]\' and VERSA_COMPUTE_TOKEN',
+        'COMPUTE_NODES=\'["https://node:8788", ...]\' (each serves the base it reports) and VERSA_COMPUTE_TOKEN',
     )
     .option('--port <n>', 'port to listen on (env PORT, default 8787)', parse.int(0))
     .option('--host <addr>', 'address to listen on', '127.0.0.1')
@@ -30,7 +30,7 @@ async function run(o: EdgeOptions): Promise<void> {
   const { nodeSettingsFrom } = await import('../../edge/routing/settings.ts');
   if (!process.env.COMPUTE_NODES?.trim())
     throw new Error("set COMPUTE_NODES to the compute nodes' URLs, e.g. COMPUTE_NODES='[\"http://10.0.0.2:8788\"]'");
-  const nodes = parseComputeNodes(process.env.COMPUTE_NODES);
+  const nodes = parseComputeNodes(process.env);
   const computeToken = process.env.VERSA_COMPUTE_TOKEN?.trim();
   if (!computeToken) throw new Error('set VERSA_COMPUTE_TOKEN to the token the compute nodes were started with');
   const settings = nodeSettingsFrom(process.env);

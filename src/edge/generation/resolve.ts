@@ -8,7 +8,8 @@ import { assignArm } from '../experiments/assign.ts';
 /** What a request's `model` string resolved to: a base model, optionally with one adapter version. */
 export interface Target {
   /** chatTemplate: the base tokenizer's own (tokenizer_config.json), the fallback when the adapter has none. */
-  base: { name: string; version: number; chatTemplate?: string | null };
+  /** sha256: of its files, as the registry has it; only nodes reporting the same serve the request. */
+  base: { name: string; version: number; sha256: string; chatTemplate?: string | null };
   adapter?: {
     name: string;
     version: number;
@@ -37,7 +38,7 @@ export interface Target {
 /**
  * Resolves a request's `model` (registry/queries/resolve.ts has the grammar) for this caller's
  * unit: a bare ADAPTER with a running experiment goes to the unit's sticky arm, or to the control
- * arm (the first) while the experiment is killed.
+ * arm (the first) while the experiment is killed, when the caller is of the adapter's tenant.
  */
 export async function resolveTarget(
   db: Db,
@@ -58,11 +59,19 @@ export async function resolveTarget(
   });
   if (r.kind === 'base') {
     const chatTemplate = r.base.tokenizer?.chat_template ?? null;
-    return { base: { name: r.base.model, version: r.base.version, chatTemplate }, warning: r.warning };
+    return {
+      base: { name: r.base.model, version: r.base.version, sha256: r.base.sha256, chatTemplate },
+      warning: r.warning,
+    };
   }
   const v = r.version;
   return {
-    base: { name: v.base.name, version: v.base.version, chatTemplate: v.base.tokenizer?.chat_template ?? null },
+    base: {
+      name: v.base.name,
+      version: v.base.version,
+      sha256: v.base.sha256,
+      chatTemplate: v.base.tokenizer?.chat_template ?? null,
+    },
     adapter: {
       name: r.adapter.name,
       version: v.version,

@@ -1,5 +1,5 @@
 import { readEvents, type ComputeEvent, type GenerateBody } from '../../protocol/compute.ts';
-import type { NodePool } from './nodes.ts';
+import { readJson, type NodePool } from './nodes.ts';
 
 /** An error from the compute tier, with the HTTP status the edge should answer (OpenAI shape). */
 export class ComputeError extends Error {
@@ -18,20 +18,20 @@ export class ComputeError extends Error {
 }
 
 /**
- * Sends a generation to the first node in rendezvous order that takes it, and yields its events.
- * A node that fails before the first token (unreachable, frozen past the first-byte timeout, 5xx,
- * 429) is skipped for the next one; a client error (4xx) is the request's fault and is not
- * retried. After the first token a failure (the node's stream breaks, or it sends nothing within
- * the idle timeout) becomes an `error` event: the stream ends with it, never hangs.
+ * Sends a generation to the first node of `order` (Pools.route: the nodes serving its base, in
+ * rendezvous order) that takes it, and yields its events. A node that fails before the first token
+ * (unreachable, frozen past the first-byte timeout, 5xx, 429, or 409 serving other weights than it
+ * said) is skipped for the next one; any other client error (4xx) is the request's fault and is not
+ * retried. After the first token a failure (the node's stream breaks, it sends nothing within the
+ * idle timeout, or something that is not an event) becomes an `error` event: the stream ends with it.
  */
 export async function* generateOnPool(
   pool: NodePool,
-  key: string,
+  order: readonly string[],
   body: GenerateBody,
   token: string | undefined,
   signal?: AbortSignal,
 ): AsyncGenerator<ComputeEvent & { node?: string }> {
-  const order = await pool.order(key);
   if (!order.length) throw new ComputeError('no compute nodes are configured', 503, 'server_error', 'no_compute_nodes');
   let lastError: ComputeError | undefined;
   let retryAfter: number | undefined;
@@ -48,6 +48,7 @@ export async function* generateOnPool(
           headers: { 'content-type': 'application/json', ...(token ? { authorization: `Bearer ${token}` } : {}) },
           body: JSON.stringify(body),
           signal: attempt.signal,
+          redirect: 'manual', // a node answers itself: a 3xx is a failure, never followed with the token
         });
         res = await headersOrTimeout(pool, url, response, body.deadline_ms);
       } catch (e) {
@@ -75,9 +76,20 @@ export async function* generateOnPool(
         continue;
       }
       if (!res.ok) {
-        const detail = (await res.json().catch(() => ({}))) as {
+        const detail = ((await readJson(res, ERROR_MAX_BYTES).catch(() => undefined)) ?? {}) as {
           error?: { message?: string; type?: string; code?: string; param?: string };
         };
+        if (res.status === 409 && detail.error?.code === 'base_mismatch') {
+          // The node's weights changed since it was probed: asked again before its next use.
+          pool.forget(url);
+          lastError = new ComputeError(
+            `no compute node serves ${body.base?.id ?? 'the requested base version'}`,
+            503,
+            'server_error',
+            'no_node_for_base',
+          );
+          continue;
+        }
         const error = new ComputeError(
           detail.error?.message ?? `compute node answered ${res.status}`,
           res.status,
@@ -111,6 +123,9 @@ export async function* generateOnPool(
   if (lastError?.status === 429) lastError.retryAfter = retryAfter;
   throw lastError!;
 }
+
+/** A node's error answer is a short JSON object: a longer one is not read. */
+const ERROR_MAX_BYTES = 64 * 1024;
 
 /**
  * The node's response once its headers come, or undefined for a node that is gone: past the

@@ -1,3 +1,4 @@
+import { ReadyBody, type NodeBase } from '../../protocol/compute.ts';
 import { unitInterval } from '../experiments/assign.ts';
 
 /** How long the edge waits on a compute node, in milliseconds (see README, "Limits"). */
@@ -27,10 +28,12 @@ export interface NodePoolOptions {
 }
 
 /**
- * Which compute node serves a request: rendezvous (highest-random-weight) hashing on the adapter
- * version, so each version keeps going to the same node (its adapter stays warm there) and adding
- * or removing a node only moves the versions that node wins or held. Unhealthy nodes go to the
- * back of the order (still a last resort); the rest of the order is the failover sequence.
+ * Which compute node serves a request: only nodes serving exactly the request's base version (the
+ * sha256 of its files, which each node reports on /readyz), and among them rendezvous
+ * (highest-random-weight) hashing on the adapter version, so each version keeps going to the same
+ * node (its adapter stays warm there) and adding or removing a node only moves the versions that
+ * node wins or held. Unhealthy nodes go to the back of the order (still a last resort); the rest of
+ * the order is the failover sequence.
  */
 export class NodePool {
   readonly timeouts: NodeTimeouts;
@@ -39,6 +42,9 @@ export class NodePool {
   private readonly failedCheck = new Set<string>();
   private lastCheck = -Infinity;
   private checking: Promise<Record<string, boolean>> | undefined;
+  /** The base each node said it serves at its last probe. */
+  private readonly bases = new Map<string, NodeBase>();
+  private readonly probing = new Map<string, Promise<boolean>>();
 
   constructor(
     readonly urls: readonly string[],
@@ -51,15 +57,48 @@ export class NodePool {
     return this.opts.now?.() ?? Date.now();
   }
 
-  /** Nodes in the order to try for `key` (an adapter version id, or the base model's name). */
-  async order(key: string): Promise<string[]> {
+  /** Nodes (of `among`, default all) in the order to try for `key` (an adapter version id, or the base's name). */
+  async order(key: string, among: readonly string[] = this.urls): Promise<string[]> {
     const scored = await Promise.all(
-      this.urls.map(async (url) => ({ url, score: await unitInterval(`${url}\u0000${key}`) })),
+      among.map(async (url) => ({ url, score: await unitInterval(`${url}\u0000${key}`) })),
     );
     const healthy = (url: string) => !this.isDown(url);
     return scored
       .sort((a, b) => Number(healthy(b.url)) - Number(healthy(a.url)) || b.score - a.score)
       .map((s) => s.url);
+  }
+
+  /**
+   * The nodes of `among` that serve the base whose files have this sha256, in the order to try for
+   * `key`. A node not heard from yet is asked first (a request never goes to a node on trust): one
+   * that is up at once, one that is down only when no other node serves the base.
+   */
+  async serving(sha256: string, key: string, among: readonly string[] = this.urls): Promise<string[]> {
+    const matching = () => among.filter((url) => this.bases.get(url)?.sha256 === sha256);
+    const unknown = among.filter((url) => !this.bases.has(url));
+    await this.recheck(unknown.filter((url) => !this.isDown(url)));
+    if (!matching().length) await this.recheck(unknown.filter((url) => this.isDown(url)));
+    return this.order(key, matching());
+  }
+
+  /** Probes nodes, taking each in or out by its answer (a down one is not asked again on every request). */
+  private async recheck(urls: readonly string[]): Promise<void> {
+    await Promise.all(urls.map(async (url) => ((await this.probe(url)) ? this.markUp(url) : this.markDown(url))));
+  }
+
+  /** Whether a healthy node of `among` serves the base whose files have this sha256 (as last heard). */
+  serves(sha256: string, among: readonly string[] = this.urls): boolean {
+    return among.some((url) => !this.isDown(url) && this.bases.get(url)?.sha256 === sha256);
+  }
+
+  /** Asks every node not heard from yet (and not down) what it serves. */
+  async learn(): Promise<void> {
+    await this.recheck(this.urls.filter((url) => !this.bases.has(url) && !this.isDown(url)));
+  }
+
+  /** A node that answered it serves other weights than it said: asked again before it is used. */
+  forget(url: string): void {
+    this.bases.delete(url);
   }
 
   /** Passive health: a node that failed is skipped (tried last) for a while. */
@@ -81,15 +120,35 @@ export class NodePool {
     return { healthy: this.urls.filter((u) => !this.isDown(u)).length, total: this.urls.length };
   }
 
-  /** Whether the node answers its /readyz within the connect timeout. */
-  async probe(url: string): Promise<boolean> {
+  /**
+   * Whether the node answers its /readyz within the connect timeout; what it says it serves is kept
+   * (one probe per node at a time: concurrent callers share it).
+   */
+  probe(url: string): Promise<boolean> {
+    let probing = this.probing.get(url);
+    if (!probing) {
+      probing = this.readyz(url).finally(() => this.probing.delete(url));
+      this.probing.set(url, probing);
+    }
+    return probing;
+  }
+
+  private async readyz(url: string): Promise<boolean> {
     try {
       const res = await fetch(`${url}/readyz`, {
         headers: this.opts.token ? { authorization: `Bearer ${this.opts.token}` } : {},
         signal: AbortSignal.timeout(this.timeouts.connectMs),
+        redirect: 'manual', // a node answers itself; a 3xx is a failed probe
       });
-      await res.body?.cancel();
-      return res.ok;
+      if (!res.ok) {
+        await res.body?.cancel();
+        return false;
+      }
+      const ready = ReadyBody.safeParse(await readJson(res, READY_MAX_BYTES));
+      // A node that does not say what it serves (an older one) serves nothing here, though alive.
+      if (ready.success) this.bases.set(url, ready.data.base);
+      else this.bases.delete(url);
+      return true;
     } catch {
       return false;
     }
@@ -118,4 +177,25 @@ export class NodePool {
     const every = this.opts.healthEveryMs ?? 0;
     if (every > 0 && this.now() - this.lastCheck >= every) await this.check();
   }
+}
+
+const READY_MAX_BYTES = 64 * 1024;
+
+/** A response's JSON, read up to `maxBytes` (a node's answer is small; a rogue one is not read further). */
+export async function readJson(res: Response, maxBytes: number): Promise<unknown> {
+  const reader = res.body?.getReader();
+  if (!reader) return undefined;
+  const chunks: Uint8Array[] = [];
+  let bytes = 0;
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) break;
+    bytes += value.length;
+    if (bytes > maxBytes) {
+      await reader.cancel();
+      throw new Error(`the answer is over ${maxBytes} bytes`);
+    }
+    chunks.push(value);
+  }
+  return JSON.parse(await new Blob(chunks as BlobPart[]).text());
 }

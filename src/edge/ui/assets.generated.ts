@@ -1423,6 +1423,7 @@ export function modelsView() {
     async function load() {
         const list = await api('GET', '/v1/models');
         const bases = list.data.filter((m) => m.kind === 'base');
+        const servable = new Map(list.data.map((m) => [m.id, m.servable]));
         const adapters = list.data.filter((m) => m.kind === 'adapter' && !m.alias);
         const details = await Promise.all(bases.map((m) => api('GET', \`/v1/models/\${enc(m.id)}\`)));
         if (!details.length) {
@@ -1432,11 +1433,17 @@ export function modelsView() {
         replace(body, details.map((m) => {
             const on = adapters.filter((a) => a.base && a.base.split('@')[0] === m.id);
             const versions = m.versions.map((v) => h('tr', { testid: \`model-version-\${v.version}\` }, h('td', {}, v.ref), h('td', {}, v.architecture), h('td', { class: 'num' }, num(v.params)), h('td', { class: 'num' }, bytes(v.bytes)), h('td', {}, h('code', { class: 'hash' }, v.sha256)), h('td', {}, badge(v.status)), h('td', {}, when(v.created_at))));
-            return h('article', { class: 'card', testid: \`model-\${m.id}\` }, h('h2', {}, m.id), m.description ? h('p', {}, m.description) : null, h('p', {}, 'Owner ', m.owned_by, ' · latest version ', m.latest_version === null ? '–' : String(m.latest_version)), table(['Version', 'Architecture', 'Parameters', 'Size', 'sha256', 'Status', 'Created'], versions), h('h3', {}, 'Adapters on ', m.id), on.length
-                ? h('ul', { class: 'inline' }, on.map((a) => h('li', {}, h('a', { href: \`#/adapters/\${enc(a.id)}\` }, a.id), ' (', a.base, ')')))
+            return h('article', { class: 'card', testid: \`model-\${m.id}\` }, h('h2', {}, m.id, ' ', served(servable.get(m.id))), m.description ? h('p', {}, m.description) : null, h('p', {}, 'Owner ', m.owned_by, ' · latest version ', m.latest_version === null ? '–' : String(m.latest_version)), table(['Version', 'Architecture', 'Parameters', 'Size', 'sha256', 'Status', 'Created'], versions), h('h3', {}, 'Adapters on ', m.id), on.length
+                ? h('ul', { class: 'inline' }, on.map((a) => h('li', {}, h('a', { href: \`#/adapters/\${enc(a.id)}\` }, a.id), ' (', a.base, ') ', served(a.servable))))
                 : h('p', {}, 'None yet.'));
         }));
     }
+}
+/** Whether a compute node serves it now (GET /v1/models' \`servable\`; absent from a registry alone). */
+function served(servable) {
+    if (servable === undefined)
+        return null;
+    return servable ? badge('servable', 'active') : badge('no compute node', 'yanked');
 }
 `,
   'playground.js': `/**

@@ -14,6 +14,7 @@ export function modelsView(): HTMLElement {
   async function load(): Promise<void> {
     const list = await api('GET', '/v1/models');
     const bases: Json[] = list.data.filter((m: Json) => m.kind === 'base');
+    const servable = new Map<string, boolean | undefined>(list.data.map((m: Json) => [m.id, m.servable]));
     const adapters: Json[] = list.data.filter((m: Json) => m.kind === 'adapter' && !m.alias);
     const details: Json[] = await Promise.all(bases.map((m) => api('GET', `/v1/models/${enc(m.id)}`)));
     if (!details.length) {
@@ -40,7 +41,7 @@ export function modelsView(): HTMLElement {
         return h(
           'article',
           { class: 'card', testid: `model-${m.id}` },
-          h('h2', {}, m.id),
+          h('h2', {}, m.id, ' ', served(servable.get(m.id))),
           m.description ? h('p', {}, m.description) : null,
           h(
             'p',
@@ -56,11 +57,27 @@ export function modelsView(): HTMLElement {
             ? h(
                 'ul',
                 { class: 'inline' },
-                on.map((a) => h('li', {}, h('a', { href: `#/adapters/${enc(a.id)}` }, a.id), ' (', a.base, ')')),
+                on.map((a) =>
+                  h(
+                    'li',
+                    {},
+                    h('a', { href: `#/adapters/${enc(a.id)}` }, a.id),
+                    ' (',
+                    a.base,
+                    ') ',
+                    served(a.servable),
+                  ),
+                ),
               )
             : h('p', {}, 'None yet.'),
         );
       }),
     );
   }
+}
+
+/** Whether a compute node serves it now (GET /v1/models' `servable`; absent from a registry alone). */
+function served(servable: boolean | undefined): HTMLElement | null {
+  if (servable === undefined) return null;
+  return servable ? badge('servable', 'active') : badge('no compute node', 'yanked');
 }
