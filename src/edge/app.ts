@@ -1,13 +1,15 @@
 import { OpenAPIHono } from '@hono/zod-openapi';
 import { bodyLimit } from 'hono/body-limit';
 import { DEFAULT_LIMITS, registryPrincipal, type AppEnv, type Limits, type RegistryDeps } from '../../registry/http.ts';
-import { errorResponse, validationHook } from '../http/middleware.ts';
+import { errorResponse, refuseKeylessBody, validationHook } from '../http/middleware.ts';
 import { errorBody } from '../http/errors.ts';
 import { registryRoutes } from '../../registry/routes/index.ts';
+import { isAdapterUpload } from '../../registry/routes/publish.ts';
 import type { GenerationConfig } from './generation/config.ts';
 import { generationContext, type GenerationContext } from './generation/context.ts';
 import { generationRoutes } from './generation/routes.ts';
 import { uiRoutes } from './ui/routes.ts';
+import { metricsRoutes } from './metrics.ts';
 
 export type { AppEnv } from '../../registry/http.ts';
 
@@ -19,6 +21,8 @@ export interface AppDeps extends Omit<RegistryDeps, 'now' | 'limits'> {
   generation?: Partial<GenerationConfig>;
   /** The generation routes' shared state, when the entry keeps a handle on it (to run health checks). */
   generationContext?: GenerationContext;
+  /** The bearer token a scraper sends for GET /metrics (VERSA_METRICS_TOKEN); operator API keys work too. */
+  metricsToken?: string;
 }
 
 /**
@@ -27,12 +31,13 @@ export interface AppDeps extends Omit<RegistryDeps, 'now' | 'limits'> {
  * in a Worker and on Node.
  */
 export function createApp(deps: AppDeps): OpenAPIHono<AppEnv> {
-  const { generation: _generation, generationContext: _context, ...registryDeps } = deps;
+  const { generation: _generation, generationContext: _context, metricsToken, ...registryDeps } = deps;
   const gen = deps.generationContext ?? generationContext(deps.generation);
   const resolved: RegistryDeps = {
     ...registryDeps,
     now: deps.now ?? (() => new Date()),
     limits: { ...DEFAULT_LIMITS, ...deps.limits },
+    servable: () => gen.pools.servable(), // GET /v1/models says which bases the compute nodes serve now
   };
   const app = new OpenAPIHono<AppEnv>({ defaultHook: validationHook });
 
@@ -42,19 +47,24 @@ export function createApp(deps: AppDeps): OpenAPIHono<AppEnv> {
   });
   // Liveness for load balancers and `versa edge` users: no key, no addresses, only counts.
   app.get('/healthz', (c) => c.json({ status: 'ok', compute_nodes: gen.pools.summary() }));
-  // JSON bodies are small; only the publish route streams (it enforces its own limits).
-  app.use('/v1/*', async (c, next) => {
-    const type = c.req.header('content-type') ?? '';
-    if (type.startsWith('multipart/')) return next();
-    return bodyLimit({
-      maxSize: resolved.limits.maxJsonBytes,
-      onError: (c) =>
-        c.json(errorBody(413, `request body over ${resolved.limits.maxJsonBytes} bytes`, 'payload_too_large'), 413),
-    })(c, next);
-  });
+  // The key first, from the headers alone: a body without a valid key is refused unread (401).
   app.use('/v1/*', registryPrincipal());
+  app.use('*', refuseKeylessBody());
+  // Then every body is bounded, chosen by route (never by content type): only the adapter upload
+  // streams, under its own limits.
+  const limitBody = bodyLimit({
+    maxSize: resolved.limits.maxJsonBytes,
+    onError: (c) =>
+      c.json(errorBody(413, `request body over ${resolved.limits.maxJsonBytes} bytes`, 'payload_too_large'), 413),
+  });
+  app.use('*', (c, next) => (isAdapterUpload(c.req.method, c.req.path) ? next() : limitBody(c, next)));
 
-  const routeModules = [...registryRoutes(), generationRoutes(gen), uiRoutes()];
+  const routeModules = [
+    ...registryRoutes(),
+    generationRoutes(gen),
+    uiRoutes(),
+    metricsRoutes(gen.metrics, metricsToken),
+  ];
   for (const module of routeModules) app.route('/', module);
 
   app.openAPIRegistry.registerComponent('securitySchemes', 'bearer', {

@@ -30,6 +30,24 @@ export function principalMiddleware<E extends WithPrincipal & Env>(
   };
 }
 
+/**
+ * A request that carries a body but no valid key is answered 401 from its headers, before any of
+ * the body is read (or buffered, or checked): no route takes a body from an anonymous caller.
+ * Runs after the principal middleware; where that did not run, the caller counts as anonymous.
+ */
+export function refuseKeylessBody<E extends WithPrincipal & Env>(): MiddlewareHandler<E> {
+  return async (c, next) => {
+    if (!c.var.principal && carriesBody(c.req.raw)) principalOf(c);
+    await next();
+  };
+}
+
+function carriesBody(req: Request): boolean {
+  const length = req.headers.get('content-length');
+  if (length !== null) return length.trim() !== '0';
+  return req.body !== null || req.headers.has('transfer-encoding');
+}
+
 /** 401 without a valid key; 403 unless the key has one of `scopes` (admin has them all). */
 export function requireScope<E extends WithPrincipal & Env>(...scopes: Scope[]): MiddlewareHandler<E> {
   return async (c, next) => {

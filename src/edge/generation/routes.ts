@@ -6,11 +6,12 @@ import { ApiError } from '../../http/errors.ts';
 import { viewerOf } from '../../../registry/queries/adapters.ts';
 import { bearer, errors, jsonBody } from '../../http/openapi.ts';
 import { ChatCompletionRequest, CompletionRequest } from '../openai/schemas.ts';
-import { renderChat, TemplateError } from '../../engine/tokenizer/chat-template.ts';
+import { renderChat, TemplateBudgetError, TemplateError } from '../../engine/tokenizer/chat-template.ts';
 import { experimentEdgeRoutes } from '../experiments/routes.ts';
 import { experimentUnit } from '../experiments/units.ts';
 import { complete, newCompletionId } from './complete.ts';
 import type { GenerationContext } from './context.ts';
+import { takeOrRefuse } from './rate-limit.ts';
 import { resolveTarget } from './resolve.ts';
 
 const generationErrors = {
@@ -66,7 +67,7 @@ const completionsRoute = createRoute({
 /** The OpenAI-compatible generation routes and experiment feedback/results, mounted in the one app. */
 export function generationRoutes(gen: GenerationContext): OpenAPIHono<AppEnv> {
   const app = new OpenAPIHono<AppEnv>({ defaultHook: validationHook });
-  for (const path of [chatRoute.path, completionsRoute.path]) app.use(path, utf8Body);
+  for (const path of [chatRoute.path, completionsRoute.path]) app.use(path, gen.metrics.meterRefusals, utf8Body);
 
   app.openapi(chatRoute, async (c) => {
     const principal = admit(c, gen);
@@ -86,7 +87,8 @@ export function generationRoutes(gen: GenerationContext): OpenAPIHono<AppEnv> {
         taskTokens: target.adapter?.taskTokens,
       });
     } catch (e) {
-      throw new ApiError(422, (e as TemplateError).message, 'chat_template_error');
+      const code = e instanceof TemplateBudgetError ? 'template_budget_exceeded' : 'chat_template_error';
+      throw new ApiError(422, (e as TemplateError).message, code);
     }
     return complete(c, gen, {
       kind: 'chat',
@@ -155,14 +157,6 @@ const utf8Body: MiddlewareHandler<AppEnv> = async (c, next) => {
 /** Authenticates (scope generate) and applies the per-key rate limit. */
 function admit(c: Context<AppEnv>, gen: GenerationContext) {
   const principal = principalOf(c, 'generate');
-  const taken = gen.limiter.take(principal.keyId);
-  if (!taken.ok) {
-    c.header('retry-after', String(taken.retryAfter));
-    throw new ApiError(
-      429,
-      `rate limit of ${gen.config.rateLimitPerMinute} requests per minute exceeded for this key`,
-      'rate_limit_exceeded',
-    );
-  }
+  takeOrRefuse(c, gen.limiter, principal.keyId, 'requests');
   return principal;
 }

@@ -1,4 +1,7 @@
-import { Interpreter, Template } from '@huggingface/jinja';
+import { Template } from '@huggingface/jinja';
+import { renderWithinBudget, TemplateBudgetError } from './template-budget.ts';
+
+export { TemplateBudgetError } from './template-budget.ts';
 
 /**
  * Chat templates: Jinja, as in Hugging Face's tokenizer_config.json (rendered by @huggingface/jinja,
@@ -7,15 +10,13 @@ import { Interpreter, Template } from '@huggingface/jinja';
  * task tokens come first and the messages' text follows, one message per line.
  *
  * A template is what a tenant uploads, so it runs under a budget: it is parsed when saved (a
- * syntax error is refused then), and a render may take MAX_STEPS interpreter steps and produce
- * MAX_OUTPUT characters at most (nested `range(100000)` loops fail fast instead of never returning).
+ * syntax error is refused then), and every render is bounded while it runs, in steps, in the work
+ * of each operation and in the size of every value it makes, the output included (see
+ * template-budget.ts): a template over budget fails that render with a TemplateBudgetError.
  */
 const DEFAULT_CHAT_TEMPLATE =
   '{%- for t in task_tokens %}{{ t }}{% endfor -%}' +
   "{%- for m in messages %}{{ m.content }}{% if not loop.last %}{{ '\\n' }}{% endif %}{% endfor -%}";
-
-const MAX_STEPS = 100_000;
-const MAX_OUTPUT = 4 * 1024 * 1024;
 
 export interface ChatMessage {
   role: string;
@@ -25,16 +26,6 @@ export interface ChatMessage {
 export class TemplateError extends Error {
   override name = 'TemplateError';
 }
-
-// @huggingface/jinja has no step limit: count its interpreter's evaluations (one per syntax-tree
-// node visited) while one of our renders runs. Renders are synchronous, so one counter serves all.
-let stepsLeft = Infinity;
-const proto = Interpreter.prototype as unknown as { evaluate: (...args: unknown[]) => unknown };
-const evaluate = proto.evaluate;
-proto.evaluate = function (this: unknown, ...args: unknown[]) {
-  if (--stepsLeft < 0) throw new TemplateError(`the chat template ran over its budget of ${MAX_STEPS} steps`);
-  return evaluate.apply(this, args);
-};
 
 const compiled = new Map<string, Template>();
 
@@ -57,10 +48,8 @@ export function renderChat(
   opts: { template?: string | null; taskTokens?: readonly string[] } = {},
 ): string {
   const template = parseChatTemplate(opts.template || DEFAULT_CHAT_TEMPLATE);
-  stepsLeft = MAX_STEPS;
-  let text: string;
   try {
-    text = template.render({
+    return renderWithinBudget(template, {
       messages: messages.map((m) => ({
         role: m.role,
         content: typeof m.content === 'string' ? m.content : m.content.map((p) => p.text).join(''),
@@ -69,11 +58,7 @@ export function renderChat(
       add_generation_prompt: true,
     });
   } catch (e) {
-    if (e instanceof TemplateError) throw e;
+    if (e instanceof TemplateError || e instanceof TemplateBudgetError) throw e;
     throw new TemplateError(`the chat template failed: ${(e as Error).message}`);
-  } finally {
-    stepsLeft = Infinity;
   }
-  if (text.length > MAX_OUTPUT) throw new TemplateError(`the chat template produced over ${MAX_OUTPUT} characters`);
-  return text;
 }
