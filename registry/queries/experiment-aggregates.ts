@@ -55,6 +55,15 @@ export function servedCounts(s: Pick<Served, 'experimentId' | 'unit' | 'arm'>): 
   return sql`${countingNow(s.experimentId)} and coalesce(${unitArm}, ${s.arm}) = ${s.arm}`;
 }
 
+/** An upsert of moments adds the new sums to the old. */
+const MOMENT_SUMS = {
+  sx: sql.raw('sx + excluded.sx'),
+  sxx: sql.raw('sxx + excluded.sxx'),
+  sy: sql.raw('sy + excluded.sy'),
+  syy: sql.raw('syy + excluded.syy'),
+  sxy: sql.raw('sxy + excluded.sxy'),
+};
+
 /**
  * Adds (dx, dy) to a unit's (x_u, y_u) in the arm's moments of `stat`, when `where` holds: the
  * sums of squares and products move by 2 x dx + dx^2, 2 y dy + dy^2 and x dy + y dx + dx dy.
@@ -76,13 +85,7 @@ function momentStatement(
     )
     .onConflictDoUpdate({
       target: [experimentMoments.experimentId, experimentMoments.arm, experimentMoments.stat],
-      set: {
-        sx: sql.raw('sx + excluded.sx'),
-        sxx: sql.raw('sxx + excluded.sxx'),
-        sy: sql.raw('sy + excluded.sy'),
-        syy: sql.raw('syy + excluded.syy'),
-        sxy: sql.raw('sxy + excluded.sxy'),
-      },
+      set: MOMENT_SUMS,
     });
 }
 
@@ -144,13 +147,7 @@ export function servedStatements(db: Db, s: Served): Statement[] {
       )
       .onConflictDoUpdate({
         target: [experimentMoments.experimentId, experimentMoments.arm, experimentMoments.stat],
-        set: {
-          sx: sql.raw('sx + excluded.sx'),
-          sxx: sql.raw('sxx + excluded.sxx'),
-          sy: sql.raw('sy + excluded.sy'),
-          syy: sql.raw('syy + excluded.syy'),
-          sxy: sql.raw('sxy + excluded.sxy'),
-        },
+        set: MOMENT_SUMS,
       }),
   ];
   const buckets = [
@@ -242,40 +239,69 @@ export function feedbackStatements(
 function unitMetricStatement(db: Db, values: SQL, where: SQL): Statement {
   return db
     .insert(experimentUnitMetrics)
-    .select(sql`select ${values} where ${where}`)
+    .select(sql`select ${values}, null where ${where}`)
     .onConflictDoUpdate({
       target: [experimentUnitMetrics.experimentId, experimentUnitMetrics.unit, experimentUnitMetrics.metric],
       set: { sum: sql.raw('sum + excluded.sum'), count: sql.raw('count + excluded.count') },
     });
 }
 
+/** An outcome the application measured itself for a unit (conversion, task success), at `at`. */
+interface MetricEvent {
+  unit: string;
+  metric: string;
+  value: number;
+  at: Date;
+}
+
 /**
- * An outcome the application measured itself for a unit (conversion, task success): counted, in
- * the unit's arm, only if the unit was exposed before the outcome's time and the experiment runs.
+ * Outcomes the application measured itself, however many, in two set-based statements (the events
+ * travel as one JSON parameter: D1 binds at most 100 per statement). Each counts, in the unit's arm,
+ * only if the unit was exposed before the outcome's time and the experiment runs; a unit holds one
+ * value per metric (experiment_unit_metrics.outcome): a repeat replaces it, the latest `at` of a
+ * call winning, so a thousand copies of one event count once.
  */
-export function metricEventStatements(
-  db: Db,
-  m: { experimentId: string; unit: string; metric: string; value: number; at: Date },
-): Statement[] {
-  const { experimentId: e, unit, metric } = m;
-  const mine = sql`experiment_id = ${e} and unit = ${unit} and metric = ${metric}`;
-  const counts = sql`${countingNow(e)} and exists (
-    select 1 from experiment_units where experiment_id = ${e} and unit = ${unit} and first_at <= ${m.at.getTime()})`;
+export function metricEventStatements(db: Db, experimentId: string, events: readonly MetricEvent[]): Statement[] {
+  const rows = JSON.stringify(events.map((e) => [e.unit, e.metric, e.value, e.at.getTime()]));
+  const e = experimentId;
+  // One row per (unit, metric) that counts: the unit's arm, its value before (x, y, old outcome).
+  // json_each first (CROSS JOIN keeps that order): the JSON is parsed once, each unit found by its key.
+  const latest = sql`(select p.unit, p.metric, p.value, u.arm,
+      row_number() over (partition by p.unit, p.metric order by p.at desc, p.i desc) as rank
+    from (select json_extract(j.value, '$[0]') as unit, json_extract(j.value, '$[1]') as metric,
+        json_extract(j.value, '$[2]') as value, json_extract(j.value, '$[3]') as at, j.key as i
+      from json_each(${rows}) j) p
+    cross join experiment_units u on u.experiment_id = ${e} and u.unit = p.unit and u.first_at <= p.at
+    where ${countingNow(e)})`;
+  const d = sql`(select l.unit, l.metric, l.value, l.arm, (m.outcome is null) as dx,
+      l.value - coalesce(m.outcome, 0) as dy, coalesce(m.count, 0) as x, coalesce(m.sum, 0) as y
+    from ${latest} l
+    left join experiment_unit_metrics m on m.experiment_id = ${e} and m.unit = l.unit and m.metric = l.metric
+    where l.rank = 1)`;
   return [
-    momentStatement(
-      db,
-      {
-        experimentId: e,
-        arm: unitValue(e, unit, 'arm'),
-        stat: `metric:${metric}`,
-        dx: 1,
-        dy: m.value,
-        x: sql`(select count from experiment_unit_metrics where ${mine})`,
-        y: sql`(select sum from experiment_unit_metrics where ${mine})`,
-      },
-      counts,
-    ),
-    unitMetricStatement(db, sql`${e}, ${unit}, ${metric}, ${m.value}, 1`, counts),
+    // The moments first: they read the unit's sums before this write.
+    db
+      .insert(experimentMoments)
+      .select(
+        sql`select ${e}, d.arm, 'metric:' || d.metric, sum(d.dx), sum(2 * d.x * d.dx + d.dx * d.dx), sum(d.dy),
+          sum(2 * d.y * d.dy + d.dy * d.dy), sum(d.x * d.dy + d.y * d.dx + d.dx * d.dy)
+          from ${d} d where true group by d.arm, d.metric`,
+      )
+      .onConflictDoUpdate({
+        target: [experimentMoments.experimentId, experimentMoments.arm, experimentMoments.stat],
+        set: MOMENT_SUMS,
+      }),
+    db
+      .insert(experimentUnitMetrics)
+      .select(sql`select ${e}, d.unit, d.metric, d.dy, d.dx, d.value from ${d} d where true`)
+      .onConflictDoUpdate({
+        target: [experimentUnitMetrics.experimentId, experimentUnitMetrics.unit, experimentUnitMetrics.metric],
+        set: {
+          sum: sql.raw('sum + excluded.sum'),
+          count: sql.raw('count + excluded.count'),
+          outcome: sql.raw('excluded.outcome'),
+        },
+      }),
   ];
 }
 

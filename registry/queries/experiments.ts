@@ -13,7 +13,7 @@ import {
   type Guardrails,
 } from '../schema.ts';
 import { aliasMoveStatements, getAlias } from './aliases.ts';
-import { canSee, getVersion, type AdapterRow, type Viewer } from './adapters.ts';
+import { canWrite, getVersion, type AdapterRow, type Viewer } from './adapters.ts';
 
 interface ArmInput {
   name?: string;
@@ -391,12 +391,14 @@ export async function getExperiment(db: Db, id: string): Promise<Experiment | un
   };
 }
 
-/** The experiment a viewer may see (404 otherwise, like adapters). */
-export async function findVisibleExperiment(db: Db, id: string, viewer: Viewer | null): Promise<Experiment> {
+/**
+ * The experiment if `viewer` owns it (its adapter's tenant, or the operator); otherwise 404, exactly
+ * as if it did not exist: an experiment, its results and its history are its tenant's business,
+ * even on a public adapter.
+ */
+export async function findOwnExperiment(db: Db, id: string, viewer: Viewer | null): Promise<Experiment> {
   const e = await getExperiment(db, id);
-  if (!e) throw notFound(`experiment "${id}" not found`, 'experiment_not_found');
-  const [a] = await db.select().from(adapters).where(eq(adapters.id, e.adapterId));
-  if (!canSee(viewer, a)) throw notFound(`experiment "${id}" not found`, 'experiment_not_found');
+  if (!e || !canWrite(viewer, e)) throw notFound(`experiment "${id}" not found`, 'experiment_not_found');
   return e;
 }
 

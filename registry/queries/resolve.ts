@@ -17,9 +17,10 @@ export type ResolvedModel =
 /**
  * The `model` grammar of the generation API, resolved in one place: `BASE[@VERSION]` (no adapter;
  * latest non-yanked version by default), `ADAPTER@VERSION` (pin), `ADAPTER@ALIAS`, or `ADAPTER`
- * alone: its running experiment's arm for this caller (`chooseArm`, the edge's sticky assignment),
- * else alias `production`, else its latest active version. Base models and adapters never share a
- * name, so this is unambiguous. Errors are ApiErrors naming `model`: 400, 404, 410.
+ * alone: its running experiment's arm for this caller (`chooseArm`, the edge's sticky assignment)
+ * when the caller is of the adapter's tenant, else alias `production`, else its latest active
+ * version. Base models and adapters never share a name, so this is unambiguous. Errors are
+ * ApiErrors naming `model`: 400, 404, 410.
  */
 export async function resolveModel(
   db: Db,
@@ -40,7 +41,9 @@ export async function resolveModel(
     const adapter = await findVisibleAdapter(db, ref.name, viewer).catch((e) => {
       throw e instanceof ApiError && e.status === 404 ? modelNotFound(`model "${model}" not found`) : e;
     });
-    const arm = await chooseArm(adapter);
+    // An experiment belongs to its tenant: another tenant's traffic on a public adapter is neither
+    // exposed nor counted (it could otherwise steer the owner's verdicts, guardrails and promotions).
+    const arm = viewer?.tenantId === adapter.tenantId ? await chooseArm(adapter) : undefined;
     if (arm) return { kind: 'adapter', experiment: arm.experiment, ...(await resolveAdapter(db, arm.ref, viewer)) };
   }
   return { kind: 'adapter', ...(await resolveAdapter(db, ref, viewer)) };

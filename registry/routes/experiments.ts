@@ -1,11 +1,11 @@
 import { createRoute, OpenAPIHono, z } from '@hono/zod-openapi';
 import { type AppEnv } from '../http.ts';
 import { principalOf } from '../../src/http/middleware.ts';
-import { findVisibleAdapter, findWritableAdapter, viewerOf } from '../queries/adapters.ts';
+import { canWrite, findVisibleAdapter, findWritableAdapter, viewerOf } from '../queries/adapters.ts';
 import {
   createExperiment,
   experimentHistoryOf,
-  findVisibleExperiment,
+  findOwnExperiment,
   listExperiments,
   promoteArm,
   updateExperiment,
@@ -225,7 +225,7 @@ const list = createRoute({
   method: 'get',
   path: '/v1/experiments',
   tags: ['experiments'],
-  summary: "An adapter's experiments, newest first",
+  summary: "An adapter's experiments, newest first (none to another tenant's keys: they are its tenant's)",
   ...scoped('read'),
   request: { query: z.object({ adapter: Name }) },
   responses: {
@@ -259,7 +259,7 @@ export function experimentRoutes(): OpenAPIHono<AppEnv> {
   app.openapi(patch, async (c) => {
     const p = principalOf(c);
     const { registry, now } = c.var.deps;
-    const current = await findVisibleExperiment(registry.db, c.req.valid('param').id, viewerOf(p));
+    const current = await findOwnExperiment(registry.db, c.req.valid('param').id, viewerOf(p));
     const adapter = await findWritableAdapter(registry.db, current.adapter, viewerOf(p));
     const body = c.req.valid('json');
     const patch = { ...body, metrics: metricsOf(body.metrics), autoPromote: body.auto_promote };
@@ -272,10 +272,9 @@ export function experimentRoutes(): OpenAPIHono<AppEnv> {
   app.openapi(promote, async (c) => {
     const p = principalOf(c);
     const { registry, now } = c.var.deps;
-    const current = await findVisibleExperiment(registry.db, c.req.valid('param').id, viewerOf(p));
-    await findWritableAdapter(registry.db, current.adapter, viewerOf(p));
+    const current = await findOwnExperiment(registry.db, c.req.valid('param').id, viewerOf(p));
     const r = await promoteArm(registry, current, c.req.valid('json').arm, { keyId: p.keyId, now: now() });
-    const after = await findVisibleExperiment(registry.db, current.id, viewerOf(p));
+    const after = await findOwnExperiment(registry.db, current.id, viewerOf(p));
     return c.json(
       {
         experiment: present(after),
@@ -290,24 +289,24 @@ export function experimentRoutes(): OpenAPIHono<AppEnv> {
   app.openapi(history, async (c) => {
     const p = principalOf(c);
     const db = c.var.deps.registry.db;
-    const e = await findVisibleExperiment(db, c.req.valid('param').id, viewerOf(p));
+    const e = await findOwnExperiment(db, c.req.valid('param').id, viewerOf(p));
     const data = (await experimentHistoryOf(db, e.id)).map((h) => ({ ...h, at: iso(h.at)! }));
     return c.json({ object: 'list' as const, data }, 200);
   });
 
   app.openapi(get, async (c) => {
     const p = principalOf(c);
-    return c.json(
-      present(await findVisibleExperiment(c.var.deps.registry.db, c.req.valid('param').id, viewerOf(p))),
-      200,
-    );
+    return c.json(present(await findOwnExperiment(c.var.deps.registry.db, c.req.valid('param').id, viewerOf(p))), 200);
   });
 
   app.openapi(list, async (c) => {
     const p = principalOf(c);
     const db = c.var.deps.registry.db;
-    const adapter = await findVisibleAdapter(db, c.req.valid('query').adapter, viewerOf(p));
-    return c.json({ object: 'list' as const, data: (await listExperiments(db, adapter)).map(present) }, 200);
+    const viewer = viewerOf(p);
+    const adapter = await findVisibleAdapter(db, c.req.valid('query').adapter, viewer);
+    // The experiments this key may see: none on another tenant's public adapter (they are its tenant's).
+    const data = canWrite(viewer, adapter) ? (await listExperiments(db, adapter)).map(present) : [];
+    return c.json({ object: 'list' as const, data }, 200);
   });
 
   return app;

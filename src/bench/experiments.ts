@@ -81,13 +81,9 @@ export async function benchExperiments(opts: { log: (line: string) => void; unit
           latencyBuckets: latency,
           ttftBuckets: new Map([[histogramBucket(latencySum / 4 / REQUESTS_PER_UNIT), REQUESTS_PER_UNIT]]),
         }),
-        ...metricEventStatements(registry.db, {
-          experimentId,
-          unit,
-          metric: 'conversion',
-          value: (u + arm) % 3 === 0 ? 1 : 0,
-          at: now,
-        }),
+        ...metricEventStatements(registry.db, experimentId, [
+          { unit, metric: 'conversion', value: (u + arm) % 3 === 0 ? 1 : 0, at: now },
+        ]),
       );
       if (batch.length >= 2000) await flush();
       if ((u + 1) % 20_000 === 0) opts.log(`  ${u + 1} units`);

@@ -26,6 +26,9 @@ export const errors = {
 
 export const conflictError = { 409: { description: 'Conflicts with the current state', ...errorContent } } as const;
 export const goneError = { 410: { description: 'The version was yanked', ...errorContent } } as const;
+export const rateLimitedError = {
+  429: { description: 'Rate limit exceeded (see Retry-After)', ...errorContent },
+} as const;
 
 export const bearer = [{ bearer: [] as string[] }];
 

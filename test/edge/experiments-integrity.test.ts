@@ -5,7 +5,7 @@ import OpenAI from 'openai';
 import { afterAll, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
 import { publishFolder } from '../../registry/local.ts';
 import { fixture } from '../helpers/fixtures.ts';
-import { serveRequests } from '../helpers/experiments.ts';
+import { serveRequests, until } from '../helpers/experiments.ts';
 import { startProduct, type TestProduct } from '../helpers/product.ts';
 import { BACKENDS, REPO_ROOT } from '../helpers/registry.ts';
 
@@ -344,11 +344,3 @@ describe.each(BACKENDS)('experiment integrity (%s)', (backend) => {
     }
   });
 });
-
-async function until(ok: () => Promise<boolean>, ms = 15_000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!(await ok())) {
-    if (Date.now() > end) throw new Error('timed out waiting for events to be written');
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}

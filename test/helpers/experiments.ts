@@ -1,6 +1,9 @@
+import type { RegistryClient } from '../../registry/client.ts';
 import type { RegistryDb } from '../../registry/db/index.ts';
+import { publishFolder } from '../../registry/local.ts';
 import { servedStatements, type Served } from '../../registry/queries/experiment-aggregates.ts';
 import { histogramBucket } from '../../src/edge/experiments/stats.ts';
+import { fixture } from './fixtures.ts';
 
 /**
  * Writes served requests into an experiment's aggregates through the same statements the edge
@@ -35,4 +38,31 @@ export async function serveRequests(
   });
   // One batch per few hundred statements (D1 batches are one transaction each).
   for (let i = 0; i < statements.length; i += 400) await registry.atomic(statements.slice(i, i + 400));
+}
+
+/** Polls `ok` until it holds (the edge writes usage and exposure events after answering). */
+export async function until(ok: () => Promise<boolean>, ms = 15_000): Promise<void> {
+  const end = Date.now() + ms;
+  while (!(await ok())) {
+    if (Date.now() > end) throw new Error('timed out waiting for events to be written');
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+/** A second version of the product's vlm-max (its files again) and a running 50/50 experiment of v2 against v1. */
+export async function vlmMaxExperiment(client: RegistryClient): Promise<string> {
+  await publishFolder(client, fixture('stories260k/adapters/vlm-max'), 'vlm-max', {
+    base: 'stories260k@1',
+    description: 'v2',
+  });
+  const created = await client.json('POST', '/v1/experiments', {
+    name: 'vlm-max v2 vs v1',
+    adapter: 'vlm-max',
+    status: 'running',
+    arms: [
+      { name: 'control', version: 1, weight: 50 },
+      { name: 'candidate', version: 2, weight: 50 },
+    ],
+  });
+  return created.id;
 }

@@ -1,16 +1,17 @@
 import { createRoute, OpenAPIHono, z } from '@hono/zod-openapi';
 import type { AppEnv } from '../../../registry/http.ts';
-import { isAdmin } from '../../http/principal.ts';
+import { hasScope } from '../../http/principal.ts';
 import { principalOf, validationHook } from '../../http/middleware.ts';
 import { ApiError, badRequest } from '../../http/errors.ts';
 import { viewerOf } from '../../../registry/queries/adapters.ts';
 import { appendEvents, findCompletion, type EventInput } from '../../../registry/queries/events.ts';
 import { feedbackStatements, metricEventStatements } from '../../../registry/queries/experiment-aggregates.ts';
-import { findVisibleExperiment, getExperiment, type Experiment } from '../../../registry/queries/experiments.ts';
+import { findOwnExperiment, getExperiment, type Experiment } from '../../../registry/queries/experiments.ts';
 import type { ExperimentMetric } from '../../../registry/schema.ts';
-import { bearer, errors, json, jsonBody } from '../../http/openapi.ts';
+import { bearer, errors, json, jsonBody, rateLimitedError } from '../../http/openapi.ts';
 import { FeedbackRequest } from '../openai/schemas.ts';
 import type { GenerationContext } from '../generation/context.ts';
+import { takeOrRefuse } from '../generation/rate-limit.ts';
 import { evaluateExperiment } from './evaluate.ts';
 import { MAX_UNIT_CHARS } from './units.ts';
 
@@ -38,6 +39,7 @@ const feedbackRoute = createRoute({
       'Recorded',
     ),
     ...errors,
+    ...rateLimitedError,
   },
 });
 
@@ -46,8 +48,9 @@ const metricsRoute = createRoute({
   path: '/v1/experiments/{id}/metrics',
   tags: ['experiments'],
   summary:
-    'Outcomes the application measures itself (scope generate): up to 1,000 {unit, metric, value, ts?}; ' +
-    'each counts for a unit exposed before its time',
+    "Outcomes the application measures itself (scope generate, the experiment's tenant): up to 1,000 " +
+    '{unit, metric, value, ts?}; each counts for a unit exposed before its time, once per unit and metric ' +
+    '(a repeat replaces the value; the latest ts of a call wins)',
   security: bearer,
   request: {
     params: z.object({ id: ExperimentId }),
@@ -71,7 +74,7 @@ const metricsRoute = createRoute({
         .strict(),
     ),
   },
-  responses: { 202: json(z.object({ accepted: z.number().int() }), 'Written'), ...errors },
+  responses: { 202: json(z.object({ accepted: z.number().int() }), 'Written'), ...errors, ...rateLimitedError },
 });
 
 const resultsRoute = createRoute({
@@ -129,13 +132,14 @@ export function experimentEdgeRoutes(gen: GenerationContext): OpenAPIHono<AppEnv
 
   app.openapi(feedbackRoute, async (c) => {
     const principal = principalOf(c, 'generate');
+    takeOrRefuse(c, gen.eventLimiter, principal.keyId, 'feedback and metric events');
     const { completion_id, score, metric: metricName } = c.req.valid('json');
     const { registry, now } = c.var.deps;
     const usage = await findCompletion(registry.db, completion_id, principal.tenantId);
     if (!usage)
       throw new ApiError(404, `completion "${completion_id}" not found`, 'completion_not_found', 'completion_id');
-    // Only who asked for the completion (or an admin of its tenant) rates it.
-    if (usage.keyId !== principal.keyId && !isAdmin(principal))
+    // Only who asked for the completion (or an admin of its tenant: findCompletion is per tenant) rates it.
+    if (usage.keyId !== principal.keyId && !hasScope(principal, 'admin'))
       throw new ApiError(403, 'only the key that made a completion (or an admin) may rate it', 'not_your_completion');
     const experiment = usage.experimentId ? await getExperiment(registry.db, usage.experimentId) : undefined;
     const metric = experiment ? metricOf(experiment, metricName, 'metric') : undefined;
@@ -154,8 +158,15 @@ export function experimentEdgeRoutes(gen: GenerationContext): OpenAPIHono<AppEnv
       completionId: completion_id,
       data: { score, ...(metric ? { metric: metric.name } : {}) },
     };
-    // Counted only if the completion itself was (served while the experiment ran, in the unit's arm).
-    const counted = experiment && metric && arm >= 0 && usage.unit && usage.data?.counted === true;
+    // Counted only if the completion itself was (served to the experiment's own tenant while it ran, in
+    // the unit's arm).
+    const counted =
+      experiment &&
+      experiment.tenantId === principal.tenantId &&
+      metric &&
+      arm >= 0 &&
+      usage.unit &&
+      usage.data?.counted === true;
     const aggregates = counted
       ? feedbackStatements(registry.db, {
           experimentId: experiment.id,
@@ -175,12 +186,12 @@ export function experimentEdgeRoutes(gen: GenerationContext): OpenAPIHono<AppEnv
 
   app.openapi(metricsRoute, async (c) => {
     const principal = principalOf(c, 'generate');
+    const { events } = c.req.valid('json');
+    takeOrRefuse(c, gen.eventLimiter, principal.keyId, 'feedback and metric events', events.length);
     const { registry, now } = c.var.deps;
-    const experiment = await findVisibleExperiment(registry.db, c.req.valid('param').id, viewerOf(principal));
-    if (experiment.tenantId !== principal.tenantId && !isAdmin(principal))
-      throw new ApiError(403, `experiment "${experiment.id}" belongs to another tenant`, 'not_owner');
+    const experiment = await findOwnExperiment(registry.db, c.req.valid('param').id, viewerOf(principal));
     const at = now();
-    const input = c.req.valid('json').events.map((ev, i) => {
+    const input = events.map((ev, i) => {
       const metric = metricOf(experiment, ev.metric, `events.${i}.metric`);
       checkMetricValue(metric, ev.value, `events.${i}.value`);
       const ts = ev.ts ? new Date(ev.ts) : at;
@@ -201,14 +212,10 @@ export function experimentEdgeRoutes(gen: GenerationContext): OpenAPIHono<AppEnv
         data: { metric: ev.metric, value: ev.value },
       })),
       at,
-      input.flatMap((ev) =>
-        metricEventStatements(registry.db, {
-          experimentId: experiment.id,
-          unit: ev.unit,
-          metric: ev.metric,
-          value: ev.value,
-          at: ev.ts,
-        }),
+      metricEventStatements(
+        registry.db,
+        experiment.id,
+        input.map((ev) => ({ unit: ev.unit, metric: ev.metric, value: ev.value, at: ev.ts })),
       ),
     );
     return c.json({ accepted: input.length }, 202);
@@ -217,12 +224,12 @@ export function experimentEdgeRoutes(gen: GenerationContext): OpenAPIHono<AppEnv
   app.openapi(resultsRoute, async (c) => {
     const principal = principalOf(c, 'read');
     const { registry, now } = c.var.deps;
-    const experiment = await findVisibleExperiment(registry.db, c.req.valid('param').id, viewerOf(principal));
+    const experiment = await findOwnExperiment(registry.db, c.req.valid('param').id, viewerOf(principal));
     return c.json(await evaluateExperiment(registry, experiment, now()), 200);
   });
 
   app.openapi(statsRoute, (c) => {
-    principalOf(c, 'admin');
+    principalOf(c, 'operator');
     return c.json({ events: gen.events.stats() }, 200);
   });
 

@@ -47,14 +47,11 @@ export interface CompletionJob {
  */
 export async function complete(c: Context<AppEnv>, gen: GenerationContext, job: CompletionJob): Promise<Response> {
   const format = FORMATS[job.kind];
+  gen.metrics.resolved(c, job.target); // GET /metrics counts the request under its version and arm
   const request = computeRequest(gen, job, format);
-  const pool = gen.pools.for(job.target.base.name);
-  if (!pool.urls.length)
-    throw new ApiError(
-      503,
-      `no compute node is configured for base model "${job.target.base.name}"`,
-      'no_compute_nodes',
-    );
+  const a = job.target.adapter;
+  // Only nodes serving exactly the resolved base version (else 503 no_node_for_base), in rendezvous order.
+  const nodes = await gen.pools.route(job.target.base, a ? formatRef(a.name, a.version) : job.target.base.name);
   const who: Identity = {
     id: job.id,
     created: Math.floor(Date.now() / 1000),
@@ -69,14 +66,7 @@ export async function complete(c: Context<AppEnv>, gen: GenerationContext, job: 
   setTargetHeaders(c, job.target);
   const usage = usageRecorder(c, gen, job, who.id, slot);
 
-  const a = job.target.adapter;
-  const events = generateOnPool(
-    pool,
-    a ? formatRef(a.name, a.version) : job.target.base.name,
-    request,
-    gen.config.computeToken,
-    c.req.raw.signal,
-  );
+  const events = generateOnPool(gen.pools.pool, nodes, request, gen.config.computeToken, c.req.raw.signal);
   let first: IteratorResult<ComputeEvent & { node?: string }>;
   try {
     first = await events.next();
@@ -109,6 +99,8 @@ function computeRequest(gen: GenerationContext, job: CompletionJob, format: Resp
   const a = job.target.adapter;
   return {
     ...job.input,
+    // A node serving other weights refuses the request (409), whatever it reported before.
+    base: { id: formatRef(job.target.base.name, job.target.base.version), sha256: job.target.base.sha256 },
     // Ids and digests only: a node reads the files from its own registry or blob folder.
     adapter: a && {
       id: formatRef(a.name, a.version),
@@ -189,8 +181,12 @@ function usageRecorder(
         ...(node ? { node } : {}),
         ...data,
       };
+      gen.metrics.completed(c, payload);
       const e = target.experiment;
-      if (!e) return record(1, () => appendEvents(registry, [{ ...base, type: 'usage', data: payload }]));
+      // A client error (4xx: a prompt the node refuses, a busy node) says nothing about the arm: logged,
+      // never counted (it would otherwise let a caller's bad requests trip an arm's error guardrail).
+      if (!e || clientError(data))
+        return record(1, () => appendEvents(registry, [{ ...base, type: 'usage', data: payload }]));
       // The usage event and its experiment aggregates, in one write; `counted` says whether it counted.
       const failed = data.error ? 1 : 0;
       const served = {
@@ -221,6 +217,9 @@ function usageRecorder(
     },
   };
 }
+
+const clientError = (data: Record<string, unknown>) =>
+  typeof data.status === 'number' && data.status >= 400 && data.status < 500;
 
 /** The whole response, once the node is done. */
 async function whole({ c, job, format, who, first, events, usage }: Reply): Promise<Response> {

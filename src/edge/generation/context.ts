@@ -2,17 +2,22 @@ import type { Context } from 'hono';
 import { DEFAULT_GENERATION, Pools, type GenerationConfig } from './config.ts';
 import { ConcurrencyLimiter, RateLimiter } from './rate-limit.ts';
 import { EventLog } from '../experiments/event-log.ts';
+import { EdgeMetrics } from '../metrics.ts';
 
 /** What the generation routes share across requests (per Worker isolate, or per Node process). */
 export interface GenerationContext {
   config: GenerationConfig;
   pools: Pools;
   limiter: RateLimiter;
+  /** Feedback and application metrics, per key (eventRateLimitPerMinute). */
+  eventLimiter: RateLimiter;
   concurrency: ConcurrencyLimiter;
   /** Event writes: counts written and failed (never silently dropped). */
   events: EventLog;
   /** When each experiment's guardrails were last evaluated after a request (ms). */
   evaluatedAt: Map<string, number>;
+  /** Requests, errors, latency and tokens per adapter version and arm (GET /metrics). */
+  metrics: EdgeMetrics;
   /** Finishes work after the response (events): waitUntil on Workers, a logged promise on Node. */
   defer(c: Context, work: Promise<unknown>): void;
 }
@@ -23,9 +28,11 @@ export function generationContext(config: Partial<GenerationConfig> = {}): Gener
     config: full,
     pools: new Pools(full),
     limiter: new RateLimiter(full.rateLimitPerMinute),
+    eventLimiter: new RateLimiter(full.eventRateLimitPerMinute),
     concurrency: new ConcurrencyLimiter(full.concurrencyPerKey),
     events: new EventLog(),
     evaluatedAt: new Map(),
+    metrics: new EdgeMetrics(),
     defer(c, work) {
       const guarded = work.catch((e) => console.error('versa: deferred work failed:', e));
       let ctx: { waitUntil(p: Promise<unknown>): void } | undefined;

@@ -1,0 +1,1 @@
+ALTER TABLE `experiment_unit_metrics` ADD `outcome` real;
