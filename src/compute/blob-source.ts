@@ -23,7 +23,7 @@ export function storeSource(store: BlobReader): BlobSource {
     async read(_ref, file) {
       const blob = await store.get(file.sha256).catch(() => null);
       if (!blob) throw new BlobFetchError(`blob ${file.sha256} (${file.name}) is not in the blob store`);
-      return new Uint8Array(await new Response(blob.body).arrayBuffer());
+      return readAtMost(blob.body, file.bytes, `blob ${file.sha256} (${file.name})`);
     },
   };
 }
@@ -35,7 +35,9 @@ const FILE_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
 
 /**
  * Downloads from the node's configured registry (its own URL and read key), by the version id the
- * edge sent (`NAME@VERSION`). Errors name the file, never the registry's address.
+ * edge sent (`NAME@VERSION`). Redirects are not followed (the key would go where the registry
+ * points; the registry never redirects), and no more is read than the manifest's size. Errors name
+ * the file, never the registry's address.
  */
 export function registrySource(registryUrl: string, key?: string): BlobSource {
   const base = new URL(registryUrl);
@@ -45,17 +47,86 @@ export function registrySource(registryUrl: string, key?: string): BlobSource {
       if (!id || !FILE_NAME.test(file.name))
         throw new BlobFetchError(`"${ref.id}" / "${file.name}" is not a registry file`);
       const path = `/v1/adapters/${id[1]}/versions/${id[2]}/files/${file.name}`;
-      const res = await fetch(new URL(path, base), { headers: key ? { authorization: `Bearer ${key}` } : {} }).catch(
-        (e: Error) => {
-          throw new BlobFetchError(`the registry could not be reached for ${ref.id} ${file.name} (${e.name})`, {
-            cause: e,
-          });
-        },
-      );
-      if (!res.ok) throw new BlobFetchError(`the registry answered HTTP ${res.status} for ${ref.id} ${file.name}`);
-      return new Uint8Array(await res.arrayBuffer());
+      const what = `${ref.id} ${file.name}`;
+      const res = await registryFetch(new URL(path, base), key, what);
+      if (!res.ok) {
+        await res.body?.cancel();
+        throw new BlobFetchError(`the registry answered HTTP ${res.status} for ${what}`);
+      }
+      return readAtMost(res.body, file.bytes, `the registry's answer for ${what}`);
     },
   };
+}
+
+/** A GET of the node's registry with its key; a redirect is an error, never followed. */
+async function registryFetch(url: URL, key: string | undefined, what: string): Promise<Response> {
+  const res = await fetch(url, {
+    headers: key ? { authorization: `Bearer ${key}` } : {},
+    redirect: 'manual',
+  }).catch((e: Error) => {
+    throw new BlobFetchError(`the registry could not be reached for ${what} (${e.name})`, { cause: e });
+  });
+  if (res.status >= 300 && res.status < 400) {
+    await res.body?.cancel();
+    throw new BlobFetchError(`the registry answered a redirect (HTTP ${res.status}) for ${what}: not followed`);
+  }
+  return res;
+}
+
+/**
+ * The scopes of the node's registry key (`GET /v1/whoami`). A node downloads only: a key that can
+ * write (publish, admin) is refused, so that a compromised node cannot change what others serve.
+ */
+export async function checkReadOnlyKey(registryUrl: string, key: string): Promise<void> {
+  const refuse = (why: string) => new BlobFetchError(`cannot use the registry key: ${why}`);
+  const res = await registryFetch(new URL('/v1/whoami', registryUrl), key, 'GET /v1/whoami').catch((e: Error) => {
+    throw refuse(e.message);
+  });
+  if (!res.ok) {
+    await res.body?.cancel();
+    throw refuse(`the registry answered HTTP ${res.status} to GET /v1/whoami`);
+  }
+  let scopes: unknown;
+  try {
+    scopes = JSON.parse(new TextDecoder().decode(await readAtMost(res.body, 64 * 1024, 'GET /v1/whoami'))).scopes;
+  } catch (e) {
+    throw refuse(`GET /v1/whoami did not answer its scopes (${(e as Error).message})`);
+  }
+  if (!Array.isArray(scopes)) throw refuse('GET /v1/whoami did not answer its scopes');
+  const more = scopes.map(String).filter((s) => s !== 'read');
+  if (more.length)
+    throw refuse(
+      `it has the scope${more.length > 1 ? 's' : ''} ${more.join(', ')}; a compute node takes a read-only key`,
+    );
+}
+
+/**
+ * A body's bytes, refused once it passes `limit` (the size the manifest says): whatever a store or
+ * registry sends, the node holds no more than that before hashing it.
+ */
+async function readAtMost(body: ReadableStream<Uint8Array> | null, limit: number, what: string): Promise<Uint8Array> {
+  if (!body) return new Uint8Array(0);
+  const chunks: Uint8Array[] = [];
+  let total = 0;
+  const reader = body.getReader();
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) break;
+    total += value.length;
+    if (total > limit) {
+      await reader.cancel(); // nothing more is read
+      throw new BlobFetchError(`${what} is larger than the ${limit} bytes its manifest says`);
+    }
+    chunks.push(value);
+  }
+  // Its own buffer (not Node's shared pool): the engine client transfers it to the engine thread.
+  const out = new Uint8Array(total);
+  let at = 0;
+  for (const chunk of chunks) {
+    out.set(chunk, at);
+    at += chunk.length;
+  }
+  return out;
 }
 
 /** Tries each source in turn; if all fail, the error says why each did (the first is usually the telling one). */

@@ -8,12 +8,16 @@ import { fixture } from '../helpers/fixtures.ts';
 import { AUTH, blobFolder, COMPUTE_TOKEN, freePort, generate } from '../helpers/compute.ts';
 import { versa } from '../helpers/cli.ts';
 import { startProduct, type TestProduct } from '../helpers/product.ts';
+import { startRegistry, type TestRegistry } from '../helpers/registry.ts';
 import { startComputeNode, type ComputeNode } from '../../src/compute/node.ts';
 import { createApiKey } from '../../registry/auth.ts';
 import { startNodeServer } from '../../src/edge/node.ts';
 
-/** An HTTP listener on 127.0.0.1 that records every request it gets (and answers 404). */
-async function listener(): Promise<{
+/**
+ * An HTTP listener on 127.0.0.1 that records every request it gets and answers 404 (or, as a
+ * registry would, the scopes of a read key to `GET /v1/whoami` when `readKey` is set).
+ */
+async function listener(readKey?: string): Promise<{
   url: string;
   port: number;
   requests: Array<{ path: string; auth?: string }>;
@@ -22,7 +26,9 @@ async function listener(): Promise<{
   const requests: Array<{ path: string; auth?: string }> = [];
   const server = createServer((req, res) => {
     requests.push({ path: req.url ?? '', auth: req.headers.authorization });
-    res.writeHead(404).end();
+    if (readKey && req.url === '/v1/whoami' && req.headers.authorization === `Bearer ${readKey}`)
+      res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ scopes: ['read'] }));
+    else res.writeHead(404).end();
   });
   await new Promise<void>((done) => server.listen(0, '127.0.0.1', done));
   const { port } = server.address() as { port: number };
@@ -34,7 +40,7 @@ describe('compute tier: authentication, no request-chosen URLs, integrity', () =
   let registry: Awaited<ReturnType<typeof listener>>;
   let blobs: Awaited<ReturnType<typeof blobFolder>>;
   beforeAll(async () => {
-    registry = await listener();
+    registry = await listener('vsk_node-read-key');
     blobs = await blobFolder({ 'vlm-max@1': fixture('stories260k/adapters/vlm-max') });
     node = await startComputeNode({
       token: COMPUTE_TOKEN,
@@ -88,6 +94,15 @@ describe('compute tier: authentication, no request-chosen URLs, integrity', () =
     expect(r.stderr).toMatch(
       /versa: error: a compute node needs a token: set VERSA_COMPUTE_TOKEN or give --token-file/,
     );
+  });
+
+  it('refuses a low-entropy token in one line, before loading the model', async () => {
+    for (const token of ['a'.repeat(16), 'ab'.repeat(12), '0123456789012345', 'abcdefgabcdefgab'])
+      await expect(startComputeNode({ token, model: '/nonexistent' }), token).rejects.toThrow(/too easy to guess/);
+    const env = { VERSA_COMPUTE_TOKEN: 'x'.repeat(32) };
+    const r = await versa(['compute', '--model', fixture('stories260k/model.bin')], { env });
+    expect(r.code).not.toBe(0);
+    expect(r.stderr).toMatch(/^versa: error: the compute token is too easy to guess \(1 distinct characters.*\n$/);
   });
 
   it('never fetches a URL a request names: a `url` is refused and the named listener hears nothing', async () => {
@@ -145,6 +160,48 @@ describe('compute tier: authentication, no request-chosen URLs, integrity', () =
     expect(r.status).toBe(422);
     expect(r.error.message).toMatch(/manifest hashes to [0-9a-f]{64}, not the version's sha256 f{64}/);
     expect(node.state.cache.bytes).toBe(0);
+  });
+});
+
+describe('compute node -> registry: a read-only key', () => {
+  let registry: TestRegistry;
+  beforeAll(async () => {
+    registry = await startRegistry('sqlite');
+  });
+  afterAll(() => registry?.close());
+
+  it('refuses to start with an admin or publish key, before loading the model; a read key passes', async () => {
+    const start = (registryKey: string) =>
+      startComputeNode({ token: COMPUTE_TOKEN, model: '/nonexistent', registry: registry.url, registryKey });
+    await expect(start(registry.adminKey)).rejects.toThrow(
+      /^cannot use the registry key: it has the scopes? [a-z, ]*admin[a-z, ]*; a compute node takes a read-only key$/,
+    );
+    await expect(start(await registry.key('acme', ['read', 'publish']))).rejects.toThrow(/it has the scope publish;/);
+    await expect(start('vsk_not-a-key-0000000000')).rejects.toThrow(
+      /cannot use the registry key: the registry answered HTTP 401 to GET \/v1\/whoami/,
+    );
+    // A read key passes the check: what fails then is the model.
+    await expect(start(await registry.key('acme', ['read']))).rejects.toThrow(/nonexistent/);
+  });
+
+  it('the key check follows no redirect either', async () => {
+    const bait = await listener();
+    const redirecting = createServer((_, res) => res.writeHead(307, { location: `${bait.url}/v1/whoami` }).end());
+    await new Promise<void>((done) => redirecting.listen(0, '127.0.0.1', done));
+    const { port } = redirecting.address() as { port: number };
+    try {
+      const start = startComputeNode({
+        token: COMPUTE_TOKEN,
+        model: '/nonexistent',
+        registry: `http://127.0.0.1:${port}`,
+        registryKey: 'vsk_node-read-key',
+      });
+      await expect(start).rejects.toThrow(/the registry answered a redirect \(HTTP 307\) .*: not followed/);
+      expect(bait.requests).toEqual([]);
+    } finally {
+      bait.server.close();
+      redirecting.close();
+    }
   });
 });
 

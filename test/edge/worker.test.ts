@@ -14,7 +14,8 @@ import { COMPUTE_TOKEN, freePort } from '../helpers/compute.ts';
 describe('Worker entry', () => {
   let worker: TestWorker;
   let compute: ComputeNode;
-  // The Worker's admin key (its VERSA_API_KEY secret); the compute node downloads adapter files with it.
+  // The Worker's admin key (its VERSA_API_KEY secret); the compute node downloads adapter files with
+  // a read-only key of its own, made with it (a node refuses a key that can write).
   const key = `vsk_worker-${crypto.randomUUID()}`;
   beforeAll(async () => {
     const port = await freePort();
@@ -23,13 +24,20 @@ describe('Worker entry', () => {
       COMPUTE_NODES: `http://127.0.0.1:${port}`,
       VERSA_COMPUTE_TOKEN: COMPUTE_TOKEN,
     });
+    const readKey = await worker.fetch('/v1/keys', {
+      key,
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ tenant: 'default', name: 'compute', scopes: ['read'] }),
+    });
+    expect(readKey.status).toBe(201);
     compute = await startComputeNode({
       token: COMPUTE_TOKEN,
       model: fixture('stories260k/model.bin'),
       threads: 2,
       port,
       registry: worker.url,
-      registryKey: key,
+      registryKey: ((await readKey.json()) as { key: string }).key,
     });
     const base = await worker.fetch('/v1/models/stories260k/versions', {
       key,
