@@ -55,6 +55,20 @@ export interface EngineBenchResult extends PrecisionBenchResult {
   targets: Record<string, { target: string; met: boolean }>;
 }
 
+/**
+ * The security review's case in miniature: on a small base (GPT-2 shape, 128 wide, 2 layers,
+ * 0.7M parameters), 8 rows on 8 small adapters (bottleneck 8) decode beside one row of an adapter
+ * with 20x the base's parameters. The small rows' tokens/s when size classes run apart (the
+ * default) and when every row shares one run padded to the large adapter (as before size classes),
+ * engines alternating.
+ */
+export interface SizeClassFigures {
+  small_tps_beside_large: number;
+  small_tps_beside_large_one_run: number;
+  /** small_tps_beside_large / small_tps_beside_large_one_run. */
+  size_classes_speedup: number;
+}
+
 export interface EngineBenchOptions {
   threads?: number;
   log?: (line: string) => void;
@@ -65,6 +79,8 @@ export interface EngineBenchOptions {
   quantizeBlock?: number;
   /** Only the load and precision figures (skips batching and adapters: quick on big models). */
   precisionOnly?: boolean;
+  /** Only the size-class figures (small adapters beside a 20x larger one). */
+  sizeClassesOnly?: boolean;
 }
 
 const PROMPT = Array.from({ length: 16 }, (_, i) => 1000 + i * 37);
@@ -74,12 +90,17 @@ const PROMPT = Array.from({ length: 16 }, (_, i) => 1000 + i * 37);
  * through the engine thread exactly as the CLI and the compute node drive it.
  */
 export async function benchEngine(opts: EngineBenchOptions & { precisionOnly: true }): Promise<PrecisionBenchResult>;
-export async function benchEngine(opts?: EngineBenchOptions): Promise<EngineBenchResult>;
-export async function benchEngine(opts: EngineBenchOptions = {}): Promise<PrecisionBenchResult> {
+export async function benchEngine(
+  opts: EngineBenchOptions & { sizeClassesOnly: true },
+): Promise<SizeClassFigures & { threads: number }>;
+export async function benchEngine(opts?: EngineBenchOptions): Promise<EngineBenchResult & SizeClassFigures>;
+export async function benchEngine(opts: EngineBenchOptions = {}): Promise<object> {
   const log = opts.log ?? (() => {});
   const threads = opts.threads ?? availableParallelism();
   const dir = mkdtempSync(join(tmpdir(), 'versa-bench-'));
   try {
+    // Its own small base: the GPT-2-small-sized model (or --model) is not needed.
+    if (opts.sizeClassesOnly) return { threads, ...(await sizeClassFigures(threads, dir, log)) };
     let c: ModelConfig = GPT2_SMALL;
     let modelPath = join(dir, 'model');
     if (opts.model) {
@@ -200,6 +221,7 @@ export async function benchEngine(opts: EngineBenchOptions = {}): Promise<Precis
         loads.push(withLoad - baseline);
       }
       const loadMs = median(loads);
+      const sizeClasses = await sizeClassFigures(threads, dir, log);
 
       const bytesPerToken = bytesReadPerToken(c, FLOAT32);
       const roofline = (bandwidth * 1e9) / bytesPerToken;
@@ -218,6 +240,7 @@ export async function benchEngine(opts: EngineBenchOptions = {}): Promise<Precis
         mixed_vs_single: round(mixed64, 3),
         mixed_vs_single_b300: round(mixed300, 3),
         adapter_load_ms: round(loadMs, 1),
+        ...sizeClasses,
         ...precisionFigures(precision, c, bandwidth, block),
       };
       return {
@@ -235,6 +258,63 @@ export async function benchEngine(opts: EngineBenchOptions = {}): Promise<Precis
     }
   } finally {
     rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+/**
+ * Small adapters beside one of 20x the base's parameters (SizeClassFigures): two engines of the
+ * same small model, one with size classes and one that pads every row to the largest adapter
+ * (`baseParams: Infinity`: one run always), measured alternately.
+ */
+async function sizeClassFigures(threads: number, dir: string, log: (line: string) => void): Promise<SizeClassFigures> {
+  const c: ModelConfig = {
+    ...GPT2_SMALL,
+    vocabSize: 2048,
+    hiddenSize: 128,
+    numLayers: 2,
+    numHeads: 2,
+    numKvHeads: 2,
+    intermediateSize: 512,
+    maxPositions: 256,
+    bosTokenId: 0,
+    eosTokenId: 0,
+  };
+  const model = join(dir, 'small-base');
+  // A VLM adapter has layers x (2 d m + m + d) parameters: m for 20x the base.
+  const bottleneck = Math.round((20 * parameterCount(c)) / (c.numLayers * (2 * c.hiddenSize + 1)));
+  log(
+    `writing a ${(parameterCount(c) / 1e6).toFixed(1)}M-parameter base, 8 small VLM adapters (bottleneck 8) ` +
+      `and one of 20x the base (bottleneck ${bottleneck})`,
+  );
+  writeGpt2Folder(model, c, randomWeights(c, 2));
+  for (let i = 0; i < 8; i++) writeVlmAdapter(join(dir, `small-${i}`), c, 8, 300 + i);
+  writeVlmAdapter(join(dir, 'large'), c, bottleneck, 400);
+  const prompt = PROMPT.map((t) => t % c.vocabSize);
+  const engines: EngineClient[] = [];
+  try {
+    for (const baseParams of [undefined, Infinity]) {
+      log(`loading the engine (${baseParams ? 'one run for all rows' : 'size classes'})`);
+      const engine = await EngineClient.start({ model, threads, maxBatch: 64, adapterKinds: ['vlm'], baseParams });
+      engines.push(engine);
+      for (let i = 0; i < 8; i++) await engine.addAdapterFolder(`small-${i}`, join(dir, `small-${i}`));
+      await engine.addAdapterFolder('large', join(dir, 'large'));
+    }
+    const rows = [...Array.from({ length: 8 }, (_, i) => `small-${i}`), 'large'];
+    const small = (engine: EngineClient) => decodeRateOf(engine, rows, 32, prompt, (adapter) => adapter !== 'large');
+    for (const engine of engines) await decodeRateOf(engine, rows, 4, prompt); // warm-up
+    log("small adapters' decode beside the large one: size classes and one run alternating");
+    const [apart, together] = await alternate(
+      () => small(engines[0]),
+      () => small(engines[1]),
+      5,
+    );
+    return {
+      small_tps_beside_large: round(apart),
+      small_tps_beside_large_one_run: round(together),
+      size_classes_speedup: round(apart / together, 2),
+    };
+  } finally {
+    await Promise.all(engines.map((e) => e.close()));
   }
 }
 
@@ -308,12 +388,16 @@ function speedupTargets(p: Precisions) {
   };
 }
 
-/** Aggregate decode tokens/s of requests started together: tokens after each one's first. */
+/**
+ * Aggregate decode tokens/s of requests started together: tokens after each one's first (of the
+ * requests `counted` picks by adapter, all by default).
+ */
 async function decodeRateOf(
   engine: EngineClient,
   adapters: Array<string | undefined>,
   tokens: number,
   prompt: number[],
+  counted: (adapter: string | undefined) => boolean = () => true,
 ): Promise<number> {
   const generations = engine.generateMany(
     adapters.map((adapter) => ({ promptIds: prompt, adapter, maxTokens: tokens, ignoreEos: true })),
@@ -329,7 +413,7 @@ async function decodeRateOf(
       }
       return { first, last, tokens: n - 1 };
     }),
-  );
+  ).then((all) => all.filter((_, i) => counted(adapters[i])));
   const start = Math.min(...spans.map((s) => s.first));
   const end = Math.max(...spans.map((s) => s.last));
   return spans.reduce((a, s) => a + s.tokens, 0) / ((end - start) / 1000);

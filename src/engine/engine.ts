@@ -14,6 +14,7 @@ import { ModelRunner } from './runtime/runner.ts';
 import { resolveProvider, type ExecutionProvider } from './runtime/session.ts';
 import { Scheduler, type SchedulerOptions, type StepStats } from './generation/scheduler.ts';
 import { Sequence, type SequenceSink } from './generation/sequence.ts';
+import type { SamplingParams } from './generation/sampler.ts';
 import { RequestError, validateRequest, type GenerateRequest } from './generation/request.ts';
 
 /** How an engine runs its model, whatever it serves. */
@@ -47,6 +48,39 @@ export interface EngineInfo {
 }
 
 /**
+ * Turns prompt text into ids, with an adapter's task tokens (none for the base model). The engine
+ * thread hands this work to a thread of its own (worker/tokenizer-thread.ts), so that a long
+ * prompt's tokenization never holds the decode steps of the rows already running.
+ */
+export interface PromptEncoder {
+  encode(text: string, taskTokens: readonly string[]): Promise<number[]>;
+  close?(): Promise<void>;
+}
+
+/** Makes the prompt encoder of a model's tokenizer (its file, and the model's vocabulary size). */
+export type PromptEncoderFactory = (tokenizerPath: string, vocabSize: number) => PromptEncoder;
+
+/** Tokenizes on the calling thread: for engines used in-process (tests, tools), not for serving. */
+const inThreadEncoder: PromptEncoderFactory = (path, vocabSize) => {
+  const tokenizer = loadTokenizer(path);
+  return {
+    encode: async (text, taskTokens) =>
+      (taskTokens.length ? new TaskTokenizer(tokenizer, vocabSize, taskTokens) : tokenizer).encode(text),
+  };
+};
+
+/** A request whose fields are checked and whose prompt is tokenized: ready to start at once. */
+export interface AdmittedRequest {
+  prompt: number[];
+  adapter?: Adapter;
+  tokenizer: Tokenizer;
+  sampling: SamplingParams;
+  maxTokens: number;
+  stop: string[];
+  stopIds: number[];
+}
+
+/**
  * One base model serving many adapters: loads weights and tokenizer, keeps the adapters that
  * requests may name, and turns requests into sequences for the continuous-batching scheduler.
  * Runs inside a worker thread (worker/); nothing here knows about HTTP or threads.
@@ -59,6 +93,7 @@ export class Engine {
   private constructor(
     private readonly runner: ModelRunner,
     private readonly tokenizer: Tokenizer | undefined,
+    private readonly encoder: PromptEncoder | undefined,
     readonly info: EngineInfo,
     opts: EngineOptions,
   ) {
@@ -66,13 +101,16 @@ export class Engine {
       maxBatch: opts.maxBatch ?? 64,
       prefillChunk: opts.prefillChunk ?? 256,
       prefillChunkIdle: opts.prefillChunkIdle ?? 2048,
+      baseParams: opts.baseParams ?? info.params,
     });
     this.defaultStops = [...new Set([...(tokenizer?.stopIds ?? []), ...eosIds(info.config)])];
   }
 
-  static async load(opts: EngineOptions): Promise<Engine> {
-    const { runner, tokenizer, info } = await openRuntime(opts);
-    return new Engine(runner, tokenizer, info, opts);
+  /** Loads the model; prompts are tokenized by `encoder`'s (by default on the engine's own thread). */
+  static async load(opts: EngineOptions, encoder: PromptEncoderFactory = inThreadEncoder): Promise<Engine> {
+    const { runner, tokenizer, tokenizerPath, info } = await openRuntime(opts);
+    const prompts = tokenizerPath ? encoder(tokenizerPath, info.config.vocabSize) : undefined;
+    return new Engine(runner, tokenizer, prompts, info, opts);
   }
 
   set onStep(fn: ((stats: StepStats) => void) | undefined) {
@@ -115,33 +153,39 @@ export class Engine {
     return this.adapters.has(id);
   }
 
-  /** Starts a request; throws RequestError for bad input. Results arrive through `sink`. */
-  submit(id: string, req: GenerateRequest, sink: SequenceSink): void {
+  /**
+   * Checks a request and tokenizes its prompt (through the prompt encoder, off the decode loop);
+   * rejects with RequestError for bad input. A text longer than the context could hold is refused
+   * before any tokenizing. `start` then runs it.
+   */
+  async admit(req: GenerateRequest): Promise<AdmittedRequest> {
     const { maxTokens, sampling, stop, stopTokenIds } = validateRequest(req);
     const c = this.info.config;
     const entry = req.adapter ? this.adapters.get(req.adapter) : undefined;
     if (req.adapter && !entry) throw new RequestError(`unknown adapter "${req.adapter}"`, 'adapter');
     const tokenizer = entry ? entry.tokenizer : this.tokenizer;
-    const taskTokens = entry?.adapter.kind === 'vlm' ? entry.adapter.taskTokens.length : 0;
+    const taskNames = entry?.adapter.kind === 'vlm' ? entry.adapter.taskTokens : [];
+    const taskTokens = taskNames.length;
     const vocab = c.vocabSize + taskTokens;
 
     let prompt: number[];
     if (req.promptIds) {
       prompt = req.promptIds;
     } else {
-      if (!tokenizer)
+      if (!tokenizer || !this.encoder)
         throw new RequestError('this model has no tokenizer: send prompt_ids, or start with a tokenizer', 'prompt');
-      // Bounded before any work: no token spans more than MAX_TOKEN_BYTES bytes, so a longer text
-      // cannot fit the context whatever it encodes to.
+      // Bounded before any work: no token stands for more than the tokenizer's longest piece, so a
+      // longer text cannot fit the context whatever it encodes to.
       const bytes = Buffer.byteLength(req.prompt!);
-      if (bytes > c.maxPositions * MAX_TOKEN_BYTES) {
+      if (bytes > c.maxPositions * tokenizer.maxTokenBytes) {
         throw new RequestError(
-          `the prompt is ${bytes} bytes: more than the context of ${c.maxPositions} tokens can hold`,
+          `the prompt is ${bytes} bytes: more than the context of ${c.maxPositions} tokens can hold ` +
+            `(a token of this tokenizer stands for ${tokenizer.maxTokenBytes} bytes at most)`,
           'prompt',
         );
       }
       try {
-        prompt = tokenizer.encode(req.prompt!);
+        prompt = await this.encoder.encode(req.prompt!, taskNames);
       } catch (e) {
         throw new RequestError((e as Error).message, 'prompt');
       }
@@ -163,10 +207,22 @@ export class Engine {
         req.promptIds ? 'prompt_ids' : 'prompt',
       );
     }
-    const stopIds = [...(req.ignoreEos ? [] : this.defaultStops), ...stopTokenIds];
-    const allowed = Math.min(maxTokens, c.maxPositions - prompt.length + 1);
-    const seq = new Sequence(id, prompt, entry?.adapter, tokenizer ?? NO_TEXT, sampling, allowed, stop, stopIds, sink);
-    this.scheduler.add(seq);
+    return {
+      prompt,
+      adapter: entry?.adapter,
+      tokenizer: tokenizer ?? NO_TEXT,
+      sampling,
+      maxTokens: Math.min(maxTokens, c.maxPositions - prompt.length + 1),
+      stop,
+      stopIds: [...(req.ignoreEos ? [] : this.defaultStops), ...stopTokenIds],
+    };
+  }
+
+  /** Runs an admitted request; results arrive through `sink`. */
+  start(id: string, r: AdmittedRequest, sink: SequenceSink): void {
+    this.scheduler.add(
+      new Sequence(id, r.prompt, r.adapter, r.tokenizer, r.sampling, r.maxTokens, r.stop, r.stopIds, sink),
+    );
   }
 
   cancel(id: string): void {
@@ -174,6 +230,7 @@ export class Engine {
   }
 
   async close(): Promise<void> {
+    await this.encoder?.close?.();
     await this.runner.release();
   }
 }
@@ -185,20 +242,21 @@ export class Engine {
  */
 export async function openRuntime(
   opts: EngineOptions,
-): Promise<{ runner: ModelRunner; tokenizer?: Tokenizer; info: EngineInfo }> {
+): Promise<{ runner: ModelRunner; tokenizer?: Tokenizer; tokenizerPath?: string; info: EngineInfo }> {
   const started = performance.now();
   const model = openModel(opts.model);
   let runner: ModelRunner;
   let config: ModelConfig;
   let tokenizer: Tokenizer | undefined;
+  let tokenizerPath: string | undefined;
   const adapterKinds = opts.adapterKinds ?? ['vlm', 'lora'];
   try {
     config = withContext(model.config, opts.context);
     const ep = await resolveProvider(opts.ep ?? 'cpu');
     const format = weightFormat(config, opts, ep, storedDtype(model.weights));
     checkMemory(config, format);
-    const located = locateTokenizer(opts.model, opts.tokenizer);
-    tokenizer = located ? loadTokenizer(located.path) : undefined;
+    tokenizerPath = locateTokenizer(opts.model, opts.tokenizer)?.path;
+    tokenizer = tokenizerPath ? loadTokenizer(tokenizerPath) : undefined;
     const features = { vlm: adapterKinds.includes('vlm'), lora: adapterKinds.includes('lora') };
     runner = await ModelRunner.create(config, model.weights, { ep, threads: opts.threads, features, format });
   } finally {
@@ -224,11 +282,8 @@ export async function openRuntime(
     fileBytes: model.fileBytes,
     loadSeconds: (performance.now() - started) / 1000,
   };
-  return { runner, tokenizer, info };
+  return { runner, tokenizer, tokenizerPath, info };
 }
-
-/** Bytes of the longest token any tokenizer we serve has (byte-level BPE pieces of repeated spaces run long). */
-const MAX_TOKEN_BYTES = 256;
 
 /** The model's config with its context cut to what the user asked for (the KV cache never exceeds it). */
 function withContext(c: ModelConfig, context?: number): ModelConfig {
@@ -245,6 +300,7 @@ const NO_TEXT: Tokenizer = {
   size: 0,
   stopIds: [],
   template: { prefix: [], suffix: [] },
+  maxTokenBytes: 1,
   encode: () => [],
   encodePlain: () => [],
   decode: () => '',

@@ -157,4 +157,30 @@ describe('adapter bank', () => {
     expect(down().dims).toEqual([1, d, 2]);
     expect(down().data.buffer).not.toBe(buffer);
   });
+
+  it('adapters on different shelves pad only to their own shelf; regroup moves them, exactly', () => {
+    const bank = new AdapterBank(config);
+    const [small, large] = [vlm('small', 2, 1), vlm('large', 40, 0)];
+    bank.acquire(small, 7);
+    bank.acquire(large, 15);
+    const down = (shelf: number) => bank.shelf(shelf).feeds().get(vlmInputs(0).down)!.dims;
+    expect([down(7), down(15), bank.slotOf('large')]).toEqual([
+      [1, d, 2], // the small adapter's shelf is not padded to the large one's bottleneck
+      [1, d, 40],
+      { shelf: 15, kind: 'vlm', slot: 0, taskTokens: 0 },
+    ]);
+    expect([bank.shelf(7).taskColumns, bank.shelf(15).taskColumns]).toEqual([1, 0]);
+    bank.regroup(new Map([['large', 7]]));
+    expect([down(7), bank.slotOf('large').shelf, bank.shelf(15).vlmSlots]).toEqual([[2, d, 40], 7, 0]);
+    const x = random(d);
+    for (const adapter of [small, large]) {
+      const own = adapter.layers[1];
+      const s = bank.slotOf(adapter.id).slot;
+      const delta = bankVlmDelta(bank.shelf(7).feeds(), 1, s, x);
+      expect(delta).toEqual(vlmDelta(x, own.downT, own.downB, own.upT, own.upB));
+    }
+    bank.release('small');
+    bank.release('large');
+    expect(() => bank.slotOf('large')).toThrow(/not in the bank/);
+  });
 });

@@ -2,12 +2,18 @@ import { createServer } from 'node:http';
 import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { describe, expect, it } from 'vitest';
+import { threadId } from 'node:worker_threads';
+import { describe, expect, it, vi } from 'vitest';
 import { fixture, readJson } from '../helpers/fixtures.ts';
 import { versa } from '../helpers/cli.ts';
 import { Llama2cTokenizer } from '../../src/engine/tokenizer/llama2c.ts';
 import { configFromHf } from '../../src/engine/model/config.ts';
 import { EngineClient } from '../../src/engine/worker/client.ts';
+import { Engine, type PromptEncoderFactory } from '../../src/engine/engine.ts';
+import { TokenizerThread } from '../../src/engine/worker/tokenizer-thread.ts';
+import { TaskTokenizer } from '../../src/engine/tokenizer/task-tokens.ts';
+import { HfTokenizer } from '../../src/engine/tokenizer/hf.ts';
+import type { GenerateResult } from '../../src/engine/generation/request.ts';
 import { parseChatTemplate, renderChat } from '../../src/engine/tokenizer/chat-template.ts';
 import { describeLora } from '../../src/engine/adapters/format.ts';
 import { inspectModel } from '../../src/engine/loaders/load.ts';
@@ -71,9 +77,98 @@ describe('bounded work per request', () => {
       await expect(engine.generate({ prompt: huge }).result).rejects.toThrow(
         /the prompt is 1048576 bytes: more than the context of 512 tokens can hold/,
       );
+      // Just under the bound (512 tokens of 7 bytes at most), it is tokenized (off the engine's
+      // thread), then refused by its token count; one that fits runs.
+      await expect(engine.generate({ prompt: 'a'.repeat(3584) }).result).rejects.toThrow(
+        /the prompt has \d+ tokens but the context is 512/,
+      );
+      expect((await engine.generate({ prompt: 'Once upon', maxTokens: 2 }).result).promptTokens).toBeGreaterThan(1);
       const r = await engine.generate({ promptIds: [1], maxTokens: 4 }).result;
       expect(r.tokens.length).toBe(4);
     } finally {
+      await engine.close();
+    }
+  });
+
+  it("refuses a text over the context times the tokenizer's longest piece: the tokenizer never sees it", async () => {
+    const encode = vi.spyOn(Llama2cTokenizer.prototype, 'encode');
+    const engine = await Engine.load({ model: fixture('stories260k/model.bin'), threads: 1 }); // tokenizes here
+    try {
+      // stories260k: 512 positions, pieces of 7 bytes at most. Before, any text up to 128 KB was tokenized.
+      expect(encode).not.toHaveBeenCalled();
+      await expect(engine.admit({ prompt: 'a'.repeat(512 * 7 + 1) })).rejects.toThrow(
+        /the prompt is 3585 bytes: more than the context of 512 tokens can hold \(a token .* 7 bytes at most\)/,
+      );
+      await expect(engine.admit({ prompt: 'a'.repeat(131_072) })).rejects.toThrow(/131072 bytes/);
+      expect(encode).not.toHaveBeenCalled();
+      const admitted = await engine.admit({ prompt: 'Once upon a time' });
+      expect(encode).toHaveBeenCalledTimes(1);
+      expect(admitted.prompt).toEqual(tok.encode('Once upon a time'));
+    } finally {
+      encode.mockRestore();
+      await engine.close();
+    }
+  });
+
+  it("a tokenizer's longest piece bounds the bytes one token stands for", () => {
+    // llama2.c: its longest piece. Byte-level BPE (GPT-2): one character per byte, so GPT-2's piece
+    // of 64 "ÃĤ" pairs is 128 bytes, not its 256 UTF-8 bytes. SentencePiece-style: UTF-8 bytes ("▁friend").
+    expect(tok.maxTokenBytes).toBe(7);
+    expect(HfTokenizer.fromPath(fixture('tiny-gpt2')).maxTokenBytes).toBe(128);
+    expect(HfTokenizer.fromPath(fixture('stories260k/hf')).maxTokenBytes).toBe(9);
+    expect(new TaskTokenizer(tok, 512, ['<|a-long-task-token|>']).maxTokenBytes).toBe(21);
+    // Every text encodes to at least bytes / maxTokenBytes tokens (the bound's premise).
+    for (const text of ['Once upon a time', ' '.repeat(300), 'ÃĤ'.repeat(100), '\u{1F600}'.repeat(50)]) {
+      const hf = HfTokenizer.fromPath(fixture('tiny-gpt2'));
+      expect(hf.encode(text).length * hf.maxTokenBytes).toBeGreaterThanOrEqual(Buffer.byteLength(text));
+      expect(tok.encode(text).length * tok.maxTokenBytes).toBeGreaterThanOrEqual(Buffer.byteLength(text));
+    }
+  });
+
+  it('prompts are tokenized in a thread of their own, to the same ids (task tokens included)', async () => {
+    const encode = vi.spyOn(Llama2cTokenizer.prototype, 'encode');
+    const thread = new TokenizerThread(fixture('stories260k/tokenizer.bin'), 512);
+    try {
+      expect(thread.threadId).not.toBe(threadId);
+      const text = 'Once upon a time, <|max|> there was a girl. '.repeat(20);
+      const expected = [tok.encode(text), new TaskTokenizer(tok, 512, ['<|max|>']).encode(text)];
+      encode.mockClear();
+      expect(await Promise.all([thread.encode(text, []), thread.encode(text, ['<|max|>'])])).toEqual(expected);
+      expect(encode).not.toHaveBeenCalled(); // not on this thread
+    } finally {
+      encode.mockRestore();
+      await thread.close();
+    }
+  });
+
+  it('running rows keep decoding while a prompt is being tokenized', async () => {
+    let open!: () => void;
+    const gate = new Promise<void>((resolve) => (open = resolve));
+    let calls = 0;
+    // The real tokenizer thread, held at a gate: a tokenization that takes as long as the test wants.
+    const gated: PromptEncoderFactory = (path, vocab) => {
+      const thread = new TokenizerThread(path, vocab);
+      return {
+        encode: async (text, tasks) => (calls++, await gate, thread.encode(text, tasks)),
+        close: () => thread.close(),
+      };
+    };
+    const engine = await Engine.load({ model: fixture('stories260k/model.bin'), threads: 1 }, gated);
+    try {
+      const running = sink();
+      engine.start('running', await engine.admit({ promptIds: [1], maxTokens: 60, ignoreEos: true }), running);
+      const admitting = engine.admit({ prompt: 'Once upon a time' });
+      const steps = { n: 0 };
+      await new Promise<void>((resolve) => (engine.onStep = () => ++steps.n === 10 && resolve()));
+      expect(calls).toBe(1); // the prompt is still being tokenized ...
+      expect(running.tokens.length).toBeGreaterThanOrEqual(10); // ... and the running row decoded on meanwhile
+      open();
+      const late = sink();
+      engine.start('late', await admitting, late);
+      expect((await late.done).completionTokens).toBeGreaterThan(0);
+      expect((await running.done).completionTokens).toBe(60);
+    } finally {
+      engine.onStep = undefined;
       await engine.close();
     }
   });
@@ -114,7 +209,7 @@ describe('tenant-supplied templates and patterns run bounded', () => {
   it('a chat template with nested range loops stops at its step budget; a broken one is refused at parse', () => {
     const bomb = '{% for a in range(100000) %}{% for b in range(100000) %}xxxxxxxx{% endfor %}{% endfor %}';
     expect(() => renderChat([{ role: 'user', content: 'hi' }], { template: bomb })).toThrow(
-      /ran over its budget of 100000 steps/,
+      /range\(\) of 100000 numbers would be over|ran over its budget of 100000 steps/,
     );
     expect(renderChat([{ role: 'user', content: 'hi' }])).toBe('hi'); // the budget is per render
     expect(() => parseChatTemplate('{{ x.y(')).toThrow(/does not parse/);
@@ -138,3 +233,18 @@ describe('tenant-supplied templates and patterns run bounded', () => {
     );
   });
 });
+
+/** A sequence sink that keeps the tokens and settles `done` with the result. */
+function sink() {
+  const tokens: number[] = [];
+  let resolve!: (r: GenerateResult) => void;
+  let reject!: (e: Error) => void;
+  const done = new Promise<GenerateResult>((res, rej) => ((resolve = res), (reject = rej)));
+  return {
+    tokens,
+    done,
+    onTokens: (events: Array<{ token: number }>) => tokens.push(...events.map((e) => e.token)),
+    onDone: resolve,
+    onError: reject,
+  };
+}

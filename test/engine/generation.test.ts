@@ -108,12 +108,46 @@ describe('generation on stories260k', () => {
     expect(l.tokens).toEqual(lora[1].greedy_new_tokens);
   });
 
+  it('adapters of different size classes decode in runs of their own, each exactly as alone', async () => {
+    const vlm = readJson('stories260k/adapters/vlm-max/expected/greedy.json').prompts[2];
+    const lora = readJson('stories260k/adapters/lora-max/expected/greedy.json').prompts[1];
+    // A base that costs nothing to run again: every size class (vlm-max 2^14, lora-max 2^15) runs apart.
+    const split = await EngineClient.start({ model: fixture('stories260k/model.bin'), threads: 2, baseParams: 0 });
+    try {
+      await split.addAdapterFolder('vlm-max', fixture('stories260k/adapters/vlm-max'));
+      await split.addAdapterFolder('lora-max', fixture('stories260k/adapters/lora-max'));
+      const runs = new Set<number>();
+      split.onStep = (stats) => runs.add(stats.decodeRuns);
+      const [b, v, l] = split.generateMany([
+        { promptIds: [1], maxTokens: 60, ignoreEos: true }, // BOS: the base's greedy golden
+        { promptIds: vlm.prompt_ids, adapter: 'vlm-max', maxTokens: 120, ignoreEos: true },
+        { promptIds: lora.prompt_ids, adapter: 'lora-max', maxTokens: 120, ignoreEos: true },
+      ]);
+      expect((await v.result).tokens).toEqual(vlm.greedy_new_tokens);
+      expect((await l.result).tokens).toEqual(lora.greedy_new_tokens);
+      expect((await b.result).tokens).toEqual(golden().slice(0, 60));
+      expect(Math.max(...runs)).toBe(2); // [base + vlm-max], [lora-max]
+    } finally {
+      await split.close();
+    }
+  });
+
   it('a VLM adapter reads its task token from the prompt text', async () => {
     const p = readJson('stories260k/adapters/vlm-max/expected/greedy.json').prompts[1];
     const r = await engine.generate({ prompt: `<|max|>${p.prompt_text}`, adapter: 'vlm-max', maxTokens: 120 }).result;
     expect(r.tokens).toEqual(p.greedy_new_tokens);
     expect(r.text).toBe(p.greedy_text);
     expect(r.promptTokens).toBe(p.prompt_ids.length);
+  });
+
+  it('a request cancelled while its prompt is being tokenized ends cancelled, without a row', async () => {
+    const g = engine.generate({ prompt: 'Once upon a time '.repeat(100), maxTokens: 50 });
+    g.cancel(); // reaches the engine thread while the tokenizer thread works
+    const r = await g.result;
+    expect([r.finishReason, r.tokens, r.promptTokens > 100]).toEqual(['cancelled', [], true]);
+    await expect(engine.generate({ promptIds: [1], maxTokens: 2 }).result).resolves.toMatchObject({
+      completionTokens: 2,
+    });
   });
 
   it('a cancelled request frees its row at once and others go on', async () => {

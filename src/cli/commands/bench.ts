@@ -9,6 +9,7 @@ type Bench = (opts: {
   model?: string;
   quantizeBlock?: number;
   precisionOnly?: boolean;
+  sizeClassesOnly?: boolean;
   seconds?: number;
   units?: number;
 }) => Promise<Figures>;
@@ -29,6 +30,7 @@ export function register(program: Command): void {
           model?: string;
           quantizeBlock?: number;
           precisionOnly?: boolean;
+          sizeClassesOnly?: boolean;
           seconds?: number;
           units?: number;
         }) => {
@@ -44,7 +46,11 @@ export function register(program: Command): void {
   )
     .option('--model <path>', 'measure this checkpoint (default: a GPT-2-small-sized model with random weights)')
     .option('--quantize-block <n>', 'block size of the int8/int4 runs (default 32)', quantizeBlock)
-    .option('--precision-only', 'only load time and float32/int8/int4 decode (quick on big models)');
+    .option('--precision-only', 'only load time and float32/int8/int4 decode (quick on big models)')
+    .option(
+      '--size-classes-only',
+      "only small adapters' decode beside a 20x larger one, with and without size classes",
+    );
   add(
     'compute',
     'aggregate tokens/s and time to first token at 1-64 concurrent streams on one and on 16 adapters',

@@ -6,7 +6,7 @@ import type { Relayout, Run, StepPlan } from './plan.ts';
 /** What the executor uses of the model runner (ModelRunner has it; tests can fake it). */
 export interface StepRunner {
   readonly cache: Pick<KvCache, 'moveRow' | 'swapRows' | 'shrink' | 'clear'>;
-  readonly bank: Pick<AdapterBank, 'acquire' | 'release'>;
+  readonly bank: Pick<AdapterBank, 'acquire' | 'release' | 'regroup'>;
   run(rows: readonly RunRow[]): Promise<Float32Array[]>;
 }
 
@@ -14,10 +14,11 @@ export interface StepRunner {
 export class StepExecutor {
   constructor(private readonly runner: StepRunner) {}
 
-  /** Before the runs: cancelled rows leave, then the adapters of joining rows take bank slots. */
+  /** Before the runs: cancelled rows leave, the adapters of joining rows take bank slots, shelves change. */
   begin(plan: StepPlan<unknown>): void {
     this.relayout(plan.leave);
-    for (const adapter of plan.acquire) this.runner.bank.acquire(adapter);
+    for (const adapter of plan.acquire) this.runner.bank.acquire(adapter, plan.shelves.get(adapter.id));
+    this.runner.bank.regroup(plan.shelves);
   }
 
   /** Logits of each row's last fed token. */

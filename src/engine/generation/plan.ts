@@ -37,8 +37,10 @@ export interface StepPlan<S> {
   leave: Relayout<S>;
   /** Adapters whose first row joins this step (bank slots to claim). */
   acquire: Adapter[];
-  /** Rows [0, decoding): one token each. */
-  decode?: Run<S>;
+  /** The bank shelf of every running adapter (size-classes.ts): a run's adapters share one. */
+  shelves: ReadonlyMap<string, number>;
+  /** Rows [0, decoding), one token each: one run per shelf (none when nothing decodes). */
+  decode: Run<S>[];
   /** A chunk of the prompts of the first prefilling rows. */
   prefill?: Run<S>;
 }

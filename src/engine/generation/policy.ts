@@ -1,6 +1,7 @@
 import type { Adapter } from '../adapters/read.ts';
 import type { Relayout, Run, StepPlan } from './plan.ts';
 import type { FinishReason } from './request.ts';
+import { shelvesOf, sizeClass } from './size-classes.ts';
 
 /** What the policy reads of a sequence (Sequence has it all; tests use plain objects). */
 export interface Schedulable {
@@ -23,13 +24,20 @@ export interface SchedulerOptions {
   prefillChunk: number;
   /** Prompt tokens per prefill run when nothing is decoding. */
   prefillChunkIdle: number;
+  /**
+   * Parameters of the base model: what one more run costs (a pass over its weights), weighed
+   * against padding small adapters to a large one (size-classes.ts). Unset: all rows in one run.
+   */
+  baseParams?: number;
 }
 
 /**
  * Continuous batching, as plans. Running sequences occupy cache rows [0, n): first the decoding
- * rows, then the prefilling ones. Each step runs the decoding rows (one token each, whatever their
- * adapter) and then one chunk of the waiting prompts, so a long prompt never stalls running streams
- * for more than a chunk. New requests join at the next step; finished or cancelled ones leave at once.
+ * rows, sorted by their adapter's size class, then the prefilling ones. Each step runs the decoding
+ * rows (one token each, one run per bank shelf: adapters of very different sizes run apart, so
+ * small ones never pay for a large one's padding) and then one chunk of the waiting prompts, so a
+ * long prompt never stalls running streams for more than a chunk. New requests join at the next
+ * step; finished or cancelled ones leave at once.
  *
  * A step is `plan()`, the runs (`fail()` for a run that throws), then `end()` once the sequences
  * have taken their logits.
@@ -40,7 +48,9 @@ export class BatchPolicy<S extends Schedulable> {
   private decoding = 0;
   private readonly cancelled = new Set<string>();
   /** Running rows per adapter id: a bank slot is claimed by the first and freed by the last. */
-  private readonly adapterRows = new Map<string, number>();
+  private readonly adapterRows = new Map<string, { adapter: Adapter; rows: number }>();
+  /** The bank shelf of each running adapter, as of the last plan. */
+  private shelves = new Map<string, number>();
 
   constructor(private readonly opts: SchedulerOptions) {}
 
@@ -79,14 +89,19 @@ export class BatchPolicy<S extends Schedulable> {
     while (this.waiting.length && this.rows.length < this.opts.maxBatch) {
       const seq = this.waiting.shift()!;
       if (seq.adapter) {
-        const n = this.adapterRows.get(seq.adapter.id) ?? 0;
-        if (n === 0) acquire.push(seq.adapter);
-        this.adapterRows.set(seq.adapter.id, n + 1);
+        const user = this.adapterRows.get(seq.adapter.id);
+        if (user) user.rows++;
+        else {
+          acquire.push(seq.adapter);
+          this.adapterRows.set(seq.adapter.id, { adapter: seq.adapter, rows: 1 });
+        }
       }
       seq.row = this.rows.length;
       this.rows.push(seq);
     }
-    return { leave, acquire, decode: this.run(this.rows.slice(0, this.decoding), 1), prefill: this.prefill() };
+    this.shelves = this.assignShelves();
+    const decode = this.byShelf(this.rows.slice(0, this.decoding)).map((seqs) => this.run(seqs, 1)!);
+    return { leave, acquire, shelves: this.shelves, decode, prefill: this.prefill() };
   }
 
   /**
@@ -94,8 +109,9 @@ export class BatchPolicy<S extends Schedulable> {
    * `plan()` includes it; a failed decode run changes the rows, so it is chosen again then.
    */
   prefill(): Run<S> | undefined {
-    const prefilling = this.rows.slice(this.decoding);
-    if (!prefilling.length) return undefined;
+    // The first prefilling rows that share a shelf.
+    const prefilling = this.byShelf(this.rows.slice(this.decoding))[0];
+    if (!prefilling) return undefined;
     const budget = this.decoding ? this.opts.prefillChunk : this.opts.prefillChunkIdle;
     const longest = Math.max(...prefilling.map((s) => s.prompt.length - s.cached));
     const chunk = Math.max(1, Math.min(budget, longest));
@@ -122,6 +138,30 @@ export class BatchPolicy<S extends Schedulable> {
     return out;
   }
 
+  /** Every running adapter's shelf, from the slots of each size class (size-classes.ts). */
+  private assignShelves(): Map<string, number> {
+    const slots = new Map<number, number>();
+    for (const { adapter } of this.adapterRows.values()) {
+      const c = sizeClass(adapter);
+      slots.set(c, (slots.get(c) ?? 0) + 1);
+    }
+    const byClass = shelvesOf(slots, this.opts.baseParams);
+    return new Map([...this.adapterRows.values()].map(({ adapter }) => [adapter.id, byClass.get(sizeClass(adapter))!]));
+  }
+
+  /** Consecutive rows cut where the shelf changes; base-model rows go with any shelf. */
+  private byShelf(seqs: S[]): S[][] {
+    const runs: S[][] = [];
+    let shelf: number | undefined;
+    for (const seq of seqs) {
+      const own = seq.adapter ? this.shelves.get(seq.adapter.id) : undefined;
+      if (!runs.length || (own !== undefined && shelf !== undefined && own !== shelf)) runs.push([]);
+      runs[runs.length - 1].push(seq);
+      shelf = own ?? shelf;
+    }
+    return runs;
+  }
+
   /** Consecutive rows, each fed up to `chunk` tokens. */
   private run(seqs: S[], chunk: number): Run<S> | undefined {
     if (!seqs.length) return undefined;
@@ -131,14 +171,27 @@ export class BatchPolicy<S extends Schedulable> {
     };
   }
 
-  /** A row whose prompt is fully cached moves into the decoding region. */
+  /**
+   * A row whose prompt is fully cached moves into the decoding region, to the end of its size
+   * class: past each larger class it trades places with that class's first row.
+   */
   private promote(seq: S, out: Relayout<S>): void {
-    const to = this.decoding++;
-    const other = this.rows[to];
-    if (seq.row !== to) out.cache.push({ kind: 'swap', a: seq.row, b: to });
-    [this.rows[seq.row], this.rows[to]] = [other, seq];
-    other.row = seq.row;
-    seq.row = to;
+    this.swap(seq.row, this.decoding++, out);
+    const c = sizeClass(seq.adapter);
+    while (seq.row > 0 && sizeClass(this.rows[seq.row - 1].adapter) > c) {
+      let first = seq.row - 1;
+      const larger = sizeClass(this.rows[first].adapter);
+      while (first > 0 && sizeClass(this.rows[first - 1].adapter) === larger) first--;
+      this.swap(first, seq.row, out);
+    }
+  }
+
+  private swap(a: number, b: number, out: Relayout<S>): void {
+    if (a === b) return;
+    out.cache.push({ kind: 'swap', a, b });
+    [this.rows[a], this.rows[b]] = [this.rows[b], this.rows[a]];
+    this.rows[a].row = a;
+    this.rows[b].row = b;
   }
 
   /** Frees a row, keeping both regions contiguous by moving the last row of each into the gap. */
@@ -152,19 +205,23 @@ export class BatchPolicy<S extends Schedulable> {
     let gap = seq.row;
     if (gap < 0) return;
     if (gap < this.decoding) {
-      move(this.decoding - 1, gap);
-      gap = --this.decoding;
+      // The decoding rows stay sorted by class: the last row of each later class's run fills the gap.
+      for (let next = gap + 1; next < this.decoding;) {
+        const c = sizeClass(this.rows[next].adapter);
+        let last = next;
+        while (last + 1 < this.decoding && sizeClass(this.rows[last + 1].adapter) === c) last++;
+        move(last, gap);
+        gap = last;
+        next = last + 1;
+      }
+      this.decoding--;
     }
     move(this.rows.length - 1, gap);
     this.rows.pop();
     seq.row = -1;
-    if (seq.adapter) {
-      const n = this.adapterRows.get(seq.adapter.id)! - 1;
-      if (n) this.adapterRows.set(seq.adapter.id, n);
-      else {
-        this.adapterRows.delete(seq.adapter.id);
-        out.release.push(seq.adapter.id);
-      }
+    if (seq.adapter && --this.adapterRows.get(seq.adapter.id)!.rows === 0) {
+      this.adapterRows.delete(seq.adapter.id);
+      out.release.push(seq.adapter.id);
     }
     out.left.push(seq);
   }

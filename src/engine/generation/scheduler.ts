@@ -8,6 +8,8 @@ export type { SchedulerOptions } from './policy.ts';
 
 export interface StepStats {
   decodeRows: number;
+  /** Runs the decoding rows took (one per bank shelf). */
+  decodeRuns: number;
   prefillRows: number;
   prefillTokens: number;
   generatedTokens: number;
@@ -71,7 +73,12 @@ export class Scheduler {
 
     const events = new Map<Sequence, TokenEvent[]>();
     let prefill = plan.prefill;
-    if (plan.decode && !(await this.execute(plan.decode, events))) prefill = this.policy.prefill();
+    for (const run of plan.decode) {
+      // A run that throws moves rows: the rest of the step's runs are stale, so they wait a step.
+      if (await this.execute(run, events)) continue;
+      prefill = this.policy.prefill();
+      break;
+    }
     const prefillRows = this.policy.prefilling;
     const prefillTokens = prefill && (await this.execute(prefill, events)) ? tokens(prefill) : 0;
 
@@ -84,7 +91,8 @@ export class Scheduler {
     this.executor.relayout(end);
     for (const seq of end.left) seq.complete();
     this.onStep?.({
-      decodeRows: plan.decode?.seqs.length ?? 0,
+      decodeRows: plan.decode.reduce((n, run) => n + run.seqs.length, 0),
+      decodeRuns: plan.decode.length,
       prefillRows,
       prefillTokens,
       generatedTokens: generated,

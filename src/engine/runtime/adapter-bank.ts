@@ -14,44 +14,115 @@ export interface Feed {
 }
 
 /**
- * The adapters that running rows use, stacked into the bank tensors the graph takes (io.ts).
- * Slots are kept compact, [0, U), so every run feeds plain views with no copy. Smaller
- * bottlenecks, ranks and task-token counts are zero-padded to the largest active one, which is
- * exact: ReLU(0) = 0 and zero rows of A/B add nothing.
+ * The adapters that running rows use, stacked into the bank tensors the graph takes (io.ts), on
+ * shelves: a run feeds one shelf, so adapters of very different sizes sit on different shelves and
+ * a small one's rows never pay for a large one's padding (the batch policy decides the shelves:
+ * generation/size-classes.ts). Within a shelf, slots are kept compact, [0, U), so every run feeds
+ * plain views with no copy, and smaller bottlenecks, ranks and task-token counts are zero-padded
+ * to the shelf's largest, which is exact: ReLU(0) = 0 and zero rows of A/B add nothing.
  *
  * A slot is claimed when the first row of an adapter starts and released when its last row ends;
  * adapters that are not running cost nothing per step.
  */
 export class AdapterBank {
+  private readonly shelves = new Map<number, Shelf>();
+  private readonly users = new Map<string, { adapter: Adapter; rows: number; shelf: number }>();
+
+  constructor(
+    private readonly c: ModelConfig,
+    private readonly features: GraphFeatures = ALL_FEATURES,
+  ) {}
+
+  /** A row of `adapter` starts; its first row puts the adapter on `shelf`. */
+  acquire(adapter: Adapter, shelf = 0): void {
+    if (!this.features[adapter.kind])
+      throw new Error(`this engine's graph was built without ${adapter.kind.toUpperCase()} adapters`);
+    const user = this.users.get(adapter.id);
+    if (user) return void user.rows++;
+    this.shelf(shelf, true).add(adapter);
+    this.users.set(adapter.id, { adapter, rows: 1, shelf });
+  }
+
+  release(id: string): void {
+    const user = this.users.get(id);
+    if (!user) throw new Error(`adapter ${id} is not in the bank`);
+    if (--user.rows > 0) return;
+    this.users.delete(id);
+    this.takeOff(user.shelf, id);
+  }
+
+  /** Moves adapters to the shelves given (by id); those not named stay where they are. */
+  regroup(shelves: ReadonlyMap<string, number>): void {
+    for (const [id, user] of this.users) {
+      const to = shelves.get(id);
+      if (to === undefined || to === user.shelf) continue;
+      this.takeOff(user.shelf, id);
+      this.shelf(to, true).add(user.adapter);
+      user.shelf = to;
+    }
+  }
+
+  /** Where a row's adapter sits: its shelf, bank and slot. */
+  slotOf(id: string): { shelf: number; kind: 'vlm' | 'lora'; slot: number; taskTokens: number } {
+    const user = this.users.get(id);
+    if (!user) throw new Error(`adapter ${id} is not in the bank`);
+    return { shelf: user.shelf, ...this.shelf(user.shelf).slotOf(id) };
+  }
+
+  /** A shelf's bank tensors; an empty one for a key with no adapters (a run of base-model rows). */
+  shelf(key = 0, create = false): Shelf {
+    let shelf = this.shelves.get(key);
+    if (!shelf) {
+      shelf = new Shelf(this.c, this.features);
+      if (create) this.shelves.set(key, shelf);
+    }
+    return shelf;
+  }
+
+  private takeOff(key: number, id: string): void {
+    const shelf = this.shelves.get(key)!;
+    shelf.remove(id);
+    // An emptied default shelf keeps its layout (the next adapter of the same size costs one copy);
+    // another is dropped with its memory.
+    if (key !== 0 && !shelf.vlmSlots && !shelf.loraSlots) this.shelves.delete(key);
+  }
+
+  /** Shelf 0's slots, task columns and feeds (the only shelf when every adapter has one size class). */
+  get vlmSlots(): number {
+    return this.shelf(0).vlmSlots;
+  }
+  get loraSlots(): number {
+    return this.shelf(0).loraSlots;
+  }
+  get taskColumns(): number {
+    return this.shelf(0).taskColumns;
+  }
+  feeds(): Map<string, Feed> {
+    return this.shelf(0).feeds();
+  }
+}
+
+/** The VLM and LoRA slots of one shelf: the bank tensors of one run. */
+export class Shelf {
   private readonly vlm: VlmBank;
   private readonly lora: LoraBank;
-  private readonly users = new Map<string, number>();
 
   constructor(
     c: ModelConfig,
-    private readonly features: GraphFeatures = ALL_FEATURES,
+    private readonly features: GraphFeatures,
   ) {
     this.vlm = new VlmBank(c);
     this.lora = new LoraBank(c);
   }
 
-  acquire(adapter: Adapter): void {
-    if (!this.features[adapter.kind])
-      throw new Error(`this engine's graph was built without ${adapter.kind.toUpperCase()} adapters`);
-    const n = this.users.get(adapter.id) ?? 0;
-    if (n === 0) (adapter.kind === 'vlm' ? this.vlm : this.lora).add(adapter as never);
-    this.users.set(adapter.id, n + 1);
+  add(adapter: Adapter): void {
+    (adapter.kind === 'vlm' ? this.vlm : this.lora).add(adapter as never);
   }
 
-  release(id: string): void {
-    const n = this.users.get(id);
-    if (!n) throw new Error(`adapter ${id} is not in the bank`);
-    if (n > 1) return void this.users.set(id, n - 1);
-    this.users.delete(id);
+  remove(id: string): void {
     if (!this.vlm.remove(id)) this.lora.remove(id);
   }
 
-  /** Where a row's adapter sits: its bank and slot. */
   slotOf(id: string): { kind: 'vlm' | 'lora'; slot: number; taskTokens: number } {
     const v = this.vlm.slotOf(id);
     if (v >= 0) return { kind: 'vlm', slot: v, taskTokens: this.vlm.taskCount(v) };

@@ -21,6 +21,9 @@ export interface RunRow {
   everyPosition?: boolean;
 }
 
+/** A shelf key no adapter is ever on. */
+const NO_SHELF = -1;
+
 class InvalidTokenError extends RangeError {
   override name = 'InvalidTokenError';
 }
@@ -74,7 +77,13 @@ export class ModelRunner {
     const T = P + S;
     const N = B * S;
     const V = c.vocabSize;
-    const K = this.bank.taskColumns;
+    // The rows' adapters share one shelf of the bank (the policy plans a run per shelf); rows of
+    // the base model alone feed an empty one.
+    const slots = rows.map((r) => (r.adapter === undefined ? undefined : this.bank.slotOf(r.adapter)));
+    const shelfKey = slots.find((s) => s)?.shelf;
+    if (slots.some((s) => s && s.shelf !== shelfKey)) throw new Error('the rows of a run must share one bank shelf');
+    const shelf = this.bank.shelf(shelfKey ?? NO_SHELF);
+    const K = shelf.taskColumns;
 
     const inputIds = new BigInt64Array(N);
     const taskIndex = new BigInt64Array(N);
@@ -90,7 +99,6 @@ export class ModelRunner {
       for (let i = 0; i < scoredCount[b]; i++)
         lastIndex[firstScored[b] + i] = BigInt(b * S + r.tokens.length - scoredCount[b] + i);
     });
-    const slots = rows.map((r) => (r.adapter === undefined ? undefined : this.bank.slotOf(r.adapter)));
     rows.forEach((r, b) => {
       const slot = slots[b];
       for (let j = 0; j < S; j++) {
@@ -127,8 +135,8 @@ export class ModelRunner {
     const slotIn = (kind: 'vlm' | 'lora') => slots.map((s) => (s?.kind === kind ? s.slot : -1));
     const realTokens = (b: number) => Array.from({ length: rows[b].tokens.length }, (_, j) => b * S + j);
     if (this.features.vlm) {
-      const vlm = group(N, this.bank.vlmSlots, slotIn('vlm'), realTokens);
-      const head = group(L, this.bank.vlmSlots, slotIn('vlm'), (b) =>
+      const vlm = group(N, shelf.vlmSlots, slotIn('vlm'), realTokens);
+      const head = group(L, shelf.vlmSlots, slotIn('vlm'), (b) =>
         Array.from({ length: scoredCount[b] }, (_, i) => firstScored[b] + i),
       );
       int64(IN.taskIndex, taskIndex, [B, S]);
@@ -138,11 +146,11 @@ export class ModelRunner {
       int64(IN.headScatter, head.scatter, [L]);
     }
     if (this.features.lora) {
-      const lora = group(N, this.bank.loraSlots, slotIn('lora'), realTokens);
+      const lora = group(N, shelf.loraSlots, slotIn('lora'), realTokens);
       int64(IN.loraGather, lora.gather, lora.dims);
       int64(IN.loraScatter, lora.scatter, [N]);
     }
-    for (const [name, f] of this.bank.feeds()) feeds[name] = new ort.Tensor('float32', f.data, f.dims);
+    for (const [name, f] of shelf.feeds()) feeds[name] = new ort.Tensor('float32', f.data, f.dims);
     for (let l = 0; l < c.numLayers; l++) {
       const s = this.cache.slices(l, r0, r0 + B);
       feeds[pastKey(l)] = new ort.Tensor('float32', s.keys, s.keyDims);

@@ -8,12 +8,16 @@ export class HfTokenizer implements Tokenizer {
   readonly template: { prefix: number[]; suffix: number[] };
   readonly size: number;
   readonly stopIds: number[];
+  readonly maxTokenBytes: number;
 
   private constructor(
     private readonly impl: HfTokenizerImpl,
     config: Record<string, unknown>,
+    json: Record<string, unknown>,
   ) {
-    this.size = impl.get_vocab(true).size;
+    const vocab = impl.get_vocab(true);
+    this.size = vocab.size;
+    this.maxTokenBytes = maxTokenBytes(vocab.keys(), json);
     // The special ids encode() adds are what it adds around an empty-ish text.
     const withSpecial = impl.encode('a').ids;
     const plain = impl.encode('a', { add_special_tokens: false }).ids;
@@ -37,7 +41,8 @@ export class HfTokenizer implements Tokenizer {
     const configFile = join(file, '..', 'tokenizer_config.json');
     const config = existsSync(configFile) ? readJson(configFile) : {};
     try {
-      return new HfTokenizer(new HfTokenizerImpl(readJson(file), config), config);
+      const json = readJson(file);
+      return new HfTokenizer(new HfTokenizerImpl(json, config), config, json);
     } catch (e) {
       if (e instanceof TokenizerError) throw e;
       throw new TokenizerError(`${file}: cannot build the tokenizer (${(e as Error).message})`);
@@ -68,6 +73,32 @@ export class HfTokenizer implements Tokenizer {
   tokenText(id: number): string {
     return this.decode([id]) || (this.impl.id_to_token(id) ?? '');
   }
+}
+
+/**
+ * The most text bytes one token can stand for, from the vocabulary's pieces: a byte-level piece has
+ * one character per byte; otherwise a piece's UTF-8 bytes bound its text ("▁" and "<0xNN>" stand
+ * for one byte, which only makes the bound looser). A normalizer that can shrink text (Unicode
+ * forms, accents, cleanup) may map up to about 4 input bytes to one, so such tokenizers get 4x room.
+ * An unknown token can stand for a whole word (WordPiece) or a run of unknown characters
+ * (`fuse_unk` without `byte_fallback`): there the bound is a generous 256 bytes a token, not a
+ * guarantee.
+ */
+function maxTokenBytes(pieces: Iterable<string>, json: Record<string, unknown>): number {
+  const utf8 = new TextEncoder();
+  const byteLevel = (json.decoder as { type?: string } | null)?.type === 'ByteLevel';
+  const model = json.model as { type?: string; fuse_unk?: boolean; byte_fallback?: boolean } | undefined;
+  let longest = model?.type === 'WordPiece' || (model?.fuse_unk && !model.byte_fallback) ? 256 : 1;
+  for (const piece of pieces) longest = Math.max(longest, byteLevel ? piece.length : utf8.encode(piece).length);
+  return longest * (shrinks(json.normalizer) ? 4 : 1);
+}
+
+/** Whether a normalizer (or one in a sequence) can make text shorter. */
+function shrinks(normalizer: unknown): boolean {
+  const n = normalizer as { type?: string; normalizers?: unknown[] } | null | undefined;
+  if (!n?.type) return false;
+  if (n.type === 'Sequence') return (n.normalizers ?? []).some(shrinks);
+  return !['Prepend', 'Replace', 'Lowercase'].includes(n.type);
 }
 
 function readJson(path: string): Record<string, unknown> {

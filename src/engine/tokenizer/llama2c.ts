@@ -14,6 +14,7 @@ const BYTE_OFFSET = 3; // byte-fallback ids: <0x00> = 3 ... <0xFF> = 258
 export class Llama2cTokenizer implements Tokenizer {
   readonly stopIds = [BOS, EOS];
   readonly template = { prefix: [BOS], suffix: [] };
+  readonly maxTokenBytes: number;
   private readonly ids = new Map<string, number>();
   /** Pieces are byte strings; a latin1 string holds one per char, for Map keys. */
   private readonly keys: string[];
@@ -23,6 +24,7 @@ export class Llama2cTokenizer implements Tokenizer {
     private readonly scores: Float32Array,
   ) {
     this.keys = pieces.map(latin1);
+    this.maxTokenBytes = pieces.reduce((n, p) => Math.max(n, p.length), 1);
     this.keys.forEach((key, id) => {
       if (!this.ids.has(key)) this.ids.set(key, id);
     });

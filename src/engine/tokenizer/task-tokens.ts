@@ -7,6 +7,7 @@ import { TokenizerError, type StreamDecoder, type Tokenizer } from './types.ts';
  */
 export class TaskTokenizer implements Tokenizer {
   private readonly pattern: RegExp;
+  readonly maxTokenBytes: number;
 
   constructor(
     private readonly base: Tokenizer,
@@ -18,6 +19,7 @@ export class TaskTokenizer implements Tokenizer {
       .sort((a, b) => b.length - a.length)
       .map((t) => t.replace(/[.*+?^${}()|[\]\\]/g, '\\$&'));
     this.pattern = new RegExp(`(${escaped.join('|')})`);
+    this.maxTokenBytes = Math.max(base.maxTokenBytes, ...tokens.map((t) => new TextEncoder().encode(t).length));
   }
 
   get size(): number {

@@ -10,6 +10,11 @@ export interface Tokenizer {
   encodePlain(text: string): number[];
   /** The special ids `encode` puts before and after the text. */
   readonly template: { prefix: number[]; suffix: number[] };
+  /**
+   * The most text bytes one token stands for (its longest piece): a text of more than n times this
+   * many bytes encodes to more than n tokens, which bounds a prompt before it is tokenized.
+   */
+  readonly maxTokenBytes: number;
   /** Ids -> text of those ids alone (as if they started a sequence). */
   decode(ids: readonly number[]): string;
   /**

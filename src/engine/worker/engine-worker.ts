@@ -1,11 +1,14 @@
 import { parentPort } from 'node:worker_threads';
 import { Engine } from '../engine.ts';
+import type { SequenceSink } from '../generation/sequence.ts';
 import type { GenerateResult, TokenEvent } from '../generation/request.ts';
 import { toWire, type FromWorker, type ToWorker, type WireError } from './protocol.ts';
+import { TokenizerThread } from './tokenizer-thread.ts';
 
 /**
  * The engine's thread: session.run blocks its event loop, so it must not share one with HTTP.
- * Results are coalesced into one message per scheduler step.
+ * Prompts are tokenized in a thread of their own (tokenizer-thread.ts), so this one only runs
+ * steps. Results are coalesced into one message per scheduler step.
  */
 const port = parentPort!;
 let engine: Engine | undefined;
@@ -15,6 +18,9 @@ const outbox = {
   errors: [] as Array<[string, WireError]>,
 };
 let flushScheduled = false;
+/** Requests whose prompts are being tokenized; a cancel that comes meanwhile is kept for when they start. */
+const admitting = new Set<string>();
+const cancelledEarly = new Set<string>();
 
 function post(message: FromWorker): void {
   port.postMessage(message);
@@ -36,7 +42,7 @@ port.on('message', async (msg: ToWorker) => {
   switch (msg.type) {
     case 'load':
       try {
-        engine = await Engine.load(msg.options);
+        engine = await Engine.load(msg.options, (path, vocab) => new TokenizerThread(path, vocab));
         engine.onStep = (stats) => post({ type: 'step', stats, ...engine!.load });
         post({ type: 'ready', info: engine.info });
       } catch (e) {
@@ -56,31 +62,24 @@ port.on('message', async (msg: ToWorker) => {
     case 'remove-adapter':
       post({ type: 'reply', call: msg.call, removed: engine!.removeAdapter(msg.id) });
       return;
-    case 'generate':
-      for (const { id, request } of msg.requests) {
-        try {
-          engine!.submit(id, request, {
-            onTokens: (events) => {
-              outbox.tokens.push([id, events]);
-              flushSoon();
-            },
-            onDone: (result) => {
-              outbox.done.push([id, result]);
-              flushSoon();
-            },
-            onError: (error) => {
-              outbox.errors.push([id, toWire(error)]);
-              flushSoon();
-            },
-          });
-        } catch (e) {
-          outbox.errors.push([id, toWire(e)]);
-          flushSoon();
-        }
-      }
+    case 'generate': {
+      // The requests of one message are admitted together, then start in the same step.
+      for (const { id } of msg.requests) admitting.add(id);
+      const admitted = await Promise.allSettled(msg.requests.map(({ request }) => engine!.admit(request)));
+      msg.requests.forEach(({ id }, i) => {
+        admitting.delete(id);
+        const cancelled = cancelledEarly.delete(id);
+        const a = admitted[i];
+        if (a.status === 'rejected') return sinkOf(id).onError(a.reason as Error);
+        if (!cancelled) return engine!.start(id, a.value, sinkOf(id));
+        const promptTokens = a.value.prompt.length;
+        sinkOf(id).onDone({ tokens: [], text: '', finishReason: 'cancelled', promptTokens, completionTokens: 0 });
+      });
       return;
+    }
     case 'cancel':
-      engine?.cancel(msg.id);
+      if (admitting.has(msg.id)) cancelledEarly.add(msg.id);
+      else engine?.cancel(msg.id);
       return;
     case 'close':
       await engine?.close();
@@ -88,3 +87,20 @@ port.on('message', async (msg: ToWorker) => {
       return;
   }
 });
+
+function sinkOf(id: string): SequenceSink {
+  return {
+    onTokens: (events) => {
+      outbox.tokens.push([id, events]);
+      flushSoon();
+    },
+    onDone: (result) => {
+      outbox.done.push([id, result]);
+      flushSoon();
+    },
+    onError: (error) => {
+      outbox.errors.push([id, toWire(error)]);
+      flushSoon();
+    },
+  };
+}
