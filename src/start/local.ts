@@ -1,10 +1,13 @@
 import { randomBytes } from 'node:crypto';
 import { mkdirSync } from 'node:fs';
-import { resolve } from 'node:path';
+import { join, resolve } from 'node:path';
 import { RegistryClient } from '../../registry/client.ts';
 import { describeLocalModel, importLocalModel, publishFolder } from '../../registry/local.ts';
 import { manifestDigest } from '../../registry/digest.ts';
 import { getBaseModel, getBaseVersion, listBaseModels } from '../../registry/queries/models.ts';
+import { listAdapters } from '../../registry/queries/adapters.ts';
+import { getRunningExperiment } from '../../registry/queries/experiments.ts';
+import { formatRef } from '../../registry/names.ts';
 import type { SqliteRegistry } from '../../registry/db/sqlite.ts';
 import { assertPortFree, portSetting } from '../http/listen.ts';
 import { startComputeNode, type ComputeNode } from '../compute/node.ts';
@@ -13,6 +16,15 @@ import { runtimeOf, type EngineRuntime } from '../engine/runtime-options.ts';
 import { DEMO, ensureDemoFiles } from './demo.ts';
 import { checkedApiKey, localKey } from './home.ts';
 
+/** A base model `versa start` serves: its files and its registry name. */
+export interface LocalBase {
+  /** Hugging Face folder or llama2.c .bin. */
+  model: string;
+  tokenizer?: string;
+  /** The base model's name in the registry. */
+  name: string;
+}
+
 export interface LocalOptions extends EngineRuntime {
   /** Default: env PORT, else 8787 (0 picks a free port). */
   port?: number;
@@ -20,13 +32,11 @@ export interface LocalOptions extends EngineRuntime {
   home?: string;
   /** Default: env VERSA_API_KEY, else the key kept in <home>/admin-key (made on first start). */
   apiKey?: string;
-  /** A real base model to serve (Hugging Face folder or llama2.c .bin); default: the offline demo. */
-  model?: string;
-  tokenizer?: string;
-  /** Registry name of --model (required with it). */
-  name?: string;
-  /** Register --model as a new version of `name` when `name` is registered with other weights. */
+  /** Real base models to serve, one compute node each; default (none): the offline demo. */
+  bases?: LocalBase[];
+  /** Register a base's files as a new version of its name when the name is registered with other weights. */
   newVersion?: boolean;
+  /** Port of the first compute node, the next ones on the ports after it (default: any free port). */
   computePort?: number;
   log?: (line: string) => void;
 }
@@ -34,98 +44,124 @@ export interface LocalOptions extends EngineRuntime {
 export interface Local {
   url: string;
   apiKey: string;
-  base: string;
+  /** The served bases, `NAME@VERSION`, in the order given. */
+  bases: string[];
   edge: NodeServer;
-  compute: ComputeNode;
+  /** One compute node per base, in the same order. */
+  computes: ComputeNode[];
   banner: string;
   close(): Promise<void>;
 }
 
 /**
  * `npm start`: the whole product on this machine, in one process. The registry (SQLite + a blob
- * folder under VERSA_HOME, migrations applied), one compute node, and the edge on Node. On first
- * start without --model it seeds a demo: base model, two adapters, a production alias and a
- * running experiment.
+ * folder under VERSA_HOME, migrations applied), one compute node per base model, and the edge on
+ * Node, routing each base to its node. On first start without bases it seeds a demo: base model,
+ * two adapters, a production alias and a running experiment.
  */
 export async function startLocal(o: LocalOptions = {}): Promise<Local> {
   const log = o.log ?? (() => {});
-  if (o.model && !o.name) throw new Error('--model needs --name: the name the base model gets in the registry');
   // Settings that can be wrong are checked before anything slow (hashing, loading the model) happens.
+  checkedBases(o.bases ?? []);
   const port = o.port ?? portSetting(process.env.PORT, 'PORT', 8787);
   const givenKey = o.apiKey ?? checkedApiKey();
   await assertPortFree(port, '127.0.0.1');
-  if (o.computePort) await assertPortFree(o.computePort, '127.0.0.1');
+  const count = Math.max(o.bases?.length ?? 0, 1);
+  if (o.computePort) for (let i = 0; i < count; i++) await assertPortFree(o.computePort + i, '127.0.0.1');
   const home = resolve(o.home ?? process.env.VERSA_HOME ?? '.versa');
   mkdirSync(home, { recursive: true });
   const apiKey = givenKey ?? localKey(home);
 
-  const demo = o.model ? undefined : ensureDemoFiles(home);
-  const model = o.model ?? demo!.model;
-  const tokenizer = o.tokenizer ?? demo?.tokenizer;
-  const base = o.name ?? DEMO.base;
+  const demo = o.bases?.length ? undefined : ensureDemoFiles(home);
+  const bases: LocalBase[] = demo ? [{ model: demo.model, tokenizer: demo.tokenizer, name: DEMO.base }] : o.bases!;
 
-  // Register the base before the edge starts, so that its compute node is known to the router.
+  // Register the bases before the edge starts, so that their compute nodes are known to the router.
   const { registry, blobs } = openLocalRegistry(home);
   const fresh = (await listBaseModels(registry.db)).length === 0;
+  const versions: number[] = [];
   try {
-    await registerBase(registry, { model, tokenizer, name: base, newVersion: o.newVersion, log });
+    for (const b of bases) versions.push(await registerBase(registry, { ...b, newVersion: o.newVersion, log }));
   } finally {
     registry.close();
   }
 
-  log('starting the compute node');
-  const computeToken = randomBytes(32).toString('base64url'); // this run's own: the node is private to it
-  const compute = await startComputeNode({
-    token: computeToken,
-    model,
-    tokenizer,
-    port: o.computePort ?? 0,
-    ...runtimeOf(o),
-    blobs,
-    log,
-  });
-  const edge = await startNodeServer({
-    port,
-    home,
-    apiKey,
-    deps: { generation: { nodes: { [base]: [compute.url] }, computeToken } },
-  });
+  const computeToken = randomBytes(32).toString('base64url'); // this run's own: the nodes are private to it
+  const computes: ComputeNode[] = [];
+  try {
+    for (const [i, b] of bases.entries()) {
+      log(`starting the compute node of ${b.name}@${versions[i]}`);
+      computes.push(
+        await startComputeNode({
+          token: computeToken,
+          model: b.model,
+          tokenizer: b.tokenizer,
+          base: { name: b.name, version: versions[i] },
+          digestCache: join(home, 'digests'), // a restart does not read the weights again to know their sha256
+          port: o.computePort ? o.computePort + i : 0,
+          ...runtimeOf(o),
+          blobs,
+          log,
+        }),
+      );
+    }
+  } catch (e) {
+    await Promise.all(computes.map((c) => c.shutdown(0)));
+    throw e;
+  }
+  const nodes = Object.fromEntries(bases.map((b, i) => [b.name, [computes[i].url]]));
+  const edge = await startNodeServer({ port, home, apiKey, deps: { generation: { nodes, computeToken } } });
 
-  let seeded = '';
-  if (demo && fresh) seeded = await seedDemo(new RegistryClient({ url: edge.url, key: apiKey }), demo);
+  if (demo && fresh) await seedDemo(new RegistryClient({ url: edge.url, key: apiKey }), demo);
 
-  const banner = bannerText(edge.url, apiKey, base, !!demo, seeded);
+  const served = bases.map((b, i) => formatRef(b.name, versions[i]));
+  const banner = bannerText({
+    url: edge.url,
+    key: apiKey,
+    bases: served,
+    demo: !!demo,
+    adapters: await adapterLines(edge, bases),
+  });
   return {
     url: edge.url,
     apiKey,
-    base,
+    bases: served,
     edge,
-    compute,
+    computes,
     banner,
     close: async () => {
       await edge.close();
-      await compute.shutdown(5000);
+      await Promise.all(computes.map((c) => c.shutdown(5000)));
     },
   };
+}
+
+/** Every base needs its name, given once (the edge routes by name). */
+function checkedBases(bases: LocalBase[]): void {
+  const seen = new Set<string>();
+  for (const b of bases) {
+    if (!b.name) throw new Error(`--model needs --name: the name the base model gets in the registry (${b.model})`);
+    if (seen.has(b.name)) throw new Error(`--name ${b.name} is given to two models: each base needs its own name`);
+    seen.add(b.name);
+  }
 }
 
 /**
  * Registers the served model under `name` the first time. Later starts compare its files' digest with
  * the latest version's: serving other weights under a registered name would give its adapters a base
- * they were not trained on, so that needs `newVersion` (a new version of the name).
+ * they were not trained on, so that needs `newVersion` (a new version of the name). Returns the
+ * version these files are.
  */
 async function registerBase(
   registry: SqliteRegistry,
-  o: { model: string; tokenizer?: string; name: string; newVersion?: boolean; log: (line: string) => void },
-): Promise<void> {
+  o: LocalBase & { newVersion?: boolean; log: (line: string) => void },
+): Promise<number> {
   if (!(await getBaseModel(registry.db, o.name))) {
     o.log(`registering ${o.name} from ${o.model}`);
-    await importLocalModel(registry, { path: o.model, name: o.name, tokenizer: o.tokenizer });
-    return;
+    return (await importLocalModel(registry, { path: o.model, name: o.name, tokenizer: o.tokenizer })).version;
   }
   const latest = await getBaseVersion(registry.db, o.name);
   const local = await describeLocalModel(o.model, { tokenizer: o.tokenizer });
-  if (latest && latest.sha256 === (await manifestDigest(local.files))) return;
+  if (latest && latest.sha256 === (await manifestDigest(local.files))) return latest.version;
   if (!o.newVersion)
     throw new Error(
       `base model "${o.name}" is registered with other weights than ${o.model}` +
@@ -134,10 +170,11 @@ async function registerBase(
     );
   const added = await importLocalModel(registry, { path: o.model, name: o.name, tokenizer: o.tokenizer });
   o.log(`registered ${o.model} as ${o.name}@${added.version}`);
+  return added.version;
 }
 
-/** The demo's adapters, versions, alias and experiment. Returns the experiment id. */
-async function seedDemo(client: RegistryClient, demo: ReturnType<typeof ensureDemoFiles>): Promise<string> {
+/** The demo's adapters, versions, alias and experiment. */
+async function seedDemo(client: RegistryClient, demo: ReturnType<typeof ensureDemoFiles>): Promise<void> {
   const base = `${DEMO.base}@1`;
   await publishFolder(client, demo.writerV1, DEMO.writer, {
     base,
@@ -153,7 +190,7 @@ async function seedDemo(client: RegistryClient, demo: ReturnType<typeof ensureDe
     task: 'critique',
     description: DEMO.note,
   });
-  const experiment = await client.json('POST', '/v1/experiments', {
+  await client.json('POST', '/v1/experiments', {
     name: `${DEMO.writer}: v2 against v1`,
     adapter: DEMO.writer,
     status: 'running',
@@ -162,11 +199,38 @@ async function seedDemo(client: RegistryClient, demo: ReturnType<typeof ensureDe
       { name: 'candidate', version: 2, weight: 50 },
     ],
   });
-  return experiment.id;
 }
 
-function bannerText(url: string, key: string, base: string, demo: boolean, experiment: string): string {
-  const model = demo ? DEMO.writer : base;
+const BANNER_ADAPTERS = 6;
+
+/**
+ * The adapters on the served bases as the registry has them now (not as the demo seeded them):
+ * `NAME (v1 = production, v2 = staging, A/B experiment exp_... running)`, the first few by name.
+ */
+async function adapterLines(edge: NodeServer, bases: LocalBase[]): Promise<string[]> {
+  const lines: string[] = [];
+  for (const b of bases) {
+    const page = await listAdapters(edge.registry.db, null, { base: b.name, limit: BANNER_ADAPTERS });
+    for (const a of page.data) {
+      const byVersion = new Map<number, string[]>();
+      for (const [alias, version] of Object.entries(a.aliases).sort(([x], [y]) => x.localeCompare(y)))
+        byVersion.set(version, [...(byVersion.get(version) ?? []), alias]);
+      const facts = [...byVersion].sort(([x], [y]) => x - y).map(([v, names]) => `v${v} = ${names.join(', ')}`);
+      const experiment = await getRunningExperiment(edge.registry.db, a);
+      if (experiment) facts.push(`A/B experiment ${experiment.id} running`);
+      lines.push(facts.length ? `${a.name} (${facts.join(', ')})` : a.name);
+    }
+    if (page.nextCursor) lines.push(`more on ${b.name}: GET /v1/adapters?base=${b.name}`);
+  }
+  return lines;
+}
+
+/** A banner line's label, on the first line of its group only. */
+const label = (name: string, i: number) => (i ? '' : name).padEnd(11);
+
+function bannerText(o: { url: string; key: string; bases: string[]; demo: boolean; adapters: string[] }): string {
+  const { url, key } = o;
+  const model = o.demo ? DEMO.writer : o.bases[0].split('@')[0];
   const body = JSON.stringify({
     model,
     messages: [{ role: 'user', content: 'Once upon a time' }],
@@ -177,13 +241,10 @@ function bannerText(url: string, key: string, base: string, demo: boolean, exper
     `Versa is running on ${url}`,
     `  dashboard  ${url}/ui#key=${key}`,
     `  API key    ${key}`,
-    `  base       ${base}${demo ? ` (${DEMO.note})` : ''}`,
-    ...(demo
-      ? [
-          `  adapters   ${DEMO.writer} (v1 = production, v2 = staging` +
-            `${experiment ? `, A/B experiment ${experiment} running` : ''}), ${DEMO.critic}`,
-        ]
-      : []),
+    ...o.bases.map(
+      (b, i) => `  ${label(o.bases.length > 1 ? 'bases' : 'base', i)}${b}${o.demo ? ` (${DEMO.note})` : ''}`,
+    ),
+    ...o.adapters.map((a, i) => `  ${label('adapters', i)}${a}`),
     `  API docs   ${url}/openapi.json`,
     '',
     'Stream tokens:',

@@ -9,6 +9,15 @@ import { fixture, readJson } from '../helpers/fixtures.ts';
 import { startVersa, versa } from '../helpers/cli.ts';
 
 const running: ChildProcess[] = [];
+/** `versa start` arguments serving the stories260k fixture. */
+const STORIES = [
+  '--model',
+  fixture('stories260k/model.bin'),
+  '--tokenizer',
+  fixture('stories260k/tokenizer.bin'),
+  '--name',
+  'stories260k',
+];
 afterEach(() => running.splice(0).forEach((p) => p.kill('SIGTERM')));
 
 /** `versa start ARGS`, stopped after each test. */
@@ -47,14 +56,116 @@ describe('npm start (versa start)', () => {
     await new Promise((r) => first.child.once('exit', r));
     const again = await start(home);
     expect(again.key).toBe(first.key);
-    expect(again.banner).not.toMatch(/experiment exp_/); // seeded once, not twice
     const experiments = await (
       await fetch(`${again.url}/v1/experiments?adapter=demo-writer`, {
         headers: { authorization: `Bearer ${again.key}` },
       })
     ).json();
-    expect(experiments.data).toHaveLength(1);
+    expect(experiments.data).toHaveLength(1); // seeded once, not twice
+    expect(again.banner).toContain(`A/B experiment ${experiments.data[0].id} running`);
   }, 120_000);
+
+  it('the banner reads alias positions and experiments from the registry, not from the seed', async () => {
+    const home = mkdtempSync(join(tmpdir(), 'versa-home-'));
+    const first = await start(home);
+    expect(first.banner).toMatch(/demo-writer \(v1 = production, v2 = staging, A\/B experiment exp_\w+ running\)/);
+    const id = /A\/B experiment (exp_\w+) running/.exec(first.banner)![1];
+    const promoted = await fetch(`${first.url}/v1/experiments/${id}/promote`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${first.key}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ arm: 'candidate' }),
+    });
+    expect(promoted.status, await promoted.text()).toBe(200);
+    first.child.kill('SIGTERM');
+    await new Promise((r) => first.child.once('exit', r));
+
+    const again = await start(home);
+    expect(again.banner).toMatch(/demo-writer \(v2 = production, staging\)\n/);
+    expect(again.banner).not.toMatch(/experiment exp_/);
+    expect(again.banner).toMatch(/demo-critic \(v1 = production\)/);
+  }, 120_000);
+
+  it('serves several bases, a node each; restarted without one, its adapters answer a 503 naming it', async () => {
+    const home = mkdtempSync(join(tmpdir(), 'versa-home-'));
+    const tiny = ['--model', fixture('tiny-gpt2'), '--name', 'tiny-gpt2'];
+    const both = await start(home, [...STORIES, ...tiny]);
+    expect(both.banner).toMatch(/bases {6}stories260k@1\n {13}tiny-gpt2@1\n/);
+    const env = { env: { VERSA_API_KEY: both.key } };
+    for (const [dir, name, base] of [
+      [fixture('stories260k/adapters/vlm-max'), 'vlm-max', 'stories260k@1'],
+      [fixture('tiny-gpt2/adapters/lora-c'), 'lora-c', 'tiny-gpt2@1'],
+    ]) {
+      const published = await versa(
+        ['publish', dir, '--name', name, '--base', base, '--alias', 'production', '--registry', both.url],
+        env,
+      );
+      expect(published.code, published.stderr).toBe(0);
+    }
+    // Each request runs on its base's node (a node refuses another base's requests: 409).
+    const openai = new OpenAI({ baseURL: `${both.url}/v1`, apiKey: both.key, maxRetries: 0 });
+    for (const [model, base] of [
+      ['vlm-max', 'stories260k@1'],
+      ['lora-c', 'tiny-gpt2@1'],
+    ]) {
+      const r = await openai.completions
+        .create({ model, prompt: [1, 15, 214, 7], temperature: 0, max_tokens: 4 })
+        .withResponse();
+      expect(r.response.headers.get('x-versa-base'), model).toBe(base);
+      expect(r.data.usage?.completion_tokens, model).toBeGreaterThan(0);
+    }
+    both.child.kill('SIGTERM');
+    await new Promise((r) => both.child.once('exit', r));
+
+    const only = await start(home, tiny);
+    expect(only.banner).toMatch(/base {7}tiny-gpt2@1\n/);
+    expect(only.banner).toMatch(/adapters {3}lora-c \(v1 = production\)\n/);
+    const complete = (model: string) =>
+      fetch(`${only.url}/v1/completions`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${only.key}`, 'content-type': 'application/json' },
+        body: JSON.stringify({ model, prompt: 'Once', max_tokens: 4 }),
+      });
+    const res = await complete('vlm-max');
+    expect(res.status).toBe(503);
+    const models = await (
+      await fetch(`${only.url}/v1/models`, { headers: { authorization: `Bearer ${only.key}` } })
+    ).json();
+    const servable = Object.fromEntries(models.data.map((m: { id: string; servable?: boolean }) => [m.id, m.servable]));
+    expect(servable).toMatchObject({ 'vlm-max': false, 'lora-c': true, 'tiny-gpt2': true, stories260k: false });
+    const { error } = await res.json();
+    expect(error.message).toMatch(/stories260k/);
+    expect(error.message).toMatch(/versa start --model PATH --name stories260k/);
+
+    // versa import registers a base and says how to serve it; until then its requests get that 503.
+    const imported = await versa([
+      'import',
+      fixture('stories260k/hf'),
+      '--name',
+      'stories-hf',
+      '--registry',
+      only.url,
+      '--key',
+      only.key,
+    ]);
+    expect(imported.code, imported.stderr).toBe(0);
+    expect(imported.stdout).toContain(
+      `to serve it: versa start --model ${fixture('stories260k/hf')} --name stories-hf`,
+    );
+    const unserved = await complete('stories-hf');
+    expect(unserved.status).toBe(503);
+    expect((await unserved.json()).error.message).toMatch(/stories-hf@1.*versa start --model PATH --name stories-hf/);
+  }, 180_000);
+
+  it('refuses a --name or --tokenizer before its --model, and a name given twice, in one line', async () => {
+    const env = { env: { VERSA_HOME: mkdtempSync(join(tmpdir(), 'versa-home-')), PORT: '0' } };
+    const early = await versa(['start', '--name', 'x', '--model', 'x.bin'], env);
+    expect(early.code).not.toBe(0);
+    expect(early.stderr).toMatch(/--name belongs to the --model before it/);
+    const twice = await versa(['start', '--model', 'a.bin', '--name', 'x', '--model', 'b.bin', '--name', 'x'], env);
+    expect(twice.code).not.toBe(0);
+    expect(twice.stderr.trim().split('\n')).toHaveLength(1);
+    expect(twice.stderr).toMatch(/--name x is given to two models/);
+  });
 
   it('VERSA_API_KEY sets the admin key', async () => {
     const key = `vsk_${'k'.repeat(40)}`;
@@ -65,14 +176,7 @@ describe('npm start (versa start)', () => {
 
   it('serves a real model: an adapter published with versa publish streams its golden text', async () => {
     const home = mkdtempSync(join(tmpdir(), 'versa-home-'));
-    const s = await start(home, [
-      '--model',
-      fixture('stories260k/model.bin'),
-      '--tokenizer',
-      fixture('stories260k/tokenizer.bin'),
-      '--name',
-      'stories260k',
-    ]);
+    const s = await start(home, STORIES);
     expect(s.banner).not.toMatch(/demo weights/);
     const published = await versa([
       'publish',

@@ -37,10 +37,13 @@ async function run(path: string, o: ImportOptions): Promise<void> {
     ...input,
     ...(o.notes ? { notes: o.notes } : {}),
   });
-  if (o.json) process.stdout.write(`${JSON.stringify(r)}\n`);
-  else
-    process.stdout.write(
-      `registered ${r.ref}: ${r.architecture}, ${r.params.toLocaleString('en-US')} params, ` +
-        `${r.files.length} files (${formatBytes(r.bytes)}), sha256 ${r.sha256}\n`,
-    );
+  if (o.json) return void process.stdout.write(`${JSON.stringify(r)}\n`);
+  // Registered is not served: requests for it get 503 until a compute node loads these files.
+  const tokenizer = o.tokenizer ? ` --tokenizer ${o.tokenizer}` : '';
+  process.stdout.write(
+    `registered ${r.ref}: ${r.architecture}, ${r.params.toLocaleString('en-US')} params, ` +
+      `${r.files.length} files (${formatBytes(r.bytes)}), sha256 ${r.sha256}\n` +
+      `to serve it: versa start --model ${path}${tokenizer} --name ${o.name} (with the other bases' ` +
+      `--model/--name), or add a compute node loaded with these files to COMPUTE_NODES\n`,
+  );
 }
