@@ -1,4 +1,4 @@
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -138,11 +138,46 @@ describe('versa generate', () => {
     expect(r.stderr).toMatch(/1 of 3 rows failed/);
   });
 
-  it('refuses a malformed batch line, naming the line', async () => {
+  it("every failure a --batch row can cause is that row's error line; the other rows complete", async () => {
     const dir = mkdtempSync(join(tmpdir(), 'versa-'));
-    writeFileSync(join(dir, 'b.jsonl'), '{"prompt": "a"}\n{"prompt": "b", "max_token": 3}\n');
+    const broken = join(dir, 'broken-adapter');
+    mkdirSync(broken);
+    writeFileSync(join(broken, 'adapter_config.json'), '{"peft_type": "LORA", "r": 4');
+    const good = { prompt_ids: [98, 15], max_tokens: 2, ignore_eos: true };
+    const rows: Array<[string, unknown, RegExp]> = [
+      ['good', good, /./],
+      ['wrong base', { ...good, adapter: fixture('stories260k/adapters/vlm-max') }, /vlm-max/],
+      ['missing folder', { ...good, adapter: join(dir, 'nope') }, /adapter folder not found/],
+      ['bad files', { ...good, adapter: broken }, /invalid JSON/],
+      ['too long', { ...good, prompt_ids: Array(600).fill(5) }, /context is 512/],
+      ['bad parameter', { ...good, temperature: -1 }, /temperature/],
+      ['unknown field', { ...good, max_token: 3 }, /max_token/],
+      ['not JSON', '{"prompt": ', /not valid JSON/],
+      ['good again', { adapter: fixture('tiny-gpt2/adapters/lora-c'), ...good }, /./],
+    ];
+    const file = join(dir, 'b.jsonl');
+    writeFileSync(file, rows.map(([, r]) => (typeof r === 'string' ? r : JSON.stringify(r))).join('\n'));
+    const r = await versa(['generate', '--model', fixture('tiny-gpt2'), '--batch', file, '--json']);
+    const lines = r.stdout
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l));
+    expect(lines, r.stderr).toHaveLength(rows.length);
+    rows.forEach(([what, , message], i) => {
+      if (what.startsWith('good')) return expect(lines[i].tokens, what).toHaveLength(2);
+      expect(lines[i].error?.message, what).toMatch(message);
+      expect(lines[i].error.message, what).toMatch(new RegExp(`b\\.jsonl:${i + 1}: `));
+      expect(lines[i].error.type, what).toBe('invalid_request_error');
+    });
+    expect(r.code).toBe(1);
+    expect(r.stderr.trim().split('\n').at(-1)).toMatch(/^versa: error: 7 of 9 rows failed .*b\.jsonl:2: /);
+  });
+
+  it('refuses a batch file with no requests in one line', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'versa-'));
+    writeFileSync(join(dir, 'b.jsonl'), '\n\n');
     const r = await versa(['generate', '--model', stories, '--batch', join(dir, 'b.jsonl'), '--json']);
     expect(r.code).not.toBe(0);
-    expect(r.stderr).toMatch(/b\.jsonl:2: .*max_token/);
+    expect(r.stderr.trim()).toMatch(/b\.jsonl: no requests$/);
   });
 });

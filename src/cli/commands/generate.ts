@@ -4,6 +4,7 @@ import type { Command } from 'commander';
 import { z } from 'zod';
 import { EngineClient, type Generation } from '../../engine/worker/client.ts';
 import { adapterKindOf } from '../../engine/adapters/load.ts';
+import { AdapterFormatError, type AdapterKind } from '../../engine/adapters/format.ts';
 import {
   RequestError,
   validateRequest,
@@ -61,34 +62,23 @@ async function run(o: GenerateOptions): Promise<void> {
   if (sources === 0) o.prompt = ''; // as llama2.c's run: generate from BOS alone
   if (o.batch && !o.json) throw new Error('--batch prints JSON lines: add --json');
   if (o.batch && o.adapter) throw new Error('with --batch, name adapters per line ("adapter": PATH)');
-  const lines = o.batch ? readBatch(o.batch) : [{ adapter: o.adapter ?? null, request: requestFromFlags(o) }];
+  if (o.batch) return runBatch(o, o.batch);
 
-  const adapters = [...new Set(lines.map((l) => l.adapter).filter((a): a is string => !!a))];
   const engine = await EngineClient.start({
     model: o.model,
-    adapterKinds: [...new Set(adapters.map(adapterKindOf))], // the graph carries only what is used
+    adapterKinds: o.adapter ? [adapterKindOf(o.adapter)] : [], // the graph carries only what is used
     tokenizer: o.tokenizer,
     ...runtimeOf(o),
-    maxBatch: Math.max(64, lines.length),
-    prefillChunkIdle: o.batch ? Number.MAX_SAFE_INTEGER : undefined, // the whole batch prefills together
   });
   try {
     for (const w of engine.info.warnings) warn(w);
-    for (const dir of adapters) await engine.addAdapterFolder(dir, dir);
-    const generations = engine.generateMany(lines.map((l) => ({ ...l.request, adapter: l.adapter })));
-    if (o.json && o.batch) {
-      // Rows fail alone: a failing row's line holds its error, in place; the others complete.
-      let failed = 0;
-      for (const g of generations) {
-        const line = await toJson(g).catch((e: Error) => (failed++, { error: errorOf(e) }));
-        process.stdout.write(`${JSON.stringify(line)}\n`);
-      }
-      if (failed) throw new Error(`${failed} of ${generations.length} rows failed (their lines hold the errors)`);
-    } else if (o.json) {
-      process.stdout.write(`${JSON.stringify(await toJson(generations[0]))}\n`);
+    if (o.adapter) await engine.addAdapterFolder(o.adapter, o.adapter);
+    const generation = engine.generate({ ...requestFromFlags(o), adapter: o.adapter ?? null });
+    if (o.json) {
+      process.stdout.write(`${JSON.stringify(await toJson(generation))}\n`);
     } else {
-      for await (const event of generations[0]) process.stdout.write(event.text);
-      await generations[0].result;
+      for await (const event of generation) process.stdout.write(event.text);
+      await generation.result;
       if (process.stdout.isTTY) process.stdout.write('\n');
     }
   } finally {
@@ -96,13 +86,69 @@ async function run(o: GenerateOptions): Promise<void> {
   }
 }
 
-/** A row's error in the product's one shape (OpenAI's error object). */
-function errorOf(e: Error) {
-  const invalid = e instanceof RequestError;
+/**
+ * `--batch`: the rows decode together; rows fail alone. Whatever a row gets wrong (its JSON, its
+ * fields, its adapter folder, its prompt) becomes its own `{"error"}` line, in place, naming
+ * FILE:LINE; the other rows complete. Exit status 1 when any row failed.
+ */
+async function runBatch(o: GenerateOptions, file: string): Promise<void> {
+  const rows = readBatch(file);
+  const adapters = [...new Set(rows.flatMap((r) => (r.adapter && !r.error ? [r.adapter] : [])))];
+  const refused = new Map<string, Error>(); // adapter folders the engine cannot take, with why
+  const kinds = new Set<AdapterKind>();
+  for (const dir of adapters) {
+    try {
+      kinds.add(adapterKindOf(dir));
+    } catch (e) {
+      refused.set(dir, e as Error);
+    }
+  }
+  const engine = await EngineClient.start({
+    model: o.model,
+    adapterKinds: [...kinds], // the graph carries only what is used
+    tokenizer: o.tokenizer,
+    ...runtimeOf(o),
+    maxBatch: Math.max(64, rows.length),
+    prefillChunkIdle: Number.MAX_SAFE_INTEGER, // the whole batch prefills together
+  });
+  try {
+    for (const w of engine.info.warnings) warn(w);
+    for (const dir of adapters.filter((d) => !refused.has(d)))
+      await engine.addAdapterFolder(dir, dir).catch((e: Error) => refused.set(dir, e));
+    for (const row of rows) {
+      const why = row.adapter && refused.get(row.adapter);
+      if (!why || row.error) continue;
+      const message = why.message.includes(row.adapter!) ? why.message : `adapter ${row.adapter}: ${why.message}`;
+      row.error = new RequestError(message, 'adapter');
+    }
+    const runnable = rows.filter((r) => !r.error);
+    const generations = engine.generateMany(runnable.map((r) => ({ ...r.request!, adapter: r.adapter })));
+    const failed: string[] = [];
+    for (const row of rows) {
+      const g = row.error ? undefined : generations[runnable.indexOf(row)];
+      const line = await (g ? toJson(g) : Promise.reject(row.error)).catch((e: Error) => {
+        const error = errorOf(e, `${file}:${row.line}: `);
+        failed.push(error.message);
+        return { error };
+      });
+      process.stdout.write(`${JSON.stringify(line)}\n`);
+    }
+    if (failed.length)
+      throw new Error(
+        `${failed.length} of ${rows.length} rows failed (their lines hold the errors); first: ${failed[0]}`,
+      );
+  } finally {
+    await engine.close();
+  }
+}
+
+/** A row's error in the product's one shape (OpenAI's error object), its message prefixed with where. */
+function errorOf(e: Error, where: string) {
+  const invalid = e instanceof RequestError || e instanceof AdapterFormatError;
   return {
-    message: e.message,
+    message: `${where}${e.message}`,
     type: invalid ? 'invalid_request_error' : 'server_error',
-    param: invalid ? (e.param ?? null) : null,
+    param: e instanceof RequestError ? (e.param ?? null) : null,
     code: null,
   };
 }
@@ -136,7 +182,15 @@ const BatchLine = SamplingFields.extend({
   stop: z.union([z.string(), z.array(z.string())]).optional(),
 }).strict();
 
-function readBatch(file: string): Array<{ adapter: string | null; request: GenerateRequest }> {
+/** A --batch line, parsed and checked; `error` when the line itself is at fault (it fails alone). */
+interface BatchRow {
+  line: number;
+  adapter: string | null;
+  request?: GenerateRequest;
+  error?: Error;
+}
+
+function readBatch(file: string): BatchRow[] {
   const text = readFileSync(file, 'utf8');
   const lines = text
     .split('\n')
@@ -148,17 +202,21 @@ function readBatch(file: string): Array<{ adapter: string | null; request: Gener
     try {
       json = JSON.parse(l);
     } catch {
-      throw new Error(`${file}:${n}: not valid JSON`);
+      return { line: n, adapter: null, error: new RequestError('not valid JSON') };
     }
     const parsed = BatchLine.safeParse(json);
-    if (!parsed.success) throw new Error(`${file}:${n}: ${describeIssue(parsed.error).message}`);
+    if (!parsed.success) {
+      const issue = describeIssue(parsed.error);
+      return { line: n, adapter: null, error: new RequestError(issue.message, issue.param ?? undefined) };
+    }
     const { adapter, stop, ...fields } = parsed.data;
     const request = toEngineRequest({ ...fields, stop: typeof stop === 'string' ? [stop] : stop });
+    const row: BatchRow = { line: n, adapter: adapter ? resolve(adapter) : null, request };
     try {
       validateRequest(request);
     } catch (e) {
-      throw new Error(`${file}:${n}: ${(e as Error).message}`, { cause: e });
+      row.error = e as Error;
     }
-    return { adapter: adapter ? resolve(adapter) : null, request };
+    return row;
   });
 }
