@@ -1,23 +1,15 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { boundedLabel } from '../util/bounded-labels.ts';
 import type { CacheEvents } from './adapter-cache.ts';
 
 /** The compute node's Prometheus metrics (prom-client), served at /metrics. */
 export function createMetrics() {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry, prefix: 'versa_compute_' });
-  const labeled = new Set<string>();
   const m = {
     registry,
-    /**
-     * The `adapter` label of an adapter id: its own for the first MAX_ADAPTER_LABELS ids this node
-     * sees, "other" after, so what requests name cannot grow the page (or a time-series store) without bound.
-     */
-    adapterLabel(id: string): string {
-      if (labeled.has(id)) return id;
-      if (labeled.size >= MAX_ADAPTER_LABELS) return 'other';
-      labeled.add(id);
-      return id;
-    },
+    /** The `adapter` label of an adapter id: its own for the first MAX_ADAPTER_LABELS ids this node sees. */
+    adapterLabel: boundedLabel(MAX_ADAPTER_LABELS),
     queueDepth: new Gauge({
       name: 'versa_queue_depth',
       help: 'Requests waiting for a batch row',

@@ -1,6 +1,6 @@
 import { resolve } from 'node:path';
 import { listen } from '../http/listen.ts';
-import { createApiKey } from '../../registry/auth.ts';
+import { installOperatorKey } from '../../registry/auth.ts';
 import { FolderBlobStore } from '../../registry/blobs/folder.ts';
 import { sqliteRegistry, type SqliteRegistry } from '../../registry/db/sqlite.ts';
 import type { Limits } from '../../registry/http.ts';
@@ -8,6 +8,7 @@ import { sweepOrphans, SWEEP_EVERY_MS } from '../../registry/sweep.ts';
 import { createApp, type AppDeps } from './app.ts';
 import { parseComputeNodes } from './generation/config.ts';
 import { generationContext } from './generation/context.ts';
+import { metricsToken } from './metrics.ts';
 import { nodeSettingsFrom } from './routing/settings.ts';
 
 /**
@@ -49,18 +50,25 @@ export async function startNodeServer(options: NodeServerOptions = {}): Promise<
   const home = resolve(options.home ?? process.env.VERSA_HOME ?? '.versa');
   const port = options.port ?? Number(process.env.PORT ?? 8787);
   const hostname = options.hostname ?? '127.0.0.1';
+  const scrapeToken = metricsToken(process.env.VERSA_METRICS_TOKEN); // checked before anything opens
   const { registry, blobs } = openLocalRegistry(home);
-  if (options.apiKey)
-    await createApiKey(registry, { tenant: 'default', name: 'admin', scopes: ['admin'], key: options.apiKey });
+  if (options.apiKey) await installOperatorKey(registry, options.apiKey, 'admin');
   const generation = {
     ...nodeSettingsFrom(process.env), // the VERSA_NODE_* timeouts, unless the caller sets them
     ...(options.deps?.generation ?? {
-      nodes: parseComputeNodes(process.env.COMPUTE_NODES),
+      nodes: parseComputeNodes(process.env),
       computeToken: process.env.VERSA_COMPUTE_TOKEN || undefined,
     }),
   };
   const gen = options.deps?.generationContext ?? generationContext(generation);
-  const app = createApp({ registry, blobs, limits: options.limits, ...options.deps, generationContext: gen });
+  const app = createApp({
+    registry,
+    blobs,
+    limits: options.limits,
+    metricsToken: scrapeToken,
+    ...options.deps,
+    generationContext: gen,
+  });
   // Active health checks: a frozen or stopped node is taken out before a request waits on it.
   const checkNodes = () => gen.pools.all().forEach((pool) => void pool.check());
   const health = gen.config.healthCheckMs > 0 ? setInterval(checkNodes, gen.config.healthCheckMs) : undefined;

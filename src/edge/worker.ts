@@ -1,5 +1,5 @@
 import type { D1Database, ExecutionContext, R2Bucket, ScheduledController } from '@cloudflare/workers-types/index.ts';
-import { createApiKey } from '../../registry/auth.ts';
+import { installOperatorKey } from '../../registry/auth.ts';
 import { R2BlobStore } from '../../registry/blobs/r2.ts';
 import { d1Registry } from '../../registry/db/d1.ts';
 import { digestStreamHasher } from '../../registry/hash.ts';
@@ -7,6 +7,7 @@ import { sweepOrphans } from '../../registry/sweep.ts';
 import { createApp, type AppDeps } from './app.ts';
 import { parseComputeNodes } from './generation/config.ts';
 import { generationContext } from './generation/context.ts';
+import { metricsToken } from './metrics.ts';
 import { nodeSettingsFrom } from './routing/settings.ts';
 
 /**
@@ -20,10 +21,16 @@ export interface Env {
   VERSA_API_KEY?: string;
   /** JSON {"BASE": ["https://node..."]} or a comma-separated list of compute-node URLs. */
   COMPUTE_NODES?: string;
+  /** "1": allow plain http to compute nodes on public addresses (refused otherwise). */
+  VERSA_ALLOW_PLAINTEXT_NODES?: string;
   /** The compute nodes' shared token (a secret: `wrangler secret put VERSA_COMPUTE_TOKEN`). */
   VERSA_COMPUTE_TOKEN?: string;
+  /** The bearer token of GET /metrics for a scraper (a secret: `wrangler secret put VERSA_METRICS_TOKEN`). */
+  VERSA_METRICS_TOKEN?: string;
   /** Requests per minute per API key (default 600; 0 = off). */
   RATE_LIMIT_PER_MINUTE?: string;
+  /** Feedback and metric events per minute per API key (default 60,000; 0 = off). */
+  EVENT_RATE_LIMIT_PER_MINUTE?: string;
   MAX_TOKENS?: string;
   /** Seconds (vars): a node's probe answer, its first token, each next token; health-check interval. */
   VERSA_NODE_CONNECT_TIMEOUT?: string;
@@ -36,16 +43,18 @@ function depsFrom(env: Env): AppDeps {
   const hasher = digestStreamHasher();
   if (!hasher) throw new Error('crypto.DigestStream is missing: not a Workers runtime?');
   const generation: AppDeps['generation'] = {
-    nodes: parseComputeNodes(env.COMPUTE_NODES),
+    nodes: parseComputeNodes(env),
     computeToken: env.VERSA_COMPUTE_TOKEN || undefined,
     ...nodeSettingsFrom(env),
   };
   if (env.RATE_LIMIT_PER_MINUTE) generation.rateLimitPerMinute = Number(env.RATE_LIMIT_PER_MINUTE);
+  if (env.EVENT_RATE_LIMIT_PER_MINUTE) generation.eventRateLimitPerMinute = Number(env.EVENT_RATE_LIMIT_PER_MINUTE);
   if (env.MAX_TOKENS) generation.maxTokens = Number(env.MAX_TOKENS);
   return {
     registry: d1Registry(env.DB),
     blobs: new R2BlobStore(env.BLOBS, { hasher }),
     generationContext: generationContext(generation),
+    metricsToken: metricsToken(env.VERSA_METRICS_TOKEN),
   };
 }
 
@@ -67,12 +76,7 @@ export default {
     // Workers have no timers: requests run the active health checks, at most one round per interval.
     for (const pool of deps.generationContext!.pools.all()) ctx.waitUntil(pool.checkIfDue());
     if (env.VERSA_API_KEY) {
-      keyInstalled ??= createApiKey(deps.registry, {
-        tenant: 'default',
-        name: 'VERSA_API_KEY',
-        scopes: ['admin'],
-        key: env.VERSA_API_KEY,
-      }).catch((e) => {
+      keyInstalled ??= installOperatorKey(deps.registry, env.VERSA_API_KEY, 'VERSA_API_KEY').catch((e) => {
         keyInstalled = undefined; // try again on the next request
         throw e;
       });

@@ -6,8 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { fixture } from '../helpers/fixtures.ts';
 import { startProduct, type TestProduct } from '../helpers/product.ts';
 import { COMPUTE_TOKEN } from '../helpers/compute.ts';
-import { publishFolder } from '../../registry/local.ts';
-import { serveRequests } from '../helpers/experiments.ts';
+import { serveRequests, vlmMaxExperiment } from '../helpers/experiments.ts';
 import { NodePool } from '../../src/edge/routing/nodes.ts';
 
 describe('A/B experiments through the API', () => {
@@ -15,21 +14,7 @@ describe('A/B experiments through the API', () => {
   let experiment: string;
   beforeAll(async () => {
     product = await startProduct();
-    // A second version of vlm-max to test against the first.
-    await publishFolder(product.client, fixture('stories260k/adapters/vlm-max'), 'vlm-max', {
-      base: 'stories260k@1',
-      description: 'v2',
-    });
-    const created = await product.client.json('POST', '/v1/experiments', {
-      name: 'vlm-max v2 vs v1',
-      adapter: 'vlm-max',
-      status: 'running',
-      arms: [
-        { name: 'control', version: 1, weight: 50 },
-        { name: 'candidate', version: 2, weight: 50 },
-      ],
-    });
-    experiment = created.id;
+    experiment = await vlmMaxExperiment(product.client); // v2 (a second version) against v1
   });
   afterAll(() => product?.close());
 
