@@ -1,3 +1,5 @@
+import type { VersionStatus } from './schema.ts';
+
 /**
  * A small typed HTTP client for the registry API (fetch-based: Node, Workers, browsers). The CLI
  * uses it; so can tests and the compute node. Errors are thrown as RegistryError with the server's
@@ -37,6 +39,40 @@ export interface UploadOptions {
    */
   idempotencyKey?: string;
 }
+
+interface AliasMove {
+  adapter: string;
+  alias: string;
+  version: number;
+  previous_version: number | null;
+  changed: boolean;
+}
+
+export interface Tenant {
+  id: string;
+  name: string;
+  created_at: string;
+}
+
+/** Only the fields given are sent; `max_adapter_fraction: null` restores the registry's default. */
+export interface TenantSettings {
+  name?: string;
+  max_adapter_fraction?: number | null;
+}
+
+export interface ApiKey {
+  id: string;
+  tenant: string;
+  name: string;
+  prefix: string;
+  scopes: string[];
+  created_at: string;
+  revoked_at: string | null;
+}
+
+const aliasPath = (adapter: string, alias: string) =>
+  `/v1/adapters/${encodeURIComponent(adapter)}/aliases/${encodeURIComponent(alias)}`;
+const experimentPath = (id: string) => `/v1/experiments/${encodeURIComponent(id)}`;
 
 /** Statuses worth retrying: the server or a proxy in between failed; 507 (storage full) will not pass by itself. */
 const RETRYABLE = new Set([500, 502, 503, 504]);
@@ -93,6 +129,79 @@ export class RegistryClient {
       yield* page.data;
       cursor = page.next_cursor;
     } while (cursor);
+  }
+
+  // ---- operator actions: thin over the HTTP API, so they follow what the server decides ----
+
+  /** Points `alias` of `adapter` at `version`; `force` moves an alias that is a running experiment's arm. */
+  setAlias(adapter: string, alias: string, move: { version: number; reason?: string; force?: boolean }) {
+    return this.json<AliasMove>('PUT', aliasPath(adapter, alias), move);
+  }
+
+  rollbackAlias(adapter: string, alias: string, move: { reason?: string; force?: boolean } = {}) {
+    return this.json<AliasMove>('POST', `${aliasPath(adapter, alias)}/rollback`, move);
+  }
+
+  /** An alias's moves, newest first. */
+  aliasHistory(adapter: string, alias: string) {
+    return this.paginate(`${aliasPath(adapter, alias)}/history`);
+  }
+
+  /** Sets an adapter version's status, or a base model version's with `kind: 'model'`. */
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any -- as json()
+  setVersionStatus<T = any>(kind: 'adapter' | 'model', name: string, version: number, status: VersionStatus) {
+    const collection = kind === 'adapter' ? 'adapters' : 'models';
+    return this.json<T>('PATCH', `/v1/${collection}/${encodeURIComponent(name)}/versions/${version}`, { status });
+  }
+
+  /** POST /v1/experiments: `spec` is the API's body (name, adapter, arms, metrics, guardrails, ...). */
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any -- as json()
+  createExperiment<T = any>(spec: Record<string, unknown>) {
+    return this.json<T>('POST', '/v1/experiments', spec);
+  }
+
+  /** PATCH an experiment: weights, arms (draft), status, kill switch, metrics, guardrails. */
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any -- as json()
+  updateExperiment<T = any>(id: string, patch: Record<string, unknown>) {
+    return this.json<T>('PATCH', experimentPath(id), patch);
+  }
+
+  /** Moves the adapter's production alias to `arm`'s version and stops the experiment. */
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any -- as json()
+  promoteArm<T = any>(id: string, arm: string) {
+    return this.json<T>('POST', `${experimentPath(id)}/promote`, { arm });
+  }
+
+  createTenant(id: string, settings: TenantSettings = {}) {
+    return this.json<Tenant>('POST', '/v1/tenants', { id, ...settings });
+  }
+
+  updateTenant(id: string, settings: TenantSettings) {
+    return this.json<Tenant>('PATCH', `/v1/tenants/${encodeURIComponent(id)}`, settings);
+  }
+
+  /** Visibility, task or description of an adapter (null clears a task or description). */
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any -- as json()
+  updateAdapter<T = any>(name: string, patch: Record<string, unknown>) {
+    return this.json<T>('PATCH', `/v1/adapters/${encodeURIComponent(name)}`, patch);
+  }
+
+  async listTenants(): Promise<Tenant[]> {
+    return (await this.json<{ data: Tenant[] }>('GET', '/v1/tenants')).data;
+  }
+
+  /** The key is in the answer, once: the registry keeps only its hash. Default tenant: the caller's. */
+  createKey(spec: { scopes: string[]; tenant?: string; name?: string }) {
+    return this.json<ApiKey & { key: string }>('POST', '/v1/keys', spec);
+  }
+
+  async listKeys(tenant?: string): Promise<ApiKey[]> {
+    const query = tenant ? `?tenant=${encodeURIComponent(tenant)}` : '';
+    return (await this.json<{ data: ApiKey[] }>('GET', `/v1/keys${query}`)).data;
+  }
+
+  revokeKey(id: string) {
+    return this.json<ApiKey>('DELETE', `/v1/keys/${encodeURIComponent(id)}`);
   }
 
   /** POST multipart/form-data, streaming the file parts (opened again for a retry). */

@@ -23,6 +23,9 @@ const commands: Record<string, () => Promise<{ register(program: Command): void 
   adapters: () => import('./commands/adapters.ts'),
   alias: () => import('./commands/alias.ts'),
   experiments: () => import('./commands/experiments.ts'),
+  versions: () => import('./commands/versions.ts'),
+  tenants: () => import('./commands/tenants.ts'),
+  keys: () => import('./commands/keys.ts'),
   pull: () => import('./commands/pull.ts'),
 };
 

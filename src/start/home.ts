@@ -10,10 +10,17 @@ export function checkedApiKey(given: string | undefined = process.env.VERSA_API_
   return given;
 }
 
+/** The local admin key if `versa start` or `versa edge` has made one under `home`. */
+export function existingLocalKey(home: string): string | undefined {
+  const path = join(home, 'admin-key');
+  return existsSync(path) ? readFileSync(path, 'utf8').trim() : undefined;
+}
+
 /** The local admin key, made once and kept (owner-readable only) under VERSA_HOME. */
 export function localKey(home: string): string {
+  const existing = existingLocalKey(home);
+  if (existing) return existing;
   const path = join(home, 'admin-key');
-  if (existsSync(path)) return readFileSync(path, 'utf8').trim();
   const key = generateKey();
   writeFileSync(path, `${key}\n`, { mode: 0o600 });
   chmodSync(path, 0o600);

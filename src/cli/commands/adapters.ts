@@ -1,4 +1,5 @@
-import type { Command } from 'commander';
+import { Option, type Command } from 'commander';
+import { VISIBILITIES } from '../../../registry/schema.ts';
 import { clientOf, formatBytes, table, withRegistryOptions, type RegistryOptions } from './registry-options.ts';
 
 interface LsOptions extends RegistryOptions {
@@ -45,5 +46,25 @@ export function register(program: Command): void {
       ];
     });
     process.stdout.write(table([['NAME', 'LATEST', 'BASE', 'KIND', 'SIZE', 'ALIASES', 'VISIBILITY', 'TASK'], ...rows]));
+  });
+
+  withRegistryOptions(
+    adapters
+      .command('update')
+      .description("change an adapter's visibility, task or description (an empty text clears it)")
+      .argument('<name>')
+      .addOption(new Option('--visibility <v>', 'private: its tenant only; public: every key').choices(VISIBILITIES))
+      .option('--task <text>', 'what it does, e.g. summarize')
+      .option('--description <text>', 'one paragraph'),
+  ).action(async (name: string, o: RegistryOptions & { visibility?: string; task?: string; description?: string }) => {
+    const patch = {
+      ...(o.visibility ? { visibility: o.visibility } : {}),
+      ...(o.task !== undefined ? { task: o.task || null } : {}),
+      ...(o.description !== undefined ? { description: o.description || null } : {}),
+    };
+    if (!Object.keys(patch).length) throw new Error('nothing to update: give --visibility, --task or --description');
+    const a = await clientOf(o).updateAdapter(name, patch);
+    if (o.json) return void process.stdout.write(`${JSON.stringify(a)}\n`);
+    process.stdout.write(`${a.name}: ${a.visibility}, task ${a.task ?? '-'}\n`);
   });
 }

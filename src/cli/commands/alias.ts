@@ -2,8 +2,15 @@ import type { Command } from 'commander';
 import { parse } from '../output.ts';
 import { clientOf, table, withRegistryOptions, type RegistryOptions } from './registry-options.ts';
 
-const path = (name: string, alias: string) =>
-  `/v1/adapters/${encodeURIComponent(name)}/aliases/${encodeURIComponent(alias)}`;
+interface MoveOptions extends RegistryOptions {
+  reason?: string;
+  force?: boolean;
+}
+
+/** `--reason` and `--force` only when given: the API's body is strict. */
+const moveOf = (o: MoveOptions) => ({ ...(o.reason ? { reason: o.reason } : {}), ...(o.force ? { force: true } : {}) });
+
+const FORCE_HELP = "move it even if it is a running experiment's arm (recorded in the experiment's history)";
 
 export function register(program: Command): void {
   const alias = program
@@ -17,12 +24,10 @@ export function register(program: Command): void {
       .argument('<name>')
       .argument('<alias>')
       .argument('<version>', 'version number', parse.int(1))
-      .option('--reason <text>', 'why (kept in the history)'),
-  ).action(async (name: string, aliasName: string, version: number, o: RegistryOptions & { reason?: string }) => {
-    const r = await clientOf(o).json('PUT', path(name, aliasName), {
-      version,
-      ...(o.reason ? { reason: o.reason } : {}),
-    });
+      .option('--reason <text>', 'why (kept in the history)')
+      .option('--force', FORCE_HELP),
+  ).action(async (name: string, aliasName: string, version: number, o: MoveOptions) => {
+    const r = await clientOf(o).setAlias(name, aliasName, { version, ...moveOf(o) });
     if (o.json) process.stdout.write(`${JSON.stringify(r)}\n`);
     else
       process.stdout.write(
@@ -35,9 +40,11 @@ export function register(program: Command): void {
       .command('rollback')
       .description('move ALIAS back to where it pointed before its latest move')
       .argument('<name>')
-      .argument('<alias>'),
-  ).action(async (name: string, aliasName: string, o: RegistryOptions) => {
-    const r = await clientOf(o).json('POST', `${path(name, aliasName)}/rollback`, {});
+      .argument('<alias>')
+      .option('--reason <text>', 'why (kept in the history)')
+      .option('--force', FORCE_HELP),
+  ).action(async (name: string, aliasName: string, o: MoveOptions) => {
+    const r = await clientOf(o).rollbackAlias(name, aliasName, moveOf(o));
     if (o.json) process.stdout.write(`${JSON.stringify(r)}\n`);
     else process.stdout.write(`${r.adapter}@${r.alias}: ${r.previous_version} -> ${r.version}\n`);
   });
@@ -50,7 +57,7 @@ export function register(program: Command): void {
       .argument('<alias>'),
   ).action(async (name: string, aliasName: string, o: RegistryOptions) => {
     const moves = [];
-    for await (const m of clientOf(o).paginate(`${path(name, aliasName)}/history`)) moves.push(m);
+    for await (const m of clientOf(o).aliasHistory(name, aliasName)) moves.push(m);
     if (o.json) {
       process.stdout.write(`${JSON.stringify(moves)}\n`);
       return;

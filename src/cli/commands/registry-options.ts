@@ -1,6 +1,8 @@
 import type { Command } from 'commander';
 import { SingleBar, Presets } from 'cli-progress';
+import { resolve } from 'node:path';
 import { RegistryClient } from '../../../registry/client.ts';
+import { existingLocalKey } from '../../start/home.ts';
 
 /** Options shared by the commands that talk to a registry. */
 export interface RegistryOptions {
@@ -9,19 +11,36 @@ export interface RegistryOptions {
   json?: boolean;
 }
 
+/** The registry `versa start` serves, and the default: http://127.0.0.1:$PORT (PORT default 8787). */
+const localRegistry = () => `http://127.0.0.1:${process.env.PORT || 8787}`;
+
 export function withRegistryOptions(cmd: Command): Command {
-  return cmd
-    .option(
-      '--registry <url>',
-      'registry URL (env VERSA_REGISTRY, else http://127.0.0.1:$PORT, PORT default 8787)',
-      process.env.VERSA_REGISTRY ?? `http://127.0.0.1:${process.env.PORT || 8787}`,
-    )
-    .option('--key <key>', 'API key (env VERSA_API_KEY)', process.env.VERSA_API_KEY)
-    .option('--json', 'print JSON instead of text');
+  return (
+    cmd
+      .option(
+        '--registry <url>',
+        'registry URL (env VERSA_REGISTRY, else http://127.0.0.1:$PORT, PORT default 8787)',
+        process.env.VERSA_REGISTRY || localRegistry(),
+      )
+      // No default value here: commander would print the key in --help.
+      .option('--key <key>', 'API key (default: env VERSA_API_KEY, else $VERSA_HOME/admin-key for the local registry)')
+      .option('--json', 'print JSON instead of text')
+  );
+}
+
+/**
+ * --key, else VERSA_API_KEY, else, for the local default registry only, the admin key that
+ * `versa start` keeps in $VERSA_HOME (default ./.versa): another registry never gets the local key.
+ */
+function keyOf(o: RegistryOptions): string | undefined {
+  const given = o.key || process.env.VERSA_API_KEY;
+  if (given) return given;
+  if (o.registry === localRegistry()) return existingLocalKey(resolve(process.env.VERSA_HOME || '.versa'));
+  return undefined;
 }
 
 export function clientOf(o: RegistryOptions): RegistryClient {
-  return new RegistryClient({ url: o.registry, key: o.key });
+  return new RegistryClient({ url: o.registry, key: keyOf(o) });
 }
 
 export interface Progress {
