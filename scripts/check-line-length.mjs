@@ -1,6 +1,6 @@
-// Fails when a tracked source line is longer than Prettier's print width: Prettier breaks code but
-// not strings or comments, so those are checked here. Lists FILE:LINE (length) and exits 1, or
-// prints nothing and exits 0. Plain Node, no dependency: node scripts/check-line-length.mjs
+// Fails when a source line (tracked, or new and not ignored) is longer than Prettier's print width:
+// Prettier breaks code but not strings or comments, so those are checked here. Lists FILE:LINE
+// (length) and exits 1, or prints nothing and exits 0. Plain Node: node scripts/check-line-length.mjs
 import { execFileSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -11,11 +11,15 @@ const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const EXCLUDED_DIRS = ['test/fixtures/'];
 const EXCLUDED_FILES = ['package-lock.json', 'src/edge/ui/assets.generated.ts'];
 
-const files = execFileSync('git', ['ls-files', '-z', '--', '*.ts', '*.js', '*.mjs', '*.json'], {
-  cwd: ROOT,
-  encoding: 'utf8',
-  maxBuffer: 64 * 1024 * 1024,
-})
+const files = execFileSync(
+  'git',
+  ['ls-files', '-z', '--cached', '--others', '--exclude-standard', '--', '*.ts', '*.js', '*.mjs', '*.json'],
+  {
+    cwd: ROOT,
+    encoding: 'utf8',
+    maxBuffer: 64 * 1024 * 1024,
+  },
+)
   .split('\0')
   .filter((f) => f !== '')
   .filter((f) => !EXCLUDED_DIRS.some((d) => f.startsWith(d)))

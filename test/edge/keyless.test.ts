@@ -161,7 +161,7 @@ describe('requests without a valid key', () => {
     expect(res.headers.connection).toBe('close');
   });
 
-  it('an authenticated body over the limit is a 413 JSON error from its headers, whatever its content type', async () => {
+  it('an authenticated body over the limit is a 413 JSON error from its headers, whatever its type', async () => {
     for (const type of ['application/json', 'multipart/form-data; boundary=z', 'text/plain']) {
       const c = await send(
         edge.port,

@@ -78,7 +78,8 @@ describe('a chat template over its budget fails that render with a TemplateBudge
 // Templates in the style of the families that ship them: ChatML, Llama 3 and Qwen 3 (loops,
 // namespace, slicing, string methods, filters, tojson of tools).
 const CHATML =
-  "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + '\\n'}}" +
+  "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\\n' + message['content'] + " +
+  "'<|im_end|>' + '\\n'}}" +
   "{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}";
 
 const LLAMA3 =
@@ -88,10 +89,13 @@ const LLAMA3 =
   "{%- if strftime_now is defined %}{%- set date_string = '26 Jul 2024' %}{%- endif %}" +
   "{{- '<|start_header_id|>system<|end_header_id|>\\n\\n' }}{{- 'Cutting Knowledge Date: December 2023\\n' }}" +
   "{{- system_message }}{{- '<|eot_id|>' }}{%- for message in messages %}" +
-  "{{- '<|start_header_id|>' + message['role'] + '<|end_header_id|>\\n\\n' + message['content'] | trim + '<|eot_id|>' }}" +
-  "{%- endfor %}{%- if add_generation_prompt %}{{- '<|start_header_id|>assistant<|end_header_id|>\\n\\n' }}{%- endif %}";
+  "{{- '<|start_header_id|>' + message['role'] + '<|end_header_id|>\\n\\n' + " +
+  "message['content'] | trim + '<|eot_id|>' }}" +
+  '{%- endfor %}{%- if add_generation_prompt %}' +
+  "{{- '<|start_header_id|>assistant<|end_header_id|>\\n\\n' }}{%- endif %}";
 
-const QWEN3 = `{%- set tools = [{"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object"}}}] %}
+const QWEN3 = `{%- set tools = [{"type": "function",
+    "function": {"name": "get_weather", "parameters": {"type": "object"}}}] %}
 {%- if tools %}
     {{- '<|im_start|>system\\n' }}
     {%- if messages[0].role == 'system' %}
@@ -120,10 +124,12 @@ const QWEN3 = `{%- set tools = [{"type": "function", "function": {"name": "get_w
         {%- set reasoning_content = '' %}
         {%- if '</think>' in message.content %}
             {%- set content = message.content.split('</think>')[-1].lstrip('\\n') %}
-            {%- set reasoning_content = message.content.split('</think>')[0].rstrip('\\n').split('<think>')[-1].lstrip('\\n') %}
+            {%- set reasoning_content = message.content.split('</think>')[0].rstrip('\\n')
+                .split('<think>')[-1].lstrip('\\n') %}
         {%- endif %}
         {%- if loop.index0 > ns.last_query_index and (loop.last or reasoning_content) %}
-            {{- '<|im_start|>' + message.role + '\\n<think>\\n' + reasoning_content.strip('\\n') + '\\n</think>\\n\\n' + content.lstrip('\\n') }}
+            {{- '<|im_start|>' + message.role + '\\n<think>\\n' + reasoning_content.strip('\\n') +
+                '\\n</think>\\n\\n' + content.lstrip('\\n') }}
         {%- else %}
             {{- '<|im_start|>' + message.role + '\\n' + content }}
         {%- endif %}
