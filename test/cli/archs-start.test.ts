@@ -1,20 +1,17 @@
 import type { ChildProcess } from 'node:child_process';
-import { copyFileSync, existsSync, mkdtempSync, symlinkSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdtempSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import OpenAI from 'openai';
 import { afterAll, describe, expect, it } from 'vitest';
 import { startVersa, versa } from '../helpers/cli.ts';
+import { fixture } from '../helpers/fixtures.ts';
 
 /**
- * `versa start --model DIR` with a Qwen3 folder from the shared fixtures (skipped when absent):
+ * `versa start --model DIR` with the Qwen3 folder of test/fixtures/archs:
  * registration, adapter validation against the base's config, /v1/models, and chat templates
  * (the base tokenizer's own, unless the adapter has one).
  */
-const ARCHS_DIR = resolve(import.meta.dirname, '../../../shared/fixtures/archs');
-const present = existsSync(ARCHS_DIR);
-if (!present) console.warn(`skipping versa start on other architectures: ${ARCHS_DIR} is absent`);
-
 const BASE_TEMPLATE = '{% for m in messages %}[{{ m.role }}] {{ m.content }}\n{% endfor %}';
 const running: ChildProcess[] = [];
 afterAll(() => running.splice(0).forEach((p) => p.kill('SIGTERM')));
@@ -22,7 +19,7 @@ afterAll(() => running.splice(0).forEach((p) => p.kill('SIGTERM')));
 /** The Qwen3 fixture with a chat template in its tokenizer_config.json. */
 function qwen3WithTemplate(): string {
   const dir = mkdtempSync(join(tmpdir(), 'versa-qwen3-'));
-  const src = join(ARCHS_DIR, 'qwen3');
+  const src = fixture('archs', 'qwen3');
   for (const f of ['config.json', 'generation_config.json', 'tokenizer.json', 'special_tokens_map.json'])
     copyFileSync(join(src, f), join(dir, f));
   symlinkSync(join(src, 'model.safetensors'), join(dir, 'model.safetensors'));
@@ -36,21 +33,21 @@ async function start(args: string[]) {
   return started;
 }
 
-describe.skipIf(!present)('versa start --model with a Qwen3 folder', () => {
+describe('versa start --model with a Qwen3 folder', () => {
   it('serves base and LoRA through the OpenAI routes with the base tokenizer chat template', async () => {
     const s = await start(['--model', qwen3WithTemplate(), '--name', 'qwen3-tiny']);
     const publish = (dir: string, name: string) =>
       versa(['publish', dir, '--name', name, '--base', 'qwen3-tiny@1', '--registry', s.url, '--key', s.key]);
-    const ok = await publish(join(ARCHS_DIR, 'qwen3/adapters/lora'), 'qwen3-lora');
+    const ok = await publish(fixture('archs', 'qwen3/adapters/lora'), 'qwen3-lora');
     expect(ok.code, ok.stderr).toBe(0);
-    const wrong = await publish(join(ARCHS_DIR, 'phi3/adapters/lora'), 'phi3-lora');
+    const wrong = await publish(fixture('archs', 'phi3/adapters/lora'), 'phi3-lora');
     expect(wrong.code).not.toBe(0);
     expect(wrong.stderr).toMatch(/module "mlp.gate_up_proj" cannot be adapted/);
 
     // versa import registers other folders of these architectures over HTTP, with the tokenizer's template.
     const imported = await versa([
       'import',
-      join(ARCHS_DIR, 'gemma2'),
+      fixture('archs', 'gemma2'),
       '--name',
       'gemma2-tiny',
       '--registry',
@@ -85,7 +82,7 @@ describe.skipIf(!present)('versa start --model with a Qwen3 folder', () => {
     writeFileSync(template, '{% for m in messages %}{{ m.content }}{% endfor %}');
     const v2 = await versa([
       'publish',
-      join(ARCHS_DIR, 'qwen3/adapters/lora'),
+      fixture('archs', 'qwen3/adapters/lora'),
       ...['--name', 'qwen3-lora', '--base', 'qwen3-tiny@1', '--chat-template', template],
       ...['--registry', s.url, '--key', s.key],
     ]);

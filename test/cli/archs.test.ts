@@ -1,23 +1,20 @@
-import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { versa } from '../helpers/cli.ts';
+import { fixture, readJson } from '../helpers/fixtures.ts';
 
-/** `versa generate` on the shared architecture fixtures (../shared/fixtures/archs; skipped when absent). */
-const ARCHS_DIR = resolve(import.meta.dirname, '../../../shared/fixtures/archs');
-const present = existsSync(ARCHS_DIR);
-if (!present) console.warn(`skipping architecture CLI tests: ${ARCHS_DIR} is absent`);
+/** `versa generate` on the architecture fixtures (test/fixtures/archs). */
+const golden = (arch: string) => readJson('archs', arch, 'expected/greedy.json');
 
-const golden = (arch: string) => JSON.parse(readFileSync(join(ARCHS_DIR, arch, 'expected/greedy.json'), 'utf8'));
-
-describe.skipIf(!present)('versa generate on other architectures', () => {
+describe('versa generate on other architectures', () => {
   it.each(['qwen3', 'gemma2'])('%s: --prompt-ids --json reproduces the base golden', async (arch) => {
     const p = golden(arch).variants.base.prompts[0];
     const r = await versa([
       'generate',
       '--model',
-      join(ARCHS_DIR, arch),
+      fixture('archs', arch),
       '--prompt-ids',
       p.prompt_ids.join(','),
       '--max-tokens',
@@ -31,7 +28,7 @@ describe.skipIf(!present)('versa generate on other architectures', () => {
 
   it('phi3: --batch decodes base and LoRA lines together, each as its golden', async () => {
     const spec = golden('phi3');
-    const lora = join(ARCHS_DIR, 'phi3/adapters/lora');
+    const lora = fixture('archs', 'phi3/adapters/lora');
     const lines = [
       ...spec.variants.base.prompts.map((p: any) => ({ adapter: null, p })),
       ...spec.variants.lora.prompts.map((p: any) => ({ adapter: lora, p })),
@@ -44,7 +41,7 @@ describe.skipIf(!present)('versa generate on other architectures', () => {
     const r = await versa([
       'generate',
       '--model',
-      join(ARCHS_DIR, 'phi3'),
+      fixture('archs', 'phi3'),
       '--batch',
       join(dir, 'batch.jsonl'),
       '--json',
@@ -76,7 +73,7 @@ describe.skipIf(!present)('versa generate on other architectures', () => {
   for (const [what, arch, change, message] of refusals) {
     it(`refuses ${what} with one line naming it`, async () => {
       const dir = mkdtempSync(join(tmpdir(), 'versa-'));
-      const config = JSON.parse(readFileSync(join(ARCHS_DIR, arch, 'config.json'), 'utf8'));
+      const config = readJson('archs', arch, 'config.json');
       writeFileSync(join(dir, 'config.json'), JSON.stringify({ ...config, ...change }));
       const r = await versa(['generate', '--model', dir, '--prompt-ids', '1', '--json']);
       expect(r.code).not.toBe(0);

@@ -1,8 +1,8 @@
-import { existsSync, mkdtempSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { maxAbsDiff } from '../helpers/fixtures.ts';
+import { fixture, maxAbsDiff, readF32, readJson } from '../helpers/fixtures.ts';
 import { adapterFor, greedyBatch, runnerFor, teacherForce } from '../helpers/engine.ts';
 import { vlmAdapter } from '../helpers/adapters.ts';
 import { readAdapter } from '../../src/engine/adapters/read.ts';
@@ -10,27 +10,19 @@ import type { ModelRunner } from '../../src/engine/runtime/runner.ts';
 import { FLOAT32 } from '../../src/engine/weights/quantize.ts';
 
 /**
- * Conformance of the Llama-family architectures against the shared fixtures (../shared/fixtures/archs,
- * tiny random-weight Hugging Face folders with PyTorch goldens that follow the transformers
- * modeling code; see its README). They live outside the repository: absent, the suite is skipped.
+ * Conformance of the Llama-family architectures against test/fixtures/archs (tiny random-weight
+ * Hugging Face folders with PyTorch goldens that follow the transformers modeling code; see its README).
  */
-const ARCHS_DIR = resolve(import.meta.dirname, '../../../shared/fixtures/archs');
-const present = existsSync(ARCHS_DIR);
-if (!present) console.warn(`skipping architecture conformance: ${ARCHS_DIR} is absent`);
-
 const ARCHS = ['llama3', 'qwen2', 'qwen3', 'mistral', 'phi3', 'gemma', 'gemma2'];
 
-function logitsGolden(arch: string, file: string): Float32Array {
-  const buf = readFileSync(join(ARCHS_DIR, arch, 'expected', file));
-  return new Float32Array(buf.buffer.slice(buf.byteOffset, buf.byteOffset + buf.byteLength));
-}
+const logitsGolden = (arch: string, file: string) => readF32('archs', arch, 'expected', file);
 
-describe.skipIf(!present).each(ARCHS)('%s conformance', (arch) => {
-  const dir = join(ARCHS_DIR, arch);
+describe.each(ARCHS)('%s conformance', (arch) => {
+  const dir = fixture('archs', arch);
   let runner: ModelRunner;
   let golden: any;
   beforeAll(async () => {
-    golden = JSON.parse(readFileSync(join(dir, 'expected/greedy.json'), 'utf8'));
+    golden = readJson('archs', arch, 'expected/greedy.json');
     runner = await runnerFor(dir);
   });
   afterAll(() => runner?.release());
@@ -91,11 +83,11 @@ describe.skipIf(!present).each(ARCHS)('%s conformance', (arch) => {
   });
 });
 
-describe.skipIf(!present).each(ARCHS)('%s quantized', (arch) => {
-  const dir = join(ARCHS_DIR, arch);
+describe.each(ARCHS)('%s quantized', (arch) => {
+  const dir = fixture('archs', arch);
   for (const quantize of ['int8', 'int4'] as const) {
     it(`${quantize}: near the float32 logits; LoRA and base rows together exactly as alone`, async () => {
-      const golden = JSON.parse(readFileSync(join(dir, 'expected/greedy.json'), 'utf8'));
+      const golden = readJson('archs', arch, 'expected/greedy.json');
       const runner = await runnerFor(dir, { ...FLOAT32, quantize, block: 16 });
       try {
         const ids = golden.variants.base.logits.input_ids;
@@ -119,16 +111,16 @@ describe.skipIf(!present).each(ARCHS)('%s quantized', (arch) => {
   }
 });
 
-describe.skipIf(!present)('sliding-window attention', () => {
+describe('sliding-window attention', () => {
   /** The Mistral fixture cut to one layer, with the given sliding_window, in a temporary folder. */
   function mistral(window: number | null): string {
     const dir = mkdtempSync(join(tmpdir(), 'versa-sw-'));
-    const config = JSON.parse(readFileSync(join(ARCHS_DIR, 'mistral/config.json'), 'utf8'));
+    const config = readJson('archs', 'mistral/config.json');
     writeFileSync(
       join(dir, 'config.json'),
       JSON.stringify({ ...config, num_hidden_layers: 1, sliding_window: window }),
     );
-    symlinkSync(join(ARCHS_DIR, 'mistral/model.safetensors'), join(dir, 'model.safetensors'));
+    symlinkSync(fixture('archs', 'mistral/model.safetensors'), join(dir, 'model.safetensors'));
     return dir;
   }
 

@@ -2,8 +2,8 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join, relative, resolve } from 'node:path';
 
 /**
- * The golden fixtures (stories260k/, tiny-gpt2/), committed under test/fixtures/ (see its README), so
- * every test runs on a fresh clone. Nothing is skipped: a missing file fails the test that needs it.
+ * The golden fixtures (stories260k/, tiny-gpt2/, archs/), committed under test/fixtures/ (see its README),
+ * so every test runs on a fresh clone. Nothing is skipped: a missing file fails the test that needs it.
  */
 const FIXTURES = resolve(import.meta.dirname, '../fixtures');
 
