@@ -4,14 +4,20 @@ import { errorBody } from '../http/errors.ts';
 import { stream } from 'hono/streaming';
 import type { EngineClient, Generation } from '../engine/worker/client.ts';
 import { RequestError, validateRequest } from '../engine/generation/request.ts';
+import type { z } from 'zod';
 import {
   describeIssue,
+  DetokenizeBody,
   eventLine,
   GenerateBody,
   toEngineRequest,
+  TokenizeBody,
+  type AdapterRef,
   type ComputeEvent,
+  type DetokenizeReply,
   type NodeBase,
   type ReadyBody,
+  type TokenizeReply,
 } from '../protocol/compute.ts';
 import { AdapterCache, IntegrityError } from './adapter-cache.ts';
 import { BlobFetchError } from './blob-source.ts';
@@ -84,33 +90,8 @@ export function createComputeApp(state: ComputeState): Hono {
       c.header('retry-after', '1'); // another node (or this one, restarted) can take it
       return error(c, 503, 'this node is shutting down: send the request to another node', 'draining');
     }
-    if (!c.req.header('content-type')?.includes('application/json'))
-      return error(c, 400, 'expected a JSON body (content-type: application/json)');
-    let text: string;
-    try {
-      // Bad bytes would become U+FFFD silently (and a prompt the edge never sent): refused instead.
-      text = new TextDecoder('utf-8', { fatal: true }).decode(await c.req.arrayBuffer());
-    } catch {
-      return error(c, 400, 'the body is not valid UTF-8', 'invalid_encoding');
-    }
-    let json: unknown;
-    try {
-      json = JSON.parse(text);
-    } catch {
-      return error(c, 400, 'the body is not valid JSON');
-    }
-    const parsed = GenerateBody.safeParse(json);
-    if (!parsed.success) {
-      const { message, param } = describeIssue(parsed.error);
-      return error(c, 400, message, 'validation_error', param);
-    }
-    const asked = parsed.data.base;
-    if (asked && asked.sha256 !== state.base.sha256) {
-      // Other weights than the request was resolved to: refused before any work (the edge tries another node).
-      state.metrics.requests.inc({ outcome: 'base_mismatch' });
-      const wanted = describeBase({ name: asked.id, sha256: asked.sha256 });
-      return error(c, 409, `this node serves ${describeBase(state.base)}, not ${wanted}`, 'base_mismatch', 'base');
-    }
+    const parsed = await readBody(c, state, GenerateBody);
+    if (parsed instanceof Response) return parsed;
     try {
       validateRequest(toEngineRequest(parsed.data)); // before an adapter is fetched for it
     } catch (e) {
@@ -222,9 +203,89 @@ export function createComputeApp(state: ComputeState): Hono {
     });
   });
 
+  // vLLM's /tokenize and /detokenize for the edge: with the request's adapter, so task tokens count.
+  app.post('/v1/internal/tokenize', async (c) => {
+    const parsed = await readBody(c, state, TokenizeBody);
+    if (parsed instanceof Response) return parsed;
+    const { adapter, prompt } = parsed.data;
+    const tokens = await withAdapter(c, state, adapter, (id) => state.engine.tokenize(prompt, id));
+    if (tokens instanceof Response) return tokens;
+    const maxModelLen = state.engine.info.config.maxPositions;
+    return c.json({ tokens, count: tokens.length, max_model_len: maxModelLen } satisfies TokenizeReply);
+  });
+  app.post('/v1/internal/detokenize', async (c) => {
+    const parsed = await readBody(c, state, DetokenizeBody);
+    if (parsed instanceof Response) return parsed;
+    const { adapter, tokens } = parsed.data;
+    const text = await withAdapter(c, state, adapter, (id) => state.engine.detokenize(tokens, id));
+    if (text instanceof Response) return text;
+    return c.json({ prompt: text } satisfies DetokenizeReply);
+  });
+
   app.notFound((c) => error(c, 404, `no route ${c.req.method} ${c.req.path}`, 'not_found'));
   app.onError((e, c) => c.json(errorBody(500, e.message), 500));
   return app;
+}
+
+/**
+ * A request's JSON body checked against its schema, or the 4xx that refuses it: not JSON, not
+ * UTF-8, the wrong shape, or meant for another base (409 base_mismatch: the edge tries another node).
+ */
+async function readBody<T extends { base?: { id?: string; sha256: string } }>(
+  c: Context,
+  state: ComputeState,
+  schema: z.ZodType<T>,
+): Promise<{ data: T } | Response> {
+  if (!c.req.header('content-type')?.includes('application/json'))
+    return error(c, 400, 'expected a JSON body (content-type: application/json)');
+  let text: string;
+  try {
+    // Bad bytes would become U+FFFD silently (and a prompt the edge never sent): refused instead.
+    text = new TextDecoder('utf-8', { fatal: true }).decode(await c.req.arrayBuffer());
+  } catch {
+    return error(c, 400, 'the body is not valid UTF-8', 'invalid_encoding');
+  }
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch {
+    return error(c, 400, 'the body is not valid JSON');
+  }
+  const parsed = schema.safeParse(json);
+  if (!parsed.success) {
+    const { message, param } = describeIssue(parsed.error);
+    return error(c, 400, message, 'validation_error', param);
+  }
+  const asked = parsed.data.base;
+  if (asked && asked.sha256 !== state.base.sha256) {
+    state.metrics.requests.inc({ outcome: 'base_mismatch' });
+    const wanted = describeBase({ name: asked.id, sha256: asked.sha256 });
+    return error(c, 409, `this node serves ${describeBase(state.base)}, not ${wanted}`, 'base_mismatch', 'base');
+  }
+  return { data: parsed.data };
+}
+
+/** Runs `work` with the adapter resident (fetched into the cache if need be), or answers why it cannot. */
+async function withAdapter<T>(
+  c: Context,
+  state: ComputeState,
+  adapter: AdapterRef | null | undefined,
+  work: (engineId: string | undefined) => Promise<T>,
+): Promise<T | Response> {
+  let release = () => {};
+  try {
+    let engineId: string | undefined;
+    if (adapter) {
+      const held = await state.cache.acquire(adapter);
+      release = held.release;
+      engineId = held.engineId;
+    }
+    return await work(engineId);
+  } catch (e) {
+    return failure(c, state, e);
+  } finally {
+    release();
+  }
 }
 
 function failure(c: Context, state: ComputeState, e: unknown): Response {

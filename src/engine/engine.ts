@@ -2,6 +2,7 @@ import { eosIds, parameterCount, type ModelConfig } from './model/config.ts';
 import { openModel } from './loaders/load.ts';
 import { checkMemory, weightFormat } from './model/precision.ts';
 import { storedDtype } from './weights/stored.ts';
+import { cacheKey, cachedWeights, type CacheOutcome } from './weights/cache.ts';
 import type { WeightFormat } from './weights/quantize.ts';
 import { loadTokenizer, locateTokenizer } from './tokenizer/load.ts';
 import { TaskTokenizer } from './tokenizer/task-tokens.ts';
@@ -11,6 +12,7 @@ import { loadAdapterFolder } from './adapters/load.ts';
 import type { EngineRuntime } from './runtime-options.ts';
 import { AdapterFormatError, type AdapterKind, type AdapterManifest } from './adapters/format.ts';
 import { ModelRunner } from './runtime/runner.ts';
+import type { BuiltGraph } from './graph/onnx.ts';
 import { resolveProvider, type ExecutionProvider } from './runtime/session.ts';
 import { Scheduler, type SchedulerOptions, type StepStats } from './generation/scheduler.ts';
 import { Sequence, type SequenceSink } from './generation/sequence.ts';
@@ -43,6 +45,8 @@ export interface EngineInfo {
   /** Bytes of the checkpoint's weight files, and seconds from opening them to a ready session. */
   fileBytes: number;
   loadSeconds: number;
+  /** How the converted-weights cache served the load (absent without one): 'read' is the fast path. */
+  weightCache?: CacheOutcome;
   /** Things the user should know (e.g. a tokenizer larger than the model's vocabulary). */
   warnings: string[];
 }
@@ -161,38 +165,14 @@ export class Engine {
   async admit(req: GenerateRequest): Promise<AdmittedRequest> {
     const { maxTokens, sampling, stop, stopTokenIds } = validateRequest(req);
     const c = this.info.config;
-    const entry = req.adapter ? this.adapters.get(req.adapter) : undefined;
-    if (req.adapter && !entry) throw new RequestError(`unknown adapter "${req.adapter}"`, 'adapter');
-    const tokenizer = entry ? entry.tokenizer : this.tokenizer;
-    const taskNames = entry?.adapter.kind === 'vlm' ? entry.adapter.taskTokens : [];
+    const { entry, tokenizer, taskNames, vocab } = this.textOf(req.adapter);
     const taskTokens = taskNames.length;
-    const vocab = c.vocabSize + taskTokens;
-
-    let prompt: number[];
-    if (req.promptIds) {
-      prompt = req.promptIds;
-    } else {
-      if (!tokenizer || !this.encoder)
-        throw new RequestError('this model has no tokenizer: send prompt_ids, or start with a tokenizer', 'prompt');
-      // Bounded before any work: no token stands for more than the tokenizer's longest piece, so a
-      // longer text cannot fit the context whatever it encodes to.
-      const bytes = Buffer.byteLength(req.prompt!);
-      if (bytes > c.maxPositions * tokenizer.maxTokenBytes) {
-        throw new RequestError(
-          `the prompt is ${bytes} bytes: more than the context of ${c.maxPositions} tokens can hold ` +
-            `(a token of this tokenizer stands for ${tokenizer.maxTokenBytes} bytes at most)`,
-          'prompt',
-        );
-      }
-      try {
-        prompt = await this.encoder.encode(req.prompt!, taskNames);
-      } catch (e) {
-        throw new RequestError((e as Error).message, 'prompt');
-      }
-      if (!prompt.length && c.bosTokenId !== undefined) prompt = [c.bosTokenId];
-      if (!prompt.length)
-        throw new RequestError('the prompt is empty and the model has no BOS token to start from', 'prompt');
+    for (const t of sampling.logitBias?.keys() ?? []) {
+      if (t >= vocab)
+        throw new RequestError(`logit_bias token id ${t} is outside the vocabulary (${vocab})`, 'logit_bias');
     }
+
+    const prompt = req.promptIds ?? (await this.encodeText(req.prompt!, tokenizer, taskNames));
     const bad = prompt.find((t) => !Number.isInteger(t) || t < 0 || t >= vocab);
     if (bad !== undefined) {
       throw new RequestError(
@@ -216,6 +196,61 @@ export class Engine {
       stop,
       stopIds: [...(req.ignoreEos ? [] : this.defaultStops), ...stopTokenIds],
     };
+  }
+
+  /** The tokenizer, task tokens and vocabulary of the base or of an adapter it holds. */
+  private textOf(adapter: string | null | undefined) {
+    const entry = adapter ? this.adapters.get(adapter) : undefined;
+    if (adapter && !entry) throw new RequestError(`unknown adapter "${adapter}"`, 'adapter');
+    const taskNames = entry?.adapter.kind === 'vlm' ? entry.adapter.taskTokens : [];
+    return {
+      entry,
+      tokenizer: entry ? entry.tokenizer : this.tokenizer,
+      taskNames,
+      vocab: this.info.config.vocabSize + taskNames.length,
+    };
+  }
+
+  /** A prompt text's ids (through the prompt encoder, off the decode loop), bounded before any tokenizing. */
+  private async encodeText(text: string, tokenizer: Tokenizer | undefined, taskNames: string[]): Promise<number[]> {
+    const c = this.info.config;
+    if (!tokenizer || !this.encoder)
+      throw new RequestError('this model has no tokenizer: send prompt_ids, or start with a tokenizer', 'prompt');
+    // Bounded before any work: no token stands for more than the tokenizer's longest piece, so a
+    // longer text cannot fit the context whatever it encodes to.
+    const bytes = Buffer.byteLength(text);
+    if (bytes > c.maxPositions * tokenizer.maxTokenBytes) {
+      throw new RequestError(
+        `the prompt is ${bytes} bytes: more than the context of ${c.maxPositions} tokens can hold ` +
+          `(a token of this tokenizer stands for ${tokenizer.maxTokenBytes} bytes at most)`,
+        'prompt',
+      );
+    }
+    let prompt: number[];
+    try {
+      prompt = await this.encoder.encode(text, taskNames);
+    } catch (e) {
+      throw new RequestError((e as Error).message, 'prompt');
+    }
+    if (!prompt.length && c.bosTokenId !== undefined) prompt = [c.bosTokenId];
+    if (!prompt.length)
+      throw new RequestError('the prompt is empty and the model has no BOS token to start from', 'prompt');
+    return prompt;
+  }
+
+  /** vLLM's /tokenize: the ids a text becomes, as a request's prompt would (an adapter's task tokens count). */
+  tokenize(text: string, adapter?: string | null): Promise<number[]> {
+    const { tokenizer, taskNames } = this.textOf(adapter);
+    return this.encodeText(text, tokenizer, taskNames);
+  }
+
+  /** vLLM's /detokenize: the text of token ids (each checked against the vocabulary). */
+  detokenize(ids: readonly number[], adapter?: string | null): string {
+    const { tokenizer, vocab } = this.textOf(adapter);
+    if (!tokenizer) throw new RequestError('this model has no tokenizer', 'tokens');
+    const bad = ids.find((t) => !Number.isInteger(t) || t < 0 || t >= vocab);
+    if (bad !== undefined) throw new RequestError(`token id ${bad} is outside the vocabulary (${vocab})`, 'tokens');
+    return tokenizer.decode(ids);
   }
 
   /** Runs an admitted request; results arrive through `sink`. */
@@ -249,6 +284,7 @@ export async function openRuntime(
   let config: ModelConfig;
   let tokenizer: Tokenizer | undefined;
   let tokenizerPath: string | undefined;
+  let weightCache: CacheOutcome | undefined;
   const adapterKinds = opts.adapterKinds ?? ['vlm', 'lora'];
   try {
     config = withContext(model.config, opts.context);
@@ -258,7 +294,21 @@ export async function openRuntime(
     tokenizerPath = locateTokenizer(opts.model, opts.tokenizer)?.path;
     tokenizer = tokenizerPath ? loadTokenizer(tokenizerPath) : undefined;
     const features = { vlm: adapterKinds.includes('vlm'), lora: adapterKinds.includes('lora') };
-    runner = await ModelRunner.create(config, model.weights, { ep, threads: opts.threads, features, format });
+    const cache = opts.weightCache;
+    const weightBytes = cache
+      ? (graph: BuiltGraph) => {
+          const served = cachedWeights(graph.weights, cacheKey(opts.model, model.files, format), cache);
+          weightCache = served.outcome;
+          return served.externalData;
+        }
+      : undefined;
+    runner = await ModelRunner.create(config, model.weights, {
+      ep,
+      threads: opts.threads,
+      features,
+      format,
+      weightBytes,
+    });
   } finally {
     model.close();
   }
@@ -281,6 +331,7 @@ export async function openRuntime(
     weights: runner.format,
     fileBytes: model.fileBytes,
     loadSeconds: (performance.now() - started) / 1000,
+    weightCache,
   };
   return { runner, tokenizer, tokenizerPath, info };
 }

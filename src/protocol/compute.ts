@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import type { GenerateRequest } from '../engine/generation/request.ts';
+import { FINISH_REASONS, type GenerateRequest } from '../engine/generation/request.ts';
 
 /**
  * The compute tier's wire contract, shared by the node (src/compute), the edge's client
@@ -7,6 +7,7 @@ import type { GenerateRequest } from '../engine/generation/request.ts';
  * their NDJSON framing, as LoRAX keeps one generate.proto for both tiers.
  *
  * GET /readyz (no token) answers a ReadyBody: the base the node serves, by the sha256 of its files.
+ * POST /v1/internal/tokenize and /v1/internal/detokenize answer JSON (TokenizeBody, DetokenizeBody).
  * POST /v1/internal/generate takes a GenerateBody and streams NDJSON, one ComputeEvent a line:
  *   {"type":"token","token":ID,"text":"...","logprob"?:X,"top"?:[{token,text,logprob}]}
  *   {"type":"done","finish_reason":"stop"|"length"|"cancelled",
@@ -32,6 +33,12 @@ export const SamplingFields = z.object({
   stop_token_ids: z.array(TokenId).optional(),
   ignore_eos: z.boolean().optional(),
   logprobs: z.number().optional(),
+  frequency_penalty: z.number().optional(),
+  presence_penalty: z.number().optional(),
+  repetition_penalty: z.number().optional(),
+  min_p: z.number().optional(),
+  min_tokens: z.number().optional(),
+  logit_bias: z.record(z.string(), z.number()).optional(),
 });
 export type SamplingFields = z.infer<typeof SamplingFields>;
 
@@ -75,6 +82,36 @@ export const GenerateBody = SamplingFields.extend({
 }).strict();
 export type GenerateBody = z.infer<typeof GenerateBody>;
 
+/** The most token ids a /v1/internal/detokenize takes (a context's worth, with room). */
+export const MAX_DETOKENIZE_TOKENS = 1 << 17;
+
+/**
+ * POST /v1/internal/tokenize: the ids a prompt text becomes on this node (vLLM's /tokenize), under
+ * the adapter's tokenizer (its task tokens count); answers a TokenizeReply.
+ */
+export const TokenizeBody = z.strictObject({
+  base: BaseRef.optional(),
+  adapter: AdapterRef.nullish(),
+  prompt: z.string(),
+});
+export type TokenizeBody = z.infer<typeof TokenizeBody>;
+export const TokenizeReply = z.object({
+  tokens: z.array(TokenId),
+  count: z.number().int().nonnegative(),
+  max_model_len: z.number().int().positive(),
+});
+export type TokenizeReply = z.infer<typeof TokenizeReply>;
+
+/** POST /v1/internal/detokenize: the text of token ids (vLLM's /detokenize); answers a DetokenizeReply. */
+export const DetokenizeBody = z.strictObject({
+  base: BaseRef.optional(),
+  adapter: AdapterRef.nullish(),
+  tokens: z.array(TokenId).max(MAX_DETOKENIZE_TOKENS),
+});
+export type DetokenizeBody = z.infer<typeof DetokenizeBody>;
+export const DetokenizeReply = z.object({ prompt: z.string() });
+export type DetokenizeReply = z.infer<typeof DetokenizeReply>;
+
 const TopLogprob = z.object({ token: TokenId, text: z.string(), logprob: z.number() });
 
 /**
@@ -91,7 +128,7 @@ export const ComputeEvent = z.discriminatedUnion('type', [
   }),
   z.object({
     type: z.literal('done'),
-    finish_reason: z.enum(['stop', 'length', 'cancelled']),
+    finish_reason: z.enum(FINISH_REASONS),
     usage: z.object({
       prompt_tokens: z.number().int().nonnegative(),
       completion_tokens: z.number().int().nonnegative(),
@@ -136,6 +173,12 @@ export function toEngineRequest(f: SamplingFields, adapter?: string): GenerateRe
     stopTokenIds: f.stop_token_ids,
     ignoreEos: f.ignore_eos,
     logprobs: f.logprobs,
+    frequencyPenalty: f.frequency_penalty,
+    presencePenalty: f.presence_penalty,
+    repetitionPenalty: f.repetition_penalty,
+    minP: f.min_p,
+    minTokens: f.min_tokens,
+    logitBias: f.logit_bias,
   };
 }
 

@@ -173,6 +173,29 @@ describe('versa generate', () => {
     expect(r.stderr.trim().split('\n').at(-1)).toMatch(/^versa: error: 7 of 9 rows failed .*b\.jsonl:2: /);
   });
 
+  it('--batch rows take the sampling parameters, each its own; a bad one fails its row alone', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'versa-'));
+    const row = { prompt_ids: [1], max_tokens: 5, ignore_eos: true };
+    const rows = [
+      { ...row, logit_bias: { '300': 100 } },
+      { ...row, repetition_penalty: 1.5, frequency_penalty: 1, presence_penalty: 0.5, min_p: 0.1 },
+      { ...row, min_tokens: 9 },
+      { ...row, logit_bias: { '99999': 1 } },
+    ];
+    const file = join(dir, 'b.jsonl');
+    writeFileSync(file, rows.map((r) => JSON.stringify(r)).join('\n'));
+    const r = await versa(['generate', '--model', stories, '--batch', file, '--json']);
+    const lines = r.stdout
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l));
+    expect(lines[0].tokens).toEqual([300, 300, 300, 300, 300]);
+    expect(lines[1].tokens, r.stderr).toHaveLength(5);
+    expect(lines[2].error.message).toMatch(/min_tokens 9 is over max_tokens 5/);
+    expect(lines[3].error.message).toMatch(/logit_bias token id 99999 is outside the vocabulary/);
+    expect(r.code).toBe(1);
+  });
+
   it('refuses a batch file with no requests in one line', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'versa-'));
     writeFileSync(join(dir, 'b.jsonl'), '\n\n');

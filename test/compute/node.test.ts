@@ -121,6 +121,33 @@ describe('compute node', () => {
     }
     expect((await post('x', 'text/plain')).status).toBe(400);
   });
+
+  it('tokenizes and detokenizes under the adapter named (its task tokens count), for its own base only', async () => {
+    const call = async (path: string, body: object) => {
+      const res = await fetch(`${node.url}${path}`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', ...AUTH },
+        body: JSON.stringify(body),
+      });
+      return { status: res.status, body: await res.json() };
+    };
+    const g = readJson('stories260k/adapters/vlm-max/expected/greedy.json').prompts[1];
+    const adapter = blobs.refs['vlm-max@1'];
+    const prompt = `<|max|>${g.prompt_text}`;
+    expect(await call('/v1/internal/tokenize', { adapter, prompt })).toEqual({
+      status: 200,
+      body: { tokens: g.prompt_ids, count: g.prompt_ids.length, max_model_len: 512 },
+    });
+    const plain = await call('/v1/internal/tokenize', { prompt });
+    expect(plain.body.tokens).not.toContain(512); // without the adapter, its task token is plain text
+    expect(await call('/v1/internal/detokenize', { adapter, tokens: [512] })).toEqual({
+      status: 200,
+      body: { prompt: '<|max|>' },
+    });
+    expect((await call('/v1/internal/detokenize', { tokens: [512] })).status).toBe(400); // outside the base vocabulary
+    const other = await call('/v1/internal/tokenize', { base: { sha256: 'f'.repeat(64) }, prompt: 'x' });
+    expect([other.status, other.body.error.code]).toEqual([409, 'base_mismatch']);
+  });
 });
 
 describe('compute node under load', () => {

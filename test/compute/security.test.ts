@@ -58,6 +58,8 @@ describe('compute tier: authentication, no request-chosen URLs, integrity', () =
   it('every route but /healthz and /readyz needs the token (constant-time compared)', async () => {
     const routes: Array<[string, string]> = [
       ['POST', '/v1/internal/generate'],
+      ['POST', '/v1/internal/tokenize'],
+      ['POST', '/v1/internal/detokenize'],
       ['GET', '/v1/internal/info'],
       ['GET', '/metrics'],
       ['GET', '/no-such-route'],

@@ -284,6 +284,20 @@ const routes: RouteCase[] = [
     send: (c, key) => c.reg.fetch('/v1/completions', { ...body('POST', { model: 'secret@1', prompt: 'hi' }), key }),
   },
   {
+    route: 'POST /v1/tokenize',
+    scopes: ['generate'],
+    ok: 503,
+    rival: 404,
+    send: (c, key) => c.reg.fetch('/v1/tokenize', { ...body('POST', { model: 'secret@1', prompt: 'hi' }), key }),
+  },
+  {
+    route: 'POST /v1/detokenize',
+    scopes: ['generate'],
+    ok: 503,
+    rival: 404,
+    send: (c, key) => c.reg.fetch('/v1/detokenize', { ...body('POST', { model: 'secret@1', tokens: [1] }), key }),
+  },
+  {
     route: 'POST /v1/feedback',
     scopes: ['generate'],
     ok: 404,

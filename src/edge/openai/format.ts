@@ -1,3 +1,4 @@
+import type { FinishReason } from '../../engine/generation/request.ts';
 import type { ComputeEvent } from '../../protocol/compute.ts';
 
 /**
@@ -5,7 +6,8 @@ import type { ComputeEvent } from '../../protocol/compute.ts';
  * text_completion, with logprobs in each API's own shape.
  */
 type TokenEvent = Extract<ComputeEvent, { type: 'token' }>;
-export type FinishReason = 'stop' | 'length';
+/** OpenAI's finish_reason: a generation the node cancelled reaches the client as an error, not a finish. */
+export type OpenAIFinishReason = Exclude<FinishReason, 'cancelled'>;
 
 export interface Usage {
   prompt_tokens: number;
@@ -58,7 +60,7 @@ const chat = {
   chunk(
     who: Identity,
     delta: { role?: 'assistant'; content?: string },
-    finish: FinishReason | null,
+    finish: OpenAIFinishReason | null,
     logprobs?: object | null,
   ) {
     return {
@@ -81,7 +83,7 @@ const chat = {
       usage: u,
     };
   },
-  completion(who: Identity, text: string, finish: FinishReason, u: Usage, logprobs?: object | null) {
+  completion(who: Identity, text: string, finish: OpenAIFinishReason, u: Usage, logprobs?: object | null) {
     return {
       id: who.id,
       object: 'chat.completion',
@@ -102,7 +104,7 @@ const chat = {
 };
 
 const text = {
-  chunk(who: Identity, piece: string, finish: FinishReason | null, logprobs?: object | null) {
+  chunk(who: Identity, piece: string, finish: OpenAIFinishReason | null, logprobs?: object | null) {
     return {
       id: who.id,
       object: 'text_completion',
@@ -123,7 +125,7 @@ const text = {
       usage: u,
     };
   },
-  completion(who: Identity, piece: string, finish: FinishReason, u: Usage, logprobs?: object | null) {
+  completion(who: Identity, piece: string, finish: OpenAIFinishReason, u: Usage, logprobs?: object | null) {
     return {
       id: who.id,
       object: 'text_completion',
@@ -148,9 +150,15 @@ export interface ResponseFormat {
   opening(who: Identity): object | null;
   /** A token's chunk; `top` alternatives when logprobs were asked for; `offset`: text streamed before it. */
   token(who: Identity, e: TokenEvent, top: number | undefined, offset: number): object;
-  final(who: Identity, finish: FinishReason): object;
+  final(who: Identity, finish: OpenAIFinishReason): object;
   usageChunk(who: Identity, u: Usage): object;
-  whole(who: Identity, tokens: readonly TokenEvent[], finish: FinishReason, u: Usage, top: number | undefined): object;
+  whole(
+    who: Identity,
+    tokens: readonly TokenEvent[],
+    finish: OpenAIFinishReason,
+    u: Usage,
+    top: number | undefined,
+  ): object;
 }
 
 const joined = (tokens: readonly TokenEvent[]) => tokens.map((t) => t.text).join('');

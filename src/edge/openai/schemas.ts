@@ -1,9 +1,12 @@
 import { z } from '@hono/zod-openapi';
+import { MAX_LOGIT_BIAS } from '../../engine/generation/request.ts';
+import type { SamplingFields } from '../../protocol/compute.ts';
+import { RESERVED_TEMPLATE_VARIABLES } from '../../engine/tokenizer/chat-template.ts';
 
 /**
- * OpenAI request bodies as Versa accepts them. Parameters Versa cannot honour are refused with a
- * clear error rather than silently ignored, unless the value asks for the default (n: 1,
- * presence_penalty: 0, ...). Unknown fields are refused, as OpenAI does.
+ * OpenAI request bodies as Versa accepts them, with vLLM's extra sampling parameters. Parameters
+ * Versa cannot honour are refused with a clear error rather than silently ignored, unless the
+ * value asks for the default (n: 1, best_of: 1, ...). Unknown fields are refused, as OpenAI does.
  */
 const stop = z.union([z.string().min(1), z.array(z.string().min(1)).max(4)]).nullish();
 const only = <T extends z.ZodTypeAny>(schema: T, value: unknown, why: string) =>
@@ -20,13 +23,48 @@ const common = {
   seed: z.number().int().nullish(),
   user: z.string().max(256).nullish(),
   n: only(z.number().int(), 1, 'only n = 1 is supported'),
-  presence_penalty: only(z.number(), 0, 'presence_penalty is not supported'),
-  frequency_penalty: only(z.number(), 0, 'frequency_penalty is not supported'),
-  logit_bias: only(z.record(z.string(), z.number()), undefined, 'logit_bias is not supported'),
+  presence_penalty: z.number().min(-2).max(2).nullish(),
+  frequency_penalty: z.number().min(-2).max(2).nullish(),
+  logit_bias: z
+    .record(z.string().regex(/^\d{1,9}$/, 'logit_bias keys are token ids'), z.number().min(-100).max(100))
+    .refine((b) => Object.keys(b).length <= MAX_LOGIT_BIAS, `logit_bias takes ${MAX_LOGIT_BIAS} entries at most`)
+    .nullish(),
   metadata: z.record(z.string(), z.string()).nullish(),
+  // vLLM's extra sampling parameters.
+  repetition_penalty: z.number().gt(0).nullish(),
+  min_p: z.number().min(0).max(1).nullish(),
+  min_tokens: z.number().int().min(0).nullish(),
 };
 
-const message = z
+/** The penalties, min_p, min_tokens and logit_bias a request sets, as the compute protocol carries them. */
+export type Penalties = Pick<
+  SamplingFields,
+  'frequency_penalty' | 'presence_penalty' | 'repetition_penalty' | 'min_p' | 'min_tokens' | 'logit_bias'
+>;
+
+export function penaltiesOf(body: { [K in keyof Penalties]?: Penalties[K] | null }): Penalties {
+  return {
+    frequency_penalty: body.frequency_penalty ?? undefined,
+    presence_penalty: body.presence_penalty ?? undefined,
+    repetition_penalty: body.repetition_penalty ?? undefined,
+    min_p: body.min_p ?? undefined,
+    min_tokens: body.min_tokens ?? undefined,
+    logit_bias: body.logit_bias ?? undefined,
+  };
+}
+
+/** The most JSON chat_template_kwargs may take: a few switches, not a second prompt. */
+const MAX_TEMPLATE_KWARGS_BYTES = 4096;
+export const templateKwargs = z
+  .record(z.string(), z.unknown())
+  .refine((k) => new TextEncoder().encode(JSON.stringify(k)).length <= MAX_TEMPLATE_KWARGS_BYTES, {
+    message: `chat_template_kwargs takes ${MAX_TEMPLATE_KWARGS_BYTES} bytes of JSON at most`,
+  })
+  .refine((k) => !RESERVED_TEMPLATE_VARIABLES.some((name) => name in k), {
+    message: `chat_template_kwargs may not set ${RESERVED_TEMPLATE_VARIABLES.join(', ')} (use the request's fields)`,
+  });
+
+export const chatMessage = z
   .object({
     role: z.enum(['system', 'developer', 'user', 'assistant']),
     content: z.union([z.string(), z.array(z.object({ type: z.literal('text'), text: z.string() }).strict())]),
@@ -37,18 +75,26 @@ const message = z
 export const ChatCompletionRequest = z
   .object({
     ...common,
-    messages: z.array(message).min(1, 'messages must not be empty'),
+    messages: z.array(chatMessage).min(1, 'messages must not be empty'),
     max_completion_tokens: z.number().int().positive().nullish(),
     logprobs: z.boolean().nullish(),
     top_logprobs: z.number().int().min(0).max(20).nullish(),
     tools: only(z.array(z.unknown()), undefined, 'tools are not supported'),
     tool_choice: only(z.unknown(), undefined, 'tool_choice is not supported'),
     response_format: z.object({ type: z.literal('text') }).nullish(),
+    // vLLM's: extra template variables, and how the conversation ends.
+    chat_template_kwargs: templateKwargs.nullish(),
+    add_generation_prompt: z.boolean().nullish(),
+    continue_final_message: z.boolean().nullish(),
   })
   .strict()
   .refine((r) => !r.top_logprobs || r.logprobs, {
     message: 'top_logprobs needs logprobs: true',
     path: ['top_logprobs'],
+  })
+  .refine((r) => !(r.add_generation_prompt && r.continue_final_message), {
+    message: 'continue_final_message and add_generation_prompt cannot both be true',
+    path: ['continue_final_message'],
   });
 export type ChatCompletionRequest = z.infer<typeof ChatCompletionRequest>;
 

@@ -1,4 +1,5 @@
 import { readEvents, type ComputeEvent, type GenerateBody } from '../../protocol/compute.ts';
+import { ApiError, type ErrorStatus } from '../../http/errors.ts';
 import { readJson, type NodePool } from './nodes.ts';
 
 /** An error from the compute tier, with the HTTP status the edge should answer (OpenAI shape). */
@@ -17,13 +18,24 @@ export class ComputeError extends Error {
   }
 }
 
+/** The edge's answer for a compute-tier failure: the node's own 4xx, or the tier's 5xx. */
+export function toApiError(e: unknown): ApiError {
+  if (e instanceof ApiError) return e;
+  if (e instanceof ComputeError) {
+    const status = ([400, 404, 409, 410, 413, 422, 429, 502, 503, 504] as const).includes(e.status as never)
+      ? (e.status as ErrorStatus)
+      : 502;
+    return new ApiError(status, e.message, e.code, e.param);
+  }
+  return new ApiError(502, `the compute tier failed: ${(e as Error).message}`, 'compute_error');
+}
+
 /**
  * Sends a generation to the first node of `order` (Pools.route: the nodes serving its base, in
  * rendezvous order) that takes it, and yields its events. A node that fails before the first token
- * (unreachable, frozen past the first-byte timeout, 5xx, 429, or 409 serving other weights than it
- * said) is skipped for the next one; any other client error (4xx) is the request's fault and is not
- * retried. After the first token a failure (the node's stream breaks, it sends nothing within the
- * idle timeout, or something that is not an event) becomes an `error` event: the stream ends with it.
+ * (see firstTaker) is skipped for the next one. After the first token a failure (the node's stream
+ * breaks, it sends nothing within the idle timeout, or something that is not an event) becomes an
+ * `error` event: the stream ends with it.
  */
 export async function* generateOnPool(
   pool: NodePool,
@@ -32,6 +44,57 @@ export async function* generateOnPool(
   token: string | undefined,
   signal?: AbortSignal,
 ): AsyncGenerator<ComputeEvent & { node?: string }> {
+  const taken = await firstTaker(pool, order, '/v1/internal/generate', body, token, signal, body.deadline_ms);
+  try {
+    const idle = () => {
+      pool.markDown(taken.url);
+      taken.abort();
+    };
+    for await (const event of withIdleTimeout(readEvents(taken.res.body!), pool.timeouts.idleMs, idle))
+      yield { ...event, node: taken.url };
+  } finally {
+    taken.abort(); // frees the node's row if the caller stopped reading early; a no-op once read
+  }
+}
+
+/** The most a node's /tokenize or /detokenize answer may weigh (a context's ids as JSON, with room). */
+const JSON_REPLY_MAX_BYTES = 4 * 1024 * 1024;
+
+/**
+ * Posts `body` to `path` on the first node of `order` that takes it, failing over as a generation
+ * does, and returns its JSON answer (for the small JSON routes: /v1/internal/tokenize, ...).
+ */
+export async function callOnPool(
+  pool: NodePool,
+  order: readonly string[],
+  path: string,
+  body: { base?: { id?: string } },
+  token: string | undefined,
+  signal?: AbortSignal,
+): Promise<unknown> {
+  const taken = await firstTaker(pool, order, path, body, token, signal);
+  try {
+    return await readJson(taken.res, JSON_REPLY_MAX_BYTES);
+  } finally {
+    taken.abort();
+  }
+}
+
+/**
+ * The first node of `order` that takes a request: its answer's headers came with a 2xx. A node that
+ * fails first (unreachable, frozen past the first-byte timeout, 5xx, 429, or 409 serving other
+ * weights than it said) is skipped for the next one; any other client error (4xx) is the request's
+ * fault and is thrown, not retried. `abort` ends the attempt (and whatever the node still sends).
+ */
+async function firstTaker(
+  pool: NodePool,
+  order: readonly string[],
+  path: string,
+  body: { base?: { id?: string } },
+  token: string | undefined,
+  signal: AbortSignal | undefined,
+  deadlineMs?: number,
+): Promise<{ res: Response; url: string; abort: () => void }> {
   if (!order.length) throw new ComputeError('no compute nodes are configured', 503, 'server_error', 'no_compute_nodes');
   let lastError: ComputeError | undefined;
   let retryAfter: number | undefined;
@@ -40,17 +103,22 @@ export async function* generateOnPool(
     const attempt = new AbortController();
     const forward = () => attempt.abort(signal?.reason);
     signal?.addEventListener('abort', forward);
+    const abort = () => {
+      signal?.removeEventListener('abort', forward);
+      attempt.abort();
+    };
+    let taken = false;
     try {
       let res: Response | undefined;
       try {
-        const response = fetch(`${url}/v1/internal/generate`, {
+        const response = fetch(`${url}${path}`, {
           method: 'POST',
           headers: { 'content-type': 'application/json', ...(token ? { authorization: `Bearer ${token}` } : {}) },
           body: JSON.stringify(body),
           signal: attempt.signal,
           redirect: 'manual', // a node answers itself: a 3xx is a failure, never followed with the token
         });
-        res = await headersOrTimeout(pool, url, response, body.deadline_ms);
+        res = await headersOrTimeout(pool, url, response, deadlineMs);
       } catch (e) {
         if (signal?.aborted) throw e;
         pool.markDown(url);
@@ -108,16 +176,10 @@ export async function* generateOnPool(
         continue;
       }
       pool.markUp(url);
-      const idle = () => {
-        pool.markDown(url);
-        attempt.abort();
-      };
-      for await (const event of withIdleTimeout(readEvents(res.body!), pool.timeouts.idleMs, idle))
-        yield { ...event, node: url };
-      return;
+      taken = true;
+      return { res, url, abort };
     } finally {
-      signal?.removeEventListener('abort', forward);
-      attempt.abort(); // frees the node's row if the caller stopped reading early; a no-op once read
+      if (!taken) abort();
     }
   }
   if (lastError?.status === 429) lastError.retryAfter = retryAfter;

@@ -18,9 +18,23 @@ export interface GenerateRequest {
   ignoreEos?: boolean;
   /** Report the chosen token's logprob plus this many alternatives per step. */
   logprobs?: number;
+  /** OpenAI's, in [-2, 2]: minus this times a token's count in the output so far. */
+  frequencyPenalty?: number;
+  /** OpenAI's, in [-2, 2]: minus this for a token already in the output. */
+  presencePenalty?: number;
+  /** HF/vLLM's, > 0: a prompt or output token's positive logit divided by it, a negative one multiplied. */
+  repetitionPenalty?: number;
+  /** vLLM's, in [0, 1]: drop tokens less probable than this times the most probable one. */
+  minP?: number;
+  /** vLLM's: no end-of-sequence or stop token id before this many tokens. */
+  minTokens?: number;
+  /** OpenAI's: token id (as a string key) -> bias in [-100, 100] added to its logit; 300 entries at most. */
+  logitBias?: Record<string, number>;
 }
 
-export type FinishReason = 'stop' | 'length' | 'cancelled';
+/** Why a generation ended: the one list, also the compute wire's `finish_reason` (src/protocol/compute.ts). */
+export const FINISH_REASONS = ['stop', 'length', 'cancelled'] as const;
+export type FinishReason = (typeof FINISH_REASONS)[number];
 
 export interface TokenEvent {
   token: number;
@@ -82,16 +96,64 @@ export function validateRequest(r: GenerateRequest) {
   if (!Array.isArray(stopTokenIds) || !stopTokenIds.every((t) => Number.isInteger(t) && t >= 0)) {
     throw new RequestError('stop_token_ids must be a list of token ids', 'stop_token_ids');
   }
+  const maxTokens = int(r.maxTokens, 'max_tokens', 1) ?? DEFAULT_MAX_TOKENS;
+  const minTokens = int(r.minTokens, 'min_tokens', 0) ?? 0;
+  if (minTokens > maxTokens)
+    throw new RequestError(`min_tokens ${minTokens} is over max_tokens ${maxTokens}`, 'min_tokens');
   return {
-    maxTokens: int(r.maxTokens, 'max_tokens', 1) ?? DEFAULT_MAX_TOKENS,
+    maxTokens,
     sampling: {
       temperature,
       topK: int(r.topK, 'top_k', 0) ?? 0,
       topP,
       seed: int(r.seed, 'seed', Number.MIN_SAFE_INTEGER),
       logprobs: int(r.logprobs, 'logprobs', 0),
+      frequencyPenalty: inRange(r.frequencyPenalty, 'frequency_penalty', -2, 2),
+      presencePenalty: inRange(r.presencePenalty, 'presence_penalty', -2, 2),
+      repetitionPenalty: positive(r.repetitionPenalty, 'repetition_penalty'),
+      minP: inRange(r.minP, 'min_p', 0, 1),
+      minTokens,
+      logitBias: logitBias(r.logitBias),
     },
     stop,
     stopTokenIds,
   };
+}
+
+function inRange(v: unknown, name: string, min: number, max: number): number | undefined {
+  if (v === undefined) return undefined;
+  if (typeof v !== 'number' || !(v >= min && v <= max))
+    throw new RequestError(`${name} must be a number in [${min}, ${max}] (got ${JSON.stringify(v)})`, name);
+  return v;
+}
+
+function positive(v: unknown, name: string): number | undefined {
+  if (v === undefined) return undefined;
+  if (typeof v !== 'number' || !Number.isFinite(v) || v <= 0)
+    throw new RequestError(`${name} must be a number > 0 (got ${JSON.stringify(v)})`, name);
+  return v;
+}
+
+/** The most logit_bias entries a request may carry (OpenAI's limit). */
+export const MAX_LOGIT_BIAS = 300;
+
+/** OpenAI's logit_bias {"token id": bias}, as a map; ids are checked against the vocabulary at admission. */
+function logitBias(v: unknown): Map<number, number> | undefined {
+  if (v === undefined) return undefined;
+  if (typeof v !== 'object' || v === null || Array.isArray(v))
+    throw new RequestError('logit_bias must be an object {"token id": bias}', 'logit_bias');
+  const entries = Object.entries(v);
+  if (entries.length > MAX_LOGIT_BIAS)
+    throw new RequestError(`logit_bias has ${entries.length} entries, over ${MAX_LOGIT_BIAS}`, 'logit_bias');
+  const out = new Map<number, number>();
+  for (const [key, bias] of entries) {
+    if (!/^\d{1,9}$/.test(key)) throw new RequestError(`logit_bias key "${key}" is not a token id`, 'logit_bias');
+    if (typeof bias !== 'number' || !(bias >= -100 && bias <= 100))
+      throw new RequestError(
+        `logit_bias["${key}"] must be a number in [-100, 100] (got ${JSON.stringify(bias)})`,
+        'logit_bias',
+      );
+    out.set(Number(key), bias);
+  }
+  return out;
 }

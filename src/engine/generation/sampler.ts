@@ -1,7 +1,14 @@
 /**
  * Next-token choice from one row's logits: greedy (temperature 0) or sampling with temperature,
  * top-k and top-p, from a seeded generator so that the same seed gives the same output.
- * Log-probabilities are those of the model's own distribution (softmax of the raw logits).
+ * Log-probabilities are those of the model's own distribution (softmax of the raw logits), as
+ * vLLM's default `raw_logprobs`.
+ *
+ * The logits are processed first, in vLLM's order (v1 sampler): masked stop tokens (min_tokens)
+ * and logit_bias; then the repetition, frequency and presence penalties; then greedy takes the
+ * argmax, or sampling divides by the temperature, drops tokens under min_p times the most likely
+ * one's probability, and applies top-k and top-p. Every row has its own Sampler, so rows with and
+ * without these parameters decode in one batch.
  */
 export interface SamplingParams {
   temperature: number;
@@ -10,6 +17,18 @@ export interface SamplingParams {
   seed?: number;
   /** Alternatives to report per token; undefined = no logprobs at all. */
   logprobs?: number;
+  /** OpenAI's: minus this times the token's count in the output so far. 0 = off. */
+  frequencyPenalty?: number;
+  /** OpenAI's: minus this for a token already in the output. 0 = off. */
+  presencePenalty?: number;
+  /** HF/vLLM's: a seen token's (prompt or output) positive logit divided by it, a negative one multiplied. 1 = off. */
+  repetitionPenalty?: number;
+  /** vLLM's: drop tokens less probable than min_p times the most probable one (after temperature). 0 = off. */
+  minP?: number;
+  /** Added to a token's logit (OpenAI's logit_bias, ids already checked against the vocabulary). */
+  logitBias?: ReadonlyMap<number, number>;
+  /** vLLM's: stop token ids (EOS included) are masked until this many tokens are out. 0 = off. */
+  minTokens?: number;
 }
 
 export interface Choice {
@@ -20,13 +39,23 @@ export interface Choice {
 
 export class Sampler {
   private readonly random: () => number;
+  private readonly penalties?: Penalties;
 
-  constructor(private readonly p: SamplingParams) {
+  constructor(
+    private readonly p: SamplingParams,
+    /** The row's prompt: tokens the repetition penalty counts as seen. */
+    prompt: readonly number[] = [],
+  ) {
     this.random = xoshiro128(p.seed ?? Math.floor(Math.random() * 2 ** 32));
+    if (hasPenalties(p)) this.penalties = new Penalties(p, prompt);
   }
 
-  sample(logits: Float32Array): Choice {
-    const token = this.p.temperature === 0 ? argmax(logits) : this.draw(logits);
+  /** Picks the next token; `suppress`: tokens it may not pick now (stop tokens before min_tokens). */
+  sample(logits: Float32Array, suppress?: Iterable<number>): Choice {
+    const processed = this.process(logits, suppress);
+    let token = this.p.temperature === 0 ? argmax(processed) : this.draw(processed);
+    if (processed[token] === -Infinity) token = argmax(processed); // every candidate masked: the best left
+    this.penalties?.observe(token);
     if (this.p.logprobs === undefined) return { token };
     const lse = logSumExp(logits);
     const top =
@@ -36,9 +65,26 @@ export class Sampler {
     return { token, logprob: logits[token] - lse, top };
   }
 
+  /**
+   * The logits a choice is made from: the raw ones when no parameter changes them, else a copy
+   * with stop tokens masked, bias added and penalties applied (vLLM's steps before greedy).
+   */
+  process(logits: Float32Array, suppress?: Iterable<number>): Float32Array {
+    const bias = this.p.logitBias;
+    const masked = suppress !== undefined && !isEmpty(suppress);
+    if (!masked && !bias?.size && !this.penalties) return logits;
+    const out = Float32Array.from(logits);
+    if (masked) for (const t of suppress) if (t < out.length) out[t] = -Infinity;
+    if (bias) for (const [t, b] of bias) if (t < out.length) out[t] += b;
+    this.penalties?.apply(out);
+    return out;
+  }
+
   private draw(logits: Float32Array): number {
     const { temperature, topK, topP } = this.p;
     const max = logits[argmax(logits)];
+    const minP = this.p.minP ?? 0;
+    if (minP > 0) logits = withMinP(logits, max, temperature, minP);
     let candidates = topK > 0 && topK < logits.length ? topIndices(logits, topK) : undefined;
     const weight = (i: number) => Math.exp((logits[i] - max) / temperature);
     if (topP < 1) candidates = nucleus(logits, weight, topP, candidates);
@@ -52,6 +98,60 @@ export class Sampler {
     }
     return pool[pool.length - 1];
   }
+}
+
+const hasPenalties = (p: SamplingParams) =>
+  !!p.frequencyPenalty || !!p.presencePenalty || (p.repetitionPenalty ?? 1) !== 1;
+
+function isEmpty(tokens: Iterable<number>): boolean {
+  for (const _ of tokens) return false;
+  return true;
+}
+
+/**
+ * The repetition, frequency and presence penalties of one row, as vLLM applies them: repetition
+ * over the prompt and the output, frequency and presence over the output only. Counts grow with
+ * each chosen token, so a step costs O(distinct tokens seen), not O(vocabulary).
+ */
+class Penalties {
+  /** Tokens of the output so far, with their counts. */
+  private readonly counts = new Map<number, number>();
+  /** Tokens of the prompt and the output (kept only with a repetition penalty). */
+  private readonly seen?: Set<number>;
+
+  constructor(
+    private readonly p: SamplingParams,
+    prompt: readonly number[],
+  ) {
+    if ((p.repetitionPenalty ?? 1) !== 1) this.seen = new Set(prompt);
+  }
+
+  observe(token: number): void {
+    this.counts.set(token, (this.counts.get(token) ?? 0) + 1);
+    this.seen?.add(token);
+  }
+
+  apply(logits: Float32Array): void {
+    const repetition = this.p.repetitionPenalty ?? 1;
+    for (const t of this.seen ?? []) {
+      if (t < logits.length) logits[t] = logits[t] > 0 ? logits[t] / repetition : logits[t] * repetition;
+    }
+    const frequency = this.p.frequencyPenalty ?? 0;
+    const presence = this.p.presencePenalty ?? 0;
+    if (!frequency && !presence) return;
+    for (const [t, n] of this.counts) if (t < logits.length) logits[t] -= frequency * n + presence;
+  }
+}
+
+/**
+ * vLLM's min_p: tokens whose probability (after temperature) is under min_p times the largest
+ * probability become -Infinity. p_i < min_p * p_max is (l_i - l_max) / T < ln(min_p).
+ */
+function withMinP(logits: Float32Array, max: number, temperature: number, minP: number): Float32Array {
+  const out = Float32Array.from(logits);
+  const floor = Math.log(minP);
+  for (let i = 0; i < out.length; i++) if ((out[i] - max) / temperature < floor) out[i] = -Infinity;
+  return out;
 }
 
 export function argmax(a: Float32Array): number {

@@ -26,6 +26,8 @@ export class Sequence {
   private readonly detokenizer: StreamDecoder;
   private readonly stops: StopMatcher;
   private readonly stopIds: Set<number>;
+  /** Until this many tokens are out, stop tokens cannot be chosen (vLLM's min_tokens). */
+  private readonly minTokens: number;
 
   constructor(
     readonly id: string,
@@ -39,7 +41,8 @@ export class Sequence {
     stopIds: readonly number[],
     private readonly sink: SequenceSink,
   ) {
-    this.sampler = new Sampler(sampling);
+    this.sampler = new Sampler(sampling, prompt);
+    this.minTokens = sampling.minTokens ?? 0;
     this.detokenizer = tokenizer.streamDecoder(prompt);
     this.stops = new StopMatcher(stop);
     this.stopIds = new Set(stopIds);
@@ -59,7 +62,7 @@ export class Sequence {
   advance(fed: number, logits: Float32Array): TokenEvent | undefined {
     this.cached += fed;
     if (this.prefilling) return undefined;
-    const choice = this.sampler.sample(logits);
+    const choice = this.sampler.sample(logits, this.generated.length < this.minTokens ? this.stopIds : undefined);
     this.generated.push(choice.token);
     let text: string;
     if (this.stopIds.has(choice.token)) {

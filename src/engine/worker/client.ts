@@ -86,6 +86,16 @@ export class EngineClient {
     return (await this.call({ type: 'remove-adapter', id })).removed ?? false;
   }
 
+  /** The ids a text becomes as a prompt (under an adapter: its task tokens count). */
+  async tokenize(text: string, adapter?: string | null): Promise<number[]> {
+    return (await this.call({ type: 'tokenize', text, adapter })).tokens!;
+  }
+
+  /** The text of token ids. */
+  async detokenize(tokens: number[], adapter?: string | null): Promise<string> {
+    return (await this.call({ type: 'detokenize', tokens, adapter })).text!;
+  }
+
   generate(request: GenerateRequest): Generation {
     return this.generateMany([request])[0];
   }

@@ -62,6 +62,20 @@ port.on('message', async (msg: ToWorker) => {
     case 'remove-adapter':
       post({ type: 'reply', call: msg.call, removed: engine!.removeAdapter(msg.id) });
       return;
+    case 'tokenize':
+      try {
+        post({ type: 'reply', call: msg.call, tokens: await engine!.tokenize(msg.text, msg.adapter) });
+      } catch (e) {
+        post({ type: 'reply', call: msg.call, error: toWire(e) });
+      }
+      return;
+    case 'detokenize':
+      try {
+        post({ type: 'reply', call: msg.call, text: engine!.detokenize(msg.tokens, msg.adapter) });
+      } catch (e) {
+        post({ type: 'reply', call: msg.call, error: toWire(e) });
+      }
+      return;
     case 'generate': {
       // The requests of one message are admitted together, then start in the same step.
       for (const { id } of msg.requests) admitting.add(id);

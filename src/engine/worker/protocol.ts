@@ -15,6 +15,8 @@ export type ToWorker =
       files?: Array<[string, Uint8Array]>;
     }
   | { type: 'remove-adapter'; call: number; id: string }
+  | { type: 'tokenize'; call: number; text: string; adapter?: string | null }
+  | { type: 'detokenize'; call: number; tokens: number[]; adapter?: string | null }
   | { type: 'generate'; requests: Array<{ id: string; request: GenerateRequest }> }
   | { type: 'cancel'; id: string }
   | { type: 'close' };
@@ -28,7 +30,15 @@ export interface WireError {
 export type FromWorker =
   | { type: 'ready'; info: EngineInfo }
   | { type: 'load-failed'; error: WireError }
-  | { type: 'reply'; call: number; manifest?: AdapterManifest; removed?: boolean; error?: WireError }
+  | {
+      type: 'reply';
+      call: number;
+      manifest?: AdapterManifest;
+      removed?: boolean;
+      tokens?: number[];
+      text?: string;
+      error?: WireError;
+    }
   | {
       type: 'batch';
       tokens: Array<[string, TokenEvent[]]>;
