@@ -1,5 +1,4 @@
-import { principalMiddleware, type HttpEnv } from '../src/http/middleware.ts';
-import { authenticate } from './auth.ts';
+import type { HttpEnv } from '../src/http/middleware.ts';
 import type { BlobStore } from './blobs/store.ts';
 import type { RegistryDb } from './db/index.ts';
 
@@ -45,6 +44,3 @@ export interface RegistryDeps {
 }
 
 export type AppEnv = HttpEnv<RegistryDeps>;
-
-/** The caller of a registry (or edge) request, from its API keys. */
-export const registryPrincipal = () => principalMiddleware<AppEnv>((c, key) => authenticate(c.var.deps.registry, key));

@@ -189,7 +189,7 @@ export async function benchChaos(
 }
 
 /** Starts `versa ARGS` and waits for the URL it prints. */
-async function start(args: string[], env: NodeJS.ProcessEnv): Promise<{ url: string; child: ChildProcess }> {
+export async function start(args: string[], env: NodeJS.ProcessEnv): Promise<{ url: string; child: ChildProcess }> {
   const child = spawn(process.execPath, [BIN, ...args], { env, stdio: ['ignore', 'pipe', 'pipe'] });
   let stderr = '';
   child.stderr!.on('data', (d) => (stderr += d));

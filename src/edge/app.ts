@@ -1,13 +1,15 @@
 import { OpenAPIHono } from '@hono/zod-openapi';
 import { bodyLimit } from 'hono/body-limit';
-import { DEFAULT_LIMITS, registryPrincipal, type AppEnv, type Limits, type RegistryDeps } from '../../registry/http.ts';
+import { DEFAULT_LIMITS, type AppEnv, type Limits, type RegistryDeps } from '../../registry/http.ts';
 import { errorResponse, refuseKeylessBody, validationHook } from '../http/middleware.ts';
 import { errorBody } from '../http/errors.ts';
 import { registryRoutes } from '../../registry/routes/index.ts';
 import { isAdapterUpload } from '../../registry/routes/publish.ts';
 import type { GenerationConfig } from './generation/config.ts';
 import { generationContext, type GenerationContext } from './generation/context.ts';
-import { generationRoutes } from './generation/routes.ts';
+import { GENERATION_PATHS, generationRoutes } from './generation/routes.ts';
+import { serverTiming, timedMiddleware } from './generation/timing.ts';
+import { cachedPrincipal, invalidateOnWrite } from './generation/cache.ts';
 import { uiRoutes } from './ui/routes.ts';
 import { metricsRoutes } from './metrics.ts';
 
@@ -48,7 +50,11 @@ export function createApp(deps: AppDeps): OpenAPIHono<AppEnv> {
   // Liveness for load balancers and `versa edge` users: no key, no addresses, only counts.
   app.get('/healthz', (c) => c.json({ status: 'ok', compute_nodes: gen.pools.summary() }));
   // The key first, from the headers alone: a body without a valid key is refused unread (401).
-  app.use('/v1/*', registryPrincipal());
+  // Server-Timing of the generation path (x-versa-timing: 1, operator keys), the key's lookup included.
+  for (const path of GENERATION_PATHS) app.use(path, serverTiming());
+  app.use('/v1/*', timedMiddleware('auth', cachedPrincipal(gen.cache)));
+  // Key and model answers are cached (registryCacheMs): any write through this app drops them at once.
+  app.use('*', invalidateOnWrite(gen.cache, GENERATION_PATHS));
   app.use('*', refuseKeylessBody());
   // Then every body is bounded, chosen by route (never by content type): only the adapter upload
   // streams, under its own limits.

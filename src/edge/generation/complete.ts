@@ -8,12 +8,21 @@ import { evaluateExperiment } from '../experiments/evaluate.ts';
 import { histogramBucket } from '../experiments/stats.ts';
 import { formatRef } from '../../../registry/names.ts';
 import { setWarning } from '../../http/middleware.ts';
-import { ApiError, errorBody, type ErrorStatus } from '../../http/errors.ts';
+import { ApiError, errorBody } from '../../http/errors.ts';
 import type { Principal } from '../../http/principal.ts';
 import type { ComputeEvent, GenerateBody } from '../../protocol/compute.ts';
-import { ComputeError, generateOnPool } from '../routing/compute-client.ts';
-import { FORMATS, usage as usageOf, type FinishReason, type Identity, type ResponseFormat } from '../openai/format.ts';
+import { ComputeError, generateOnPool, toApiError } from '../routing/compute-client.ts';
+import {
+  FORMATS,
+  usage as usageOf,
+  type Identity,
+  type OpenAIFinishReason,
+  type ResponseFormat,
+} from '../openai/format.ts';
+import type { Penalties } from '../openai/schemas.ts';
+import { refsOf } from '../openai/tokenize.ts';
 import type { GenerationContext } from './context.ts';
+import { timed } from './timing.ts';
 import type { Target } from './resolve.ts';
 
 type TokenEvent = Extract<ComputeEvent, { type: 'token' }>;
@@ -35,6 +44,8 @@ export interface CompletionJob {
   stop?: string | string[] | null;
   /** Alternatives per token when logprobs are asked for; undefined = none. */
   logprobs?: number;
+  /** Penalties, min_p, min_tokens, logit_bias: passed on as they are (the node checks their values). */
+  penalties?: Penalties;
   stream: boolean;
   includeUsage: boolean;
 }
@@ -51,7 +62,8 @@ export async function complete(c: Context<AppEnv>, gen: GenerationContext, job: 
   const request = computeRequest(gen, job, format);
   const a = job.target.adapter;
   // Only nodes serving exactly the resolved base version (else 503 no_node_for_base), in rendezvous order.
-  const nodes = await gen.pools.route(job.target.base, a ? formatRef(a.name, a.version) : job.target.base.name);
+  const routeKey = a ? formatRef(a.name, a.version) : job.target.base.name;
+  const nodes = await timed(c, 'route', () => gen.pools.route(job.target.base, routeKey));
   const who: Identity = {
     id: job.id,
     created: Math.floor(Date.now() / 1000),
@@ -69,7 +81,7 @@ export async function complete(c: Context<AppEnv>, gen: GenerationContext, job: 
   const events = generateOnPool(gen.pools.pool, nodes, request, gen.config.computeToken, c.req.raw.signal);
   let first: IteratorResult<ComputeEvent & { node?: string }>;
   try {
-    first = await events.next();
+    first = await timed(c, 'node', () => events.next());
   } catch (e) {
     const error = toApiError(e);
     if (e instanceof ComputeError && e.retryAfter !== undefined) c.header('retry-after', String(e.retryAfter));
@@ -96,23 +108,17 @@ function computeRequest(gen: GenerationContext, job: CompletionJob, format: Resp
       'max_tokens',
     );
   }
-  const a = job.target.adapter;
   return {
     ...job.input,
-    // A node serving other weights refuses the request (409), whatever it reported before.
-    base: { id: formatRef(job.target.base.name, job.target.base.version), sha256: job.target.base.sha256 },
-    // Ids and digests only: a node reads the files from its own registry or blob folder.
-    adapter: a && {
-      id: formatRef(a.name, a.version),
-      sha256: a.sha256,
-      files: a.files.map(({ name, sha256, bytes }) => ({ name, sha256, bytes })),
-    },
+    // A node serving other weights than the base refuses the request (409), whatever it reported before.
+    ...refsOf(job.target),
     max_tokens: maxTokens,
     temperature: job.temperature ?? 1,
     top_p: job.topP ?? undefined,
     seed: job.seed ?? undefined,
     stop: typeof job.stop === 'string' ? [job.stop] : (job.stop ?? undefined),
     logprobs: job.logprobs,
+    ...job.penalties,
     deadline_ms: gen.config.deadlineMs,
   };
 }
@@ -130,7 +136,7 @@ interface Reply {
   usage: UsageRecorder;
 }
 
-/** The job's experiment exposure (now) and its usage event (at the end, whatever the end). */
+/** The job's experiment exposure (after its first token) and its usage event (at the end, whatever the end). */
 function usageRecorder(
   c: Context<AppEnv>,
   gen: GenerationContext,
@@ -154,15 +160,25 @@ function usageRecorder(
   const { registry } = c.var.deps;
   const record = (events: number, write: () => Promise<void>) => gen.defer(c, gen.events.write(events, write));
   const started = Date.now();
-  if (target.experiment)
-    record(1, () => appendEvents(registry, [{ ...base, type: 'exposure', at: new Date(started) }]));
+  // The exposure is written once the first token is on its way (or the request ended without one),
+  // a macrotask later: never on the path to the first token (SQLite writes block the event loop).
+  let exposed = !target.experiment;
+  const expose = () => {
+    if (exposed) return;
+    exposed = true;
+    const at = new Date(started);
+    record(1, () => afterIo().then(() => appendEvents(registry, [{ ...base, type: 'exposure', at }])));
+  };
   // Guardrails and auto-promotion act without anyone reading results: at most every 30 s per experiment.
   const guardrailsNow = async (id: string) => {
     const now = Date.now();
     if (now - (gen.evaluatedAt.get(id) ?? -Infinity) < 30_000) return;
     gen.evaluatedAt.set(id, now);
     const experiment = await getExperiment(registry.db, id);
-    if (experiment?.status === 'running') await evaluateExperiment(registry, experiment, new Date(now));
+    if (experiment?.status !== 'running') return;
+    const after = (await evaluateExperiment(registry, experiment, new Date(now))).experiment;
+    // A guardrail killed it, or a promotion stopped it and moved its alias: served from the next request.
+    if (after.status !== experiment.status || after.killed !== experiment.killed) gen.cache.clear();
   };
   let ttft = 0;
   let node: string | undefined;
@@ -170,9 +186,11 @@ function usageRecorder(
     firstToken(from: string | undefined) {
       ttft = Date.now() - started;
       node = from;
+      expose();
     },
     end(tokens: { prompt: number; completion: number }, data: Record<string, unknown>) {
       release();
+      expose();
       const timing = { ttft_ms: ttft, total_ms: Date.now() - started, stream: job.stream };
       const payload = {
         prompt_tokens: tokens.prompt,
@@ -217,6 +235,8 @@ function usageRecorder(
     },
   };
 }
+
+const afterIo = () => new Promise((done) => setTimeout(done, 0));
 
 const clientError = (data: Record<string, unknown>) =>
   typeof data.status === 'number' && data.status >= 400 && data.status < 500;
@@ -316,7 +336,7 @@ function setTargetHeaders(c: Context<AppEnv>, t: Target): void {
 }
 
 /** OpenAI's finish_reason of a whole generation ('cancelled' never gets here: see honest()). */
-function finishReason(r: string): FinishReason {
+function finishReason(r: string): OpenAIFinishReason {
   return r === 'stop' ? 'stop' : 'length';
 }
 
@@ -325,15 +345,4 @@ function honest(e: ComputeEvent): ComputeEvent {
   if (e.type !== 'done' || e.finish_reason !== 'cancelled') return e;
   const message = 'the compute node cancelled the generation before it finished';
   return { type: 'error', error: { message, type: 'server_error', code: 'generation_cancelled' } };
-}
-
-function toApiError(e: unknown): ApiError {
-  if (e instanceof ApiError) return e;
-  if (e instanceof ComputeError) {
-    const status = ([400, 404, 409, 410, 413, 422, 429, 502, 503, 504] as const).includes(e.status as never)
-      ? (e.status as ErrorStatus)
-      : 502;
-    return new ApiError(status, e.message, e.code, e.param);
-  }
-  return new ApiError(502, `the compute tier failed: ${(e as Error).message}`, 'compute_error');
 }

@@ -1,5 +1,6 @@
 import { ApiError } from '../../http/errors.ts';
 import { DEFAULT_NODE_TIMEOUTS, NodePool } from '../routing/nodes.ts';
+import { DEFAULT_REGISTRY_CACHE_MS } from './cache.ts';
 
 /** How the edge reaches compute nodes and what it allows; from the entry (env vars) or a test. */
 export interface GenerationConfig {
@@ -23,6 +24,11 @@ export interface GenerationConfig {
   idleTimeoutMs: number;
   /** Active health checks (/readyz) of every node, at most one round per this (0 = off). */
   healthCheckMs: number;
+  /**
+   * How long registry answers on the path to the first token (key, model resolution) are reused at
+   * most, for writes made elsewhere; writes through this process are seen at once (0 = no cache).
+   */
+  registryCacheMs: number;
 }
 
 export const DEFAULT_GENERATION: GenerationConfig = {
@@ -36,6 +42,7 @@ export const DEFAULT_GENERATION: GenerationConfig = {
   firstByteTimeoutMs: DEFAULT_NODE_TIMEOUTS.firstByteMs,
   idleTimeoutMs: DEFAULT_NODE_TIMEOUTS.idleMs,
   healthCheckMs: 5000,
+  registryCacheMs: DEFAULT_REGISTRY_CACHE_MS,
 };
 
 /** The settings parseComputeNodes reads (environment variables, or Worker vars). */

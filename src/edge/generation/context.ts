@@ -3,6 +3,7 @@ import { DEFAULT_GENERATION, Pools, type GenerationConfig } from './config.ts';
 import { ConcurrencyLimiter, RateLimiter } from './rate-limit.ts';
 import { EventLog } from '../experiments/event-log.ts';
 import { EdgeMetrics } from '../metrics.ts';
+import { RegistryCache } from './cache.ts';
 
 /** What the generation routes share across requests (per Worker isolate, or per Node process). */
 export interface GenerationContext {
@@ -18,6 +19,8 @@ export interface GenerationContext {
   evaluatedAt: Map<string, number>;
   /** Requests, errors, latency and tokens per adapter version and arm (GET /metrics). */
   metrics: EdgeMetrics;
+  /** Registry answers on the path to the first token (config.registryCacheMs; cleared on writes). */
+  cache: RegistryCache;
   /** Finishes work after the response (events): waitUntil on Workers, a logged promise on Node. */
   defer(c: Context, work: Promise<unknown>): void;
 }
@@ -33,6 +36,7 @@ export function generationContext(config: Partial<GenerationConfig> = {}): Gener
     events: new EventLog(),
     evaluatedAt: new Map(),
     metrics: new EdgeMetrics(),
+    cache: new RegistryCache(full.registryCacheMs),
     defer(c, work) {
       const guarded = work.catch((e) => console.error('versa: deferred work failed:', e));
       let ctx: { waitUntil(p: Promise<unknown>): void } | undefined;

@@ -1,9 +1,11 @@
 import type { Db } from '../../../registry/db/index.ts';
 import type { Viewer } from '../../../registry/queries/adapters.ts';
-import { getActiveExperiment } from '../../../registry/queries/experiments.ts';
-import { resolveModel } from '../../../registry/queries/resolve.ts';
+import { resolveAdapter } from '../../../registry/queries/adapters.ts';
+import { getActiveExperiment, type Experiment } from '../../../registry/queries/experiments.ts';
+import { resolveModel, type ResolvedModel } from '../../../registry/queries/resolve.ts';
 import type { FileEntry } from '../../../registry/schema.ts';
 import { assignArm } from '../experiments/assign.ts';
+import { RegistryCache } from './cache.ts';
 
 /** What a request's `model` string resolved to: a base model, optionally with one adapter version. */
 export interface Target {
@@ -39,24 +41,83 @@ export interface Target {
  * Resolves a request's `model` (registry/queries/resolve.ts has the grammar) for this caller's
  * unit: a bare ADAPTER with a running experiment goes to the unit's sticky arm, or to the control
  * arm (the first) while the experiment is killed, when the caller is of the adapter's tenant.
+ * Registry reads go through `cache` (per caller's tenant: visibility differs); the arm is chosen
+ * per request, from the cached experiment.
  */
 export async function resolveTarget(
   db: Db,
   model: string,
   viewer: Viewer | null,
   unit: { id: string; perRequest: boolean },
+  cache: RegistryCache = UNCACHED,
 ): Promise<Target> {
-  let chosen: { armIndex: number; period: number } | undefined;
-  const r = await resolveModel(db, model, viewer, async (adapter) => {
-    const running = await getActiveExperiment(db, adapter);
-    if (!running) return undefined;
-    const arm = running.killed ? running.arms[0] : await assignArm(running.id, unit.id, running.arms);
-    chosen = { armIndex: running.arms.indexOf(arm), period: running.period };
-    // An arm serves the version fixed when the experiment started, whatever its alias does since.
-    const version = arm.resolvedVersion ?? arm.version;
-    const ref = version !== null ? { name: adapter.name, version } : { name: adapter.name, alias: arm.alias! };
-    return { ref, experiment: { id: running.id, arm: arm.name } };
-  });
+  const scope = viewer ? `${viewer.tenantId}\u0000${viewer.operator ? 'operator' : ''}` : '';
+  const plan = await cache.get(`model\u0000${scope}\u0000${model}`, () => planFor(db, model, viewer));
+  if (!('experiment' in plan)) return targetOf(plan.resolved);
+  const { experiment: running, adapter } = plan;
+  const arm = running.killed ? running.arms[0] : await armOf(plan, unit);
+  // An arm serves the version fixed when the experiment started, whatever its alias does since.
+  const version = arm.resolvedVersion ?? arm.version;
+  const ref = version !== null ? { name: adapter, version } : { name: adapter, alias: arm.alias! };
+  const resolved = await cache.get(`arm\u0000${scope}\u0000${running.id}\u0000${arm.name}`, () =>
+    resolveAdapter(db, ref, viewer),
+  );
+  return targetOf(
+    { kind: 'adapter', ...resolved, experiment: { id: running.id, arm: arm.name } },
+    { armIndex: running.arms.indexOf(arm), period: running.period, unit: unit.id, perRequest: unit.perRequest },
+  );
+}
+
+const UNCACHED = new RegistryCache(0);
+
+/** What a model string names for a caller, before any arm is chosen: a resolution, or an experiment. */
+type Plan = { resolved: ResolvedModel } | ExperimentPlan;
+
+/** A bare adapter in a running experiment, with the arms of units seen (valid as long as the plan is). */
+interface ExperimentPlan {
+  experiment: Experiment;
+  adapter: string;
+  assigned: Map<string, Experiment['arms'][number]>;
+}
+
+/** Sticky units' arms kept per plan, at most this many (the assignment is a hash: the same on recomputing). */
+const MAX_ASSIGNED = 10_000;
+
+/** The unit's sticky arm: computed once per plan for a named unit, never kept for a per-request one. */
+async function armOf(plan: ExperimentPlan, unit: { id: string; perRequest: boolean }) {
+  const kept = plan.assigned.get(unit.id);
+  if (kept) return kept;
+  const arm = await assignArm(plan.experiment.id, unit.id, plan.experiment.arms);
+  if (unit.perRequest) return arm;
+  if (plan.assigned.size >= MAX_ASSIGNED) plan.assigned.clear();
+  plan.assigned.set(unit.id, arm);
+  return arm;
+}
+
+/** Thrown out of resolveModel when the adapter has a running experiment: its arm is chosen per request. */
+class ArmNeeded {
+  constructor(readonly plan: ExperimentPlan) {}
+}
+
+async function planFor(db: Db, model: string, viewer: Viewer | null): Promise<Plan> {
+  try {
+    const resolved = await resolveModel(db, model, viewer, async (adapter) => {
+      const running = await getActiveExperiment(db, adapter);
+      if (running) throw new ArmNeeded({ experiment: running, adapter: adapter.name, assigned: new Map() });
+      return undefined;
+    });
+    return { resolved };
+  } catch (e) {
+    if (e instanceof ArmNeeded) return e.plan;
+    throw e;
+  }
+}
+
+/** The Target of a resolution (with the experiment arm chosen for this request, if any). */
+function targetOf(
+  r: ResolvedModel,
+  chosen?: { armIndex: number; period: number; unit: string; perRequest: boolean },
+): Target {
   if (r.kind === 'base') {
     const chatTemplate = r.base.tokenizer?.chat_template ?? null;
     return {
@@ -83,7 +144,7 @@ export async function resolveTarget(
       via: r.experiment ? 'experiment' : r.via,
       alias: r.alias,
     },
-    experiment: r.experiment && chosen && { ...r.experiment, ...chosen, unit: unit.id, perRequest: unit.perRequest },
+    experiment: r.experiment && chosen && { ...r.experiment, ...chosen },
     warning: r.warning,
   };
 }

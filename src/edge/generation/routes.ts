@@ -3,16 +3,19 @@ import type { Context, MiddlewareHandler } from 'hono';
 import { type AppEnv } from '../../../registry/http.ts';
 import { principalOf, validationHook } from '../../http/middleware.ts';
 import { ApiError } from '../../http/errors.ts';
+import type { Principal } from '../../http/principal.ts';
 import { viewerOf } from '../../../registry/queries/adapters.ts';
 import { bearer, errors, jsonBody } from '../../http/openapi.ts';
-import { ChatCompletionRequest, CompletionRequest } from '../openai/schemas.ts';
-import { renderChat, TemplateBudgetError, TemplateError } from '../../engine/tokenizer/chat-template.ts';
+import { ChatCompletionRequest, CompletionRequest, penaltiesOf } from '../openai/schemas.ts';
+import { renderPrompt } from '../openai/prompt.ts';
+import { tokenizeRoutes } from '../openai/tokenize.ts';
 import { experimentEdgeRoutes } from '../experiments/routes.ts';
 import { experimentUnit } from '../experiments/units.ts';
 import { complete, newCompletionId } from './complete.ts';
 import type { GenerationContext } from './context.ts';
 import { takeOrRefuse } from './rate-limit.ts';
-import { resolveTarget } from './resolve.ts';
+import { resolveTarget, type Target } from './resolve.ts';
+import { timed } from './timing.ts';
 
 const generationErrors = {
   ...errors,
@@ -64,32 +67,20 @@ const completionsRoute = createRoute({
   responses: streamResponse,
 });
 
+/** The paths that generate (Server-Timing, refusal metering and the UTF-8 check apply to them). */
+export const GENERATION_PATHS = [chatRoute.path, completionsRoute.path];
+
 /** The OpenAI-compatible generation routes and experiment feedback/results, mounted in the one app. */
 export function generationRoutes(gen: GenerationContext): OpenAPIHono<AppEnv> {
   const app = new OpenAPIHono<AppEnv>({ defaultHook: validationHook });
-  for (const path of [chatRoute.path, completionsRoute.path]) app.use(path, gen.metrics.meterRefusals, utf8Body);
+  for (const path of GENERATION_PATHS) app.use(path, gen.metrics.meterRefusals, utf8Body);
 
   app.openapi(chatRoute, async (c) => {
     const principal = admit(c, gen);
     const body = c.req.valid('json');
     const id = newCompletionId('chat');
-    const target = await resolveTarget(
-      c.var.deps.registry.db,
-      body.model,
-      viewerOf(principal),
-      experimentUnit(body.user, c.req.header('x-versa-unit'), id),
-    );
-    let prompt: string;
-    try {
-      prompt = renderChat(body.messages, {
-        // The adapter's own template wins; else the base's, unless the adapter's task tokens need the default.
-        template: target.adapter?.chatTemplate ?? (target.adapter?.taskTokens.length ? null : target.base.chatTemplate),
-        taskTokens: target.adapter?.taskTokens,
-      });
-    } catch (e) {
-      const code = e instanceof TemplateBudgetError ? 'template_budget_exceeded' : 'chat_template_error';
-      throw new ApiError(422, (e as TemplateError).message, code);
-    }
+    const target = await resolve(c, gen, principal, body.model, body.user, id);
+    const prompt = timed(c, 'template', () => renderPrompt(target, body));
     return complete(c, gen, {
       kind: 'chat',
       id,
@@ -103,6 +94,7 @@ export function generationRoutes(gen: GenerationContext): OpenAPIHono<AppEnv> {
       seed: body.seed,
       stop: body.stop,
       logprobs: body.logprobs ? (body.top_logprobs ?? 0) : undefined,
+      penalties: penaltiesOf(body),
       stream: !!body.stream,
       includeUsage: !!body.stream_options?.include_usage,
     });
@@ -112,12 +104,7 @@ export function generationRoutes(gen: GenerationContext): OpenAPIHono<AppEnv> {
     const principal = admit(c, gen);
     const body = c.req.valid('json');
     const id = newCompletionId('text');
-    const target = await resolveTarget(
-      c.var.deps.registry.db,
-      body.model,
-      viewerOf(principal),
-      experimentUnit(body.user, c.req.header('x-versa-unit'), id),
-    );
+    const target = await resolve(c, gen, principal, body.model, body.user, id);
     return complete(c, gen, {
       kind: 'text',
       id,
@@ -131,12 +118,14 @@ export function generationRoutes(gen: GenerationContext): OpenAPIHono<AppEnv> {
       seed: body.seed,
       stop: body.stop,
       logprobs: body.logprobs ?? undefined,
+      penalties: penaltiesOf(body),
       stream: !!body.stream,
       includeUsage: !!body.stream_options?.include_usage,
     });
   });
 
   app.route('/', experimentEdgeRoutes(gen));
+  app.route('/', tokenizeRoutes(gen));
 
   return app;
 }
@@ -153,6 +142,19 @@ const utf8Body: MiddlewareHandler<AppEnv> = async (c, next) => {
   }
   await next();
 };
+
+/** The request's target for its caller and experiment unit (`user`, else x-versa-unit, else the request). */
+function resolve(
+  c: Context<AppEnv>,
+  gen: GenerationContext,
+  principal: Principal,
+  model: string,
+  user: string | null | undefined,
+  completionId: string,
+): Promise<Target> {
+  const unit = experimentUnit(user, c.req.header('x-versa-unit'), completionId);
+  return timed(c, 'resolve', () => resolveTarget(c.var.deps.registry.db, model, viewerOf(principal), unit, gen.cache));
+}
 
 /** Authenticates (scope generate) and applies the per-key rate limit. */
 function admit(c: Context<AppEnv>, gen: GenerationContext) {

@@ -59,6 +59,7 @@ export class NodePool {
 
   /** Nodes (of `among`, default all) in the order to try for `key` (an adapter version id, or the base's name). */
   async order(key: string, among: readonly string[] = this.urls): Promise<string[]> {
+    if (among.length < 2) return [...among]; // nothing to order: no hashing on the path to the first token
     const scored = await Promise.all(
       among.map(async (url) => ({ url, score: await unitInterval(`${url}\u0000${key}`) })),
     );

@@ -1,0 +1,231 @@
+import type { ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { createApiKey, generateKey } from '../../registry/auth.ts';
+import { RegistryClient } from '../../registry/client.ts';
+import { importLocalModel, publishFolder } from '../../registry/local.ts';
+import { openLocalRegistry } from '../edge/node.ts';
+import { PHASES, TIMING_HEADER } from '../edge/generation/timing.ts';
+import type { AdapterRef } from '../protocol/compute.ts';
+import { start } from './chaos.ts';
+
+const ROOT = resolve(import.meta.dirname, '../..');
+const FIXTURE = join(ROOT, 'test/fixtures/stories260k');
+const PROMPT = 'Once upon a time';
+const TARGET = { p50: 2, p90: 5 };
+
+/** One kind of request: the model string sent to the edge, and the adapter the node is sent directly. */
+interface Scenario {
+  name: string;
+  key: string;
+  model: string;
+  adapter: AdapterRef | null;
+  /** The experiment unit (`user`): one per scenario, so a request in an experiment keeps its arm. */
+  user?: string;
+}
+
+const quantile = (xs: number[], q: number) => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.min(s.length - 1, Math.floor(q * s.length))];
+};
+const ms = (x: number) => Number(x.toFixed(2));
+
+/**
+ * `versa bench edge`: a compute node (stories260k) and the Node edge in front of it, each its own
+ * process on 127.0.0.1. The same one-token generation goes straight to the node and through the
+ * edge, alternating which goes first, for the base, an adapter by alias and a bare adapter in a
+ * running experiment; reports time to first token and the paired differences (what the edge adds),
+ * p50/p90, and the means of the edge's Server-Timing phases.
+ */
+export async function benchEdge(opts: { log: (line: string) => void; pairs?: number }) {
+  const pairs = opts.pairs ?? 100;
+  const dir = mkdtempSync(join(tmpdir(), 'versa-bench-edge-'));
+  const children: ChildProcess[] = [];
+  try {
+    const home = join(dir, 'home');
+    const key = generateKey();
+    const { registry } = openLocalRegistry(home);
+    await importLocalModel(registry, { path: join(FIXTURE, 'model.bin'), name: 'stories260k' });
+    // An operator key per scenario (Server-Timing is for operators), each under its own rate limit.
+    const scenarioKeys = [generateKey(), generateKey(), generateKey()];
+    for (const [i, k] of scenarioKeys.entries())
+      await createApiKey(registry, { tenant: 'default', name: `bench-${i}`, scopes: ['operator'], key: k });
+    registry.close();
+    mkdirSync(join(home, 'blobs'), { recursive: true }); // the node reads adapter files from it
+
+    opts.log('starting a compute node and the edge, each its own process');
+    const token = randomBytes(24).toString('base64url');
+    const env = { ...process.env, VERSA_COMPUTE_TOKEN: token };
+    const node = await start(
+      [
+        'compute',
+        '--model',
+        join(FIXTURE, 'model.bin'),
+        '--blobs',
+        join(home, 'blobs'),
+        '--threads',
+        '1',
+        '--port',
+        '0',
+      ],
+      env,
+    );
+    children.push(node.child);
+    const edge = await start(['edge', '--port', '0', '--home', home], {
+      ...env,
+      VERSA_API_KEY: key,
+      COMPUTE_NODES: JSON.stringify({ stories260k: [node.url] }),
+    });
+    children.push(edge.child);
+
+    const client = new RegistryClient({ url: edge.url, key });
+    const fixtures = { alias: 'vlm-max', experiment: 'lora-max' };
+    for (const name of Object.values(fixtures))
+      await publishFolder(client, join(FIXTURE, 'adapters', name), name, {
+        base: 'stories260k@1',
+        alias: 'production',
+      });
+    await client.json('POST', '/v1/experiments', {
+      name: 'bench-edge',
+      adapter: fixtures.experiment,
+      status: 'running',
+      arms: [
+        { name: 'control', version: 1, weight: 50 },
+        { name: 'candidate', version: 1, weight: 50 },
+      ],
+    });
+    const scenarios: Scenario[] = [
+      { name: 'base', key: scenarioKeys[0], model: 'stories260k', adapter: null },
+      {
+        name: 'adapter_by_alias',
+        key: scenarioKeys[1],
+        model: fixtures.alias,
+        adapter: await adapterRef(client, fixtures.alias),
+      },
+      {
+        name: 'experiment',
+        key: scenarioKeys[2],
+        model: fixtures.experiment,
+        adapter: await adapterRef(client, fixtures.experiment),
+        user: 'bench-unit',
+      },
+    ];
+
+    const direct = (s: Scenario) => nodeTtft(node.url, token, s.adapter);
+    const through = (s: Scenario) => edgeTtft(edge.url, s);
+    opts.log('warming up');
+    for (let i = 0; i < 5; i++) {
+      for (const s of scenarios) {
+        await direct(s);
+        await through(s);
+      }
+    }
+
+    opts.log(`${pairs} pairs per scenario, alternating which goes first`);
+    const nodeTimes: number[] = [];
+    const runs = scenarios.map(() => ({ edge: [] as number[], added: [] as number[], phases: [] as Phases[] }));
+    for (let i = 0; i < pairs; i++) {
+      for (const [j, s] of scenarios.entries()) {
+        let viaNode: number;
+        let viaEdge: Awaited<ReturnType<typeof through>>;
+        if ((i + j) % 2 === 0) {
+          viaNode = await direct(s);
+          viaEdge = await through(s);
+        } else {
+          viaEdge = await through(s);
+          viaNode = await direct(s);
+        }
+        nodeTimes.push(viaNode);
+        runs[j].edge.push(viaEdge.ttft);
+        runs[j].added.push(viaEdge.ttft - viaNode);
+        runs[j].phases.push(viaEdge.phases);
+      }
+    }
+
+    const figures: Record<string, unknown> = {
+      pairs,
+      node_ttft_ms: { p50: ms(quantile(nodeTimes, 0.5)), p90: ms(quantile(nodeTimes, 0.9)) },
+    };
+    const targets: Record<string, { target: string; met: boolean }> = {};
+    for (const [j, s] of scenarios.entries()) {
+      const r = runs[j];
+      const added = { p50: ms(quantile(r.added, 0.5)), p90: ms(quantile(r.added, 0.9)) };
+      figures[`${s.name}_edge_ttft_ms`] = { p50: ms(quantile(r.edge, 0.5)), p90: ms(quantile(r.edge, 0.9)) };
+      figures[`${s.name}_added_ms`] = added;
+      figures[`${s.name}_phases_mean_ms`] = meanPhases(r.phases);
+      targets[`${s.name}_added_ms`] = {
+        target: `p50 <= ${TARGET.p50} ms, p90 <= ${TARGET.p90} ms`,
+        met: added.p50 <= TARGET.p50 && added.p90 <= TARGET.p90,
+      };
+    }
+    return { ...figures, targets };
+  } finally {
+    for (const child of children) child.kill('SIGTERM');
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+type Phases = Record<string, number>;
+
+/** The adapter's version 1 as the edge sends it to a node (ids and digests; the node reads the files). */
+async function adapterRef(client: RegistryClient, name: string): Promise<AdapterRef> {
+  const v = await client.json<{ sha256: string; files: AdapterRef['files'] }>('GET', `/v1/adapters/${name}/versions/1`);
+  return {
+    id: `${name}@1`,
+    sha256: v.sha256,
+    files: v.files.map(({ name, sha256, bytes }) => ({ name, sha256, bytes })),
+  };
+}
+
+/** Time to the first token straight from the node (its NDJSON stream). */
+async function nodeTtft(url: string, token: string, adapter: AdapterRef | null): Promise<number> {
+  const t = performance.now();
+  const res = await fetch(`${url}/v1/internal/generate`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+    body: JSON.stringify({ adapter, prompt: PROMPT, max_tokens: 1, temperature: 0 }),
+  });
+  return firstArrival(res, '"type":"token"', t, 'the node');
+}
+
+/** Time to the first token through the edge (its SSE stream), with the edge's Server-Timing phases. */
+async function edgeTtft(url: string, s: Scenario): Promise<{ ttft: number; phases: Phases }> {
+  const t = performance.now();
+  const res = await fetch(`${url}/v1/completions`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${s.key}`, 'content-type': 'application/json', [TIMING_HEADER]: '1' },
+    body: JSON.stringify({ model: s.model, prompt: PROMPT, max_tokens: 1, temperature: 0, stream: true, user: s.user }),
+  });
+  const ttft = await firstArrival(res, '"text":', t, 'the edge');
+  return { ttft, phases: parseServerTiming(res.headers.get('server-timing') ?? '') };
+}
+
+/** Reads a stream to its end; returns when `marker` first arrived (ms since `t`), or throws. */
+async function firstArrival(res: Response, marker: string, t: number, who: string): Promise<number> {
+  let first = 0;
+  let text = '';
+  const reader = res.body!.pipeThrough(new TextDecoderStream()).getReader();
+  for (let r = await reader.read(); !r.done; r = await reader.read()) {
+    text += r.value;
+    if (!first && text.includes(marker)) first = performance.now() - t;
+  }
+  if (!res.ok || !first) throw new Error(`${who} answered ${res.status} without a token: ${text.slice(0, 300)}`);
+  return first;
+}
+
+function parseServerTiming(header: string): Phases {
+  const phases: Phases = {};
+  for (const entry of header.split(',')) {
+    const m = /^\s*([a-z]+);dur=([\d.]+)/.exec(entry);
+    if (m) phases[m[1]] = Number(m[2]);
+  }
+  return phases;
+}
+
+/** Each phase's mean over the requests (0 where a request had none of it: e.g. events outside experiments). */
+function meanPhases(all: Phases[]): Phases {
+  const names = [...PHASES, 'edge', 'total'].filter((p) => all.some((x) => p in x));
+  return Object.fromEntries(names.map((p) => [p, ms(all.reduce((sum, x) => sum + (x[p] ?? 0), 0) / all.length)]));
+}
