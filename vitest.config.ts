@@ -1,3 +1,6 @@
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { defineConfig } from 'vitest/config';
 
 export default defineConfig({
@@ -7,5 +10,8 @@ export default defineConfig({
     hookTimeout: 120_000,
     // Suites start model workers, servers and wrangler: run files one at a time on 2-core CI.
     fileParallelism: false,
+    // Commands the tests start keep their weights and digest caches in this run's own folder, never
+    // in the user's ~/.cache.
+    env: { XDG_CACHE_HOME: mkdtempSync(join(tmpdir(), 'versa-test-cache-')) },
   },
 });

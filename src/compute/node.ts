@@ -127,11 +127,12 @@ export async function startComputeNode(o: ComputeNodeOptions): Promise<ComputeNo
   const app = createComputeApp(state);
   const { server, port } = await listen(app.fetch, { port: o.port ?? 0, hostname: o.host ?? '127.0.0.1', tls: o.tls });
   const url = `${o.tls ? 'https' : 'http'}://${o.host ?? '127.0.0.1'}:${port}`;
-  const { architecture, params, ep, weights, loadSeconds } = engine.info;
+  const { architecture, params, ep, weights, loadSeconds, weightCache } = engine.info;
   const precision = weights.quantize === 'none' ? 'float32' : `${weights.quantize}, block ${weights.block}`;
+  const from = weightCache === 'read' ? ' from the weights cache' : '';
   log(
     `compute node on ${url} (${describeBase(base)}, ${architecture}, ${(params / 1e6).toFixed(1)}M params, ` +
-      `${precision}, ${ep}, loaded in ${loadSeconds.toFixed(1)} s)`,
+      `${precision}, ${ep}, loaded in ${loadSeconds.toFixed(1)} s${from})`,
   );
 
   let closing: Promise<void> | undefined;

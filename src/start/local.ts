@@ -13,6 +13,7 @@ import { assertPortFree, portSetting } from '../http/listen.ts';
 import { startComputeNode, type ComputeNode } from '../compute/node.ts';
 import { openLocalRegistry, startNodeServer, type NodeServer } from '../edge/node.ts';
 import { runtimeOf, type EngineRuntime } from '../engine/runtime-options.ts';
+import { weightCacheFromEnv } from '../engine/weights/cache.ts';
 import { DEMO, ensureDemoFiles } from './demo.ts';
 import { checkedApiKey, localKey } from './home.ts';
 
@@ -99,6 +100,7 @@ export async function startLocal(o: LocalOptions = {}): Promise<Local> {
           digestCache: join(home, 'digests'), // a restart does not read the weights again to know their sha256
           port: o.computePort ? o.computePort + i : 0,
           ...runtimeOf(o),
+          weightCache: weightCacheFromEnv({ ...process.env, VERSA_HOME: home }), // converted weights, at disk speed
           blobs,
           log,
         }),

@@ -99,8 +99,8 @@ describe('weights outside the graph', () => {
   it('the graph carries no weight bytes, and gives the same logits as the weights embedded in it', async () => {
     const model = openModel(STORIES());
     const graph = buildDecoderGraph(model.config, model.weights, { vlm: false, lora: false });
+    const weightBytes = graph.externalData.reduce((n, e) => n + e.data.byteLength, 0); // made from the open file
     model.close();
-    const weightBytes = graph.externalData.reduce((n, e) => n + e.data.byteLength, 0);
     expect(graph.model.byteLength).toBeLessThan(200_000);
     expect(weightBytes).toBeGreaterThan(model.fileBytes * 0.95); // every weight (plus RoPE tables)
 
@@ -173,10 +173,10 @@ describe('float16 weights', () => {
       { ...FLOAT32, float: 'float16' },
     );
     const full = buildDecoderGraph(model.config, model.weights, { vlm: false, lora: false });
-    model.close();
     const matrices = (g: EncodedGraph) =>
       g.externalData.filter((e) => e.data.byteLength > 4096).reduce((n, e) => n + e.data.byteLength, 0);
     expect(matrices(half) / matrices(full)).toBeCloseTo(0.5, 1);
+    model.close();
 
     const { code, stdout, stderr } = await versa([
       'eval',

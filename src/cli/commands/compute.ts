@@ -8,6 +8,7 @@ import { assertPortFree } from '../../http/listen.ts';
 import type { AdapterKind } from '../../engine/adapters/format.ts';
 import { parse } from '../output.ts';
 import { runtimeOf } from '../../engine/runtime-options.ts';
+import { weightCacheFromEnv } from '../../engine/weights/cache.ts';
 import { addRuntimeOptions, type RuntimeOptions } from './runtime-options.ts';
 
 interface ComputeOptions extends RuntimeOptions {
@@ -78,6 +79,7 @@ async function run(o: ComputeOptions): Promise<void> {
     port: o.port,
     host: o.host,
     ...runtimeOf(o),
+    weightCache: weightCacheFromEnv(),
     adapterCacheMb: o.adapterCacheMb,
     adapterKinds: o.adapterKinds,
     maxBatch: o.maxBatch,

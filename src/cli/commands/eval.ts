@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import type { Command } from 'commander';
 import { SingleBar, Presets } from 'cli-progress';
 import { runtimeOf } from '../../engine/runtime-options.ts';
+import { weightCacheFromEnv } from '../../engine/weights/cache.ts';
 import { addRuntimeOptions, type RuntimeOptions } from './runtime-options.ts';
 
 interface EvalOptions extends RuntimeOptions {
@@ -45,6 +46,7 @@ async function run(o: EvalOptions): Promise<void> {
     tokenizer: o.tokenizer,
     adapterKinds: kinds,
     ...runtimeOf(o),
+    weightCache: weightCacheFromEnv(),
   });
   try {
     if (!tokenizer) throw new Error(`no tokenizer found for ${o.model}: give --tokenizer`);

@@ -14,6 +14,7 @@ import {
 import { describeIssue, SamplingFields, toEngineRequest } from '../../protocol/compute.ts';
 import { parse, warn } from '../output.ts';
 import { runtimeOf } from '../../engine/runtime-options.ts';
+import { weightCacheFromEnv } from '../../engine/weights/cache.ts';
 import { addRuntimeOptions, type RuntimeOptions } from './runtime-options.ts';
 
 interface GenerateOptions extends RuntimeOptions {
@@ -69,6 +70,7 @@ async function run(o: GenerateOptions): Promise<void> {
     adapterKinds: o.adapter ? [adapterKindOf(o.adapter)] : [], // the graph carries only what is used
     tokenizer: o.tokenizer,
     ...runtimeOf(o),
+    weightCache: weightCacheFromEnv(),
   });
   try {
     for (const w of engine.info.warnings) warn(w);
@@ -108,6 +110,7 @@ async function runBatch(o: GenerateOptions, file: string): Promise<void> {
     adapterKinds: [...kinds], // the graph carries only what is used
     tokenizer: o.tokenizer,
     ...runtimeOf(o),
+    weightCache: weightCacheFromEnv(),
     maxBatch: Math.max(64, rows.length),
     prefillChunkIdle: Number.MAX_SAFE_INTEGER, // the whole batch prefills together
   });

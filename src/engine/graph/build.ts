@@ -6,7 +6,7 @@ import { buildLlama } from './llama.ts';
 import { buildPhi3 } from './phi3.ts';
 import { buildGemma } from './gemma.ts';
 import type { GraphFeatures } from './decoder.ts';
-import type { EncodedGraph } from './onnx.ts';
+import type { BuiltGraph } from './onnx.ts';
 
 /** One builder per architecture, as onnxruntime-genai's model builder does. */
 const BUILDERS = {
@@ -25,6 +25,6 @@ export function buildDecoderGraph(
   weights: WeightSource,
   features?: GraphFeatures,
   format?: WeightFormat,
-): EncodedGraph {
+): BuiltGraph {
   return BUILDERS[c.architecture](c, weights, features, format);
 }

@@ -1,10 +1,18 @@
 import type { ModelConfig } from '../model/config.ts';
 import { layerPrefix, linearModules } from '../model/layout.ts';
 import { transpose2d, type Tensor } from '../weights/tensor.ts';
-import { bytesAs, float32Of, floatBytes, type WeightSource } from '../weights/stored.ts';
-import { bitsOf, FLOAT32, quantizeRows, type QuantizedMatrix, type WeightFormat } from '../weights/quantize.ts';
+import { bytesAs, float32Of, floatBytes, type StoredTensor, type WeightSource } from '../weights/stored.ts';
+import {
+  bitsOf,
+  FLOAT32,
+  quantizedShape,
+  quantizeRows,
+  type QuantizedMatrix,
+  type QuantizedShape,
+  type WeightFormat,
+} from '../weights/quantize.ts';
 import { VLM_LAYER_NORM_EPS } from '../adapters/format.ts';
-import { GraphBuilder, type EncodedGraph } from './onnx.ts';
+import { GraphBuilder, type BuiltGraph } from './onnx.ts';
 import { IN, LOGITS, loraInputs, MASKED, newKey, newValue, pastKey, pastValue, vlmInputs } from './io.ts';
 
 /**
@@ -29,11 +37,16 @@ export type MatrixLayout = 'out_in' | 'in_out';
 
 /**
  * A weight matrix as the graph reads it: float as stored (in the format's float type), or
- * quantized rows of [out, in].
+ * quantized rows of [out, in] (`packed` quantizes them when first asked for).
  */
 type Matrix =
   | { kind: 'float'; name: string; layout: MatrixLayout }
-  | { kind: 'quantized'; names: { packed: string; scales: string; zeroPoints: string }; q: QuantizedMatrix };
+  | {
+      kind: 'quantized';
+      names: { packed: string; scales: string; zeroPoints: string };
+      q: QuantizedShape;
+      packed: () => Uint8Array;
+    };
 
 /**
  * The token-embedding table, which the head also reads when tied: float32 transposed to [d, V]
@@ -143,13 +156,20 @@ export class DecoderGraph {
 
   /** A float32 weight by its Hugging Face name, as stored (norms, biases, position embeddings). */
   w(name: string): string {
-    return this.g.tensor(name, this.float(name));
+    const t = this.stored(name);
+    return this.g.weight(name, 'float32', t.dims, () => floatBytes(float32Of(t), 'float32'));
+  }
+
+  /** A weight as the checkpoint stores it (nothing is read yet). */
+  private stored(name: string): StoredTensor {
+    const t = this.weights.get(name);
+    if (!t) throw new Error(`weight ${name} is missing`);
+    return t;
   }
 
   /** A weight's values as float32 (read from the checkpoint now, converted if stored as 16 bits). */
   private float(name: string): Tensor {
-    const t = this.weights.get(name);
-    if (!t) throw new Error(`weight ${name} is missing`);
+    const t = this.stored(name);
     return { dims: [...t.dims], data: float32Of(t) };
   }
 
@@ -160,25 +180,26 @@ export class DecoderGraph {
 
   /** A projection's weight matrix, in the graph's weight format. */
   private matrix(name: string, layout: MatrixLayout): Matrix {
-    if (this.format.quantize === 'none') {
-      const t = this.weights.get(name);
-      if (!t) throw new Error(`weight ${name} is missing`);
-      return {
-        kind: 'float',
-        name: this.g.weight(name, this.format.float, t.dims, bytesAs(t, this.format.float)),
-        layout,
-      };
-    }
-    const t = layout === 'in_out' ? transpose2d(this.float(name)) : this.float(name);
-    const [rows, cols] = t.dims;
-    const q = quantizeRows(t.data, rows, cols, bitsOf(this.format.quantize), this.format.block);
+    const stored = this.stored(name);
+    const float = this.format.float;
+    if (this.format.quantize === 'none')
+      return { kind: 'float', name: this.g.weight(name, float, stored.dims, () => bytesAs(stored, float)), layout };
+    const [rows, cols] = layout === 'in_out' ? [stored.dims[1], stored.dims[0]] : stored.dims;
+    const q = quantizedShape(rows, cols, bitsOf(this.format.quantize), this.format.block);
+    // Quantized once, when the first of its three weights is asked for.
+    let made: QuantizedMatrix | undefined;
+    const quantized = () => {
+      if (made) return made;
+      const t = layout === 'in_out' ? transpose2d(this.float(name)) : this.float(name);
+      return (made = quantizeRows(t.data, rows, cols, q.bits, q.block));
+    };
     const g = this.g;
     const names = {
-      packed: g.weight(`${name}.q`, 'uint8', [rows, q.blocks, (q.block * q.bits) / 8], q.packed),
-      scales: g.weight(`${name}.scales`, 'float32', [rows, q.blocks], new Uint8Array(q.scales.buffer)),
-      zeroPoints: g.weight(`${name}.zero_points`, 'uint8', [rows, q.zeroPoints.length / rows], q.zeroPoints),
+      packed: g.weight(`${name}.q`, 'uint8', [rows, q.blocks, (q.block * q.bits) / 8], () => quantized().packed),
+      scales: g.weight(`${name}.scales`, 'float32', [rows, q.blocks], () => floatBytes(quantized().scales, 'float32')),
+      zeroPoints: g.weight(`${name}.zero_points`, 'uint8', [rows, q.zeroPointBytes], () => quantized().zeroPoints),
     };
-    return { kind: 'quantized', names, q };
+    return { kind: 'quantized', names, q, packed: () => quantized().packed };
   }
 
   /**
@@ -208,11 +229,9 @@ export class DecoderGraph {
   /** A [V, d] vocabulary matrix: the token embeddings, or an untied output head (see EmbeddingTable). */
   vocabTable(name: string): EmbeddingTable {
     if (this.format.quantize !== 'none') return this.matrix(name, 'out_in') as EmbeddingTable;
-    const t = transpose2d(this.float(name));
-    return {
-      kind: 'float',
-      tableT: this.g.weight(name, this.format.float, t.dims, floatBytes(t.data, this.format.float)),
-    };
+    const [V, d] = this.stored(name).dims;
+    const tableT = () => floatBytes(transpose2d(this.float(name)).data, this.format.float);
+    return { kind: 'float', tableT: this.g.weight(name, this.format.float, [d, V], tableT) };
   }
 
   /** Token embeddings [N, d]; a row's task tokens take their embedding from its VLM slot. */
@@ -224,9 +243,9 @@ export class DecoderGraph {
       x = g.transpose(g.gather(table.tableT, IN.inputIds, 1), [1, 2, 0]); // [d, B, S] -> [B, S, d]
       if (this.format.float !== 'float32') x = g.cast(x, 'float32');
     } else {
-      const { q, names } = table;
+      const { q, names, packed } = table;
       // GatherBlockQuantized wants the packed rows as [V, d * bits / 8]: the same bytes, a 2-D shape.
-      const rows = g.weight(`${names.packed}.rows`, 'uint8', [q.rows, (q.blocks * q.block * q.bits) / 8], q.packed);
+      const rows = g.weight(`${names.packed}.rows`, 'uint8', [q.rows, (q.blocks * q.block * q.bits) / 8], packed);
       const attrs = { bits: q.bits, block_size: q.block, gather_axis: 0, quantize_axis: 1 };
       x = g.op(
         'GatherBlockQuantized',
@@ -291,9 +310,12 @@ export class DecoderGraph {
 
   /** Gemma's RMSNorm weight: (1 + w), in float32 as transformers computes it. */
   onePlus(name: string): string {
-    const t = this.float(name);
-    const data = t.data.map((x) => Math.fround(1 + x));
-    return this.g.tensor(`${name}+1`, { dims: t.dims, data });
+    const onePlus = () =>
+      floatBytes(
+        this.float(name).data.map((x) => Math.fround(1 + x)),
+        'float32',
+      );
+    return this.g.weight(`${name}+1`, 'float32', this.stored(name).dims, onePlus);
   }
 
   /**
@@ -425,7 +447,7 @@ export class DecoderGraph {
     g.output(logits, LOGITS, 'float32', ['L', 'V']);
   }
 
-  encode(): EncodedGraph {
+  encode(): BuiltGraph {
     return this.g.encode(`${this.c.architecture}-decoder`);
   }
 

@@ -2,7 +2,7 @@ import type { ModelConfig } from '../model/config.ts';
 import type { WeightSource } from '../weights/stored.ts';
 import type { WeightFormat } from '../weights/quantize.ts';
 import { blockWeight, DecoderGraph, type GraphFeatures } from './decoder.ts';
-import type { EncodedGraph } from './onnx.ts';
+import type { BuiltGraph } from './onnx.ts';
 
 /**
  * Gemma (Gemma Team 2024): the Llama block with embeddings scaled by sqrt(hidden) (a float32
@@ -15,7 +15,7 @@ export function buildGemma(
   weights: WeightSource,
   features?: GraphFeatures,
   format?: WeightFormat,
-): EncodedGraph {
+): BuiltGraph {
   const m = new DecoderGraph(c, weights, features, format);
   const g = m.g;
   const gemma2 = c.architecture === 'gemma2';

@@ -2,7 +2,7 @@ import type { ModelConfig } from '../model/config.ts';
 import type { WeightSource } from '../weights/stored.ts';
 import type { WeightFormat } from '../weights/quantize.ts';
 import { blockWeight, DecoderGraph, type GraphFeatures } from './decoder.ts';
-import type { EncodedGraph } from './onnx.ts';
+import type { BuiltGraph } from './onnx.ts';
 
 /**
  * GPT-2 (Radford et al. 2019): learned positions, pre-LayerNorm blocks, tanh-GELU MLP, output
@@ -13,7 +13,7 @@ export function buildGpt2(
   weights: WeightSource,
   features?: GraphFeatures,
   format?: WeightFormat,
-): EncodedGraph {
+): BuiltGraph {
   const m = new DecoderGraph(c, weights, features, format);
   const g = m.g;
   const d = c.hiddenSize;

@@ -2,7 +2,7 @@ import type { ModelConfig } from '../model/config.ts';
 import type { WeightSource } from '../weights/stored.ts';
 import type { WeightFormat } from '../weights/quantize.ts';
 import { blockWeight, DecoderGraph, type GraphFeatures } from './decoder.ts';
-import type { EncodedGraph } from './onnx.ts';
+import type { BuiltGraph } from './onnx.ts';
 
 /**
  * Llama (Touvron et al. 2023): RMSNorm, rotary positions (llama2.c's interleaved pairs or
@@ -16,7 +16,7 @@ export function buildLlama(
   weights: WeightSource,
   features?: GraphFeatures,
   format?: WeightFormat,
-): EncodedGraph {
+): BuiltGraph {
   const m = new DecoderGraph(c, weights, features, format);
   const g = m.g;
   const embeddings = m.vocabTable('model.embed_tokens.weight');

@@ -21,6 +21,38 @@ export interface EncodedGraph {
   externalData: Array<{ path: string; data: Uint8Array }>;
 }
 
+/**
+ * A weight's bytes, or how to make them from the checkpoint (read, converted, quantized). Made
+ * only when needed, so that the converted-weights cache (weights/cache.ts) can supply them instead.
+ */
+type WeightBytes = Uint8Array | (() => Uint8Array);
+
+/** One weight of a built graph: its initializer and its external-data "file". */
+export interface GraphWeight {
+  name: string;
+  type: ElemType;
+  dims: readonly number[];
+  /** The external-data location the initializer names. */
+  path: string;
+  /** Made from the checkpoint (given as a function): what a converted-weights cache may hold. */
+  converted: boolean;
+  /** The bytes, made on first use. */
+  bytes(): Uint8Array;
+}
+
+/** A serialised graph whose weights are made when first asked for (see WeightBytes). */
+export class BuiltGraph implements EncodedGraph {
+  constructor(
+    readonly model: Uint8Array,
+    readonly weights: readonly GraphWeight[],
+  ) {}
+
+  /** Every weight's bytes, made now where not yet. */
+  get externalData(): EncodedGraph['externalData'] {
+    return this.weights.map((w) => ({ path: w.path, data: w.bytes() }));
+  }
+}
+
 /** A symbolic (string) or fixed (number) dimension of a graph input or output. */
 export type Dim = string | number;
 type AttrValue = number | number[] | string | { float: number };
@@ -35,7 +67,7 @@ export class GraphBuilder {
   private readonly inputs: onnxProto.onnx.IValueInfoProto[] = [];
   private readonly outputs: onnxProto.onnx.IValueInfoProto[] = [];
   private readonly initializers: onnxProto.onnx.ITensorProto[] = [];
-  private readonly external: EncodedGraph['externalData'] = [];
+  private readonly external: GraphWeight[] = [];
   private readonly constants = new Map<string, string>();
   /** Values exposed as graph outputs under another name: renamed at encode, no Identity copy. */
   private readonly renames = new Map<string, string>();
@@ -57,7 +89,7 @@ export class GraphBuilder {
    * A weight, kept out of the protobuf: onnxruntime reads it from `bytes` (external data in
    * memory), so the graph is a few hundred kilobytes whatever the model's size.
    */
-  weight(name: string, type: ElemType, dims: readonly number[], bytes: Uint8Array): string {
+  weight(name: string, type: ElemType, dims: readonly number[], bytes: WeightBytes): string {
     const path = `w${this.external.length}`;
     this.initializers.push({
       name,
@@ -66,7 +98,9 @@ export class GraphBuilder {
       dataLocation: onnx.TensorProto.DataLocation.EXTERNAL,
       externalData: [{ key: 'location', value: path }],
     });
-    this.external.push({ path, data: bytes });
+    let made = typeof bytes === 'function' ? undefined : bytes;
+    const bytesOf = () => (made ??= (bytes as () => Uint8Array)());
+    this.external.push({ name, type, dims: [...dims], path, converted: typeof bytes === 'function', bytes: bytesOf });
     return name;
   }
 
@@ -134,8 +168,8 @@ export class GraphBuilder {
     this.op('Slice', [x, this.ints(starts), this.ints(ends), this.ints(axes)]);
   unsqueeze = (x: string, axes: number[]) => this.op('Unsqueeze', [x, this.ints(axes)]);
 
-  /** Serialises the model (opset 17, IR 8); the weights stay in their buffers. */
-  encode(name = 'versa'): EncodedGraph {
+  /** Serialises the model (opset 17, IR 8); the weights stay in their buffers, or are made when asked for. */
+  encode(name = 'versa'): BuiltGraph {
     const rename = (v: string) => this.renames.get(v) ?? v;
     const nodes = this.nodes.map((n) => ({ ...n, input: n.input!.map(rename), output: n.output!.map(rename) }));
     const contrib = nodes.some((n) => n.domain === 'com.microsoft');
@@ -145,7 +179,7 @@ export class GraphBuilder {
       opsetImport: [{ domain: '', version: 17 }, ...(contrib ? [{ domain: 'com.microsoft', version: 1 }] : [])],
       graph: { name, node: nodes, input: this.inputs, output: this.outputs, initializer: this.initializers },
     });
-    return { model: onnx.ModelProto.encode(model).finish(), externalData: this.external };
+    return new BuiltGraph(onnx.ModelProto.encode(model).finish(), this.external);
   }
 }
 

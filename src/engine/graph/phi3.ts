@@ -2,7 +2,7 @@ import type { ModelConfig } from '../model/config.ts';
 import type { WeightSource } from '../weights/stored.ts';
 import type { WeightFormat } from '../weights/quantize.ts';
 import { blockWeight, DecoderGraph, type GraphFeatures } from './decoder.ts';
-import type { EncodedGraph } from './onnx.ts';
+import type { BuiltGraph } from './onnx.ts';
 
 /**
  * Phi-3 (Abdin et al. 2024): the Llama block with fused projections. qkv_proj's outputs are
@@ -14,7 +14,7 @@ export function buildPhi3(
   weights: WeightSource,
   features?: GraphFeatures,
   format?: WeightFormat,
-): EncodedGraph {
+): BuiltGraph {
   const m = new DecoderGraph(c, weights, features, format);
   const g = m.g;
   const q = c.numHeads * c.headDim;

@@ -25,8 +25,15 @@ export function openHfFolder(dir: string): Omit<OpenedModel, 'format'> {
     for (const f of new Set(files.values())) f.close();
   };
   try {
-    const fileBytes = [...new Set(files.values())].reduce((n, f) => n + f.size, 0);
-    return { config, weights: storedWeights(config, files), fileBytes, close };
+    const shards = [...new Set(files.values())];
+    const fileBytes = shards.reduce((n, f) => n + f.size, 0);
+    return {
+      config,
+      weights: storedWeights(config, files),
+      fileBytes,
+      files: [configPath, ...shards.map((f) => f.path)],
+      close,
+    };
   } catch (e) {
     close();
     throw e;

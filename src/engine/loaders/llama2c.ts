@@ -16,7 +16,7 @@ export function openLlama2c(path: string): Omit<OpenedModel, 'format'> {
   const config = readLlama2cConfig(path);
   const fd = openSync(path, 'r');
   try {
-    return { config, ...storedWeights(path, fd, config), close: () => closeSync(fd) };
+    return { config, ...storedWeights(path, fd, config), files: [path], close: () => closeSync(fd) };
   } catch (e) {
     closeSync(fd);
     throw e;

@@ -12,7 +12,9 @@ export interface OpenedModel {
   format: 'hf' | 'llama2c';
   /** Bytes of the checkpoint's weight files. */
   fileBytes: number;
-  /** Closes the files (once the graph holds what it needs). */
+  /** The files the weights are made from (config and weight files): what the converted-weights cache is keyed by. */
+  files: string[];
+  /** Closes the files (once the session holds the weights: a graph makes them when they are asked for). */
   close(): void;
 }
 

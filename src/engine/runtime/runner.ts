@@ -3,6 +3,7 @@ import type { ModelConfig } from '../model/config.ts';
 import type { WeightSource } from '../weights/stored.ts';
 import { FLOAT32, type WeightFormat } from '../weights/quantize.ts';
 import { buildDecoderGraph } from '../graph/build.ts';
+import type { BuiltGraph, EncodedGraph } from '../graph/onnx.ts';
 import { ALL_FEATURES, type GraphFeatures } from '../graph/decoder.ts';
 import { IN, LOGITS, MASKED, newKey, newValue, pastKey, pastValue } from '../graph/io.ts';
 import { AdapterBank } from './adapter-bank.ts';
@@ -51,11 +52,19 @@ export class ModelRunner {
   static async create(
     config: ModelConfig,
     weights: WeightSource,
-    opts: { ep?: ProviderChoice; threads?: number; features?: GraphFeatures; format?: WeightFormat } = {},
+    opts: {
+      ep?: ProviderChoice;
+      threads?: number;
+      features?: GraphFeatures;
+      format?: WeightFormat;
+      /** Supplies the weights' bytes (e.g. from the converted-weights cache); default: made from `weights`. */
+      weightBytes?: (graph: BuiltGraph) => EncodedGraph['externalData'];
+    } = {},
   ): Promise<ModelRunner> {
     const features = opts.features ?? ALL_FEATURES;
     const format = opts.format ?? FLOAT32;
-    const graph = buildDecoderGraph(config, weights, features, format);
+    const built = buildDecoderGraph(config, weights, features, format);
+    const graph = opts.weightBytes ? { model: built.model, externalData: opts.weightBytes(built) } : built;
     const { session, ep } = await createSession(graph, opts.ep ?? 'cpu', opts.threads);
     return new ModelRunner(session, config, ep, features, format);
   }

@@ -47,14 +47,25 @@ export function checkWeightFormat(f: WeightFormat, smallestInput: number): void 
 
 export const bitsOf = (q: Exclude<Quantization, 'none'>): 4 | 8 => (q === 'int4' ? 4 : 8);
 
-/** A [rows, cols] matrix quantized along cols (rows = outputs N, cols = inputs K). */
-export interface QuantizedMatrix {
+/** The shape of a quantized matrix: known before (or without) quantizing it. */
+export interface QuantizedShape {
   rows: number;
   cols: number;
   bits: 4 | 8;
   block: number;
   /** Blocks per row: ceil(cols / block); the last is padded with the zero point (value 0). */
   blocks: number;
+  /** Bytes of zero points per row: ceil(blocks * bits / 8). */
+  zeroPointBytes: number;
+}
+
+export function quantizedShape(rows: number, cols: number, bits: 4 | 8, block: number): QuantizedShape {
+  const blocks = Math.ceil(cols / block);
+  return { rows, cols, bits, block, blocks, zeroPointBytes: Math.ceil((blocks * bits) / 8) };
+}
+
+/** A [rows, cols] matrix quantized along cols (rows = outputs N, cols = inputs K). */
+export interface QuantizedMatrix extends QuantizedShape {
   /** [rows, blocks, block * bits / 8] */
   packed: Uint8Array;
   /** [rows, blocks] */
@@ -64,10 +75,10 @@ export interface QuantizedMatrix {
 }
 
 export function quantizeRows(w: Float32Array, rows: number, cols: number, bits: 4 | 8, block: number): QuantizedMatrix {
-  const blocks = Math.ceil(cols / block);
+  const shape = quantizedShape(rows, cols, bits, block);
+  const { blocks, zeroPointBytes: zpRow } = shape;
   const blob = (block * bits) / 8;
   const qmax = (1 << bits) - 1;
-  const zpRow = Math.ceil((blocks * bits) / 8);
   const packed = new Uint8Array(rows * blocks * blob);
   const scales = new Float32Array(rows * blocks);
   const zeroPoints = new Uint8Array(rows * zpRow);
@@ -108,7 +119,7 @@ export function quantizeRows(w: Float32Array, rows: number, cols: number, bits: 
       }
     }
   }
-  return { rows, cols, bits, block, blocks, packed, scales, zeroPoints };
+  return { ...shape, packed, scales, zeroPoints };
 }
 
 /** The float values a quantized matrix stands for, [rows, cols] (tests and error checks). */
