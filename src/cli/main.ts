@@ -1,4 +1,5 @@
 import { Command, CommanderError } from 'commander';
+import pkg from '../../package.json' with { type: 'json' };
 import { fail } from './output.ts';
 
 /**
@@ -7,6 +8,7 @@ import { fail } from './output.ts';
  */
 const program = new Command('versa')
   .description('Serve many generation tasks from one language model')
+  .version(pkg.version)
   .configureOutput({ outputError: (message, write) => write(`versa: ${message.trim()}\n`) })
   .exitOverride();
 
@@ -27,11 +29,14 @@ const commands: Record<string, () => Promise<{ register(program: Command): void 
   tenants: () => import('./commands/tenants.ts'),
   keys: () => import('./commands/keys.ts'),
   pull: () => import('./commands/pull.ts'),
+  cache: () => import('./commands/cache.ts'),
 };
 
 const name = process.argv[2];
 if (name && name in commands) (await commands[name]()).register(program);
-else for (const load of Object.values(commands)) (await load()).register(program);
+// `versa --version` needs no command: it loads none
+else if (name !== '--version' && name !== '-V')
+  for (const load of Object.values(commands)) (await load()).register(program);
 
 try {
   await program.parseAsync(process.argv);

@@ -12,9 +12,15 @@ type Bench = (opts: {
   sizeClassesOnly?: boolean;
   seconds?: number;
   units?: number;
+  pairs?: number;
+  tokenizer?: string;
+  peers?: string;
+  llamacpp?: string;
+  rounds?: number;
+  tokens?: number;
 }) => Promise<Figures>;
 
-/** `versa bench engine|compute|chaos`: performance figures, reported as ratios measured in the same run. */
+/** `versa bench engine|compute|chaos|experiments|edge|peers`: performance figures, as ratios measured in one run. */
 export function register(program: Command): void {
   const bench = program.command('bench').description('measure performance (not part of npm test)');
   const add = (name: string, description: string, load: () => Promise<Bench>) =>
@@ -33,6 +39,12 @@ export function register(program: Command): void {
           sizeClassesOnly?: boolean;
           seconds?: number;
           units?: number;
+          pairs?: number;
+          tokenizer?: string;
+          peers?: string;
+          llamacpp?: string;
+          rounds?: number;
+          tokens?: number;
         }) => {
           const log = (line: string) => process.stderr.write(`bench: ${line}\n`);
           const result = await (await load())({ ...o, log });
@@ -66,6 +78,22 @@ export function register(program: Command): void {
     'latency of experiment results over 10^6 events and 10^5 units on SQLite (aggregates, not events)',
     async () => (await import('../../bench/experiments.ts')).benchExperiments,
   ).option('--units <n>', 'units, 10 requests each (default 100000)', parse.int(1));
+  add(
+    'edge',
+    "time to first token added by the Node edge (paired with the node's own, alternating) and where it goes",
+    async () => (await import('../../bench/edge.ts')).benchEdge,
+  ).option('--pairs <n>', 'request pairs per scenario (default 100)', parse.int(1));
+  add(
+    'peers',
+    'batch-1 decode beside llama2.c and llama.cpp on one llama2.c checkpoint, alternating, with ratios',
+    async () => (await import('../../bench/peers.ts')).benchPeers,
+  )
+    .requiredOption('--model <path>', 'llama2.c checkpoint (.bin) that every engine runs')
+    .option('--tokenizer <path>', "llama2.c tokenizer.bin (default: next to the model, else the peers' one)")
+    .option('--peers <dir>', 'the peer harnesses: llama2c/run.c, llamacpp/ (default ../shared/peers)')
+    .option('--llamacpp <dir>', "llama.cpp's harness as llamacpp/README.md sets it up (default /tmp/llamacpp)")
+    .option('--rounds <n>', 'alternating rounds; the figures are medians (default 3)', parse.int(1))
+    .option('--tokens <n>', 'decode tokens per measured run (default 256)', parse.int(1));
 }
 
 function table({ targets = {}, ...figures }: Figures): string {
