@@ -54,8 +54,11 @@ export interface Tenant {
   created_at: string;
 }
 
-/** Only the fields given are sent; `max_adapter_fraction: null` restores the registry's default. */
-export interface TenantSettings {
+/**
+ * The body of POST and PATCH /v1/tenants (the wire's names): only the fields given are sent;
+ * `max_adapter_fraction: null` restores the registry's default.
+ */
+export interface TenantSettingsBody {
   name?: string;
   max_adapter_fraction?: number | null;
 }
@@ -172,11 +175,11 @@ export class RegistryClient {
     return this.json<T>('POST', `${experimentPath(id)}/promote`, { arm });
   }
 
-  createTenant(id: string, settings: TenantSettings = {}) {
+  createTenant(id: string, settings: TenantSettingsBody = {}) {
     return this.json<Tenant>('POST', '/v1/tenants', { id, ...settings });
   }
 
-  updateTenant(id: string, settings: TenantSettings) {
+  updateTenant(id: string, settings: TenantSettingsBody) {
     return this.json<Tenant>('PATCH', `/v1/tenants/${encodeURIComponent(id)}`, settings);
   }
 

@@ -12,9 +12,10 @@ import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { ADAPTER_CONFIG_FILE, detectKind, LORA_WEIGHTS_FILE, VLM_WEIGHTS_FILE } from '../src/engine/adapters/format.ts';
 import { inspectModel } from '../src/engine/loaders/load.ts';
-import { hashFiles as hashModelFiles } from '../src/engine/weights/identity.ts';
+import { hashFiles as hashModelFiles, type Progress } from '../src/engine/weights/identity.ts';
 import { chatTemplateNextTo, locateTokenizer } from '../src/engine/tokenizer/load.ts';
 import type { RegistryClient, UploadPart } from './client.ts';
+import type { PublishResponse } from './routes/publish.ts';
 import type { RegistryDb } from './db/index.ts';
 import { registerBaseVersion, type BaseVersionInput, type RegisteredBaseVersion } from './queries/models.ts';
 import { tenants, type FileEntry } from './schema.ts';
@@ -23,8 +24,6 @@ import { tenants, type FileEntry } from './schema.ts';
  * Node-only helpers that turn local folders into what the registry stores: a base model's metadata
  * (hashing its files) and an adapter folder's file list.
  */
-
-export type Progress = (done: number, total: number, file: string) => void;
 
 /** Hashes files one after another, reporting bytes hashed over all of them (as a compute node hashes its base). */
 const hashFiles = (paths: string[], onProgress?: Progress): Promise<FileEntry[]> =>
@@ -187,7 +186,7 @@ export async function publishFolder(
   name: string,
   fields: PublishFolderFields,
   progress: { hashing?: (done: number) => void; uploading?: (sent: number) => void } = {},
-): Promise<PublishedVersion> {
+): Promise<PublishResponse> {
   const files = adapterFolderFiles(dir);
   const hashes = await hashFiles(
     files.map((f) => f.path),
@@ -208,23 +207,8 @@ export async function publishFolder(
     ...files.map((f) => ({ file: f.name, bytes: f.bytes, open: () => fileStream(f.path) })),
   ];
   // One key for every attempt: a retry after a lost reply gets the version already made.
-  return client.upload<PublishedVersion>(`/v1/adapters/${encodeURIComponent(name)}/versions`, parts, {
+  return client.upload<PublishResponse>(`/v1/adapters/${encodeURIComponent(name)}/versions`, parts, {
     onProgress: progress.uploading,
     idempotencyKey: `versa-publish-${crypto.randomUUID()}`,
   });
-}
-
-/** What POST /v1/adapters/{adapter}/versions answers. */
-export interface PublishedVersion {
-  adapter: string;
-  version: number;
-  sha256: string;
-  behavior_sha256: string;
-  bytes: number;
-  params: number;
-  params_pct_of_base: number;
-  base: string;
-  kind: 'vlm' | 'lora';
-  alias: string | null;
-  files: FileEntry[];
 }

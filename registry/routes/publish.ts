@@ -32,6 +32,8 @@ const PublishedSchema = z
     status: z.literal('active'),
   })
   .openapi('Published');
+/** What POST /v1/adapters/{adapter}/versions answers (201): the version made, in the wire's names. */
+export type PublishResponse = z.infer<typeof PublishedSchema>;
 
 /** The form, for the OpenAPI document only: the handler streams the body itself (never buffered). */
 const formSchema = {

@@ -1,5 +1,5 @@
 import { InvalidArgumentError, type Command } from 'commander';
-import type { TenantSettings } from '../../../registry/client.ts';
+import type { TenantSettingsBody } from '../../../registry/client.ts';
 import { clientOf, table, withRegistryOptions, type RegistryOptions } from './registry-options.ts';
 
 interface SettingsOptions extends RegistryOptions {
@@ -17,7 +17,7 @@ function fraction(value: string): number | 'default' {
 }
 
 /** The settings a command was given, and only those. */
-const settingsOf = (o: SettingsOptions): TenantSettings => ({
+const settingsOf = (o: SettingsOptions): TenantSettingsBody => ({
   ...(o.name !== undefined ? { name: o.name } : {}),
   ...(o.maxAdapterFraction !== undefined
     ? { max_adapter_fraction: o.maxAdapterFraction === 'default' ? null : o.maxAdapterFraction }
