@@ -70,7 +70,7 @@ describe('local Cloudflare development, as the README says', () => {
   it('runs the documented sequence: migrations, wrangler dev, node with its read key, publish, chat', async () => {
     const [edgePort, nodePort] = [await freePort(), await freePort()];
     const ports = (text: string) => text.replaceAll('8787', String(edgePort)).replaceAll('8788', String(nodePort));
-    for (const linked of ['package.json', 'node_modules', 'bin', 'src', 'registry', 'migrations', 'test'])
+    for (const linked of ['package.json', 'node_modules', 'bin', 'scripts', 'src', 'registry', 'migrations', 'test'])
       symlinkSync(join(REPO_ROOT, linked), join(dir, linked));
     copyFileSync(join(REPO_ROOT, 'wrangler.toml'), join(dir, 'wrangler.toml'));
     writeFileSync(join(dir, '.dev.vars.example'), ports(readFileSync(join(REPO_ROOT, '.dev.vars.example'), 'utf8')));
@@ -90,7 +90,7 @@ describe('local Cloudflare development, as the README says', () => {
           env,
           maxBuffer: 1 << 24,
         }).catch((e) => {
-          throw new Error(`README line failed: ${line}\n${e.stderr}`);
+          throw new Error(`README line failed: ${line}\n${e.message}\n${e.stdout}\n${e.stderr}`);
         });
         output = stdout;
         continue;
