@@ -5,7 +5,7 @@ import OpenAI from 'openai';
 import { afterAll, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
 import { publishFolder } from '../../registry/local.ts';
 import { fixture } from '../helpers/fixtures.ts';
-import { serveRequests, until } from '../helpers/experiments.ts';
+import { publishVlmMaxV2, resetVlmMax, serveRequests, startVlmMaxExperiment, until } from '../helpers/experiments.ts';
 import { startProduct, type TestProduct } from '../helpers/product.ts';
 import { BACKENDS, REPO_ROOT } from '../helpers/registry.ts';
 
@@ -17,18 +17,10 @@ describe.each(BACKENDS)('experiment integrity (%s)', (backend) => {
   let product: TestProduct;
   beforeAll(async () => {
     product = await startProduct({ backend });
-    await publishFolder(product.client, fixture('stories260k/adapters/vlm-max'), 'vlm-max', {
-      base: 'stories260k@1',
-      description: 'v2',
-    });
+    await publishVlmMaxV2(product.client);
   }, 180_000);
   afterAll(() => product?.close());
-  // One running experiment per adapter: each test starts from none (and production on v1).
-  beforeEach(async () => {
-    for (const e of (await api('GET', '/v1/experiments?adapter=vlm-max')).data)
-      if (e.status === 'running') await api('PATCH', `/v1/experiments/${e.id}`, { status: 'stopped' });
-    await api('PUT', '/v1/adapters/vlm-max/aliases/production', { version: 1 });
-  });
+  beforeEach(() => resetVlmMax(product.client));
 
   const api = (method: string, path: string, body?: unknown) => product.client.json(method, path, body);
   const failure = (method: string, path: string, body?: unknown) =>
@@ -36,17 +28,7 @@ describe.each(BACKENDS)('experiment integrity (%s)', (backend) => {
       () => ({ status: 0, code: null, message: '' }),
       (e) => ({ status: e.status, code: e.code, message: String(e.message) }),
     );
-  const start = (body: Record<string, unknown>) =>
-    api('POST', '/v1/experiments', {
-      name: 'test',
-      adapter: 'vlm-max',
-      status: 'running',
-      arms: [
-        { name: 'control', version: 1, weight: 50 },
-        { name: 'candidate', version: 2, weight: 50 },
-      ],
-      ...body,
-    });
+  const start = (body: Record<string, unknown>) => startVlmMaxExperiment(product.client, { name: 'test', ...body });
   const ask = (user?: string, headers: Record<string, string> = {}) =>
     product
       .openai()

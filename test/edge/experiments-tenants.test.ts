@@ -1,9 +1,7 @@
 import OpenAI from 'openai';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { publishFolder } from '../../registry/local.ts';
 import { assignArm } from '../../src/edge/experiments/assign.ts';
-import { serveRequests, until } from '../helpers/experiments.ts';
-import { fixture } from '../helpers/fixtures.ts';
+import { publishVlmMaxV2, resetVlmMax, serveRequests, startVlmMaxExperiment, until } from '../helpers/experiments.ts';
 import { startProduct, type TestProduct } from '../helpers/product.ts';
 
 /**
@@ -17,19 +15,12 @@ describe('experiments belong to their tenant', () => {
   let rival: string;
   beforeAll(async () => {
     product = await startProduct();
-    await publishFolder(product.client, fixture('stories260k/adapters/vlm-max'), 'vlm-max', {
-      base: 'stories260k@1',
-      description: 'v2',
-    });
+    await publishVlmMaxV2(product.client);
     await api('PATCH', '/v1/adapters/vlm-max', { visibility: 'public' });
     rival = await product.registry.key('rival', ['generate', 'read', 'publish']);
   }, 180_000);
   afterAll(() => product?.close());
-  beforeEach(async () => {
-    for (const e of (await api('GET', '/v1/experiments?adapter=vlm-max')).data)
-      if (e.status === 'running') await api('PATCH', `/v1/experiments/${e.id}`, { status: 'stopped' });
-    await api('PUT', '/v1/adapters/vlm-max/aliases/production', { version: 1 });
-  });
+  beforeEach(() => resetVlmMax(product.client));
 
   const api = (method: string, path: string, body?: unknown) => product.client.json(method, path, body);
   const as = (key: string, method: string, path: string, body?: unknown) =>
@@ -40,16 +31,7 @@ describe('experiments belong to their tenant', () => {
       body: body === undefined ? undefined : JSON.stringify(body),
     });
   const start = (body: Record<string, unknown> = {}) =>
-    api('POST', '/v1/experiments', {
-      name: 'tenancy',
-      adapter: 'vlm-max',
-      status: 'running',
-      arms: [
-        { name: 'control', version: 1, weight: 50 },
-        { name: 'candidate', version: 2, weight: 50 },
-      ],
-      ...body,
-    });
+    startVlmMaxExperiment(product.client, { name: 'tenancy', ...body });
   const ask = (key: string, user: string, prompt: string | number[] = 'Once') =>
     product
       .openai(key)

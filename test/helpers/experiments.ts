@@ -49,13 +49,17 @@ export async function until(ok: () => Promise<boolean>, ms = 15_000): Promise<vo
   }
 }
 
-/** A second version of the product's vlm-max (its files again) and a running 50/50 experiment of v2 against v1. */
-export async function vlmMaxExperiment(client: RegistryClient): Promise<string> {
+/** A second version of the product's vlm-max (its files again), for experiments of v2 against v1. */
+export async function publishVlmMaxV2(client: RegistryClient): Promise<void> {
   await publishFolder(client, fixture('stories260k/adapters/vlm-max'), 'vlm-max', {
     base: 'stories260k@1',
     description: 'v2',
   });
-  const created = await client.json('POST', '/v1/experiments', {
+}
+
+/** A running 50/50 experiment of vlm-max v2 (candidate) against v1 (control); `fields` add or replace fields. */
+export function startVlmMaxExperiment(client: RegistryClient, fields: Record<string, unknown> = {}) {
+  return client.json('POST', '/v1/experiments', {
     name: 'vlm-max v2 vs v1',
     adapter: 'vlm-max',
     status: 'running',
@@ -63,6 +67,19 @@ export async function vlmMaxExperiment(client: RegistryClient): Promise<string> 
       { name: 'control', version: 1, weight: 50 },
       { name: 'candidate', version: 2, weight: 50 },
     ],
+    ...fields,
   });
-  return created.id;
+}
+
+/** One running experiment per adapter: stops vlm-max's and puts production back on v1, so a test starts from none. */
+export async function resetVlmMax(client: RegistryClient): Promise<void> {
+  for (const e of (await client.json('GET', '/v1/experiments?adapter=vlm-max')).data)
+    if (e.status === 'running') await client.json('PATCH', `/v1/experiments/${e.id}`, { status: 'stopped' });
+  await client.json('PUT', '/v1/adapters/vlm-max/aliases/production', { version: 1 });
+}
+
+/** vlm-max v2 and a running 50/50 experiment of it against v1; the experiment's id. */
+export async function vlmMaxExperiment(client: RegistryClient): Promise<string> {
+  await publishVlmMaxV2(client);
+  return (await startVlmMaxExperiment(client)).id;
 }
