@@ -109,7 +109,7 @@ describe('weights outside the graph', () => {
       const f: Record<string, ort.Tensor> = {
         input_ids: new ort.Tensor('int64', BigInt64Array.of(1n, 403n, 407n), [1, 3]),
         position_ids: new ort.Tensor('int64', BigInt64Array.of(0n, 1n, 2n), [1, 3]),
-        attn_bias: new ort.Tensor('float32', Float32Array.of(0, -1e30, -1e30, 0, 0, -1e30, 0, 0, 0), [1, 3, 3]),
+        past_length: new ort.Tensor('int64', BigInt64Array.of(0n), [1]),
         last_index: new ort.Tensor('int64', BigInt64Array.of(0n, 1n, 2n), [3]),
       };
       for (let l = 0; l < c.numLayers; l++) {

@@ -21,6 +21,9 @@ import { IN, LOGITS, loraInputs, MASKED, newKey, newValue, pastKey, pastValue, v
  * VLM residual adapters and the output head. The per-architecture builders (gpt2.ts, llama.ts, ...)
  * only wire these together. Activations are token-major [N, d].
  */
+/** onnxruntime's contrib-op domain (the fused kernels: MatMulNBits, RotaryEmbedding, ...). */
+const MS = 'com.microsoft';
+
 /** The adapter kinds a graph serves. */
 export interface GraphFeatures {
   vlm: boolean;
@@ -52,6 +55,15 @@ type Matrix =
  * The token-embedding table, which the head also reads when tied: float32 transposed to [d, V]
  * (see head()), or quantized [V, d] rows that both GatherBlockQuantized and MatMulNBits read.
  */
+/** What a block does to each head of its queries or keys before attention (rotary, per-head norms). */
+export type PerHead = (heads: string, of: 'q' | 'k') => string;
+
+/** A norm's weights (graph names): RMSNorm without a bias, LayerNorm with one. */
+export interface Norm {
+  weight: string;
+  bias?: string;
+}
+
 export type EmbeddingTable = { kind: 'float'; tableT: string } | Extract<Matrix, { kind: 'quantized' }>;
 
 export class DecoderGraph {
@@ -59,12 +71,14 @@ export class DecoderGraph {
   private readonly gathered = new Map<string, string>();
   private readonly halved = new Map<string, string>();
   private readonly constants = new Map<string, string>();
-  /** Shape [B, S] of the batch, and the attention bias shaped for grouped-query heads. */
+  /** Shape [B, S] of the batch; the attention bias [B, S, P + S], and the same for grouped-query heads. */
   private readonly batchShape: string;
+  private readonly causalBias: string;
   private readonly bias: string;
   private readonly splitSizes: string;
   private ropeTables?: { cos: string; sin: string };
   private readonly windowBiases = new Map<number, string>();
+  private readonly batchShapes = new Map<string, string>();
 
   constructor(
     readonly c: ModelConfig,
@@ -77,7 +91,7 @@ export class DecoderGraph {
     const { numLayers, hiddenSize: d, numKvHeads: kvh, headDim: hd } = c;
     g.input(IN.inputIds, 'int64', ['B', 'S']);
     g.input(IN.positionIds, 'int64', ['B', 'S']);
-    g.input(IN.attnBias, 'float32', ['B', 'S', 'T']);
+    g.input(IN.pastLength, 'int64', ['B']);
     g.input(IN.lastIndex, 'int64', ['L']);
     if (features.vlm) {
       g.input(IN.taskIndex, 'int64', ['B', 'S']);
@@ -111,11 +125,29 @@ export class DecoderGraph {
       }
     }
     this.batchShape = g.op('Shape', [IN.inputIds]);
-    // Queries of the G heads that share a key/value head are stacked as G*S rows: tile the bias.
-    this.bias = this.grouped(IN.attnBias);
     const pastLen = g.op('Shape', [pastKey(0)], { start: 3 });
     const newLen = g.op('Shape', [IN.inputIds], { start: 1 });
     this.splitSizes = g.concat([pastLen, newLen], 0);
+    this.causalBias = this.causalMask(pastLen, newLen);
+    // Queries of the G heads that share a key/value head are stacked as G*S rows: tile the bias.
+    this.bias = this.grouped(this.causalBias);
+  }
+
+  /**
+   * The attention bias [B, S, P + S], made in the graph from each row's past length (so the runner
+   * feeds B numbers, not a tensor the size of the context): cache column t is seen while t < the
+   * row's past length (later columns are stale or unwritten), new token j by new tokens j' >= j.
+   * A row's padding (after its real tokens) sees its real tokens: finite, and its outputs unread.
+   */
+  private causalMask(pastLen: string, newLen: string): string {
+    const g = this.g;
+    const range = (length: string) => g.op('Range', [g.intScalar(0), g.op('Squeeze', [length]), g.intScalar(1)]);
+    const masked = (visible: string) => g.op('Where', [visible, g.scalar(0), g.scalar(MASKED)]);
+    const past = g.op('Less', [g.unsqueeze(range(pastLen), [0, 1]), g.unsqueeze(IN.pastLength, [1, 2])]); // [B, 1, P]
+    const newer = range(newLen);
+    const causal = g.op('LessOrEqual', [g.unsqueeze(newer, [0]), g.unsqueeze(newer, [1])]); // [S (query), S (key)]
+    const expand = (x: string, last: string) => g.op('Expand', [x, g.concat([this.batchShape, last], 0)]);
+    return g.concat([expand(masked(past), pastLen), expand(masked(causal), newLen)], 2);
   }
 
   /** A [B, S, T] bias as the grouped-query scores [B, Hkv, G*S, T] read it. */
@@ -137,13 +169,11 @@ export class DecoderGraph {
     const g = this.g;
     const queries = g.unsqueeze(IN.positionIds, [2]); // [B, S, 1]
     const capacity = g.op('Squeeze', [g.op('Shape', [pastKey(0)], { start: 3 }), g.ints([0])]);
-    const zero = g.op('Squeeze', [g.ints([0]), g.ints([0])]);
-    const one = g.op('Squeeze', [g.ints([1]), g.ints([0])]);
-    const cached = g.op('Range', [zero, capacity, one]); // [P]
+    const cached = g.op('Range', [g.intScalar(0), capacity, g.intScalar(1)]); // [P]
     const behind = [g.sub(queries, cached), g.sub(queries, g.unsqueeze(IN.positionIds, [1]))];
     const distance = g.concat(behind, 2); // [B, S, P + S]: how far each key is behind the query
     const far = g.op('GreaterOrEqual', [distance, g.ints([size])]);
-    out = this.grouped(g.op('Where', [far, g.scalar(MASKED), IN.attnBias]));
+    out = this.grouped(g.op('Where', [far, g.scalar(MASKED), this.causalBias]));
     this.windowBiases.set(size, out);
     return out;
   }
@@ -173,24 +203,42 @@ export class DecoderGraph {
     return { dims: [...t.dims], data: float32Of(t) };
   }
 
+  /** [out, in] weights stacked by rows, as float32. */
+  private stacked(parts: readonly string[]): Tensor {
+    if (parts.length === 1) return this.float(parts[0]);
+    const tensors = parts.map((p) => this.float(p));
+    const data = new Float32Array(total(tensors.map((t) => t.data.length)));
+    tensors.reduce((at, t) => (data.set(t.data, at), at + t.data.length), 0);
+    return { dims: [total(tensors.map((t) => t.dims[0])), tensors[0].dims[1]], data };
+  }
+
   /** Whether the checkpoint has a weight (optional biases). */
   has(name: string): boolean {
     return this.weights.has(name);
   }
 
-  /** A projection's weight matrix, in the graph's weight format. */
-  private matrix(name: string, layout: MatrixLayout): Matrix {
-    const stored = this.stored(name);
+  /**
+   * A projection's weight matrix, in the graph's weight format. With several `parts` ([out, in]
+   * matrices of one input, e.g. q, k and v), their rows are stacked into one matrix named `name`,
+   * so that one product computes them all. Quantization is per row, so the stacked matrix holds
+   * exactly the bytes of each part quantized alone.
+   */
+  private matrix(name: string, layout: MatrixLayout, parts: readonly string[] = [name]): Matrix {
+    const stored = parts.map((p) => this.stored(p));
+    if (parts.length > 1 && layout !== 'out_in') throw new Error('only [out, in] matrices are stacked');
+    const dims = [total(stored.map((t) => t.dims[0])), stored[0].dims[1]];
     const float = this.format.float;
-    if (this.format.quantize === 'none')
-      return { kind: 'float', name: this.g.weight(name, float, stored.dims, () => bytesAs(stored, float)), layout };
-    const [rows, cols] = layout === 'in_out' ? [stored.dims[1], stored.dims[0]] : stored.dims;
+    if (this.format.quantize === 'none') {
+      const bytes = () => concatBytes(stored.map((t) => bytesAs(t, float)));
+      return { kind: 'float', name: this.g.weight(name, float, dims, bytes), layout };
+    }
+    const [rows, cols] = layout === 'in_out' ? [dims[1], dims[0]] : dims;
     const q = quantizedShape(rows, cols, bitsOf(this.format.quantize), this.format.block);
     // Quantized once, when the first of its three weights is asked for.
     let made: QuantizedMatrix | undefined;
     const quantized = () => {
       if (made) return made;
-      const t = layout === 'in_out' ? transpose2d(this.float(name)) : this.float(name);
+      const t = layout === 'in_out' ? transpose2d(this.float(name)) : this.stacked(parts);
       return (made = quantizeRows(t.data, rows, cols, q.bits, q.block));
     };
     const g = this.g;
@@ -215,7 +263,7 @@ export class DecoderGraph {
     }
     const { q, names } = m;
     const attrs = { K: q.cols, N: q.rows, bits: q.bits, block_size: q.block, accuracy_level: 4 };
-    return g.op('MatMulNBits', [x, names.packed, names.scales, names.zeroPoints], attrs, undefined, 'com.microsoft');
+    return g.op('MatMulNBits', [x, names.packed, names.scales, names.zeroPoints], attrs, undefined, MS);
   }
 
   /** x in the float type of the weights (one Cast per value, shared by the projections that read it). */
@@ -247,13 +295,7 @@ export class DecoderGraph {
       // GatherBlockQuantized wants the packed rows as [V, d * bits / 8]: the same bytes, a 2-D shape.
       const rows = g.weight(`${names.packed}.rows`, 'uint8', [q.rows, (q.blocks * q.block * q.bits) / 8], packed);
       const attrs = { bits: q.bits, block_size: q.block, gather_axis: 0, quantize_axis: 1 };
-      x = g.op(
-        'GatherBlockQuantized',
-        [rows, IN.inputIds, names.scales, names.zeroPoints],
-        attrs,
-        undefined,
-        'com.microsoft',
-      );
+      x = g.op('GatherBlockQuantized', [rows, IN.inputIds, names.scales, names.zeroPoints], attrs, undefined, MS);
       if (q.blocks * q.block !== d) x = g.slice(x, [0], [d], [2]); // the last block's padding
     }
     if (this.features.vlm) {
@@ -269,18 +311,32 @@ export class DecoderGraph {
     return this.g.op('LayerNormalization', [x, weight, bias], { axis: -1, epsilon: { float: eps } });
   }
 
-  /** x / sqrt(mean(x^2) + eps) * w, in the form onnxruntime fuses into one SimplifiedLayerNormalization. */
+  /** RMSNorm, x / sqrt(mean(x^2) + eps) * w over the last axis: one SimplifiedLayerNormalization (float32 inside). */
   rmsNorm(x: string, weight: string): string {
-    const g = this.g;
-    const meanSquare = g.op('ReduceMean', [g.op('Pow', [x, g.scalar(2)])], { axes: [-1], keepdims: 1 });
-    const rms = g.op('Sqrt', [g.add(meanSquare, g.scalar(this.c.normEps))]);
-    return g.mul(g.op('Div', [x, rms]), weight);
+    return this.g.op('SimplifiedLayerNormalization', [x, weight], this.normAttributes());
   }
 
-  /** RMSNorm of each head vector of x [N, heads*hd] (Qwen3's q_norm / k_norm). */
-  perHeadRmsNorm(x: string, heads: number, weight: string): string {
-    const hd = this.c.headDim;
-    return this.g.reshape(this.rmsNorm(this.g.reshape(x, [-1, heads, hd]), weight), [-1, heads * hd]);
+  /**
+   * The residual add and the next norm as one node: `sum` is h + delta (the new residual stream),
+   * `normed` its RMSNorm with `norm.weight` (SkipSimplifiedLayerNormalization), or its LayerNorm
+   * when the norm has a bias (SkipLayerNormalization, GPT-2).
+   */
+  addNorm(h: string, delta: string, norm: Norm): { sum: string; normed: string } {
+    const [type, inputs] = norm.bias
+      ? ['SkipLayerNormalization', [delta, h, norm.weight, norm.bias]]
+      : ['SkipSimplifiedLayerNormalization', [delta, h, norm.weight]];
+    const attrs = { epsilon: { float: this.c.normEps } };
+    const [normed, , , sum] = this.g.opN(type, inputs, 4, attrs, MS, [1, 2]);
+    return { sum, normed };
+  }
+
+  /** A norm's output alone (the first block's input, or after a VLM adapter). */
+  norm(x: string, norm: Norm): string {
+    return norm.bias ? this.layerNorm(x, norm.weight, norm.bias) : this.rmsNorm(x, norm.weight);
+  }
+
+  private normAttributes() {
+    return { axis: -1, epsilon: { float: this.c.normEps }, stash_type: 1 };
   }
 
   /**
@@ -288,7 +344,7 @@ export class DecoderGraph {
    * one kernel (CPU, CUDA and WebGPU have it), where the formula would be eight.
    */
   geluTanh(x: string): string {
-    return this.g.op('FastGelu', [x], {}, undefined, 'com.microsoft');
+    return this.g.op('FastGelu', [x], {}, undefined, MS);
   }
 
   silu(x: string): string {
@@ -326,10 +382,49 @@ export class DecoderGraph {
     const g = this.g;
     let y = this.times(x, this.matrix(weight, layout));
     if (bias) y = g.add(y, this.w(bias));
+    return this.withLora(l, module, x, y);
+  }
+
+  /** y plus the LoRA delta of `module` for the rows whose LoRA slot adapts it. */
+  private withLora(l: number, module: string, x: string, y: string): string {
     if (!this.features.lora) return y;
+    const g = this.g;
     const io = loraInputs(l, module);
     const delta = g.matmul(g.matmul(this.gatherRows(x, IN.loraGather), io.a), io.b);
     return g.add(y, this.scatterRows(delta, IN.loraScatter));
+  }
+
+  /**
+   * Several Hugging Face projections of one input (q/k/v, gate/up) as one product over their
+   * stacked weights, then split. The biases (Qwen2's q/k/v, attention_bias) are stacked too, zeros
+   * for a module without one. LoRA stays per module: each module's delta (its own A and B from the
+   * bank) is added to its slice after the split, so the stacked weights are the checkpoint's and
+   * an adapter of any subset of the modules needs nothing new from the bank. (A block-diagonal
+   * stacking of the A/B matrices would save two small products per module, but the bank would have
+   * to rebuild its tensors for every mix of modules an adapter targets.)
+   */
+  fusedHfProjections(l: number, modules: readonly string[], x: string): string[] {
+    const g = this.g;
+    const name = (m: string, n: string) => blockWeight(this.c, l, `${m}.${n}`);
+    if (modules.length === 1) return [this.hfProjection(l, modules[0], x)];
+    const weights = modules.map((m) => name(m, 'weight'));
+    // A name of its own: the stacked bytes differ from any checkpoint tensor's (weights/cache.ts keys by name).
+    const stackedName = `${blockWeight(this.c, l, '')}[${modules.join('+')}].weight`;
+    let y = this.times(x, this.matrix(stackedName, 'out_in', weights));
+    const sizes = weights.map((w) => this.stored(w).dims[0]);
+    if (modules.some((m) => this.has(name(m, 'bias')))) {
+      const bias = () => {
+        const data = new Float32Array(total(sizes));
+        modules.reduce((at, m, i) => {
+          if (this.has(name(m, 'bias'))) data.set(this.float(name(m, 'bias')).data, at);
+          return at + sizes[i];
+        }, 0);
+        return floatBytes(data, 'float32');
+      };
+      y = g.add(y, g.weight(stackedName.replace(/\.weight$/, '.bias'), 'float32', [total(sizes)], bias));
+    }
+    const slices = g.opN('Split', [y, g.ints(sizes)], modules.length, { axis: -1 });
+    return slices.map((slice, i) => this.withLora(l, modules[i], x, slice));
   }
 
   /**
@@ -341,29 +436,26 @@ export class DecoderGraph {
     return this.linear(l, module, x, name('weight'), 'out_in', this.has(name('bias')) ? name('bias') : undefined);
   }
 
-  /** Rotary position embedding of x [N, heads*hd], in the checkpoint's pairing layout. */
-  rope(x: string, heads: number): string {
-    const g = this.g;
-    const { headDim: hd } = this.c;
-    const { cos, sin } = this.ropeTables ?? (this.ropeTables = this.ropeTable());
-    const rotate = (a: string, b: string, cosT: string, sinT: string) => [
-      g.sub(g.mul(a, cosT), g.mul(b, sinT)),
-      g.add(g.mul(b, cosT), g.mul(a, sinT)),
-    ];
-    if (this.c.ropeLayout === 'interleaved') {
-      const x4 = g.reshape(x, [-1, heads, hd / 2, 2]);
-      const even = g.slice(x4, [0], [1], [3]);
-      const odd = g.slice(x4, [1], [2], [3]);
-      const [c4, s4] = [g.unsqueeze(cos, [3]), g.unsqueeze(sin, [3])];
-      return g.reshape(g.concat(rotate(even, odd, c4, s4), 3), [-1, heads * hd]);
-    }
-    const x3 = g.reshape(x, [-1, heads, hd]);
-    const first = g.slice(x3, [0], [hd / 2], [2]);
-    const second = g.slice(x3, [hd / 2], [hd], [2]);
-    return g.reshape(g.concat(rotate(first, second, cos, sin), 2), [-1, heads * hd]);
+  /**
+   * Rotary position embedding of head-major x [B, heads, S, hd] at the tokens' position_ids: one
+   * RotaryEmbedding node (its `interleaved` flag is llama2.c's pairing of dims (2i, 2i+1); off,
+   * Hugging Face's rotate-half pairing of i and i + hd/2).
+   */
+  rope(x: string): string {
+    const { cos, sin } = (this.ropeTables ??= this.ropeTable());
+    const interleaved = this.c.ropeLayout === 'interleaved' ? 1 : 0;
+    return this.g.op('RotaryEmbedding', [x, IN.positionIds, cos, sin], { interleaved }, undefined, MS);
   }
 
-  /** cos/sin [N, 1, hd/2] for the batch's positions, from tables computed like PyTorch in float32. */
+  /** Shape [B, S, ...dims]: token-major [N, ...] activations as the per-sequence ops read them. */
+  private batchShaped(dims: number[]): string {
+    const key = dims.join();
+    let out = this.batchShapes.get(key);
+    if (!out) this.batchShapes.set(key, (out = this.g.concat([this.batchShape, this.g.ints(dims)], 0)));
+    return out;
+  }
+
+  /** The cos/sin caches [maxPositions, hd/2], computed like PyTorch in float32 (see ropeFrequencies). */
   private ropeTable(): { cos: string; sin: string } {
     const { headDim: hd, maxPositions } = this.c;
     const half = hd / 2;
@@ -379,36 +471,54 @@ export class DecoderGraph {
       }
     }
     const g = this.g;
-    const positions = g.reshape(IN.positionIds, [-1]);
-    const pick = (name: string, data: Float32Array) =>
-      g.unsqueeze(g.gather(g.tensor(name, { dims: [maxPositions, half], data }), positions), [1]);
-    return { cos: pick('rope.cos', cos), sin: pick('rope.sin', sin) };
+    return {
+      cos: g.tensor('rope.cos', { dims: [maxPositions, half], data: cos }),
+      sin: g.tensor('rope.sin', { dims: [maxPositions, half], data: sin }),
+    };
   }
 
   /**
    * Causal attention of the new tokens over the cached past and each other. q [N, H*hd], k and v
-   * [N, Hkv*hd]; k and v also become the outputs the runtime writes into its cache.
+   * [N, Hkv*hd] as projected; `perHead` (rotary, per-head norms) maps the head-major [B, heads, S, hd]
+   * queries and keys. The head-major keys and values are also the outputs the runtime writes into
+   * its cache.
    */
-  attention(l: number, q: string, k: string, v: string): string {
+  attention(l: number, q: string, k: string, v: string, perHead: PerHead = (x) => x): string {
     const g = this.g;
     const { numHeads: h, numKvHeads: kvh, headDim: hd } = this.c;
-    g.output(k, newKey(l), 'float32', ['N', kvh * hd]);
-    g.output(v, newValue(l), 'float32', ['N', kvh * hd]);
-    const split = (x: string, heads: number, perm: number[]) =>
-      g.transpose(g.op('Reshape', [x, g.concat([this.batchShape, g.ints([heads, hd])], 0)]), perm);
-    const qScaled = g.mul(q, g.scalar(this.c.attentionScale ?? 1 / Math.sqrt(hd)));
-    const qGrouped = g.reshape(split(qScaled, h, [0, 2, 1, 3]), [0, kvh, -1, hd]); // [B, Hkv, G*S, hd]
-    const kT = split(k, kvh, [0, 2, 3, 1]); // [B, Hkv, hd, S]
-    const vT = split(v, kvh, [0, 2, 1, 3]); // [B, Hkv, S, hd]
-    let scores = g.concat([g.matmul(qGrouped, pastKey(l)), g.matmul(qGrouped, kT)], 3);
+    const headMajor = (x: string, heads: number) =>
+      g.transpose(g.op('Reshape', [x, this.batchShaped([heads, hd])]), [0, 2, 1, 3]);
+    const keys = perHead(headMajor(k, kvh), 'k'); // [B, Hkv, S, hd]
+    const values = headMajor(v, kvh); // [B, Hkv, S, hd]
+    g.output(keys, newKey(l), 'float32', ['B', kvh, 'S', hd]);
+    g.output(values, newValue(l), 'float32', ['B', kvh, 'S', hd]);
+    const qGrouped = g.reshape(perHead(headMajor(q, h), 'q'), [0, kvh, -1, hd]); // [B, Hkv, G*S, hd]
+    // q @ k scaled in the product (FusedMatMul's alpha, and transB for the new keys).
+    const alpha = { float: this.c.attentionScale ?? 1 / Math.sqrt(hd) };
+    const scaled = (b: string, transB: number) => g.op('FusedMatMul', [qGrouped, b], { alpha, transB }, undefined, MS);
+    let scores = g.concat([scaled(pastKey(l), 0), scaled(keys, 1)], 3);
     if (this.c.attentionSoftcap) scores = this.softcap(scores, this.c.attentionSoftcap);
     const window = this.c.slidingWindow;
     const bias = window?.layers.includes(l) ? this.windowBias(window.size) : this.bias;
     const probs = g.op('Softmax', [g.add(scores, bias)], { axis: 3 });
     const [pPast, pNew] = g.opN('Split', [probs, this.splitSizes], 2, { axis: 3 });
-    const out = g.add(g.matmul(pPast, pastValue(l)), g.matmul(pNew, vT)); // [B, Hkv, G*S, hd]
+    const out = g.add(g.matmul(pPast, pastValue(l)), g.matmul(pNew, values)); // [B, Hkv, G*S, hd]
     const heads = g.transpose(g.reshape(out, [0, h, -1, hd]), [0, 2, 1, 3]); // [B, S, H, hd]
     return g.reshape(heads, [-1, h * hd]);
+  }
+
+  /**
+   * The end of block l: the residual stream h + delta (then the VLM adapter, for rows with one),
+   * and, when another block follows, its norm `nextNorm`: one node with the add (see addNorm) when
+   * no VLM adapter sits between the add and the norm.
+   */
+  endBlock(l: number, h: string, delta: string, nextNorm?: Norm): { h: string; normed?: string } {
+    if (nextNorm && !this.features.vlm) {
+      const { sum, normed } = this.addNorm(h, delta, nextNorm);
+      return { h: sum, normed };
+    }
+    const out = this.vlm(l, this.g.add(h, delta));
+    return { h: out, normed: nextNorm && this.norm(out, nextNorm) };
   }
 
   /** The VLM residual adapter after block l: h + up(ReLU(down(LayerNorm(h)))) for rows with one. */
@@ -472,6 +582,15 @@ export class DecoderGraph {
       this.constants.set(key, this.g.tensor(key, { dims: [d], data: new Float32Array(d).fill(value) }));
     return this.constants.get(key)!;
   }
+}
+
+const total = (xs: readonly number[]) => xs.reduce((a, b) => a + b, 0);
+
+function concatBytes(parts: Uint8Array[]): Uint8Array {
+  if (parts.length === 1) return parts[0];
+  const out = new Uint8Array(parts.reduce((n, p) => n + p.byteLength, 0));
+  parts.reduce((at, p) => (out.set(p, at), at + p.byteLength), 0);
+  return out;
 }
 
 /** The name of a block weight of layer l. */

@@ -19,25 +19,29 @@ export function buildGemma(
   const m = new DecoderGraph(c, weights, features, format);
   const g = m.g;
   const gemma2 = c.architecture === 'gemma2';
+  const norm = (l: number, n: string) => ({ weight: m.onePlus(blockWeight(c, l, `${n}.weight`)) });
   const embeddings = m.vocabTable('model.embed_tokens.weight');
   let h = g.mul(m.embed(embeddings), g.scalar(Math.sqrt(c.hiddenSize)));
+  let a = m.norm(h, norm(0, 'input_layernorm'));
   for (let l = 0; l < c.numLayers; l++) {
-    const name = (n: string) => blockWeight(c, l, n);
-    const norm = (x: string, weight: string) => m.rmsNorm(x, m.onePlus(name(`${weight}.weight`)));
     const proj = (module: string, x: string) => m.hfProjection(l, module, x);
 
-    const a = norm(h, 'input_layernorm');
-    const q = m.rope(proj('self_attn.q_proj', a), c.numHeads);
-    const k = m.rope(proj('self_attn.k_proj', a), c.numKvHeads);
-    const attended = proj('self_attn.o_proj', m.attention(l, q, k, proj('self_attn.v_proj', a)));
+    const [qp, kp, vp] = m.fusedHfProjections(l, ['self_attn.q_proj', 'self_attn.k_proj', 'self_attn.v_proj'], a);
+    const attended = proj(
+      'self_attn.o_proj',
+      m.attention(l, qp, kp, vp, (x) => m.rope(x)),
+    );
     // In Gemma 2, post_attention_layernorm normalises the attention output; in Gemma it is the pre-MLP norm.
-    h = g.add(h, gemma2 ? norm(attended, 'post_attention_layernorm') : attended);
+    const x = gemma2
+      ? m.addNorm(h, m.norm(attended, norm(l, 'post_attention_layernorm')), norm(l, 'pre_feedforward_layernorm'))
+      : m.addNorm(h, attended, norm(l, 'post_attention_layernorm'));
 
-    const x = norm(h, gemma2 ? 'pre_feedforward_layernorm' : 'post_attention_layernorm');
-    const mlp = proj('mlp.down_proj', g.mul(m.activation(proj('mlp.gate_proj', x)), proj('mlp.up_proj', x)));
-    h = g.add(h, gemma2 ? norm(mlp, 'post_feedforward_layernorm') : mlp);
-
-    h = m.vlm(l, h);
+    const [gate, up] = m.fusedHfProjections(l, ['mlp.gate_proj', 'mlp.up_proj'], x.normed);
+    const mlp = proj('mlp.down_proj', g.mul(m.activation(gate), up));
+    const delta = gemma2 ? m.norm(mlp, norm(l, 'post_feedforward_layernorm')) : mlp;
+    const end = m.endBlock(l, x.sum, delta, l + 1 < c.numLayers ? norm(l + 1, 'input_layernorm') : undefined);
+    h = end.h;
+    a = end.normed ?? '';
   }
   const head = c.tiedEmbeddings ? embeddings : m.vocabTable('lm_head.weight');
   m.head(h, (x) => m.rmsNorm(x, m.onePlus('model.norm.weight')), head);

@@ -11,7 +11,7 @@ export const IN = {
   inputIds: 'input_ids', // int64 [B, S]: base-vocabulary ids (task tokens replaced by 0)
   taskIndex: 'task_index', // int64 [B, S]: 0, or 1 + slot*K + k for task token k of the row's VLM slot
   positionIds: 'position_ids', // int64 [B, S]
-  attnBias: 'attn_bias', // float [B, S, P + S]: 0 where a token may attend, -1e30 elsewhere
+  pastLength: 'past_length', // int64 [B]: the positions each row has in the cache (the attention bias is made from it)
   lastIndex: 'last_index', // int64 [L]: flat indices of the tokens whose logits are output (each row's last)
   taskEmbeddings: 'task_embeddings', // float [1 + U*K, d]; row 0 is zeros
   taskHead: 'task_head', // float [U, d, K]: the task rows of the tied head, transposed
@@ -25,8 +25,8 @@ export const IN = {
 
 export const pastKey = (l: number) => `past_key.${l}`; // float [B, Hkv, hd, P] (keys stored transposed)
 export const pastValue = (l: number) => `past_value.${l}`; // float [B, Hkv, P, hd]
-export const newKey = (l: number) => `new_key.${l}`; // output float [N, Hkv*hd]
-export const newValue = (l: number) => `new_value.${l}`; // output float [N, Hkv*hd]
+export const newKey = (l: number) => `new_key.${l}`; // output float [B, Hkv, S, hd] (head-major, rotated)
+export const newValue = (l: number) => `new_value.${l}`; // output float [B, Hkv, S, hd]
 export const LOGITS = 'logits'; // output float [L, V + K]
 
 /**

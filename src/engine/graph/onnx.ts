@@ -124,12 +124,20 @@ export class GraphBuilder {
 
   /** A float32 scalar constant. */
   scalar(value: number): string {
-    const key = `f32:${value}`;
+    return this.scalarOf('f32', value, DT.FLOAT, Float32Array.of(value));
+  }
+
+  /** An int64 scalar constant (Range's bounds). */
+  intScalar(value: number): string {
+    return this.scalarOf('i64s', value, DT.INT64, BigInt64Array.of(BigInt(value)));
+  }
+
+  private scalarOf(kind: string, value: number, dataType: number, data: Float32Array | BigInt64Array): string {
+    const key = `${kind}:${value}`;
     let name = this.constants.get(key);
     if (!name) {
       name = `const_${this.constants.size}`;
-      const data = Float32Array.of(value);
-      this.initializers.push({ name, dims: [], dataType: DT.FLOAT, rawData: new Uint8Array(data.buffer) });
+      this.initializers.push({ name, dims: [], dataType, rawData: new Uint8Array(data.buffer) });
       this.constants.set(key, name);
     }
     return name;
@@ -142,11 +150,23 @@ export class GraphBuilder {
     return out;
   }
 
-  /** Adds a node with several outputs. */
-  opN(type: string, inputs: string[], count: number, attrs: Record<string, AttrValue> = {}): string[] {
-    const outs = Array.from({ length: count }, (_, i) => `${type.toLowerCase()}_${this.counter}_${i}`);
+  /**
+   * Adds a node with several outputs. Outputs listed in `unused` are left unnamed (ONNX's way of
+   * not asking for an optional output) and come back as ''.
+   */
+  opN(
+    type: string,
+    inputs: string[],
+    count: number,
+    attrs: Record<string, AttrValue> = {},
+    domain = '',
+    unused: readonly number[] = [],
+  ): string[] {
+    const outs = Array.from({ length: count }, (_, i) =>
+      unused.includes(i) ? '' : `${type.toLowerCase()}_${this.counter}_${i}`,
+    );
     this.counter++;
-    this.nodes.push({ opType: type, input: inputs, output: outs, attribute: attributes(attrs) });
+    this.nodes.push({ opType: type, domain, input: inputs, output: outs, attribute: attributes(attrs) });
     return outs;
   }
 

@@ -20,21 +20,25 @@ export function buildPhi3(
   const q = c.numHeads * c.headDim;
   const kv = c.numKvHeads * c.headDim;
   const ff = c.intermediateSize;
+  const norm = (l: number, n: string) => ({ weight: m.w(blockWeight(c, l, `${n}.weight`)) });
   const embeddings = m.vocabTable('model.embed_tokens.weight');
   let h = m.embed(embeddings);
+  let a = m.norm(h, norm(0, 'input_layernorm'));
   for (let l = 0; l < c.numLayers; l++) {
-    const name = (n: string) => blockWeight(c, l, n);
     const proj = (module: string, x: string) => m.hfProjection(l, module, x);
 
-    const a = m.rmsNorm(h, m.w(name('input_layernorm.weight')));
     const [qs, ks, vs] = g.opN('Split', [proj('self_attn.qkv_proj', a), g.ints([q, kv, kv])], 3, { axis: 1 });
-    h = g.add(h, proj('self_attn.o_proj', m.attention(l, m.rope(qs, c.numHeads), m.rope(ks, c.numKvHeads), vs)));
+    const attended = proj(
+      'self_attn.o_proj',
+      m.attention(l, qs, ks, vs, (x) => m.rope(x)),
+    );
+    const x = m.addNorm(h, attended, norm(l, 'post_attention_layernorm'));
 
-    const x = m.rmsNorm(h, m.w(name('post_attention_layernorm.weight')));
-    const [gate, up] = g.opN('Split', [proj('mlp.gate_up_proj', x), g.ints([ff, ff])], 2, { axis: 1 });
-    h = g.add(h, proj('mlp.down_proj', g.mul(up, m.activation(gate))));
-
-    h = m.vlm(l, h);
+    const [gate, up] = g.opN('Split', [proj('mlp.gate_up_proj', x.normed), g.ints([ff, ff])], 2, { axis: 1 });
+    const mlp = proj('mlp.down_proj', g.mul(up, m.activation(gate)));
+    const end = m.endBlock(l, x.sum, mlp, l + 1 < c.numLayers ? norm(l + 1, 'input_layernorm') : undefined);
+    h = end.h;
+    a = end.normed ?? '';
   }
   const head = c.tiedEmbeddings ? embeddings : m.vocabTable('lm_head.weight');
   m.head(h, (x) => m.rmsNorm(x, m.w('model.norm.weight')), head);

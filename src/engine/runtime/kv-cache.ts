@@ -94,15 +94,26 @@ export class KvCache {
     };
   }
 
-  /** Stores the key and value of one token (each kvDim floats at `offset` of `k`/`v`). */
-  write(l: number, row: number, position: number, k: Float32Array, v: Float32Array, offset: number): void {
+  /**
+   * Stores the key and value of one token: head h's hd floats at `offset + h * headStride` of `k`
+   * and `v` (headStride hd: token-major; S * hd: the graph's head-major [B, Hkv, S, hd] outputs).
+   */
+  write(
+    l: number,
+    row: number,
+    position: number,
+    k: Float32Array,
+    v: Float32Array,
+    offset: number,
+    headStride = this.c.headDim,
+  ): void {
     const { numKvHeads: heads, headDim: hd } = this.c;
     const cap = this.capacity;
     const keys = this.keys[l];
     const values = this.values[l];
     const base = row * this.rowSize;
     for (let h = 0; h < heads; h++) {
-      const src = offset + h * hd;
+      const src = offset + h * headStride;
       const keyAt = base + h * hd * cap + position;
       for (let i = 0; i < hd; i++) keys[keyAt + i * cap] = k[src + i];
       values.set(v.subarray(src, src + hd), base + (h * cap + position) * hd);

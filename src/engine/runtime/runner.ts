@@ -5,7 +5,7 @@ import { FLOAT32, type WeightFormat } from '../weights/quantize.ts';
 import { buildDecoderGraph } from '../graph/build.ts';
 import type { BuiltGraph, EncodedGraph } from '../graph/onnx.ts';
 import { ALL_FEATURES, type GraphFeatures } from '../graph/decoder.ts';
-import { IN, LOGITS, MASKED, newKey, newValue, pastKey, pastValue } from '../graph/io.ts';
+import { IN, LOGITS, newKey, newValue, pastKey, pastValue } from '../graph/io.ts';
 import { AdapterBank } from './adapter-bank.ts';
 import { KvCache } from './kv-cache.ts';
 import { createSession, type ExecutionProvider, type ProviderChoice } from './session.ts';
@@ -31,7 +31,7 @@ class InvalidTokenError extends RangeError {
 
 /**
  * Runs the decoder graph over rows of different lengths and adapters: builds the feeds (ids,
- * positions, attention bias, adapter grouping), runs the session, stores the new keys/values in
+ * positions, past lengths, adapter grouping), runs the session, stores the new keys/values in
  * the cache, and returns each row's last-token logits (base vocabulary + its task tokens).
  */
 export class ModelRunner {
@@ -82,8 +82,6 @@ export class ModelRunner {
     // The graph attends over the whole capacity (masked), so grow it for the past only; room for
     // the new tokens is made after the run. A fresh prompt then attends over nothing cached.
     this.cache.ensure(r0 + B, Math.max(...rows.map((r) => r.position)));
-    const P = this.cache.capacity;
-    const T = P + S;
     const N = B * S;
     const V = c.vocabSize;
     // The rows' adapters share one shelf of the bank (the policy plans a run per shelf); rows of
@@ -97,7 +95,8 @@ export class ModelRunner {
     const inputIds = new BigInt64Array(N);
     const taskIndex = new BigInt64Array(N);
     const positionIds = new BigInt64Array(N);
-    const bias = new Float32Array(N * T).fill(MASKED);
+    // The graph makes the attention bias from these (io.ts): nothing here grows with the context.
+    const pastLength = BigInt64Array.from(rows, (r) => BigInt(r.position));
     // The tokens whose logits come out: each row's last, or all of a row's with everyPosition.
     // Row b's come out at firstScored[b] onwards.
     const scoredCount = rows.map((r) => (r.everyPosition ? r.tokens.length : 1));
@@ -114,11 +113,7 @@ export class ModelRunner {
         const n = b * S + j;
         const real = j < r.tokens.length;
         positionIds[n] = BigInt(r.position + (real ? j : 0));
-        const biasRow = bias.subarray(n * T, (n + 1) * T);
-        if (!real) {
-          biasRow[P] = 0; // padding attends to the row's first new token: finite, ignored
-          continue;
-        }
+        if (!real) continue;
         const id = r.tokens[j];
         if (Number.isInteger(id) && id >= 0 && id < V) inputIds[n] = BigInt(id);
         else if (slot?.kind === 'vlm' && id >= V && id < V + slot.taskTokens)
@@ -128,15 +123,13 @@ export class ModelRunner {
             `token id ${id} is outside the vocabulary ` +
               `(${V}${slot?.taskTokens ? ` + ${slot.taskTokens} task tokens` : ''})`,
           );
-        biasRow.fill(0, 0, r.position);
-        biasRow.fill(0, P, P + j + 1);
       }
     });
 
     const feeds: Record<string, ort.Tensor> = {
       [IN.inputIds]: new ort.Tensor('int64', inputIds, [B, S]),
       [IN.positionIds]: new ort.Tensor('int64', positionIds, [B, S]),
-      [IN.attnBias]: new ort.Tensor('float32', bias, [B, S, T]),
+      [IN.pastLength]: new ort.Tensor('int64', pastLength, [B]),
       [IN.lastIndex]: new ort.Tensor('int64', lastIndex, [L]),
     };
     const int64 = (name: string, data: BigInt64Array, dims: number[]) =>
@@ -168,13 +161,15 @@ export class ModelRunner {
 
     const out = await this.session.run(feeds);
 
-    const kvDim = c.numKvHeads * c.headDim;
+    // The new keys and values come out head-major, [B, Hkv, S, hd] (io.ts).
+    const { numKvHeads: kvh, headDim: hd } = c;
     this.cache.ensure(r0 + B, Math.max(...rows.map((r) => r.position + r.tokens.length)));
     for (let l = 0; l < c.numLayers; l++) {
       const k = out[newKey(l)].data as Float32Array;
       const v = out[newValue(l)].data as Float32Array;
       rows.forEach((r, b) => {
-        for (let j = 0; j < r.tokens.length; j++) this.cache.write(l, r.row, r.position + j, k, v, (b * S + j) * kvDim);
+        for (let j = 0; j < r.tokens.length; j++)
+          this.cache.write(l, r.row, r.position + j, k, v, (b * kvh * S + j) * hd, S * hd);
       });
     }
     const logits = out[LOGITS].data as Float32Array;

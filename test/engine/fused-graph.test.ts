@@ -1,0 +1,100 @@
+import onnxProto from 'onnx-proto';
+import type ort from 'onnxruntime-node';
+import { describe, expect, it, vi } from 'vitest';
+import { fixture } from '../helpers/fixtures.ts';
+import { runnerFor } from '../helpers/engine.ts';
+import { openModel } from '../../src/engine/loaders/load.ts';
+import { buildDecoderGraph } from '../../src/engine/graph/build.ts';
+import { FLOAT32, type WeightFormat } from '../../src/engine/weights/quantize.ts';
+import type { GraphFeatures } from '../../src/engine/graph/decoder.ts';
+
+/**
+ * The decoder graph is built from onnxruntime's fused kernels, as onnxruntime-genai's model builder
+ * builds it: one node per norm (with the residual add), one RotaryEmbedding per rotated tensor, one
+ * product for q/k/v and one for gate/up. Each node costs a dispatch per step, so the count per
+ * layer is what decode speed at small batches depends on (the goldens check that it is exact).
+ */
+const NO_ADAPTERS: GraphFeatures = { vlm: false, lora: false };
+const INT4: WeightFormat = { ...FLOAT32, quantize: 'int4' };
+
+function graphOf(path: string, format: WeightFormat = FLOAT32, features = NO_ADAPTERS) {
+  const model = openModel(fixture(path));
+  try {
+    const nodes = (layers: number) => {
+      const built = buildDecoderGraph({ ...model.config, numLayers: layers }, model.weights, features, format);
+      return onnxProto.onnx.ModelProto.decode(built.model).graph!.node!;
+    };
+    const layers = model.config.numLayers;
+    const all = nodes(layers);
+    const count = (type: string) => all.filter((n) => n.opType === type).length;
+    // What one more block adds: the embedding, head and shared shapes are counted once.
+    const perLayer = nodes(2).length - nodes(1).length;
+    return { count, layers, perLayer };
+  } finally {
+    model.close();
+  }
+}
+
+const LLAMA_FAMILY = [
+  'stories260k/model.bin',
+  ...['llama3', 'qwen2', 'qwen3', 'mistral', 'phi3', 'gemma', 'gemma2'].map((a) => `archs/${a}`),
+];
+
+describe('fused decoder graph', () => {
+  it.each(LLAMA_FAMILY)('%s: fused norms, rotary and products, at most 36 nodes a block', (path) => {
+    const { count, layers, perLayer } = graphOf(path);
+    expect(count('RotaryEmbedding')).toBe(2 * layers);
+    // Every residual add but the last meets the next norm in one node.
+    expect(count('SkipSimplifiedLayerNormalization')).toBe(2 * layers - 1);
+    // RMSNorm is never spelled out as Pow/ReduceMean/Sqrt/Div (nor RoPE as Slice/Concat arithmetic).
+    for (const op of ['Pow', 'ReduceMean', 'Sqrt', 'Div', 'Slice']) expect(count(op), op).toBe(0);
+    // q/k/v, o, gate/up and down: four products a layer, plus the head.
+    expect(count('Gemm')).toBe(4 * layers);
+    // 32 for Llama (69 unfused); Qwen3's per-head norms and Gemma 2's extra norms and soft-capping add a few.
+    expect(perLayer).toBeLessThanOrEqual(36);
+  });
+
+  it('int4: four MatMulNBits a layer (q/k/v and gate/up stacked before quantizing)', () => {
+    const { count, layers } = graphOf('archs/llama3', INT4);
+    expect(count('MatMulNBits')).toBe(4 * layers + 1);
+  });
+
+  it('GPT-2: each residual add and the LayerNorm after it are one SkipLayerNormalization', () => {
+    const { count, layers } = graphOf('tiny-gpt2');
+    expect(count('SkipLayerNormalization')).toBe(2 * layers - 1);
+    expect(count('LayerNormalization')).toBe(2); // the first block's input and the head's
+  });
+
+  it('with adapters, a VLM adapter between blocks keeps the add and the norm apart', () => {
+    const { count, layers } = graphOf('stories260k/model.bin', FLOAT32, { vlm: true, lora: true });
+    expect(count('RotaryEmbedding')).toBe(2 * layers);
+    expect(count('SkipSimplifiedLayerNormalization')).toBe(layers); // after attention only
+  });
+
+  it('a decode step feeds the cache as its own buffers and nothing else that grows with the context', async () => {
+    const runner = await runnerFor(fixture('stories260k/model.bin'));
+    try {
+      const session = (runner as unknown as { session: ort.InferenceSession }).session;
+      const run = vi.spyOn(session, 'run');
+      const prompt = Array.from({ length: 200 }, (_, i) => 1 + (i % 300));
+      await runner.run([{ row: 0, tokens: prompt.slice(0, 3), position: 0 }]);
+      await runner.run([{ row: 0, tokens: [5], position: 3 }]);
+      await runner.run([{ row: 0, tokens: prompt.slice(3), position: 3 }]);
+      await runner.run([{ row: 0, tokens: [5], position: 200 }]);
+      const [short, long] = [run.mock.calls[1][0], run.mock.calls[3][0]] as Array<Record<string, ort.Tensor>>;
+      expect(long['past_key.0'].dims.at(-1)).toBeGreaterThan(short['past_key.0'].dims.at(-1)!);
+      const otherBytes = (feeds: Record<string, ort.Tensor>) =>
+        Object.entries(feeds)
+          .filter(([name]) => !name.startsWith('past_'))
+          .map(([name, t]) => [name, (t.data as ArrayBufferView).byteLength]);
+      expect(otherBytes(long)).toEqual(otherBytes(short));
+      for (let l = 0; l < runner.config.numLayers; l++) {
+        const own = runner.cache.slices(l, 0, 1);
+        expect((long[`past_key.${l}`].data as Float32Array).buffer).toBe(own.keys.buffer);
+        expect((long[`past_value.${l}`].data as Float32Array).buffer).toBe(own.values.buffer);
+      }
+    } finally {
+      await runner.release();
+    }
+  });
+});
