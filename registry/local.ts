@@ -15,7 +15,7 @@ import { inspectModel } from '../src/engine/loaders/load.ts';
 import { hashFiles as hashModelFiles, type Progress } from '../src/engine/weights/identity.ts';
 import { chatTemplateNextTo, locateTokenizer } from '../src/engine/tokenizer/load.ts';
 import type { RegistryClient, UploadPart } from './client.ts';
-import type { PublishResponse } from './routes/publish.ts';
+import type { PublishResponse } from './routes/adapter-upload.ts';
 import type { RegistryDb } from './db/index.ts';
 import { registerBaseVersion, type BaseVersionInput, type RegisteredBaseVersion } from './queries/models.ts';
 import { tenants, type FileEntry } from './schema.ts';
@@ -160,7 +160,7 @@ function fileStream(path: string): ReadableStream<Uint8Array> {
   return Readable.toWeb(stream) as unknown as ReadableStream<Uint8Array>;
 }
 
-/** The publish form's text fields (see routes/publish). */
+/** The publish form's text fields (see routes/adapter-upload.ts). */
 export interface PublishFolderFields {
   base: string;
   alias?: string;

@@ -2,7 +2,7 @@ import type { BlobStore } from './blobs/store.ts';
 import type { Db } from './db/index.ts';
 import { deleteBlobIfUnused, purgeExpired } from './queries/blobs.ts';
 import { purgeIdempotencyKeys } from './queries/idempotency.ts';
-import { fillBehaviorDigests } from './queries/publish.ts';
+import { fillBehaviorDigests } from './queries/adapter-versions.ts';
 
 /**
  * Blobs younger than this are left alone even when nothing holds them: every upload leases its

@@ -5,7 +5,7 @@ import { adminRoutes } from './admin.ts';
 import { aliasRoutes } from './aliases.ts';
 import { experimentRoutes } from './experiments.ts';
 import { modelRoutes } from './models.ts';
-import { publishRoutes } from './publish.ts';
+import { publishRoutes } from './adapter-upload.ts';
 
 /** Every registry route module; src/edge/app.ts mounts them (next to the generation routes). */
 export function registryRoutes(): OpenAPIHono<AppEnv>[] {

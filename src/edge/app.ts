@@ -4,7 +4,7 @@ import { DEFAULT_LIMITS, type AppEnv, type Limits, type RegistryDeps } from '../
 import { errorResponse, refuseKeylessBody, validationHook } from '../http/middleware.ts';
 import { errorBody } from '../http/errors.ts';
 import { registryRoutes } from '../../registry/routes/index.ts';
-import { isAdapterUpload } from '../../registry/routes/publish.ts';
+import { isAdapterUpload } from '../../registry/routes/adapter-upload.ts';
 import type { GenerationConfig } from './generation/config.ts';
 import { generationContext, type GenerationContext } from './generation/context.ts';
 import { GENERATION_PATHS, generationRoutes } from './generation/routes.ts';

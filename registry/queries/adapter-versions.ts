@@ -12,8 +12,7 @@ import {
   type FileEntry,
   type Visibility,
 } from '../schema.ts';
-import { aliasInExperiment, aliasMoveStatements } from './aliases.ts';
-import { experimentOnAlias } from './experiments.ts';
+import { aliasInExperiment, aliasMoveStatements, experimentOnAlias } from './aliases.ts';
 import { getAdapter, type AdapterRow } from './adapters.ts';
 import { releaseLeasesStatement } from './blobs.ts';
 import { recordIdempotencyKeyStatement } from './idempotency.ts';

@@ -17,7 +17,7 @@ import { deleteBlobIfUnused, leaseBlob, LEASE_RENEW_MS, releaseLeases, renewLeas
 import { findIdempotencyKey, type IdempotencyKey } from './queries/idempotency.ts';
 import { maxAdapterFraction } from './queries/tenants.ts';
 import { getBaseModel, getBaseVersion, type BaseVersion } from './queries/models.ts';
-import { commitAdapterVersion, getPublishedVersion, type PublishedVersion } from './queries/publish.ts';
+import { commitAdapterVersion, getPublishedVersion, type PublishedVersion } from './queries/adapter-versions.ts';
 import { isUniqueViolation } from './db/index.ts';
 import { sha256Hex } from './hash.ts';
 import { VISIBILITIES, type FileEntry } from './schema.ts';
@@ -34,7 +34,7 @@ import { checkedSafetensors } from './upload.ts';
  *    finite as they stream;
  * 2. every file streams into the blob store, which hashes it on the way (and checks declared
  *    checksums);
- * 3. one atomic write makes the version visible (queries/publish.ts).
+ * 3. one atomic write makes the version visible (queries/adapter-versions.ts).
  *
  * Every blob the upload will commit, created or deduplicated, is leased before it lands or is
  * reused (queries/blobs.ts), and the leases are dropped in the commit's write. Any failure releases

@@ -3,7 +3,7 @@ import { ApiError } from '../../src/http/errors.ts';
 import { type AppEnv } from '../http.ts';
 import { principalOf } from '../../src/http/middleware.ts';
 import { formDataBoundary } from '../multipart.ts';
-import { publishAdapterVersion } from '../publish.ts';
+import { publishAdapterVersion } from '../publish-adapter-version.ts';
 import { AdapterParam, BehaviorSha256, FileSchema } from './schemas.ts';
 import { conflictError, errors, json, scoped } from '../../src/http/openapi.ts';
 import { formatRef } from '../names.ts';
