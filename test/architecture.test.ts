@@ -7,6 +7,8 @@ import { describe, expect, it } from 'vitest';
  * - src/http (the shared HTTP kernel) and src/engine import no product layer above them;
  * - registry/ imports only the kernel and the engine's format code (never onnxruntime, even
  *   indirectly: the registry runs in a Worker);
+ * - src/experiments (the experiment feature, whole) builds on the kernel, the registry and the
+ *   engine's format code; the edge imports it, never the reverse, and it never reaches onnxruntime;
  * - the edge reaches compute nodes over HTTP only; compute never imports the registry or the edge.
  */
 const ROOT = resolve(import.meta.dirname, '..');
@@ -29,6 +31,15 @@ const RULES: Array<{ from: string; forbidden: (target: string) => boolean; why: 
     forbidden: (t) =>
       !t.startsWith('registry/') && !t.startsWith('src/http/') && !ENGINE_FORMAT.some((p) => t.startsWith(p)),
     why: "the registry imports only the kernel and the engine's format code",
+  },
+  {
+    from: 'src/experiments/',
+    forbidden: (t) =>
+      !t.startsWith('src/experiments/') &&
+      !t.startsWith('src/http/') &&
+      !t.startsWith('registry/') &&
+      !ENGINE_FORMAT.some((p) => t.startsWith(p)),
+    why: 'experiments import the kernel, the registry and format code: the edge imports them, not the reverse',
   },
   {
     from: 'src/protocol/',
@@ -90,7 +101,15 @@ describe('layers point one way', () => {
     });
   }
 
-  it('nothing under registry/ reaches onnxruntime-node, directly or through what it imports', () => {
+  it('experiment routes are declared in src/experiments/routes/ only (one home, mounted once)', () => {
+    const route = /path:\s*'\/v1\/(experiments|feedback|stats)\b/;
+    const elsewhere = files.filter(
+      (f) => !f.startsWith('src/experiments/routes/') && route.test(readFileSync(join(ROOT, f), 'utf8')),
+    );
+    expect(elsewhere).toEqual([]);
+  });
+
+  it('nothing under registry/ or src/experiments/ reaches onnxruntime-node, directly or through its imports', () => {
     const seen = new Set<string>();
     const chains: string[] = [];
     const visit = (file: string, path: string[]) => {
@@ -101,7 +120,7 @@ describe('layers point one way', () => {
         else if (graph.has(t)) visit(t, [...path, file]);
       }
     };
-    for (const f of files.filter((f) => f.startsWith('registry/'))) visit(f, []);
+    for (const f of files.filter((f) => f.startsWith('registry/') || f.startsWith('src/experiments/'))) visit(f, []);
     expect(chains).toEqual([]);
     expect(seen.size).toBeGreaterThan(20); // the walk did follow imports
   });

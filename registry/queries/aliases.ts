@@ -1,9 +1,8 @@
 import { and, asc, desc, eq, lt, sql } from 'drizzle-orm';
 import type { Db, RegistryDb, Statement } from '../db/index.ts';
 import { ApiError, conflict, notFound } from '../../src/http/errors.ts';
-import { aliases, aliasHistory, apiKeys } from '../schema.ts';
+import { aliases, aliasHistory, apiKeys, experimentArms, experimentHistory, experiments } from '../schema.ts';
 import { decodeCursor, encodeCursor, getVersion, type AdapterRow, type Page } from './adapters.ts';
-import { experimentOnAlias, forcedAliasMoveStatement } from './experiments.ts';
 
 export type AliasRow = typeof aliases.$inferSelect;
 
@@ -89,6 +88,32 @@ export function aliasInExperiment(experiment: { id: string; name: string }, alia
 type MoveBy = { keyId?: string | null; reason?: string | null; now: Date; force?: boolean };
 
 /**
+ * The running experiment (killed or not) with an arm on `alias`, if any: moving that alias needs
+ * force. Read from the experiment tables here: src/experiments builds on the registry, not the reverse.
+ */
+export async function experimentOnAlias(
+  db: Db,
+  adapter: AdapterRow,
+  alias: string,
+): Promise<{ id: string; name: string } | undefined> {
+  const [row] = await db
+    .select({ id: experiments.id, name: experiments.name })
+    .from(experiments)
+    .innerJoin(experimentArms, eq(experimentArms.experimentId, experiments.id))
+    .where(
+      and(eq(experiments.adapterId, adapter.id), eq(experiments.status, 'running'), eq(experimentArms.alias, alias)),
+    )
+    .limit(1);
+  return row;
+}
+
+/** The entry a forced move of an experiment's alias leaves in the experiment's history. */
+function forcedMoveStatement(db: Db, experimentId: string, alias: string, toVersion: number, by: MoveBy) {
+  const entry = { experimentId, kind: 'alias_forced', detail: { alias, to_version: toVersion } };
+  return db.insert(experimentHistory).values({ ...entry, at: by.now, by: by.keyId ?? null });
+}
+
+/**
  * Points an alias at an existing, not yanked version (set, move or roll back: all the same write).
  * An alias that is an arm of a running experiment moves only with `force` (409 naming the
  * experiment otherwise); a forced move is written to the experiment's history too. The experiment
@@ -112,7 +137,7 @@ export async function setAlias(
   if (experiment && !by.force) throw aliasInExperiment(experiment, alias);
   await r.atomic([
     ...aliasMoveStatements(r.db, adapter.id, alias, version, by),
-    ...(experiment ? [forcedAliasMoveStatement(r.db, experiment, alias, version, by)] : []),
+    ...(experiment ? [forcedMoveStatement(r.db, experiment.id, alias, version, by)] : []),
   ]);
   return { alias, version, previousVersion: current?.version ?? null, changed: true, warning };
 }

@@ -3,11 +3,10 @@ import type { AppEnv } from '../http.ts';
 import { adapterRoutes } from './adapters.ts';
 import { adminRoutes } from './admin.ts';
 import { aliasRoutes } from './aliases.ts';
-import { experimentRoutes } from './experiments.ts';
 import { modelRoutes } from './models.ts';
 import { publishRoutes } from './adapter-upload.ts';
 
-/** Every registry route module; src/edge/app.ts mounts them (next to the generation routes). */
+/** Every registry route module; src/edge/app.ts mounts them (next to the generation and experiment routes). */
 export function registryRoutes(): OpenAPIHono<AppEnv>[] {
-  return [modelRoutes(), adapterRoutes(), publishRoutes(), aliasRoutes(), experimentRoutes(), adminRoutes()];
+  return [modelRoutes(), adapterRoutes(), publishRoutes(), aliasRoutes(), adminRoutes()];
 }

@@ -1,6 +1,6 @@
 import { z } from '@hono/zod-openapi';
 import { AliasName, FileName, Name, Sha256, Tag, TenantId, VersionNumber } from '../names.ts';
-import { EXPERIMENT_STATUSES, VERSION_STATUSES, VISIBILITIES } from '../schema.ts';
+import { VERSION_STATUSES, VISIBILITIES } from '../schema.ts';
 import { SCOPES } from '../../src/http/principal.ts';
 import { ARCHITECTURES, CONFIG_LIMITS } from '../../src/engine/model/config.ts';
 import { chatTemplateError } from '../template-check.ts';
@@ -100,7 +100,6 @@ export const unixSeconds = (d: Date) => Math.floor(d.getTime() / 1000);
 export const ScopeSchema = z.enum(SCOPES);
 export const StatusSchema = z.enum(VERSION_STATUSES);
 export const VisibilitySchema = z.enum(VISIBILITIES);
-export const ExperimentStatusSchema = z.enum(EXPERIMENT_STATUSES);
 export { AliasName, Name, Tag, TenantId };
 
 /** A chat template, parsed when it is saved: a syntax error is a 400 with the parser's message and line. */

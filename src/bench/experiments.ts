@@ -6,13 +6,13 @@ import { FolderBlobStore } from '../../registry/blobs/folder.ts';
 import type { RegistryDb, Statement } from '../../registry/db/index.ts';
 import { sqliteRegistry } from '../../registry/db/sqlite.ts';
 import { eventStatements, type EventInput } from '../../registry/queries/events.ts';
-import { metricEventStatements, servedStatements } from '../../registry/queries/experiment-aggregates.ts';
-import { createExperiment } from '../../registry/queries/experiments.ts';
 import { adapters, adapterVersions, baseModels, baseModelVersions, tenants } from '../../registry/schema.ts';
 import type { ModelConfig } from '../engine/model/config.ts';
 import { createApp } from '../edge/app.ts';
-import { assignArm } from '../edge/experiments/assign.ts';
-import { histogramBucket } from '../edge/experiments/stats.ts';
+import { metricEventStatements, servedStatements } from '../experiments/aggregates.ts';
+import { assignArm } from '../experiments/assign.ts';
+import { histogramBucket } from '../experiments/stats.ts';
+import { createExperiment } from '../experiments/store.ts';
 
 const UNITS = 100_000;
 const REQUESTS_PER_UNIT = 10;

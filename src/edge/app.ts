@@ -8,6 +8,8 @@ import { isAdapterUpload } from '../../registry/routes/adapter-upload.ts';
 import type { GenerationConfig } from './generation/config.ts';
 import { generationContext, type GenerationContext } from './generation/context.ts';
 import { GENERATION_PATHS, generationRoutes } from './generation/routes.ts';
+import { takeOrRefuse } from './generation/rate-limit.ts';
+import { experimentRoutes } from '../experiments/routes/index.ts';
 import { serverTiming, timedMiddleware } from './generation/timing.ts';
 import { cachedPrincipal, invalidateOnWrite } from './generation/cache.ts';
 import { uiRoutes } from './ui/routes.ts';
@@ -29,7 +31,8 @@ export interface AppDeps extends Omit<RegistryDeps, 'now' | 'limits'> {
 
 /**
  * The whole public HTTP surface as ONE Hono app: the registry routes, the OpenAI-compatible
- * generation routes and the dashboard (route modules, mounted in `routeModules`). Runs unchanged
+ * generation routes, the experiments (src/experiments) and the dashboard (route modules, mounted in
+ * `routeModules`). Runs unchanged
  * in a Worker and on Node.
  */
 export function createApp(deps: AppDeps): OpenAPIHono<AppEnv> {
@@ -68,6 +71,10 @@ export function createApp(deps: AppDeps): OpenAPIHono<AppEnv> {
   const routeModules = [
     ...registryRoutes(),
     generationRoutes(gen),
+    experimentRoutes({
+      events: gen.events,
+      limitEvents: (c, key, count) => takeOrRefuse(c, gen.eventLimiter, key, 'feedback and metric events', count),
+    }),
     uiRoutes(),
     metricsRoutes(gen.metrics, metricsToken),
   ];

@@ -6,7 +6,7 @@ import { describeLocalModel, importLocalModel, publishFolder } from '../../regis
 import { manifestDigest } from '../../registry/digest.ts';
 import { getBaseModel, getBaseVersion, listBaseModels } from '../../registry/queries/models.ts';
 import { listAdapters } from '../../registry/queries/adapters.ts';
-import { getRunningExperiment } from '../../registry/queries/experiments.ts';
+import { getRunningExperiment } from '../experiments/store.ts';
 import { formatRef } from '../../registry/names.ts';
 import type { SqliteRegistry } from '../../registry/db/sqlite.ts';
 import { assertPortFree, portSetting } from '../http/listen.ts';

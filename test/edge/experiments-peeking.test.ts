@@ -5,7 +5,7 @@ import {
   ratioEstimate,
   sampleRatioMismatch,
   type Moments,
-} from '../../src/edge/experiments/stats.ts';
+} from '../../src/experiments/stats.ts';
 
 /**
  * Simulated experiments through the statistics module the results route uses: units send several

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { assignArm } from '../../src/edge/experiments/assign.ts';
-import { difference, interval, ratioEstimate, sampleRatioMismatch } from '../../src/edge/experiments/stats.ts';
+import { assignArm } from '../../src/experiments/assign.ts';
+import { difference, interval, ratioEstimate, sampleRatioMismatch } from '../../src/experiments/stats.ts';
 import { NodePool } from '../../src/edge/routing/nodes.ts';
 
 const units = Array.from({ length: 10_000 }, (_, i) => `user-${i}`);

@@ -1,8 +1,8 @@
 import type { RegistryClient } from '../../registry/client.ts';
 import type { RegistryDb } from '../../registry/db/index.ts';
 import { publishFolder } from '../../registry/local.ts';
-import { servedStatements, type Served } from '../../registry/queries/experiment-aggregates.ts';
-import { histogramBucket } from '../../src/edge/experiments/stats.ts';
+import { servedStatements, type Served } from '../../src/experiments/aggregates.ts';
+import { histogramBucket } from '../../src/experiments/stats.ts';
 import { fixture } from './fixtures.ts';
 
 /**

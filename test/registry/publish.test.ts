@@ -3,7 +3,7 @@ import { manifestText } from '../../src/engine/adapters/manifest.ts';
 import { sha256Hex } from '../../registry/hash.ts';
 import { appendEvents } from '../../registry/queries/events.ts';
 import { getAdapter, resolveAdapter } from '../../registry/queries/adapters.ts';
-import { getRunningExperiment } from '../../registry/queries/experiments.ts';
+import { getRunningExperiment } from '../../src/experiments/store.ts';
 import { resolveModel } from '../../registry/queries/resolve.ts';
 import {
   errorOf,

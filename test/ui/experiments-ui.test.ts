@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { publishFolder } from '../../registry/local.ts';
-import { feedbackStatements } from '../../registry/queries/experiment-aggregates.ts';
+import { feedbackStatements } from '../../src/experiments/aggregates.ts';
 import { openDashboard, type DashboardPage } from '../helpers/dashboard.ts';
 import { serveRequests } from '../helpers/experiments.ts';
 import { fixture } from '../helpers/fixtures.ts';

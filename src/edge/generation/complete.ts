@@ -1,11 +1,7 @@
 import type { Context } from 'hono';
 import { streamSSE, type SSEStreamingApi } from 'hono/streaming';
 import type { AppEnv } from '../../../registry/http.ts';
-import { appendEvents, countedEventStatement, type EventInput } from '../../../registry/queries/events.ts';
-import { servedCounts, servedStatements } from '../../../registry/queries/experiment-aggregates.ts';
-import { getExperiment } from '../../../registry/queries/experiments.ts';
-import { evaluateExperiment } from '../experiments/evaluate.ts';
-import { histogramBucket } from '../experiments/stats.ts';
+import { usageRecorder, type RecorderContext } from '../../experiments/recorder.ts';
 import { formatRef } from '../../../registry/names.ts';
 import { setWarning } from '../../http/middleware.ts';
 import { ApiError, errorBody } from '../../http/errors.ts';
@@ -76,7 +72,7 @@ export async function complete(c: Context<AppEnv>, gen: GenerationContext, job: 
     throw new ApiError(429, `this key already has ${limit} generations running`, 'too_many_concurrent_requests');
   }
   setTargetHeaders(c, job.target);
-  const usage = usageRecorder(c, gen, job, who.id, slot);
+  const usage = recordUsage(c, gen, job, slot);
 
   const events = generateOnPool(gen.pools.pool, nodes, request, gen.config.computeToken, c.req.raw.signal);
   let first: IteratorResult<ComputeEvent & { node?: string }>;
@@ -123,8 +119,6 @@ function computeRequest(gen: GenerationContext, job: CompletionJob, format: Resp
   };
 }
 
-type UsageRecorder = ReturnType<typeof usageRecorder>;
-
 /** A completion whose first event came: what answering it needs, streamed or whole. */
 interface Reply {
   c: Context<AppEnv>;
@@ -133,113 +127,42 @@ interface Reply {
   who: Identity;
   first: IteratorResult<ComputeEvent>;
   events: NodeEvents;
-  usage: UsageRecorder;
+  usage: Usage;
 }
 
-/** The job's experiment exposure (after its first token) and its usage event (at the end, whatever the end). */
-function usageRecorder(
-  c: Context<AppEnv>,
-  gen: GenerationContext,
-  job: CompletionJob,
-  completionId: string,
-  /** Frees the key's concurrency slot: every completion ends exactly through end(). */
-  release: () => void,
-) {
+type Usage = ReturnType<typeof recordUsage>;
+
+/**
+ * The job's usage, as src/experiments/recorder.ts records it (exposure, usage event, experiment
+ * aggregates, guardrails), counted in GET /metrics; every completion ends exactly through end(),
+ * which frees the key's concurrency slot.
+ */
+function recordUsage(c: Context<AppEnv>, gen: GenerationContext, job: CompletionJob, release: () => void) {
   const { target, principal } = job;
-  const base: Omit<EventInput, 'type'> = {
+  const ctx: RecorderContext = {
+    registry: c.var.deps.registry,
+    events: gen.events,
+    evaluatedAt: gen.evaluatedAt,
+    defer: (work) => gen.defer(c, work),
+    experimentChanged: () => gen.cache.clear(),
+  };
+  const recorder = usageRecorder(ctx, {
+    completionId: job.id,
     tenantId: principal.tenantId,
     keyId: principal.keyId,
-    adapter: target.adapter?.name ?? null,
-    adapterVersion: target.adapter?.version ?? null,
+    adapter: target.adapter ?? null,
     base: target.base.name,
-    experimentId: target.experiment?.id ?? null,
-    arm: target.experiment?.arm ?? null,
-    unit: target.experiment?.unit ?? null,
-    completionId,
-  };
-  const { registry } = c.var.deps;
-  const record = (events: number, write: () => Promise<void>) => gen.defer(c, gen.events.write(events, write));
-  const started = Date.now();
-  // The exposure is written once the first token is on its way (or the request ended without one),
-  // a macrotask later: never on the path to the first token (SQLite writes block the event loop).
-  let exposed = !target.experiment;
-  const expose = () => {
-    if (exposed) return;
-    exposed = true;
-    const at = new Date(started);
-    record(1, () => afterIo().then(() => appendEvents(registry, [{ ...base, type: 'exposure', at }])));
-  };
-  // Guardrails and auto-promotion act without anyone reading results: at most every 30 s per experiment.
-  const guardrailsNow = async (id: string) => {
-    const now = Date.now();
-    if (now - (gen.evaluatedAt.get(id) ?? -Infinity) < 30_000) return;
-    gen.evaluatedAt.set(id, now);
-    const experiment = await getExperiment(registry.db, id);
-    if (experiment?.status !== 'running') return;
-    const after = (await evaluateExperiment(registry, experiment, new Date(now))).experiment;
-    // A guardrail killed it, or a promotion stopped it and moved its alias: served from the next request.
-    if (after.status !== experiment.status || after.killed !== experiment.killed) gen.cache.clear();
-  };
-  let ttft = 0;
-  let node: string | undefined;
+    experiment: target.experiment,
+    stream: job.stream,
+  });
   return {
-    firstToken(from: string | undefined) {
-      ttft = Date.now() - started;
-      node = from;
-      expose();
-    },
+    firstToken: (node: string | undefined) => recorder.firstToken(node),
     end(tokens: { prompt: number; completion: number }, data: Record<string, unknown>) {
       release();
-      expose();
-      const timing = { ttft_ms: ttft, total_ms: Date.now() - started, stream: job.stream };
-      const payload = {
-        prompt_tokens: tokens.prompt,
-        completion_tokens: tokens.completion,
-        ...timing,
-        ...(node ? { node } : {}),
-        ...data,
-      };
-      gen.metrics.completed(c, payload);
-      const e = target.experiment;
-      // A client error (4xx: a prompt the node refuses, a busy node) says nothing about the arm: logged,
-      // never counted (it would otherwise let a caller's bad requests trip an arm's error guardrail).
-      if (!e || clientError(data))
-        return record(1, () => appendEvents(registry, [{ ...base, type: 'usage', data: payload }]));
-      // The usage event and its experiment aggregates, in one write; `counted` says whether it counted.
-      const failed = data.error ? 1 : 0;
-      const served = {
-        experimentId: e.id,
-        unit: e.unit,
-        arm: e.armIndex,
-        period: e.period,
-        perRequest: e.perRequest,
-        at: new Date(started),
-        requests: 1,
-        errors: failed,
-        tokens: { prompt: tokens.prompt, completion: tokens.completion },
-        latencyMs: failed ? 0 : timing.total_ms,
-        ttftMs: failed ? 0 : timing.ttft_ms,
-        latencyBuckets: new Map(failed ? [] : [[histogramBucket(timing.total_ms), 1]]),
-        ttftBuckets: new Map(failed ? [] : [[histogramBucket(timing.ttft_ms), 1]]),
-      };
-      const written = gen.events.write(1, () =>
-        registry.atomic([
-          countedEventStatement(registry, { ...base, type: 'usage', data: payload }, servedCounts(served)),
-          ...servedStatements(registry.db, served),
-        ]),
-      );
-      gen.defer(
-        c,
-        written.then(() => guardrailsNow(e.id)),
-      );
+      gen.metrics.completed(c, recorder.end(tokens, data));
     },
   };
 }
-
-const afterIo = () => new Promise((done) => setTimeout(done, 0));
-
-const clientError = (data: Record<string, unknown>) =>
-  typeof data.status === 'number' && data.status >= 400 && data.status < 500;
 
 /** The whole response, once the node is done. */
 async function whole({ c, job, format, who, first, events, usage }: Reply): Promise<Response> {

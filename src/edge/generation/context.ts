@@ -1,7 +1,7 @@
 import type { Context } from 'hono';
 import { DEFAULT_GENERATION, Pools, type GenerationConfig } from './config.ts';
 import { ConcurrencyLimiter, RateLimiter } from './rate-limit.ts';
-import { EventLog } from '../experiments/event-log.ts';
+import { EventLog } from '../../experiments/event-log.ts';
 import { EdgeMetrics } from '../metrics.ts';
 import { RegistryCache } from './cache.ts';
 

@@ -1,10 +1,11 @@
 import type { Db } from '../../../registry/db/index.ts';
 import type { Viewer } from '../../../registry/queries/adapters.ts';
 import { resolveAdapter } from '../../../registry/queries/adapters.ts';
-import { getActiveExperiment, type Experiment } from '../../../registry/queries/experiments.ts';
+import { getActiveExperiment } from '../../experiments/store.ts';
+import type { Experiment } from '../../experiments/lifecycle.ts';
 import { resolveModel, type ResolvedModel } from '../../../registry/queries/resolve.ts';
 import type { FileEntry } from '../../../registry/schema.ts';
-import { assignArm } from '../experiments/assign.ts';
+import { assignArm } from '../../experiments/assign.ts';
 import { RegistryCache } from './cache.ts';
 
 /** What a request's `model` string resolved to: a base model, optionally with one adapter version. */

@@ -9,8 +9,7 @@ import { bearer, errors, jsonBody } from '../../http/openapi.ts';
 import { ChatCompletionRequest, CompletionRequest, penaltiesOf } from '../openai/schemas.ts';
 import { renderPrompt } from '../openai/prompt.ts';
 import { tokenizeRoutes } from '../openai/tokenize.ts';
-import { experimentEdgeRoutes } from '../experiments/routes.ts';
-import { experimentUnit } from '../experiments/units.ts';
+import { experimentUnit } from '../../experiments/units.ts';
 import { complete, newCompletionId } from './complete.ts';
 import type { GenerationContext } from './context.ts';
 import { takeOrRefuse } from './rate-limit.ts';
@@ -70,7 +69,7 @@ const completionsRoute = createRoute({
 /** The paths that generate (Server-Timing, refusal metering and the UTF-8 check apply to them). */
 export const GENERATION_PATHS = [chatRoute.path, completionsRoute.path];
 
-/** The OpenAI-compatible generation routes and experiment feedback/results, mounted in the one app. */
+/** The OpenAI-compatible generation routes (and tokenize), mounted in the one app. */
 export function generationRoutes(gen: GenerationContext): OpenAPIHono<AppEnv> {
   const app = new OpenAPIHono<AppEnv>({ defaultHook: validationHook });
   for (const path of GENERATION_PATHS) app.use(path, gen.metrics.meterRefusals, utf8Body);
@@ -124,7 +123,6 @@ export function generationRoutes(gen: GenerationContext): OpenAPIHono<AppEnv> {
     });
   });
 
-  app.route('/', experimentEdgeRoutes(gen));
   app.route('/', tokenizeRoutes(gen));
 
   return app;

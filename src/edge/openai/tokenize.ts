@@ -13,7 +13,7 @@ import {
   type DetokenizeBody,
   type TokenizeBody,
 } from '../../protocol/compute.ts';
-import { experimentUnit } from '../experiments/units.ts';
+import { experimentUnit } from '../../experiments/units.ts';
 import type { GenerationContext } from '../generation/context.ts';
 import { takeOrRefuse } from '../generation/rate-limit.ts';
 import { resolveTarget, type Target } from '../generation/resolve.ts';

@@ -1,12 +1,7 @@
-import type { RegistryDb } from '../../../registry/db/index.ts';
-import { readAggregates } from '../../../registry/queries/experiment-aggregates.ts';
-import {
-  experimentHistoryOf,
-  getExperiment,
-  promoteArm,
-  haltExperiment,
-  type Experiment,
-} from '../../../registry/queries/experiments.ts';
+import type { RegistryDb } from '../../registry/db/index.ts';
+import { readAggregates } from './aggregates.ts';
+import { isLive, type Experiment } from './lifecycle.ts';
+import { experimentHistoryOf, getExperiment, haltExperiment, promoteArm } from './store.ts';
 import { experimentResults, type Results } from './results.ts';
 
 /**
@@ -17,7 +12,7 @@ import { experimentResults, type Results } from './results.ts';
  */
 export async function evaluateExperiment(registry: RegistryDb, e: Experiment, now: Date): Promise<Results> {
   const results = await compute(registry, e);
-  if (e.status !== 'running' || e.killed) return results;
+  if (!isLive(e)) return results;
   const violated = results.guardrails.checks.filter((c) => c.violated);
   if (violated.length) {
     const reason = violated

@@ -1,24 +1,26 @@
 import { createRoute, OpenAPIHono, z } from '@hono/zod-openapi';
+import type { Context } from 'hono';
 import type { AppEnv } from '../../../registry/http.ts';
 import { hasScope } from '../../http/principal.ts';
-import { principalOf, validationHook } from '../../http/middleware.ts';
+import { principalOf } from '../../http/middleware.ts';
 import { ApiError, badRequest } from '../../http/errors.ts';
 import { viewerOf } from '../../../registry/queries/adapters.ts';
 import { appendEvents, findCompletion, type EventInput } from '../../../registry/queries/events.ts';
-import { feedbackStatements, metricEventStatements } from '../../../registry/queries/experiment-aggregates.ts';
-import { findOwnExperiment, getExperiment, type Experiment } from '../../../registry/queries/experiments.ts';
-import type { ExperimentMetric } from '../../../registry/schema.ts';
 import { bearer, errors, json, jsonBody, rateLimitedError } from '../../http/openapi.ts';
-import { FeedbackRequest } from '../openai/schemas.ts';
-import type { GenerationContext } from '../generation/context.ts';
-import { takeOrRefuse } from '../generation/rate-limit.ts';
-import { evaluateExperiment } from './evaluate.ts';
-import { MAX_UNIT_CHARS } from './units.ts';
+import { feedbackStatements, metricEventStatements } from '../aggregates.ts';
+import { evaluateExperiment } from '../evaluate.ts';
+import type { EventLog } from '../event-log.ts';
+import { checkMetricValue, declaredMetric } from '../lifecycle.ts';
+import { findOwnExperiment, getExperiment } from '../store.ts';
+import { MAX_UNIT_CHARS } from '../units.ts';
+import { FeedbackRequest, IdParam } from './schemas.ts';
 
-const ExperimentId = z
-  .string()
-  .regex(/^exp_[a-z0-9]{1,64}$/, 'must be an experiment id (exp_...)')
-  .openapi({ param: { name: 'id', in: 'path' } });
+/** What the outcome routes need of the edge: its event counters and the per-key limit on events. */
+export interface OutcomeDeps {
+  events: EventLog;
+  /** Takes `count` events from the key's budget (eventRateLimitPerMinute), or throws 429 with Retry-After. */
+  limitEvents(c: Context, keyId: string, count: number): void;
+}
 
 const feedbackRoute = createRoute({
   method: 'post',
@@ -53,7 +55,7 @@ const metricsRoute = createRoute({
     '(a repeat replaces the value; the latest ts of a call wins)',
   security: bearer,
   request: {
-    params: z.object({ id: ExperimentId }),
+    params: IdParam,
     body: jsonBody(
       z
         .object({
@@ -85,7 +87,7 @@ const resultsRoute = createRoute({
     'Per-arm unit-level results from incrementally kept aggregates: fixed-horizon intervals, always-valid ' +
     'confidence sequences and p-values against control, verdict, guardrails, promotable arm, SRM check',
   security: bearer,
-  request: { params: z.object({ id: ExperimentId }) },
+  request: { params: IdParam },
   responses: { 200: json(z.object({}).passthrough(), 'Results'), ...errors },
 });
 
@@ -101,38 +103,13 @@ const statsRoute = createRoute({
   },
 });
 
-/** Checks a value against a declared metric: a 400 naming the bounds otherwise. */
-function checkMetricValue(m: ExperimentMetric, value: number, param: string): void {
-  const ok = m.kind === 'binary' ? value === 0 || value === 1 : value >= m.min && value <= m.max;
-  if (!ok || (m.kind === 'scale' && !Number.isInteger(value)))
-    throw badRequest(
-      m.kind === 'binary'
-        ? `metric "${m.name}" is binary: the value must be 0 or 1`
-        : `metric "${m.name}" is a ${m.kind} within [${m.min}, ${m.max}]` +
-            `${m.kind === 'scale' ? ' (whole numbers)' : ''}: ${value} is outside`,
-      'value_out_of_range',
-      param,
-    );
-}
-
-function metricOf(e: Experiment, name: string | undefined, param: string): ExperimentMetric {
-  const m = name === undefined ? e.metrics[0] : e.metrics.find((x) => x.name === name);
-  if (!m)
-    throw badRequest(
-      `experiment "${e.id}" has no metric "${name}" (it declares: ${e.metrics.map((x) => x.name).join(', ')})`,
-      'unknown_metric',
-      param,
-    );
-  return m;
-}
-
 /** Feedback, application metrics, results and the edge's event counters. */
-export function experimentEdgeRoutes(gen: GenerationContext): OpenAPIHono<AppEnv> {
-  const app = new OpenAPIHono<AppEnv>({ defaultHook: validationHook });
+export function outcomeRoutes(deps: OutcomeDeps): OpenAPIHono<AppEnv> {
+  const app = new OpenAPIHono<AppEnv>();
 
   app.openapi(feedbackRoute, async (c) => {
     const principal = principalOf(c, 'generate');
-    takeOrRefuse(c, gen.eventLimiter, principal.keyId, 'feedback and metric events');
+    deps.limitEvents(c, principal.keyId, 1);
     const { completion_id, score, metric: metricName } = c.req.valid('json');
     const { registry, now } = c.var.deps;
     const usage = await findCompletion(registry.db, completion_id, principal.tenantId);
@@ -142,7 +119,7 @@ export function experimentEdgeRoutes(gen: GenerationContext): OpenAPIHono<AppEnv
     if (usage.keyId !== principal.keyId && !hasScope(principal, 'admin'))
       throw new ApiError(403, 'only the key that made a completion (or an admin) may rate it', 'not_your_completion');
     const experiment = usage.experimentId ? await getExperiment(registry.db, usage.experimentId) : undefined;
-    const metric = experiment ? metricOf(experiment, metricName, 'metric') : undefined;
+    const metric = experiment ? declaredMetric(experiment, metricName, 'metric') : undefined;
     if (metric) checkMetricValue(metric, score, 'score');
     const arm = experiment?.arms.findIndex((a) => a.name === usage.arm) ?? -1;
     const event: EventInput = {
@@ -187,12 +164,12 @@ export function experimentEdgeRoutes(gen: GenerationContext): OpenAPIHono<AppEnv
   app.openapi(metricsRoute, async (c) => {
     const principal = principalOf(c, 'generate');
     const { events } = c.req.valid('json');
-    takeOrRefuse(c, gen.eventLimiter, principal.keyId, 'feedback and metric events', events.length);
+    deps.limitEvents(c, principal.keyId, events.length);
     const { registry, now } = c.var.deps;
     const experiment = await findOwnExperiment(registry.db, c.req.valid('param').id, viewerOf(principal));
     const at = now();
     const input = events.map((ev, i) => {
-      const metric = metricOf(experiment, ev.metric, `events.${i}.metric`);
+      const metric = declaredMetric(experiment, ev.metric, `events.${i}.metric`);
       checkMetricValue(metric, ev.value, `events.${i}.value`);
       const ts = ev.ts ? new Date(ev.ts) : at;
       if (ts.getTime() > at.getTime() + 60_000)
@@ -230,7 +207,7 @@ export function experimentEdgeRoutes(gen: GenerationContext): OpenAPIHono<AppEnv
 
   app.openapi(statsRoute, (c) => {
     principalOf(c, 'operator');
-    return c.json({ events: gen.events.stats() }, 200);
+    return c.json({ events: deps.events.stats() }, 200);
   });
 
   return app;

@@ -1,4 +1,4 @@
-import { ApiError } from '../../http/errors.ts';
+import { ApiError } from '../http/errors.ts';
 
 /** Units are stored with every event and aggregate row: bounded, like OpenAI's own limits on `user`. */
 export const MAX_UNIT_CHARS = 256;

@@ -1,7 +1,10 @@
 import { createRoute, OpenAPIHono, z } from '@hono/zod-openapi';
-import { type AppEnv } from '../http.ts';
-import { principalOf } from '../../src/http/middleware.ts';
-import { canWrite, findVisibleAdapter, findWritableAdapter, viewerOf } from '../queries/adapters.ts';
+import type { AppEnv } from '../../../registry/http.ts';
+import { principalOf } from '../../http/middleware.ts';
+import { canWrite, findVisibleAdapter, findWritableAdapter, viewerOf } from '../../../registry/queries/adapters.ts';
+import { iso, Name } from '../../../registry/routes/schemas.ts';
+import type { Guardrails } from '../../../registry/schema.ts';
+import { conflictError, errors, json, jsonBody, scoped } from '../../http/openapi.ts';
 import {
   createExperiment,
   experimentHistoryOf,
@@ -9,110 +12,19 @@ import {
   listExperiments,
   promoteArm,
   updateExperiment,
-  type Experiment,
-} from '../queries/experiments.ts';
-import type { ExperimentMetric, Guardrails } from '../schema.ts';
-import { AliasName, ExperimentStatusSchema, iso, Name } from './schemas.ts';
-import { conflictError, errors, json, jsonBody, scoped } from '../../src/http/openapi.ts';
+} from '../store.ts';
+import {
+  ArmInputSchema,
+  ExperimentSchema,
+  ExperimentStatusSchema,
+  GuardrailsSchema,
+  IdParam,
+  metricsFromApi,
+  MetricSchema,
+  present,
+} from './schemas.ts';
 
-const ArmInputSchema = z
-  .object({
-    name: z.string().min(1).max(64).optional(),
-    version: z.number().int().positive().optional(),
-    alias: AliasName.optional(),
-    weight: z.number().min(0).max(1_000_000),
-  })
-  .strict()
-  .refine((a) => (a.version === undefined) !== (a.alias === undefined), {
-    message: 'give exactly one of "version" and "alias"',
-  })
-  .openapi('ArmInput');
-
-const MetricSchema = z
-  .discriminatedUnion('kind', [
-    z.object({ name: z.string().regex(/^[a-z0-9_.-]{1,64}$/i), kind: z.literal('binary') }).strict(),
-    z
-      .object({
-        name: z.string().regex(/^[a-z0-9_.-]{1,64}$/i),
-        kind: z.enum(['scale', 'continuous']),
-        min: z.number().min(-1e6).max(1e6),
-        max: z.number().min(-1e6).max(1e6),
-      })
-      .strict(),
-  ])
-  .openapi('ExperimentMetric', {
-    description: 'binary (0/1), scale (whole numbers in [min, max], e.g. 1-5) or continuous in [min, max]',
-  });
-
-const GuardrailsSchema = z
-  .object({
-    error_rate: z.number().min(0).max(1).optional(),
-    p95_latency: z.number().min(0).max(100).optional(),
-    tokens_per_request: z.number().min(0).max(100).optional(),
-  })
-  .strict()
-  .openapi('Guardrails', {
-    description:
-      'Tolerated regressions against control: error_rate in absolute points (0.01 = 1 point), p95_latency and ' +
-      'tokens_per_request relative (0.2 = 20 %). When the sequential test shows an arm worse beyond one, the ' +
-      'kill switch goes on (every unit is served control) and the reason is recorded.',
-  });
-
-const metricsOf = (metrics: z.infer<typeof MetricSchema>[] | undefined): ExperimentMetric[] | undefined =>
-  metrics?.map((m) => (m.kind === 'binary' ? { ...m, min: 0, max: 1 } : m));
-
-const ExperimentSchema = z
-  .object({
-    id: z.string(),
-    object: z.literal('experiment'),
-    name: z.string(),
-    adapter: z.string(),
-    status: ExperimentStatusSchema,
-    killed: z.boolean(),
-    arms: z.array(
-      z.object({
-        name: z.string(),
-        version: z.number().int().nullable(),
-        alias: z.string().nullable(),
-        weight: z.number(),
-        resolved_version: z.number().int().nullable(),
-      }),
-    ),
-    metrics: z.array(z.object({ name: z.string(), kind: z.string(), min: z.number(), max: z.number() })),
-    guardrails: z.object({}).passthrough(),
-    auto_promote: z.boolean(),
-    started_at: z.string().nullable(),
-    stopped_at: z.string().nullable(),
-    stop_reason: z.string().nullable(),
-    created_at: z.string(),
-    updated_at: z.string(),
-  })
-  .openapi('Experiment');
-
-const present = (e: Experiment): z.infer<typeof ExperimentSchema> => ({
-  id: e.id,
-  object: 'experiment',
-  name: e.name,
-  adapter: e.adapter,
-  status: e.status,
-  killed: e.killed,
-  arms: e.arms.map(({ resolvedVersion, ...a }) => ({ ...a, resolved_version: resolvedVersion })),
-  metrics: e.metrics,
-  guardrails: e.guardrails as Record<string, number>,
-  auto_promote: e.autoPromote,
-  started_at: iso(e.startedAt),
-  stopped_at: iso(e.stoppedAt),
-  stop_reason: e.stopReason,
-  created_at: iso(e.createdAt)!,
-  updated_at: iso(e.updatedAt)!,
-});
-
-const IdParam = z.object({
-  id: z
-    .string()
-    .regex(/^exp_[a-z0-9]{1,64}$/, 'must be an experiment id (exp_...)')
-    .openapi({ param: { name: 'id', in: 'path' } }),
-});
+/** Managing experiments: create, change (ramp, start, stop, kill), promote, read, history, list. */
 
 const create = createRoute({
   method: 'post',
@@ -234,7 +146,7 @@ const list = createRoute({
   },
 });
 
-export function experimentRoutes(): OpenAPIHono<AppEnv> {
+export function manageRoutes(): OpenAPIHono<AppEnv> {
   const app = new OpenAPIHono<AppEnv>();
 
   app.openapi(create, async (c) => {
@@ -247,7 +159,7 @@ export function experimentRoutes(): OpenAPIHono<AppEnv> {
       adapter,
       {
         ...body,
-        metrics: metricsOf(body.metrics),
+        metrics: metricsFromApi(body.metrics),
         guardrails: body.guardrails as Guardrails,
         autoPromote: body.auto_promote,
       },
@@ -262,7 +174,7 @@ export function experimentRoutes(): OpenAPIHono<AppEnv> {
     const current = await findOwnExperiment(registry.db, c.req.valid('param').id, viewerOf(p));
     const adapter = await findWritableAdapter(registry.db, current.adapter, viewerOf(p));
     const body = c.req.valid('json');
-    const patch = { ...body, metrics: metricsOf(body.metrics), autoPromote: body.auto_promote };
+    const patch = { ...body, metrics: metricsFromApi(body.metrics), autoPromote: body.auto_promote };
     return c.json(
       present(await updateExperiment(registry, current, adapter, patch, { keyId: p.keyId, now: now() })),
       200,

@@ -1,5 +1,5 @@
 import { eq, sql, type SQL } from 'drizzle-orm';
-import type { Db, Statement } from '../db/index.ts';
+import type { Db, Statement } from '../../registry/db/index.ts';
 import {
   experimentFeedback,
   experimentHistogram,
@@ -7,8 +7,8 @@ import {
   experimentPeriods,
   experimentUnitMetrics,
   experimentUnits,
-} from '../schema.ts';
-import { countingNow } from './experiments.ts';
+} from '../../registry/schema.ts';
+import { countingNow } from './store.ts';
 
 /**
  * Incrementally maintained experiment aggregates, written in the same atomic batch as the event

@@ -1,98 +1,41 @@
 import { and, asc, desc, eq, sql } from 'drizzle-orm';
-import type { Db, RegistryDb, Statement } from '../db/index.ts';
-import { isUniqueViolation } from '../db/index.ts';
-import { ApiError, badRequest, conflict, notFound } from '../../src/http/errors.ts';
+import type { Db, RegistryDb, Statement } from '../../registry/db/index.ts';
+import { isUniqueViolation } from '../../registry/db/index.ts';
+import { ApiError, conflict, notFound } from '../http/errors.ts';
+import { adapters, experimentArms, experimentHistory, experimentPeriods, experiments } from '../../registry/schema.ts';
+import { aliasMoveStatements, getAlias } from '../../registry/queries/aliases.ts';
+import { canWrite, getVersion, type AdapterRow, type Viewer } from '../../registry/queries/adapters.ts';
 import {
-  adapters,
-  experimentArms,
-  experimentHistory,
-  experimentPeriods,
-  experiments,
-  type ExperimentMetric,
-  type ExperimentStatus,
-  type Guardrails,
-} from '../schema.ts';
-import { aliasMoveStatements, getAlias } from './aliases.ts';
-import { canWrite, getVersion, type AdapterRow, type Viewer } from './adapters.ts';
+  armsOf,
+  DEFAULT_METRIC,
+  isLive,
+  metricsOf,
+  promotableArm,
+  transitionOf,
+  type Arm,
+  type ArmInput,
+  type Experiment,
+  type ExperimentInput,
+  type ExperimentPatch,
+} from './lifecycle.ts';
 
-interface ArmInput {
-  name?: string;
-  version?: number;
-  alias?: string;
-  weight: number;
-}
-
-interface Arm {
-  name: string;
-  version: number | null;
-  alias: string | null;
-  weight: number;
-  /** The version this arm serves, fixed when the experiment started (null before). */
-  resolvedVersion: number | null;
-}
-
-/** What an experiment measures when it declares nothing: one `score` within the API's old bounds. */
-const DEFAULT_METRIC: ExperimentMetric = { name: 'score', kind: 'continuous', min: -1e6, max: 1e6 };
-
-export interface Experiment {
-  id: string;
-  name: string;
-  adapter: string;
-  adapterId: string;
-  tenantId: string;
-  status: ExperimentStatus;
-  killed: boolean;
-  arms: Arm[];
-  /** Declared outcome metrics; the first is the primary one (verdict, auto-promotion). */
-  metrics: ExperimentMetric[];
-  guardrails: Guardrails;
-  autoPromote: boolean;
-  period: number;
-  startedAt: Date | null;
-  stoppedAt: Date | null;
-  stopReason: string | null;
-  createdAt: Date;
-  updatedAt: Date;
-}
+/** Experiments in the registry database: what lifecycle.ts decides, written atomically. */
 
 type By = { keyId?: string | null; now: Date };
 
-/** Checks arms against the adapter: every pinned version exists and is not yanked, every alias exists. */
-async function checkArms(db: Db, adapter: AdapterRow, arms: ArmInput[]): Promise<Arm[]> {
-  if (!arms.length) throw badRequest('an experiment needs at least one arm', 'invalid_arms', 'arms');
-  if (!arms.some((a) => a.weight > 0))
-    throw badRequest('at least one arm needs a weight above 0', 'invalid_arms', 'arms');
-  const out: Arm[] = [];
-  for (const [i, a] of arms.entries()) {
-    if ((a.version === undefined) === (a.alias === undefined))
-      throw badRequest(`arm ${i}: give exactly one of "version" and "alias"`, 'invalid_arms', `arms.${i}`);
-    if (a.version !== undefined) {
+/** An input's arms (lifecycle.ts checks their shape): every pinned version exists, unyanked; every alias exists. */
+async function checkArms(db: Db, adapter: AdapterRow, inputs: ArmInput[]): Promise<Arm[]> {
+  const arms = armsOf(inputs);
+  for (const a of arms) {
+    if (a.version !== null) {
       const v = await getVersion(db, adapter, a.version);
       if (!v) throw notFound(`adapter "${adapter.name}" has no version ${a.version}`, 'version_not_found');
       if (v.status === 'yanked') throw new ApiError(409, `${adapter.name}@${a.version} is yanked`, 'version_yanked');
     } else if (!(await getAlias(db, adapter, a.alias!))) {
       throw notFound(`adapter "${adapter.name}" has no alias "${a.alias}"`, 'alias_not_found');
     }
-    out.push({
-      name: a.name ?? (a.version !== undefined ? `v${a.version}` : a.alias!),
-      version: a.version ?? null,
-      alias: a.alias ?? null,
-      weight: a.weight,
-      resolvedVersion: null,
-    });
   }
-  if (new Set(out.map((a) => a.name)).size !== out.length)
-    throw badRequest('arm names must be unique', 'invalid_arms', 'arms');
-  return out;
-}
-
-function checkMetrics(metrics: ExperimentMetric[] | undefined): ExperimentMetric[] | null {
-  if (!metrics?.length) return null;
-  if (new Set(metrics.map((m) => m.name)).size !== metrics.length)
-    throw badRequest('metric names must be unique', 'invalid_metrics', 'metrics');
-  for (const m of metrics)
-    if (!(m.min < m.max)) throw badRequest(`metric "${m.name}": min must be below max`, 'invalid_metrics', 'metrics');
-  return metrics;
+  return arms;
 }
 
 function armStatements(db: Db, experimentId: string, arms: Arm[]): Statement[] {
@@ -136,15 +79,6 @@ async function startStatements(r: RegistryDb, id: string, adapter: AdapterRow, a
   ];
 }
 
-export interface ExperimentInput {
-  name: string;
-  arms: ArmInput[];
-  status?: ExperimentStatus;
-  metrics?: ExperimentMetric[];
-  guardrails?: Guardrails;
-  autoPromote?: boolean;
-}
-
 export async function createExperiment(
   r: RegistryDb,
   adapter: AdapterRow,
@@ -152,7 +86,7 @@ export async function createExperiment(
   by: By,
 ): Promise<Experiment> {
   const arms = await checkArms(r.db, adapter, input.arms);
-  const metrics = checkMetrics(input.metrics);
+  const metrics = metricsOf(input.metrics);
   const id = `exp_${crypto.randomUUID().replace(/-/g, '').slice(0, 24)}`;
   const running = input.status === 'running';
   try {
@@ -185,18 +119,6 @@ function runningConflict(e: unknown, adapter: AdapterRow): unknown {
     : e;
 }
 
-export interface ExperimentPatch {
-  name?: string;
-  arms?: ArmInput[];
-  /** New weights for the existing arms, in order. */
-  weights?: number[];
-  status?: ExperimentStatus;
-  killed?: boolean;
-  metrics?: ExperimentMetric[];
-  guardrails?: Guardrails;
-  autoPromote?: boolean;
-}
-
 export async function updateExperiment(
   r: RegistryDb,
   current: Experiment,
@@ -204,46 +126,30 @@ export async function updateExperiment(
   patch: ExperimentPatch,
   by: By,
 ): Promise<Experiment> {
-  if (patch.arms && patch.weights) throw badRequest('give "arms" or "weights", not both', 'invalid_arms');
-  if (current.status === 'stopped' && patch.status && patch.status !== 'stopped')
-    throw conflict('a stopped experiment cannot be restarted: create a new one', 'experiment_stopped');
-  if (current.status !== 'draft' && (patch.arms || patch.metrics))
-    throw conflict(
-      `experiment "${current.id}" has started: its arms and metrics are fixed (ramp with "weights")`,
-      'experiment_started',
-    );
-  let arms: Arm[] | undefined;
-  if (patch.arms) arms = await checkArms(r.db, adapter, patch.arms);
-  if (patch.weights) {
-    if (patch.weights.length !== current.arms.length)
-      throw badRequest(`"weights" needs ${current.arms.length} numbers, one per arm`, 'invalid_arms', 'weights');
-    if (!patch.weights.some((w) => w > 0))
-      throw badRequest('at least one arm needs a weight above 0', 'invalid_arms', 'weights');
-  }
+  const { starting, stopping, ramping, killing } = transitionOf(current, patch);
+  const arms = patch.arms && (await checkArms(r.db, adapter, patch.arms));
   const set: Partial<typeof experiments.$inferInsert> = { updatedAt: by.now };
   const statements: Statement[] = [];
   if (patch.name !== undefined) set.name = patch.name;
-  if (patch.metrics !== undefined) set.metrics = checkMetrics(patch.metrics);
+  if (patch.metrics !== undefined) set.metrics = metricsOf(patch.metrics);
   if (patch.guardrails !== undefined) set.guardrails = patch.guardrails;
   if (patch.autoPromote !== undefined) set.autoPromote = patch.autoPromote;
-  if (patch.killed !== undefined && patch.killed !== current.killed) {
+  if (killing) {
     set.killed = patch.killed;
     statements.push(historyStatement(r.db, current.id, patch.killed ? 'kill' : 'unkill', {}, by));
   }
-  const starting = current.status === 'draft' && patch.status === 'running';
-  const stopping = current.status !== 'stopped' && patch.status === 'stopped';
   if (patch.status !== undefined) set.status = patch.status;
   if (starting) set.startedAt = by.now;
   if (stopping) Object.assign(set, { stoppedAt: by.now, stopReason: 'stopped by request' });
   const finalArms = arms ?? current.arms.map((a, i) => ({ ...a, weight: patch.weights?.[i] ?? a.weight }));
-  if (patch.weights && current.status === 'running') {
+  if (ramping) {
     // A ramp while running opens a new period: units first seen from now on follow the new weights.
     set.period = current.period + 1;
     statements.push(
       r.db.insert(experimentPeriods).values({
         experimentId: current.id,
         period: current.period + 1,
-        weights: patch.weights,
+        weights: patch.weights!,
         startedAt: by.now,
       }),
       historyStatement(r.db, current.id, 'weights', { weights: patch.weights }, by),
@@ -285,7 +191,7 @@ function stopStatements(db: Db, e: Experiment, kind: string, reason: string, by:
  * that its results and the control routing stay in place until someone stops or promotes it.
  */
 export async function haltExperiment(r: RegistryDb, e: Experiment, reason: string, by: By) {
-  if (e.status !== 'running' || e.killed) return;
+  if (!isLive(e)) return;
   const live = and(eq(experiments.id, e.id), eq(experiments.status, 'running'), eq(experiments.killed, false));
   await r.atomic([
     // History first, and only if it is still live: two concurrent halts leave one entry.
@@ -307,13 +213,7 @@ export async function promoteArm(
   armName: string,
   by: By & { auto?: boolean },
 ): Promise<{ version: number; previousVersion: number | null }> {
-  const arm = e.arms.find((a) => a.name === armName);
-  if (!arm) throw notFound(`experiment "${e.id}" has no arm "${armName}"`, 'arm_not_found');
-  if (e.status !== 'running' || arm.resolvedVersion === null)
-    throw conflict(
-      `experiment "${e.id}" is ${e.status}: only a running experiment's arm can be promoted`,
-      'not_running',
-    );
+  const arm = promotableArm(e, armName);
   const [adapter] = await r.db.select().from(adapters).where(eq(adapters.id, e.adapterId));
   const previous = (await getAlias(r.db, adapter, 'production'))?.version ?? null;
   const reason = `experiment ${e.id} (${e.name}): ${by.auto ? 'auto-promoted' : 'promoted'} arm "${arm.name}"`;
@@ -322,17 +222,6 @@ export async function promoteArm(
     ...stopStatements(r.db, e, by.auto ? 'auto_promote' : 'promote', reason, by),
   ]);
   return { version: arm.resolvedVersion, previousVersion: previous };
-}
-
-/** The running experiment of the adapter that has an arm on `alias`, if any (its moves need force). */
-export async function experimentOnAlias(db: Db, adapter: AdapterRow, alias: string): Promise<Experiment | undefined> {
-  const running = await getActiveExperiment(db, adapter);
-  return running?.arms.some((a) => a.alias === alias) ? running : undefined;
-}
-
-/** The history entry a forced move of an experiment's alias leaves. */
-export function forcedAliasMoveStatement(db: Db, e: Experiment, alias: string, toVersion: number, by: By) {
-  return historyStatement(db, e.id, 'alias_forced', { alias, to_version: toVersion }, by);
 }
 
 export interface HistoryEntry {

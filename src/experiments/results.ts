@@ -1,5 +1,6 @@
-import type { Experiment, HistoryEntry } from '../../../registry/queries/experiments.ts';
-import type { Aggregates } from '../../../registry/queries/experiment-aggregates.ts';
+import type { Experiment } from './lifecycle.ts';
+import type { HistoryEntry } from './store.ts';
+import type { Aggregates } from './aggregates.ts';
 import {
   confidenceSequence,
   countAbove,
@@ -33,7 +34,7 @@ interface GuardrailCheck {
 }
 
 /**
- * An experiment's results from its aggregates (registry/queries/experiment-aggregates.ts): per
+ * An experiment's results from its aggregates (aggregates.ts): per
  * arm, unit-level estimates (delta method) of requests per unit, error rate, latency, tokens and
  * every declared metric; against control, the fixed-horizon interval and the always-valid
  * confidence sequence + p-value (the verdict uses the latter); guardrail checks; whether an arm
