@@ -6,6 +6,8 @@ import { defineConfig } from 'vitest/config';
 export default defineConfig({
   test: {
     include: ['test/**/*.test.ts'],
+    // The dashboard's bundle, which the edge serves (scripts/build.mjs --ui).
+    globalSetup: ['test/setup/build.ts'],
     testTimeout: 60_000,
     hookTimeout: 120_000,
     // Suites start model workers, servers and wrangler: run files one at a time on 2-core CI.

@@ -4,7 +4,9 @@
 // of this script: a build is never stale, edits make a new one, and a running process (whose worker
 // threads load files later) keeps its own. Runs on `npm install` (the `prepare` script) and as
 // `npm run build`; bin/versa.js calls ensureBuilt() when the sources changed since.
+// It also bundles the dashboard (src/edge/ui/client/) for the browser into dist/ui/ (see buildDashboard).
 // usage: node scripts/build.mjs          (builds unless built; prints the build's folder)
+//        node scripts/build.mjs --ui     (the dashboard only)
 import { createHash } from 'node:crypto';
 import {
   existsSync,
@@ -29,6 +31,9 @@ const INPUT_FILES = ['package.json', 'scripts/build.mjs'];
 const NOT_LINKED = new Set([...SOURCE_DIRS, 'dist', 'node_modules']);
 const MANIFEST = 'build.json';
 const KEEP_OLD_BUILDS_MS = 3600_000;
+/** The dashboard's sources, and the fixed folder its bundle goes to (a build's tree links it, see linkRest). */
+const UI_SOURCES = 'src/edge/ui/client';
+const UI_DIR = join(DIST, 'ui');
 
 function sourceFiles() {
   const files = [];
@@ -80,16 +85,50 @@ await import((workerData?.entry ?? './engine-worker.ts').replace(/\\.ts$/, '.js'
 
 /**
  * Code that finds files relative to itself (registry/db/sqlite.ts: ../../migrations) sees the same tree in
- * dist/<hash>/ as in the repository: the top-level entries that are not compiled are symbolic links.
+ * dist/<hash>/ as in the repository: the top-level entries that are not compiled are symbolic links, and
+ * so is the dashboard's bundle (dist/<hash>/dist/ui is dist/ui).
  */
 function linkRest(dir) {
   for (const name of readdirSync(ROOT)) {
     if (!NOT_LINKED.has(name) && !name.startsWith('.')) symlinkSync(join('..', '..', name), join(dir, name));
   }
+  mkdirSync(join(dir, 'dist'));
+  symlinkSync(join('..', '..', 'ui'), join(dir, 'dist', 'ui'));
+}
+
+/**
+ * The dashboard for the browser: src/edge/ui/client/app.ts and the modules it imports as one ES module,
+ * dist/ui/app.js, and styles.css beside it. The Node edge serves them from there; the Worker through
+ * Workers static assets (wrangler.toml [assets]). Files are replaced only when they change, each at once
+ * (a server reading them never sees half a file). Bundling takes milliseconds: it runs on every build.
+ */
+export async function buildDashboard() {
+  const { build } = await import('esbuild');
+  const { outputFiles } = await build({
+    absWorkingDir: ROOT,
+    entryPoints: [`${UI_SOURCES}/app.ts`, `${UI_SOURCES}/styles.css`],
+    outdir: UI_DIR,
+    bundle: true,
+    write: false,
+    format: 'esm',
+    platform: 'browser',
+    target: 'es2022',
+    charset: 'utf8',
+    logLevel: 'error',
+  });
+  mkdirSync(UI_DIR, { recursive: true });
+  for (const file of outputFiles) {
+    if (existsSync(file.path) && readFileSync(file.path).equals(file.contents)) continue;
+    const tmp = `${file.path}.${process.pid}.tmp`;
+    writeFileSync(tmp, file.contents);
+    renameSync(tmp, file.path);
+  }
+  return UI_DIR;
 }
 
 /** Builds the current sources unless built; safe to run from many processes at once. */
 export async function ensureBuilt() {
+  await buildDashboard();
   const current = buildFor();
   if (current.complete) return current;
   const { build } = await import('esbuild');
@@ -137,13 +176,17 @@ function removeOldBuilds(keep) {
   for (const name of readdirSync(DIST)) {
     const path = join(DIST, name);
     const mtimeMs = statSync(path, { throwIfNoEntry: false })?.mtimeMs; // another process may remove it first
-    if (name !== keep && mtimeMs !== undefined && Date.now() - mtimeMs > KEEP_OLD_BUILDS_MS) {
+    if (name !== keep && path !== UI_DIR && mtimeMs !== undefined && Date.now() - mtimeMs > KEEP_OLD_BUILDS_MS) {
       rmSync(path, { recursive: true, force: true });
     }
   }
 }
 
 if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
-  const built = await ensureBuilt();
-  console.log(`${relative(ROOT, built.dir)}: the build of the current sources`);
+  if (process.argv.includes('--ui')) {
+    console.log(`${relative(ROOT, await buildDashboard())}: the dashboard's bundle`);
+  } else {
+    const built = await ensureBuilt();
+    console.log(`${relative(ROOT, built.dir)}: the build of the current sources`);
+  }
 }

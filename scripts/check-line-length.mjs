@@ -9,7 +9,7 @@ import { fileURLToPath } from 'node:url';
 const MAX = 120;
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const EXCLUDED_DIRS = ['test/fixtures/'];
-const EXCLUDED_FILES = ['package-lock.json', 'src/edge/ui/assets.generated.ts'];
+const EXCLUDED_FILES = ['package-lock.json'];
 
 const files = execFileSync(
   'git',

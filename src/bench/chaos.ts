@@ -227,7 +227,7 @@ async function reference(url: string, key: string, model: string, prompt: string
     body: JSON.stringify({ model, prompt, max_tokens: MAX_TOKENS, temperature: 0, logprobs: 2 }),
   });
   if (!res.ok) throw new Error(`reference for ${model} failed: HTTP ${res.status} ${await res.text()}`);
-  const choice = (await res.json()).choices[0] as {
+  const choice = ((await res.json()) as { choices: unknown[] }).choices[0] as {
     text: string;
     logprobs: { text_offset: number[]; top_logprobs: Array<Record<string, number>> };
   };

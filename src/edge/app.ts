@@ -12,7 +12,7 @@ import { takeOrRefuse } from './generation/rate-limit.ts';
 import { experimentRoutes } from '../experiments/routes/index.ts';
 import { serverTiming, timedMiddleware } from './generation/timing.ts';
 import { cachedPrincipal, invalidateOnWrite } from './generation/cache.ts';
-import { uiRoutes } from './ui/routes.ts';
+import { uiRoutes, type UiAssets } from './ui/routes.ts';
 import { metricsRoutes } from './metrics.ts';
 
 export type { AppEnv } from '../../registry/http.ts';
@@ -27,6 +27,8 @@ export interface AppDeps extends Omit<RegistryDeps, 'now' | 'limits'> {
   generationContext?: GenerationContext;
   /** The bearer token a scraper sends for GET /metrics (VERSA_METRICS_TOKEN); operator API keys work too. */
   metricsToken?: string;
+  /** The dashboard's built files: the Worker's ASSETS binding, or dist/ui/ on Node (staticFolder). */
+  ui?: UiAssets;
 }
 
 /**
@@ -36,7 +38,7 @@ export interface AppDeps extends Omit<RegistryDeps, 'now' | 'limits'> {
  * in a Worker and on Node.
  */
 export function createApp(deps: AppDeps): OpenAPIHono<AppEnv> {
-  const { generation: _generation, generationContext: _context, metricsToken, ...registryDeps } = deps;
+  const { generation: _generation, generationContext: _context, metricsToken, ui, ...registryDeps } = deps;
   const gen = deps.generationContext ?? generationContext(deps.generation);
   const resolved: RegistryDeps = {
     ...registryDeps,
@@ -75,7 +77,7 @@ export function createApp(deps: AppDeps): OpenAPIHono<AppEnv> {
       events: gen.events,
       limitEvents: (c, key, count) => takeOrRefuse(c, gen.eventLimiter, key, 'feedback and metric events', count),
     }),
-    uiRoutes(),
+    uiRoutes(ui),
     metricsRoutes(gen.metrics, metricsToken),
   ];
   for (const module of routeModules) app.route('/', module);

@@ -1,5 +1,7 @@
 import { resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { listen } from '../http/listen.ts';
+import { staticFolder } from '../http/static-folder.ts';
 import { installOperatorKey } from '../../registry/auth.ts';
 import { FolderBlobStore } from '../../registry/blobs/folder.ts';
 import { sqliteRegistry, type SqliteRegistry } from '../../registry/db/sqlite.ts';
@@ -10,6 +12,10 @@ import { parseComputeNodes } from './generation/config.ts';
 import { generationContext } from './generation/context.ts';
 import { metricsToken } from './metrics.ts';
 import { nodeSettingsFrom } from './routing/settings.ts';
+import type { UiAssets } from './ui/routes.ts';
+
+/** The dashboard's bundle, as scripts/build.mjs writes it (`npm install` and `npm run build` do). */
+export const dashboardAssets = (): UiAssets => staticFolder(fileURLToPath(new URL('../../dist/ui/', import.meta.url)));
 
 /**
  * Node entry: the same app over SQLite (better-sqlite3, migrations applied at open) and a blob
@@ -66,6 +72,7 @@ export async function startNodeServer(options: NodeServerOptions = {}): Promise<
     blobs,
     limits: options.limits,
     metricsToken: scrapeToken,
+    ui: dashboardAssets(),
     ...options.deps,
     generationContext: gen,
   });

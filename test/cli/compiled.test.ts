@@ -42,7 +42,8 @@ function versaIn(dir: string, args: string[]) {
   });
 }
 
-const builds = (dir: string) => readdirSync(join(dir, 'dist')).filter((name) => !name.startsWith('.'));
+/** The CLI's builds in dist/ (beside them, dist/ui/: the dashboard's bundle). */
+const builds = (dir: string) => readdirSync(join(dir, 'dist')).filter((name) => !name.startsWith('.') && name !== 'ui');
 
 /** bin/versa.js runs the JavaScript compiled from the sources into dist/ (scripts/build.mjs), never a stale one. */
 describe('the compiled CLI', () => {
@@ -57,6 +58,10 @@ describe('the compiled CLI', () => {
     const version = JSON.parse(readFileSync(join(REPO_ROOT, 'package.json'), 'utf8')).version;
     expect(await versaIn(dir, ['--version'])).toEqual({ code: 0, stdout: `${version}\n`, stderr: '' });
     expect(builds(dir)).toHaveLength(1);
+    // The dashboard's bundle, where the compiled Node edge looks for it (dist/<hash>/dist/ui is dist/ui).
+    const bundle = readFileSync(join(dir, 'dist/ui/app.js'), 'utf8');
+    expect(bundle).toContain('// src/edge/ui/client/app.ts');
+    expect(readFileSync(join(dir, 'dist', builds(dir)[0], 'dist/ui/app.js'), 'utf8')).toBe(bundle);
 
     // the engine and its tokenizer run in worker threads, each started from the compiled bootstrap
     const gen = await versaIn(dir, ['generate', '--model', fixture('stories260k/model.bin'), '--max-tokens', '8']);

@@ -70,7 +70,18 @@ describe('local Cloudflare development, as the README says', () => {
   it('runs the documented sequence: migrations, wrangler dev, node with its read key, publish, chat', async () => {
     const [edgePort, nodePort] = [await freePort(), await freePort()];
     const ports = (text: string) => text.replaceAll('8787', String(edgePort)).replaceAll('8788', String(nodePort));
-    for (const linked of ['package.json', 'node_modules', 'bin', 'scripts', 'src', 'registry', 'migrations', 'test'])
+    // dist/: the dashboard's bundle, wrangler.toml's [assets] (`npm install` built it, as in a user's checkout).
+    for (const linked of [
+      'package.json',
+      'node_modules',
+      'bin',
+      'scripts',
+      'src',
+      'registry',
+      'migrations',
+      'test',
+      'dist',
+    ])
       symlinkSync(join(REPO_ROOT, linked), join(dir, linked));
     copyFileSync(join(REPO_ROOT, 'wrangler.toml'), join(dir, 'wrangler.toml'));
     writeFileSync(join(dir, '.dev.vars.example'), ports(readFileSync(join(REPO_ROOT, '.dev.vars.example'), 'utf8')));

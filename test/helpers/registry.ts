@@ -17,6 +17,7 @@ import { nodeHasher } from '../../registry/hash-node.ts';
 import type { Limits } from '../../registry/http.ts';
 import type { Scope } from '../../src/http/principal.ts';
 import { createApp, type AppDeps } from '../../src/edge/app.ts';
+import { dashboardAssets } from '../../src/edge/node.ts';
 
 /**
  * Starts the registry app on a real HTTP port over either backend, for tests (the registry's and,
@@ -120,6 +121,7 @@ export async function startRegistry(backend: Backend, options: StartOptions = {}
     registry,
     blobs: options.wrapBlobs ? options.wrapBlobs(blobs) : blobs,
     limits: options.limits,
+    ui: dashboardAssets(), // as the Node entry serves it (test/setup/build.ts builds it)
     ...options.deps,
   });
   const server: ServerType = await new Promise((ready) => {
@@ -173,6 +175,9 @@ export async function startWorkerRegistry(vars: Record<string, string> = {}): Pr
   const { unstable_startWorker } = await import('wrangler');
   const worker = await unstable_startWorker({
     config: join(REPO_ROOT, 'wrangler.toml'),
+    // No custom build: dist/ui/ is built (test/setup/build.ts), and its watcher would rebuild once
+    // more after start and restart the Worker under the first requests (503 "restarted mid-request").
+    build: { custom: { command: '' } },
     bindings: Object.fromEntries(
       Object.entries({ VERSA_API_KEY: adminKey, ...vars }).map(([k, value]) => [
         k,

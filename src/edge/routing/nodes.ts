@@ -198,5 +198,5 @@ export async function readJson(res: Response, maxBytes: number): Promise<unknown
     }
     chunks.push(value);
   }
-  return JSON.parse(await new Blob(chunks as BlobPart[]).text());
+  return JSON.parse(await new Blob(chunks as Uint8Array<ArrayBuffer>[]).text());
 }

@@ -1,22 +1,25 @@
 import { OpenAPIHono } from '@hono/zod-openapi';
-import type { Context } from 'hono';
 import type { AppEnv } from '../../../registry/http.ts';
 import { ApiError } from '../../http/errors.ts';
-import { CLIENT_ASSETS } from './assets.generated.ts';
 import { pageHtml } from './page.ts';
 
-const CONTENT_TYPES: Record<string, string> = {
-  js: 'text/javascript; charset=utf-8',
-  css: 'text/css; charset=utf-8',
+/**
+ * What the page loads, by name under /ui/assets/, with its content type: scripts/build.mjs bundles
+ * src/edge/ui/client/ into these files (dist/ui/).
+ */
+export const UI_FILES: Readonly<Record<string, string>> = {
+  'app.js': 'text/javascript; charset=utf-8',
+  'styles.css': 'text/css; charset=utf-8',
 };
 
 /**
- * Everything the page loads, by file name under /ui/assets/: the sources in client/, built into strings by
- * scripts/generate-ui-assets.ts. Strings in the bundle: no file reads, the same on Workers and Node.
+ * Where the built files are read: Workers static assets on Cloudflare (the ASSETS binding,
+ * wrangler.toml [assets]), the build folder on Node (src/http/static-folder.ts). Asked for fixed
+ * names only (UI_FILES), never for a path taken from a request.
  */
-export const UI_ASSETS: Record<string, { type: string; body: string }> = Object.fromEntries(
-  Object.entries(CLIENT_ASSETS).map(([name, body]) => [name, { type: CONTENT_TYPES[name.split('.').pop()!], body }]),
-);
+export interface UiAssets {
+  fetch(url: string): Promise<Response>;
+}
 
 /**
  * Only this origin, only our own files: the API key lives in this page, so no third-party script
@@ -40,23 +43,26 @@ const SECURITY_HEADERS = {
   'cache-control': 'no-cache',
 };
 
-function send(c: Context<AppEnv>, type: string, body: string): Response {
-  return c.body(body, 200, { ...SECURITY_HEADERS, 'content-type': type });
-}
-
 /**
- * The web dashboard at /ui: a static page and its ES modules. Loading them needs no key (they hold
- * no data); the page then calls /v1/* with the key the user gives it.
+ * The web dashboard at /ui: a static page and its bundle. Loading them needs no key (they hold no
+ * data); the page then calls /v1/* with the key the user gives it.
  */
-export function uiRoutes(): OpenAPIHono<AppEnv> {
+export function uiRoutes(assets: UiAssets | undefined): OpenAPIHono<AppEnv> {
   const app = new OpenAPIHono<AppEnv>();
-  app.get('/ui', (c) => send(c, 'text/html; charset=utf-8', pageHtml));
+  app.get('/ui', (c) => c.body(pageHtml, 200, { ...SECURITY_HEADERS, 'content-type': 'text/html; charset=utf-8' }));
   app.get('/ui/', (c) => c.redirect('/ui', 301));
+  for (const [name, type] of Object.entries(UI_FILES)) {
+    app.get(`/ui/assets/${name}`, async (c) => {
+      const file = await assets?.fetch(`https://assets.local/${name}`);
+      if (!file?.ok || !file.body) {
+        const why = 'the dashboard is not built: run `npm run build` (it bundles src/edge/ui/client/ into dist/ui/)';
+        throw new ApiError(503, `${why}; ${name}: ${file ? `HTTP ${file.status}` : 'no asset store'}`, 'ui_not_built');
+      }
+      return c.body(file.body, 200, { ...SECURITY_HEADERS, 'content-type': type });
+    });
+  }
   app.get('/ui/assets/:name', (c) => {
-    const name = c.req.param('name');
-    const asset = Object.hasOwn(UI_ASSETS, name) ? UI_ASSETS[name] : undefined;
-    if (!asset) throw new ApiError(404, `no dashboard asset "${name}"`, 'route_not_found');
-    return send(c, asset.type, asset.body);
+    throw new ApiError(404, `no dashboard asset "${c.req.param('name')}"`, 'route_not_found');
   });
   return app;
 }
