@@ -1,9 +1,12 @@
 import { ApiError } from '../../http/errors.ts';
-import { DEFAULT_NODE_TIMEOUTS, NodePool } from '../routing/nodes.ts';
+import { DEFAULT_NODE_TIMEOUTS, NodePool, type NodeTimeouts } from '../routing/nodes.ts';
 import { DEFAULT_REGISTRY_CACHE_MS } from './cache.ts';
 
-/** How the edge reaches compute nodes and what it allows; from the entry (env vars) or a test. */
-export interface GenerationConfig {
+/**
+ * How the edge reaches compute nodes and what it allows; from the entry (env vars) or a test. The
+ * node timeouts (connectTimeoutMs, firstByteTimeoutMs, idleTimeoutMs) are the pool's, by the same names.
+ */
+export interface GenerationConfig extends NodeTimeouts {
   /** Compute-node URLs by base model name; "*": any base (each node serves the base it reports on /readyz). */
   nodes: Record<string, string[]>;
   /** The compute nodes' shared token (`VERSA_COMPUTE_TOKEN`), sent on every call to them. */
@@ -18,10 +21,6 @@ export interface GenerationConfig {
   concurrencyPerKey: number;
   /** Give up on a generation after this long. */
   deadlineMs: number;
-  /** Towards compute nodes (see NodeTimeouts): a probe's answer, the first token, each next token. */
-  connectTimeoutMs: number;
-  firstByteTimeoutMs: number;
-  idleTimeoutMs: number;
   /** Active health checks (/readyz) of every node, at most one round per this (0 = off). */
   healthCheckMs: number;
   /**
@@ -38,9 +37,7 @@ export const DEFAULT_GENERATION: GenerationConfig = {
   eventRateLimitPerMinute: 60_000,
   concurrencyPerKey: 32,
   deadlineMs: 120_000,
-  connectTimeoutMs: DEFAULT_NODE_TIMEOUTS.connectMs,
-  firstByteTimeoutMs: DEFAULT_NODE_TIMEOUTS.firstByteMs,
-  idleTimeoutMs: DEFAULT_NODE_TIMEOUTS.idleMs,
+  ...DEFAULT_NODE_TIMEOUTS,
   healthCheckMs: 5000,
   registryCacheMs: DEFAULT_REGISTRY_CACHE_MS,
 };
@@ -147,7 +144,11 @@ export class Pools {
   constructor(private readonly config: GenerationConfig) {
     const c = config;
     this.pool = new NodePool([...new Set(Object.values(c.nodes).flat())], {
-      timeouts: { connectMs: c.connectTimeoutMs, firstByteMs: c.firstByteTimeoutMs, idleMs: c.idleTimeoutMs },
+      timeouts: {
+        connectTimeoutMs: c.connectTimeoutMs,
+        firstByteTimeoutMs: c.firstByteTimeoutMs,
+        idleTimeoutMs: c.idleTimeoutMs,
+      },
       healthEveryMs: c.healthCheckMs,
       token: c.computeToken,
     });

@@ -50,7 +50,7 @@ export async function* generateOnPool(
       pool.markDown(taken.url);
       taken.abort();
     };
-    for await (const event of withIdleTimeout(readEvents(taken.res.body!), pool.timeouts.idleMs, idle))
+    for await (const event of withIdleTimeout(readEvents(taken.res.body!), pool.timeouts.idleTimeoutMs, idle))
       yield { ...event, node: taken.url };
   } finally {
     taken.abort(); // frees the node's row if the caller stopped reading early; a no-op once read
@@ -128,7 +128,7 @@ async function firstTaker(
       }
       if (!res) {
         pool.markDown(url); // frozen or unreachable: failed over like a refused node
-        const s = pool.timeouts.firstByteMs / 1000;
+        const s = pool.timeouts.firstByteTimeoutMs / 1000;
         lastError = new ComputeError(`no compute node answered within ${s} s`, 504, 'timeout', 'compute_timeout');
         continue;
       }
@@ -198,7 +198,7 @@ async function headersOrTimeout(pool: NodePool, url: string, response: Promise<R
   response.catch(() => {}); // settles after the edge may have given up on it
   const started = Date.now();
   for (;;) {
-    const timeout = after(pool.timeouts.firstByteMs, undefined);
+    const timeout = after(pool.timeouts.firstByteTimeoutMs, undefined);
     const res = await Promise.race([response, timeout.promise]).finally(timeout.clear);
     if (res) return res;
     const alive = await pool.probe(url);
@@ -207,19 +207,19 @@ async function headersOrTimeout(pool: NodePool, url: string, response: Promise<R
   }
 }
 
-/** The node's events, ending in an error event when it sends nothing for `idleMs`. */
+/** The node's events, ending in an error event when it sends nothing for `idleTimeoutMs`. */
 async function* withIdleTimeout(
   events: AsyncGenerator<ComputeEvent>,
-  idleMs: number,
+  idleTimeoutMs: number,
   onIdle: () => void,
 ): AsyncGenerator<ComputeEvent> {
   for (;;) {
-    const timeout = after(idleMs, 'idle' as const);
+    const timeout = after(idleTimeoutMs, 'idle' as const);
     const next = await Promise.race([events.next(), timeout.promise]).finally(timeout.clear);
     if (next === 'idle') {
       onIdle();
       events.return(undefined).catch(() => {});
-      const message = `the compute node sent nothing for ${idleMs / 1000} s`;
+      const message = `the compute node sent nothing for ${idleTimeoutMs / 1000} s`;
       yield { type: 'error', error: { message, type: 'timeout', code: 'compute_timeout' } };
       return;
     }

@@ -1,20 +1,27 @@
 import { ReadyBody, type NodeBase } from '../../protocol/compute.ts';
 import { unitInterval } from '../../experiments/assign.ts';
 
-/** How long the edge waits on a compute node, in milliseconds (see README, "Limits"). */
+/**
+ * How long the edge waits on a compute node, in milliseconds (see README, "Limits"): one name each,
+ * from the setting (VERSA_NODE_CONNECT_TIMEOUT, in seconds) to the pool.
+ */
 export interface NodeTimeouts {
   /** A node must answer a probe (GET /readyz) within this: active health checks and liveness probes. */
-  connectMs: number;
+  connectTimeoutMs: number;
   /**
    * A generation's headers (a node sends them with the first token) within this; past it the node
    * is probed, and one that does not answer is failed over (one that does has the request queued).
    */
-  firstByteMs: number;
+  firstByteTimeoutMs: number;
   /** After the first token, each next line within this, or the stream ends with an error. */
-  idleMs: number;
+  idleTimeoutMs: number;
 }
 
-export const DEFAULT_NODE_TIMEOUTS: NodeTimeouts = { connectMs: 3000, firstByteMs: 10_000, idleMs: 20_000 };
+export const DEFAULT_NODE_TIMEOUTS: NodeTimeouts = {
+  connectTimeoutMs: 3000,
+  firstByteTimeoutMs: 10_000,
+  idleTimeoutMs: 20_000,
+};
 
 export interface NodePoolOptions {
   /** How long a node that failed a request is tried last (passive health). */
@@ -138,7 +145,7 @@ export class NodePool {
     try {
       const res = await fetch(`${url}/readyz`, {
         headers: this.opts.token ? { authorization: `Bearer ${this.opts.token}` } : {},
-        signal: AbortSignal.timeout(this.timeouts.connectMs),
+        signal: AbortSignal.timeout(this.timeouts.connectTimeoutMs),
         redirect: 'manual', // a node answers itself; a 3xx is a failed probe
       });
       if (!res.ok) {
