@@ -160,17 +160,21 @@ describe('batch policy', () => {
     expect([plan.leave.release, plan.acquire]).toEqual([['y'], [x]]);
   });
 
-  it('rows of a failed run leave, and the prefill run is chosen again', () => {
+  it('rows of a failed run leave at the end of the step; the rest of its plan stands', () => {
     const policy = policyOf({ prefillChunk: 2, prefillChunkIdle: 16 });
     const a = new FakeSeq('a', 2, adapter('x'));
     policy.add(a);
     step(policy);
-    policy.add(new FakeSeq('b', 10));
+    const b = new FakeSeq('b', 10);
+    policy.add(b);
     const plan = policy.plan();
-    expect(shape(plan.prefill)).toEqual([['b', 1, 0, 2]]);
-    const failed = policy.fail(plan.decode[0].seqs);
-    expect(failed).toEqual({ left: [a], cache: [{ kind: 'move', from: 1, to: 0 }], release: ['x'] });
-    expect(shape(policy.prefill())).toEqual([['b', 0, 0, 10]]); // nothing decodes now: the idle budget
+    expect(shape(plan.decode)).toEqual([['a', 0, 2, 1]]);
+    expect(shape(plan.prefill)).toEqual([['b', 1, 0, 2]]); // runs although a's run threw: nothing moved yet
+    b.cached += 2;
+    const end = policy.end(plan.decode[0].seqs);
+    expect(end).toEqual({ left: [a], cache: [{ kind: 'move', from: 1, to: 0 }], release: ['x'] });
+    expect([a.row, b.row, policy.active]).toEqual([-1, 0, 1]);
+    expect(shape(policy.plan().prefill)).toEqual([['b', 0, 2, 8]]); // nothing decodes now: the idle budget
   });
 });
 

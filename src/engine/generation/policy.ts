@@ -39,8 +39,8 @@ export interface SchedulerOptions {
  * long prompt never stalls running streams for more than a chunk. New requests join at the next
  * step; finished or cancelled ones leave at once.
  *
- * A step is `plan()`, the runs (`fail()` for a run that throws), then `end()` once the sequences
- * have taken their logits.
+ * A step asks once and reports once: `plan()` chooses all of its runs, then `end()` (once the
+ * sequences have taken their logits) is told which rows failed, and the rows that are done leave.
  */
 export class BatchPolicy<S extends Schedulable> {
   private readonly waiting: S[] = [];
@@ -104,11 +104,8 @@ export class BatchPolicy<S extends Schedulable> {
     return { leave, acquire, shelves: this.shelves, decode, prefill: this.prefill() };
   }
 
-  /**
-   * The prefill run: the budget's worth of prompt tokens, as one chunk length for the first rows.
-   * `plan()` includes it; a failed decode run changes the rows, so it is chosen again then.
-   */
-  prefill(): Run<S> | undefined {
+  /** The prefill run: the budget's worth of prompt tokens, as one chunk length for the first rows. */
+  private prefill(): Run<S> | undefined {
     // The first prefilling rows that share a shelf.
     const prefilling = this.byShelf(this.rows.slice(this.decoding))[0];
     if (!prefilling) return undefined;
@@ -118,16 +115,14 @@ export class BatchPolicy<S extends Schedulable> {
     return this.run(prefilling.slice(0, Math.max(1, Math.floor(budget / chunk))), chunk);
   }
 
-  /** The rows of a run that threw leave. */
-  fail(seqs: readonly S[]): Relayout<S> {
+  /**
+   * Ends a step: the rows of runs that threw (`failed`) leave, finished rows leave, the cache may
+   * shrink, rows done with their prompt start decoding. Rows move only here, so a run that throws
+   * leaves the step's other runs valid.
+   */
+  end(failed: readonly S[] = []): Relayout<S> {
     const out = relayout<S>();
-    for (const seq of seqs) this.remove(seq, out);
-    return out;
-  }
-
-  /** Ends a step: finished rows leave, the cache may shrink, rows done with their prompt start decoding. */
-  end(): Relayout<S> {
-    const out = relayout<S>();
+    for (const seq of failed) this.remove(seq, out);
     const finished = this.rows.filter((seq) => seq.finish);
     for (const seq of finished) this.remove(seq, out);
     // Long rows left: attend over less (the graph reads the whole cache capacity every step).

@@ -71,25 +71,25 @@ export class Scheduler {
     this.executor.begin(plan);
     for (const seq of plan.leave.left) seq.complete('cancelled');
 
-    const events = new Map<Sequence, TokenEvent[]>();
-    let prefill = plan.prefill;
-    for (const run of plan.decode) {
-      // A run that throws moves rows: the rest of the step's runs are stale, so they wait a step.
-      if (await this.execute(run, events)) continue;
-      prefill = this.policy.prefill();
-      break;
-    }
     const prefillRows = this.policy.prefilling;
-    const prefillTokens = prefill && (await this.execute(prefill, events)) ? tokens(prefill) : 0;
+    const events = new Map<Sequence, TokenEvent[]>();
+    const failed = new Map<Sequence, Error>();
+    for (const run of plan.decode) await this.execute(run, events, failed);
+    const { prefill } = plan;
+    const prefillTokens = prefill && (await this.execute(prefill, events, failed)) ? tokens(prefill) : 0;
 
     let generated = 0;
     for (const [seq, list] of events) {
       generated += list.length;
       seq.emit(list);
     }
-    const end = this.policy.end();
+    const end = this.policy.end([...failed.keys()]);
     this.executor.relayout(end);
-    for (const seq of end.left) seq.complete();
+    for (const seq of end.left) {
+      const error = failed.get(seq);
+      if (error) seq.fail(error);
+      else seq.complete();
+    }
     this.onStep?.({
       decodeRows: plan.decode.reduce((n, run) => n + run.seqs.length, 0),
       decodeRuns: plan.decode.length,
@@ -100,20 +100,25 @@ export class Scheduler {
     });
   }
 
-  /** Runs one batch and gives each sequence its logits; the rows of a run that throws leave with the error. */
-  private async execute(run: Run<Sequence>, events: Map<Sequence, TokenEvent[]>): Promise<boolean> {
+  /** Runs one batch and gives each sequence its logits; a run that throws marks its rows `failed`. */
+  private async execute(
+    run: Run<Sequence>,
+    events: Map<Sequence, TokenEvent[]>,
+    failed: Map<Sequence, Error>,
+  ): Promise<boolean> {
     let logits: Float32Array[];
     try {
       logits = await this.executor.run(run);
     } catch (e) {
-      const failed = this.policy.fail(run.seqs);
-      this.executor.relayout(failed);
-      for (const seq of failed.left) seq.fail(e as Error);
+      for (const seq of run.seqs) failed.set(seq, e as Error);
       return false;
     }
+    const record = (seq: Sequence, event: TokenEvent | undefined) => {
+      if (event) events.set(seq, [...(events.get(seq) ?? []), event]);
+    };
     run.seqs.forEach((seq, i) => {
       const event = seq.advance(run.rows[i].tokens.length, logits[i]);
-      if (event) events.set(seq, [...(events.get(seq) ?? []), event]);
+      record(seq, event);
     });
     return true;
   }
