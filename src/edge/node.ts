@@ -1,5 +1,6 @@
 import { resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import type { HttpBindings } from '@hono/node-server';
 import { listen } from '../http/listen.ts';
 import { staticFolder } from '../http/static-folder.ts';
 import { installOperatorKey } from '../../registry/auth.ts';
@@ -11,6 +12,7 @@ import { createApp, type AppDeps } from './app.ts';
 import { parseComputeNodes } from './generation/config.ts';
 import { generationContext } from './generation/context.ts';
 import { metricsToken } from './metrics.ts';
+import { keepAliveFetch } from './routing/node-http.ts';
 import { nodeSettingsFrom } from './routing/settings.ts';
 import type { UiAssets } from './ui/routes.ts';
 
@@ -67,6 +69,7 @@ export async function startNodeServer(options: NodeServerOptions = {}): Promise<
     }),
   };
   const gen = options.deps?.generationContext ?? generationContext(generation);
+  for (const pool of gen.pools.all()) pool.transport = keepAliveFetch(); // node:http: less work per request
   const app = createApp({
     registry,
     blobs,
@@ -85,7 +88,13 @@ export async function startNodeServer(options: NodeServerOptions = {}): Promise<
   void sweep();
   const timer = setInterval(sweep, SWEEP_EVERY_MS);
   timer.unref();
-  const { server, port: actualPort } = await listen(app.fetch, {
+  // Registry answers due for a re-read are read once the response's headers (and first token) are out.
+  const answer = async (request: Request, env: HttpBindings) => {
+    const res = await app.fetch(request, env);
+    setImmediate(() => void gen.cache.refreshDue());
+    return res;
+  };
+  const { server, port: actualPort } = await listen(answer, {
     port,
     hostname,
     idleTimeoutMs: options.idleTimeoutMs,

@@ -45,6 +45,8 @@ export interface Env {
   VERSA_NODE_FIRST_BYTE_TIMEOUT?: string;
   VERSA_NODE_IDLE_TIMEOUT?: string;
   VERSA_NODE_HEALTH_INTERVAL?: string;
+  /** Seconds a registry answer (key, model string) is reused at most (default 1; 0 = off). */
+  VERSA_REGISTRY_CACHE_TTL?: string;
 }
 
 function depsFrom(env: Env): AppDeps {
@@ -80,6 +82,8 @@ function appFor(env: Env) {
   return built;
 }
 
+const refreshDue = () => built!.deps.generationContext!.cache.refreshDue();
+
 export default {
   async fetch(request: Request, env: Env, ctx: ExecutionContext): Promise<Response> {
     const { app, deps } = appFor(env);
@@ -92,7 +96,9 @@ export default {
       });
       await keyInstalled;
     }
-    return app.fetch(request, env, ctx);
+    const res = await app.fetch(request, env, ctx);
+    ctx.waitUntil(refreshDue()); // the registry answers due for a re-read, once the headers are out
+    return res;
   },
 
   async scheduled(_controller: ScheduledController, env: Env, ctx: ExecutionContext): Promise<void> {

@@ -2,6 +2,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createApiKey } from '../../registry/auth.ts';
 import { publishFolder } from '../../registry/local.ts';
 import { RegistryCache } from '../../src/edge/generation/cache.ts';
+import { generationContext } from '../../src/edge/generation/context.ts';
+import { nodeSettingsFrom } from '../../src/edge/routing/settings.ts';
 import { fixture } from '../helpers/fixtures.ts';
 import { startProduct, type TestProduct } from '../helpers/product.ts';
 
@@ -39,6 +41,57 @@ describe('RegistryCache: the staleness bound', () => {
     const uncached = counting();
     await off.get('k', uncached.load);
     expect(await off.get('k', uncached.load)).toBe(2);
+  });
+
+  it('re-reads an answer asked for in its second half-life after the response, never serving one older', async () => {
+    const cache = new RegistryCache(1000, () => clock.now);
+    const source = counting();
+    clock.now = 0;
+    expect(await cache.get('k', source.load)).toBe(1);
+    clock.now = 499;
+    expect(await cache.get('k', source.load)).toBe(1);
+    await cache.refreshDue();
+    expect(source.reads()).toBe(1); // not due yet: nothing read again
+    clock.now = 500;
+    expect(await cache.get('k', source.load)).toBe(1); // served from the cache, and now due
+    expect(source.reads()).toBe(1);
+    await cache.refreshDue(); // what the entry points run once the response's headers are out
+    expect(source.reads()).toBe(2);
+    clock.now = 1400; // past the first read's bound, within the re-read's
+    expect(await cache.get('k', source.load)).toBe(2);
+    expect(source.reads()).toBe(2);
+    clock.now = 1500; // the re-read's own bound: read again before answering
+    expect(await cache.get('k', source.load)).toBe(3);
+  });
+
+  it('drops an answer re-read as null, keeps one whose re-read fails, never re-inserts across clear()', async () => {
+    const cache = new RegistryCache(1000, () => clock.now);
+    clock.now = 0;
+    await cache.get('revoked', async () => 'principal');
+    await cache.get('flaky', async () => 'resolution');
+    await cache.get('moved', async () => 'v1');
+    clock.now = 600;
+    await cache.get('revoked', async () => null);
+    await cache.get('flaky', () => Promise.reject(new Error('database down')));
+    await cache.refreshDue();
+    expect(await cache.get('revoked', async () => 'read again')).toBe('read again');
+    expect(await cache.get('flaky', async () => 'read again')).toBe('resolution');
+
+    let finish: (v: string) => void = () => {};
+    await cache.get('moved', () => new Promise<string>((done) => (finish = done)));
+    const refreshing = cache.refreshDue();
+    cache.clear(); // a write through this process while the re-read is in flight
+    finish('v1, read before the write');
+    await refreshing;
+    expect(await cache.get('moved', async () => 'v2')).toBe('v2');
+  });
+
+  it('takes its bound from VERSA_REGISTRY_CACHE_TTL (seconds; 0 turns it off) and names a bad value', () => {
+    expect(nodeSettingsFrom({ VERSA_REGISTRY_CACHE_TTL: '2.5' })).toEqual({ registryCacheMs: 2500 });
+    expect(generationContext(nodeSettingsFrom({ VERSA_REGISTRY_CACHE_TTL: '0' })).cache.ttlMs).toBe(0);
+    expect(() => nodeSettingsFrom({ VERSA_REGISTRY_CACHE_TTL: 'soon' })).toThrow(
+      'VERSA_REGISTRY_CACHE_TTL must be a number of seconds (0: off), not "soon"',
+    );
   });
 
   it('stays bounded whatever the keys', async () => {

@@ -13,9 +13,17 @@ export const DEFAULT_REGISTRY_CACHE_MS = 1000;
  * yank, experiment change, key revocation, publish) drops every answer at once (clear()). Writes
  * elsewhere (another process or isolate, the CLI on the same database) are seen within `ttlMs`.
  * Failures and null answers (an unknown key) are never kept. ttlMs 0: nothing is kept.
+ *
+ * An answer asked for in the second half of its life is due for a re-read, which refreshDue() does
+ * after the response's headers have left (the entry points call it): under steady traffic a
+ * request never waits for the registry, and no answer served is older than `ttlMs`.
  */
 export class RegistryCache {
   private readonly entries = new Map<string, { readAt: number; value: Promise<unknown> }>();
+  /** Answers asked for past half their life, with how to read them again. */
+  private readonly due = new Map<string, () => Promise<unknown>>();
+  /** Counts clear()s: a re-read that began before one is dropped, not kept. */
+  private generation = 0;
 
   constructor(
     readonly ttlMs: number = DEFAULT_REGISTRY_CACHE_MS,
@@ -29,8 +37,11 @@ export class RegistryCache {
     if (this.ttlMs <= 0) return load();
     const now = this.now();
     const kept = this.entries.get(key);
-    if (kept && now - kept.readAt < this.ttlMs) return kept.value as Promise<T>;
-    if (this.entries.size >= this.maxEntries) this.entries.clear();
+    if (kept && now - kept.readAt < this.ttlMs) {
+      if (now - kept.readAt >= this.ttlMs / 2) this.due.set(key, load);
+      return kept.value as Promise<T>;
+    }
+    if (this.entries.size >= this.maxEntries) this.clear();
     const value = load();
     this.entries.set(key, { readAt: now, value });
     const forget = () => {
@@ -40,9 +51,35 @@ export class RegistryCache {
     return value;
   }
 
+  /**
+   * Reads again the answers due (see the class): a new answer replaces the kept one, a null one
+   * (a key revoked since) drops it, a failure leaves it to expire. Never on the path to a first token.
+   */
+  async refreshDue(): Promise<void> {
+    const due = [...this.due];
+    this.due.clear();
+    const generation = this.generation;
+    await Promise.all(
+      due.map(async ([key, load]) => {
+        const readAt = this.now();
+        const value = load();
+        const read = await value.then(
+          (answer) => ({ answer }),
+          () => undefined,
+        );
+        const kept = this.entries.get(key);
+        if (!read || this.generation !== generation || (kept && kept.readAt >= readAt)) return; // failed, or older
+        if (read.answer == null) this.entries.delete(key);
+        else this.entries.set(key, { readAt, value });
+      }),
+    );
+  }
+
   /** Drops every answer: after a write through this process, the next request reads the registry. */
   clear(): void {
     this.entries.clear();
+    this.due.clear();
+    this.generation++;
   }
 
   get size(): number {

@@ -96,6 +96,7 @@ async function firstTaker(
   deadlineMs?: number,
 ): Promise<{ res: Response; url: string; abort: () => void }> {
   if (!order.length) throw new ComputeError('no compute nodes are configured', 503, 'server_error', 'no_compute_nodes');
+  const payload = JSON.stringify(body); // once, whichever node takes it
   let lastError: ComputeError | undefined;
   let retryAfter: number | undefined;
   for (const url of order) {
@@ -111,12 +112,11 @@ async function firstTaker(
     try {
       let res: Response | undefined;
       try {
-        const response = fetch(`${url}${path}`, {
+        const response = pool.transport(`${url}${path}`, {
           method: 'POST',
           headers: { 'content-type': 'application/json', ...(token ? { authorization: `Bearer ${token}` } : {}) },
-          body: JSON.stringify(body),
+          body: payload,
           signal: attempt.signal,
-          redirect: 'manual', // a node answers itself: a 3xx is a failure, never followed with the token
         });
         res = await headersOrTimeout(pool, url, response, deadlineMs);
       } catch (e) {

@@ -23,6 +23,18 @@ export const DEFAULT_NODE_TIMEOUTS: NodeTimeouts = {
   idleTimeoutMs: 20_000,
 };
 
+/** How the edge sends a request to a node: fetch's subset it uses (never following a redirect). */
+export type NodeFetch = (url: string, init: NodeRequestInit) => Promise<Response>;
+interface NodeRequestInit {
+  method?: string;
+  headers?: Record<string, string>;
+  body?: string;
+  signal?: AbortSignal;
+}
+
+/** The default transport, global fetch: a node answers itself, so a 3xx is a failure, never followed. */
+const globalFetch: NodeFetch = (url, init) => fetch(url, { ...init, redirect: 'manual' });
+
 export interface NodePoolOptions {
   /** How long a node that failed a request is tried last (passive health). */
   downMs?: number;
@@ -52,6 +64,8 @@ export class NodePool {
   /** The base each node said it serves at its last probe. */
   private readonly bases = new Map<string, NodeBase>();
   private readonly probing = new Map<string, Promise<boolean>>();
+  /** How requests reach the nodes: global fetch, unless the entry point sets another (Node: keepAliveFetch). */
+  transport: NodeFetch = globalFetch;
 
   constructor(
     readonly urls: readonly string[],
@@ -143,10 +157,9 @@ export class NodePool {
 
   private async readyz(url: string): Promise<boolean> {
     try {
-      const res = await fetch(`${url}/readyz`, {
+      const res = await this.transport(`${url}/readyz`, {
         headers: this.opts.token ? { authorization: `Bearer ${this.opts.token}` } : {},
         signal: AbortSignal.timeout(this.timeouts.connectTimeoutMs),
-        redirect: 'manual', // a node answers itself; a 3xx is a failed probe
       });
       if (!res.ok) {
         await res.body?.cancel();
