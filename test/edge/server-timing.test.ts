@@ -39,9 +39,9 @@ describe('Server-Timing on generation responses', () => {
     expect(res.status).toBe(200);
     await res.text();
     const p = phases(res)!;
-    expect(Object.keys(p)).toEqual(['auth', 'resolve', 'route', 'node', 'edge', 'total']);
+    expect(Object.keys(p)).toEqual(['auth', 'parse', 'resolve', 'route', 'node', 'edge', 'total']);
     // The edge's own share is its phases' sum (node excluded), and all of it lies within the total.
-    expect(p.edge).toBeCloseTo(p.auth + p.resolve + p.route, 1);
+    expect(p.edge).toBeCloseTo(p.auth + p.parse + p.resolve + p.route, 1);
     expect(p.edge + p.node).toBeLessThanOrEqual(p.total + 0.02);
   });
 
@@ -53,7 +53,16 @@ describe('Server-Timing on generation responses', () => {
     );
     expect(res.status).toBe(200);
     await res.json();
-    expect(Object.keys(phases(res)!)).toEqual(['auth', 'resolve', 'template', 'route', 'node', 'edge', 'total']);
+    expect(Object.keys(phases(res)!)).toEqual([
+      'auth',
+      'parse',
+      'resolve',
+      'template',
+      'route',
+      'node',
+      'edge',
+      'total',
+    ]);
   });
 
   it('writes the exposure of a request in an experiment after its first token, off the path', async () => {
@@ -71,7 +80,7 @@ describe('Server-Timing on generation responses', () => {
     const experiment = res.headers.get('x-versa-experiment');
     expect(experiment).toBeTruthy();
     await res.text();
-    expect(Object.keys(phases(res)!)).toEqual(['auth', 'resolve', 'route', 'node', 'edge', 'total']);
+    expect(Object.keys(phases(res)!)).toEqual(['auth', 'parse', 'resolve', 'route', 'node', 'edge', 'total']);
     const exposures = async () => {
       const rows = await product.registry.registry.db.select().from(events).where(eq(events.experimentId, experiment!));
       return rows.filter((e) => e.type === 'exposure').length;
@@ -101,6 +110,6 @@ describe('Server-Timing on generation responses', () => {
   it('breaks down an error before the first token too', async () => {
     const res = await text({ 'x-versa-timing': '1' }, undefined, 'no-such-model');
     expect(res.status).toBe(404);
-    expect(Object.keys(phases(res)!)).toEqual(['auth', 'resolve', 'edge', 'total']);
+    expect(Object.keys(phases(res)!)).toEqual(['auth', 'parse', 'resolve', 'edge', 'total']);
   });
 });

@@ -13,6 +13,7 @@ type Bench = (opts: {
   seconds?: number;
   units?: number;
   pairs?: number;
+  worker?: boolean;
   tokenizer?: string;
   peers?: string;
   llamacpp?: string;
@@ -40,6 +41,7 @@ export function register(program: Command): void {
           seconds?: number;
           units?: number;
           pairs?: number;
+          worker?: boolean;
           tokenizer?: string;
           peers?: string;
           llamacpp?: string;
@@ -82,7 +84,9 @@ export function register(program: Command): void {
     'edge',
     "time to first token added by the Node edge (paired with the node's own, alternating) and where it goes",
     async () => (await import('../../bench/edge.ts')).benchEdge,
-  ).option('--pairs <n>', 'request pairs per scenario (default 100)', parse.int(1));
+  )
+    .option('--pairs <n>', 'request pairs per scenario (default 100)', parse.int(1))
+    .option('--worker', "the Worker on wrangler's local runtime instead, with its D1 round trips per request");
   add(
     'peers',
     'batch-1 decode beside llama2.c and llama.cpp on one llama2.c checkpoint, alternating, with ratios',

@@ -14,7 +14,7 @@ import { complete, newCompletionId } from './complete.ts';
 import type { GenerationContext } from './context.ts';
 import { takeOrRefuse } from './rate-limit.ts';
 import { resolveTarget, type Target } from './resolve.ts';
-import { timed } from './timing.ts';
+import { sinceHandedOn, timed } from './timing.ts';
 
 const generationErrors = {
   ...errors,
@@ -75,8 +75,9 @@ export function generationRoutes(gen: GenerationContext): OpenAPIHono<AppEnv> {
   for (const path of GENERATION_PATHS) app.use(path, gen.metrics.meterRefusals, utf8Body);
 
   app.openapi(chatRoute, async (c) => {
-    const principal = admit(c, gen);
     const body = c.req.valid('json');
+    sinceHandedOn(c, 'parse');
+    const principal = admit(c, gen);
     const id = newCompletionId('chat');
     const target = await resolve(c, gen, principal, body.model, body.user, id);
     const prompt = timed(c, 'template', () => renderPrompt(target, body));
@@ -100,8 +101,9 @@ export function generationRoutes(gen: GenerationContext): OpenAPIHono<AppEnv> {
   });
 
   app.openapi(completionsRoute, async (c) => {
-    const principal = admit(c, gen);
     const body = c.req.valid('json');
+    sinceHandedOn(c, 'parse');
+    const principal = admit(c, gen);
     const id = newCompletionId('text');
     const target = await resolve(c, gen, principal, body.model, body.user, id);
     return complete(c, gen, {

@@ -4,19 +4,23 @@ import { isOperator } from '../../http/principal.ts';
 
 /**
  * Where a generation's time goes before its first token, as a `Server-Timing` header (milliseconds):
- * auth (key -> principal), resolve (model string -> version and arm), template (chat rendering),
- * route (node choice), node (the node's first token), edge (the sum of the edge's own phases) and
+ * auth (key -> principal), parse (the body read, checked as UTF-8, parsed and validated), resolve
+ * (model string -> version and arm), template (chat rendering), route (node choice), node (the
+ * request to the node until its first token is read), edge (the sum of the edge's own phases) and
  * total (the request's arrival to the response's headers). Event writes are not on this path: they
  * start after the first token.
  */
-export const PHASES = ['auth', 'resolve', 'template', 'route', 'node'] as const;
+export const PHASES = ['auth', 'parse', 'resolve', 'template', 'route', 'node'] as const;
 export type Phase = (typeof PHASES)[number];
 
 /** The request header that asks for the breakdown ("1"); honoured for operator keys only. */
 export const TIMING_HEADER = 'x-versa-timing';
 
-// Per request, only when asked: a WeakMap keeps the app's variables (AppEnv) untouched.
-const timings = new WeakMap<Request, Map<Phase, number>>();
+// Per request (its Context: the body limit may replace c.req.raw), only when asked: a WeakMap keeps
+// the app's variables (AppEnv) untouched.
+const timings = new WeakMap<Context, Map<Phase, number>>();
+// When a timed middleware handed on: where the phase that sinceHandedOn() closes began.
+const handedOn = new WeakMap<Context, number>();
 
 /**
  * Collects the phases of a request that asks for them and answers them in `Server-Timing`, for an
@@ -27,7 +31,7 @@ export function serverTiming(): MiddlewareHandler<AppEnv> {
   return async (c, next) => {
     if (c.req.header(TIMING_HEADER) !== '1') return next();
     const phases = new Map<Phase, number>();
-    timings.set(c.req.raw, phases);
+    timings.set(c, phases);
     const start = performance.now();
     await next();
     if (!isOperator(c.var.principal)) return;
@@ -44,7 +48,7 @@ export function serverTiming(): MiddlewareHandler<AppEnv> {
  * a promise counts until it settles.
  */
 export function timed<T>(c: Context, phase: Phase, work: () => T): T {
-  const phases = timings.get(c.req.raw);
+  const phases = timings.get(c);
   if (!phases) return work();
   const start = performance.now();
   const record = () => phases.set(phase, (phases.get(phase) ?? 0) + performance.now() - start);
@@ -65,12 +69,25 @@ export function timed<T>(c: Context, phase: Phase, work: () => T): T {
 /** A middleware timed as `phase` until it hands on to the next one (the principal's lookup: auth). */
 export function timedMiddleware(phase: Phase, middleware: MiddlewareHandler<AppEnv>): MiddlewareHandler<AppEnv> {
   return (c, next) => {
-    const phases = timings.get(c.req.raw);
+    const phases = timings.get(c);
     if (!phases) return middleware(c, next);
     const start = performance.now();
     return middleware(c, () => {
-      phases.set(phase, (phases.get(phase) ?? 0) + performance.now() - start);
+      const now = performance.now();
+      phases.set(phase, (phases.get(phase) ?? 0) + now - start);
+      handedOn.set(c, now);
       return next();
     });
   };
+}
+
+/**
+ * Adds the time since the last timed middleware handed on to `phase` (the handler calls it once its
+ * body is valid: parse then covers the middlewares and validation between the key's lookup and it).
+ */
+export function sinceHandedOn(c: Context, phase: Phase): void {
+  const phases = timings.get(c);
+  const start = handedOn.get(c);
+  if (!phases || start === undefined) return;
+  phases.set(phase, (phases.get(phase) ?? 0) + performance.now() - start);
 }
