@@ -13,7 +13,9 @@ import {
   type BlobSource,
 } from './blob-source.ts';
 import type { AdapterKind } from '../engine/adapters/format.ts';
-import { createComputeApp, describeBase, type ComputeState } from './app.ts';
+import { createComputeApp } from './app.ts';
+import { describeBase } from './replies.ts';
+import type { ComputeState } from './state.ts';
 import { cacheEvents, createMetrics } from './metrics.ts';
 
 export interface ComputeNodeOptions extends EngineRuntime {
