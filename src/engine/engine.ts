@@ -357,4 +357,5 @@ const NO_TEXT: Tokenizer = {
   decode: () => '',
   streamDecoder: () => ({ push: () => '', flush: () => '' }),
   tokenText: () => '',
+  tokenBytes: () => undefined,
 };

@@ -9,6 +9,8 @@ export class HfTokenizer implements Tokenizer {
   readonly size: number;
   readonly stopIds: number[];
   readonly maxTokenBytes: number;
+  /** How a vocabulary piece becomes bytes (tokenBytes). */
+  private readonly pieces: PieceBytes;
 
   private constructor(
     private readonly impl: HfTokenizerImpl,
@@ -18,6 +20,7 @@ export class HfTokenizer implements Tokenizer {
     const vocab = impl.get_vocab(true);
     this.size = vocab.size;
     this.maxTokenBytes = maxTokenBytes(vocab.keys(), json);
+    this.pieces = pieceBytes(json);
     // The special ids encode() adds are what it adds around an empty-ish text.
     const withSpecial = impl.encode('a').ids;
     const plain = impl.encode('a', { add_special_tokens: false }).ids;
@@ -73,7 +76,74 @@ export class HfTokenizer implements Tokenizer {
   tokenText(id: number): string {
     return this.decode([id]) || (this.impl.id_to_token(id) ?? '');
   }
+
+  tokenBytes(id: number): Uint8Array | undefined {
+    const added = this.pieces.added.get(id);
+    if (added !== undefined) return added ?? undefined;
+    const piece = this.impl.id_to_token(id);
+    if (piece === undefined || piece === null) return undefined;
+    if (this.pieces.kind === 'byteLevel') {
+      const chars = [...piece];
+      return chars.every((c) => BYTE_LEVEL.has(c))
+        ? Uint8Array.from(chars, (c) => BYTE_LEVEL.get(c)!)
+        : utf8.encode(piece);
+    }
+    if (this.pieces.kind === 'metaspace') {
+      const byte = /^<0x([0-9A-Fa-f]{2})>$/.exec(piece);
+      if (byte && this.pieces.byteFallback) return Uint8Array.of(parseInt(byte[1], 16));
+      return utf8.encode(piece.replaceAll(this.pieces.space, ' '));
+    }
+    // Any other decoder: the token's own text, if it stands alone (no partial character).
+    const text = this.decode([id]);
+    return text && !text.includes('\uFFFD') ? utf8.encode(text) : undefined;
+  }
 }
+
+const utf8 = new TextEncoder();
+
+/**
+ * How a tokenizer.json's pieces map to bytes: byte-level BPE (GPT-2's printable stand-ins for
+ * bytes), sentencepiece-like ("▁" for a space, "<0xNN>" byte fallback), or neither (decoded per
+ * id). Added tokens map to their content, special ones to nothing (decode skips them).
+ */
+interface PieceBytes {
+  kind: 'byteLevel' | 'metaspace' | 'other';
+  space: string;
+  byteFallback: boolean;
+  added: Map<number, Uint8Array | null>;
+}
+
+function pieceBytes(json: Record<string, unknown>): PieceBytes {
+  type Decoder = { type?: string; decoders?: Decoder[]; replacement?: string; pattern?: { String?: string } };
+  const top = json.decoder as Decoder | null | undefined;
+  const decoders = top?.type === 'Sequence' ? (top.decoders ?? []) : top ? [top] : [];
+  const model = json.model as { byte_fallback?: boolean } | undefined;
+  const metaspace = decoders.find((d) => d.type === 'Metaspace');
+  const replace = decoders.find((d) => d.type === 'Replace' && d.pattern?.String === '\u2581');
+  const byteLevel = decoders.some((d) => d.type === 'ByteLevel');
+  const kind = byteLevel ? 'byteLevel' : metaspace || replace ? 'metaspace' : 'other';
+  const added = new Map<number, Uint8Array | null>();
+  for (const t of (json.added_tokens ?? []) as Array<{ id: number; content: string; special?: boolean }>) {
+    added.set(t.id, t.special ? null : utf8.encode(t.content));
+  }
+  return {
+    kind,
+    space: metaspace?.replacement ?? '\u2581',
+    byteFallback: !!model?.byte_fallback || decoders.some((d) => d.type === 'ByteFallback'),
+    added,
+  };
+}
+
+/** GPT-2's bytes_to_unicode, reversed: the character standing for each byte -> the byte. */
+const BYTE_LEVEL = (() => {
+  const map = new Map<string, number>();
+  let extra = 0;
+  for (let b = 0; b < 256; b++) {
+    const printable = (b >= 0x21 && b <= 0x7e) || (b >= 0xa1 && b <= 0xac) || (b >= 0xae && b <= 0xff);
+    map.set(String.fromCharCode(printable ? b : 256 + extra++), b);
+  }
+  return map;
+})();
 
 /**
  * The most text bytes one token can stand for, from the vocabulary's pieces: a byte-level piece has

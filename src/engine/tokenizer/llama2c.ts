@@ -163,6 +163,10 @@ export class Llama2cTokenizer implements Tokenizer {
     return new TextDecoder().decode(this.pieceBytes(-1, id));
   }
 
+  tokenBytes(id: number): Uint8Array | undefined {
+    return id >= 0 && id < this.pieces.length ? this.pieceBytes(-1, id) : undefined;
+  }
+
   private lookup(s: string): number {
     const id = this.ids.get(s);
     if (id === undefined) throw new TokenizerError(`the tokenizer has no piece for ${JSON.stringify(s)}`);

@@ -79,6 +79,10 @@ export class TaskTokenizer implements Tokenizer {
     return this.isTask(id) ? this.tokens[id - this.firstId] : this.base.tokenText(id);
   }
 
+  tokenBytes(id: number): Uint8Array | undefined {
+    return this.isTask(id) ? undefined : this.base.tokenBytes(id);
+  }
+
   private isTask(id: number): boolean {
     return id >= this.firstId && id < this.firstId + this.tokens.length;
   }

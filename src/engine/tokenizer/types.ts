@@ -24,6 +24,12 @@ export interface Tokenizer {
   streamDecoder(context: readonly number[]): StreamDecoder;
   /** The surface form of one token, for logprobs. */
   tokenText(id: number): string;
+  /**
+   * The bytes `id` adds to generated text (mid-sequence: a sentencepiece word's leading space kept);
+   * undefined for an id that adds none or none fixed (special and task tokens). Structured output
+   * builds its token masks from these.
+   */
+  tokenBytes(id: number): Uint8Array | undefined;
 }
 
 export interface StreamDecoder {
