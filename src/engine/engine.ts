@@ -17,6 +17,7 @@ import { resolveProvider, type ExecutionProvider } from './runtime/session.ts';
 import { Scheduler, type SchedulerOptions, type StepStats } from './generation/scheduler.ts';
 import { Sequence, type SequenceSink } from './generation/sequence.ts';
 import type { SamplingParams } from './generation/sampler.ts';
+import { Vocabulary } from './structured/vocabulary.ts';
 import { RequestError, validateRequest, type GenerateRequest } from './generation/request.ts';
 
 /** How an engine runs its model, whatever it serves. */
@@ -167,6 +168,10 @@ export class Engine {
     const c = this.info.config;
     const { entry, tokenizer, taskNames, vocab } = this.textOf(req.adapter);
     const taskTokens = taskNames.length;
+    if (sampling.grammar) {
+      if (!tokenizer) throw new RequestError("response_format needs the model's tokenizer", 'response_format');
+      Vocabulary.of(tokenizer); // built once per tokenizer, here rather than in the decode step
+    }
     for (const t of sampling.logitBias?.keys() ?? []) {
       if (t >= vocab)
         throw new RequestError(`logit_bias token id ${t} is outside the vocabulary (${vocab})`, 'logit_bias');

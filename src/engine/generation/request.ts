@@ -1,3 +1,5 @@
+import { compileResponseFormat, SchemaError, type GrammarNode } from '../structured/schema.ts';
+
 /** What a client asks the engine for, and what it gets back. */
 export interface GenerateRequest {
   /** Text, tokenized with the adapter's tokenizer and the tokenizer's template (e.g. BOS). */
@@ -30,6 +32,11 @@ export interface GenerateRequest {
   minTokens?: number;
   /** OpenAI's: token id (as a string key) -> bias in [-100, 100] added to its logit; 300 entries at most. */
   logitBias?: Record<string, number>;
+  /**
+   * OpenAI's response_format: {type: "text" | "json_object"}, or {type: "json_schema", json_schema:
+   * {name, schema, strict}}; output is held to it by a token mask (src/engine/structured).
+   */
+  responseFormat?: unknown;
 }
 
 /** Why a generation ended: the one list, also the compute wire's `finish_reason` (src/protocol/compute.ts). */
@@ -114,6 +121,7 @@ export function validateRequest(r: GenerateRequest) {
       minP: inRange(r.minP, 'min_p', 0, 1),
       minTokens,
       logitBias: logitBias(r.logitBias),
+      grammar: responseFormat(r.responseFormat),
     },
     stop,
     stopTokenIds,
@@ -132,6 +140,15 @@ function positive(v: unknown, name: string): number | undefined {
   if (typeof v !== 'number' || !Number.isFinite(v) || v <= 0)
     throw new RequestError(`${name} must be a number > 0 (got ${JSON.stringify(v)})`, name);
   return v;
+}
+
+function responseFormat(v: unknown): GrammarNode | undefined {
+  try {
+    return compileResponseFormat(v);
+  } catch (e) {
+    if (e instanceof SchemaError) throw new RequestError(e.message, 'response_format');
+    throw e;
+  }
 }
 
 /** The most logit_bias entries a request may carry (OpenAI's limit). */

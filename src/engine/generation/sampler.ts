@@ -1,14 +1,16 @@
+import type { GrammarNode } from '../structured/schema.ts';
+
 /**
  * Next-token choice from one row's logits: greedy (temperature 0) or sampling with temperature,
  * top-k and top-p, from a seeded generator so that the same seed gives the same output.
  * Log-probabilities are those of the model's own distribution (softmax of the raw logits), as
  * vLLM's default `raw_logprobs`.
  *
- * The logits are processed first, in vLLM's order (v1 sampler): masked stop tokens (min_tokens)
- * and logit_bias; then the repetition, frequency and presence penalties; then greedy takes the
- * argmax, or sampling divides by the temperature, drops tokens under min_p times the most likely
- * one's probability, and applies top-k and top-p. Every row has its own Sampler, so rows with and
- * without these parameters decode in one batch.
+ * The logits are processed first, in vLLM's order (v1 sampler): the structured-output token mask,
+ * masked stop tokens (min_tokens) and logit_bias; then the repetition, frequency and presence
+ * penalties; then greedy takes the argmax, or sampling divides by the temperature, drops tokens
+ * under min_p times the most likely one's probability, and applies top-k and top-p. Every row has
+ * its own Sampler, so rows with and without these parameters decode in one batch.
  */
 export interface SamplingParams {
   temperature: number;
@@ -29,6 +31,8 @@ export interface SamplingParams {
   logitBias?: ReadonlyMap<number, number>;
   /** vLLM's: stop token ids (EOS included) are masked until this many tokens are out. 0 = off. */
   minTokens?: number;
+  /** Structured output: the response_format's grammar; the row's Sequence masks tokens off it. */
+  grammar?: GrammarNode;
 }
 
 export interface Choice {
@@ -50,9 +54,12 @@ export class Sampler {
     if (hasPenalties(p)) this.penalties = new Penalties(p, prompt);
   }
 
-  /** Picks the next token; `suppress`: tokens it may not pick now (stop tokens before min_tokens). */
-  sample(logits: Float32Array, suppress?: Iterable<number>): Choice {
-    const processed = this.process(logits, suppress);
+  /**
+   * Picks the next token; `suppress`: tokens it may not pick now (stop tokens before min_tokens);
+   * `allowed`: if given, only ids with allowed[id] = 1 (structured output's mask).
+   */
+  sample(logits: Float32Array, suppress?: Iterable<number>, allowed?: Uint8Array): Choice {
+    const processed = this.process(logits, suppress, allowed);
     let token = this.p.temperature === 0 ? argmax(processed) : this.draw(processed);
     if (processed[token] === -Infinity) token = argmax(processed); // every candidate masked: the best left
     this.penalties?.observe(token);
@@ -69,11 +76,12 @@ export class Sampler {
    * The logits a choice is made from: the raw ones when no parameter changes them, else a copy
    * with stop tokens masked, bias added and penalties applied (vLLM's steps before greedy).
    */
-  process(logits: Float32Array, suppress?: Iterable<number>): Float32Array {
+  process(logits: Float32Array, suppress?: Iterable<number>, allowed?: Uint8Array): Float32Array {
     const bias = this.p.logitBias;
     const masked = suppress !== undefined && !isEmpty(suppress);
-    if (!masked && !bias?.size && !this.penalties) return logits;
+    if (!masked && !bias?.size && !this.penalties && !allowed) return logits;
     const out = Float32Array.from(logits);
+    if (allowed) for (let t = 0; t < out.length; t++) if (!allowed[t]) out[t] = -Infinity;
     if (masked) for (const t of suppress) if (t < out.length) out[t] = -Infinity;
     if (bias) for (const [t, b] of bias) if (t < out.length) out[t] += b;
     this.penalties?.apply(out);

@@ -2,6 +2,8 @@ import type { Adapter } from '../adapters/read.ts';
 import type { StreamDecoder, Tokenizer } from '../tokenizer/types.ts';
 import { Sampler, type SamplingParams } from './sampler.ts';
 import { StopMatcher } from './stop.ts';
+import { JsonConstraint } from '../structured/constraint.ts';
+import { Vocabulary } from '../structured/vocabulary.ts';
 import type { FinishReason, GenerateResult, TokenEvent } from './request.ts';
 
 export interface SequenceSink {
@@ -28,6 +30,8 @@ export class Sequence {
   private readonly stopIds: Set<number>;
   /** Until this many tokens are out, stop tokens cannot be chosen (vLLM's min_tokens). */
   private readonly minTokens: number;
+  /** Structured output (response_format): the grammar's state and token mask. */
+  private readonly constraint?: JsonConstraint;
 
   constructor(
     readonly id: string,
@@ -46,6 +50,10 @@ export class Sequence {
     this.detokenizer = tokenizer.streamDecoder(prompt);
     this.stops = new StopMatcher(stop);
     this.stopIds = new Set(stopIds);
+    if (sampling.grammar) {
+      const bytes = (id: number) => tokenizer.tokenBytes(id);
+      this.constraint = new JsonConstraint(sampling.grammar, Vocabulary.of(tokenizer), bytes);
+    }
   }
 
   get prefilling(): boolean {
@@ -62,7 +70,13 @@ export class Sequence {
   advance(fed: number, logits: Float32Array): TokenEvent | undefined {
     this.cached += fed;
     if (this.prefilling) return undefined;
-    const choice = this.sampler.sample(logits, this.generated.length < this.minTokens ? this.stopIds : undefined);
+    const allowed = this.constraint?.allowed(this.stopIds);
+    if (allowed && !allowed.subarray(0, logits.length).includes(1)) {
+      this.finish = 'length'; // the vocabulary cannot continue the value: it stays cut, as by max_tokens
+      return undefined;
+    }
+    const suppress = this.generated.length < this.minTokens ? this.stopIds : undefined;
+    const choice = this.sampler.sample(logits, suppress, allowed);
     this.generated.push(choice.token);
     let text: string;
     if (this.stopIds.has(choice.token)) {
@@ -71,8 +85,12 @@ export class Sequence {
     } else {
       const { emit, stopped } = this.stops.push(this.detokenizer.push(choice.token));
       text = emit;
+      const structured = this.constraint && this.structuredEnd(choice.token);
       if (stopped) this.finish = 'stop';
-      else if (this.generated.length >= this.maxTokens) {
+      else if (structured) {
+        this.finish = structured;
+        text += this.drain();
+      } else if (this.generated.length >= this.maxTokens) {
         this.finish = 'length';
         text += this.drain();
       }
@@ -84,6 +102,16 @@ export class Sequence {
       logprob: choice.logprob,
       top: choice.top?.map((t) => ({ token: t.token, text: this.tokenizer.tokenText(t.token), logprob: t.logprob })),
     };
+  }
+
+  /**
+   * Structured output after a token: 'stop' once the value is complete and nothing may follow it
+   * (the row ends at once, no end-of-sequence token needed); 'length' if the token left the
+   * grammar, which the mask prevents unless every allowed token was masked by other parameters.
+   */
+  private structuredEnd(token: number): FinishReason | undefined {
+    if (!this.constraint!.accept(token)) return 'length';
+    return this.constraint!.closed ? 'stop' : undefined;
   }
 
   /** Text held back at the end: an incomplete character, or what looked like a stop string. */
