@@ -19,6 +19,7 @@ import { Sequence, type SequenceSink } from './generation/sequence.ts';
 import type { SamplingParams } from './generation/sampler.ts';
 import { Vocabulary } from './structured/vocabulary.ts';
 import { RequestError, validateRequest, type GenerateRequest } from './generation/request.ts';
+import { choiceSampling, choiceSinks } from './generation/choices.ts';
 
 /** How an engine runs its model, whatever it serves. */
 export interface EngineOptions extends Partial<SchedulerOptions>, EngineRuntime {
@@ -81,6 +82,8 @@ export interface AdmittedRequest {
   tokenizer: Tokenizer;
   sampling: SamplingParams;
   maxTokens: number;
+  /** Choices, sharing the prompt's prefill. */
+  n: number;
   stop: string[];
   stopIds: number[];
 }
@@ -94,6 +97,7 @@ export class Engine {
   private readonly adapters = new Map<string, { adapter: Adapter; tokenizer?: Tokenizer }>();
   private readonly scheduler: Scheduler;
   private readonly defaultStops: number[];
+  private readonly maxBatch: number;
 
   private constructor(
     private readonly runner: ModelRunner,
@@ -102,8 +106,9 @@ export class Engine {
     readonly info: EngineInfo,
     opts: EngineOptions,
   ) {
+    this.maxBatch = opts.maxBatch ?? 64;
     this.scheduler = new Scheduler(runner, {
-      maxBatch: opts.maxBatch ?? 64,
+      maxBatch: this.maxBatch,
       prefillChunk: opts.prefillChunk ?? 256,
       prefillChunkIdle: opts.prefillChunkIdle ?? 2048,
       baseParams: opts.baseParams ?? info.params,
@@ -164,8 +169,9 @@ export class Engine {
    * before any tokenizing. `start` then runs it.
    */
   async admit(req: GenerateRequest): Promise<AdmittedRequest> {
-    const { maxTokens, sampling, stop, stopTokenIds } = validateRequest(req);
+    const { maxTokens, n, sampling, stop, stopTokenIds } = validateRequest(req);
     const c = this.info.config;
+    if (n > this.maxBatch) throw new RequestError(`n ${n} is over this engine's batch of ${this.maxBatch} rows`, 'n');
     const { entry, tokenizer, taskNames, vocab } = this.textOf(req.adapter);
     const taskTokens = taskNames.length;
     if (sampling.grammar) {
@@ -198,6 +204,7 @@ export class Engine {
       tokenizer: tokenizer ?? NO_TEXT,
       sampling,
       maxTokens: Math.min(maxTokens, c.maxPositions - prompt.length + 1),
+      n,
       stop,
       stopIds: [...(req.ignoreEos ? [] : this.defaultStops), ...stopTokenIds],
     };
@@ -258,11 +265,29 @@ export class Engine {
     return tokenizer.decode(ids);
   }
 
-  /** Runs an admitted request; results arrive through `sink`. */
+  /**
+   * Runs an admitted request; results arrive through `sink`. Its n choices are one sequence and
+   * n - 1 forks that share its id: the prompt is prefilled once, then each fork copies its cache
+   * row and samples on its own (seed derived from the request's).
+   */
   start(id: string, r: AdmittedRequest, sink: SequenceSink): void {
-    this.scheduler.add(
-      new Sequence(id, r.prompt, r.adapter, r.tokenizer, r.sampling, r.maxTokens, r.stop, r.stopIds, sink),
+    const sinks = choiceSinks(r.n, sink, () => this.cancel(id));
+    const [first, ...forks] = sinks.map(
+      (choice, i) =>
+        new Sequence(
+          id,
+          r.prompt,
+          r.adapter,
+          r.tokenizer,
+          choiceSampling(r.sampling, i),
+          r.maxTokens,
+          r.stop,
+          r.stopIds,
+          choice,
+        ),
     );
+    first.forks.push(...forks);
+    this.scheduler.add(first);
   }
 
   cancel(id: string): void {

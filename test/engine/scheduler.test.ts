@@ -272,6 +272,7 @@ describe('step executor', () => {
     const runner = {
       cache: {
         moveRow: (from: number, to: number) => calls.push(`move ${from}>${to}`),
+        copyRow: (from: number, to: number) => calls.push(`copy ${from}>${to}`),
         swapRows: (a: number, b: number) => calls.push(`swap ${a}<>${b}`),
         shrink: (length: number) => calls.push(`shrink ${length}`),
         clear: () => calls.push('clear'),

@@ -5,7 +5,7 @@ import type { Relayout, Run, StepPlan } from './plan.ts';
 
 /** What the executor uses of the model runner (ModelRunner has it; tests can fake it). */
 export interface StepRunner {
-  readonly cache: Pick<KvCache, 'moveRow' | 'swapRows' | 'shrink' | 'clear'>;
+  readonly cache: Pick<KvCache, 'moveRow' | 'copyRow' | 'swapRows' | 'shrink' | 'clear'>;
   readonly bank: Pick<AdapterBank, 'acquire' | 'release' | 'regroup'>;
   run(rows: readonly RunRow[]): Promise<Float32Array[]>;
 }
@@ -32,6 +32,7 @@ export class StepExecutor {
     for (const op of r.cache) {
       if (op.kind === 'move') cache.moveRow(op.from, op.to);
       else if (op.kind === 'swap') cache.swapRows(op.a, op.b);
+      else if (op.kind === 'copy') cache.copyRow(op.from, op.to);
       else cache.shrink(op.length);
     }
     for (const id of r.release) this.runner.bank.release(id);

@@ -12,6 +12,8 @@ type CacheOp =
   | { kind: 'move'; from: number; to: number }
   /** Exchanges two rows. */
   | { kind: 'swap'; a: number; b: number }
+  /** Copies row `from` into the new row `to`: a fork (n > 1) starts from its prompt's cached keys. */
+  | { kind: 'copy'; from: number; to: number }
   /** Lets the cache attend over fewer positions: the longest running row needs `length`. */
   | { kind: 'shrink'; length: number };
 

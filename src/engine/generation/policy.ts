@@ -14,6 +14,11 @@ export interface Schedulable {
   readonly cached: number;
   readonly prefilling: boolean;
   readonly finish?: FinishReason;
+  /**
+   * The request's other choices (n > 1) while its prompt prefills: they share its id, and take a
+   * copy of its cache row when the prompt is in (so the prompt is run once, whatever n).
+   */
+  readonly forks?: Schedulable[];
   nextInput(chunk: number): number[];
 }
 
@@ -83,10 +88,14 @@ export class BatchPolicy<S extends Schedulable> {
   /** Starts a step: cancelled rows leave, queued requests join while there is room, and the runs are chosen. */
   plan(): StepPlan<S> {
     const leave = relayout<S>();
-    for (const seq of [...this.rows]) if (this.cancelled.delete(seq.id)) this.remove(seq, leave);
+    // A request's forks share its id: they all leave.
+    for (const seq of [...this.rows]) if (this.cancelled.has(seq.id)) this.remove(seq, leave);
     this.cancelled.clear();
     const acquire: Adapter[] = [];
-    while (this.waiting.length && this.rows.length < this.opts.maxBatch) {
+    // Rows are kept for the forks of a request too (they join when its prompt is in).
+    const width = (s: S) => 1 + (s.forks?.length ?? 0);
+    const room = () => this.opts.maxBatch - this.rows.reduce((n, s) => n + width(s), 0);
+    while (this.waiting.length && width(this.waiting[0]) <= room()) {
       const seq = this.waiting.shift()!;
       if (seq.adapter) {
         const user = this.adapterRows.get(seq.adapter.id);
@@ -116,13 +125,16 @@ export class BatchPolicy<S extends Schedulable> {
   }
 
   /**
-   * Ends a step: the rows of runs that threw (`failed`) leave, finished rows leave, the cache may
-   * shrink, rows done with their prompt start decoding. Rows move only here, so a run that throws
-   * leaves the step's other runs valid.
+   * Ends a step: the rows of runs that threw (`failed`) leave, the forks of prompts just prefilled
+   * take their rows, finished rows leave, the cache may shrink, rows done with their prompt start
+   * decoding. Rows move only here, so a run that throws leaves the step's other runs valid.
    */
   end(failed: readonly S[] = []): Relayout<S> {
     const out = relayout<S>();
     for (const seq of failed) this.remove(seq, out);
+    for (const seq of this.rows.slice(this.decoding)) {
+      if (!seq.prefilling && seq.forks?.length) this.placeForks(seq, out);
+    }
     const finished = this.rows.filter((seq) => seq.finish);
     for (const seq of finished) this.remove(seq, out);
     // Long rows left: attend over less (the graph reads the whole cache capacity every step).
@@ -131,6 +143,16 @@ export class BatchPolicy<S extends Schedulable> {
     }
     for (const seq of this.rows.slice(this.decoding)) if (!seq.prefilling) this.promote(seq, out);
     return out;
+  }
+
+  /** A request's forks take new rows, each a copy of its prompt's (they start decoding with it). */
+  private placeForks(seq: S, out: Relayout<S>): void {
+    for (const fork of seq.forks!.splice(0) as S[]) {
+      fork.row = this.rows.length;
+      this.rows.push(fork);
+      out.cache.push({ kind: 'copy', from: seq.row, to: fork.row });
+      if (fork.adapter) this.adapterRows.get(fork.adapter.id)!.rows++;
+    }
   }
 
   /** Every running adapter's shelf, from the slots of each size class (size-classes.ts). */

@@ -37,26 +37,48 @@ export interface GenerateRequest {
    * {name, schema, strict}}; output is held to it by a token mask (src/engine/structured).
    */
   responseFormat?: unknown;
+  /** OpenAI's: choices to generate from the prompt (prefilled once), 1 to MAX_CHOICES; default 1. */
+  n?: number;
 }
+
+/** The most choices (`n`) one request may ask for: each takes a row of the batch. */
+export const MAX_CHOICES = 8;
 
 /** Why a generation ended: the one list, also the compute wire's `finish_reason` (src/protocol/compute.ts). */
 export const FINISH_REASONS = ['stop', 'length', 'cancelled'] as const;
 export type FinishReason = (typeof FINISH_REASONS)[number];
 
 export interface TokenEvent {
+  /** The choice it belongs to when the request asked for n > 1 (absent: choice 0). */
+  index?: number;
   token: number;
   /** Text that became final with this token (may be empty mid-character or near a stop string). */
   text: string;
   logprob?: number;
   top?: Array<{ token: number; text: string; logprob: number }>;
+  /** Set on the token that ends its choice (a stream of n > 1 can end each choice as it ends). */
+  finish?: FinishReason;
+}
+
+/** One choice's end, when a request asked for n > 1. */
+interface ChoiceResult {
+  index: number;
+  tokens: number[];
+  text: string;
+  finishReason: FinishReason;
+  completionTokens: number;
 }
 
 export interface GenerateResult {
+  /** Choice 0's tokens, text and finish (with n > 1, `choices` has each one's). */
   tokens: number[];
   text: string;
   finishReason: FinishReason;
   promptTokens: number;
+  /** Summed over the choices. */
   completionTokens: number;
+  /** Every choice, in order, when the request asked for n > 1. */
+  choices?: ChoiceResult[];
 }
 
 /** A request the engine refuses: the client's fault, with a message for the client. */
@@ -104,11 +126,14 @@ export function validateRequest(r: GenerateRequest) {
     throw new RequestError('stop_token_ids must be a list of token ids', 'stop_token_ids');
   }
   const maxTokens = int(r.maxTokens, 'max_tokens', 1) ?? DEFAULT_MAX_TOKENS;
+  const n = int(r.n, 'n', 1) ?? 1;
+  if (n > MAX_CHOICES) throw new RequestError(`n must be at most ${MAX_CHOICES} (got ${n})`, 'n');
   const minTokens = int(r.minTokens, 'min_tokens', 0) ?? 0;
   if (minTokens > maxTokens)
     throw new RequestError(`min_tokens ${minTokens} is over max_tokens ${maxTokens}`, 'min_tokens');
   return {
     maxTokens,
+    n,
     sampling: {
       temperature,
       topK: int(r.topK, 'top_k', 0) ?? 0,

@@ -119,6 +119,8 @@ export class Scheduler {
     run.seqs.forEach((seq, i) => {
       const event = seq.advance(run.rows[i].tokens.length, logits[i]);
       record(seq, event);
+      // The prompt is in: its forks (n > 1) take their first token from the same logits.
+      if (!seq.prefilling) for (const fork of seq.forks) record(fork, fork.advance(fork.prompt.length, logits[i]));
     });
     return true;
   }

@@ -24,6 +24,8 @@ export class Sequence {
   readonly generated: number[] = [];
   private text = '';
   finish?: FinishReason;
+  /** The request's other choices (n > 1), until the prompt is in: they start from its logits and cache row. */
+  readonly forks: Sequence[] = [];
   private readonly sampler: Sampler;
   private readonly detokenizer: StreamDecoder;
   private readonly stops: StopMatcher;
@@ -101,6 +103,7 @@ export class Sequence {
       text,
       logprob: choice.logprob,
       top: choice.top?.map((t) => ({ token: t.token, text: this.tokenizer.tokenText(t.token), logprob: t.logprob })),
+      ...(this.finish && { finish: this.finish }),
     };
   }
 
@@ -125,6 +128,7 @@ export class Sequence {
   }
 
   complete(reason?: FinishReason): void {
+    for (const fork of this.forks.splice(0)) fork.complete(reason);
     this.finish ??= reason ?? 'length';
     this.sink.onDone({
       tokens: [...this.generated],
@@ -136,6 +140,7 @@ export class Sequence {
   }
 
   fail(error: Error): void {
+    for (const fork of this.forks.splice(0)) fork.fail(error);
     this.sink.onError(error);
   }
 }

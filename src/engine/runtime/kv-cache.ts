@@ -130,6 +130,12 @@ export class KvCache {
     }
   }
 
+  /** Copies row `from` into row `to`, a new row if need be: a forked sequence (n > 1) shares its prompt's keys. */
+  copyRow(from: number, to: number): void {
+    this.ensure(to + 1, this.capacity);
+    this.moveRow(from, to);
+  }
+
   /** Exchanges two rows in every layer. */
   swapRows(a: number, b: number): void {
     if (a === b) return;
