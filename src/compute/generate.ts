@@ -43,7 +43,8 @@ async function admit(c: Context, state: ComputeState): Promise<GenerateBody | Re
   } catch (e) {
     return failure(c, state, e);
   }
-  if (state.inflight >= state.capacity) {
+  // Each of the n choices takes a row: n counts against the capacity.
+  if (state.inflight + (parsed.data.n ?? 1) > state.capacity) {
     state.metrics.requests.inc({ outcome: 'rejected_busy' });
     c.header('retry-after', '1');
     return refuse(c, 429, `this node is at capacity (${state.capacity} requests)`, 'overloaded');
@@ -69,11 +70,12 @@ interface Running {
 /** Takes a slot, makes the adapter resident and starts the engine; cancelled if the caller leaves or time runs out. */
 async function start(c: Context, state: ComputeState, body: GenerateBody): Promise<Running | Response> {
   const started = performance.now();
-  state.inflight++;
+  const rows = body.n ?? 1;
+  state.inflight += rows;
   let release = () => {};
   const settle = () => {
     release();
-    state.inflight--;
+    state.inflight -= rows;
     state.onSettled();
   };
   let generation: Generation;
@@ -134,6 +136,8 @@ async function streamEvents(
         token: e.token,
         text: e.text,
         ...(e.logprob !== undefined ? { logprob: e.logprob, top: e.top } : {}),
+        ...(e.index ? { index: e.index } : {}),
+        ...(e.finish && { finish_reason: e.finish }),
       });
     }
     const result = await run.generation.result;
@@ -180,6 +184,13 @@ function ending(
       finish_reason: r.finishReason,
       usage: { prompt_tokens: r.promptTokens, completion_tokens: r.completionTokens },
       timing: { ttft_ms: round(ttft), total_ms: round(performance.now() - run.started) },
+      ...(r.choices && {
+        choices: r.choices.map((c) => ({
+          index: c.index,
+          finish_reason: c.finishReason,
+          completion_tokens: c.completionTokens,
+        })),
+      }),
     },
   };
 }

@@ -12,9 +12,9 @@ export interface ComputeState {
   engine: EngineClient;
   cache: AdapterCache;
   metrics: ComputeMetrics;
-  /** Requests admitted (running or queued in the engine) at most; beyond, 429. */
+  /** Choices admitted (running or queued in the engine) at most, n per request; beyond, 429. */
   capacity: number;
-  /** Requests admitted now. */
+  /** Choices admitted now (a request with n > 1 counts n). */
   inflight: number;
   draining: boolean;
   defaultDeadlineMs: number;

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { FINISH_REASONS, type GenerateRequest } from '../engine/generation/request.ts';
+import { FINISH_REASONS, MAX_CHOICES, type GenerateRequest } from '../engine/generation/request.ts';
 
 /**
  * The compute tier's wire contract, shared by the node (src/compute), the edge's client
@@ -9,10 +9,14 @@ import { FINISH_REASONS, type GenerateRequest } from '../engine/generation/reque
  * GET /readyz (no token) answers a ReadyBody: the base the node serves, by the sha256 of its files.
  * POST /v1/internal/tokenize and /v1/internal/detokenize answer JSON (TokenizeBody, DetokenizeBody).
  * POST /v1/internal/generate takes a GenerateBody and streams NDJSON, one ComputeEvent a line:
- *   {"type":"token","token":ID,"text":"...","logprob"?:X,"top"?:[{token,text,logprob}]}
+ *   {"type":"token","token":ID,"text":"...","logprob"?:X,"top"?:[{token,text,logprob}],"index"?:I,
+ *    "finish_reason"?:"stop"|"length"}                   (finish_reason: the token ends its choice)
  *   {"type":"done","finish_reason":"stop"|"length"|"cancelled",
- *    "usage":{prompt_tokens,completion_tokens},"timing":{ttft_ms,total_ms}}
+ *    "usage":{prompt_tokens,completion_tokens},"timing":{ttft_ms,total_ms},
+ *    "choices"?:[{index,finish_reason,completion_tokens}]}
  *   {"type":"error","error":{message,type,code}}            (after the first token only)
+ * With n > 1, token events name their choice (`index`, absent = 0), `done` lists each choice's end
+ * and its usage counts the prompt once and the choices' tokens summed.
  * Failures before the first token are plain HTTP errors with an OpenAI-shaped JSON body, so the
  * edge can retry them on another node (409 base_mismatch: the node serves other weights than the
  * request's `base`). Value ranges are the engine's to check (validateRequest):
@@ -39,6 +43,22 @@ export const SamplingFields = z.object({
   min_p: z.number().optional(),
   min_tokens: z.number().optional(),
   logit_bias: z.record(z.string(), z.number()).optional(),
+  response_format: z
+    .discriminatedUnion('type', [
+      z.strictObject({ type: z.literal('text') }),
+      z.strictObject({ type: z.literal('json_object') }),
+      z.strictObject({
+        type: z.literal('json_schema'),
+        json_schema: z.strictObject({
+          name: z.string(),
+          description: z.string().optional(),
+          schema: z.record(z.string(), z.unknown()).optional(),
+          strict: z.boolean().nullish(),
+        }),
+      }),
+    ])
+    .optional(),
+  n: z.number().optional(),
 });
 export type SamplingFields = z.infer<typeof SamplingFields>;
 
@@ -112,6 +132,13 @@ export type DetokenizeBody = z.infer<typeof DetokenizeBody>;
 export const DetokenizeReply = z.object({ prompt: z.string() });
 export type DetokenizeReply = z.infer<typeof DetokenizeReply>;
 
+/** Which of a request's n choices an event is about. */
+const ChoiceIndex = z
+  .number()
+  .int()
+  .min(0)
+  .max(MAX_CHOICES - 1);
+
 const TopLogprob = z.object({ token: TokenId, text: z.string(), logprob: z.number() });
 
 /**
@@ -125,6 +152,9 @@ export const ComputeEvent = z.discriminatedUnion('type', [
     text: z.string(),
     logprob: z.number().optional(),
     top: z.array(TopLogprob).max(20).optional(),
+    index: ChoiceIndex.optional(),
+    /** On the token that ends its choice. */
+    finish_reason: z.enum(FINISH_REASONS).optional(),
   }),
   z.object({
     type: z.literal('done'),
@@ -134,6 +164,16 @@ export const ComputeEvent = z.discriminatedUnion('type', [
       completion_tokens: z.number().int().nonnegative(),
     }),
     timing: z.object({ ttft_ms: z.number(), total_ms: z.number() }).optional(),
+    choices: z
+      .array(
+        z.object({
+          index: ChoiceIndex,
+          finish_reason: z.enum(FINISH_REASONS),
+          completion_tokens: z.number().int().nonnegative(),
+        }),
+      )
+      .max(MAX_CHOICES)
+      .optional(),
   }),
   z.object({
     type: z.literal('error'),
@@ -179,6 +219,8 @@ export function toEngineRequest(f: SamplingFields, adapter?: string): GenerateRe
     minP: f.min_p,
     minTokens: f.min_tokens,
     logitBias: f.logit_bias,
+    responseFormat: f.response_format,
+    n: f.n,
   };
 }
 
