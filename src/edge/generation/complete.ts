@@ -40,7 +40,7 @@ export interface CompletionJob {
   stop?: string | string[] | null;
   /** Alternatives per token when logprobs are asked for; undefined = none. */
   logprobs?: number;
-  /** Penalties, min_p, min_tokens, logit_bias: passed on as they are (the node checks their values). */
+  /** Penalties, min_p, min_tokens, logit_bias, response_format: passed on as they are (the node checks them). */
   penalties?: Penalties;
   stream: boolean;
   includeUsage: boolean;

@@ -2,6 +2,7 @@ import { z } from '@hono/zod-openapi';
 import { MAX_LOGIT_BIAS } from '../../engine/generation/request.ts';
 import type { SamplingFields } from '../../protocol/compute.ts';
 import { RESERVED_TEMPLATE_VARIABLES } from '../../engine/tokenizer/chat-template.ts';
+import { compileResponseFormat, SchemaError } from '../../engine/structured/schema.ts';
 
 /**
  * OpenAI request bodies as Versa accepts them, with vLLM's extra sampling parameters. Parameters
@@ -11,6 +12,36 @@ import { RESERVED_TEMPLATE_VARIABLES } from '../../engine/tokenizer/chat-templat
 const stop = z.union([z.string().min(1), z.array(z.string().min(1)).max(4)]).nullish();
 const only = <T extends z.ZodTypeAny>(schema: T, value: unknown, why: string) =>
   schema.nullish().refine((v) => v === undefined || v === null || v === value, { message: why });
+
+/**
+ * OpenAI's response_format. The schema is compiled here too (the node compiles it again for its
+ * vocabulary), so that a keyword Versa does not support is a 400 naming it before any node works.
+ */
+function responseFormat() {
+  const jsonSchema = z
+    .object({
+      name: z.string().regex(/^[a-zA-Z0-9_-]{1,64}$/, 'json_schema.name: a-z, A-Z, 0-9, _ and -, 64 at most'),
+      description: z.string().optional(),
+      schema: z.record(z.string(), z.unknown()).optional(),
+      strict: z.boolean().nullish(),
+    })
+    .strict();
+  return z
+    .discriminatedUnion('type', [
+      z.object({ type: z.literal('text') }).strict(),
+      z.object({ type: z.literal('json_object') }).strict(),
+      z.object({ type: z.literal('json_schema'), json_schema: jsonSchema }).strict(),
+    ])
+    .superRefine((format, ctx) => {
+      try {
+        compileResponseFormat(format);
+      } catch (e) {
+        if (!(e instanceof SchemaError)) throw e;
+        ctx.addIssue({ code: 'custom', message: e.message });
+      }
+    })
+    .nullish();
+}
 
 const common = {
   model: z.string().min(1, 'model is required'),
@@ -34,12 +65,19 @@ const common = {
   repetition_penalty: z.number().gt(0).nullish(),
   min_p: z.number().min(0).max(1).nullish(),
   min_tokens: z.number().int().min(0).nullish(),
+  response_format: responseFormat(),
 };
 
-/** The penalties, min_p, min_tokens and logit_bias a request sets, as the compute protocol carries them. */
+/** A request's penalties, min_p, min_tokens, logit_bias and response_format, as the compute protocol has them. */
 export type Penalties = Pick<
   SamplingFields,
-  'frequency_penalty' | 'presence_penalty' | 'repetition_penalty' | 'min_p' | 'min_tokens' | 'logit_bias'
+  | 'frequency_penalty'
+  | 'presence_penalty'
+  | 'repetition_penalty'
+  | 'min_p'
+  | 'min_tokens'
+  | 'logit_bias'
+  | 'response_format'
 >;
 
 export function penaltiesOf(body: { [K in keyof Penalties]?: Penalties[K] | null }): Penalties {
@@ -50,6 +88,7 @@ export function penaltiesOf(body: { [K in keyof Penalties]?: Penalties[K] | null
     min_p: body.min_p ?? undefined,
     min_tokens: body.min_tokens ?? undefined,
     logit_bias: body.logit_bias ?? undefined,
+    response_format: body.response_format ?? undefined,
   };
 }
 
@@ -81,7 +120,6 @@ export const ChatCompletionRequest = z
     top_logprobs: z.number().int().min(0).max(20).nullish(),
     tools: only(z.array(z.unknown()), undefined, 'tools are not supported'),
     tool_choice: only(z.unknown(), undefined, 'tool_choice is not supported'),
-    response_format: z.object({ type: z.literal('text') }).nullish(),
     // vLLM's: extra template variables, and how the conversation ends.
     chat_template_kwargs: templateKwargs.nullish(),
     add_generation_prompt: z.boolean().nullish(),
@@ -109,14 +147,3 @@ export const CompletionRequest = z
   })
   .strict();
 export type CompletionRequest = z.infer<typeof CompletionRequest>;
-
-/** A score is finite and within +-1e6 (summable); an experiment's declared metric bounds it further. */
-const MAX_ABS_SCORE = 1e6;
-export const FeedbackRequest = z
-  .object({
-    completion_id: z.string().min(1).max(100),
-    score: z.number().min(-MAX_ABS_SCORE).max(MAX_ABS_SCORE),
-    /** Which of the experiment's declared metrics (default: its primary one). */
-    metric: z.string().min(1).max(64).optional(),
-  })
-  .strict();
