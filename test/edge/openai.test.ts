@@ -127,7 +127,7 @@ describe('OpenAI-compatible API through the Node entry (official openai client)'
         ...body,
       } as never);
     await expect(chat({ model: 'nope' })).rejects.toBeInstanceOf(OpenAI.NotFoundError);
-    await expect(chat({ n: 2 })).rejects.toThrow(/only n = 1/);
+    await expect(chat({ n: 9 })).rejects.toThrow(/n must be at most 8/);
     await expect(chat({ presence_penalty: 2.5 })).rejects.toBeInstanceOf(OpenAI.BadRequestError);
     await expect(chat({ max_tokens: 100_000 })).rejects.toThrow(/over this deployment's limit/);
     await expect(chat({ tools: [{ type: 'function', function: { name: 'f' } }] })).rejects.toThrow(

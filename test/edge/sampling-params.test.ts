@@ -83,7 +83,7 @@ describe('sampling parameters through the edge (official openai client)', () => 
     expect([outside.param, outside.message]).toEqual(['logit_bias', expect.stringMatching(/outside the vocabulary/)]);
     expect((await refusal({ min_tokens: 50 })).message).toMatch(/min_tokens 50 is over max_tokens 40/);
     expect((await refusal({ best_of: 2 })).message).toMatch(/best_of/);
-    expect((await refusal({ n: 2 })).message).toMatch(/only n = 1/);
-    expect((await refusal({ echo: true })).message).toMatch(/echo is not supported/);
+    expect((await refusal({ n: 9 })).message).toMatch(/n must be at most 8/);
+    expect((await refusal({ suffix: 'x' })).message).toMatch(/suffix is not supported/);
   });
 });

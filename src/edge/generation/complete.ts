@@ -11,6 +11,7 @@ import { ComputeError, generateOnPool, toApiError } from '../routing/compute-cli
 import {
   FORMATS,
   usage as usageOf,
+  type ChoiceOutput,
   type Identity,
   type OpenAIFinishReason,
   type ResponseFormat,
@@ -20,6 +21,7 @@ import { refsOf } from '../openai/tokenize.ts';
 import type { GenerationContext } from './context.ts';
 import { timed } from './timing.ts';
 import type { Target } from './resolve.ts';
+import { choicesOf, mergePrompts } from './choices.ts';
 
 type TokenEvent = Extract<ComputeEvent, { type: 'token' }>;
 type NodeEvents = AsyncGenerator<ComputeEvent & { node?: string }>;
@@ -32,7 +34,12 @@ export interface CompletionJob {
   model: string;
   target: Target;
   principal: Principal;
-  input: { prompt: string } | { prompt_ids: number[] };
+  /** The prompts: one, or a completions request's list (each runs n choices). */
+  inputs: Array<{ prompt: string } | { prompt_ids: number[] }>;
+  /** Choices per prompt (OpenAI's n), sharing the prompt's prefill on the node. */
+  n: number;
+  /** Completions' echo: each prompt's text, put before its choices' text. */
+  echo?: string[];
   maxTokens?: number;
   temperature?: number | null;
   topP?: number | null;
@@ -55,7 +62,7 @@ export interface CompletionJob {
 export async function complete(c: Context<AppEnv>, gen: GenerationContext, job: CompletionJob): Promise<Response> {
   const format = FORMATS[job.kind];
   gen.metrics.resolved(c, job.target); // GET /metrics counts the request under its version and arm
-  const request = computeRequest(gen, job, format);
+  const requests = computeRequests(gen, job, format);
   const a = job.target.adapter;
   // Only nodes serving exactly the resolved base version (else 503 no_node_for_base), in rendezvous order.
   const routeKey = a ? formatRef(a.name, a.version) : job.target.base.name;
@@ -74,7 +81,7 @@ export async function complete(c: Context<AppEnv>, gen: GenerationContext, job: 
   setTargetHeaders(c, job.target);
   const usage = recordUsage(c, gen, job, slot);
 
-  const events = generateOnPool(gen.pools.pool, nodes, request, gen.config.computeToken, c.req.raw.signal);
+  const events = runOnPool(c, gen, nodes, requests, job.n);
   let first: IteratorResult<ComputeEvent & { node?: string }>;
   try {
     first = await timed(c, 'node', () => events.next());
@@ -93,19 +100,48 @@ export function newCompletionId(kind: CompletionJob['kind']): string {
   return `${FORMATS[kind].idPrefix}-${crypto.randomUUID().replace(/-/g, '')}`;
 }
 
-/** The compute node's request for a job (checked against the deployment's limits). */
-function computeRequest(gen: GenerationContext, job: CompletionJob, format: ResponseFormat): GenerateBody {
-  const maxTokens = job.maxTokens ?? format.defaultMaxTokens ?? gen.config.maxTokens;
-  if (maxTokens > gen.config.maxTokens) {
+/** The node requests of a job's prompts, on the same nodes (one stream; several merged, numbered per prompt). */
+function runOnPool(
+  c: Context<AppEnv>,
+  gen: GenerationContext,
+  nodes: readonly string[],
+  requests: GenerateBody[],
+  n: number,
+): NodeEvents {
+  const run = (body: GenerateBody, signal: AbortSignal) =>
+    generateOnPool(gen.pools.pool, nodes, body, gen.config.computeToken, signal);
+  if (requests.length === 1) return run(requests[0], c.req.raw.signal);
+  // One signal for the prompts' node requests: the client leaving, or the merge ending, aborts them all.
+  const stop = new AbortController();
+  const left = () => stop.abort();
+  c.req.raw.signal.addEventListener('abort', left);
+  const streams = requests.map((body) => run(body, stop.signal));
+  return mergePrompts(streams, n, () => {
+    c.req.raw.signal.removeEventListener('abort', left);
+    stop.abort();
+  });
+}
+
+/**
+ * The compute node's requests for a job, one per prompt, checked against the deployment's limit:
+ * every choice of every prompt may run to max_tokens, so the limit bounds their sum (without
+ * max_tokens, chat shares the limit among the choices).
+ */
+function computeRequests(gen: GenerationContext, job: CompletionJob, format: ResponseFormat): GenerateBody[] {
+  const limit = gen.config.maxTokens;
+  const choices = job.inputs.length * job.n;
+  const maxTokens = job.maxTokens ?? format.defaultMaxTokens ?? Math.max(1, Math.floor(limit / choices));
+  if (maxTokens * choices > limit) {
+    const asked = choices > 1 ? `max_tokens ${maxTokens} times ${choices} choices` : `max_tokens ${maxTokens}`;
     throw new ApiError(
       400,
-      `max_tokens ${maxTokens} is over this deployment's limit of ${gen.config.maxTokens}`,
+      `${asked} is over this deployment's limit of ${limit}`,
       'max_tokens_too_large',
       'max_tokens',
     );
   }
-  return {
-    ...job.input,
+  return job.inputs.map((input) => ({
+    ...input,
     // A node serving other weights than the base refuses the request (409), whatever it reported before.
     ...refsOf(job.target),
     max_tokens: maxTokens,
@@ -115,8 +151,9 @@ function computeRequest(gen: GenerationContext, job: CompletionJob, format: Resp
     stop: typeof job.stop === 'string' ? [job.stop] : (job.stop ?? undefined),
     logprobs: job.logprobs,
     ...job.penalties,
+    ...(job.n > 1 ? { n: job.n } : {}),
     deadline_ms: gen.config.deadlineMs,
-  };
+  }));
 }
 
 /** A completion whose first event came: what answering it needs, streamed or whole. */
@@ -192,7 +229,13 @@ async function whole({ c, job, format, who, first, events, usage }: Reply): Prom
   const u = usageOf(end.usage.prompt_tokens, end.usage.completion_tokens);
   const reason = finishReason(end.finish_reason);
   usage.end({ prompt: u.prompt_tokens, completion: u.completion_tokens }, { finish_reason: reason });
-  return c.json(format.whole(who, tokens, reason, u, job.logprobs));
+  const choices = choicesOf(end).map((choice): ChoiceOutput => ({
+    index: choice.index,
+    tokens: tokens.filter((t) => (t.index ?? 0) === choice.index),
+    finish: finishReason(choice.finish_reason),
+    echo: job.echo?.[Math.floor(choice.index / job.n)],
+  }));
+  return c.json(format.whole(who, choices, u, job.logprobs));
 }
 
 /** Server-sent events in OpenAI's chunk format, ending in `[DONE]` or an error chunk. */
@@ -204,21 +247,36 @@ function streamed({ c, job, format, who, first, events, usage }: Reply): Respons
         data: JSON.stringify(job.includeUsage && !('usage' in chunk) ? { ...chunk, usage: null } : chunk),
       });
     let completion = 0;
-    let offset = 0;
+    /** Text streamed so far per choice (logprobs' text_offset). */
+    const offsets = new Map<number, number>();
+    // With several choices each one's last chunk goes as it ends (as OpenAI's); with one, at the end.
+    const choices = job.inputs.length * job.n;
+    const ended = new Set<number>();
+    const end = (index: number, reason: string) => {
+      ended.add(index);
+      return send(format.final(who, finishReason(reason), index));
+    };
     try {
-      const opening = format.opening(who);
-      if (opening) await send(opening);
+      for (let index = 0; index < choices; index++) {
+        const opening = format.opening(who, index, job.echo?.[Math.floor(index / job.n)]);
+        if (opening) await send(opening);
+      }
       for (let next = first; !next.done; next = await events.next()) {
         const e = honest(next.value);
         if (e.type === 'token') {
           completion++;
-          if (!e.text && job.logprobs === undefined) continue;
-          await send(format.token(who, e, job.logprobs, offset));
-          offset += e.text.length;
+          const index = e.index ?? 0;
+          if (e.text || job.logprobs !== undefined) {
+            const offset = offsets.get(index) ?? 0;
+            await send(format.token(who, e, job.logprobs, offset));
+            offsets.set(index, offset + e.text.length);
+          }
+          if (choices > 1 && e.finish_reason) await end(index, e.finish_reason);
         } else if (e.type === 'done') {
           const reason = finishReason(e.finish_reason);
           const u = usageOf(e.usage.prompt_tokens, e.usage.completion_tokens);
-          await send(format.final(who, reason));
+          for (const choice of choicesOf(e))
+            if (!ended.has(choice.index)) await end(choice.index, choice.finish_reason);
           if (job.includeUsage) await send(format.usageChunk(who, u));
           await sse.writeSSE({ data: '[DONE]' });
           usage.end({ prompt: u.prompt_tokens, completion: u.completion_tokens }, { finish_reason: reason });
@@ -258,7 +316,7 @@ function setTargetHeaders(c: Context<AppEnv>, t: Target): void {
   if (t.warning) setWarning(c, t.warning);
 }
 
-/** OpenAI's finish_reason of a whole generation ('cancelled' never gets here: see honest()). */
+/** OpenAI's finish_reason of a generation or a choice ('cancelled' never gets here: see honest()). */
 function finishReason(r: string): OpenAIFinishReason {
   return r === 'stop' ? 'stop' : 'length';
 }

@@ -6,9 +6,9 @@ import { ApiError } from '../../http/errors.ts';
 import type { Principal } from '../../http/principal.ts';
 import { viewerOf } from '../../../registry/queries/adapters.ts';
 import { bearer, errors, jsonBody } from '../../http/openapi.ts';
-import { ChatCompletionRequest, CompletionRequest, penaltiesOf } from '../openai/schemas.ts';
+import { ChatCompletionRequest, CompletionRequest, penaltiesOf, promptsOf } from '../openai/schemas.ts';
 import { renderPrompt } from '../openai/prompt.ts';
-import { tokenizeRoutes } from '../openai/tokenize.ts';
+import { detokenize, tokenizeRoutes } from '../openai/tokenize.ts';
 import { experimentUnit } from '../../experiments/units.ts';
 import { complete, newCompletionId } from './complete.ts';
 import type { GenerationContext } from './context.ts';
@@ -77,7 +77,8 @@ export function generationRoutes(gen: GenerationContext): OpenAPIHono<AppEnv> {
   app.openapi(chatRoute, async (c) => {
     const body = c.req.valid('json');
     sinceHandedOn(c, 'parse');
-    const principal = admit(c, gen);
+    const n = body.n ?? 1;
+    const principal = admit(c, gen, n);
     const id = newCompletionId('chat');
     const target = await resolve(c, gen, principal, body.model, body.user, id);
     const prompt = timed(c, 'template', () => renderPrompt(target, body));
@@ -87,7 +88,8 @@ export function generationRoutes(gen: GenerationContext): OpenAPIHono<AppEnv> {
       model: body.model,
       target,
       principal,
-      input: { prompt },
+      inputs: [{ prompt }],
+      n,
       maxTokens: body.max_completion_tokens ?? body.max_tokens ?? undefined,
       temperature: body.temperature,
       topP: body.top_p,
@@ -103,7 +105,9 @@ export function generationRoutes(gen: GenerationContext): OpenAPIHono<AppEnv> {
   app.openapi(completionsRoute, async (c) => {
     const body = c.req.valid('json');
     sinceHandedOn(c, 'parse');
-    const principal = admit(c, gen);
+    const n = body.n ?? 1;
+    const prompts = promptsOf(body.prompt);
+    const principal = admit(c, gen, prompts.length * n);
     const id = newCompletionId('text');
     const target = await resolve(c, gen, principal, body.model, body.user, id);
     return complete(c, gen, {
@@ -112,7 +116,12 @@ export function generationRoutes(gen: GenerationContext): OpenAPIHono<AppEnv> {
       model: body.model,
       target,
       principal,
-      input: typeof body.prompt === 'string' ? { prompt: body.prompt } : { prompt_ids: body.prompt },
+      inputs: prompts.map((p) => (typeof p === 'string' ? { prompt: p } : { prompt_ids: p })),
+      n,
+      // The prompts' text: a prompt of token ids is decoded on the model.
+      echo: body.echo
+        ? await Promise.all(prompts.map((p) => (typeof p === 'string' ? p : detokenize(c, gen, target, p))))
+        : undefined,
       maxTokens: body.max_tokens ?? undefined,
       temperature: body.temperature,
       topP: body.top_p,
@@ -156,9 +165,9 @@ function resolve(
   return timed(c, 'resolve', () => resolveTarget(c.var.deps.registry.db, model, viewerOf(principal), unit, gen.cache));
 }
 
-/** Authenticates (scope generate) and applies the per-key rate limit. */
-function admit(c: Context<AppEnv>, gen: GenerationContext) {
+/** Authenticates (scope generate) and applies the per-key rate limit: each of the request's `choices` counts. */
+function admit(c: Context<AppEnv>, gen: GenerationContext, choices: number) {
   const principal = principalOf(c, 'generate');
-  takeOrRefuse(c, gen.limiter, principal.keyId, 'requests');
+  takeOrRefuse(c, gen.limiter, principal.keyId, 'requests', choices);
   return principal;
 }

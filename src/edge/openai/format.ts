@@ -56,12 +56,21 @@ export interface Identity {
   model: string;
 }
 
+/** One choice of a whole response: its tokens, how it ended, and (echo) the prompt text before them. */
+export interface ChoiceOutput {
+  index: number;
+  tokens: readonly TokenEvent[];
+  finish: OpenAIFinishReason;
+  echo?: string;
+}
+
 const chat = {
   chunk(
     who: Identity,
     delta: { role?: 'assistant'; content?: string },
     finish: OpenAIFinishReason | null,
     logprobs?: object | null,
+    index = 0,
   ) {
     return {
       id: who.id,
@@ -69,7 +78,7 @@ const chat = {
       created: who.created,
       model: who.model,
       system_fingerprint: null,
-      choices: [{ index: 0, delta, logprobs: logprobs ?? null, finish_reason: finish }],
+      choices: [{ index, delta, logprobs: logprobs ?? null, finish_reason: finish }],
     };
   },
   usageChunk(who: Identity, u: Usage) {
@@ -83,35 +92,33 @@ const chat = {
       usage: u,
     };
   },
-  completion(who: Identity, text: string, finish: OpenAIFinishReason, u: Usage, logprobs?: object | null) {
+  completion(who: Identity, choices: readonly ChoiceOutput[], u: Usage, top: number | undefined) {
     return {
       id: who.id,
       object: 'chat.completion',
       created: who.created,
       model: who.model,
       system_fingerprint: null,
-      choices: [
-        {
-          index: 0,
-          message: { role: 'assistant', content: text, refusal: null },
-          logprobs: logprobs ?? null,
-          finish_reason: finish,
-        },
-      ],
+      choices: choices.map((c) => ({
+        index: c.index,
+        message: { role: 'assistant', content: joined(c.tokens), refusal: null },
+        logprobs: top === undefined ? null : chatLogprobs(c.tokens, top),
+        finish_reason: c.finish,
+      })),
       usage: u,
     };
   },
 };
 
 const text = {
-  chunk(who: Identity, piece: string, finish: OpenAIFinishReason | null, logprobs?: object | null) {
+  chunk(who: Identity, piece: string, finish: OpenAIFinishReason | null, logprobs?: object | null, index = 0) {
     return {
       id: who.id,
       object: 'text_completion',
       created: who.created,
       model: who.model,
       system_fingerprint: null,
-      choices: [{ index: 0, text: piece, logprobs: logprobs ?? null, finish_reason: finish }],
+      choices: [{ index, text: piece, logprobs: logprobs ?? null, finish_reason: finish }],
     };
   },
   usageChunk(who: Identity, u: Usage) {
@@ -125,14 +132,19 @@ const text = {
       usage: u,
     };
   },
-  completion(who: Identity, piece: string, finish: OpenAIFinishReason, u: Usage, logprobs?: object | null) {
+  completion(who: Identity, choices: readonly ChoiceOutput[], u: Usage, top: number | undefined) {
     return {
       id: who.id,
       object: 'text_completion',
       created: who.created,
       model: who.model,
       system_fingerprint: null,
-      choices: [{ index: 0, text: piece, logprobs: logprobs ?? null, finish_reason: finish }],
+      choices: choices.map((c) => ({
+        index: c.index,
+        text: (c.echo ?? '') + joined(c.tokens),
+        logprobs: top === undefined ? null : completionLogprobs(c.tokens, top),
+        finish_reason: c.finish,
+      })),
       usage: u,
     };
   },
@@ -146,19 +158,19 @@ export interface ResponseFormat {
   idPrefix: string;
   /** max_tokens when the request has none (OpenAI: 16 for completions; chat: the deployment's limit). */
   defaultMaxTokens?: number;
-  /** The chunk a stream opens with, if any (chat announces the assistant's role). */
-  opening(who: Identity): object | null;
-  /** A token's chunk; `top` alternatives when logprobs were asked for; `offset`: text streamed before it. */
+  /**
+   * The chunk a choice's stream opens with, if any: chat announces the assistant's role, a
+   * completion with echo sends the prompt's text.
+   */
+  opening(who: Identity, index: number, echo?: string): object | null;
+  /**
+   * A token's chunk, for its choice (`e.index`); `top` alternatives when logprobs were asked for;
+   * `offset`: the choice's text streamed before it.
+   */
   token(who: Identity, e: TokenEvent, top: number | undefined, offset: number): object;
-  final(who: Identity, finish: OpenAIFinishReason): object;
+  final(who: Identity, finish: OpenAIFinishReason, index: number): object;
   usageChunk(who: Identity, u: Usage): object;
-  whole(
-    who: Identity,
-    tokens: readonly TokenEvent[],
-    finish: OpenAIFinishReason,
-    u: Usage,
-    top: number | undefined,
-  ): object;
+  whole(who: Identity, choices: readonly ChoiceOutput[], u: Usage, top: number | undefined): object;
 }
 
 const joined = (tokens: readonly TokenEvent[]) => tokens.map((t) => t.text).join('');
@@ -166,23 +178,21 @@ const joined = (tokens: readonly TokenEvent[]) => tokens.map((t) => t.text).join
 export const FORMATS: Record<'chat' | 'text', ResponseFormat> = {
   chat: {
     idPrefix: 'chatcmpl',
-    opening: (who) => chat.chunk(who, { role: 'assistant', content: '' }, null),
+    opening: (who, index) => chat.chunk(who, { role: 'assistant', content: '' }, null, null, index),
     token: (who, e, top) =>
-      chat.chunk(who, { content: e.text }, null, top === undefined ? null : chatLogprobs([e], top)),
-    final: (who, finish) => chat.chunk(who, {}, finish),
+      chat.chunk(who, { content: e.text }, null, top === undefined ? null : chatLogprobs([e], top), e.index),
+    final: (who, finish, index) => chat.chunk(who, {}, finish, null, index),
     usageChunk: chat.usageChunk,
-    whole: (who, tokens, finish, u, top) =>
-      chat.completion(who, joined(tokens), finish, u, top === undefined ? null : chatLogprobs(tokens, top)),
+    whole: chat.completion,
   },
   text: {
     idPrefix: 'cmpl',
     defaultMaxTokens: 16,
-    opening: () => null,
+    opening: (who, index, echo) => (echo ? text.chunk(who, echo, null, null, index) : null),
     token: (who, e, top, offset) =>
-      text.chunk(who, e.text, null, top === undefined ? null : completionLogprobs([e], top, offset)),
-    final: (who, finish) => text.chunk(who, '', finish),
+      text.chunk(who, e.text, null, top === undefined ? null : completionLogprobs([e], top, offset), e.index),
+    final: (who, finish, index) => text.chunk(who, '', finish, null, index),
     usageChunk: text.usageChunk,
-    whole: (who, tokens, finish, u, top) =>
-      text.completion(who, joined(tokens), finish, u, top === undefined ? null : completionLogprobs(tokens, top)),
+    whole: text.completion,
   },
 };

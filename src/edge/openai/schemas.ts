@@ -1,5 +1,5 @@
 import { z } from '@hono/zod-openapi';
-import { MAX_LOGIT_BIAS } from '../../engine/generation/request.ts';
+import { MAX_CHOICES, MAX_LOGIT_BIAS } from '../../engine/generation/request.ts';
 import type { SamplingFields } from '../../protocol/compute.ts';
 import { RESERVED_TEMPLATE_VARIABLES } from '../../engine/tokenizer/chat-template.ts';
 import { compileResponseFormat, SchemaError } from '../../engine/structured/schema.ts';
@@ -7,7 +7,7 @@ import { compileResponseFormat, SchemaError } from '../../engine/structured/sche
 /**
  * OpenAI request bodies as Versa accepts them, with vLLM's extra sampling parameters. Parameters
  * Versa cannot honour are refused with a clear error rather than silently ignored, unless the
- * value asks for the default (n: 1, best_of: 1, ...). Unknown fields are refused, as OpenAI does.
+ * value asks for the default (best_of: 1, ...). Unknown fields are refused, as OpenAI does.
  */
 const stop = z.union([z.string().min(1), z.array(z.string().min(1)).max(4)]).nullish();
 const only = <T extends z.ZodTypeAny>(schema: T, value: unknown, why: string) =>
@@ -53,7 +53,7 @@ const common = {
   stop,
   seed: z.number().int().nullish(),
   user: z.string().max(256).nullish(),
-  n: only(z.number().int(), 1, 'only n = 1 is supported'),
+  n: z.number().int().min(1, 'n must be at least 1').max(MAX_CHOICES, `n must be at most ${MAX_CHOICES}`).nullish(),
   presence_penalty: z.number().min(-2).max(2).nullish(),
   frequency_penalty: z.number().min(-2).max(2).nullish(),
   logit_bias: z
@@ -136,14 +136,35 @@ export const ChatCompletionRequest = z
   });
 export type ChatCompletionRequest = z.infer<typeof ChatCompletionRequest>;
 
+/** The most prompts one /v1/completions request may list (each runs n choices). */
+const MAX_PROMPTS = 16;
+const tokenIds = z.array(z.number().int().nonnegative()).min(1, 'a prompt of token ids must not be empty');
+
 export const CompletionRequest = z
   .object({
     ...common,
-    prompt: z.union([z.string(), z.array(z.number().int().nonnegative()).min(1)]),
+    // OpenAI's four shapes: a text, token ids, or a list of either (choices per prompt).
+    prompt: z.union([z.string(), tokenIds, z.array(z.string()), z.array(tokenIds)]),
     logprobs: z.number().int().min(0).max(5).nullish(),
-    echo: only(z.boolean(), false, 'echo is not supported'),
+    echo: z.boolean().nullish(),
     suffix: only(z.string(), undefined, 'suffix is not supported'),
-    best_of: only(z.number().int(), 1, 'only best_of = 1 is supported'),
+    best_of: only(z.number().int(), 1, 'best_of is not supported (n gives several choices)'),
   })
-  .strict();
+  .strict()
+  .refine((r) => promptsOf(r.prompt).length <= MAX_PROMPTS, {
+    message: `prompt lists ${MAX_PROMPTS} prompts at most`,
+    path: ['prompt'],
+  })
+  .refine((r) => promptsOf(r.prompt).length > 0, { message: 'prompt must not be an empty list', path: ['prompt'] })
+  .refine((r) => !(r.echo && r.logprobs !== undefined && r.logprobs !== null), {
+    message: "echo with logprobs is not supported (the prompt's logprobs are not computed)",
+    path: ['echo'],
+  });
 export type CompletionRequest = z.infer<typeof CompletionRequest>;
+
+/** A completions request's prompts, each a text or token ids (a single one is a list of one). */
+export function promptsOf(prompt: string | number[] | string[] | number[][]): Array<string | number[]> {
+  if (typeof prompt === 'string') return [prompt];
+  if (prompt.length && typeof prompt[0] === 'number') return [prompt as number[]];
+  return prompt as Array<string | number[]>;
+}

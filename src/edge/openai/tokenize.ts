@@ -87,8 +87,7 @@ export function tokenizeRoutes(gen: GenerationContext): OpenAPIHono<AppEnv> {
   app.openapi(detokenizeRoute, async (c) => {
     const body = c.req.valid('json');
     const target = await targetOf(c, gen, body.model);
-    const reply = await onNode(c, gen, target, '/v1/internal/detokenize', { ...refsOf(target), tokens: body.tokens });
-    return c.json(DetokenizeReply.parse(reply), 200);
+    return c.json({ prompt: await detokenize(c, gen, target, body.tokens) } satisfies DetokenizeReply, 200);
   });
   return app;
 }
@@ -115,6 +114,17 @@ export function refsOf(target: Target): { base: NonNullable<TokenizeBody['base']
       files: a.files.map(({ name, sha256, bytes }) => ({ name, sha256, bytes })),
     },
   };
+}
+
+/** The text of token ids on the target's model (also completions' echo of a prompt of ids). */
+export async function detokenize(
+  c: Context<AppEnv>,
+  gen: GenerationContext,
+  target: Target,
+  tokens: number[],
+): Promise<string> {
+  const reply = await onNode(c, gen, target, '/v1/internal/detokenize', { ...refsOf(target), tokens });
+  return DetokenizeReply.parse(reply).prompt;
 }
 
 async function onNode(
