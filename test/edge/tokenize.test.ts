@@ -91,6 +91,21 @@ describe('tokenize, detokenize and the chat template switches', () => {
     expect(chat.usage).toEqual(text.usage);
   });
 
+  it('previews the template: messages answer the rendered prompt with its ids and count', async () => {
+    const messages = [user('Once upon a time')];
+    const r = await post('/v1/tokenize', {
+      model: 'templated',
+      messages,
+      chat_template_kwargs: { enable_thinking: true },
+    });
+    expect(r.status).toBe(200);
+    const rendered = '<think>Once upon a time|ASSISTANT:';
+    const ids = await tokens({ model: 'templated', prompt: rendered });
+    expect(r.body).toEqual({ tokens: ids, count: ids.length, max_model_len: 512, prompt: rendered });
+    // A prompt is not echoed back: only a rendered conversation is news to the caller.
+    expect((await post('/v1/tokenize', { model: 'templated', prompt: rendered })).body.prompt).toBeUndefined();
+  });
+
   it('refuses what it cannot do, in OpenAI error shape, naming the field', async () => {
     const refused = async (path: string, body: object, status: number, message: RegExp, key?: string) => {
       const r = await post(path, body, key);

@@ -235,6 +235,17 @@ describe('dashboard in headless Chromium', () => {
     expect(await page.getByTestId('pg-thumbs-up').isDisabled()).toBe(true);
   });
 
+  it('previews the prompt the chat template renders and its token count, without generating', async () => {
+    const model = `vlm-max@${served.version}`;
+    await page.getByTestId('pg-model').fill(model);
+    await page.getByTestId('pg-preview-button').click();
+    await until(() => text('pg-preview-stats')).toMatch(/prompt tokens? of a context of 512/);
+    const expected = await api('POST', '/v1/tokenize', { model, messages: [{ role: 'user', content: PROMPT }] });
+    expect(await page.getByTestId('pg-preview').innerText()).toBe(expected.prompt);
+    expect(await text('pg-preview-stats')).toBe(`${expected.count} prompt tokens of a context of 512.`);
+    await page.getByTestId('pg-model').fill('vlm-max');
+  });
+
   it('the experiment page shows the traffic and feedback, and updates live', async () => {
     await page.getByTestId('pg-experiment').getByRole('link').click();
     await page.getByTestId('results-table').waitFor();

@@ -24,9 +24,11 @@ import { chatMessage, templateKwargs } from './schemas.ts';
 /**
  * vLLM's POST /tokenize and /detokenize, under /v1 as the API's other routes: the token ids a prompt, or a
  * conversation rendered with the model's chat template, costs on the model a `model` string
- * resolves to, and the text of token ids. The edge has no tokenizer (it may run in a Worker), so a
- * compute node serving the resolved base answers, under the resolved adapter (its task tokens
- * count), over the compute protocol. Scope generate; the per-key rate limit applies.
+ * resolves to, and the text of token ids. For a conversation the rendered prompt comes back too:
+ * the template preview (what a chat request would send, and its cost) without generating. The
+ * edge has no tokenizer (it may run in a Worker), so a compute node serving the resolved base
+ * answers, under the resolved adapter (its task tokens count), over the compute protocol. Scope
+ * generate; the per-key rate limit applies.
  */
 const TokenizeRequest = z.union([
   z.strictObject({ model: z.string().min(1), prompt: z.string().max(1 << 20) }),
@@ -44,6 +46,11 @@ const TokenizeRequest = z.union([
     }),
 ]);
 
+/** The ids, and for messages the prompt they rendered to (the template preview the playground shows). */
+const TokenizeAnswer = TokenizeReply.extend({
+  prompt: z.string().optional().describe('With messages: the prompt text the chat template rendered'),
+});
+
 const DetokenizeRequest = z.strictObject({
   model: z.string().min(1),
   tokens: z.array(z.number().int().nonnegative()).max(MAX_DETOKENIZE_TOKENS),
@@ -57,7 +64,7 @@ const tokenizeRoute = createRoute({
   security: bearer,
   request: { body: jsonBody(TokenizeRequest) },
   responses: {
-    200: { description: 'The token ids', content: { 'application/json': { schema: TokenizeReply } } },
+    200: { description: 'The token ids', content: { 'application/json': { schema: TokenizeAnswer } } },
     ...errors,
   },
 });
@@ -80,9 +87,10 @@ export function tokenizeRoutes(gen: GenerationContext): OpenAPIHono<AppEnv> {
   app.openapi(tokenizeRoute, async (c) => {
     const body = c.req.valid('json');
     const target = await targetOf(c, gen, body.model);
-    const prompt = 'prompt' in body ? body.prompt : renderPrompt(target, body);
+    const rendered = 'prompt' in body ? undefined : renderPrompt(target, body);
+    const prompt = 'prompt' in body ? body.prompt : rendered!;
     const reply = await onNode(c, gen, target, '/v1/internal/tokenize', { ...refsOf(target), prompt });
-    return c.json(TokenizeReply.parse(reply), 200);
+    return c.json({ ...TokenizeReply.parse(reply), ...(rendered === undefined ? {} : { prompt: rendered }) }, 200);
   });
   app.openapi(detokenizeRoute, async (c) => {
     const body = c.req.valid('json');

@@ -1,6 +1,8 @@
 /**
  * Browser module `/ui/assets/playground.js`: stream a completion for any model string, show which
  * version, experiment and arm served it (response headers), and score it (POST /v1/feedback).
+ * "Preview prompt" shows what the chat template renders and its token count (POST /v1/tokenize)
+ * without generating.
  */
 import { api, streamCompletion, type Json } from './api.ts';
 import {
@@ -81,6 +83,9 @@ export function playgroundView({ signal, params }: ViewContext): HTMLElement {
   );
   const streamButton = h('button', { type: 'submit', testid: 'pg-stream' }, 'Stream');
   const stopButton = h('button', { type: 'button', disabled: true, testid: 'pg-stop' }, 'Stop');
+  const previewButton = h('button', { type: 'button', testid: 'pg-preview-button' }, 'Preview prompt');
+  const previewStats = statusLine('pg-preview-stats');
+  const preview = h('pre', { class: 'output', hidden: true, testid: 'pg-preview' });
   const output = h('pre', { class: 'output', 'aria-live': 'polite', testid: 'pg-output' });
   const stats = statusLine('pg-stats');
   const served = h('dl', { class: 'facts', testid: 'pg-served' });
@@ -132,6 +137,19 @@ export function playgroundView({ signal, params }: ViewContext): HTMLElement {
   up.addEventListener('click', score(1));
   down.addEventListener('click', score(0));
   stopButton.addEventListener('click', () => running && running.abort());
+  // The prompt the model would get (a chat request's rendered template) and what it costs, without generating.
+  previewButton.addEventListener('click', async (e) => {
+    await act(e.currentTarget as HTMLButtonElement, err, async () => {
+      const chat = endpoint.value === 'chat';
+      const r = await api('POST', '/v1/tokenize', {
+        model: model.value.trim(),
+        ...(chat ? { messages: [{ role: 'user', content: prompt.value }] } : { prompt: prompt.value }),
+      });
+      replace(preview, chat ? r.prompt : prompt.value);
+      preview.hidden = false;
+      replace(previewStats, `${plural(r.count, 'prompt token')} of a context of ${r.max_model_len}.`);
+    });
+  });
   signal.addEventListener('abort', () => running && running.abort());
 
   function showServed(headers: Headers): void {
@@ -184,7 +202,7 @@ export function playgroundView({ signal, params }: ViewContext): HTMLElement {
       field('Experiment unit (user)', unit),
       newUnit,
     ),
-    h('div', { class: 'row' }, streamButton, stopButton),
+    h('div', { class: 'row' }, streamButton, stopButton, previewButton),
   );
 
   async function run(): Promise<void> {
@@ -269,6 +287,8 @@ export function playgroundView({ signal, params }: ViewContext): HTMLElement {
     h('h1', {}, 'Playground'),
     form,
     err,
+    previewStats,
+    preview,
     h('h2', {}, 'Output'),
     stats,
     output,
