@@ -196,6 +196,38 @@ describe('versa generate', () => {
     expect(r.code).toBe(1);
   });
 
+  it('--batch rows take n (choices) and echo; n over 8 fails its row alone', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'versa-'));
+    const row = { prompt: 'Once upon a time', max_tokens: 8, ignore_eos: true };
+    const rows = [
+      { ...row, temperature: 1, seed: 3, n: 3 },
+      { ...row, temperature: 0, n: 2, echo: true },
+      { ...row, temperature: 0 },
+      { ...row, n: 9 },
+    ];
+    const file = join(dir, 'b.jsonl');
+    writeFileSync(file, rows.map((r) => JSON.stringify(r)).join('\n'));
+    const r = await versa(['generate', '--model', stories, '--tokenizer', tokenizer, '--batch', file, '--json']);
+    const lines = r.stdout
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l));
+    expect(
+      lines[0].choices.map((c: { index: number }) => c.index),
+      r.stderr,
+    ).toEqual([0, 1, 2]);
+    expect(new Set(lines[0].choices.map((c: { text: string }) => c.text)).size).toBe(3);
+    expect(lines[0].text).toBe(lines[0].choices[0].text);
+    const greedy = lines[2].text;
+    expect(lines[1].choices.map((c: { text: string }) => c.text)).toEqual([
+      `Once upon a time${greedy}`,
+      `Once upon a time${greedy}`,
+    ]);
+    expect(lines[2].choices).toBeUndefined();
+    expect([lines[3].error.param, lines[3].error.message]).toEqual(['n', expect.stringMatching(/n must be at most 8/)]);
+    expect(r.code).toBe(1);
+  });
+
   it('refuses a batch file with no requests in one line', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'versa-'));
     writeFileSync(join(dir, 'b.jsonl'), '\n\n');

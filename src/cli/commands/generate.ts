@@ -53,7 +53,10 @@ export function register(program: Command): void {
     .option('--stop <str>', 'stop when this text appears (repeatable)', parse.collect)
     .option('--ignore-eos', 'keep going past the end-of-sequence token')
     .option('--logprobs <n>', 'with --json: per-token logprobs plus n alternatives', parse.int(0))
-    .option('--json', 'print one JSON object {tokens, text, finish_reason} (one per line with --batch)');
+    .option(
+      '--json',
+      'print one JSON object {tokens, text, finish_reason} (one per line with --batch; `choices` for n > 1)',
+    );
   addRuntimeOptions(command).action(run);
 }
 
@@ -111,7 +114,10 @@ async function runBatch(o: GenerateOptions, file: string): Promise<void> {
     tokenizer: o.tokenizer,
     ...runtimeOf(o),
     weightCache: weightCacheFromEnv(),
-    maxBatch: Math.max(64, rows.length),
+    maxBatch: Math.max(
+      64,
+      rows.reduce((n, r) => n + (r.request?.n ?? 1), 0),
+    ), // a row takes n rows
     prefillChunkIdle: Number.MAX_SAFE_INTEGER, // the whole batch prefills together
   });
   try {
@@ -129,7 +135,8 @@ async function runBatch(o: GenerateOptions, file: string): Promise<void> {
     const failed: string[] = [];
     for (const row of rows) {
       const g = row.error ? undefined : generations[runnable.indexOf(row)];
-      const line = await (g ? toJson(g) : Promise.reject(row.error)).catch((e: Error) => {
+      const json = g ? echoOf(engine, row).then((echo) => toJson(g, echo)) : Promise.reject(row.error);
+      const line = await json.catch((e: Error) => {
         const error = errorOf(e, `${file}:${row.line}: `);
         failed.push(error.message);
         return { error };
@@ -171,18 +178,46 @@ function requestFromFlags(o: GenerateOptions): GenerateRequest {
   };
 }
 
-async function toJson(g: Generation) {
-  const logprobs: Array<{ token: number; logprob?: number; top?: unknown }> = [];
-  for await (const e of g)
-    if (e.logprob !== undefined) logprobs.push({ token: e.token, logprob: e.logprob, top: e.top });
+/**
+ * A generation as one JSON object: choice 0's tokens, text and finish, `choices` when the request
+ * asked for n > 1, and `logprobs` (with each entry's choice `index` then); `echo` goes before the text.
+ */
+async function toJson(g: Generation, echo = '') {
+  const logprobs: Array<{ index?: number; token: number; logprob?: number; top?: unknown }> = [];
+  for await (const e of g) {
+    if (e.logprob === undefined) continue;
+    logprobs.push({ ...(e.index ? { index: e.index } : {}), token: e.token, logprob: e.logprob, top: e.top });
+  }
   const r: GenerateResult = await g.result;
-  return { tokens: r.tokens, text: r.text, finish_reason: r.finishReason, ...(logprobs.length ? { logprobs } : {}) };
+  const choices = r.choices?.map((c) => ({
+    index: c.index,
+    tokens: c.tokens,
+    text: echo + c.text,
+    finish_reason: c.finishReason,
+  }));
+  return {
+    tokens: r.tokens,
+    text: echo + r.text,
+    finish_reason: r.finishReason,
+    ...(choices ? { choices } : {}),
+    ...(logprobs.length ? { logprobs } : {}),
+  };
 }
 
-/** A --batch line: the compute protocol's fields, an adapter folder, and `stop` as one string or several. */
+/** A row's prompt text when it asks for echo (a prompt of token ids decoded), else nothing. */
+async function echoOf(engine: EngineClient, row: BatchRow): Promise<string> {
+  if (!row.echo || !row.request) return '';
+  return row.request.prompt ?? engine.detokenize(row.request.promptIds!, row.adapter);
+}
+
+/**
+ * A --batch line: the compute protocol's fields (`n` included), an adapter folder, `stop` as one
+ * string or several, and completions' `echo` (the prompt's text before the output's).
+ */
 const BatchLine = SamplingFields.extend({
   adapter: z.string().min(1).nullable().optional(),
   stop: z.union([z.string(), z.array(z.string())]).optional(),
+  echo: z.boolean().optional(),
 }).strict();
 
 /** A --batch line, parsed and checked; `error` when the line itself is at fault (it fails alone). */
@@ -190,6 +225,7 @@ interface BatchRow {
   line: number;
   adapter: string | null;
   request?: GenerateRequest;
+  echo?: boolean;
   error?: Error;
 }
 
@@ -212,9 +248,9 @@ function readBatch(file: string): BatchRow[] {
       const issue = describeIssue(parsed.error);
       return { line: n, adapter: null, error: new RequestError(issue.message, issue.param ?? undefined) };
     }
-    const { adapter, stop, ...fields } = parsed.data;
+    const { adapter, stop, echo, ...fields } = parsed.data;
     const request = toEngineRequest({ ...fields, stop: typeof stop === 'string' ? [stop] : stop });
-    const row: BatchRow = { line: n, adapter: adapter ? resolve(adapter) : null, request };
+    const row: BatchRow = { line: n, adapter: adapter ? resolve(adapter) : null, request, echo };
     try {
       validateRequest(request);
     } catch (e) {
