@@ -8,6 +8,8 @@ import { DEFAULT_BLOCK, FLOAT32, type Quantization } from '../engine/weights/qua
 import { EngineClient } from '../engine/worker/client.ts';
 import { measureReadBandwidth } from './bandwidth.ts';
 import { GPT2_SMALL, randomWeights, writeGpt2Folder, writeVlmAdapter } from '../engine/synthetic.ts';
+import type { StructuredFigures } from './structured.ts';
+import type { GenerateRequest } from '../engine/generation/request.ts';
 
 /** Load time and batch-1 decode of float32, int8 and int4 weights (`versa bench engine --precision-only`). */
 export interface PrecisionBenchResult {
@@ -81,6 +83,8 @@ export interface EngineBenchOptions {
   precisionOnly?: boolean;
   /** Only the size-class figures (small adapters beside a 20x larger one). */
   sizeClassesOnly?: boolean;
+  /** Only structured output's token-mask cost against a decode step (GPT-2's tokenizer: `tokenizer`). */
+  structuredOnly?: boolean;
 }
 
 const PROMPT = Array.from({ length: 16 }, (_, i) => 1000 + i * 37);
@@ -93,6 +97,9 @@ export async function benchEngine(opts: EngineBenchOptions & { precisionOnly: tr
 export async function benchEngine(
   opts: EngineBenchOptions & { sizeClassesOnly: true },
 ): Promise<SizeClassFigures & { threads: number }>;
+export async function benchEngine(
+  opts: EngineBenchOptions & { structuredOnly: true },
+): Promise<StructuredFigures & { threads: number }>;
 export async function benchEngine(opts?: EngineBenchOptions): Promise<EngineBenchResult & SizeClassFigures>;
 export async function benchEngine(opts: EngineBenchOptions = {}): Promise<object> {
   const log = opts.log ?? (() => {});
@@ -101,6 +108,10 @@ export async function benchEngine(opts: EngineBenchOptions = {}): Promise<object
   try {
     // Its own small base: the GPT-2-small-sized model (or --model) is not needed.
     if (opts.sizeClassesOnly) return { threads, ...(await sizeClassFigures(threads, dir, log)) };
+    if (opts.structuredOnly) {
+      const { structuredFigures } = await import('./structured.ts');
+      return { threads, ...(await structuredFigures(threads, dir, log, opts.tokenizer)) };
+    }
     let c: ModelConfig = GPT2_SMALL;
     let modelPath = join(dir, 'model');
     if (opts.model) {
@@ -392,15 +403,17 @@ function speedupTargets(p: Precisions) {
  * Aggregate decode tokens/s of requests started together: tokens after each one's first (of the
  * requests `counted` picks by adapter, all by default).
  */
-async function decodeRateOf(
+export async function decodeRateOf(
   engine: EngineClient,
   adapters: Array<string | undefined>,
   tokens: number,
   prompt: number[],
   counted: (adapter: string | undefined) => boolean = () => true,
+  /** More fields of each request (sampling, response_format). */
+  fields: Partial<GenerateRequest> = {},
 ): Promise<number> {
   const generations = engine.generateMany(
-    adapters.map((adapter) => ({ promptIds: prompt, adapter, maxTokens: tokens, ignoreEos: true })),
+    adapters.map((adapter) => ({ promptIds: prompt, adapter, maxTokens: tokens, ignoreEos: true, ...fields })),
   );
   const spans = await Promise.all(
     generations.map(async (g) => {
@@ -434,12 +447,12 @@ async function alternate(
   return [median(as), median(bs)];
 }
 
-function median(xs: number[]): number {
+export function median(xs: number[]): number {
   const s = [...xs].sort((x, y) => x - y);
   return s.length % 2 ? s[s.length >> 1] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
 }
 
-function round(x: number, digits = 1): number {
+export function round(x: number, digits = 1): number {
   const f = 10 ** digits;
   return Math.round(x * f) / f;
 }

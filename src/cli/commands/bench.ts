@@ -38,6 +38,7 @@ export function register(program: Command): void {
           quantizeBlock?: number;
           precisionOnly?: boolean;
           sizeClassesOnly?: boolean;
+          structuredOnly?: boolean;
           seconds?: number;
           units?: number;
           pairs?: number;
@@ -61,10 +62,12 @@ export function register(program: Command): void {
     .option('--model <path>', 'measure this checkpoint (default: a GPT-2-small-sized model with random weights)')
     .option('--quantize-block <n>', 'block size of the int8/int4 runs (default 32)', quantizeBlock)
     .option('--precision-only', 'only load time and float32/int8/int4 decode (quick on big models)')
+    .option('--size-classes-only', "only small adapters' decode beside a 20x larger one, with and without size classes")
     .option(
-      '--size-classes-only',
-      "only small adapters' decode beside a 20x larger one, with and without size classes",
-    );
+      '--structured-only',
+      "only structured output's token-mask cost per decode step (GPT-2's tokenizer: see --tokenizer)",
+    )
+    .option('--tokenizer <path>', 'with --structured-only: a GPT-2 tokenizer.json (default test/fixtures/tiny-gpt2)');
   add(
     'compute',
     'aggregate tokens/s and time to first token at 1-64 concurrent streams on one and on 16 adapters',
