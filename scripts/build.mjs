@@ -98,8 +98,8 @@ function linkRest(dir) {
 
 /**
  * The dashboard for the browser: src/edge/ui/client/app.ts and the modules it imports as one ES module,
- * dist/ui/app.js, and styles.css beside it. The Node edge serves them from there; the Worker through
- * Workers static assets (wrangler.toml [assets]). Files are replaced only when they change, each at once
+ * dist/ui/app.js, and styles.css beside it. The Node edge serves them from there; wrangler bundles them
+ * into the Worker as text (wrangler.toml [[rules]]). Files are replaced only when they change, each at once
  * (a server reading them never sees half a file). Bundling takes milliseconds: it runs on every build.
  */
 export async function buildDashboard() {

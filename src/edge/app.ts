@@ -27,7 +27,7 @@ export interface AppDeps extends Omit<RegistryDeps, 'now' | 'limits'> {
   generationContext?: GenerationContext;
   /** The bearer token a scraper sends for GET /metrics (VERSA_METRICS_TOKEN); operator API keys work too. */
   metricsToken?: string;
-  /** The dashboard's built files: the Worker's ASSETS binding, or dist/ui/ on Node (staticFolder). */
+  /** The dashboard's built files: in the Worker's bundle (ui/embedded.ts), or dist/ui/ on Node (staticFolder). */
   ui?: UiAssets;
 }
 

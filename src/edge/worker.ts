@@ -1,16 +1,11 @@
-import type {
-  D1Database,
-  ExecutionContext,
-  Fetcher,
-  R2Bucket,
-  ScheduledController,
-} from '@cloudflare/workers-types/index.ts';
+import type { D1Database, ExecutionContext, R2Bucket, ScheduledController } from '@cloudflare/workers-types/index.ts';
 import { installOperatorKey } from '../../registry/auth.ts';
 import { R2BlobStore } from '../../registry/blobs/r2.ts';
 import { D1RoundTrips, d1Registry } from '../../registry/db/d1.ts';
 import { digestStreamHasher } from '../../registry/hash.ts';
 import { sweepOrphans } from '../../registry/sweep.ts';
 import { createApp, type AppDeps } from './app.ts';
+import { embeddedDashboard } from './ui/embedded.ts';
 import { parseComputeNodes } from './generation/config.ts';
 import { generationContext } from './generation/context.ts';
 import { metricsToken } from './metrics.ts';
@@ -24,8 +19,6 @@ import { nodeSettingsFrom } from './routing/settings.ts';
 export interface Env {
   DB: D1Database;
   BLOBS: R2Bucket;
-  /** The dashboard's bundle (dist/ui/), as Workers static assets: wrangler.toml [assets]. */
-  ASSETS: Fetcher;
   VERSA_API_KEY?: string;
   /** JSON {"BASE": ["https://node..."]} or a comma-separated list of compute-node URLs. */
   COMPUTE_NODES?: string;
@@ -67,8 +60,7 @@ function depsFrom(env: Env, db: D1Database): AppDeps {
     blobs: new R2BlobStore(env.BLOBS, { hasher }),
     generationContext: generationContext(generation),
     metricsToken: metricsToken(env.VERSA_METRICS_TOKEN),
-    // The binding's Response is the runtime's; workers-types name it apart from the one the app uses.
-    ui: { fetch: async (url) => (await env.ASSETS.fetch(url)) as unknown as Response },
+    ui: embeddedDashboard,
   };
 }
 

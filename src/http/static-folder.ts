@@ -2,9 +2,9 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 
 /**
- * A folder's files answered by name, as Workers' static assets binding answers them (`env.ASSETS.fetch`):
+ * A folder's files answered by name, as the Worker's embedded dashboard answers them (src/edge/ui/embedded.ts):
  * GET `<any origin>/NAME` is the file NAME, 404 when there is none. Names are single path segments, so
- * nothing outside the folder can be asked for. On Node, in place of the binding.
+ * nothing outside the folder can be asked for.
  */
 export function staticFolder(dir: string): { fetch(url: string): Promise<Response> } {
   return {

@@ -70,7 +70,7 @@ describe('local Cloudflare development, as the README says', () => {
   it('runs the documented sequence: migrations, wrangler dev, node with its read key, publish, chat', async () => {
     const [edgePort, nodePort] = [await freePort(), await freePort()];
     const ports = (text: string) => text.replaceAll('8787', String(edgePort)).replaceAll('8788', String(nodePort));
-    // dist/: the dashboard's bundle, wrangler.toml's [assets] (`npm install` built it, as in a user's checkout).
+    // dist/: the dashboard's bundle, which wrangler puts into the Worker (`npm install` built it, as for a user).
     for (const linked of [
       'package.json',
       'node_modules',

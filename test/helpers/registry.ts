@@ -175,9 +175,6 @@ export async function startWorkerRegistry(vars: Record<string, string> = {}): Pr
   const { unstable_startWorker } = await import('wrangler');
   const worker = await unstable_startWorker({
     config: join(REPO_ROOT, 'wrangler.toml'),
-    // No custom build: dist/ui/ is built (test/setup/build.ts), and its watcher would rebuild once
-    // more after start and restart the Worker under the first requests (503 "restarted mid-request").
-    build: { custom: { command: '' } },
     bindings: Object.fromEntries(
       Object.entries({ VERSA_API_KEY: adminKey, ...vars }).map(([k, value]) => [
         k,
@@ -189,7 +186,8 @@ export async function startWorkerRegistry(vars: Record<string, string> = {}): Pr
       server: { hostname: '127.0.0.1', port: 0 },
       inspector: false,
       watch: false,
-      logLevel: 'error',
+      // WRANGLER_LOG_LEVEL=debug shows workerd's own errors (an uncaught exception in the runtime).
+      logLevel: (process.env.WRANGLER_LOG_LEVEL as 'error' | undefined) ?? 'error',
     },
   });
   await worker.ready;

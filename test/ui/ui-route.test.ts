@@ -151,7 +151,7 @@ describe('dashboard build', () => {
 });
 
 describe('dashboard route /ui in the Worker', () => {
-  it('workerd serves the same page and, from its static assets, the same bundle', async () => {
+  it('workerd serves the same page and, from the Worker bundle, the same files', async () => {
     const worker = await startWorkerRegistry();
     try {
       const page = await worker.fetch('/ui', { key: null });
@@ -165,7 +165,7 @@ describe('dashboard route /ui in the Worker', () => {
         expect(res.headers.get('content-security-policy')).toContain("default-src 'none'");
         expect(await res.text()).toBe(built(name));
       }
-      // The Worker runs first for every path: the files are not reachable past its routes.
+      // Only through the dashboard's routes.
       const past = await worker.fetch('/app.js', { key: null });
       expect([past.status, (await past.json()).error.code]).toEqual([404, 'route_not_found']);
     } finally {

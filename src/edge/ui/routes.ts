@@ -13,8 +13,8 @@ export const UI_FILES: Readonly<Record<string, string>> = {
 };
 
 /**
- * Where the built files are read: Workers static assets on Cloudflare (the ASSETS binding,
- * wrangler.toml [assets]), the build folder on Node (src/http/static-folder.ts). Asked for fixed
+ * Where the built files are read: the Worker's bundle on Cloudflare (embedded.ts), the build
+ * folder on Node (src/http/static-folder.ts). Asked for fixed
  * names only (UI_FILES), never for a path taken from a request.
  */
 export interface UiAssets {
