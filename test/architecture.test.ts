@@ -5,7 +5,7 @@ import { describe, expect, it } from 'vitest';
 /**
  * The layering rule (README "Architecture"), read from the sources' imports:
  * - src/http (the shared HTTP kernel) and src/engine import no product layer above them;
- * - registry/ imports only the kernel and the engine's format code (never onnxruntime, even
+ * - src/registry/ imports only the kernel and the engine's format code (never onnxruntime, even
  *   indirectly: the registry runs in a Worker);
  * - src/experiments (the experiment feature, whole) builds on the kernel, the registry and the
  *   engine's format code; the edge imports it, never the reverse, and it never reaches onnxruntime;
@@ -27,9 +27,9 @@ const RULES: Array<{ from: string; forbidden: (target: string) => boolean; why: 
     why: 'the engine knows nothing of HTTP',
   },
   {
-    from: 'registry/',
+    from: 'src/registry/',
     forbidden: (t) =>
-      !t.startsWith('registry/') && !t.startsWith('src/http/') && !ENGINE_FORMAT.some((p) => t.startsWith(p)),
+      !t.startsWith('src/registry/') && !t.startsWith('src/http/') && !ENGINE_FORMAT.some((p) => t.startsWith(p)),
     why: "the registry imports only the kernel and the engine's format code",
   },
   {
@@ -37,7 +37,7 @@ const RULES: Array<{ from: string; forbidden: (target: string) => boolean; why: 
     forbidden: (t) =>
       !t.startsWith('src/experiments/') &&
       !t.startsWith('src/http/') &&
-      !t.startsWith('registry/') &&
+      !t.startsWith('src/registry/') &&
       !ENGINE_FORMAT.some((p) => t.startsWith(p)),
     why: 'experiments import the kernel, the registry and format code: the edge imports them, not the reverse',
   },
@@ -48,7 +48,7 @@ const RULES: Array<{ from: string; forbidden: (target: string) => boolean; why: 
   },
   {
     from: 'src/compute/',
-    forbidden: (t) => t.startsWith('registry/') || t.startsWith('src/edge/'),
+    forbidden: (t) => t.startsWith('src/registry/') || t.startsWith('src/edge/'),
     why: 'compute imports kernel and engine only',
   },
   {
@@ -78,7 +78,7 @@ function importsOf(file: string): string[] {
   return [...text.matchAll(pattern)].map((m) => m[1] ?? m[2] ?? m[3]);
 }
 
-const files = [...sources('src'), ...sources('registry')];
+const files = sources('src');
 const graph = new Map(
   files.map((f) => [
     f,
@@ -94,7 +94,7 @@ describe('layers point one way', () => {
         .flatMap((f) =>
           graph
             .get(f)!
-            .filter((t) => (t.startsWith('src/') || t.startsWith('registry/')) && rule.forbidden(t))
+            .filter((t) => t.startsWith('src/') && rule.forbidden(t))
             .map((t) => `${f} -> ${t}`),
         );
       expect(offending).toEqual([]);
@@ -109,7 +109,7 @@ describe('layers point one way', () => {
     expect(elsewhere).toEqual([]);
   });
 
-  it('nothing under registry/ or src/experiments/ reaches onnxruntime-node, directly or through its imports', () => {
+  it('nothing under src/registry/ or src/experiments/ reaches onnxruntime-node, directly or indirectly', () => {
     const seen = new Set<string>();
     const chains: string[] = [];
     const visit = (file: string, path: string[]) => {
@@ -120,7 +120,8 @@ describe('layers point one way', () => {
         else if (graph.has(t)) visit(t, [...path, file]);
       }
     };
-    for (const f of files.filter((f) => f.startsWith('registry/') || f.startsWith('src/experiments/'))) visit(f, []);
+    for (const f of files.filter((f) => f.startsWith('src/registry/') || f.startsWith('src/experiments/')))
+      visit(f, []);
     expect(chains).toEqual([]);
     expect(seen.size).toBeGreaterThan(20); // the walk did follow imports
   });

@@ -1,10 +1,11 @@
 import { OpenAPIHono } from '@hono/zod-openapi';
 import { bodyLimit } from 'hono/body-limit';
-import { DEFAULT_LIMITS, type AppEnv, type Limits, type RegistryDeps } from '../../registry/http.ts';
+import { DEFAULT_LIMITS, type Limits, type RegistryDeps } from '../registry/http.ts';
+import type { AppEnv } from './env.ts';
 import { errorResponse, refuseKeylessBody, validationHook } from '../http/middleware.ts';
 import { errorBody } from '../http/errors.ts';
-import { registryRoutes } from '../../registry/routes/index.ts';
-import { isAdapterUpload } from '../../registry/routes/adapter-upload.ts';
+import { registryRoutes } from '../registry/routes/index.ts';
+import { isAdapterUpload } from '../registry/routes/adapter-upload.ts';
 import type { GenerationConfig } from './generation/config.ts';
 import { generationContext, type GenerationContext } from './generation/context.ts';
 import { GENERATION_PATHS, generationRoutes } from './generation/routes.ts';
@@ -15,7 +16,7 @@ import { cachedPrincipal, invalidateOnWrite } from './generation/cache.ts';
 import { uiRoutes, type UiAssets } from './ui/routes.ts';
 import { metricsRoutes } from './metrics.ts';
 
-export type { AppEnv } from '../../registry/http.ts';
+export type { AppEnv } from './env.ts';
 
 /** What the app is built from. Entries (Worker, Node) and tests inject these; nothing is global. */
 export interface AppDeps extends Omit<RegistryDeps, 'now' | 'limits'> {

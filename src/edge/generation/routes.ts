@@ -1,10 +1,10 @@
 import { createRoute, OpenAPIHono, z } from '@hono/zod-openapi';
 import type { Context, MiddlewareHandler } from 'hono';
-import { type AppEnv } from '../../../registry/http.ts';
+import type { AppEnv } from '../env.ts';
 import { principalOf, validationHook } from '../../http/middleware.ts';
 import { ApiError } from '../../http/errors.ts';
 import type { Principal } from '../../http/principal.ts';
-import { viewerOf } from '../../../registry/queries/adapters.ts';
+import { viewerOf } from '../../registry/queries/adapters.ts';
 import { bearer, errors, jsonBody } from '../../http/openapi.ts';
 import { ChatCompletionRequest, CompletionRequest, penaltiesOf, promptsOf } from '../openai/schemas.ts';
 import { renderPrompt } from '../openai/prompt.ts';

@@ -1,5 +1,5 @@
 import type { Context, MiddlewareHandler } from 'hono';
-import type { AppEnv } from '../../../registry/http.ts';
+import type { AppEnv } from '../env.ts';
 import { isOperator } from '../../http/principal.ts';
 
 /**

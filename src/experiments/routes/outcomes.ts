@@ -1,11 +1,11 @@
 import { createRoute, OpenAPIHono, z } from '@hono/zod-openapi';
 import type { Context } from 'hono';
-import type { AppEnv } from '../../../registry/http.ts';
+import type { RegistryEnv } from '../../registry/http.ts';
 import { hasScope } from '../../http/principal.ts';
 import { principalOf } from '../../http/middleware.ts';
 import { ApiError, badRequest } from '../../http/errors.ts';
-import { viewerOf } from '../../../registry/queries/adapters.ts';
-import { appendEvents, findCompletion, type EventInput } from '../../../registry/queries/events.ts';
+import { viewerOf } from '../../registry/queries/adapters.ts';
+import { appendEvents, findCompletion, type EventInput } from '../../registry/queries/events.ts';
 import { bearer, errors, json, jsonBody, rateLimitedError } from '../../http/openapi.ts';
 import { feedbackStatements, metricEventStatements } from '../aggregates.ts';
 import { evaluateExperiment } from '../evaluate.ts';
@@ -104,8 +104,8 @@ const statsRoute = createRoute({
 });
 
 /** Feedback, application metrics, results and the edge's event counters. */
-export function outcomeRoutes(deps: OutcomeDeps): OpenAPIHono<AppEnv> {
-  const app = new OpenAPIHono<AppEnv>();
+export function outcomeRoutes(deps: OutcomeDeps): OpenAPIHono<RegistryEnv> {
+  const app = new OpenAPIHono<RegistryEnv>();
 
   app.openapi(feedbackRoute, async (c) => {
     const principal = principalOf(c, 'generate');

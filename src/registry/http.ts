@@ -1,4 +1,4 @@
-import type { HttpEnv } from '../src/http/middleware.ts';
+import type { HttpEnv } from '../http/middleware.ts';
 import type { BlobStore } from './blobs/store.ts';
 import type { RegistryDb } from './db/index.ts';
 
@@ -43,4 +43,5 @@ export interface RegistryDeps {
   servable?: () => Promise<(base: { name: string; sha256: string }) => boolean>;
 }
 
-export type AppEnv = HttpEnv<RegistryDeps>;
+/** The Hono environment of the registry's routes (and of the experiment routes, which use the same deps). */
+export type RegistryEnv = HttpEnv<RegistryDeps>;

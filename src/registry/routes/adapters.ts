@@ -1,7 +1,7 @@
 import { createRoute, OpenAPIHono, z } from '@hono/zod-openapi';
-import { ApiError, badRequest, notFound } from '../../src/http/errors.ts';
-import { type AppEnv } from '../http.ts';
-import { principalOf, setWarning } from '../../src/http/middleware.ts';
+import { ApiError, badRequest, notFound } from '../../http/errors.ts';
+import { type RegistryEnv } from '../http.ts';
+import { principalOf, setWarning } from '../../http/middleware.ts';
 import {
   decorate,
   findVisibleAdapter,
@@ -33,7 +33,7 @@ import {
   VisibilitySchema,
   ChatTemplateText,
 } from './schemas.ts';
-import { conflictError, errors, goneError, json, jsonBody, scoped } from '../../src/http/openapi.ts';
+import { conflictError, errors, goneError, json, jsonBody, scoped } from '../../http/openapi.ts';
 import { formatRef } from '../names.ts';
 
 const VersionSummarySchema = z
@@ -325,8 +325,8 @@ const resolve = createRoute({
   responses: { 200: json(ResolutionSchema, 'The version that serves this reference'), ...errors, ...goneError },
 });
 
-export function adapterRoutes(): OpenAPIHono<AppEnv> {
-  const app = new OpenAPIHono<AppEnv>();
+export function adapterRoutes(): OpenAPIHono<RegistryEnv> {
+  const app = new OpenAPIHono<RegistryEnv>();
 
   app.openapi(list, async (c) => {
     const p = principalOf(c);
