@@ -6,7 +6,7 @@ import { join, resolve } from 'node:path';
 import { createApiKey, generateKey } from '../registry/auth.ts';
 import { RegistryClient } from '../registry/client.ts';
 import { importLocalModel, publishFolder } from '../registry/local.ts';
-import { openLocalRegistry } from '../edge/node.ts';
+import { openLocalRegistry } from '../edge/server-node.ts';
 import { readLlama2cConfig } from '../engine/loaders/llama2c.ts';
 import { linearModules } from '../engine/model/layout.ts';
 import { writeLoraAdapter, writeVlmAdapter } from '../engine/synthetic.ts';

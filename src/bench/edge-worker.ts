@@ -16,7 +16,7 @@ const ROOT = dirname(realpathSync(resolve(import.meta.dirname, '../../package.js
 const FIXTURE = join(ROOT, 'test/fixtures/stories260k');
 
 /**
- * `versa bench edge --worker`: the Worker (src/edge/worker.ts, bundled by wrangler and run by
+ * `versa bench edge --worker`: the Worker (src/edge/server-worker.ts, bundled by wrangler and run by
  * workerd, wrangler's local runtime, on local D1 and R2) in front of a compute node, each its own
  * process on 127.0.0.1: the same pairs as the Node edge's, plus the D1 round trips each request
  * made before its first token (the Worker's VERSA_COUNT_D1 switch). Needs wrangler (a dev dependency).

@@ -6,7 +6,7 @@ import { join, resolve } from 'node:path';
 import { createApiKey, generateKey } from '../registry/auth.ts';
 import { RegistryClient } from '../registry/client.ts';
 import { importLocalModel, publishFolder } from '../registry/local.ts';
-import { openLocalRegistry } from '../edge/node.ts';
+import { openLocalRegistry } from '../edge/server-node.ts';
 import { PHASES, TIMING_HEADER } from '../edge/generation/timing.ts';
 import type { AdapterRef } from '../protocol/compute.ts';
 import { start } from './chaos.ts';

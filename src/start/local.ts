@@ -11,7 +11,7 @@ import { formatRef } from '../registry/names.ts';
 import type { SqliteRegistry } from '../registry/db/sqlite.ts';
 import { assertPortFree, portSetting } from '../http/listen.ts';
 import { startComputeNode, type ComputeNode } from '../compute/node.ts';
-import { openLocalRegistry, startNodeServer, type NodeServer } from '../edge/node.ts';
+import { openLocalRegistry, startNodeServer, type NodeServer } from '../edge/server-node.ts';
 import { runtimeOf, type EngineRuntime } from '../engine/runtime-options.ts';
 import { weightCacheFromEnv } from '../engine/weights/cache.ts';
 import { DEMO, ensureDemoFiles } from './demo.ts';

@@ -7,7 +7,7 @@ import OpenAI from 'openai';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { importLocalModel } from '../../src/registry/local.ts';
 import { startComputeNode, type ComputeNode } from '../../src/compute/node.ts';
-import { openLocalRegistry } from '../../src/edge/node.ts';
+import { openLocalRegistry } from '../../src/edge/server-node.ts';
 import { versa } from '../helpers/cli.ts';
 import { COMPUTE_TOKEN } from '../helpers/compute.ts';
 import { fixture } from '../helpers/fixtures.ts';

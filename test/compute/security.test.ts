@@ -11,7 +11,7 @@ import { startProduct, type TestProduct } from '../helpers/product.ts';
 import { startRegistry, type TestRegistry } from '../helpers/registry.ts';
 import { startComputeNode, type ComputeNode } from '../../src/compute/node.ts';
 import { createApiKey } from '../../src/registry/auth.ts';
-import { startNodeServer } from '../../src/edge/node.ts';
+import { startNodeServer } from '../../src/edge/server-node.ts';
 
 /**
  * An HTTP listener on 127.0.0.1 that records every request it gets and answers 404 (or, as a

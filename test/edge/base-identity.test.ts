@@ -6,7 +6,7 @@ import { FolderBlobStore } from '../../src/registry/blobs/folder.ts';
 import { RegistryClient } from '../../src/registry/client.ts';
 import { importLocalModel, publishFolder } from '../../src/registry/local.ts';
 import { startComputeNode, type ComputeNode } from '../../src/compute/node.ts';
-import { startNodeServer, type NodeServer } from '../../src/edge/node.ts';
+import { startNodeServer, type NodeServer } from '../../src/edge/server-node.ts';
 import { AUTH, COMPUTE_TOKEN, generate, metric } from '../helpers/compute.ts';
 import { fixture } from '../helpers/fixtures.ts';
 

@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { importLocalModel } from '../../src/registry/local.ts';
-import { startNodeServer, type NodeServer } from '../../src/edge/node.ts';
+import { startNodeServer, type NodeServer } from '../../src/edge/server-node.ts';
 import { fixture } from '../helpers/fixtures.ts';
 
 /**

@@ -8,7 +8,7 @@ import { importLocalModel, publishFolder } from '../../src/registry/local.ts';
 import { startComputeNode, type ComputeNode } from '../../src/compute/node.ts';
 import { RegistryCache } from '../../src/edge/generation/cache.ts';
 import { generationContext } from '../../src/edge/generation/context.ts';
-import { startNodeServer, type NodeServer } from '../../src/edge/node.ts';
+import { startNodeServer, type NodeServer } from '../../src/edge/server-node.ts';
 import { COMPUTE_TOKEN, freePort } from '../helpers/compute.ts';
 import { until } from '../helpers/experiments.ts';
 import { fixture } from '../helpers/fixtures.ts';

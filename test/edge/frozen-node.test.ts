@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { importLocalModel } from '../../src/registry/local.ts';
 import type { GenerationConfig } from '../../src/edge/generation/config.ts';
-import { startNodeServer, type NodeServer } from '../../src/edge/node.ts';
+import { startNodeServer, type NodeServer } from '../../src/edge/server-node.ts';
 import { NodePool } from '../../src/edge/routing/nodes.ts';
 import { COMPUTE_TOKEN, spawnComputeNode, type ComputeProcess } from '../helpers/compute.ts';
 import { fixture } from '../helpers/fixtures.ts';

@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { listen } from '../../src/http/listen.ts';
-import { startNodeServer, type NodeServer } from '../../src/edge/node.ts';
+import { startNodeServer, type NodeServer } from '../../src/edge/server-node.ts';
 import { startWorkerRegistry, type TestWorker } from '../helpers/registry.ts';
 
 /**

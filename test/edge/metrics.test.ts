@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { publishFolder } from '../../src/registry/local.ts';
-import { startNodeServer } from '../../src/edge/node.ts';
+import { startNodeServer } from '../../src/edge/server-node.ts';
 import { fixture } from '../helpers/fixtures.ts';
 import { startProduct, type TestProduct } from '../helpers/product.ts';
 import { startWorkerRegistry } from '../helpers/registry.ts';

@@ -17,7 +17,7 @@ import { nodeHasher } from '../../src/registry/hash-node.ts';
 import type { Limits } from '../../src/registry/http.ts';
 import type { Scope } from '../../src/http/principal.ts';
 import { createApp, type AppDeps } from '../../src/edge/app.ts';
-import { dashboardAssets } from '../../src/edge/node.ts';
+import { dashboardAssets } from '../../src/edge/server-node.ts';
 
 /**
  * Starts the registry app on a real HTTP port over either backend, for tests (the registry's and,
@@ -165,7 +165,7 @@ export interface TestWorker {
 }
 
 /**
- * The real Worker (src/edge/worker.ts bundled by wrangler, run by workerd) on local D1 + R2 in a
+ * The real Worker (src/edge/server-worker.ts bundled by wrangler, run by workerd) on local D1 + R2 in a
  * temp persist dir with migrations applied. Its admin key comes in as the VERSA_API_KEY secret.
  */
 export async function startWorkerRegistry(vars: Record<string, string> = {}): Promise<TestWorker> {

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import ts from 'typescript';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { REPO_ROOT, startRegistry, startWorkerRegistry, type TestRegistry } from '../helpers/registry.ts';
-import { startNodeServer } from '../../src/edge/node.ts';
+import { startNodeServer } from '../../src/edge/server-node.ts';
 import { UI_FILES } from '../../src/edge/ui/routes.ts';
 
 /** dist/ui/: scripts/build.mjs bundles src/edge/ui/client/ there (test/setup/build.ts did, before the tests). */

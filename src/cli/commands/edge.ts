@@ -41,7 +41,7 @@ async function run(o: EdgeOptions): Promise<void> {
   const home = resolve(o.home ?? process.env.VERSA_HOME ?? '.versa');
   mkdirSync(home, { recursive: true });
   const apiKey = givenKey ?? localKey(home);
-  const { startNodeServer } = await import('../../edge/node.ts');
+  const { startNodeServer } = await import('../../edge/server-node.ts');
   const edge = await startNodeServer({
     port,
     hostname: o.host,

@@ -1,6 +1,6 @@
 // The dashboard's bundle, as text in the Worker: wrangler's module rules (wrangler.toml [[rules]],
 // type Text) import dist/ui/'s files as strings when it bundles the Worker. Worker-only: under Node
-// these imports would run the browser code (the Node edge reads the folder, src/edge/node.ts).
+// these imports would run the browser code (the Node edge reads the folder, src/edge/server-node.ts).
 import appJs from '../../../dist/ui/app.js';
 import stylesCss from '../../../dist/ui/styles.css';
 import type { UiAssets } from './routes.ts';
