@@ -37,6 +37,7 @@ const RULES: Array<{ from: string; forbidden: (target: string) => boolean; why: 
     forbidden: (t) =>
       !t.startsWith('src/experiments/') &&
       !t.startsWith('src/http/') &&
+      !t.startsWith('src/util/') &&
       !t.startsWith('src/registry/') &&
       !ENGINE_FORMAT.some((p) => t.startsWith(p)),
     why: 'experiments import the kernel, the registry and format code: the edge imports them, not the reverse',
@@ -55,6 +56,11 @@ const RULES: Array<{ from: string; forbidden: (target: string) => boolean; why: 
     from: 'src/edge/',
     forbidden: (t) => t.startsWith('src/compute/') || /^src\/engine\/(runtime|graph|worker)\//.test(t),
     why: 'the edge reaches compute over HTTP',
+  },
+  {
+    from: 'src/edge/routing/',
+    forbidden: (t) => t.startsWith('src/experiments/') || t.startsWith('src/registry/'),
+    why: 'routing owns its pools and hash: it needs neither experiments nor the registry',
   },
 ];
 

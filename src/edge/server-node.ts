@@ -9,7 +9,7 @@ import { sqliteRegistry, type SqliteRegistry } from '../registry/db/sqlite.ts';
 import type { Limits } from '../registry/http.ts';
 import { sweepOrphans, SWEEP_EVERY_MS } from '../registry/sweep.ts';
 import { createApp, type AppDeps } from './app.ts';
-import { parseComputeNodes } from './generation/config.ts';
+import { parseComputeNodes } from './routing/pools.ts';
 import { generationContext } from './generation/context.ts';
 import { metricsToken } from './metrics.ts';
 import { keepAliveFetch } from './routing/node-http.ts';

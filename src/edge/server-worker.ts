@@ -6,7 +6,7 @@ import { digestStreamHasher } from '../registry/hash.ts';
 import { sweepOrphans } from '../registry/sweep.ts';
 import { createApp, type AppDeps } from './app.ts';
 import { embeddedDashboard } from './ui/embedded.ts';
-import { parseComputeNodes } from './generation/config.ts';
+import { parseComputeNodes } from './routing/pools.ts';
 import { generationContext } from './generation/context.ts';
 import { metricsToken } from './metrics.ts';
 import { nodeSettingsFrom } from './routing/settings.ts';

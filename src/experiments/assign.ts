@@ -1,3 +1,5 @@
+import { unitInterval } from '../util/unit-interval.ts';
+
 /**
  * Sticky assignment of units (users) to experiment arms, with no shared state: every edge
  * instance computes the same arm from the experiment's seed and the unit alone.
@@ -25,12 +27,4 @@ export async function assignArm<A extends Arm>(seed: string, unit: string, arms:
     }
   }
   return best;
-}
-
-/** SHA-256 (WebCrypto: the same on Workers and Node) of the key, as a number in (0, 1). */
-export async function unitInterval(key: string): Promise<number> {
-  const digest = new Uint8Array(await crypto.subtle.digest('SHA-256', new TextEncoder().encode(key)));
-  let n = 0;
-  for (let i = 0; i < 6; i++) n = n * 256 + digest[i]; // 48 bits
-  return (n + 0.5) / 2 ** 48;
 }

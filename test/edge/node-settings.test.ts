@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { DEFAULT_GENERATION, Pools } from '../../src/edge/generation/config.ts';
+import { DEFAULT_GENERATION } from '../../src/edge/generation/config.ts';
+import { Pools } from '../../src/edge/routing/pools.ts';
 import { DEFAULT_NODE_TIMEOUTS } from '../../src/edge/routing/nodes.ts';
 import { nodeSettingsFrom } from '../../src/edge/routing/settings.ts';
 

@@ -5,7 +5,7 @@ import { join, resolve } from 'node:path';
 import OpenAI from 'openai';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { importLocalModel } from '../../src/registry/local.ts';
-import { isPrivateHost, parseComputeNodes } from '../../src/edge/generation/config.ts';
+import { isPrivateHost, parseComputeNodes } from '../../src/edge/routing/pools.ts';
 import { openLocalRegistry } from '../../src/edge/server-node.ts';
 import { versa } from '../helpers/cli.ts';
 import { COMPUTE_TOKEN, spawnComputeNode, type ComputeProcess } from '../helpers/compute.ts';

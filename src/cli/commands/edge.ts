@@ -26,7 +26,7 @@ export function register(program: Command): void {
 async function run(o: EdgeOptions): Promise<void> {
   // Every setting is checked, and the port tried, before anything is opened.
   const port = o.port ?? portSetting(process.env.PORT, 'PORT', 8787);
-  const { parseComputeNodes } = await import('../../edge/generation/config.ts');
+  const { parseComputeNodes } = await import('../../edge/routing/pools.ts');
   const { nodeSettingsFrom } = await import('../../edge/routing/settings.ts');
   if (!process.env.COMPUTE_NODES?.trim())
     throw new Error("set COMPUTE_NODES to the compute nodes' URLs, e.g. COMPUTE_NODES='[\"http://10.0.0.2:8788\"]'");

@@ -1,5 +1,6 @@
 import type { Context } from 'hono';
-import { DEFAULT_GENERATION, Pools, type GenerationConfig } from './config.ts';
+import { DEFAULT_GENERATION, type GenerationConfig } from './config.ts';
+import { Pools } from '../routing/pools.ts';
 import { ConcurrencyLimiter, RateLimiter } from './rate-limit.ts';
 import { EventLog } from '../../experiments/event-log.ts';
 import { EdgeMetrics } from '../metrics.ts';

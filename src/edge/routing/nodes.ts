@@ -1,5 +1,5 @@
 import { ReadyBody, type NodeBase } from '../../protocol/compute.ts';
-import { unitInterval } from '../../experiments/assign.ts';
+import { unitInterval } from '../../util/unit-interval.ts';
 
 /**
  * How long the edge waits on a compute node, in milliseconds (see README, "Limits"): one name each,
