@@ -2,6 +2,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { ModelConfig } from './model/config.ts';
 import { layerPrefix, linearModules, weightShapes } from './model/layout.ts';
+import { architectureOf } from './archs/index.ts';
 import { encodeSafetensors } from './weights/safetensors.ts';
 import type { Weights } from './weights/tensor.ts';
 
@@ -128,7 +129,7 @@ export function writeLoraAdapter(
         lora_alpha: alpha,
         lora_dropout: 0,
         target_modules: [...new Set(specs.map((m) => m.name.split('.').pop()))],
-        fan_in_fan_out: c.architecture === 'gpt2',
+        fan_in_fan_out: architectureOf(c).matrixLayout === 'in_out',
         bias: 'none',
       },
       null,

@@ -1,30 +1,32 @@
 import type { ModelConfig } from '../model/config.ts';
 import type { WeightSource } from '../weights/stored.ts';
 import type { WeightFormat } from '../weights/quantize.ts';
-import { buildGpt2 } from './gpt2.ts';
-import { buildLlama } from './llama.ts';
-import { buildPhi3 } from './phi3.ts';
-import { buildGemma } from './gemma.ts';
-import type { GraphFeatures } from './decoder.ts';
+import { architectureOf } from '../archs/index.ts';
+import { DecoderGraph, type GraphFeatures } from './decoder.ts';
 import type { BuiltGraph } from './onnx.ts';
 
-/** One builder per architecture, as onnxruntime-genai's model builder does. */
-const BUILDERS = {
-  gpt2: buildGpt2,
-  llama: buildLlama,
-  mistral: buildLlama,
-  qwen2: buildLlama,
-  qwen3: buildLlama,
-  phi3: buildPhi3,
-  gemma: buildGemma,
-  gemma2: buildGemma,
-} as const;
-
+/**
+ * The decoder graph of a model, as onnxruntime-genai's model builder makes it: the shared
+ * prologue and head here, each block as its architecture's module declares (archs/).
+ */
 export function buildDecoderGraph(
   c: ModelConfig,
   weights: WeightSource,
   features?: GraphFeatures,
   format?: WeightFormat,
 ): BuiltGraph {
-  return BUILDERS[c.architecture](c, weights, features, format);
+  const arch = architectureOf(c).decoder;
+  const m = new DecoderGraph(c, weights, features, format);
+  const embeddings = m.vocabTable(arch.embeddings);
+  let h = arch.embed(m, embeddings);
+  let normed = m.norm(h, arch.inputNorm(m, 0));
+  for (let l = 0; l < c.numLayers; l++) {
+    const { residual, delta } = arch.block(m, l, h, normed);
+    const end = m.endBlock(l, residual, delta, l + 1 < c.numLayers ? arch.inputNorm(m, l + 1) : undefined);
+    h = end.h;
+    normed = end.normed ?? ''; // '' after the last block, whose stream the head normalises
+  }
+  const head = c.tiedEmbeddings ? embeddings : m.vocabTable('lm_head.weight');
+  m.head(h, (x) => m.norm(x, arch.finalNorm(m)), head);
+  return m.encode();
 }

@@ -594,7 +594,7 @@ function concatBytes(parts: Uint8Array[]): Uint8Array {
 }
 
 /** The name of a block weight of layer l. */
-export const blockWeight = (c: ModelConfig, l: number, name: string) => `${layerPrefix(c, l)}${name}`;
+const blockWeight = (c: ModelConfig, l: number, name: string) => `${layerPrefix(c, l)}${name}`;
 
 /**
  * RoPE inverse frequencies in float32, as transformers computes them (modeling_rope_utils.py):
