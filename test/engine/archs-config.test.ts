@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { configFromHf, parameterCount } from '../../src/engine/model/config.ts';
 import { linearModules, weightShapes } from '../../src/engine/model/layout.ts';
-import { ropeFrequencies } from '../../src/engine/graph/decoder.ts';
+import { ropeFrequencies } from '../../src/engine/graph/rope.ts';
 
 /** config.json of the Llama family, read with each transformers config class's defaults. */
 const base = { vocab_size: 100, hidden_size: 64, intermediate_size: 96, num_hidden_layers: 4, num_attention_heads: 4 };

@@ -6,7 +6,7 @@ import { runnerFor } from '../helpers/engine.ts';
 import { openModel } from '../../src/engine/loaders/load.ts';
 import { buildDecoderGraph } from '../../src/engine/graph/build.ts';
 import { FLOAT32, type WeightFormat } from '../../src/engine/weights/quantize.ts';
-import type { GraphFeatures } from '../../src/engine/graph/decoder.ts';
+import type { GraphFeatures } from '../../src/engine/graph/adapters.ts';
 
 /**
  * The decoder graph is built from onnxruntime's fused kernels, as onnxruntime-genai's model builder

@@ -1,6 +1,7 @@
 import type { ModelConfig } from '../model/config.ts';
 import type { LinearModule } from '../model/layout.ts';
-import type { DecoderGraph, EmbeddingTable, MatrixLayout, Norm } from '../graph/decoder.ts';
+import type { DecoderGraph, Norm } from '../graph/decoder.ts';
+import type { EmbeddingTable, MatrixLayout } from '../graph/weight-matrices.ts';
 
 /**
  * What one architecture declares, in one module: how its config.json reads, where its weights

@@ -2,7 +2,8 @@ import type { ModelConfig } from '../model/config.ts';
 import type { WeightSource } from '../weights/stored.ts';
 import type { WeightFormat } from '../weights/quantize.ts';
 import { architectureOf } from '../archs/index.ts';
-import { DecoderGraph, type GraphFeatures } from './decoder.ts';
+import { DecoderGraph } from './decoder.ts';
+import type { GraphFeatures } from './adapters.ts';
 import type { BuiltGraph } from './onnx.ts';
 
 /**

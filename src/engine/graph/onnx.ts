@@ -5,6 +5,9 @@ const { onnx } = onnxProto;
 const DT = onnx.TensorProto.DataType;
 const AT = onnx.AttributeProto.AttributeType;
 
+/** onnxruntime's contrib-op domain (the fused kernels: MatMulNBits, RotaryEmbedding, ...). */
+export const CONTRIB = 'com.microsoft';
+
 export type ElemType = 'float32' | 'float16' | 'bfloat16' | 'int64' | 'bool' | 'uint8';
 const ELEM: Record<ElemType, number> = {
   float32: DT.FLOAT,
@@ -192,11 +195,11 @@ export class GraphBuilder {
   encode(name = 'versa'): BuiltGraph {
     const rename = (v: string) => this.renames.get(v) ?? v;
     const nodes = this.nodes.map((n) => ({ ...n, input: n.input!.map(rename), output: n.output!.map(rename) }));
-    const contrib = nodes.some((n) => n.domain === 'com.microsoft');
+    const contrib = nodes.some((n) => n.domain === CONTRIB);
     const model = onnx.ModelProto.create({
       irVersion: 8,
       producerName: 'versa',
-      opsetImport: [{ domain: '', version: 17 }, ...(contrib ? [{ domain: 'com.microsoft', version: 1 }] : [])],
+      opsetImport: [{ domain: '', version: 17 }, ...(contrib ? [{ domain: CONTRIB, version: 1 }] : [])],
       graph: { name, node: nodes, input: this.inputs, output: this.outputs, initializer: this.initializers },
     });
     return new BuiltGraph(onnx.ModelProto.encode(model).finish(), this.external);

@@ -2,7 +2,7 @@ import type { ModelConfig } from '../model/config.ts';
 import { linearModules } from '../model/layout.ts';
 import type { Adapter, LoraModule } from '../adapters/read.ts';
 import { IN, loraInputs, vlmInputs } from '../graph/io.ts';
-import { ALL_FEATURES, type GraphFeatures } from '../graph/decoder.ts';
+import { ALL_FEATURES, type GraphFeatures } from '../graph/adapters.ts';
 
 type VlmAdapter = Extract<Adapter, { kind: 'vlm' }>;
 type LoraAdapter = Extract<Adapter, { kind: 'lora' }>;

@@ -4,7 +4,7 @@ import type { WeightSource } from '../weights/stored.ts';
 import { FLOAT32, type WeightFormat } from '../weights/quantize.ts';
 import { buildDecoderGraph } from '../graph/build.ts';
 import type { BuiltGraph, EncodedGraph } from '../graph/onnx.ts';
-import { ALL_FEATURES, type GraphFeatures } from '../graph/decoder.ts';
+import { ALL_FEATURES, type GraphFeatures } from '../graph/adapters.ts';
 import { IN, LOGITS, newKey, newValue, pastKey, pastValue } from '../graph/io.ts';
 import { AdapterBank } from './adapter-bank.ts';
 import { KvCache } from './kv-cache.ts';
