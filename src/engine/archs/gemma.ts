@@ -18,18 +18,18 @@ export function gemmaFamily(sandwich: boolean) {
   return {
     // Gemma's MLP reads hidden_activation (Google's configs keep an older "gelu" in hidden_act).
     activationField: 'hidden_activation',
-    normWeight: (m: DecoderGraph, name: string) => m.onePlus(name),
-    embed: (m, table) => m.g.mul(m.embed(table), m.g.scalar(Math.sqrt(m.c.hiddenSize))),
+    normWeight: (m: DecoderGraph, name: string) => m.weights.onePlus(name),
+    embed: (m, table) => m.graph.mul(m.embed(table), m.graph.scalar(Math.sqrt(m.config.hiddenSize))),
     block: gemmaBlock(sandwich),
   } satisfies Partial<LlamaFamilySpec<'gemma'>>;
 }
 
 function gemmaBlock(sandwich: boolean): DecoderSpec['block'] {
   return (m, l, h, normed) => {
-    const norm = (n: string) => ({ weight: m.onePlus(`${gemma.layerPrefix(l)}${n}.weight`) });
-    const proj = (module: string, x: string) => m.hfProjection(l, module, x);
+    const norm = (n: string) => ({ weight: m.weights.onePlus(m.blockWeight(l, `${n}.weight`)) });
+    const proj = (module: string, x: string) => m.projection(l, module, x);
 
-    const [qp, kp, vp] = m.fusedHfProjections(l, ['self_attn.q_proj', 'self_attn.k_proj', 'self_attn.v_proj'], normed);
+    const [qp, kp, vp] = m.fusedProjections(l, ['self_attn.q_proj', 'self_attn.k_proj', 'self_attn.v_proj'], normed);
     const attended = proj(
       'self_attn.o_proj',
       m.attention(l, qp, kp, vp, (x) => m.rope(x)),
@@ -39,8 +39,8 @@ function gemmaBlock(sandwich: boolean): DecoderSpec['block'] {
       ? m.addNorm(h, m.norm(attended, norm('post_attention_layernorm')), norm('pre_feedforward_layernorm'))
       : m.addNorm(h, attended, norm('post_attention_layernorm'));
 
-    const [gate, up] = m.fusedHfProjections(l, ['mlp.gate_proj', 'mlp.up_proj'], x.normed);
-    const mlp = proj('mlp.down_proj', m.g.mul(m.activation(gate), up));
+    const [gate, up] = m.fusedProjections(l, ['mlp.gate_proj', 'mlp.up_proj'], x.normed);
+    const mlp = proj('mlp.down_proj', m.graph.mul(m.activation(gate), up));
     return { residual: x.sum, delta: sandwich ? m.norm(mlp, norm('post_feedforward_layernorm')) : mlp };
   };
 }

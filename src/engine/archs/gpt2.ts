@@ -19,17 +19,17 @@ export const gpt2: ArchitectureModule<'gpt2'> = {
   weightShapes,
   decoder: {
     embeddings: 'transformer.wte.weight',
-    embed: (m, table) => m.embed(table, m.w('transformer.wpe.weight')),
-    inputNorm: (m, l) => layerNorm(m, `${gpt2.layerPrefix(l)}ln_1`),
+    embed: (m, table) => m.embed(table, m.weights.float32('transformer.wpe.weight')),
+    inputNorm: (m, l) => layerNorm(m, m.blockWeight(l, 'ln_1')),
     block(m, l, h, normed) {
-      const g = m.g;
-      const d = m.c.hiddenSize;
-      const weight = (module: string, n: string) => `${gpt2.layerPrefix(l)}${module}.${n}`;
+      const g = m.graph;
+      const d = m.config.hiddenSize;
+      const weight = (module: string, n: string) => m.blockWeight(l, `${module}.${n}`);
       const proj = (module: string, x: string) =>
         m.linear(l, module, x, weight(module, 'weight'), 'in_out', weight(module, 'bias'));
 
       const [q, k, v] = g.opN('Split', [proj('attn.c_attn', normed), g.ints([d, d, d])], 3, { axis: 1 });
-      const x = m.addNorm(h, proj('attn.c_proj', m.attention(l, q, k, v)), layerNorm(m, `${gpt2.layerPrefix(l)}ln_2`));
+      const x = m.addNorm(h, proj('attn.c_proj', m.attention(l, q, k, v)), layerNorm(m, m.blockWeight(l, 'ln_2')));
       return { residual: x.sum, delta: proj('mlp.c_proj', m.geluTanh(proj('mlp.c_fc', x.normed))) };
     },
     finalNorm: (m) => layerNorm(m, 'transformer.ln_f'),
@@ -38,7 +38,7 @@ export const gpt2: ArchitectureModule<'gpt2'> = {
 
 /** A LayerNorm's graph weights, from its name without ".weight"/".bias". */
 function layerNorm(m: DecoderGraph, name: string) {
-  return { weight: m.w(`${name}.weight`), bias: m.w(`${name}.bias`) };
+  return { weight: m.weights.float32(`${name}.weight`), bias: m.weights.float32(`${name}.bias`) };
 }
 
 function config(json: Record<string, unknown>): ModelConfig {

@@ -47,7 +47,7 @@ const layerPrefix = (layer: number) => `model.layers.${layer}.`;
 /** The module of a Llama-family architecture. */
 export function llamaFamily<Name extends Architecture>(spec: LlamaFamilySpec<Name>): ArchitectureModule<Name> {
   const linearModules = spec.linearModules ?? llamaProjections;
-  const normWeight = spec.normWeight ?? ((m: DecoderGraph, name: string) => m.w(name));
+  const normWeight = spec.normWeight ?? ((m: DecoderGraph, name: string) => m.weights.float32(name));
   return {
     name: spec.name,
     hfClass: spec.hfClass,
@@ -73,7 +73,7 @@ export function llamaFamily<Name extends Architecture>(spec: LlamaFamilySpec<Nam
     decoder: {
       embeddings: 'model.embed_tokens.weight',
       embed: spec.embed ?? ((m, table) => m.embed(table)),
-      inputNorm: (m, l) => ({ weight: normWeight(m, `${layerPrefix(l)}input_layernorm.weight`) }),
+      inputNorm: (m, l) => ({ weight: normWeight(m, m.blockWeight(l, 'input_layernorm.weight')) }),
       block: spec.block,
       finalNorm: (m) => ({ weight: normWeight(m, 'model.norm.weight') }),
     },
@@ -104,15 +104,17 @@ export function llamaBlock(
   perHead?: (m: DecoderGraph, l: number, x: string, of: 'q' | 'k') => string,
 ): DecoderSpec['block'] {
   return (m, l, h, normed) => {
-    const proj = (module: string, x: string) => m.hfProjection(l, module, x);
+    const proj = (module: string, x: string) => m.projection(l, module, x);
     const rotary = (x: string, of: 'q' | 'k') => m.rope(perHead ? perHead(m, l, x, of) : x);
 
-    const qkv = m.fusedHfProjections(l, ['self_attn.q_proj', 'self_attn.k_proj', 'self_attn.v_proj'], normed);
+    const qkv = m.fusedProjections(l, ['self_attn.q_proj', 'self_attn.k_proj', 'self_attn.v_proj'], normed);
     const attended = proj('self_attn.o_proj', m.attention(l, qkv[0], qkv[1], qkv[2], rotary));
-    const x = m.addNorm(h, attended, { weight: m.w(`${layerPrefix(l)}post_attention_layernorm.weight`) });
+    const x = m.addNorm(h, attended, {
+      weight: m.weights.float32(m.blockWeight(l, 'post_attention_layernorm.weight')),
+    });
 
-    const [gate, up] = m.fusedHfProjections(l, ['mlp.gate_proj', 'mlp.up_proj'], x.normed);
-    return { residual: x.sum, delta: proj('mlp.down_proj', m.g.mul(m.activation(gate), up)) };
+    const [gate, up] = m.fusedProjections(l, ['mlp.gate_proj', 'mlp.up_proj'], x.normed);
+    return { residual: x.sum, delta: proj('mlp.down_proj', m.graph.mul(m.activation(gate), up)) };
   };
 }
 

@@ -15,16 +15,18 @@ export const phi3: ArchitectureModule<'phi3'> = llamaFamily({
   slidingWindow: {},
   linearModules,
   block(m, l, h, normed) {
-    const g = m.g;
-    const { q, kv, ff } = widths(m.c);
-    const proj = (module: string, x: string) => m.hfProjection(l, module, x);
+    const g = m.graph;
+    const { q, kv, ff } = widths(m.config);
+    const proj = (module: string, x: string) => m.projection(l, module, x);
 
     const [qs, ks, vs] = g.opN('Split', [proj('self_attn.qkv_proj', normed), g.ints([q, kv, kv])], 3, { axis: 1 });
     const attended = proj(
       'self_attn.o_proj',
       m.attention(l, qs, ks, vs, (x) => m.rope(x)),
     );
-    const x = m.addNorm(h, attended, { weight: m.w(`${phi3.layerPrefix(l)}post_attention_layernorm.weight`) });
+    const x = m.addNorm(h, attended, {
+      weight: m.weights.float32(m.blockWeight(l, 'post_attention_layernorm.weight')),
+    });
 
     const [gate, up] = g.opN('Split', [proj('mlp.gate_up_proj', x.normed), g.ints([ff, ff])], 2, { axis: 1 });
     return { residual: x.sum, delta: proj('mlp.down_proj', g.mul(up, m.activation(gate))) };

@@ -15,5 +15,5 @@ export const qwen3: ArchitectureModule<'qwen3'> = llamaFamily({
     ['self_attn.q_norm.weight', [c.headDim]],
     ['self_attn.k_norm.weight', [c.headDim]],
   ],
-  block: llamaBlock((m, l, x, of) => m.rmsNorm(x, m.w(`${qwen3.layerPrefix(l)}self_attn.${of}_norm.weight`))),
+  block: llamaBlock((m, l, x, of) => m.rmsNorm(x, m.weights.float32(m.blockWeight(l, `self_attn.${of}_norm.weight`)))),
 });

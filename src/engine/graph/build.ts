@@ -18,7 +18,7 @@ export function buildDecoderGraph(
 ): BuiltGraph {
   const arch = architectureOf(c).decoder;
   const m = new DecoderGraph(c, weights, features, format);
-  const embeddings = m.vocabTable(arch.embeddings);
+  const embeddings = m.weights.vocabTable(arch.embeddings);
   let h = arch.embed(m, embeddings);
   let normed = m.norm(h, arch.inputNorm(m, 0));
   for (let l = 0; l < c.numLayers; l++) {
@@ -27,7 +27,7 @@ export function buildDecoderGraph(
     h = end.h;
     normed = end.normed ?? ''; // '' after the last block, whose stream the head normalises
   }
-  const head = c.tiedEmbeddings ? embeddings : m.vocabTable('lm_head.weight');
+  const head = c.tiedEmbeddings ? embeddings : m.weights.vocabTable('lm_head.weight');
   m.head(h, (x) => m.norm(x, arch.finalNorm(m)), head);
   return m.encode();
 }

@@ -26,7 +26,7 @@ export interface Norm {
 }
 
 export class DecoderGraph {
-  readonly g = new GraphBuilder();
+  readonly graph = new GraphBuilder();
   readonly weights: WeightMatrices;
   readonly adapters: GraphAdapters;
   /** Shape [B, S] of the batch; the attention bias [B, S, P + S], and the same for grouped-query heads. */
@@ -39,16 +39,16 @@ export class DecoderGraph {
   private readonly batchShapes = new Map<string, string>();
 
   constructor(
-    readonly c: ModelConfig,
+    readonly config: ModelConfig,
     weights: WeightSource,
     /** Which adapter kinds the graph serves; an unused kind costs its ops on every step. */
     features: GraphFeatures = ALL_FEATURES,
     format: WeightFormat = FLOAT32,
   ) {
-    const g = this.g;
+    const g = this.graph;
     this.weights = new WeightMatrices(g, weights, format);
-    this.adapters = new GraphAdapters(g, c, features);
-    const { numLayers, numKvHeads: kvh, headDim: hd } = c;
+    this.adapters = new GraphAdapters(g, config, features);
+    const { numLayers, numKvHeads: kvh, headDim: hd } = config;
     g.input(IN.inputIds, 'int64', ['B', 'S']);
     g.input(IN.positionIds, 'int64', ['B', 'S']);
     g.input(IN.pastLength, 'int64', ['B']);
@@ -75,7 +75,7 @@ export class DecoderGraph {
    * A row's padding (after its real tokens) sees its real tokens: finite, and its outputs unread.
    */
   private causalMask(pastLen: string, newLen: string): string {
-    const g = this.g;
+    const g = this.graph;
     const range = (length: string) => g.op('Range', [g.intScalar(0), g.op('Squeeze', [length]), g.intScalar(1)]);
     const masked = (visible: string) => g.op('Where', [visible, g.scalar(0), g.scalar(MASKED)]);
     const past = g.op('Less', [g.unsqueeze(range(pastLen), [0, 1]), g.unsqueeze(IN.pastLength, [1, 2])]); // [B, 1, P]
@@ -87,8 +87,8 @@ export class DecoderGraph {
 
   /** A [B, S, T] bias as the grouped-query scores [B, Hkv, G*S, T] read it. */
   private grouped(bias: string): string {
-    const g = this.g;
-    const groups = this.c.numHeads / this.c.numKvHeads;
+    const g = this.graph;
+    const groups = this.config.numHeads / this.config.numKvHeads;
     const bias4 = g.unsqueeze(bias, [1]);
     return groups > 1 ? g.op('Tile', [bias4, g.ints([1, 1, groups, 1])]) : bias4;
   }
@@ -101,7 +101,7 @@ export class DecoderGraph {
   private windowBias(size: number): string {
     let out = this.windowBiases.get(size);
     if (out) return out;
-    const g = this.g;
+    const g = this.graph;
     const queries = g.unsqueeze(IN.positionIds, [2]); // [B, S, 1]
     const capacity = g.op('Squeeze', [g.op('Shape', [pastKey(0)], { start: 3 }), g.ints([0])]);
     const cached = g.op('Range', [g.intScalar(0), capacity, g.intScalar(1)]); // [P]
@@ -115,40 +115,28 @@ export class DecoderGraph {
 
   /** cap * tanh(x / cap) (Gemma 2's soft-capping). */
   softcap(x: string, cap: number): string {
-    const g = this.g;
+    const g = this.graph;
     return g.mul(g.op('Tanh', [g.mul(x, g.scalar(1 / cap))]), g.scalar(cap));
-  }
-
-  /** A float32 weight by its Hugging Face name, as stored (norms, biases, position embeddings). */
-  w(name: string): string {
-    return this.weights.w(name);
-  }
-
-  /** Gemma's RMSNorm weight: (1 + w), in float32 as transformers computes it. */
-  onePlus(name: string): string {
-    return this.weights.onePlus(name);
-  }
-
-  /** A [V, d] vocabulary matrix: the token embeddings, or an untied output head. */
-  vocabTable(name: string): EmbeddingTable {
-    return this.weights.vocabTable(name);
   }
 
   /** Token embeddings [N, d] (plus learned `positions`); a row's task tokens take their embedding from its VLM slot. */
   embed(table: EmbeddingTable, positions?: string): string {
-    const g = this.g;
-    let x = this.adapters.taskEmbeddings(this.weights.lookup(table, IN.inputIds, this.c.hiddenSize));
+    const g = this.graph;
+    let x = this.adapters.taskEmbeddings(this.weights.lookup(table, IN.inputIds, this.config.hiddenSize));
     if (positions) x = g.add(x, g.gather(positions, IN.positionIds));
-    return g.reshape(x, [-1, this.c.hiddenSize]);
+    return g.reshape(x, [-1, this.config.hiddenSize]);
   }
 
   private layerNorm(x: string, weight: string, bias: string): string {
-    return this.g.op('LayerNormalization', [x, weight, bias], { axis: -1, epsilon: { float: this.c.normEps } });
+    return this.graph.op('LayerNormalization', [x, weight, bias], {
+      axis: -1,
+      epsilon: { float: this.config.normEps },
+    });
   }
 
   /** RMSNorm, x / sqrt(mean(x^2) + eps) * w over the last axis: one SimplifiedLayerNormalization (float32 inside). */
   rmsNorm(x: string, weight: string): string {
-    return this.g.op('SimplifiedLayerNormalization', [x, weight], this.normAttributes());
+    return this.graph.op('SimplifiedLayerNormalization', [x, weight], this.normAttributes());
   }
 
   /**
@@ -160,8 +148,8 @@ export class DecoderGraph {
     const [type, inputs] = norm.bias
       ? ['SkipLayerNormalization', [delta, h, norm.weight, norm.bias]]
       : ['SkipSimplifiedLayerNormalization', [delta, h, norm.weight]];
-    const attrs = { epsilon: { float: this.c.normEps } };
-    const [normed, , , sum] = this.g.opN(type, inputs, 4, attrs, CONTRIB, [1, 2]);
+    const attrs = { epsilon: { float: this.config.normEps } };
+    const [normed, , , sum] = this.graph.opN(type, inputs, 4, attrs, CONTRIB, [1, 2]);
     return { sum, normed };
   }
 
@@ -171,7 +159,7 @@ export class DecoderGraph {
   }
 
   private normAttributes() {
-    return { axis: -1, epsilon: { float: this.c.normEps }, stash_type: 1 };
+    return { axis: -1, epsilon: { float: this.config.normEps }, stash_type: 1 };
   }
 
   /**
@@ -179,17 +167,17 @@ export class DecoderGraph {
    * one kernel (CPU, CUDA and WebGPU have it), where the formula would be eight.
    */
   geluTanh(x: string): string {
-    return this.g.op('FastGelu', [x], {}, undefined, CONTRIB);
+    return this.graph.op('FastGelu', [x], {}, undefined, CONTRIB);
   }
 
   silu(x: string): string {
-    return this.g.mul(x, this.g.op('Sigmoid', [x]));
+    return this.graph.mul(x, this.graph.op('Sigmoid', [x]));
   }
 
   /** The config's MLP activation (Llama family). */
   activation(x: string): string {
-    const g = this.g;
-    switch (this.c.activation ?? 'silu') {
+    const g = this.graph;
+    switch (this.config.activation ?? 'silu') {
       case 'silu':
         return this.silu(x);
       case 'gelu_tanh':
@@ -205,7 +193,7 @@ export class DecoderGraph {
    */
   linear(l: number, module: string, x: string, weight: string, layout: MatrixLayout, bias?: string): string {
     let y = this.weights.times(x, this.weights.matrix(weight, layout));
-    if (bias) y = this.g.add(y, this.weights.w(bias));
+    if (bias) y = this.graph.add(y, this.weights.float32(bias));
     return this.adapters.lora(l, module, x, y);
   }
 
@@ -218,10 +206,10 @@ export class DecoderGraph {
    * stacking of the A/B matrices would save two small products per module, but the bank would have
    * to rebuild its tensors for every mix of modules an adapter targets.)
    */
-  fusedHfProjections(l: number, modules: readonly string[], x: string): string[] {
-    const g = this.g;
+  fusedProjections(l: number, modules: readonly string[], x: string): string[] {
+    const g = this.graph;
     const name = (m: string, n: string) => this.blockWeight(l, `${m}.${n}`);
-    if (modules.length === 1) return [this.hfProjection(l, modules[0], x)];
+    if (modules.length === 1) return [this.projection(l, modules[0], x)];
     const weights = modules.map((m) => name(m, 'weight'));
     // A name of its own: the stacked bytes differ from any checkpoint tensor's (weights/cache.ts keys by name).
     const stackedName = `${this.blockWeight(l, '')}[${modules.join('+')}].weight`;
@@ -239,7 +227,7 @@ export class DecoderGraph {
    * The Hugging Face projection `module` of layer `l` ([out, in] weight, `<module>.weight`), with its
    * bias when the checkpoint has one (Qwen2's q/k/v, Llama's attention_bias/mlp_bias), plus LoRA.
    */
-  hfProjection(l: number, module: string, x: string): string {
+  projection(l: number, module: string, x: string): string {
     const name = (n: string) => this.blockWeight(l, `${module}.${n}`);
     const bias = this.weights.has(name('bias')) ? name('bias') : undefined;
     return this.linear(l, module, x, name('weight'), 'out_in', bias);
@@ -247,7 +235,7 @@ export class DecoderGraph {
 
   /** The name of a weight of block l, e.g. "model.layers.3.self_attn.q_proj.weight". */
   blockWeight(l: number, name: string): string {
-    return `${layerPrefix(this.c, l)}${name}`;
+    return `${layerPrefix(this.config, l)}${name}`;
   }
 
   /**
@@ -256,16 +244,16 @@ export class DecoderGraph {
    * Hugging Face's rotate-half pairing of i and i + hd/2).
    */
   rope(x: string): string {
-    const { cos, sin } = (this.ropeCache ??= ropeTables(this.g, this.c));
-    const interleaved = this.c.ropeLayout === 'interleaved' ? 1 : 0;
-    return this.g.op('RotaryEmbedding', [x, IN.positionIds, cos, sin], { interleaved }, undefined, CONTRIB);
+    const { cos, sin } = (this.ropeCache ??= ropeTables(this.graph, this.config));
+    const interleaved = this.config.ropeLayout === 'interleaved' ? 1 : 0;
+    return this.graph.op('RotaryEmbedding', [x, IN.positionIds, cos, sin], { interleaved }, undefined, CONTRIB);
   }
 
   /** Shape [B, S, ...dims]: token-major [N, ...] activations as the per-sequence ops read them. */
   private batchShaped(dims: number[]): string {
     const key = dims.join();
     let out = this.batchShapes.get(key);
-    if (!out) this.batchShapes.set(key, (out = this.g.concat([this.batchShape, this.g.ints(dims)], 0)));
+    if (!out) this.batchShapes.set(key, (out = this.graph.concat([this.batchShape, this.graph.ints(dims)], 0)));
     return out;
   }
 
@@ -276,8 +264,8 @@ export class DecoderGraph {
    * its cache.
    */
   attention(l: number, q: string, k: string, v: string, perHead: PerHead = (x) => x): string {
-    const g = this.g;
-    const { numHeads: h, numKvHeads: kvh, headDim: hd } = this.c;
+    const g = this.graph;
+    const { numHeads: h, numKvHeads: kvh, headDim: hd } = this.config;
     const headMajor = (x: string, heads: number) =>
       g.transpose(g.op('Reshape', [x, this.batchShaped([heads, hd])]), [0, 2, 1, 3]);
     const keys = perHead(headMajor(k, kvh), 'k'); // [B, Hkv, S, hd]
@@ -286,12 +274,12 @@ export class DecoderGraph {
     g.output(values, newValue(l), 'float32', ['B', kvh, 'S', hd]);
     const qGrouped = g.reshape(perHead(headMajor(q, h), 'q'), [0, kvh, -1, hd]); // [B, Hkv, G*S, hd]
     // q @ k scaled in the product (FusedMatMul's alpha, and transB for the new keys).
-    const alpha = { float: this.c.attentionScale ?? 1 / Math.sqrt(hd) };
+    const alpha = { float: this.config.attentionScale ?? 1 / Math.sqrt(hd) };
     const scaled = (b: string, transB: number) =>
       g.op('FusedMatMul', [qGrouped, b], { alpha, transB }, undefined, CONTRIB);
     let scores = g.concat([scaled(pastKey(l), 0), scaled(keys, 1)], 3);
-    if (this.c.attentionSoftcap) scores = this.softcap(scores, this.c.attentionSoftcap);
-    const window = this.c.slidingWindow;
+    if (this.config.attentionSoftcap) scores = this.softcap(scores, this.config.attentionSoftcap);
+    const window = this.config.slidingWindow;
     const bias = window?.layers.includes(l) ? this.windowBias(window.size) : this.bias;
     const probs = g.op('Softmax', [g.add(scores, bias)], { axis: 3 });
     const [pPast, pNew] = g.opN('Split', [probs, this.splitSizes], 2, { axis: 3 });
@@ -310,7 +298,7 @@ export class DecoderGraph {
       const { sum, normed } = this.addNorm(h, delta, nextNorm);
       return { h: sum, normed };
     }
-    const out = this.adapters.vlm(l, this.g.add(h, delta));
+    const out = this.adapters.vlm(l, this.graph.add(h, delta));
     return { h: out, normed: nextNorm && this.norm(out, nextNorm) };
   }
 
@@ -320,13 +308,13 @@ export class DecoderGraph {
    * [V, d] layout (a transposed Gemm) reading its 150 MB took GPT-2 small 4.6 ms instead of 2.5.
    */
   head(h: string, norm: (x: string) => string, table: EmbeddingTable): void {
-    const last = norm(this.g.gather(h, IN.lastIndex)); // [L, d]
+    const last = norm(this.graph.gather(h, IN.lastIndex)); // [L, d]
     let logits = this.adapters.taskLogits(last, this.weights.timesVocab(last, table));
-    if (this.c.finalSoftcap) logits = this.softcap(logits, this.c.finalSoftcap);
-    this.g.output(logits, LOGITS, 'float32', ['L', 'V']);
+    if (this.config.finalSoftcap) logits = this.softcap(logits, this.config.finalSoftcap);
+    this.graph.output(logits, LOGITS, 'float32', ['L', 'V']);
   }
 
   encode(): BuiltGraph {
-    return this.g.encode(`${this.c.architecture}-decoder`);
+    return this.graph.encode(`${this.config.architecture}-decoder`);
   }
 }

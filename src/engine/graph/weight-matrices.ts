@@ -52,7 +52,7 @@ export class WeightMatrices {
   ) {}
 
   /** A float32 weight by its Hugging Face name, as stored (norms, biases, position embeddings). */
-  w(name: string): string {
+  float32(name: string): string {
     const t = this.stored(name);
     return this.graph.weight(name, 'float32', t.dims, () => floatBytes(float32Of(t), 'float32'));
   }
