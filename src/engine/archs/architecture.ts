@@ -20,6 +20,8 @@ export interface ArchitectureModule<Name extends string = string> {
   layerPrefix(layer: number): string;
   /** How the checkpoint stores projections: nn.Linear [out, in], or GPT-2's Conv1D [in, out]. */
   matrixLayout: MatrixLayout;
+  /** The learned position table [maxPositions, d] (GPT-2's wpe), of which a token reads one row; none with RoPE. */
+  positionEmbeddings?: string;
   /** The block's projections, which a LoRA adapter may target. */
   linearModules(c: ModelConfig): LinearModule[];
   /** Every weight the graph needs, with its shape as stored. */

@@ -15,11 +15,12 @@ export const gpt2: ArchitectureModule<'gpt2'> = {
   config,
   layerPrefix: (layer) => `transformer.h.${layer}.`,
   matrixLayout: 'in_out',
+  positionEmbeddings: 'transformer.wpe.weight',
   linearModules,
   weightShapes,
   decoder: {
     embeddings: 'transformer.wte.weight',
-    embed: (m, table) => m.embed(table, m.weights.float32('transformer.wpe.weight')),
+    embed: (m, table) => m.embed(table, m.weights.float32(gpt2.positionEmbeddings!)),
     inputNorm: (m, l) => layerNorm(m, m.blockWeight(l, 'ln_1')),
     block(m, l, h, normed) {
       const g = m.graph;
@@ -86,7 +87,7 @@ function weightShapes(c: ModelConfig): Map<string, number[]> {
   const d = c.hiddenSize;
   const shapes = new Map<string, number[]>();
   shapes.set('transformer.wte.weight', [c.vocabSize, d]);
-  shapes.set('transformer.wpe.weight', [c.maxPositions, d]);
+  shapes.set(gpt2.positionEmbeddings!, [c.maxPositions, d]);
   for (let i = 0; i < c.numLayers; i++) {
     const p = gpt2.layerPrefix(i);
     for (const ln of ['ln_1', 'ln_2']) {

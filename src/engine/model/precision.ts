@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { totalmem } from 'node:os';
+import { architectureOf } from '../archs/index.ts';
 import { linearModules } from './layout.ts';
 import { parameterCount, type ModelConfig } from './config.ts';
 import {
@@ -81,7 +82,7 @@ export function bytesReadPerToken(c: ModelConfig, f: WeightFormat): number {
     parameterCount(c) -
     matrices -
     (c.tiedEmbeddings ? 0 : c.vocabSize * d) -
-    (c.architecture === 'gpt2' ? c.maxPositions * d : 0);
+    (architectureOf(c).positionEmbeddings ? c.maxPositions * d : 0);
   return matrices * bytesPerWeight(f) + vectors * 4;
 }
 
