@@ -1,6 +1,8 @@
 import { readdirSync, readFileSync } from 'node:fs';
 import { dirname, join, normalize, relative, resolve } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { ARCHITECTURES } from '../src/engine/model/config.ts';
+import { ARCHITECTURE_MODULES } from '../src/engine/archs/index.ts';
 
 /**
  * The layering rule (README "Architecture"), read from the sources' imports:
@@ -130,5 +132,64 @@ describe('layers point one way', () => {
       visit(f, []);
     expect(chains).toEqual([]);
     expect(seen.size).toBeGreaterThan(20); // the walk did follow imports
+  });
+});
+
+/**
+ * One home per architecture (CONTRIBUTING "Adding an architecture"): its module under
+ * src/engine/archs/ declares it, the list in archs/index.ts names it once, and nothing else
+ * switches on architecture names; the shared code asks the module instead.
+ */
+describe('an architecture is one module and one line', () => {
+  const ARCHS = 'src/engine/archs/';
+  const declared = (name: string) =>
+    files.filter(
+      (f) => f.startsWith(ARCHS) && new RegExp(`\\bname: '${name}'`).test(readFileSync(join(ROOT, f), 'utf8')),
+    );
+
+  it.each(ARCHITECTURES)('%s is declared by exactly one module under src/engine/archs/, listed once', (name) => {
+    expect(declared(name)).toHaveLength(1);
+    expect(ARCHITECTURE_MODULES.filter((a) => a.name === name)).toHaveLength(1);
+  });
+
+  it('the list is the architectures: ModelConfig.architecture takes its values from it', () => {
+    expect([...ARCHITECTURES]).toEqual(ARCHITECTURE_MODULES.map((a) => a.name));
+    // The modules the list imports are those that declare an architecture.
+    const imported = graph
+      .get(`${ARCHS}index.ts`)!
+      .filter((t) => t.startsWith(ARCHS) && t !== `${ARCHS}architecture.ts`);
+    expect(new Set(imported)).toEqual(new Set(ARCHITECTURES.flatMap(declared)));
+  });
+
+  it('nothing outside src/engine/archs/ switches on an architecture name', () => {
+    const names = ARCHITECTURES.join('|');
+    const switches = [
+      /\barchitecture\s*[!=]==\s*['"`]|['"`]\s*[!=]==\s*[\w.?]*\barchitecture\b/, // c.architecture === 'any name'
+      new RegExp(`[!=]==\\s*'(${names})'|'(${names})'\\s*[!=]==`), // family === 'gemma2'
+      new RegExp(`\\bcase\\s+'(${names})'\\s*:`), // switch (c.architecture) { case 'qwen2': ... }
+      /\[\s*[\w.?]*\barchitecture\s*\]/, // BUILDERS[c.architecture]
+      /\barchitecture\s*\)?\s*\.(startsWith|endsWith|includes)\(|\.includes\(\s*[\w.?]*\barchitecture\s*\)/,
+      /Record<\s*Architecture\s*,/, // a table per architecture
+    ];
+    const offending = files
+      .filter((f) => !f.startsWith(ARCHS))
+      .flatMap((f) =>
+        readFileSync(join(ROOT, f), 'utf8')
+          .split('\n')
+          .flatMap((line, i) => (switches.some((s) => s.test(line)) ? [`${f}:${i + 1}: ${line.trim()}`] : [])),
+      );
+    expect(offending).toEqual([]);
+  });
+
+  it("src/engine/archs/ imports the graph as types only (the registry reads configs without the graph's code)", () => {
+    const valueImports = files
+      .filter((f) => f.startsWith(ARCHS))
+      .flatMap((f) =>
+        [...readFileSync(join(ROOT, f), 'utf8').matchAll(/(?:^|\n)\s*import\s+(?!type\b)[^'"]*?from\s+'([^']+)'/g)]
+          .map((m) => relative(ROOT, normalize(join(ROOT, dirname(f), m[1]))))
+          .filter((t) => t.startsWith('src/engine/graph/'))
+          .map((t) => `${f} -> ${t}`),
+      );
+    expect(valueImports).toEqual([]);
   });
 });
