@@ -1,3 +1,5 @@
+import { createOpenAICompatible } from '@ai-sdk/openai-compatible';
+import { generateObject, streamObject } from 'ai';
 import OpenAI from 'openai';
 import { zodResponseFormat } from 'openai/helpers/zod';
 import { z } from 'zod';
@@ -8,9 +10,10 @@ import { SCHEMAS, jsonSchemaFormat, validatorOf } from '../engine/structured-sui
 /**
  * response_format through the edge with the official client: json_schema and json_object on both
  * routes, streamed and not; the SDK's zod helper (`chat.completions.parse` + zodResponseFormat)
- * works unchanged; what is not supported is a 400 naming the keyword.
+ * and the Vercel AI SDK's generateObject/streamObject work unchanged; what is not supported is a
+ * 400 naming the keyword.
  */
-describe('structured output through the edge (official openai client)', () => {
+describe('structured output through the edge (official openai client, Vercel AI SDK)', () => {
   let product: TestProduct;
   let openai: OpenAI;
   beforeAll(async () => {
@@ -99,6 +102,37 @@ describe('structured output through the edge (official openai client)', () => {
     const pet = r.choices[0].message.parsed;
     expect(pet).not.toBeNull();
     expect(Pet.parse(pet)).toEqual(pet);
+  });
+
+  it("the Vercel AI SDK's generateObject and streamObject (OpenAI-compatible provider), unchanged", async () => {
+    const versa = createOpenAICompatible({
+      name: 'versa',
+      baseURL: `${product.registry.url}/v1`,
+      apiKey: product.registry.adminKey,
+      supportsStructuredOutputs: true, // json_schema, not only json_object
+    });
+    const Recipe = z.object({
+      title: z.string().max(12),
+      minutes: z.number().int(),
+      steps: z.array(z.string().max(8)).min(1).max(3),
+      vegan: z.boolean(),
+    });
+    const ask = { model: versa.chatModel('stories260k'), schema: Recipe, schemaName: 'recipe', maxRetries: 0 };
+    const whole = await generateObject({ ...ask, prompt: 'A recipe.', temperature: 0, maxOutputTokens: 200 });
+    expect(whole.finishReason).toBe('stop');
+    expect(Recipe.parse(whole.object)).toEqual(whole.object);
+    const streamed = streamObject({
+      ...ask,
+      prompt: 'A quick recipe.',
+      temperature: 0.8,
+      seed: 4,
+      maxOutputTokens: 200,
+    });
+    let partials = 0;
+    for await (const partial of streamed.partialObjectStream) if (partial) partials++; // read as it arrives
+    expect(partials).toBeGreaterThan(1);
+    const object = await streamed.object; // rejects if the streamed text does not parse and validate
+    expect(Recipe.parse(object)).toEqual(object);
   });
 
   it('refuses an unsupported keyword with a 400 naming it (param response_format)', async () => {
