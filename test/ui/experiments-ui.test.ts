@@ -16,7 +16,8 @@ import { launchChromium, type Browser } from './browser.ts';
  */
 
 // The page's number formats (dom.ts sig and the results' p-values), to compare what it shows with the API.
-const sig = (x: number, digits = 3) => String(Number(x.toPrecision(digits)));
+// No value (an arm the random seed gave no unit, about 1 run in 128) shows as "–", as dom.ts does.
+const sig = (x: number | null, digits = 3) => (x === null ? '–' : String(Number(x.toPrecision(digits))));
 const pText = (p: number) => (p < 1e-6 ? '< 0.000001' : `= ${sig(p, 2)}`);
 const intervalText = (ci: number[], p: number) => `[${sig(ci[0])}, ${sig(ci[1])}], p ${pText(p)}`;
 
