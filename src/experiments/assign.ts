@@ -9,6 +9,19 @@ import { unitInterval } from '../util/unit-interval.ts';
  * and when one arm's weight changes only that arm gains or loses units: ramping a treatment from
  * 10 % to 20 % moves exactly the units it gains, and no unit moves between untouched arms.
  */
+/** A request's place in a running experiment: what resolution chose and what its events record. */
+export interface ArmAssignment {
+  id: string;
+  arm: string;
+  /** The arm's position (0 = control). */
+  armIndex: number;
+  unit: string;
+  /** No `user` and no x-versa-unit: the request is its own unit (its completion id). */
+  perRequest: boolean;
+  /** The experiment's weight period when the arm was chosen (SRM over ramps). */
+  period: number;
+}
+
 export interface Arm {
   name: string;
   weight: number;

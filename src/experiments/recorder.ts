@@ -1,5 +1,6 @@
 import type { RegistryDb } from '../registry/db/index.ts';
 import { appendEvents, countedEventStatement, type EventInput } from '../registry/queries/events.ts';
+import type { ArmAssignment } from './assign.ts';
 import { servedCounts, servedStatements } from './aggregates.ts';
 import { evaluateExperiment } from './evaluate.ts';
 import type { EventLog } from './event-log.ts';
@@ -26,16 +27,7 @@ export interface ServedCompletion {
   keyId: string;
   adapter: { name: string; version: number } | null;
   base: string;
-  experiment?: {
-    id: string;
-    arm: string;
-    /** The arm's position (0 = control). */
-    armIndex: number;
-    unit: string;
-    perRequest: boolean;
-    /** The experiment's weight period when the arm was chosen. */
-    period: number;
-  };
+  experiment?: ArmAssignment;
   stream: boolean;
 }
 

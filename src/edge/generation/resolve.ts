@@ -5,7 +5,7 @@ import { getActiveExperiment } from '../../experiments/store.ts';
 import type { Experiment } from '../../experiments/lifecycle.ts';
 import { resolveModel, type ResolvedModel } from '../../registry/queries/resolve.ts';
 import type { FileEntry } from '../../registry/schema.ts';
-import { assignArm } from '../../experiments/assign.ts';
+import { assignArm, type ArmAssignment } from '../../experiments/assign.ts';
 import { RegistryCache } from './cache.ts';
 
 /** What a request's `model` string resolved to: a base model, optionally with one adapter version. */
@@ -23,17 +23,7 @@ export interface Target {
     via: 'pin' | 'alias' | 'default' | 'experiment';
     alias?: string;
   };
-  experiment?: {
-    id: string;
-    arm: string;
-    /** The arm's position (0 = control). */
-    armIndex: number;
-    unit: string;
-    /** No `user` and no x-versa-unit: the request is its own unit (its completion id). */
-    perRequest: boolean;
-    /** The experiment's weight period when the arm was chosen (SRM over ramps). */
-    period: number;
-  };
+  experiment?: ArmAssignment;
   /** Set when the served version (or base) is deprecated. */
   warning?: string;
 }
