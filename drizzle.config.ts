@@ -1,10 +1,10 @@
 import { defineConfig } from 'drizzle-kit';
 
-// `npm run db:generate` writes migrations/ from the tables in src/registry/schema/ (one file per feature).
+// `npm run db:generate` writes migrations/ from the tables in registry/schema/ (one file per feature).
 // The same SQL is applied to D1 by `wrangler d1 migrations apply` (wrangler.toml points there) and to
 // SQLite by drizzle's migrator.
 export default defineConfig({
   dialect: 'sqlite',
-  schema: './src/registry/schema',
+  schema: './registry/schema',
   out: './migrations',
 });

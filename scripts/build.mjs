@@ -1,4 +1,4 @@
-// Compiles the TypeScript sources (src/) to JavaScript that bin/versa.js runs without a
+// Compiles the TypeScript sources (src/, registry/) to JavaScript that bin/versa.js runs without a
 // TypeScript loader. One output file per source file (esbuild, no bundling: imports stay imports, with
 // `./x.ts` rewritten to `./x.js`), written to dist/<hash>/, where <hash> is a digest of the sources and
 // of this script: a build is never stale, edits make a new one, and a running process (whose worker
@@ -25,7 +25,7 @@ import { fileURLToPath } from 'node:url';
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const DIST = join(ROOT, 'dist');
 /** The compiled trees; everything else at the top level is linked into the build (see linkRest). */
-const SOURCE_DIRS = ['src'];
+const SOURCE_DIRS = ['src', 'registry'];
 /** Also read by the build: package.json's version is inlined into the CLI. */
 const INPUT_FILES = ['package.json', 'scripts/build.mjs'];
 const NOT_LINKED = new Set([...SOURCE_DIRS, 'dist', 'node_modules']);
@@ -84,7 +84,7 @@ await import((workerData?.entry ?? './engine-worker.ts').replace(/\\.ts$/, '.js'
 `;
 
 /**
- * Code that finds files relative to itself (src/registry/db/sqlite.ts: ../../../migrations) sees the same tree in
+ * Code that finds files relative to itself (registry/db/sqlite.ts: ../../migrations) sees the same tree in
  * dist/<hash>/ as in the repository: the top-level entries that are not compiled are symbolic links, and
  * so is the dashboard's bundle (dist/<hash>/dist/ui is dist/ui).
  */

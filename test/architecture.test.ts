@@ -7,7 +7,7 @@ import { ARCHITECTURE_MODULES } from '../src/engine/archs/index.ts';
 /**
  * The layering rule (README "Architecture"), read from the sources' imports:
  * - src/http (the shared HTTP kernel) and src/engine import no product layer above them;
- * - src/registry/ imports only the kernel and the engine's format code (never onnxruntime, even
+ * - registry/ imports only the kernel and the engine's format code (never onnxruntime, even
  *   indirectly: the registry runs in a Worker);
  * - src/experiments (the experiment feature, whole) builds on the kernel, the registry and the
  *   engine's format code; the edge imports it, never the reverse, and it never reaches onnxruntime;
@@ -29,9 +29,9 @@ const RULES: Array<{ from: string; forbidden: (target: string) => boolean; why: 
     why: 'the engine knows nothing of HTTP',
   },
   {
-    from: 'src/registry/',
+    from: 'registry/',
     forbidden: (t) =>
-      !t.startsWith('src/registry/') && !t.startsWith('src/http/') && !ENGINE_FORMAT.some((p) => t.startsWith(p)),
+      !t.startsWith('registry/') && !t.startsWith('src/http/') && !ENGINE_FORMAT.some((p) => t.startsWith(p)),
     why: "the registry imports only the kernel and the engine's format code",
   },
   {
@@ -40,7 +40,7 @@ const RULES: Array<{ from: string; forbidden: (target: string) => boolean; why: 
       !t.startsWith('src/experiments/') &&
       !t.startsWith('src/http/') &&
       !t.startsWith('src/util/') &&
-      !t.startsWith('src/registry/') &&
+      !t.startsWith('registry/') &&
       !ENGINE_FORMAT.some((p) => t.startsWith(p)),
     why: 'experiments import the kernel, the registry and format code: the edge imports them, not the reverse',
   },
@@ -51,7 +51,7 @@ const RULES: Array<{ from: string; forbidden: (target: string) => boolean; why: 
   },
   {
     from: 'src/compute/',
-    forbidden: (t) => t.startsWith('src/registry/') || t.startsWith('src/edge/'),
+    forbidden: (t) => t.startsWith('registry/') || t.startsWith('src/edge/'),
     why: 'compute imports kernel and engine only',
   },
   {
@@ -61,7 +61,7 @@ const RULES: Array<{ from: string; forbidden: (target: string) => boolean; why: 
   },
   {
     from: 'src/edge/routing/',
-    forbidden: (t) => t.startsWith('src/experiments/') || t.startsWith('src/registry/'),
+    forbidden: (t) => t.startsWith('src/experiments/') || t.startsWith('registry/'),
     why: 'routing owns its pools and hash: it needs neither experiments nor the registry',
   },
 ];
@@ -86,7 +86,7 @@ function importsOf(file: string): string[] {
   return [...text.matchAll(pattern)].map((m) => m[1] ?? m[2] ?? m[3]);
 }
 
-const files = sources('src');
+const files = [...sources('src'), ...sources('registry')];
 const graph = new Map(
   files.map((f) => [
     f,
@@ -102,7 +102,7 @@ describe('layers point one way', () => {
         .flatMap((f) =>
           graph
             .get(f)!
-            .filter((t) => t.startsWith('src/') && rule.forbidden(t))
+            .filter((t) => (t.startsWith('src/') || t.startsWith('registry/')) && rule.forbidden(t))
             .map((t) => `${f} -> ${t}`),
         );
       expect(offending).toEqual([]);
@@ -117,7 +117,7 @@ describe('layers point one way', () => {
     expect(elsewhere).toEqual([]);
   });
 
-  it('nothing under src/registry/ or src/experiments/ reaches onnxruntime-node, directly or indirectly', () => {
+  it('nothing under registry/ or src/experiments/ reaches onnxruntime-node, directly or indirectly', () => {
     const seen = new Set<string>();
     const chains: string[] = [];
     const visit = (file: string, path: string[]) => {
@@ -128,8 +128,7 @@ describe('layers point one way', () => {
         else if (graph.has(t)) visit(t, [...path, file]);
       }
     };
-    for (const f of files.filter((f) => f.startsWith('src/registry/') || f.startsWith('src/experiments/')))
-      visit(f, []);
+    for (const f of files.filter((f) => f.startsWith('registry/') || f.startsWith('src/experiments/'))) visit(f, []);
     expect(chains).toEqual([]);
     expect(seen.size).toBeGreaterThan(20); // the walk did follow imports
   });

@@ -4,8 +4,8 @@ import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { AdapterRef } from '../protocol/compute.ts';
 import { versionSha256 } from '../compute/adapter-cache.ts';
-import { FolderBlobStore } from '../registry/blobs/folder.ts';
-import type { BlobStore } from '../registry/blobs/store.ts';
+import { FolderBlobStore } from '../../registry/blobs/folder.ts';
+import type { BlobStore } from '../../registry/blobs/store.ts';
 import { startComputeNode } from '../compute/node.ts';
 import { GPT2_SMALL, randomWeights, writeGpt2Folder, writeVlmAdapter } from '../engine/synthetic.ts';
 

@@ -5,9 +5,9 @@ import { createServer, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { promisify } from 'node:util';
-import { generateKey } from '../registry/auth.ts';
-import { RegistryClient } from '../registry/client.ts';
-import { describeLocalModel, publishFolder } from '../registry/local.ts';
+import { generateKey } from '../../registry/auth.ts';
+import { RegistryClient } from '../../registry/client.ts';
+import { describeLocalModel, publishFolder } from '../../registry/local.ts';
 import { start } from './chaos.ts';
 import { adapterRef, edgeTtft, nodeTtft, pairsOf, type Scenario } from './edge.ts';
 

@@ -1,12 +1,12 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createApiKey } from '../registry/auth.ts';
-import { FolderBlobStore } from '../registry/blobs/folder.ts';
-import type { RegistryDb, Statement } from '../registry/db/index.ts';
-import { sqliteRegistry } from '../registry/db/sqlite.ts';
-import { eventStatements, type EventInput } from '../registry/queries/events.ts';
-import { adapters, adapterVersions, baseModels, baseModelVersions, tenants } from '../registry/schema.ts';
+import { createApiKey } from '../../registry/auth.ts';
+import { FolderBlobStore } from '../../registry/blobs/folder.ts';
+import type { RegistryDb, Statement } from '../../registry/db/index.ts';
+import { sqliteRegistry } from '../../registry/db/sqlite.ts';
+import { eventStatements, type EventInput } from '../../registry/queries/events.ts';
+import { adapters, adapterVersions, baseModels, baseModelVersions, tenants } from '../../registry/schema.ts';
 import type { ModelConfig } from '../engine/model/config.ts';
 import { createApp } from '../edge/app.ts';
 import { metricEventStatements, servedStatements } from '../experiments/aggregates.ts';

@@ -28,7 +28,7 @@ export function storeSource(store: BlobReader): BlobSource {
   };
 }
 
-// What the registry allows in names (src/registry/names.ts): no "/", "?", "#" or "..", so a URL built
+// What the registry allows in names (registry/names.ts): no "/", "?", "#" or "..", so a URL built
 // from them stays on the configured registry's file route.
 const VERSION_ID = /^([A-Za-z0-9][A-Za-z0-9._-]{0,99})@([1-9]\d{0,9})$/;
 const FILE_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;

@@ -1,11 +1,11 @@
 import { OpenAPIHono } from '@hono/zod-openapi';
 import { bodyLimit } from 'hono/body-limit';
-import { DEFAULT_LIMITS, type Limits, type RegistryDeps } from '../registry/http.ts';
+import { DEFAULT_LIMITS, type Limits, type RegistryDeps } from '../../registry/http.ts';
 import type { AppEnv } from './env.ts';
 import { errorResponse, refuseKeylessBody, validationHook } from '../http/middleware.ts';
 import { errorBody } from '../http/errors.ts';
-import { registryRoutes } from '../registry/routes/index.ts';
-import { isAdapterUpload } from '../registry/routes/adapter-upload.ts';
+import { registryRoutes } from '../../registry/routes/index.ts';
+import { isAdapterUpload } from '../../registry/routes/adapter-upload.ts';
 import type { GenerationConfig } from './generation/config.ts';
 import { generationContext, type GenerationContext } from './generation/context.ts';
 import { GENERATION_PATHS, generationRoutes } from './generation/routes.ts';

@@ -1,5 +1,5 @@
 import type { HttpEnv } from '../http/middleware.ts';
-import type { RegistryDeps } from '../registry/http.ts';
+import type { RegistryDeps } from '../../registry/http.ts';
 
 /**
  * The edge app's Hono environment: the caller (set by authentication) and the deps every route

@@ -1,7 +1,7 @@
 import { Hono, type Context, type MiddlewareHandler } from 'hono';
-import { authenticate } from '../registry/auth.ts';
+import { authenticate } from '../../registry/auth.ts';
 import type { AppEnv } from './env.ts';
-import { formatRef } from '../registry/names.ts';
+import { formatRef } from '../../registry/names.ts';
 import { ApiError } from '../http/errors.ts';
 import { hasScope } from '../http/principal.ts';
 import { boundedLabel, OTHER } from '../util/bounded-labels.ts';

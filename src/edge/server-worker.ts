@@ -1,9 +1,9 @@
 import type { D1Database, ExecutionContext, R2Bucket, ScheduledController } from '@cloudflare/workers-types/index.ts';
-import { installOperatorKey } from '../registry/auth.ts';
-import { R2BlobStore } from '../registry/blobs/r2.ts';
-import { D1RoundTrips, d1Registry } from '../registry/db/d1.ts';
-import { digestStreamHasher } from '../registry/hash.ts';
-import { sweepOrphans } from '../registry/sweep.ts';
+import { installOperatorKey } from '../../registry/auth.ts';
+import { R2BlobStore } from '../../registry/blobs/r2.ts';
+import { D1RoundTrips, d1Registry } from '../../registry/db/d1.ts';
+import { digestStreamHasher } from '../../registry/hash.ts';
+import { sweepOrphans } from '../../registry/sweep.ts';
 import { createApp, type AppDeps } from './app.ts';
 import { embeddedDashboard } from './ui/embedded.ts';
 import { parseComputeNodes } from './routing/pools.ts';

@@ -1,5 +1,5 @@
 import { eq, sql, type SQL } from 'drizzle-orm';
-import type { Db, Statement } from '../registry/db/index.ts';
+import type { Db, Statement } from '../../registry/db/index.ts';
 import {
   experimentFeedback,
   experimentHistogram,
@@ -7,7 +7,7 @@ import {
   experimentPeriods,
   experimentUnitMetrics,
   experimentUnits,
-} from '../registry/schema.ts';
+} from '../../registry/schema.ts';
 import { countingNow } from './store.ts';
 
 /**

@@ -1,4 +1,4 @@
-import type { RegistryDb } from '../registry/db/index.ts';
+import type { RegistryDb } from '../../registry/db/index.ts';
 import { readAggregates } from './aggregates.ts';
 import { isLive, type Experiment } from './lifecycle.ts';
 import { experimentHistoryOf, getExperiment, haltExperiment, promoteArm } from './store.ts';

@@ -1,5 +1,5 @@
 import { badRequest, conflict, notFound } from '../http/errors.ts';
-import type { ExperimentMetric, ExperimentStatus, Guardrails } from '../registry/schema.ts';
+import type { ExperimentMetric, ExperimentStatus, Guardrails } from '../../registry/schema.ts';
 
 /**
  * An experiment's life, as rules over plain values (store.ts writes what they decide):

@@ -1,5 +1,5 @@
-import type { RegistryDb } from '../registry/db/index.ts';
-import { appendEvents, countedEventStatement, type EventInput } from '../registry/queries/events.ts';
+import type { RegistryDb } from '../../registry/db/index.ts';
+import { appendEvents, countedEventStatement, type EventInput } from '../../registry/queries/events.ts';
 import type { ArmAssignment } from './assign.ts';
 import { servedCounts, servedStatements } from './aggregates.ts';
 import { evaluateExperiment } from './evaluate.ts';

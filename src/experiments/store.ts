@@ -1,10 +1,10 @@
 import { and, asc, desc, eq, sql } from 'drizzle-orm';
-import type { Db, RegistryDb, Statement } from '../registry/db/index.ts';
-import { isUniqueViolation } from '../registry/db/index.ts';
+import type { Db, RegistryDb, Statement } from '../../registry/db/index.ts';
+import { isUniqueViolation } from '../../registry/db/index.ts';
 import { ApiError, conflict, notFound } from '../http/errors.ts';
-import { adapters, experimentArms, experimentHistory, experimentPeriods, experiments } from '../registry/schema.ts';
-import { aliasMoveStatements, getAlias } from '../registry/queries/aliases.ts';
-import { canWrite, getVersion, type AdapterRow, type Viewer } from '../registry/queries/adapters.ts';
+import { adapters, experimentArms, experimentHistory, experimentPeriods, experiments } from '../../registry/schema.ts';
+import { aliasMoveStatements, getAlias } from '../../registry/queries/aliases.ts';
+import { canWrite, getVersion, type AdapterRow, type Viewer } from '../../registry/queries/adapters.ts';
 import {
   armsOf,
   DEFAULT_METRIC,

@@ -1,6 +1,6 @@
 import { chmodSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { generateKey, keyFormatProblem } from '../registry/auth.ts';
+import { generateKey, keyFormatProblem } from '../../registry/auth.ts';
 
 /** VERSA_API_KEY (or `given`) checked before any slow start-up work; undefined when unset. */
 export function checkedApiKey(given: string | undefined = process.env.VERSA_API_KEY): string | undefined {

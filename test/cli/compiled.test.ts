@@ -23,7 +23,7 @@ const REPO_ROOT = resolve(import.meta.dirname, '../..');
  */
 function checkout(without: string[] = []) {
   const dir = mkdtempSync(join(tmpdir(), 'versa-checkout-'));
-  for (const path of ['bin', 'src', 'scripts/build.mjs', 'package.json']) {
+  for (const path of ['bin', 'src', 'registry', 'scripts/build.mjs', 'package.json']) {
     cpSync(join(REPO_ROOT, path), join(dir, path), { recursive: true });
   }
   symlinkSync(join(REPO_ROOT, 'migrations'), join(dir, 'migrations'));

@@ -2,8 +2,8 @@ import { copyFileSync, mkdtempSync, readdirSync, readFileSync, statSync, utimesS
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { manifestDigest } from '../../src/registry/digest.ts';
-import { describeLocalModel } from '../../src/registry/local.ts';
+import { manifestDigest } from '../../registry/digest.ts';
+import { describeLocalModel } from '../../registry/local.ts';
 import { modelSha256 } from '../../src/engine/weights/identity.ts';
 import { fixture } from '../helpers/fixtures.ts';
 

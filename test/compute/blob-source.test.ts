@@ -3,7 +3,7 @@ import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { FolderBlobStore } from '../../src/registry/blobs/folder.ts';
+import { FolderBlobStore } from '../../registry/blobs/folder.ts';
 import { firstOf, registrySource, storeSource } from '../../src/compute/blob-source.ts';
 import { freePort } from '../helpers/compute.ts';
 

@@ -10,7 +10,7 @@ import { versa } from '../helpers/cli.ts';
 import { startProduct, type TestProduct } from '../helpers/product.ts';
 import { startRegistry, type TestRegistry } from '../helpers/registry.ts';
 import { startComputeNode, type ComputeNode } from '../../src/compute/node.ts';
-import { createApiKey } from '../../src/registry/auth.ts';
+import { createApiKey } from '../../registry/auth.ts';
 import { startNodeServer } from '../../src/edge/server-node.ts';
 
 /**

@@ -2,9 +2,9 @@ import { copyFileSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { FolderBlobStore } from '../../src/registry/blobs/folder.ts';
-import { RegistryClient } from '../../src/registry/client.ts';
-import { importLocalModel, publishFolder } from '../../src/registry/local.ts';
+import { FolderBlobStore } from '../../registry/blobs/folder.ts';
+import { RegistryClient } from '../../registry/client.ts';
+import { importLocalModel, publishFolder } from '../../registry/local.ts';
 import { startComputeNode, type ComputeNode } from '../../src/compute/node.ts';
 import { startNodeServer, type NodeServer } from '../../src/edge/server-node.ts';
 import { AUTH, COMPUTE_TOKEN, generate, metric } from '../helpers/compute.ts';

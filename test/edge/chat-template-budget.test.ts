@@ -2,7 +2,7 @@ import { cpSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { importLocalModel } from '../../src/registry/local.ts';
+import { importLocalModel } from '../../registry/local.ts';
 import { startNodeServer, type NodeServer } from '../../src/edge/server-node.ts';
 import { fixture } from '../helpers/fixtures.ts';
 

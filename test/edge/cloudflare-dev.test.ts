@@ -71,7 +71,17 @@ describe('local Cloudflare development, as the README says', () => {
     const [edgePort, nodePort] = [await freePort(), await freePort()];
     const ports = (text: string) => text.replaceAll('8787', String(edgePort)).replaceAll('8788', String(nodePort));
     // dist/: the dashboard's bundle, which wrangler puts into the Worker (`npm install` built it, as for a user).
-    for (const linked of ['package.json', 'node_modules', 'bin', 'scripts', 'src', 'migrations', 'test', 'dist'])
+    for (const linked of [
+      'package.json',
+      'node_modules',
+      'bin',
+      'scripts',
+      'src',
+      'registry',
+      'migrations',
+      'test',
+      'dist',
+    ])
       symlinkSync(join(REPO_ROOT, linked), join(dir, linked));
     copyFileSync(join(REPO_ROOT, 'wrangler.toml'), join(dir, 'wrangler.toml'));
     writeFileSync(join(dir, '.dev.vars.example'), ports(readFileSync(join(REPO_ROOT, '.dev.vars.example'), 'utf8')));

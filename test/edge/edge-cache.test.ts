@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createApiKey } from '../../src/registry/auth.ts';
-import { publishFolder } from '../../src/registry/local.ts';
+import { createApiKey } from '../../registry/auth.ts';
+import { publishFolder } from '../../registry/local.ts';
 import { RegistryCache } from '../../src/edge/generation/cache.ts';
 import { generationContext } from '../../src/edge/generation/context.ts';
 import { nodeSettingsFrom } from '../../src/edge/routing/settings.ts';

@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import OpenAI from 'openai';
 import { afterAll, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
-import { publishFolder } from '../../src/registry/local.ts';
+import { publishFolder } from '../../registry/local.ts';
 import { fixture } from '../helpers/fixtures.ts';
 import { publishVlmMaxV2, resetVlmMax, serveRequests, startVlmMaxExperiment, until } from '../helpers/experiments.ts';
 import { startProduct, type TestProduct } from '../helpers/product.ts';

@@ -2,7 +2,7 @@ import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { importLocalModel } from '../../src/registry/local.ts';
+import { importLocalModel } from '../../registry/local.ts';
 import type { GenerationConfig } from '../../src/edge/generation/config.ts';
 import { startNodeServer, type NodeServer } from '../../src/edge/server-node.ts';
 import { NodePool } from '../../src/edge/routing/nodes.ts';

@@ -2,7 +2,7 @@ import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { publishFolder } from '../../src/registry/local.ts';
+import { publishFolder } from '../../registry/local.ts';
 import { startNodeServer } from '../../src/edge/server-node.ts';
 import { fixture } from '../helpers/fixtures.ts';
 import { startProduct, type TestProduct } from '../helpers/product.ts';

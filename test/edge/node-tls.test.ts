@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import OpenAI from 'openai';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { importLocalModel } from '../../src/registry/local.ts';
+import { importLocalModel } from '../../registry/local.ts';
 import { isPrivateHost, parseComputeNodes } from '../../src/edge/routing/pools.ts';
 import { openLocalRegistry } from '../../src/edge/server-node.ts';
 import { versa } from '../helpers/cli.ts';

@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { eq } from 'drizzle-orm';
-import { events } from '../../src/registry/schema.ts';
+import { events } from '../../registry/schema.ts';
 import { until } from '../helpers/experiments.ts';
 import { startProduct, type TestProduct } from '../helpers/product.ts';
 

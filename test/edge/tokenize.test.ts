@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { publishFolder } from '../../src/registry/local.ts';
+import { publishFolder } from '../../registry/local.ts';
 import { fixture, readJson } from '../helpers/fixtures.ts';
 import { startProduct, type TestProduct } from '../helpers/product.ts';
 

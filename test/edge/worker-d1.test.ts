@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { RegistryClient } from '../../src/registry/client.ts';
-import { describeLocalModel, publishFolder } from '../../src/registry/local.ts';
+import { RegistryClient } from '../../registry/client.ts';
+import { describeLocalModel, publishFolder } from '../../registry/local.ts';
 import { startComputeNode, type ComputeNode } from '../../src/compute/node.ts';
 import { COMPUTE_TOKEN, freePort } from '../helpers/compute.ts';
 import { fixture } from '../helpers/fixtures.ts';

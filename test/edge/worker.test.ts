@@ -2,8 +2,8 @@ import OpenAI from 'openai';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { fixture, readJson } from '../helpers/fixtures.ts';
 import { startWorkerRegistry, type TestWorker } from '../helpers/registry.ts';
-import { RegistryClient } from '../../src/registry/client.ts';
-import { describeLocalModel, publishFolder } from '../../src/registry/local.ts';
+import { RegistryClient } from '../../registry/client.ts';
+import { describeLocalModel, publishFolder } from '../../registry/local.ts';
 import { startComputeNode, type ComputeNode } from '../../src/compute/node.ts';
 import { COMPUTE_TOKEN, freePort } from '../helpers/compute.ts';
 

@@ -1,6 +1,6 @@
 import { Template } from '@huggingface/jinja';
 import { describe, expect, it } from 'vitest';
-import { chatTemplateError } from '../../src/registry/template-check.ts';
+import { chatTemplateError } from '../../registry/template-check.ts';
 import { renderChat, TemplateBudgetError, type ChatMessage } from '../../src/engine/tokenizer/chat-template.ts';
 
 /**

@@ -2,7 +2,7 @@ import { mkdtempSync, readdirSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { AdapterRef } from '../../src/protocol/compute.ts';
-import { FolderBlobStore } from '../../src/registry/blobs/folder.ts';
+import { FolderBlobStore } from '../../registry/blobs/folder.ts';
 import { versionSha256 } from '../../src/compute/adapter-cache.ts';
 
 /** The token the tests' compute nodes require (what VERSA_COMPUTE_TOKEN holds in production). */

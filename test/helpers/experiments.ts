@@ -1,6 +1,6 @@
-import type { RegistryClient } from '../../src/registry/client.ts';
-import type { RegistryDb } from '../../src/registry/db/index.ts';
-import { publishFolder } from '../../src/registry/local.ts';
+import type { RegistryClient } from '../../registry/client.ts';
+import type { RegistryDb } from '../../registry/db/index.ts';
+import { publishFolder } from '../../registry/local.ts';
 import { servedStatements, type Served } from '../../src/experiments/aggregates.ts';
 import { histogramBucket } from '../../src/experiments/stats.ts';
 import { fixture } from './fixtures.ts';

@@ -1,7 +1,7 @@
 import OpenAI from 'openai';
-import { createApiKey } from '../../src/registry/auth.ts';
-import { RegistryClient } from '../../src/registry/client.ts';
-import { importLocalModel, publishFolder } from '../../src/registry/local.ts';
+import { createApiKey } from '../../registry/auth.ts';
+import { RegistryClient } from '../../registry/client.ts';
+import { importLocalModel, publishFolder } from '../../registry/local.ts';
 import { startComputeNode, type ComputeNode } from '../../src/compute/node.ts';
 import type { GenerationConfig } from '../../src/edge/generation/config.ts';
 import { fixture } from './fixtures.ts';

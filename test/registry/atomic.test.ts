@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
-import { sweepOrphans } from '../../src/registry/sweep.ts';
+import { sweepOrphans } from '../../registry/sweep.ts';
 import { errorOf, publish, published, registerBase, snapshot, toyConfig, vlmAdapter } from '../helpers/adapters.ts';
 import { BACKENDS, FaultInjectingBlobs, startRegistry, type TestRegistry } from '../helpers/registry.ts';
 

@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createApiKey } from '../../src/registry/auth.ts';
+import { createApiKey } from '../../registry/auth.ts';
 import type { Scope } from '../../src/http/principal.ts';
 import { errorOf, publish, publishForm, published, registerBase, toyConfig, vlmAdapter } from '../helpers/adapters.ts';
 import { BACKENDS, startRegistry, type TestRegistry } from '../helpers/registry.ts';

@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
-import type { BlobStore, PutOptions } from '../../src/registry/blobs/store.ts';
-import { leaseBlob } from '../../src/registry/queries/blobs.ts';
-import { sweepOrphans } from '../../src/registry/sweep.ts';
+import type { BlobStore, PutOptions } from '../../registry/blobs/store.ts';
+import { leaseBlob } from '../../registry/queries/blobs.ts';
+import { sweepOrphans } from '../../registry/sweep.ts';
 import { registerBase, toyConfig, vlmAdapter, type AdapterFiles } from '../helpers/adapters.ts';
 import { BACKENDS, startRegistry, type TestRegistry } from '../helpers/registry.ts';
 

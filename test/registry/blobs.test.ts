@@ -2,9 +2,9 @@ import { mkdirSync, mkdtempSync, readdirSync, rmSync, utimesSync, writeFileSync 
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { FolderBlobStore } from '../../src/registry/blobs/folder.ts';
-import { BlobIntegrityError, type BlobStore } from '../../src/registry/blobs/store.ts';
-import { sha256Hex } from '../../src/registry/hash.ts';
+import { FolderBlobStore } from '../../registry/blobs/folder.ts';
+import { BlobIntegrityError, type BlobStore } from '../../registry/blobs/store.ts';
+import { sha256Hex } from '../../registry/hash.ts';
 import { BACKENDS, startRegistry, type TestRegistry } from '../helpers/registry.ts';
 
 const MiB = 1024 * 1024;

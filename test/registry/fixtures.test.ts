@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { sha256Hex } from '../../src/registry/hash.ts';
-import { adapterFolderFiles, describeLocalModel } from '../../src/registry/local.ts';
+import { sha256Hex } from '../../registry/hash.ts';
+import { adapterFolderFiles, describeLocalModel } from '../../registry/local.ts';
 import { published } from '../helpers/adapters.ts';
 import { fixture } from '../helpers/fixtures.ts';
 import { BACKENDS, startRegistry, type TestRegistry } from '../helpers/registry.ts';

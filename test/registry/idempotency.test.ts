@@ -2,8 +2,8 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { RegistryClient } from '../../src/registry/client.ts';
-import { publishFolder } from '../../src/registry/local.ts';
+import { RegistryClient } from '../../registry/client.ts';
+import { publishFolder } from '../../registry/local.ts';
 import { errorOf, publishForm, registerBase, toyConfig, vlmAdapter, type AdapterFiles } from '../helpers/adapters.ts';
 import { BACKENDS, startRegistry, type TestRegistry } from '../helpers/registry.ts';
 

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { formDataBoundary, MultipartError, readMultipart } from '../../src/registry/multipart.ts';
+import { formDataBoundary, MultipartError, readMultipart } from '../../registry/multipart.ts';
 
 const enc = new TextEncoder();
 

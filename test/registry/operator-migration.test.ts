@@ -5,7 +5,7 @@ import Database from 'better-sqlite3';
 import { drizzle } from 'drizzle-orm/better-sqlite3';
 import { migrate } from 'drizzle-orm/better-sqlite3/migrator';
 import { afterAll, describe, expect, it } from 'vitest';
-import { sqliteRegistry } from '../../src/registry/db/sqlite.ts';
+import { sqliteRegistry } from '../../registry/db/sqlite.ts';
 import { REPO_ROOT } from '../helpers/registry.ts';
 
 /**

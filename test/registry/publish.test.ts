@@ -1,10 +1,10 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { manifestText } from '../../src/engine/adapters/manifest.ts';
-import { sha256Hex } from '../../src/registry/hash.ts';
-import { appendEvents } from '../../src/registry/queries/events.ts';
-import { getAdapter, resolveAdapter } from '../../src/registry/queries/adapters.ts';
+import { sha256Hex } from '../../registry/hash.ts';
+import { appendEvents } from '../../registry/queries/events.ts';
+import { getAdapter, resolveAdapter } from '../../registry/queries/adapters.ts';
 import { getRunningExperiment } from '../../src/experiments/store.ts';
-import { resolveModel } from '../../src/registry/queries/resolve.ts';
+import { resolveModel } from '../../registry/queries/resolve.ts';
 import {
   errorOf,
   loraAdapter,

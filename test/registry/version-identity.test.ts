@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { sha256Hex } from '../../src/registry/hash.ts';
-import { sweepOrphans } from '../../src/registry/sweep.ts';
+import { sha256Hex } from '../../registry/hash.ts';
+import { sweepOrphans } from '../../registry/sweep.ts';
 import { published, registerBase, toyConfig, vlmAdapter } from '../helpers/adapters.ts';
 import { BACKENDS, startRegistry, type TestRegistry } from '../helpers/registry.ts';
 

@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { sha256Hex } from '../../src/registry/hash.ts';
+import { sha256Hex } from '../../registry/hash.ts';
 import { errorOf, publishForm, toyConfig, vlmAdapter, type AdapterFiles } from '../helpers/adapters.ts';
 import { startWorkerRegistry, type TestWorker } from '../helpers/registry.ts';
 

@@ -1,7 +1,7 @@
 import { existsSync } from 'node:fs';
 import type { Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { publishFolder } from '../../src/registry/local.ts';
+import { publishFolder } from '../../registry/local.ts';
 import { serveRequests } from '../helpers/experiments.ts';
 import { fixture } from '../helpers/fixtures.ts';
 import { startProduct, type TestProduct } from '../helpers/product.ts';

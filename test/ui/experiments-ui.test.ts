@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { publishFolder } from '../../src/registry/local.ts';
+import { publishFolder } from '../../registry/local.ts';
 import { feedbackStatements } from '../../src/experiments/aggregates.ts';
 import { openDashboard, type DashboardPage } from '../helpers/dashboard.ts';
 import { serveRequests } from '../helpers/experiments.ts';

@@ -1,5 +1,5 @@
 import { Option, type Command } from 'commander';
-import { VISIBILITIES } from '../../registry/schema.ts';
+import { VISIBILITIES } from '../../../registry/schema.ts';
 import { clientOf, formatBytes, table, withRegistryOptions, type RegistryOptions } from './registry-options.ts';
 
 interface LsOptions extends RegistryOptions {

@@ -64,7 +64,7 @@ async function run(o: ComputeOptions): Promise<void> {
   const { checkedToken, startComputeNode } = await import('../../compute/node.ts');
   // Refused before minutes of model loading: a node without a token answers nobody.
   const token = checkedToken(o.tokenFile ? readFileSync(o.tokenFile, 'utf8').trim() : process.env.VERSA_COMPUTE_TOKEN);
-  const { FolderBlobStore } = await import('../../registry/blobs/folder.ts');
+  const { FolderBlobStore } = await import('../../../registry/blobs/folder.ts');
   const log = (line: string) => process.stderr.write(`versa compute: ${line}\n`);
   const registry = o.registry ?? process.env.VERSA_REGISTRY;
   if (registry && !URL.canParse(registry)) throw new Error(`--registry / VERSA_REGISTRY is not a URL: "${registry}"`);

@@ -1,5 +1,5 @@
 import { Option, type Command } from 'commander';
-import { EXPERIMENT_STATUSES } from '../../registry/schema.ts';
+import { EXPERIMENT_STATUSES } from '../../../registry/schema.ts';
 import { readSpecFile, specOf, weights, withSpecOptions, type SpecOptions } from '../experiment-spec.ts';
 import { clientOf, table, withRegistryOptions, type RegistryOptions } from './registry-options.ts';
 

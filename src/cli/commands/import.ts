@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import { describeLocalModel } from '../../registry/local.ts';
+import { describeLocalModel } from '../../../registry/local.ts';
 import { clientOf, formatBytes, progress, withRegistryOptions, type RegistryOptions } from './registry-options.ts';
 
 interface ImportOptions extends RegistryOptions {

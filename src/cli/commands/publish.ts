@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import type { Command } from 'commander';
-import { adapterFolderFiles, publishFolder } from '../../registry/local.ts';
+import { adapterFolderFiles, publishFolder } from '../../../registry/local.ts';
 import { parse } from '../output.ts';
 import { clientOf, formatBytes, progress, withRegistryOptions, type RegistryOptions } from './registry-options.ts';
 

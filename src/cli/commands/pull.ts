@@ -2,10 +2,10 @@ import { mkdirSync, renameSync, rmSync } from 'node:fs';
 import { open } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import type { Command } from 'commander';
-import { nodeHasher } from '../../registry/hash-node.ts';
+import { nodeHasher } from '../../../registry/hash-node.ts';
 import { clientOf, formatBytes, progress, withRegistryOptions, type RegistryOptions } from './registry-options.ts';
 import { warn } from '../output.ts';
-import { FILE_NAME_RE, formatRef } from '../../registry/names.ts';
+import { FILE_NAME_RE, formatRef } from '../../../registry/names.ts';
 
 export function register(program: Command): void {
   withRegistryOptions(

@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
 import { SingleBar, Presets } from 'cli-progress';
 import { resolve } from 'node:path';
-import { RegistryClient } from '../../registry/client.ts';
+import { RegistryClient } from '../../../registry/client.ts';
 import { existingLocalKey } from '../../start/home.ts';
 
 /** Options shared by the commands that talk to a registry. */

@@ -1,5 +1,5 @@
 import { InvalidArgumentError, type Command } from 'commander';
-import type { TenantSettingsBody } from '../../registry/client.ts';
+import type { TenantSettingsBody } from '../../../registry/client.ts';
 import { clientOf, table, withRegistryOptions, type RegistryOptions } from './registry-options.ts';
 
 interface SettingsOptions extends RegistryOptions {

@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import type { VersionStatus } from '../../registry/schema.ts';
+import type { VersionStatus } from '../../../registry/schema.ts';
 import { parse } from '../output.ts';
 import { clientOf, withRegistryOptions, type RegistryOptions } from './registry-options.ts';
 

@@ -1,6 +1,6 @@
 import type { MiddlewareHandler } from 'hono';
 import type { AppEnv } from '../env.ts';
-import { authenticate } from '../../registry/auth.ts';
+import { authenticate } from '../../../registry/auth.ts';
 import { principalMiddleware } from '../../http/middleware.ts';
 
 /** How long the edge reuses what it read from the registry, unless told otherwise (GenerationConfig). */

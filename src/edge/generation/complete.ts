@@ -2,7 +2,7 @@ import type { Context } from 'hono';
 import { streamSSE, type SSEStreamingApi } from 'hono/streaming';
 import type { AppEnv } from '../env.ts';
 import { usageRecorder, type RecorderContext } from '../../experiments/recorder.ts';
-import { formatRef } from '../../registry/names.ts';
+import { formatRef } from '../../../registry/names.ts';
 import { setWarning } from '../../http/middleware.ts';
 import { ApiError, errorBody } from '../../http/errors.ts';
 import type { Principal } from '../../http/principal.ts';

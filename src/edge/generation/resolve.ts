@@ -1,10 +1,10 @@
-import type { Db } from '../../registry/db/index.ts';
-import type { Viewer } from '../../registry/queries/adapters.ts';
-import { resolveAdapter } from '../../registry/queries/adapters.ts';
+import type { Db } from '../../../registry/db/index.ts';
+import type { Viewer } from '../../../registry/queries/adapters.ts';
+import { resolveAdapter } from '../../../registry/queries/adapters.ts';
 import { getActiveExperiment } from '../../experiments/store.ts';
 import type { Experiment } from '../../experiments/lifecycle.ts';
-import { resolveModel, type ResolvedModel } from '../../registry/queries/resolve.ts';
-import type { FileEntry } from '../../registry/schema.ts';
+import { resolveModel, type ResolvedModel } from '../../../registry/queries/resolve.ts';
+import type { FileEntry } from '../../../registry/schema.ts';
 import { assignArm, type ArmAssignment } from '../../experiments/assign.ts';
 import { RegistryCache } from './cache.ts';
 
@@ -29,7 +29,7 @@ export interface Target {
 }
 
 /**
- * Resolves a request's `model` (src/registry/queries/resolve.ts has the grammar) for this caller's
+ * Resolves a request's `model` (registry/queries/resolve.ts has the grammar) for this caller's
  * unit: a bare ADAPTER with a running experiment goes to the unit's sticky arm, or to the control
  * arm (the first) while the experiment is killed, when the caller is of the adapter's tenant.
  * Registry reads go through `cache` (per caller's tenant: visibility differs); the arm is chosen

@@ -4,7 +4,7 @@ import type { AppEnv } from '../env.ts';
 import { principalOf, validationHook } from '../../http/middleware.ts';
 import { ApiError } from '../../http/errors.ts';
 import type { Principal } from '../../http/principal.ts';
-import { viewerOf } from '../../registry/queries/adapters.ts';
+import { viewerOf } from '../../../registry/queries/adapters.ts';
 import { bearer, errors, jsonBody } from '../../http/openapi.ts';
 import { ChatCompletionRequest, CompletionRequest, penaltiesOf, promptsOf } from '../openai/schemas.ts';
 import { renderPrompt } from '../openai/prompt.ts';

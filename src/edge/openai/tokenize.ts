@@ -1,8 +1,8 @@
 import { createRoute, OpenAPIHono, z } from '@hono/zod-openapi';
 import type { Context } from 'hono';
 import type { AppEnv } from '../env.ts';
-import { viewerOf } from '../../registry/queries/adapters.ts';
-import { formatRef } from '../../registry/names.ts';
+import { viewerOf } from '../../../registry/queries/adapters.ts';
+import { formatRef } from '../../../registry/names.ts';
 import { bearer, errors, jsonBody } from '../../http/openapi.ts';
 import { principalOf, validationHook } from '../../http/middleware.ts';
 import {

@@ -6,8 +6,8 @@ import { inspectModel } from '../loaders/load.ts';
 
 /**
  * What identifies a model's weights: the sha256 of each of its files and of their manifest, computed
- * exactly as the registry computes a base version's sha256 (src/registry/local.ts describes a local model
- * with hashFiles, src/registry/digest.ts digests the manifest). A compute node reports it, so that the
+ * exactly as the registry computes a base version's sha256 (registry/local.ts describes a local model
+ * with hashFiles, registry/digest.ts digests the manifest). A compute node reports it, so that the
  * edge sends a request only to a node holding the very files of the resolved base version.
  */
 export interface FileDigest {

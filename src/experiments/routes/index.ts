@@ -1,5 +1,5 @@
 import { OpenAPIHono } from '@hono/zod-openapi';
-import type { RegistryEnv } from '../../registry/http.ts';
+import type { RegistryEnv } from '../../../registry/http.ts';
 import { validationHook } from '../../http/middleware.ts';
 import { manageRoutes } from './manage.ts';
 import { outcomeRoutes, type OutcomeDeps } from './outcomes.ts';

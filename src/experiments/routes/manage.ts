@@ -1,9 +1,9 @@
 import { createRoute, OpenAPIHono, z } from '@hono/zod-openapi';
-import type { RegistryEnv } from '../../registry/http.ts';
+import type { RegistryEnv } from '../../../registry/http.ts';
 import { principalOf } from '../../http/middleware.ts';
-import { canWrite, findVisibleAdapter, findWritableAdapter, viewerOf } from '../../registry/queries/adapters.ts';
-import { iso, Name } from '../../registry/routes/schemas.ts';
-import type { Guardrails } from '../../registry/schema.ts';
+import { canWrite, findVisibleAdapter, findWritableAdapter, viewerOf } from '../../../registry/queries/adapters.ts';
+import { iso, Name } from '../../../registry/routes/schemas.ts';
+import type { Guardrails } from '../../../registry/schema.ts';
 import { conflictError, errors, json, jsonBody, scoped } from '../../http/openapi.ts';
 import {
   createExperiment,

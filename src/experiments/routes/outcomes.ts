@@ -1,11 +1,11 @@
 import { createRoute, OpenAPIHono, z } from '@hono/zod-openapi';
 import type { Context } from 'hono';
-import type { RegistryEnv } from '../../registry/http.ts';
+import type { RegistryEnv } from '../../../registry/http.ts';
 import { hasScope } from '../../http/principal.ts';
 import { principalOf } from '../../http/middleware.ts';
 import { ApiError, badRequest } from '../../http/errors.ts';
-import { viewerOf } from '../../registry/queries/adapters.ts';
-import { appendEvents, findCompletion, type EventInput } from '../../registry/queries/events.ts';
+import { viewerOf } from '../../../registry/queries/adapters.ts';
+import { appendEvents, findCompletion, type EventInput } from '../../../registry/queries/events.ts';
 import { bearer, errors, json, jsonBody, rateLimitedError } from '../../http/openapi.ts';
 import { feedbackStatements, metricEventStatements } from '../aggregates.ts';
 import { evaluateExperiment } from '../evaluate.ts';

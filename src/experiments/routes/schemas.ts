@@ -1,6 +1,6 @@
 import { z } from '@hono/zod-openapi';
-import { AliasName, iso } from '../../registry/routes/schemas.ts';
-import { EXPERIMENT_STATUSES, type ExperimentMetric } from '../../registry/schema.ts';
+import { AliasName, iso } from '../../../registry/routes/schemas.ts';
+import { EXPERIMENT_STATUSES, type ExperimentMetric } from '../../../registry/schema.ts';
 import { ONE_TARGET, namesOneTarget, type Experiment } from '../lifecycle.ts';
 
 /** The experiment API's request and response shapes (also its OpenAPI components). */

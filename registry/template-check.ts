@@ -1,4 +1,4 @@
-import { parseChatTemplate, renderChat, TemplateBudgetError } from '../engine/tokenizer/chat-template.ts';
+import { parseChatTemplate, renderChat, TemplateBudgetError } from '../src/engine/tokenizer/chat-template.ts';
 
 /** A short conversation every template is tried on when saved: one that runs over its budget here always would. */
 const SAMPLE = [

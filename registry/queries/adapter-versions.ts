@@ -1,8 +1,8 @@
 import { and, asc, eq, gt, isNull, sql } from 'drizzle-orm';
-import type { AdapterManifest } from '../../engine/adapters/format.ts';
+import type { AdapterManifest } from '../../src/engine/adapters/format.ts';
 import { isUniqueViolation, type Db, type RegistryDb, type Statement } from '../db/index.ts';
 import { behaviorDigest } from '../digest.ts';
-import { conflict } from '../../http/errors.ts';
+import { conflict } from '../../src/http/errors.ts';
 import {
   adapterFiles,
   adapters,

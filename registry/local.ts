@@ -10,10 +10,10 @@ import {
 } from 'node:fs';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
-import { ADAPTER_CONFIG_FILE, detectKind, LORA_WEIGHTS_FILE, VLM_WEIGHTS_FILE } from '../engine/adapters/format.ts';
-import { inspectModel } from '../engine/loaders/load.ts';
-import { hashFiles as hashModelFiles, type Progress } from '../engine/weights/identity.ts';
-import { chatTemplateNextTo, locateTokenizer } from '../engine/tokenizer/load.ts';
+import { ADAPTER_CONFIG_FILE, detectKind, LORA_WEIGHTS_FILE, VLM_WEIGHTS_FILE } from '../src/engine/adapters/format.ts';
+import { inspectModel } from '../src/engine/loaders/load.ts';
+import { hashFiles as hashModelFiles, type Progress } from '../src/engine/weights/identity.ts';
+import { chatTemplateNextTo, locateTokenizer } from '../src/engine/tokenizer/load.ts';
 import type { RegistryClient, UploadPart } from './client.ts';
 import type { PublishResponse } from './routes/adapter-upload.ts';
 import type { RegistryDb } from './db/index.ts';

@@ -1,4 +1,4 @@
-import { ApiError } from '../http/errors.ts';
+import { ApiError } from '../src/http/errors.ts';
 import { z } from '@hono/zod-openapi';
 
 /**

@@ -1,7 +1,7 @@
 import { createRoute, OpenAPIHono, z } from '@hono/zod-openapi';
-import { ApiError, badRequest, notFound } from '../../http/errors.ts';
+import { ApiError, badRequest, notFound } from '../../src/http/errors.ts';
 import { type RegistryEnv } from '../http.ts';
-import { principalOf, setWarning } from '../../http/middleware.ts';
+import { principalOf, setWarning } from '../../src/http/middleware.ts';
 import {
   decorate,
   findVisibleAdapter,
@@ -33,7 +33,7 @@ import {
   VisibilitySchema,
   ChatTemplateText,
 } from './schemas.ts';
-import { conflictError, errors, goneError, json, jsonBody, scoped } from '../../http/openapi.ts';
+import { conflictError, errors, goneError, json, jsonBody, scoped } from '../../src/http/openapi.ts';
 import { formatRef } from '../names.ts';
 
 const VersionSummarySchema = z

@@ -1,9 +1,9 @@
 import { and, asc, desc, eq, inArray, lt, sql } from 'drizzle-orm';
-import { parameterCount, type ModelConfig } from '../../engine/model/config.ts';
+import { parameterCount, type ModelConfig } from '../../src/engine/model/config.ts';
 import type { Db, RegistryDb } from '../db/index.ts';
 import { isUniqueViolation } from '../db/index.ts';
 import { manifestDigest } from '../digest.ts';
-import { conflict, notFound } from '../../http/errors.ts';
+import { conflict, notFound } from '../../src/http/errors.ts';
 import {
   adapters,
   baseModelFiles,

@@ -1,5 +1,10 @@
-import { headerLength, parseHeader, SafetensorsError, type SafetensorsHeader } from '../engine/weights/safetensors.ts';
-import { tooLarge } from '../http/errors.ts';
+import {
+  headerLength,
+  parseHeader,
+  SafetensorsError,
+  type SafetensorsHeader,
+} from '../src/engine/weights/safetensors.ts';
+import { tooLarge } from '../src/http/errors.ts';
 
 /**
  * Checks a safetensors upload as it streams: the header is parsed and validated from the first

@@ -1,4 +1,4 @@
-import type { HttpEnv } from '../http/middleware.ts';
+import type { HttpEnv } from '../src/http/middleware.ts';
 import type { BlobStore } from './blobs/store.ts';
 import type { RegistryDb } from './db/index.ts';
 

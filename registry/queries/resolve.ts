@@ -1,5 +1,5 @@
 import type { Db } from '../db/index.ts';
-import { ApiError } from '../../http/errors.ts';
+import { ApiError } from '../../src/http/errors.ts';
 import { invalidRef, parseRef, servingCheck, type Ref } from '../names.ts';
 import { findVisibleAdapter, resolveAdapter, type AdapterRow, type ResolvedAdapter, type Viewer } from './adapters.ts';
 import { getBaseModel, getBaseVersion, type BaseVersion } from './models.ts';

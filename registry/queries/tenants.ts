@@ -1,6 +1,6 @@
 import { and, asc, eq, isNull, type SQL } from 'drizzle-orm';
 import type { Db, RegistryDb } from '../db/index.ts';
-import { conflict, notFound } from '../../http/errors.ts';
+import { conflict, notFound } from '../../src/http/errors.ts';
 import { apiKeys, tenants } from '../schema.ts';
 
 export type TenantRow = typeof tenants.$inferSelect;

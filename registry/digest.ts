@@ -1,4 +1,4 @@
-import { manifestText } from '../engine/adapters/manifest.ts';
+import { manifestText } from '../src/engine/adapters/manifest.ts';
 import { sha256Hex } from './hash.ts';
 import type { FileEntry } from './schema.ts';
 

@@ -1,9 +1,9 @@
 import { createRoute, OpenAPIHono, z } from '@hono/zod-openapi';
 import { createApiKey } from '../auth.ts';
-import { ApiError, notFound } from '../../http/errors.ts';
+import { ApiError, notFound } from '../../src/http/errors.ts';
 import { type RegistryEnv } from '../http.ts';
-import { principalOf } from '../../http/middleware.ts';
-import { isOperator, SCOPES, type Principal } from '../../http/principal.ts';
+import { principalOf } from '../../src/http/middleware.ts';
+import { isOperator, SCOPES, type Principal } from '../../src/http/principal.ts';
 import {
   createTenant,
   DEFAULT_MAX_ADAPTER_FRACTION,
@@ -16,7 +16,7 @@ import {
   type TenantRow,
 } from '../queries/tenants.ts';
 import { iso, ScopeSchema, TenantId } from './schemas.ts';
-import { conflictError, errors, json, jsonBody, scoped } from '../../http/openapi.ts';
+import { conflictError, errors, json, jsonBody, scoped } from '../../src/http/openapi.ts';
 
 const MaxAdapterFraction = z
   .number()

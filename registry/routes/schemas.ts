@@ -1,8 +1,8 @@
 import { z } from '@hono/zod-openapi';
 import { AliasName, FileName, Name, Sha256, Tag, TenantId, VersionNumber } from '../names.ts';
 import { VERSION_STATUSES, VISIBILITIES } from '../schema.ts';
-import { SCOPES } from '../../http/principal.ts';
-import { ARCHITECTURES, CONFIG_LIMITS } from '../../engine/model/config.ts';
+import { SCOPES } from '../../src/http/principal.ts';
+import { ARCHITECTURES, CONFIG_LIMITS } from '../../src/engine/model/config.ts';
 import { chatTemplateError } from '../template-check.ts';
 
 /** Shared request/response schemas of the registry API (they are also its OpenAPI components). */

@@ -1,6 +1,6 @@
 import { sql } from 'drizzle-orm';
 import { check, integer, primaryKey, sqliteTable, text, uniqueIndex } from 'drizzle-orm/sqlite-core';
-import type { ModelConfig } from '../../engine/model/config.ts';
+import type { ModelConfig } from '../../src/engine/model/config.ts';
 import { createdAt, VERSION_STATUSES } from './common.ts';
 import { apiKeys, tenants } from './tenants.ts';
 

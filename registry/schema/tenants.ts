@@ -1,5 +1,5 @@
 import { index, integer, real, sqliteTable, text, uniqueIndex } from 'drizzle-orm/sqlite-core';
-import type { Scope } from '../../http/principal.ts';
+import type { Scope } from '../../src/http/principal.ts';
 import { createdAt } from './common.ts';
 
 /** Tenants and their API keys. */

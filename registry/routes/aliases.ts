@@ -1,7 +1,7 @@
 import { createRoute, OpenAPIHono, z } from '@hono/zod-openapi';
-import { notFound } from '../../http/errors.ts';
+import { notFound } from '../../src/http/errors.ts';
 import { type RegistryEnv } from '../http.ts';
-import { principalOf, setWarning } from '../../http/middleware.ts';
+import { principalOf, setWarning } from '../../src/http/middleware.ts';
 import { findVisibleAdapter, findWritableAdapter, viewerOf } from '../queries/adapters.ts';
 import {
   aliasHistoryPage,
@@ -13,7 +13,7 @@ import {
   type SetAliasResult,
 } from '../queries/aliases.ts';
 import { AdapterParam, AliasParam, iso, ListMeta, page, PageQuery } from './schemas.ts';
-import { conflictError, errors, json, jsonBody, scoped } from '../../http/openapi.ts';
+import { conflictError, errors, json, jsonBody, scoped } from '../../src/http/openapi.ts';
 
 const AliasSchema = z
   .object({

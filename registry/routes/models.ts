@@ -1,9 +1,9 @@
 import { createRoute, OpenAPIHono, z } from '@hono/zod-openapi';
-import { isOperator } from '../../http/principal.ts';
-import { ARCHITECTURES } from '../../engine/model/config.ts';
-import { ApiError, notFound } from '../../http/errors.ts';
+import { isOperator } from '../../src/http/principal.ts';
+import { ARCHITECTURES } from '../../src/engine/model/config.ts';
+import { ApiError, notFound } from '../../src/http/errors.ts';
 import { type RegistryEnv } from '../http.ts';
-import { principalOf } from '../../http/middleware.ts';
+import { principalOf } from '../../src/http/middleware.ts';
 import { decodeCursor, encodeCursor, listAdapters, viewerOf, type AdapterListItem } from '../queries/adapters.ts';
 import {
   baseDigests,
@@ -31,7 +31,7 @@ import {
   unixSeconds,
   VersionParam,
 } from './schemas.ts';
-import { conflictError, errors, json, jsonBody, scoped } from '../../http/openapi.ts';
+import { conflictError, errors, json, jsonBody, scoped } from '../../src/http/openapi.ts';
 import { formatRef } from '../names.ts';
 
 /**

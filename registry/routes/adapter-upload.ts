@@ -1,11 +1,11 @@
 import { createRoute, OpenAPIHono, z } from '@hono/zod-openapi';
-import { ApiError } from '../../http/errors.ts';
+import { ApiError } from '../../src/http/errors.ts';
 import { type RegistryEnv } from '../http.ts';
-import { principalOf } from '../../http/middleware.ts';
+import { principalOf } from '../../src/http/middleware.ts';
 import { formDataBoundary } from '../multipart.ts';
 import { publishAdapterVersion } from '../publish-adapter-version.ts';
 import { AdapterParam, BehaviorSha256, FileSchema } from './schemas.ts';
-import { conflictError, errors, json, scoped } from '../../http/openapi.ts';
+import { conflictError, errors, json, scoped } from '../../src/http/openapi.ts';
 import { formatRef } from '../names.ts';
 
 /** Idempotency-Key: bounded, visible ASCII (it is stored per tenant and echoed in messages). */

@@ -1,8 +1,8 @@
 import { and, asc, desc, eq, gt, inArray, lt, or, sql, type SQL } from 'drizzle-orm';
-import type { ModelConfig } from '../../engine/model/config.ts';
-import { isOperator, type Principal } from '../../http/principal.ts';
+import type { ModelConfig } from '../../src/engine/model/config.ts';
+import { isOperator, type Principal } from '../../src/http/principal.ts';
 import type { Db, RegistryDb } from '../db/index.ts';
-import { ApiError, conflict, notFound } from '../../http/errors.ts';
+import { ApiError, conflict, notFound } from '../../src/http/errors.ts';
 import { invalidRef, parseRef, servingCheck, type Ref } from '../names.ts';
 import {
   adapterFiles,

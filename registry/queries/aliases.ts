@@ -1,6 +1,6 @@
 import { and, asc, desc, eq, lt, sql } from 'drizzle-orm';
 import type { Db, RegistryDb, Statement } from '../db/index.ts';
-import { ApiError, conflict, notFound } from '../../http/errors.ts';
+import { ApiError, conflict, notFound } from '../../src/http/errors.ts';
 import { aliases, aliasHistory, apiKeys, experimentArms, experimentHistory, experiments } from '../schema.ts';
 import { decodeCursor, encodeCursor, getVersion, type AdapterRow, type Page } from './adapters.ts';
 

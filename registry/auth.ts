@@ -2,7 +2,7 @@ import { and, eq, isNull } from 'drizzle-orm';
 import type { RegistryDb } from './db/index.ts';
 import { sha256Hex } from './hash.ts';
 import { apiKeys, tenants } from './schema.ts';
-import type { Principal, Scope } from '../http/principal.ts';
+import type { Principal, Scope } from '../src/http/principal.ts';
 
 /**
  * API keys: `vsk_` + 32 random bytes (base64url). Only their sha256 is stored; the key itself is
