@@ -96,6 +96,15 @@ describe('KV cache', () => {
     expect(() => cache.ensure(5, 301)).toThrow(RangeError);
   });
 
+  it('never has a capacity of 0 (WebGPU cannot bind a zero-size past tensor)', () => {
+    const cache = new KvCache(config);
+    cache.ensure(1, 0); // a fresh prompt: nothing cached yet
+    expect(cache.capacity).toBe(64);
+    expect(cache.slices(0, 0, 1).keyDims).toEqual([1, config.numKvHeads, config.headDim, 64]);
+    cache.shrink(0);
+    expect(cache.capacity).toBe(64);
+  });
+
   it('moveRow copies and swapRows exchanges whole rows in every layer', () => {
     const cache = new KvCache(config);
     cache.ensure(3, 5);

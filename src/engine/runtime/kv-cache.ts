@@ -37,6 +37,9 @@ export class KvCache {
   ensure(rows: number, length: number): void {
     if (length > this.c.maxPositions)
       throw new RangeError(`position ${length} exceeds the model's context of ${this.c.maxPositions}`);
+    // Never a capacity of 0: a zero-size past tensor cannot be bound on WebGPU (its MatMul fails
+    // in CreateBindGroup), so a fresh prompt attends over GROW masked positions instead of none.
+    length = Math.max(length, 1);
     const needLength = length > this.capacity;
     const needRows = rows > this.rowCapacity;
     if (!needLength && !needRows) return;
@@ -47,7 +50,7 @@ export class KvCache {
 
   /** Shrinks the position capacity (e.g. after long rows left) to hold `length` positions. */
   shrink(length: number): void {
-    const capacity = Math.ceil(length / GROW) * GROW;
+    const capacity = Math.ceil(Math.max(length, 1) / GROW) * GROW;
     if (capacity <= this.capacity / 2) this.relayout(this.rowCapacity, capacity);
   }
 

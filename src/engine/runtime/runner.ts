@@ -80,7 +80,7 @@ export class ModelRunner {
     });
     const S = Math.max(...rows.map((r) => r.tokens.length));
     // The graph attends over the whole capacity (masked), so grow it for the past only; room for
-    // the new tokens is made after the run. A fresh prompt then attends over nothing cached.
+    // the new tokens is made after the run. A fresh prompt attends over masked positions only.
     this.cache.ensure(r0 + B, Math.max(...rows.map((r) => r.position)));
     const N = B * S;
     const V = c.vocabSize;
