@@ -273,11 +273,12 @@ export class DecoderGraph {
     g.output(keys, newKey(l), 'float32', ['B', kvh, 'S', hd]);
     g.output(values, newValue(l), 'float32', ['B', kvh, 'S', hd]);
     const qGrouped = g.reshape(perHead(headMajor(q, h), 'q'), [0, kvh, -1, hd]); // [B, Hkv, G*S, hd]
-    // q @ k scaled in the product (FusedMatMul's alpha, and transB for the new keys).
-    const alpha = { float: this.config.attentionScale ?? 1 / Math.sqrt(hd) };
-    const scaled = (b: string, transB: number) =>
-      g.op('FusedMatMul', [qGrouped, b], { alpha, transB }, undefined, CONTRIB);
-    let scores = g.concat([scaled(pastKey(l), 0), scaled(keys, 1)], 3);
+    // q @ k, then the scale: plain ops that onnxruntime's CPU optimizer fuses into one FusedMatMul
+    // each (alpha, and transB for the new keys), while a GPU provider, which has no FusedMatMul
+    // kernel (WebGPU), runs them as they are instead of sending the scores through the CPU.
+    const alpha = g.scalar(this.config.attentionScale ?? 1 / Math.sqrt(hd));
+    const scaled = (b: string) => g.mul(g.matmul(qGrouped, b), alpha);
+    let scores = g.concat([scaled(pastKey(l)), scaled(g.transpose(keys, [0, 1, 3, 2]))], 3);
     if (this.config.attentionSoftcap) scores = this.softcap(scores, this.config.attentionSoftcap);
     const window = this.config.slidingWindow;
     const bias = window?.layers.includes(l) ? this.windowBias(window.size) : this.bias;
