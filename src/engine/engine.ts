@@ -329,7 +329,7 @@ export async function openRuntime(
       ? (graph: BuiltGraph) => {
           const served = cachedWeights(graph.weights, cacheKey(opts.model, model.files, format), cache);
           weightCache = served.outcome;
-          return served.externalData;
+          return served;
         }
       : undefined;
     runner = await ModelRunner.create(config, model.weights, {

@@ -65,7 +65,7 @@ async function load(model: string, dir: string, format: WeightFormat = FLOAT32) 
       weightBytes: (graph) => {
         const served = cachedWeights(graph.weights, cacheKey(model, opened.files, format), { dir });
         outcome = served.outcome;
-        return served.externalData;
+        return served;
       },
     });
     return { runner, outcome, reads };
@@ -74,6 +74,7 @@ async function load(model: string, dir: string, format: WeightFormat = FLOAT32) 
   }
 }
 
+type Entry = { offset: number; length: number };
 const cacheFiles = (dir: string) => readdirSync(dir).filter((f) => f.endsWith('.weights'));
 
 describe('the converted-weights cache', () => {
@@ -133,8 +134,13 @@ describe('the converted-weights cache', () => {
       [
         'a flipped byte in the data',
         () => {
+          // In the largest weight (padding between weights is not checksummed).
           const b = readFileSync(file);
-          b[b.length - 1000] ^= 0x40;
+          const headerLength = b.readUInt32LE(8);
+          const header = JSON.parse(b.subarray(12, 12 + headerLength).toString('utf8'));
+          const dataStart = Math.ceil((12 + headerLength) / 4096) * 4096;
+          const largest = header.weights.reduce((a: Entry, w: Entry) => (w.length > a.length ? w : a));
+          b[dataStart + largest.offset + (largest.length >> 1)] ^= 0x40;
           writeFileSync(file, b);
         },
       ],
@@ -172,7 +178,10 @@ describe('the converted-weights cache', () => {
     expect(readFileSync(temp, 'utf8')).toBe('VERSAWC1 half of a file'); // not read, not removed
     const read = cachedWeights(weights(0), key(FLOAT32), { dir });
     expect(read.outcome).toBe('read');
-    expect(read.externalData.map((e) => e.data[0])).toEqual([1, 2]);
+    // onnxruntime reads the weights from the file itself, at page-aligned offsets (it maps them).
+    const at = ['a', 'b'].map((path) => read.weightsFile!.at.get(path)!);
+    expect(at.map((a) => a.offset % 4096)).toEqual([0, 0]);
+    expect(at.map((a) => readFileSync(read.file)[a.offset])).toEqual([1, 2]);
 
     const twoHoursAgo = new Date(Date.now() - 2 * 3600_000);
     utimesSync(temp, twoHoursAgo, twoHoursAgo);

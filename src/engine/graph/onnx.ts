@@ -1,3 +1,4 @@
+import { basename } from 'node:path';
 import onnxProto from 'onnx-proto';
 import type { Tensor } from '../weights/tensor.ts';
 
@@ -22,6 +23,42 @@ const ELEM: Record<ElemType, number> = {
 export interface EncodedGraph {
   model: Uint8Array;
   externalData: Array<{ path: string; data: Uint8Array }>;
+  /**
+   * Weights onnxruntime reads from a file instead (the converted-weights cache's, memory-mapped):
+   * each external-data location of the graph -> its bytes in `file`. `externalData` holds the rest.
+   */
+  weightsFile?: { file: string; at: ReadonlyMap<string, { offset: number; length: number }> };
+}
+
+/**
+ * The model with the initializers that `weightsFile` holds pointing into it (by its base name:
+ * onnxruntime takes external data only relative to the model's folder, where the session then
+ * loads the model from), and the others (computed constants, small) inline: onnxruntime takes
+ * external data from files or from memory, not both.
+ */
+export function referencingFile(graph: EncodedGraph & { weightsFile: NonNullable<EncodedGraph['weightsFile']> }): Uint8Array {
+  const decoded = onnx.ModelProto.decode(graph.model);
+  const name = basename(graph.weightsFile.file);
+  const inMemory = new Map(graph.externalData.map((e) => [e.path, e.data]));
+  for (const t of decoded.graph!.initializer!) {
+    const location = t.externalData?.find((e) => e.key === 'location')?.value ?? undefined;
+    if (location === undefined) continue;
+    const at = graph.weightsFile.at.get(location);
+    if (at) {
+      t.externalData = [
+        { key: 'location', value: name },
+        { key: 'offset', value: String(at.offset) },
+        { key: 'length', value: String(at.length) },
+      ];
+    } else {
+      const data = inMemory.get(location);
+      if (!data) throw new Error(`no bytes for the weight ${t.name} (${location})`);
+      t.rawData = data;
+      t.externalData = [];
+      t.dataLocation = onnx.TensorProto.DataLocation.DEFAULT;
+    }
+  }
+  return onnx.ModelProto.encode(decoded).finish();
 }
 
 /**

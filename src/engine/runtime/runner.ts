@@ -57,14 +57,14 @@ export class ModelRunner {
       threads?: number;
       features?: GraphFeatures;
       format?: WeightFormat;
-      /** Supplies the weights' bytes (e.g. from the converted-weights cache); default: made from `weights`. */
-      weightBytes?: (graph: BuiltGraph) => EncodedGraph['externalData'];
+      /** Supplies the weights (e.g. from the converted-weights cache); default: made from `weights`. */
+      weightBytes?: (graph: BuiltGraph) => Omit<EncodedGraph, 'model'>;
     } = {},
   ): Promise<ModelRunner> {
     const features = opts.features ?? ALL_FEATURES;
     const format = opts.format ?? FLOAT32;
     const built = buildDecoderGraph(config, weights, features, format);
-    const graph = opts.weightBytes ? { model: built.model, externalData: opts.weightBytes(built) } : built;
+    const graph = opts.weightBytes ? { model: built.model, ...opts.weightBytes(built) } : built;
     const { session, ep } = await createSession(graph, opts.ep ?? 'cpu', opts.threads);
     return new ModelRunner(session, config, ep, features, format);
   }

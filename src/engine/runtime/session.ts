@@ -1,6 +1,8 @@
+import { randomBytes } from 'node:crypto';
+import { rmSync, writeFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import ort from 'onnxruntime-node';
-import { GraphBuilder, type EncodedGraph } from '../graph/onnx.ts';
+import { GraphBuilder, referencingFile, type EncodedGraph } from '../graph/onnx.ts';
 
 export type ExecutionProvider = 'cpu' | 'webgpu' | 'cuda';
 /** What a user may ask for: a provider, or `auto` (the first of cuda, webgpu, cpu that loads). */
@@ -61,12 +63,29 @@ export async function createSession(
     externalData: graph.externalData,
   };
   try {
-    return { session: await ort.InferenceSession.create(graph.model, options), ep: choice };
+    return { session: await createFrom(graph, options), ep: choice };
   } catch (e) {
     if (choice === 'cpu') throw e;
     throw new ExecutionProviderError(
       `execution provider "${choice}" could not be loaded: ${essence((e as Error).message)}. ${HINTS[choice]}`,
     );
+  }
+}
+
+/**
+ * The session of a graph whose weights are in memory, or partly in a file (`weightsFile`): then the
+ * model goes to a temporary file beside it, since onnxruntime resolves external data relative to
+ * the model's folder (and refuses absolute locations), and maps the weights from there.
+ */
+async function createFrom(graph: EncodedGraph, options: ort.InferenceSession.SessionOptions) {
+  if (!graph.weightsFile) return ort.InferenceSession.create(graph.model, options);
+  // Named like the cache's own temporary files, so that one left by a process that died is removed.
+  const modelFile = `${graph.weightsFile.file}.${process.pid}.${randomBytes(4).toString('hex')}.model.tmp`;
+  writeFileSync(modelFile, referencingFile({ ...graph, weightsFile: graph.weightsFile }));
+  try {
+    return await ort.InferenceSession.create(modelFile, { ...options, externalData: undefined });
+  } finally {
+    rmSync(modelFile, { force: true });
   }
 }
 

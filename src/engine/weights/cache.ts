@@ -10,6 +10,7 @@ import {
   statSync,
   unlinkSync,
   utimesSync,
+  readSync,
   writeSync,
 } from 'node:fs';
 import { homedir } from 'node:os';
@@ -21,11 +22,15 @@ import { readExact } from './files.ts';
 /**
  * The converted-weights cache: the first load of a checkpoint in a weight format writes the bytes
  * exactly as the graph hands them to onnxruntime (converted from BF16/F16, quantized, packed, the
- * head transposed) to one file; later loads read that file instead of reading and converting the
- * checkpoint. One file per (checkpoint, format): `<key>.weights` in the cache folder.
+ * head transposed) to one file; later loads hand onnxruntime that file itself as the graph's
+ * external data, which it maps into memory instead of copying (the bytes are checksummed first, a
+ * streaming pass through the page cache). One file per (checkpoint, format): `<key>.weights` in the
+ * cache folder.
  *
- * File: "VERSAWC1", u32 header length, the header (JSON: what the file is for, and each weight's
- * name, type, dims, offset, length and crc32), padding, the data (64-byte aligned), "VERSAEND".
+ * File: "VERSAWC2", u32 header length, the header (JSON: what the file is for, and each weight's
+ * name, type, dims, offset, length and crc32), padding, the data, "VERSAEND". The data and every
+ * weight in it start at a multiple of 4096 bytes in the file: onnxruntime maps external data only
+ * at page-aligned offsets (and reads it into memory otherwise).
  * A file is written to a temporary name in the same folder, fsynced and renamed, so readers see it
  * whole or not at all, and concurrent writers each rename a complete file (the last one stays).
  * A file that is short, malformed or fails a checksum is never used: the weights are converted
@@ -38,9 +43,9 @@ import { readExact } from './files.ts';
  */
 const LAYOUT_VERSION = 1;
 
-const MAGIC = Buffer.from('VERSAWC1');
+const MAGIC = Buffer.from('VERSAWC2');
 const END = Buffer.from('VERSAEND');
-const ALIGN = 64;
+const ALIGN = 4096;
 const SUFFIX = '.weights';
 /** A temporary file older than this was left by a writer that died. */
 const STALE_TEMP_MS = 60 * 60_000;
@@ -152,23 +157,35 @@ export function cacheKey(model: string, files: readonly string[], format: Weight
 const keyText = (key: CacheKey) => JSON.stringify(key);
 const idOf = (key: CacheKey) => createHash('sha256').update(keyText(key)).digest('hex').slice(0, 32);
 
+/** Weights that onnxruntime reads from a cache file: each weight's external-data location -> its bytes there. */
+export interface WeightsFile {
+  file: string;
+  at: Map<string, { offset: number; length: number }>;
+}
+
 /**
- * The weights' bytes as onnxruntime takes them (external data): from the cache file when it holds
- * every converted weight intact, else made (read and converted from the checkpoint) and the file
- * (re)written.
+ * The weights as onnxruntime takes them: from the cache file when it holds every converted weight
+ * intact (`weightsFile`; `externalData` then holds only the computed constants), else made (read
+ * and converted from the checkpoint, all in `externalData`) and the file (re)written.
  */
 export function cachedWeights(
   weights: readonly ServedWeight[],
   key: CacheKey,
   options: WeightCacheOptions,
-): { externalData: Array<{ path: string; data: Uint8Array }>; outcome: CacheOutcome; file: string } {
+): {
+  externalData: Array<{ path: string; data: Uint8Array }>;
+  weightsFile?: WeightsFile;
+  outcome: CacheOutcome;
+  file: string;
+} {
   const file = join(options.dir, `${idOf(key)}${SUFFIX}`);
   const wanted = weights.filter((w) => w.converted);
   const found = readCacheFile(file, key, wanted);
   if (found.status === 'hit') {
     touch(file);
-    const data = (w: ServedWeight) => (w.converted ? found.bytes.get(w.name)! : w.bytes());
-    return { externalData: weights.map((w) => ({ path: w.path, data: data(w) })), outcome: 'read', file };
+    const at = new Map(wanted.map((w) => [w.path, found.at.get(w.name)!]));
+    const externalData = weights.filter((w) => !w.converted).map((w) => ({ path: w.path, data: w.bytes() }));
+    return { externalData, weightsFile: { file, at }, outcome: 'read', file };
   }
   const externalData = weights.map((w) => ({ path: w.path, data: w.bytes() }));
   const written = writeCacheFile(file, key, wanted, options);
@@ -176,9 +193,14 @@ export function cachedWeights(
   return { externalData, outcome, file };
 }
 
-type ReadResult = { status: 'hit'; bytes: Map<string, Uint8Array> } | { status: 'absent' | 'unusable' };
+type ReadResult =
+  | { status: 'hit'; at: Map<string, { offset: number; length: number }> }
+  | { status: 'absent' | 'unusable' };
 
-/** Reads a cache file's weights, checking its frame, key, index and every weight's checksum. */
+/**
+ * Checks a cache file: its frame, key and index, and every wanted weight's checksum (read through
+ * one reused buffer, so the check costs no memory); where each weight lies in the file.
+ */
 function readCacheFile(file: string, key: CacheKey, wanted: readonly ServedWeight[]): ReadResult {
   let fd: number;
   try {
@@ -190,25 +212,39 @@ function readCacheFile(file: string, key: CacheKey, wanted: readonly ServedWeigh
     const frame = readFrame(fd, file);
     if (!frame || keyText(frame.header.key) !== keyText(key)) return { status: 'unusable' };
     const index = new Map(frame.header.weights.map((e) => [e.name, e]));
-    const byOffset = new Map<number, Uint8Array>(); // weights that share bytes are stored once
-    const bytes = new Map<string, Uint8Array>();
+    const checked = new Set<number>(); // weights that share bytes are stored once
+    const at = new Map<string, { offset: number; length: number }>();
+    const buffer = Buffer.allocUnsafe(CHECK_CHUNK);
     for (const w of wanted) {
       const e = index.get(w.name);
       if (!e || e.type !== w.type || e.dims.join() !== w.dims.join()) return { status: 'unusable' };
-      let data = byOffset.get(e.offset);
-      if (!data || data.byteLength !== e.length) {
-        data = readExact(fd, frame.dataStart + e.offset, e.length, file);
-        if (crc32(data) !== e.crc) return { status: 'unusable' };
-        byOffset.set(e.offset, data);
+      const offset = frame.dataStart + e.offset;
+      if (!checked.has(offset)) {
+        if (fileCrc32(fd, offset, e.length, buffer, file) !== e.crc) return { status: 'unusable' };
+        checked.add(offset);
       }
-      bytes.set(w.name, data);
+      at.set(w.name, { offset, length: e.length });
     }
-    return { status: 'hit', bytes };
+    return { status: 'hit', at };
   } catch {
     return { status: 'unusable' };
   } finally {
     closeSync(fd);
   }
+}
+
+const CHECK_CHUNK = 8 << 20;
+
+/** The CRC-32 of `length` bytes of a file from `offset`. */
+function fileCrc32(fd: number, offset: number, length: number, buffer: Buffer, file: string): number {
+  let crc = 0;
+  for (let done = 0; done < length;) {
+    const n = Math.min(buffer.length, length - done);
+    if (readSync(fd, buffer, 0, n, offset + done) !== n) throw new Error(`${file}: short read`);
+    crc = crc32(buffer.subarray(0, n), crc);
+    done += n;
+  }
+  return crc;
 }
 
 /** The header of a file whose frame is whole (magic, header, length and end mark), else undefined. */
@@ -403,14 +439,14 @@ export function removeFromCache(dir: string, ids: readonly string[], all = false
 
 const align = (n: number) => Math.ceil(n / ALIGN) * ALIGN;
 
-/** CRC-32 (zlib's): native from Node 20.15, a table otherwise. */
-const crc32: (data: Uint8Array) => number =
+/** CRC-32 (zlib's), continuing from `crc`: native from Node 20.15, a table otherwise. */
+const crc32: (data: Uint8Array, crc?: number) => number =
   typeof (zlib as { crc32?: unknown }).crc32 === 'function'
-    ? (data) => (zlib as unknown as { crc32(d: Uint8Array): number }).crc32(data)
+    ? (data, crc = 0) => (zlib as unknown as { crc32(d: Uint8Array, c: number): number }).crc32(data, crc)
     : tableCrc32;
 
 let table: Uint32Array | undefined;
-function tableCrc32(data: Uint8Array): number {
+function tableCrc32(data: Uint8Array, initial = 0): number {
   if (!table) {
     table = new Uint32Array(256);
     for (let i = 0; i < 256; i++) {
@@ -419,7 +455,7 @@ function tableCrc32(data: Uint8Array): number {
       table[i] = c >>> 0;
     }
   }
-  let crc = 0xffffffff;
+  let crc = (initial ^ 0xffffffff) >>> 0;
   for (let i = 0; i < data.length; i++) crc = table[(crc ^ data[i]) & 0xff] ^ (crc >>> 8);
   return (crc ^ 0xffffffff) >>> 0;
 }
