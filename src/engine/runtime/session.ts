@@ -1,8 +1,9 @@
 import { randomBytes } from 'node:crypto';
-import { rmSync, writeFileSync } from 'node:fs';
+import { closeSync, openSync, rmSync, writeFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import ort from 'onnxruntime-node';
 import { GraphBuilder, referencingFile, type EncodedGraph } from '../graph/onnx.ts';
+import { readExact } from '../weights/files.ts';
 
 export type ExecutionProvider = 'cpu' | 'webgpu' | 'cuda';
 /** What a user may ask for: a provider, or `auto` (the first of cuda, webgpu, cpu that loads). */
@@ -81,11 +82,28 @@ async function createFrom(graph: EncodedGraph, options: ort.InferenceSession.Ses
   if (!graph.weightsFile) return ort.InferenceSession.create(graph.model, options);
   // Named like the cache's own temporary files, so that one left by a process that died is removed.
   const modelFile = `${graph.weightsFile.file}.${process.pid}.${randomBytes(4).toString('hex')}.model.tmp`;
-  writeFileSync(modelFile, referencingFile({ ...graph, weightsFile: graph.weightsFile }));
+  try {
+    writeFileSync(modelFile, referencingFile({ ...graph, weightsFile: graph.weightsFile }));
+  } catch {
+    // A folder we may not write to (a read-only cache): the weights go through memory instead.
+    return ort.InferenceSession.create(graph.model, { ...options, externalData: withFileWeights(graph) });
+  }
   try {
     return await ort.InferenceSession.create(modelFile, { ...options, externalData: undefined });
   } finally {
     rmSync(modelFile, { force: true });
+  }
+}
+
+/** Every weight in memory: `externalData` and those of `weightsFile`, read from it. */
+function withFileWeights(graph: EncodedGraph): EncodedGraph['externalData'] {
+  const { file, at } = graph.weightsFile!;
+  const fd = openSync(file, 'r');
+  try {
+    const read = [...at].map(([path, { offset, length }]) => ({ path, data: readExact(fd, offset, length, file) }));
+    return [...graph.externalData, ...read];
+  } finally {
+    closeSync(fd);
   }
 }
 
