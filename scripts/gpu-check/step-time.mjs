@@ -3,6 +3,7 @@
 // differ in what comes back to the CPU, and profiled (onnxruntime's per-node profile, summarised).
 // usage: node step-time.mjs <build dir> <model> <out dir> [ep=webgpu] [prompt lengths=8,500]
 import { mkdirSync, readdirSync, readFileSync, renameSync } from 'node:fs';
+import { performance } from 'node:perf_hooks';
 import { createRequire } from 'node:module';
 import { resolve } from 'node:path';
 
