@@ -80,7 +80,9 @@ async function main(buildDir, modelPath, work, ep = 'webgpu') {
     say(
       `values of ${at} nodes compared (optimization disabled, ${forced.length ? forced : 'nothing'} on the CPU): ` +
         `${diffs.length}; ` +
-        (bad ? `first that differs: ${bad.name} ${bad.text}, made by ${describe(nodes[bad.node], bad.node)}` : 'all within 1e-3'),
+        (bad
+          ? `first that differs: ${bad.name} ${bad.text}, made by ${describe(nodes[bad.node], bad.node)}`
+          : 'all within 1e-3'),
     );
   }
 }
@@ -126,7 +128,12 @@ async function child(work, k, ep, opt, outputs, force) {
     g.output = names.filter(Boolean).map((name) => ({ name }));
   } else if (outputs === 'all') {
     const declared = new Set(g.output.map((o) => o.name));
-    g.output.push(...g.node.flatMap((n) => n.output).filter((x) => x && !declared.has(x)).map((name) => ({ name })));
+    g.output.push(
+      ...g.node
+        .flatMap((n) => n.output)
+        .filter((x) => x && !declared.has(x))
+        .map((name) => ({ name })),
+    );
   }
   const externalData = JSON.parse(readFileSync(`${work}/ext.json`, 'utf8')).map((path, i) => ({
     path,
@@ -135,8 +142,18 @@ async function child(work, k, ep, opt, outputs, force) {
   // ep "fake" tests this script without a GPU: the CPU, failing like a crash from node FAKE_FAIL_AT on.
   const at = Number(process.env.FAKE_FAIL_AT);
   const forced = force ? force.split(',') : [];
-  if (ep === 'fake' && (k === 'all' || Number(k) > at) && !forced.includes(`n${at}`)) process.kill(process.pid, 'SIGSEGV');
-  const provider = ep === 'fake' ? 'cpu' : ep === 'webgpu' ? { name: 'webgpu', validationMode: process.env.VALIDATION ?? 'basic', ...(forced.length ? { forceCpuNodeNames: forced } : {}) } : ep;
+  if (ep === 'fake' && (k === 'all' || Number(k) > at) && !forced.includes(`n${at}`))
+    process.kill(process.pid, 'SIGSEGV');
+  const provider =
+    ep === 'fake'
+      ? 'cpu'
+      : ep === 'webgpu'
+        ? {
+            name: 'webgpu',
+            validationMode: process.env.VALIDATION ?? 'basic',
+            ...(forced.length ? { forceCpuNodeNames: forced } : {}),
+          }
+        : ep;
   const session = await ort.InferenceSession.create(onnx.ModelProto.encode(model).finish(), {
     executionProviders: [provider],
     graphOptimizationLevel: opt,
@@ -154,7 +171,8 @@ async function child(work, k, ep, opt, outputs, force) {
   mkdirSync(`${work}/res/${tag}`, { recursive: true });
   const list = Object.entries(out).map(([name, t], i) => {
     const data = t.data;
-    if (t.type === 'float32') writeFileSync(`${work}/res/${tag}/${i}`, new Uint8Array(data.buffer, data.byteOffset, data.byteLength));
+    if (t.type === 'float32')
+      writeFileSync(`${work}/res/${tag}/${i}`, new Uint8Array(data.buffer, data.byteOffset, data.byteLength));
     return { name, type: t.type, dims: t.dims, file: t.type === 'float32' ? `${tag}/${i}` : undefined };
   });
   console.log(JSON.stringify({ outputs: list }));
@@ -164,7 +182,9 @@ async function child(work, k, ep, opt, outputs, force) {
 function compare(work, a, b) {
   const byName = new Map(b.outputs.map((o) => [o.name, o]));
   const nodeOf = new Map();
-  onnx.ModelProto.decode(readFileSync(`${work}/model.onnx`)).graph.node.forEach((n, i) => n.output.forEach((o) => nodeOf.set(o, i)));
+  onnx.ModelProto.decode(readFileSync(`${work}/model.onnx`)).graph.node.forEach((n, i) =>
+    n.output.forEach((o) => nodeOf.set(o, i)),
+  );
   const read = (f) => {
     return new Float32Array(new Uint8Array(readFileSync(`${work}/res/${f}`)).buffer);
   };
@@ -181,13 +201,19 @@ function compare(work, a, b) {
         diff = Number.isNaN(d) ? Infinity : Math.max(diff, d);
       }
       const rel = diff / Math.max(max, 1e-6);
-      return { name: o.name, node: nodeOf.get(o.name) ?? -1, rel, text: `differ by ${diff.toExponential(2)} (largest |value| ${max.toExponential(2)}, [${o.dims}])` };
+      return {
+        name: o.name,
+        node: nodeOf.get(o.name) ?? -1,
+        rel,
+        text: `differ by ${diff.toExponential(2)} (largest |value| ${max.toExponential(2)}, [${o.dims}])`,
+      };
     })
     .sort((p, q) => p.node - q.node);
 }
 
 function describe(node, i) {
-  const value = (a) => (a.ints?.length ? `[${a.ints}]` : a.type === onnx.AttributeProto.AttributeType.FLOAT ? a.f : a.i);
+  const value = (a) =>
+    a.ints?.length ? `[${a.ints}]` : a.type === onnx.AttributeProto.AttributeType.FLOAT ? a.f : a.i;
   const attrs = (node.attribute ?? []).map((a) => `${a.name}=${value(a)}`);
   return `#${i} ${node.domain ? `${node.domain}.` : ''}${node.opType}(${node.input.join(', ')}) -> ${node.output.join(', ')} ${attrs.join(' ')}`;
 }

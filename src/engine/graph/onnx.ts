@@ -36,7 +36,9 @@ export interface EncodedGraph {
  * loads the model from), and the others (computed constants, small) inline: onnxruntime takes
  * external data from files or from memory, not both.
  */
-export function referencingFile(graph: EncodedGraph & { weightsFile: NonNullable<EncodedGraph['weightsFile']> }): Uint8Array {
+export function referencingFile(
+  graph: EncodedGraph & { weightsFile: NonNullable<EncodedGraph['weightsFile']> },
+): Uint8Array {
   const decoded = onnx.ModelProto.decode(graph.model);
   const name = basename(graph.weightsFile.file);
   const inMemory = new Map(graph.externalData.map((e) => [e.path, e.data]));

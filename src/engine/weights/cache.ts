@@ -194,8 +194,7 @@ export function cachedWeights(
 }
 
 type ReadResult =
-  | { status: 'hit'; at: Map<string, { offset: number; length: number }> }
-  | { status: 'absent' | 'unusable' };
+  { status: 'hit'; at: Map<string, { offset: number; length: number }> } | { status: 'absent' | 'unusable' };
 
 /**
  * Checks a cache file: its frame, key and index, and every wanted weight's checksum (read through
