@@ -215,5 +215,6 @@ function describe(node, i) {
   const value = (a) =>
     a.ints?.length ? `[${a.ints}]` : a.type === onnx.AttributeProto.AttributeType.FLOAT ? a.f : a.i;
   const attrs = (node.attribute ?? []).map((a) => `${a.name}=${value(a)}`);
-  return `#${i} ${node.domain ? `${node.domain}.` : ''}${node.opType}(${node.input.join(', ')}) -> ${node.output.join(', ')} ${attrs.join(' ')}`;
+  const op = `${node.domain ? `${node.domain}.` : ''}${node.opType}`;
+  return `#${i} ${op}(${node.input.join(', ')}) -> ${node.output.join(', ')} ${attrs.join(' ')}`;
 }
