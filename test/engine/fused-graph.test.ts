@@ -58,6 +58,17 @@ describe('fused decoder graph', () => {
     expect(perLayer).toBeLessThanOrEqual(39);
   });
 
+  it('every layer\'s new keys and values leave in one output (a GPU reads each output back in a round trip)', () => {
+    const model = openModel(fixture('archs/qwen2'));
+    try {
+      const built = buildDecoderGraph(model.config, model.weights, NO_ADAPTERS, FLOAT32);
+      const outputs = onnxProto.onnx.ModelProto.decode(built.model).graph!.output!.map((o) => o.name);
+      expect(outputs.sort()).toEqual(['logits', 'new_kv']);
+    } finally {
+      model.close();
+    }
+  });
+
   it("the score products are plain MatMuls, which onnxruntime's CPU optimizer fuses with their scale", async () => {
     // WebGPU has no FusedMatMul kernel: in the built graph it would send every layer's scores
     // through the CPU. On the CPU each product, its scale and the new keys' transpose are one node.

@@ -3,7 +3,7 @@ import { layerPrefix } from '../model/layout.ts';
 import type { WeightSource } from '../weights/stored.ts';
 import { FLOAT32, type WeightFormat } from '../weights/quantize.ts';
 import { CONTRIB, GraphBuilder, type BuiltGraph } from './onnx.ts';
-import { IN, LOGITS, MASKED, newKey, newValue, pastKey, pastValue } from './io.ts';
+import { IN, LOGITS, MASKED, NEW_KV, pastKey, pastValue } from './io.ts';
 import { ALL_FEATURES, GraphAdapters, type GraphFeatures } from './adapters.ts';
 import { ropeTables } from './rope.ts';
 import { WeightMatrices, type EmbeddingTable, type MatrixLayout } from './weight-matrices.ts';
@@ -37,6 +37,8 @@ export class DecoderGraph {
   private ropeCache?: { cos: string; sin: string };
   private readonly windowBiases = new Map<number, string>();
   private readonly batchShapes = new Map<string, string>();
+  /** Each layer's new keys and values, in order: one output at the end (io.ts NEW_KV). */
+  private readonly newKv: string[] = [];
 
   constructor(
     readonly config: ModelConfig,
@@ -270,8 +272,7 @@ export class DecoderGraph {
       g.transpose(g.op('Reshape', [x, this.batchShaped([heads, hd])]), [0, 2, 1, 3]);
     const keys = perHead(headMajor(k, kvh), 'k'); // [B, Hkv, S, hd]
     const values = headMajor(v, kvh); // [B, Hkv, S, hd]
-    g.output(keys, newKey(l), 'float32', ['B', kvh, 'S', hd]);
-    g.output(values, newValue(l), 'float32', ['B', kvh, 'S', hd]);
+    this.newKv.push(keys, values);
     const qGrouped = g.reshape(perHead(headMajor(q, h), 'q'), [0, kvh, -1, hd]); // [B, Hkv, G*S, hd]
     // q @ k, then the scale: plain ops that onnxruntime's CPU optimizer fuses into one FusedMatMul
     // each (alpha, and transB for the new keys), while a GPU provider, which has no FusedMatMul
@@ -316,6 +317,8 @@ export class DecoderGraph {
   }
 
   encode(): BuiltGraph {
+    const { numKvHeads: kvh, headDim: hd } = this.config;
+    this.graph.output(this.graph.concat(this.newKv, 0), NEW_KV, 'float32', ['KV', kvh, 'S', hd]);
     return this.graph.encode(`${this.config.architecture}-decoder`);
   }
 }

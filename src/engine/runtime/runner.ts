@@ -5,7 +5,7 @@ import { FLOAT32, type WeightFormat } from '../weights/quantize.ts';
 import { buildDecoderGraph } from '../graph/build.ts';
 import type { BuiltGraph, EncodedGraph } from '../graph/onnx.ts';
 import { ALL_FEATURES, type GraphFeatures } from '../graph/adapters.ts';
-import { IN, LOGITS, newKey, newValue, pastKey, pastValue } from '../graph/io.ts';
+import { IN, LOGITS, NEW_KV, pastKey, pastValue } from '../graph/io.ts';
 import { AdapterBank } from './adapter-bank.ts';
 import { KvCache } from './kv-cache.ts';
 import { createSession, type ExecutionProvider, type ProviderChoice } from './session.ts';
@@ -161,12 +161,14 @@ export class ModelRunner {
 
     const out = await this.session.run(feeds);
 
-    // The new keys and values come out head-major, [B, Hkv, S, hd] (io.ts).
+    // The new keys and values come out head-major, [B, Hkv, S, hd] per layer and kind (io.ts).
     const { numKvHeads: kvh, headDim: hd } = c;
     this.cache.ensure(r0 + B, Math.max(...rows.map((r) => r.position + r.tokens.length)));
+    const kv = out[NEW_KV].data as Float32Array; // [2 * layers * B, Hkv, S, hd], layer by layer: keys, values
+    const block = B * kvh * S * hd;
     for (let l = 0; l < c.numLayers; l++) {
-      const k = out[newKey(l)].data as Float32Array;
-      const v = out[newValue(l)].data as Float32Array;
+      const k = kv.subarray(2 * l * block, (2 * l + 1) * block);
+      const v = kv.subarray((2 * l + 1) * block, (2 * l + 2) * block);
       rows.forEach((r, b) => {
         for (let j = 0; j < r.tokens.length; j++)
           this.cache.write(l, r.row, r.position + j, k, v, (b * kvh * S + j) * hd, S * hd);
