@@ -4,6 +4,7 @@
 #   golden   the stories260K greedy golden on --ep cpu and --ep webgpu
 #   bisect   where the decoder's first step fails on WebGPU (bisect.mjs), the provider's verbose log
 #   gdb      a backtrace of `versa generate --ep webgpu` (cuda-gdb, the host's only debugger)
+#   quick    after a change: the stories260K golden and 110M batch-1 decode, on webgpu only
 #   gpt2     the tiny GPT-2 golden (onnxruntime-genai's) on --ep webgpu
 #   speed    decode of a random 110M Llama: batch 1 per provider and precision, 16 rows on webgpu
 #   steps    where a decode step's time goes on webgpu (step-time.mjs), stories260K and the 110M
@@ -54,7 +55,7 @@ for stage in $stages; do
         --ep $ep > "$OUT/gen-$ep.json" 2> "$OUT/gen-$ep.err"
       echo "golden on $ep: exit $?"; tail -3 "$OUT/gen-$ep.err"
       node -e '
-        const golden = require("./'$G'/expected/greedy_n200.tokens.json").tokens.slice(1);
+        const golden = require("./'$G'/expected/greedy_n200.tokens.json").tokens;
         let out; try { out = JSON.parse(require("fs").readFileSync(process.argv[1], "utf8")).tokens } catch { out = [] }
         let k = 0; while (k < out.length && out[k] === golden[k]) k++;
         console.log(`golden prefix ${k} of ${out.length} tokens`)' "$OUT/gen-$ep.json"
@@ -71,6 +72,17 @@ for stage in $stages; do
       --args node bin/versa.js generate --model $G/model.bin --prompt-ids 1 --max-tokens 4 --ep webgpu \
       > "$OUT/gdb.txt" 2>&1
     echo "cuda-gdb: exit $?"; grep -E '^#[0-9]+|SIGSEGV|signal' "$OUT/gdb.txt" | head -40 ;;
+  quick)
+    # The short re-check after a change: the golden and 110M float32 batch-1 decode, on webgpu only.
+    timeout 60 node bin/versa.js generate --model $G/model.bin --prompt-ids 1 --max-tokens 199 --ignore-eos --json \
+      --ep webgpu > "$OUT/gen-webgpu.json" 2> "$OUT/gen-webgpu.err"
+    node -e '
+      const golden = require("./'$G'/expected/greedy_n200.tokens.json").tokens;
+      let out; try { out = JSON.parse(require("fs").readFileSync(process.argv[1], "utf8")).tokens } catch { out = [] }
+      let k = 0; while (k < out.length && out[k] === golden[k]) k++;
+      console.log(`golden on webgpu: prefix ${k} of ${out.length} tokens exact`)' "$OUT/gen-webgpu.json"
+    timeout 120 node .gpu/make-llama.mjs /tmp/m110 m110 --dtype f32 --format llama2c | tail -1
+    echo "110M webgpu: $(tps /tmp/m110/model.bin 40 552 --ep webgpu)" ;;
   gpt2)
     # onnxruntime-genai's GreedySearchGptFp32 golden: two rows decoded together.
     printf '%s\n' '{"prompt_ids":[0,0,0,52],"max_tokens":6,"ignore_eos":true}' \
