@@ -1,8 +1,7 @@
 import { OpenAPIHono } from '@hono/zod-openapi';
-import { bodyLimit } from 'hono/body-limit';
 import { DEFAULT_LIMITS, type Limits, type RegistryDeps } from '../../registry/http.ts';
 import type { AppEnv } from './env.ts';
-import { errorResponse, refuseKeylessBody, validationHook } from '../http/middleware.ts';
+import { errorResponse, limitBody, refuseKeylessBody, validationHook } from '../http/middleware.ts';
 import { errorBody } from '../http/errors.ts';
 import { registryRoutes } from '../../registry/routes/index.ts';
 import { isAdapterUpload } from '../../registry/routes/adapter-upload.ts';
@@ -64,12 +63,12 @@ export function createApp(deps: AppDeps): OpenAPIHono<AppEnv> {
   app.use('*', refuseKeylessBody());
   // Then every body is bounded, chosen by route (never by content type): only the adapter upload
   // streams, under its own limits.
-  const limitBody = bodyLimit({
+  const limitJson = limitBody<AppEnv>({
     maxSize: resolved.limits.maxJsonBytes,
     onError: (c) =>
       c.json(errorBody(413, `request body over ${resolved.limits.maxJsonBytes} bytes`, 'payload_too_large'), 413),
   });
-  app.use('*', (c, next) => (isAdapterUpload(c.req.method, c.req.path) ? next() : limitBody(c, next)));
+  app.use('*', (c, next) => (isAdapterUpload(c.req.method, c.req.path) ? next() : limitJson(c, next)));
 
   const routeModules = [
     ...registryRoutes(),

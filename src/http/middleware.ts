@@ -1,4 +1,5 @@
 import type { Context, Env, MiddlewareHandler } from 'hono';
+import { bodyLimit } from 'hono/body-limit';
 import { HTTPException } from 'hono/http-exception';
 import type { ZodError } from 'zod';
 import { ApiError, errorBody, storageFullError } from './errors.ts';
@@ -38,6 +39,25 @@ export function principalMiddleware<E extends WithPrincipal & Env>(
 export function refuseKeylessBody<E extends WithPrincipal & Env>(): MiddlewareHandler<E> {
   return async (c, next) => {
     if (!c.var.principal && carriesBody(c.req.raw)) principalOf(c);
+    await next();
+  };
+}
+
+/**
+ * hono's bodyLimit, deciding from `content-length` alone when the request has one (and no
+ * transfer-encoding): HTTP framing holds the body to that length. hono's own touches the body stream
+ * first, which makes @hono/node-server build a web Request over the socket and give up reading the
+ * body straight from it: about 0.5 ms of each generation request on the edge.
+ */
+export function limitBody<E extends Env>(options: {
+  maxSize: number;
+  onError: (c: Context<E>) => Response | Promise<Response>;
+}): MiddlewareHandler<E> {
+  const streamed = bodyLimit(options);
+  return async (c, next) => {
+    const length = c.req.header('content-length');
+    if (length === undefined || c.req.header('transfer-encoding') !== undefined) return streamed(c, next);
+    if (parseInt(length, 10) > options.maxSize) return options.onError(c);
     await next();
   };
 }
