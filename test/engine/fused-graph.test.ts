@@ -58,7 +58,7 @@ describe('fused decoder graph', () => {
     expect(perLayer).toBeLessThanOrEqual(39);
   });
 
-  it('every layer\'s new keys and values leave in one output (a GPU reads each output back in a round trip)', () => {
+  it("every layer's new keys and values leave in one output (a GPU reads each output back in a round trip)", () => {
     const model = openModel(fixture('archs/qwen2'));
     try {
       const built = buildDecoderGraph(model.config, model.weights, NO_ADAPTERS, FLOAT32);
