@@ -1,5 +1,5 @@
 import { transpose2d, type Tensor } from '../weights/tensor.ts';
-import { bytesAs, float32Of, floatBytes, type StoredTensor, type WeightSource } from '../weights/stored.ts';
+import { bytesAs, float32Into, float32Of, floatBytes, type StoredTensor, type WeightSource } from '../weights/stored.ts';
 import {
   bitsOf,
   quantizedShape,
@@ -44,6 +44,8 @@ export type EmbeddingTable = { kind: 'float'; tableT: string } | Extract<Matrix,
 
 export class WeightMatrices {
   private readonly halved = new Map<string, string>();
+  /** Where stacked() converts the matrices it hands the quantizer (grown to the largest). */
+  private scratch = new Float32Array(0);
 
   constructor(
     private readonly graph: GraphBuilder,
@@ -80,13 +82,20 @@ export class WeightMatrices {
     return { dims: [...t.dims], data: float32Of(t) };
   }
 
-  /** [out, in] weights stacked by rows, as float32. */
+  /**
+   * [out, in] weights stacked by rows, as float32, for the quantizer to read once: converted into
+   * one scratch buffer that every matrix reuses (a float32 checkpoint of one part is only viewed).
+   * Valid until the next call.
+   */
   private stacked(parts: readonly string[]): Tensor {
-    if (parts.length === 1) return this.float(parts[0]);
-    const tensors = parts.map((p) => this.float(p));
-    const data = new Float32Array(total(tensors.map((t) => t.data.length)));
-    tensors.reduce((at, t) => (data.set(t.data, at), at + t.data.length), 0);
-    return { dims: [total(tensors.map((t) => t.dims[0])), tensors[0].dims[1]], data };
+    const stored = parts.map((p) => this.stored(p));
+    const dims = [total(stored.map((t) => t.dims[0])), stored[0].dims[1]];
+    if (parts.length === 1 && stored[0].dtype === 'F32') return this.float(parts[0]);
+    const size = dims[0] * dims[1];
+    if (this.scratch.length < size) this.scratch = new Float32Array(size);
+    let at = 0;
+    for (const t of stored) at += float32Into(t, this.scratch, at).length;
+    return { dims, data: this.scratch.subarray(0, size) };
   }
 
   /**

@@ -147,23 +147,32 @@ function parseTensor(name: string, raw: unknown, dataSize: number): TensorInfo {
 
 /** Converts little-endian F32/F16/BF16 bytes to a fresh Float32Array. */
 export function toFloat32(bytes: Uint8Array, dtype: Dtype, name = 'tensor'): Float32Array {
+  const out = new Float32Array(bytes.length / (dtype === 'F32' ? 4 : 2));
+  return toFloat32Into(bytes, dtype, out, 0, name);
+}
+
+/**
+ * Converts little-endian F32/F16/BF16 bytes into `out` from index `at`, and returns the values' view
+ * there. Lets a caller reuse one buffer for many tensors: first writes to fresh memory (its page
+ * faults) cost as much as the conversion itself, ten times more on some virtual machines.
+ */
+export function toFloat32Into(bytes: Uint8Array, dtype: Dtype, out: Float32Array, at: number, name = 'tensor') {
   switch (dtype) {
     case 'F32': {
-      const out = new Float32Array(bytes.length / 4);
-      new Uint8Array(out.buffer).set(bytes);
-      return out;
+      const n = bytes.length / 4;
+      new Uint8Array(out.buffer, out.byteOffset + at * 4, bytes.length).set(bytes);
+      return out.subarray(at, at + n);
     }
     case 'BF16': {
       const src = halves(bytes);
-      const out = new Uint32Array(src.length);
-      for (let i = 0; i < src.length; i++) out[i] = src[i] << 16;
-      return new Float32Array(out.buffer);
+      const bits = new Uint32Array(out.buffer, out.byteOffset + at * 4, src.length);
+      for (let i = 0; i < src.length; i++) bits[i] = src[i] << 16;
+      return out.subarray(at, at + src.length);
     }
     case 'F16': {
       const src = halves(bytes);
-      const out = new Float32Array(src.length);
-      for (let i = 0; i < src.length; i++) out[i] = halfToFloat(src[i]);
-      return out;
+      for (let i = 0; i < src.length; i++) out[at + i] = halfToFloat(src[i]);
+      return out.subarray(at, at + src.length);
     }
     default:
       throw new SafetensorsError(`${name}: dtype ${dtype} is not supported for weights (F32, F16 or BF16)`);

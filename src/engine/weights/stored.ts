@@ -1,4 +1,4 @@
-import { toFloat32, type Dtype } from './safetensors.ts';
+import { toFloat32, toFloat32Into, type Dtype } from './safetensors.ts';
 import type { FloatType } from './quantize.ts';
 
 /** The dtypes a base model's weights may be stored in. */
@@ -25,6 +25,11 @@ export function float32Of(t: StoredTensor): Float32Array {
   if (t.dtype === 'F32' && bytes.byteOffset % 4 === 0)
     return new Float32Array(bytes.buffer, bytes.byteOffset, bytes.byteLength / 4);
   return toFloat32(bytes, t.dtype);
+}
+
+/** A tensor's values as float32, written into `out` from index `at` (a view of them there). */
+export function float32Into(t: StoredTensor, out: Float32Array, at: number): Float32Array {
+  return toFloat32Into(t.bytes(), t.dtype, out, at);
 }
 
 /** The dtype that holds most of a model's bytes: its checkpoint's precision. */
