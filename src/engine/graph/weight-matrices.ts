@@ -1,5 +1,12 @@
 import { transpose2d, type Tensor } from '../weights/tensor.ts';
-import { bytesAs, float32Into, float32Of, floatBytes, type StoredTensor, type WeightSource } from '../weights/stored.ts';
+import {
+  bytesAs,
+  float32Into,
+  float32Of,
+  floatBytes,
+  type StoredTensor,
+  type WeightSource,
+} from '../weights/stored.ts';
 import {
   bitsOf,
   quantizedShape,
