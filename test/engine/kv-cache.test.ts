@@ -96,6 +96,22 @@ describe('KV cache', () => {
     expect(() => cache.ensure(5, 301)).toThrow(RangeError);
   });
 
+  it('grows a position at a time as decoding does, in place within its memory, every value kept', () => {
+    const cache = new KvCache(config);
+    const stored = new Map<number, number>();
+    const buffers = new Set<ArrayBufferLike>();
+    for (let t = 0; t < 260; t++) {
+      cache.ensure(3, t + 1);
+      for (const row of [0, 2]) fill(cache, row, t, t + 1);
+      stored.set(0, t + 1).set(2, t + 1);
+      buffers.add(cache.slices(0, 0, 3).keys.buffer);
+      if (t % 50 === 0) expectHolds(cache, 3, stored); // rows 0 and 2 written, row 1 zeros
+    }
+    expectHolds(cache, 3, stored);
+    expect(cache.capacity).toBe(300); // in steps of 64 positions, up to the model's context: no more to attend over
+    expect(buffers.size).toBeLessThanOrEqual(4); // 4 growths past the first, memory doubled only when outgrown
+  });
+
   it('never has a capacity of 0 (WebGPU cannot bind a zero-size past tensor)', () => {
     const cache = new KvCache(config);
     cache.ensure(1, 0); // a fresh prompt: nothing cached yet
