@@ -8,6 +8,7 @@ import { spawnSync } from 'node:child_process';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { resolve } from 'node:path';
+import { capturingRunner } from './capture.mjs';
 
 const require = createRequire(`${process.cwd()}/`);
 const ort = require('onnxruntime-node');
@@ -89,29 +90,16 @@ async function main(buildDir, modelPath, work, ep = 'webgpu') {
 
 /** Runs the model's first decode step on the CPU through the built runner, keeping its graph, weights and feeds. */
 async function capture(buildDir, modelPath, work) {
-  const { openModel } = await import(`${buildDir}/src/engine/loaders/load.js`);
-  const { ModelRunner } = await import(`${buildDir}/src/engine/runtime/runner.js`);
-  const create = ort.InferenceSession.create;
-  ort.InferenceSession.create = async (model, options) => {
-    writeFileSync(`${work}/model.onnx`, model);
-    const ext = options.externalData.map((e, i) => (writeFileSync(`${work}/ext/${i}`, e.data), e.path));
-    writeFileSync(`${work}/ext.json`, JSON.stringify(ext));
-    const session = await create.call(ort.InferenceSession, model, { ...options, executionProviders: ['cpu'] });
-    const run = session.run.bind(session);
-    session.run = async (feeds) => {
-      const index = Object.entries(feeds).map(([name, t], i) => {
-        writeFileSync(`${work}/feed.${i}`, new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength));
-        return { name, type: t.type, dims: t.dims };
-      });
-      writeFileSync(`${work}/feeds.json`, JSON.stringify(index));
-      return run(feeds);
-    };
-    return session;
-  };
-  const model = openModel(modelPath);
-  const runner = await ModelRunner.create(model.config, model.weights, { features: { vlm: false, lora: false } });
+  const { runner, captured } = await capturingRunner(ort, buildDir, modelPath);
   await runner.run([{ row: 0, tokens: [1], position: 0 }]);
-  ort.InferenceSession.create = create;
+  writeFileSync(`${work}/model.onnx`, captured.model);
+  const ext = captured.externalData.map((e, i) => (writeFileSync(`${work}/ext/${i}`, e.data), e.path));
+  writeFileSync(`${work}/ext.json`, JSON.stringify(ext));
+  const index = Object.entries(captured.feeds).map(([name, t], i) => {
+    writeFileSync(`${work}/feed.${i}`, new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength));
+    return { name, type: t.type, dims: t.dims };
+  });
+  writeFileSync(`${work}/feeds.json`, JSON.stringify(index));
 }
 
 async function child(work, k, ep, opt, outputs, force) {

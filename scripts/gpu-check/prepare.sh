@@ -18,5 +18,5 @@ mkdir -p /tmp/amd64/partial && apt-get $o update >/dev/null
   libgl1 libglx0 libgles2 libx11-6 libx11-data libxext6 libxcb1 libxau6 libxdmcp6 libbsd0 libmd0 >/dev/null)
 for f in .gpu/*%3a*; do [ -e "$f" ] && mv "$f" "${f//%3a/_}"; done
 cp ../shared/peers/llama2c/tokenizer.bin .gpu/tok32k.bin
-cp ../shared/tools/make-llama.mjs scripts/gpu-check/{probe.mjs,bisect.mjs,step-time.mjs,torch-baseline.py} .gpu/
+cp ../shared/tools/make-llama.mjs scripts/gpu-check/{probe.mjs,capture.mjs,bisect.mjs,step-time.mjs,torch-baseline.py} .gpu/
 du -sh .gpu

@@ -6,27 +6,13 @@ import { mkdirSync, readdirSync, readFileSync, renameSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';
 import { createRequire } from 'node:module';
 import { resolve } from 'node:path';
+import { capturingRunner } from './capture.mjs';
 
 const require = createRequire(`${process.cwd()}/`);
 const ort = require('onnxruntime-node');
 const [buildDir, modelPath, out, ep = 'webgpu', lengths = '8,500'] = process.argv.slice(2);
 mkdirSync(out, { recursive: true });
-const { openModel } = await import(`${resolve(buildDir)}/src/engine/loaders/load.js`);
-const { ModelRunner } = await import(`${resolve(buildDir)}/src/engine/runtime/runner.js`);
-
-// The graph and the feeds of the runner's last run (its session is the CPU's).
-const create = ort.InferenceSession.create;
-const captured = {};
-ort.InferenceSession.create = async (model, options) => {
-  Object.assign(captured, { model, externalData: options.externalData });
-  const session = await create.call(ort.InferenceSession, model, { ...options, executionProviders: ['cpu'] });
-  const run = session.run.bind(session);
-  session.run = async (feeds) => ((captured.feeds = feeds), run(feeds));
-  return session;
-};
-const model = openModel(modelPath);
-const runner = await ModelRunner.create(model.config, model.weights, { features: { vlm: false, lora: false } });
-ort.InferenceSession.create = create;
+const { runner, captured } = await capturingRunner(ort, resolve(buildDir), modelPath);
 const steps = [];
 for (const P of lengths.split(',').map(Number)) {
   await runner.run([{ row: 0, tokens: Array.from({ length: P }, (_, i) => 1 + ((i * 31) % 500)), position: 0 }]);
@@ -40,7 +26,7 @@ for (const P of lengths.split(',').map(Number)) {
 const outputNames = Object.keys(await (await session('cpu')).run(steps[0].feeds));
 
 async function session(name, extra = {}) {
-  return create.call(ort.InferenceSession, captured.model, {
+  return ort.InferenceSession.create(captured.model, {
     executionProviders: [name],
     graphOptimizationLevel: 'all',
     externalData: captured.externalData,
@@ -92,4 +78,3 @@ if (file) {
   const runs = events.filter((e) => e.name === 'model_run');
   console.log(`profile: model_run ${runs.map((e) => (e.dur / 1000).toFixed(1)).join(', ')} ms`);
 }
-model.close();
