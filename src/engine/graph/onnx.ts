@@ -1,6 +1,7 @@
 import { basename } from 'node:path';
 import onnxProto from 'onnx-proto';
 import type { Tensor } from '../weights/tensor.ts';
+import type { WeightsFile } from '../weights/cache.ts';
 
 const { onnx } = onnxProto;
 const DT = onnx.TensorProto.DataType;
@@ -27,7 +28,7 @@ export interface EncodedGraph {
    * Weights onnxruntime reads from a file instead (the converted-weights cache's, memory-mapped):
    * each external-data location of the graph -> its bytes in `file`. `externalData` holds the rest.
    */
-  weightsFile?: { file: string; at: ReadonlyMap<string, { offset: number; length: number }> };
+  weightsFile?: WeightsFile;
 }
 
 /**
@@ -36,9 +37,7 @@ export interface EncodedGraph {
  * loads the model from), and the others (computed constants, small) inline: onnxruntime takes
  * external data from files or from memory, not both.
  */
-export function referencingFile(
-  graph: EncodedGraph & { weightsFile: NonNullable<EncodedGraph['weightsFile']> },
-): Uint8Array {
+export function referencingFile(graph: EncodedGraph & { weightsFile: WeightsFile }): Uint8Array {
   const decoded = onnx.ModelProto.decode(graph.model);
   const name = basename(graph.weightsFile.file);
   const inMemory = new Map(graph.externalData.map((e) => [e.path, e.data]));

@@ -160,7 +160,7 @@ const idOf = (key: CacheKey) => createHash('sha256').update(keyText(key)).digest
 /** Weights that onnxruntime reads from a cache file: each weight's external-data location -> its bytes there. */
 export interface WeightsFile {
   file: string;
-  at: Map<string, { offset: number; length: number }>;
+  at: ReadonlyMap<string, { offset: number; length: number }>;
 }
 
 /**
