@@ -4,7 +4,7 @@ import tseslint from 'typescript-eslint';
 
 export default tseslint.config(
   {
-    ignores: ['node_modules/', 'dist/', 'migrations/', '.versa/', '.wrangler/', 'test/fixtures/'],
+    ignores: ['node_modules/', 'dist/', 'gpu-bundle/', 'migrations/', '.versa/', '.wrangler/', 'test/fixtures/'],
   },
   js.configs.recommended,
   ...tseslint.configs.recommended,
