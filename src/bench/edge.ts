@@ -1,4 +1,4 @@
-import type { ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -29,6 +29,8 @@ export interface Scenario {
   adapter: AdapterRef | null;
   /** The experiment unit (`user`): one per scenario, so a request in an experiment keeps its arm. */
   user?: string;
+  /** A yardstick, not the edge (the bare proxy): reported without a target. */
+  yardstick?: boolean;
 }
 
 const quantile = (xs: number[], q: number) => {
@@ -103,6 +105,9 @@ export async function benchEdge(opts: { log: (line: string) => void; pairs?: num
         { name: 'candidate', version: 1, weight: 50 },
       ],
     });
+    // The floor of any second hop here: a bare node:http proxy process in front of the same node.
+    const proxy = await startBareProxy(node.url);
+    children.push(proxy.child);
     const scenarios: Scenario[] = [
       { name: 'base', key: scenarioKeys[0], model: 'stories260k', adapter: null },
       {
@@ -118,12 +123,13 @@ export async function benchEdge(opts: { log: (line: string) => void; pairs?: num
         adapter: await adapterRef(client, fixtures.experiment),
         user: 'bench-unit',
       },
+      { name: 'bare_proxy', key: '', model: 'stories260k', adapter: null, yardstick: true },
     ];
 
     return await pairsOf(
       scenarios,
       (s) => nodeTtft(node.url, token, s.adapter),
-      (s) => edgeTtft(edge.url, s),
+      (s) => (s.yardstick ? proxyTtft(proxy.url, token) : edgeTtft(edge.url, s)),
       pairs,
       opts.log,
     );
@@ -194,6 +200,7 @@ export async function pairsOf(
     const added = { p50: ms(quantile(r.added, 0.5)), p90: ms(quantile(r.added, 0.9)) };
     figures[`${s.name}_edge_ttft_ms`] = { p50: ms(quantile(r.edge, 0.5)), p90: ms(quantile(r.edge, 0.9)) };
     figures[`${s.name}_added_ms`] = added;
+    if (s.yardstick) continue;
     figures[`${s.name}_phases_mean_ms`] = meanPhases(r.phases);
     figures[`${s.name}_phases_p50_ms`] = medianPhases(r.phases);
     targets[`${s.name}_added_ms`] = {
@@ -228,6 +235,50 @@ export async function nodeTtft(url: string, token: string, adapter: AdapterRef |
     body: JSON.stringify({ adapter, prompt: PROMPT, max_tokens: 1, temperature: 0 }),
   });
   return firstArrival(res, '"type":"token"', t, 'the node');
+}
+
+/**
+ * A bare reverse proxy, the least a second process on the path can cost: node:http in and out on
+ * keep-alive connections, the request and the answer piped through, nothing read or checked.
+ */
+const BARE_PROXY = `
+import http from 'node:http';
+const target = new URL(process.argv[1]);
+const agent = new http.Agent({ keepAlive: true });
+const server = http.createServer((req, res) => {
+  const { method, headers, url: path } = req;
+  const options = { host: target.hostname, port: target.port, path, method, headers, agent };
+  const up = http.request(options, (answer) => {
+    res.writeHead(answer.statusCode, answer.headers);
+    answer.pipe(res);
+  });
+  up.on('error', () => res.destroy());
+  req.pipe(up);
+});
+server.listen(0, '127.0.0.1', () => console.log('http://127.0.0.1:' + server.address().port));
+`;
+
+async function startBareProxy(target: string): Promise<{ url: string; child: ChildProcess }> {
+  const child = spawn(process.execPath, ['--input-type=module', '-e', BARE_PROXY, target], {
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  const url = await new Promise<string>((done, fail) => {
+    child.stdout!.once('data', (d) => done(String(d).trim()));
+    child.once('exit', (code) => fail(new Error(`the bare proxy exited ${code}`)));
+  });
+  return { url, child };
+}
+
+/** Time to the first token through the bare proxy (the node's own request and stream). */
+async function proxyTtft(url: string, token: string): Promise<EdgeTtft> {
+  const t = performance.now();
+  const res = await fetch(`${url}/v1/internal/generate`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+    body: JSON.stringify({ adapter: null, prompt: PROMPT, max_tokens: 1, temperature: 0 }),
+  });
+  const headers = performance.now() - t;
+  return { ttft: await firstArrival(res, '"type":"token"', t, 'the bare proxy'), headers, phases: {} };
 }
 
 export interface EdgeTtft {
