@@ -103,7 +103,7 @@ export function usageRecorder(ctx: RecorderContext, served: ServedCompletion): U
       // A client error (4xx: a prompt the node refuses, a busy node) says nothing about the arm: logged,
       // never counted (it would otherwise let a caller's bad requests trip an arm's error guardrail).
       if (!e || clientError(data)) {
-        record(1, () => appendEvents(registry, [{ ...base, type: 'usage', data: usage }]));
+        record(1, () => afterIo().then(() => appendEvents(registry, [{ ...base, type: 'usage', data: usage }])));
         return usage;
       }
       // The usage event and its experiment aggregates, in one write; `counted` says whether it counted.
@@ -124,10 +124,12 @@ export function usageRecorder(ctx: RecorderContext, served: ServedCompletion): U
         ttftBuckets: new Map(failed ? [] : [[histogramBucket(timing.ttft_ms), 1]]),
       };
       const written = ctx.events.write(1, () =>
-        registry.atomic([
-          countedEventStatement(registry, { ...base, type: 'usage', data: usage }, servedCounts(counted)),
-          ...servedStatements(registry.db, counted),
-        ]),
+        afterIo().then(() =>
+          registry.atomic([
+            countedEventStatement(registry, { ...base, type: 'usage', data: usage }, servedCounts(counted)),
+            ...servedStatements(registry.db, counted),
+          ]),
+        ),
       );
       ctx.defer(written.then(() => checkGuardrails(ctx, e.id)));
       return usage;
@@ -147,6 +149,11 @@ async function checkGuardrails(ctx: RecorderContext, id: string): Promise<void> 
   if (after.status !== experiment.status || after.killed !== experiment.killed) ctx.experimentChanged();
 }
 
+/**
+ * A macrotask later: the chunks the response has queued reach the socket first. Every event write
+ * waits for it, since SQLite writes block the event loop (1-2 ms for a usage event and its
+ * experiment aggregates): with max_tokens 1, `end` comes right behind the first token.
+ */
 const afterIo = () => new Promise((done) => setTimeout(done, 0));
 
 const clientError = (data: Record<string, unknown>) =>

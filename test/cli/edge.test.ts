@@ -3,12 +3,14 @@ import { mkdtempSync } from 'node:fs';
 import { createServer, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
+import Database from 'better-sqlite3';
 import OpenAI from 'openai';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { importLocalModel } from '../../registry/local.ts';
 import { startComputeNode, type ComputeNode } from '../../src/compute/node.ts';
 import { openLocalRegistry } from '../../src/edge/server-node.ts';
 import { versa } from '../helpers/cli.ts';
+import { until } from '../helpers/experiments.ts';
 import { COMPUTE_TOKEN } from '../helpers/compute.ts';
 import { fixture } from '../helpers/fixtures.ts';
 
@@ -52,6 +54,54 @@ describe('versa edge', () => {
       const res = await openai.completions.create({ model: 'stories260k', prompt: 'Once', max_tokens: 5 });
       expect(res.usage?.completion_tokens).toBe(5);
     } finally {
+      child.kill('SIGTERM');
+    }
+    expect(await exited).toBe(0);
+  });
+
+  it('sends the first token while its usage event waits on a locked database, then writes the event', async () => {
+    const child = spawn(process.execPath, [resolve(import.meta.dirname, '../../bin/versa.js'), 'edge', '--port', '0'], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+      env: { ...process.env, ...env() },
+    });
+    const exited = new Promise<number | null>((done) => child.on('exit', done));
+    // Another writer holds the registry's write lock: the edge's event write must wait for it (SQLite
+    // blocks its event loop while it does), so it must come after the stream's first token.
+    const db = new Database(join(home, 'registry.db'));
+    try {
+      const url = await new Promise<string>((done, fail) => {
+        child.stdout.on('data', (d) => done(String(d).trim()));
+        void exited.then((code) => fail(new Error(`versa edge exited ${code}`)));
+      });
+      db.prepare('BEGIN IMMEDIATE').run();
+      const res = await fetch(`${url}/v1/completions`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' },
+        body: JSON.stringify({ model: 'stories260k', prompt: 'Once', max_tokens: 1, temperature: 0, stream: true }),
+      });
+      expect(res.status).toBe(200);
+      const reader = res.body!.pipeThrough(new TextDecoderStream()).getReader();
+      let text = '';
+      const firstToken = (async () => {
+        while (!text.includes('"text":')) {
+          const r = await reader.read();
+          if (r.done) return false;
+          text += r.value;
+        }
+        return true;
+      })();
+      const waited = new Promise<'still locked'>((done) => setTimeout(() => done('still locked'), 3000));
+      const first = await Promise.race([firstToken, waited]);
+      db.prepare('COMMIT').run();
+      expect(first).toBe(true);
+      for (let r = await reader.read(); !r.done; r = await reader.read()) text += r.value;
+      expect(text).toContain('data: [DONE]');
+      const id = /"id":"([^"]+)"/.exec(text)![1];
+      const usage = db.prepare("SELECT count(*) AS n FROM events WHERE type = 'usage' AND completion_id = ?");
+      await until(async () => (usage.get(id) as { n: number }).n === 1);
+    } finally {
+      if (db.inTransaction) db.prepare('COMMIT').run();
+      db.close();
       child.kill('SIGTERM');
     }
     expect(await exited).toBe(0);
