@@ -10,6 +10,7 @@ import { parse } from '../output.ts';
 import { runtimeOf } from '../../engine/runtime-options.ts';
 import { weightCacheFromEnv } from '../../engine/weights/cache.ts';
 import { addRuntimeOptions, type RuntimeOptions } from './runtime-options.ts';
+import { onStopSignal } from '../stop-signals.ts';
 
 interface ComputeOptions extends RuntimeOptions {
   model: string;
@@ -94,13 +95,12 @@ async function run(o: ComputeOptions): Promise<void> {
     tls,
     log,
   });
+  // Before the announcement: whoever reads it may stop this process at once.
+  onStopSignal((signal) => {
+    log(`${signal}: draining (up to ${o.drainSeconds}s)`);
+    return node.shutdown(o.drainSeconds * 1000);
+  });
   process.stdout.write(`${node.url}\n`);
-  for (const signal of ['SIGTERM', 'SIGINT'] as const) {
-    process.once(signal, () => {
-      log(`${signal}: draining (up to ${o.drainSeconds}s)`);
-      void node.shutdown(o.drainSeconds * 1000).then(() => process.exit(0));
-    });
-  }
 }
 
 /** --name NAME or NAME@VERSION. */

@@ -3,6 +3,7 @@ import { join, resolve } from 'node:path';
 import type { Command } from 'commander';
 import { assertPortFree, portSetting } from '../../http/listen.ts';
 import { parse } from '../output.ts';
+import { onStopSignal } from '../stop-signals.ts';
 
 interface EdgeOptions {
   port?: number;
@@ -50,12 +51,11 @@ async function run(o: EdgeOptions): Promise<void> {
     deps: { generation: { nodes, computeToken, ...settings } },
   });
   const count = Object.values(nodes).flat().length;
+  // Before the announcement: whoever reads it may stop this process at once.
+  onStopSignal(() => edge.close());
   process.stdout.write(`${edge.url}\n`);
   process.stderr.write(
     `versa edge: serving ${home} on ${edge.url} in front of ${count} compute node${count === 1 ? '' : 's'}` +
       ` (admin key: ${givenKey ? '$VERSA_API_KEY' : join(home, 'admin-key')})\n`,
   );
-  for (const signal of ['SIGINT', 'SIGTERM'] as const) {
-    process.once(signal, () => void edge.close().then(() => process.exit(0)));
-  }
 }

@@ -3,6 +3,7 @@ import { parse } from '../output.ts';
 import { runtimeOf } from '../../engine/runtime-options.ts';
 import type { LocalBase } from '../../start/local.ts';
 import { addRuntimeOptions, type RuntimeOptions } from './runtime-options.ts';
+import { onStopSignal } from '../stop-signals.ts';
 
 interface StartOptions extends RuntimeOptions {
   newVersion?: boolean;
@@ -69,11 +70,10 @@ async function run(o: StartOptions, bases: Array<Partial<LocalBase>>): Promise<v
     port: o.port,
     log: (line) => process.stderr.write(`versa: ${line}\n`),
   });
+  // Before the announcement: whoever reads it may stop this process at once.
+  onStopSignal((signal) => {
+    process.stderr.write(`versa: ${signal}: shutting down\n`);
+    return local.close();
+  });
   process.stdout.write(`${local.banner}\n`);
-  for (const signal of ['SIGINT', 'SIGTERM'] as const) {
-    process.once(signal, () => {
-      process.stderr.write(`versa: ${signal}: shutting down\n`);
-      void local.close().then(() => process.exit(0));
-    });
-  }
 }
