@@ -30,7 +30,7 @@ if (
   // The IPC channel only tells the child when this process is gone (even SIGKILLed): it then ends too.
   const child = spawn(process.execPath, [...process.execArgv, ...process.argv.slice(1)], {
     stdio: ['inherit', 'inherit', 'inherit', 'ipc'],
-    env: { ...process.env, GLIBC_TUNABLES: tunables },
+    env: { ...process.env, GLIBC_TUNABLES: tunables, VERSA_LAUNCHER: String(process.pid) },
   });
   child.channel?.unref();
   for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP']) process.on(signal, () => child.kill(signal));
@@ -40,7 +40,7 @@ if (
     process.kill(process.pid, signal); // ends as the child did
   });
 } else {
-  if (process.channel) {
+  if (process.channel && process.env.VERSA_LAUNCHER === String(process.ppid)) {
     // Started by the launcher above: end with it, and never let its channel keep this process alive.
     process.channel.unref();
     process.once('disconnect', () => process.kill(process.pid, 'SIGKILL'));
