@@ -67,7 +67,11 @@ export async function freePort(): Promise<number> {
   });
 }
 
-/** A compute node in its own process (`versa compute`), so that a test can stop, freeze or kill it. */
+/**
+ * A compute node in its own process (`versa compute`), so that a test can stop, freeze or kill it: run
+ * in place (VERSA_HUGE_PAGES=0, no launcher, see bin/versa.js), so that the pid is the node's and a
+ * SIGSTOP, which a launcher cannot forward, freezes it.
+ */
 export interface ComputeProcess {
   url: string;
   child: import('node:child_process').ChildProcess;
@@ -85,7 +89,10 @@ export async function spawnComputeNode(args: string[] = []): Promise<ComputeProc
   const child = spawn(
     process.execPath,
     [bin, 'compute', '--model', fixture('stories260k/model.bin'), '--port', '0', '--threads', '1', ...args],
-    { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, VERSA_COMPUTE_TOKEN: COMPUTE_TOKEN } },
+    {
+      stdio: ['ignore', 'pipe', 'pipe'],
+      env: { ...process.env, VERSA_COMPUTE_TOKEN: COMPUTE_TOKEN, VERSA_HUGE_PAGES: '0' },
+    },
   );
   const exited = new Promise<number | null>((done) => child.on('exit', (code) => done(code)));
   let stderr = '';
