@@ -1,10 +1,10 @@
 import type { Context } from 'hono';
-import { streamSSE, type SSEStreamingApi } from 'hono/streaming';
 import type { AppEnv } from '../env.ts';
 import { usageRecorder, type RecorderContext } from '../../experiments/recorder.ts';
 import { formatRef } from '../../../registry/names.ts';
 import { setWarning } from '../../http/middleware.ts';
 import { ApiError, errorBody } from '../../http/errors.ts';
+import { sseResponse, type SseWriter } from '../../http/sse.ts';
 import type { Principal } from '../../http/principal.ts';
 import type { ComputeEvent, GenerateBody } from '../../protocol/compute.ts';
 import { ComputeError, generateOnPool, toApiError } from '../routing/compute-client.ts';
@@ -241,7 +241,7 @@ async function whole({ c, job, format, who, first, events, usage }: Reply): Prom
 /** Server-sent events in OpenAI's chunk format, ending in `[DONE]` or an error chunk. */
 function streamed({ c, job, format, who, first, events, usage }: Reply): Response {
   c.header('x-accel-buffering', 'no');
-  return streamSSE(c, async (sse) => {
+  return sseResponse(c, async (sse) => {
     const send = (chunk: object) =>
       sse.writeSSE({
         data: JSON.stringify(job.includeUsage && !('usage' in chunk) ? { ...chunk, usage: null } : chunk),
@@ -297,7 +297,7 @@ function streamed({ c, job, format, who, first, events, usage }: Reply): Respons
 }
 
 /** An error inside a stream: OpenAI's JSON error object as a data chunk (the SDKs raise it). */
-function sendError(sse: SSEStreamingApi, message: string, type: string, code: string | null): Promise<void> {
+function sendError(sse: SseWriter, message: string, type: string, code: string | null): Promise<void> {
   const body = errorBody(502, message, code);
   return sse.writeSSE({ data: JSON.stringify({ error: { ...body.error, type } }) });
 }
