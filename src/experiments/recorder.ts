@@ -71,16 +71,18 @@ export function usageRecorder(ctx: RecorderContext, served: ServedCompletion): U
     unit: e?.unit ?? null,
     completionId: served.completionId,
   };
-  const record = (events: number, write: () => Promise<void>) => ctx.defer(ctx.events.write(events, write));
+  // Every write starts a macrotask after it is asked for (see afterIo), counted by the event log.
+  const writeLater = (events: number, write: () => Promise<void>) =>
+    ctx.events.write(events, () => afterIo().then(write));
+  const record = (events: number, write: () => Promise<void>) => ctx.defer(writeLater(events, write));
   const started = Date.now();
-  // The exposure is written once the first token is on its way (or the request ended without one),
-  // a macrotask later: never on the path to the first token (SQLite writes block the event loop).
+  // The exposure is written once the first token is on its way (or the request ended without one).
   let exposed = !e;
   const expose = () => {
     if (exposed) return;
     exposed = true;
     const at = new Date(started);
-    record(1, () => afterIo().then(() => appendEvents(registry, [{ ...base, type: 'exposure', at }])));
+    record(1, () => appendEvents(registry, [{ ...base, type: 'exposure', at }]));
   };
   let ttft = 0;
   let node: string | undefined;
@@ -103,7 +105,7 @@ export function usageRecorder(ctx: RecorderContext, served: ServedCompletion): U
       // A client error (4xx: a prompt the node refuses, a busy node) says nothing about the arm: logged,
       // never counted (it would otherwise let a caller's bad requests trip an arm's error guardrail).
       if (!e || clientError(data)) {
-        record(1, () => afterIo().then(() => appendEvents(registry, [{ ...base, type: 'usage', data: usage }])));
+        record(1, () => appendEvents(registry, [{ ...base, type: 'usage', data: usage }]));
         return usage;
       }
       // The usage event and its experiment aggregates, in one write; `counted` says whether it counted.
@@ -123,13 +125,11 @@ export function usageRecorder(ctx: RecorderContext, served: ServedCompletion): U
         latencyBuckets: new Map(failed ? [] : [[histogramBucket(timing.total_ms), 1]]),
         ttftBuckets: new Map(failed ? [] : [[histogramBucket(timing.ttft_ms), 1]]),
       };
-      const written = ctx.events.write(1, () =>
-        afterIo().then(() =>
-          registry.atomic([
-            countedEventStatement(registry, { ...base, type: 'usage', data: usage }, servedCounts(counted)),
-            ...servedStatements(registry.db, counted),
-          ]),
-        ),
+      const written = writeLater(1, () =>
+        registry.atomic([
+          countedEventStatement(registry, { ...base, type: 'usage', data: usage }, servedCounts(counted)),
+          ...servedStatements(registry.db, counted),
+        ]),
       );
       ctx.defer(written.then(() => checkGuardrails(ctx, e.id)));
       return usage;
