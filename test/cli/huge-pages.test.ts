@@ -1,11 +1,7 @@
-import { spawn } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
-import { resolve } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { COMPUTE_TOKEN } from '../helpers/compute.ts';
-import { fixture } from '../helpers/fixtures.ts';
+import { spawnComputeNode } from '../helpers/compute.ts';
 
-const BIN = resolve(import.meta.dirname, '../../bin/versa.js');
 const THP = '/sys/kernel/mm/transparent_hugepage/enabled';
 /** The kernel gives huge pages where asked (the launcher's case), as on this project's machines. */
 const thpOnRequest = existsSync(THP) && readFileSync(THP, 'utf8').includes('[madvise]');
@@ -21,23 +17,9 @@ const alive = (pid: number) => {
   }
 };
 
-/** `versa compute` as an operator starts it; resolves with the process, its URL and its stderr so far. */
-async function startCompute(env: Record<string, string> = {}) {
-  const child = spawn(process.execPath, [BIN, 'compute', '--model', fixture('stories260k/model.bin'), '--port', '0'], {
-    stdio: ['ignore', 'pipe', 'pipe'],
-    env: { ...process.env, VERSA_COMPUTE_TOKEN: COMPUTE_TOKEN, GLIBC_TUNABLES: '', ...env },
-  });
-  const stderr: string[] = [];
-  child.stderr.on('data', (d) => stderr.push(String(d)));
-  const exited = new Promise<{ code: number | null; signal: string | null }>((done) =>
-    child.on('close', (code, signal) => done({ code, signal })),
-  );
-  const url = await new Promise<string>((done, fail) => {
-    child.stdout.on('data', (d) => done(String(d).trim()));
-    void exited.then(({ code }) => fail(new Error(`versa compute exited ${code}: ${stderr.join('')}`)));
-  });
-  return { child, url, exited, stderr };
-}
+/** `versa compute` as an operator starts it: through the launcher where there are huge pages to ask for. */
+const startCompute = (env: Record<string, string> = {}) =>
+  spawnComputeNode([], { VERSA_HUGE_PAGES: '', GLIBC_TUNABLES: '', ...env });
 
 /**
  * bin/versa.js runs the commands that load a model in a child process started with glibc's huge
@@ -46,7 +28,7 @@ async function startCompute(env: Record<string, string> = {}) {
  */
 describe('the launcher of model commands', () => {
   it('runs `versa compute` in a child with huge pages; one SIGTERM drains it once and exits 0', async () => {
-    const { child, url, exited, stderr } = await startCompute();
+    const { child, url, closed, stderr } = await startCompute();
     expect((await fetch(`${url}/healthz`)).status).toBe(200);
     const kids = childrenOf(child.pid!);
     if (thpOnRequest) {
@@ -57,26 +39,26 @@ describe('the launcher of model commands', () => {
       expect(kids).toEqual([]); // no huge pages to ask for: the command runs in this process
     }
     child.kill('SIGTERM');
-    expect(await exited).toEqual({ code: 0, signal: null });
-    expect(stderr.join('').match(/SIGTERM: draining/g)).toHaveLength(1);
+    expect(await closed).toEqual({ code: 0, signal: null });
+    expect(stderr().match(/SIGTERM: draining/g)).toHaveLength(1);
     for (const pid of kids) expect(alive(pid)).toBe(false);
   });
 
   it('takes a stop delivered twice at once (a terminal or systemd, and the launcher) for one', async () => {
-    const { child, exited, stderr } = await startCompute();
+    const { child, closed, stderr } = await startCompute();
     const [node] = childrenOf(child.pid!);
     // The process group's Ctrl-C: the launcher forwards it, and the node gets it directly too.
     child.kill('SIGINT');
     if (node) process.kill(node, 'SIGINT');
-    expect(await exited).toEqual({ code: 0, signal: null });
-    expect(stderr.join('').match(/SIGINT: draining/g)).toHaveLength(1);
+    expect(await closed).toEqual({ code: 0, signal: null });
+    expect(stderr().match(/SIGINT: draining/g)).toHaveLength(1);
   });
 
   it('ends the command when the launcher is killed (SIGKILL, as a supervisor or the chaos bench does)', async () => {
-    const { child, exited } = await startCompute();
+    const { child, closed } = await startCompute();
     const kids = childrenOf(child.pid!);
     child.kill('SIGKILL');
-    expect(await exited).toEqual({ code: null, signal: 'SIGKILL' });
+    expect(await closed).toEqual({ code: null, signal: 'SIGKILL' });
     for (let waited = 0; kids.some(alive) && waited < 5000; waited += 50) await new Promise((r) => setTimeout(r, 50));
     for (const pid of kids) expect(alive(pid)).toBe(false);
   });
@@ -87,10 +69,10 @@ describe('the launcher of model commands', () => {
       { GLIBC_TUNABLES: 'glibc.malloc.hugetlb=0' },
     ];
     for (const env of envs) {
-      const { child, exited } = await startCompute(env);
+      const { child, closed } = await startCompute(env);
       expect(childrenOf(child.pid!)).toEqual([]);
       child.kill('SIGTERM');
-      expect(await exited).toEqual({ code: 0, signal: null });
+      expect(await closed).toEqual({ code: 0, signal: null });
     }
   });
 });

@@ -69,19 +69,23 @@ export async function freePort(): Promise<number> {
 
 /**
  * A compute node in its own process (`versa compute`), so that a test can stop, freeze or kill it: run
- * in place (VERSA_HUGE_PAGES=0, no launcher, see bin/versa.js), so that the pid is the node's and a
- * SIGSTOP, which a launcher cannot forward, freezes it.
+ * in place (VERSA_HUGE_PAGES=0, no launcher, see bin/versa.js) unless `env` says otherwise, so that
+ * the pid is the node's and a SIGSTOP, which a launcher cannot forward, freezes it.
  */
 export interface ComputeProcess {
   url: string;
   child: import('node:child_process').ChildProcess;
   /** Resolves with the exit code once the process has exited. */
   exited: Promise<number | null>;
+  /** Resolves once the process has exited and its output is all read: its code, or the signal that ended it. */
+  closed: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+  /** What it wrote to stderr so far. */
+  stderr(): string;
   /** SIGKILLs it if it still runs. */
   kill(): Promise<void>;
 }
 
-export async function spawnComputeNode(args: string[] = []): Promise<ComputeProcess> {
+export async function spawnComputeNode(args: string[] = [], env: Record<string, string> = {}): Promise<ComputeProcess> {
   const { spawn } = await import('node:child_process');
   const { resolve } = await import('node:path');
   const { fixture } = await import('./fixtures.ts');
@@ -91,10 +95,13 @@ export async function spawnComputeNode(args: string[] = []): Promise<ComputeProc
     [bin, 'compute', '--model', fixture('stories260k/model.bin'), '--port', '0', '--threads', '1', ...args],
     {
       stdio: ['ignore', 'pipe', 'pipe'],
-      env: { ...process.env, VERSA_COMPUTE_TOKEN: COMPUTE_TOKEN, VERSA_HUGE_PAGES: '0' },
+      env: { ...process.env, VERSA_COMPUTE_TOKEN: COMPUTE_TOKEN, VERSA_HUGE_PAGES: '0', ...env },
     },
   );
   const exited = new Promise<number | null>((done) => child.on('exit', (code) => done(code)));
+  const closed = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((done) =>
+    child.on('close', (code, signal) => done({ code, signal })),
+  );
   let stderr = '';
   child.stderr.on('data', (d) => (stderr += d));
   const url = await new Promise<string>((done, fail) => {
@@ -105,6 +112,8 @@ export async function spawnComputeNode(args: string[] = []): Promise<ComputeProc
     url,
     child,
     exited,
+    closed,
+    stderr: () => stderr,
     kill: async () => {
       if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
       await exited;
