@@ -189,13 +189,20 @@ export async function benchChaos(
 }
 
 /** Starts `versa ARGS` and waits for the URL it prints. */
-export async function start(args: string[], env: NodeJS.ProcessEnv): Promise<{ url: string; child: ChildProcess }> {
-  const child = spawn(process.execPath, [BIN, ...args], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+export function start(args: string[], env: NodeJS.ProcessEnv): Promise<{ url: string; child: ChildProcess }> {
+  return announced(
+    spawn(process.execPath, [BIN, ...args], { env, stdio: ['ignore', 'pipe', 'pipe'] }),
+    `versa ${args[0]}`,
+  );
+}
+
+/** A server process started with piped output, once it prints its URL (its first line); `name` says who failed. */
+export async function announced(child: ChildProcess, name: string): Promise<{ url: string; child: ChildProcess }> {
   let stderr = '';
   child.stderr!.on('data', (d) => (stderr += d));
   const url = await new Promise<string>((done, fail) => {
     child.stdout!.once('data', (d) => done(String(d).trim()));
-    child.once('exit', (code) => fail(new Error(`versa ${args[0]} exited ${code}: ${stderr.trim()}`)));
+    child.once('exit', (code) => fail(new Error(`${name} exited ${code}: ${stderr.trim()}`)));
   });
   return { url, child };
 }

@@ -9,7 +9,7 @@ import { importLocalModel, publishFolder } from '../../registry/local.ts';
 import { openLocalRegistry } from '../edge/server-node.ts';
 import { PHASES, TIMING_HEADER } from '../edge/generation/timing.ts';
 import type { AdapterRef } from '../protocol/compute.ts';
-import { start } from './chaos.ts';
+import { announced, start } from './chaos.ts';
 
 const ROOT = resolve(import.meta.dirname, '../..');
 const FIXTURE = join(ROOT, 'test/fixtures/stories260k');
@@ -258,15 +258,9 @@ const server = http.createServer((req, res) => {
 server.listen(0, '127.0.0.1', () => console.log('http://127.0.0.1:' + server.address().port));
 `;
 
-async function startBareProxy(target: string): Promise<{ url: string; child: ChildProcess }> {
-  const child = spawn(process.execPath, ['--input-type=module', '-e', BARE_PROXY, target], {
-    stdio: ['ignore', 'pipe', 'inherit'],
-  });
-  const url = await new Promise<string>((done, fail) => {
-    child.stdout!.once('data', (d) => done(String(d).trim()));
-    child.once('exit', (code) => fail(new Error(`the bare proxy exited ${code}`)));
-  });
-  return { url, child };
+function startBareProxy(target: string): Promise<{ url: string; child: ChildProcess }> {
+  const args = ['--input-type=module', '-e', BARE_PROXY, target];
+  return announced(spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] }), 'the bare proxy');
 }
 
 /** Time to the first token through the bare proxy (the node's own request and stream). */
