@@ -74,38 +74,30 @@ record() { echo "$1" >> "$RESULTS/results.jsonl"; }
 echo "== kernel $(uname -r); $(nvidia-smi -L 2>/dev/null || echo 'nvidia-smi: none')"
 echo "== node $(command -v node) $(node --version); build $BUILD; --ep $EP; stages: ${stages[*]}"
 record "{\"check\":\"host\",\"kernel\":\"$(uname -r)\",\"node\":\"$(command -v node)\",\"ep\":\"$EP\"}"
-now() { node -e 'console.log(performance.timeOrigin + performance.now())'; }
+# Milliseconds a generation takes: `versa generate` with these arguments (its output discarded).
+gen_ms() {
+  local start=${EPOCHREALTIME/./}
+  timeout 300 versa generate --tokenizer $T/tok32k.bin --json "$@" > /dev/null 2>> "$RESULTS/speed.err" || return 1
+  echo $(((${EPOCHREALTIME/./} - start) / 1000))
+}
 # Decode tokens/s of one row: the wall-time difference of two generations (a and b new tokens), after
 # one that fills the converted-weights cache.
 tps() {
-  local m=$1 a=$2 b=$3 label=$4 s ta tb; shift 4
-  warm $m "$@"
-  s=$(now); timeout 300 versa generate --model $m --tokenizer $T/tok32k.bin --prompt-ids 1 \
-    --max-tokens $a --ignore-eos --json "$@" > /dev/null 2>> "$RESULTS/speed.err" || { echo "$label: failed"; return; }
-  ta=$(($(now | cut -d. -f1) - ${s%.*})); s=$(now)
-  timeout 300 versa generate --model $m --tokenizer $T/tok32k.bin --prompt-ids 1 \
-    --max-tokens $b --ignore-eos --json "$@" > /dev/null 2>> "$RESULTS/speed.err" || { echo "$label: failed"; return; }
-  tb=$(($(now | cut -d. -f1) - ${s%.*}))
+  local m=$1 a=$2 b=$3 label=$4 ta tb; shift 4
+  gen_ms --model $m --prompt-ids 1 --max-tokens 1 "$@" > /dev/null
+  ta=$(gen_ms --model $m --prompt-ids 1 --max-tokens $a --ignore-eos "$@") &&
+    tb=$(gen_ms --model $m --prompt-ids 1 --max-tokens $b --ignore-eos "$@") || { echo "$label: failed"; return; }
   report "$label" 1 $((b - a)) $((tb - ta))
 }
 # The same for 16 rows decoded together (--batch): aggregate tokens/s.
 tps16() {
-  local m=$1 a=$2 b=$3 label=$4 s ta tb n; shift 4
-  warm $m "$@"
+  local m=$1 a=$2 b=$3 label=$4 ta tb n; shift 4
   for n in $a $b; do for i in $(seq 16); do
     echo "{\"prompt_ids\":[1,$((i * 7))],\"max_tokens\":$n,\"ignore_eos\":true}"; done > /tmp/b$n.jsonl; done
-  s=$(now); timeout 300 versa generate --model $m --tokenizer $T/tok32k.bin --batch /tmp/b$a.jsonl --json "$@" \
-    > /dev/null 2>> "$RESULTS/speed.err" || { echo "$label: failed"; return; }
-  ta=$(($(now | cut -d. -f1) - ${s%.*})); s=$(now)
-  timeout 300 versa generate --model $m --tokenizer $T/tok32k.bin --batch /tmp/b$b.jsonl --json "$@" \
-    > /dev/null 2>> "$RESULTS/speed.err" || { echo "$label: failed"; return; }
-  tb=$(($(now | cut -d. -f1) - ${s%.*}))
+  gen_ms --model $m --prompt-ids 1 --max-tokens 1 "$@" > /dev/null
+  ta=$(gen_ms --model $m --batch /tmp/b$a.jsonl "$@") && tb=$(gen_ms --model $m --batch /tmp/b$b.jsonl "$@") ||
+    { echo "$label: failed"; return; }
   report "$label" 16 $((16 * (b - a))) $((tb - ta))
-}
-warm() {
-  local m=$1; shift
-  timeout 300 versa generate --model $m --tokenizer $T/tok32k.bin --prompt-ids 1 --max-tokens 1 "$@" \
-    > /dev/null 2>> "$RESULTS/speed.err"
 }
 # Prints and records a decode figure: label, rows, tokens, milliseconds.
 report() {
