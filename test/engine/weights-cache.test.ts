@@ -1,4 +1,5 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import zlib from 'node:zlib';
 import {
   copyFileSync,
   cpSync,
@@ -160,6 +161,40 @@ describe('the converted-weights cache', () => {
     }
   });
 
+  it('checksums a file once per version of it (its stamp), and again after any write to it', async () => {
+    const dir = freshDir();
+    const model = fixture('stories260k/model.bin');
+    const crc = vi.spyOn(zlib, 'crc32');
+    const loadOnce = async () => {
+      crc.mockClear();
+      const l = await load(model, dir);
+      await l.runner.release();
+      return { outcome: l.outcome, checksummed: crc.mock.calls.length > 0 };
+    };
+    try {
+      expect(await loadOnce()).toEqual({ outcome: 'written', checksummed: true }); // of the bytes it writes
+      expect(await loadOnce()).toEqual({ outcome: 'read', checksummed: false }); // the writer's stamp vouches
+      expect(await loadOnce()).toEqual({ outcome: 'read', checksummed: false });
+      // Rewritten with the same bytes: a new ctime, so checked again; and, since that check came
+      // within a second of the change (file times tick coarsely), checked again at the next load.
+      const file = join(dir, cacheFiles(dir)[0]);
+      writeFileSync(file, readFileSync(file));
+      expect(await loadOnce()).toEqual({ outcome: 'read', checksummed: true });
+      expect(await loadOnce()).toEqual({ outcome: 'read', checksummed: true });
+      // A check more than a second after the change vouches for the file from then on.
+      vi.useFakeTimers({ toFake: ['Date'], now: Date.now() + 1500 });
+      expect(await loadOnce()).toEqual({ outcome: 'read', checksummed: true });
+      expect(await loadOnce()).toEqual({ outcome: 'read', checksummed: false });
+      // A stamp that does not match its file's identity vouches for nothing.
+      const stamp = JSON.parse(readFileSync(`${file}.checked`, 'utf8'));
+      writeFileSync(`${file}.checked`, JSON.stringify({ ...stamp, file: `${stamp.file}0` }));
+      expect(await loadOnce()).toEqual({ outcome: 'read', checksummed: true });
+    } finally {
+      vi.useRealTimers();
+      crc.mockRestore();
+    }
+  });
+
   it("leaves another writer's temporary file alone, and clears one left by a writer that died", () => {
     const dir = freshDir();
     const key = (format: WeightFormat) =>
@@ -209,9 +244,13 @@ describe('the converted-weights cache', () => {
     const int4 = use(INT4, bound);
     expect(int4.outcome).toBe('written');
     expect(cacheFiles(dir).sort()).toEqual([f32.file, int4.file].map((f) => f.slice(dir.length + 1)).sort());
-    rmSync(f32.file);
+    expect(readdirSync(dir)).not.toContain(`${int8.file.slice(dir.length + 1)}.checked`); // went with its file
+    rmSync(f32.file); // by hand: its stamp is left, and cleared at the next write
+    expect(use({ ...INT4, quantize: 'int8' }, bound).outcome).toBe('written');
+    const kept = [int4.file, int8.file].map((f) => f.slice(dir.length + 1)).sort();
+    expect(readdirSync(dir).sort()).toEqual(kept.flatMap((f) => [f, `${f}.checked`]));
     expect(use(FLOAT32, 0.01).outcome).toBe('not-written'); // larger than the bound: not kept at all
-    expect(cacheFiles(dir)).toEqual([int4.file.slice(dir.length + 1)]);
+    expect(cacheFiles(dir).sort()).toEqual(kept);
   });
 
   it('serves the goldens exactly from the cache (stories260K and tiny-gpt2, float32 and int4)', async () => {
@@ -264,7 +303,10 @@ describe('concurrent first loads, and versa cache', () => {
     for (const r of runs) expect(r.code, r.stderr).toBe(0);
     expect(JSON.parse(runs[0].stdout).tokens).toEqual(JSON.parse(runs[1].stdout).tokens);
     const dir = join(home, 'cache');
-    expect(readdirSync(dir)).toHaveLength(1); // one file, no temporary left behind
+    // one file and its stamp, no temporary left behind
+    const [weights, stamp] = readdirSync(dir).sort();
+    expect(readdirSync(dir)).toHaveLength(2);
+    expect([weights, stamp]).toEqual([expect.stringMatching(/\.weights$/), `${weights}.checked`]);
     expect(listCache(dir)).toMatchObject([{ model: join(model, 'model.bin'), valid: true }]);
 
     const ls = await versa(['cache', 'ls', '--json'], { env });

@@ -6,26 +6,29 @@ import {
   mkdirSync,
   openSync,
   readdirSync,
+  readFileSync,
   renameSync,
+  rmSync,
   statSync,
   unlinkSync,
   utimesSync,
   readSync,
+  writeFileSync,
   writeSync,
+  type BigIntStats,
 } from 'node:fs';
 import { homedir } from 'node:os';
 import { join, resolve } from 'node:path';
 import zlib from 'node:zlib';
 import type { WeightFormat } from './quantize.ts';
-import { readExact } from './files.ts';
+import { fileVersion, readExact } from './files.ts';
 
 /**
  * The converted-weights cache: the first load of a checkpoint in a weight format writes the bytes
  * exactly as the graph hands them to onnxruntime (converted from BF16/F16, quantized, packed, the
  * head transposed) to one file; later loads hand onnxruntime that file itself as the graph's
- * external data, which it maps into memory instead of copying (the bytes are checksummed first, a
- * streaming pass through the page cache). One file per (checkpoint, format): `<key>.weights` in the
- * cache folder.
+ * external data, which it maps into memory instead of copying. One file per (checkpoint, format):
+ * `<key>.weights` in the cache folder, never changed once in place.
  *
  * File: "VERSAWC2", u32 header length, the header (JSON: what the file is for, and each weight's
  * name, type, dims, offset, length and crc32), padding, the data, "VERSAEND". The data and every
@@ -35,6 +38,15 @@ import { readExact } from './files.ts';
  * whole or not at all, and concurrent writers each rename a complete file (the last one stays).
  * A file that is short, malformed or fails a checksum is never used: the weights are converted
  * again and the file rewritten. The folder is bounded; the least recently used files go first.
+ *
+ * Checksumming a file is a pass over all of it (0.15 s for 440 MB here, a tenth of a float32 110M
+ * start), so it is done once per version of the file: `<key>.weights.checked` (the stamp) records the
+ * file's version (files.ts fileVersion: inode, size, times in ns) when its checksums passed,
+ * or when this process wrote it. A load whose file still has those checks nothing but the frame;
+ * any write to the file changes its ctime, so the next load checks it all. File times tick
+ * coarsely (a clock tick), so a stamp taken by a check vouches only for a file last changed more
+ * than a second before (a write in the same tick would not show). The stamp's mtime is the file's
+ * last use (for the bound), since touching the file itself would change its ctime.
  */
 
 /**
@@ -47,6 +59,10 @@ const MAGIC = Buffer.from('VERSAWC2');
 const END = Buffer.from('VERSAEND');
 const ALIGN = 4096;
 const SUFFIX = '.weights';
+/** The stamp beside a cache file (see above): `<key>.weights.checked`. */
+const STAMP = '.checked';
+/** A check vouches for a file last changed at least this long before it (file times tick coarsely). */
+const SETTLED_MS = 1000;
 /** A temporary file older than this was left by a writer that died. */
 const STALE_TEMP_MS = 60 * 60_000;
 
@@ -182,7 +198,8 @@ export function cachedWeights(
   const wanted = weights.filter((w) => w.converted);
   const found = readCacheFile(file, key, wanted);
   if (found.status === 'hit') {
-    touch(file);
+    if (found.vouched) touch(`${file}${STAMP}`);
+    else writeStamp(file, found.seen, found.checkedAt - Number(found.seen.ctimeMs) >= SETTLED_MS);
     const at = new Map(wanted.map((w) => [w.path, found.at.get(w.name)!]));
     const externalData = weights.filter((w) => !w.converted).map((w) => ({ path: w.path, data: w.bytes() }));
     return { externalData, weightsFile: { file, at }, outcome: 'read', file };
@@ -194,11 +211,22 @@ export function cachedWeights(
 }
 
 type ReadResult =
-  { status: 'hit'; at: Map<string, { offset: number; length: number }> } | { status: 'absent' | 'unusable' };
+  | {
+      status: 'hit';
+      at: Map<string, { offset: number; length: number }>;
+      /** The file as it was before it was read. */
+      seen: BigIntStats;
+      /** Its stamp vouched for it: no checksum was computed. */
+      vouched: boolean;
+      /** When it was seen (ms since the epoch). */
+      checkedAt: number;
+    }
+  | { status: 'absent' | 'unusable' };
 
 /**
- * Checks a cache file: its frame, key and index, and every wanted weight's checksum (read through
- * one reused buffer, so the check costs no memory); where each weight lies in the file.
+ * Checks a cache file: its frame, key and index, and every wanted weight's checksum unless its stamp
+ * vouches for it (read through one reused buffer, so the check costs no memory); where each weight
+ * lies in the file.
  */
 function readCacheFile(file: string, key: CacheKey, wanted: readonly ServedWeight[]): ReadResult {
   let fd: number;
@@ -208,6 +236,9 @@ function readCacheFile(file: string, key: CacheKey, wanted: readonly ServedWeigh
     return { status: 'absent' };
   }
   try {
+    const checkedAt = Date.now();
+    const seen = fstatSync(fd, { bigint: true });
+    const vouched = stampVouches(file, seen);
     const frame = readFrame(fd, file);
     if (!frame || keyText(frame.header.key) !== keyText(key)) return { status: 'unusable' };
     const index = new Map(frame.header.weights.map((e) => [e.name, e]));
@@ -218,13 +249,13 @@ function readCacheFile(file: string, key: CacheKey, wanted: readonly ServedWeigh
       const e = index.get(w.name);
       if (!e || e.type !== w.type || e.dims.join() !== w.dims.join()) return { status: 'unusable' };
       const offset = frame.dataStart + e.offset;
-      if (!checked.has(offset)) {
+      if (!vouched && !checked.has(offset)) {
         if (fileCrc32(fd, offset, e.length, buffer, file) !== e.crc) return { status: 'unusable' };
         checked.add(offset);
       }
       at.set(w.name, { offset, length: e.length });
     }
-    return { status: 'hit', at };
+    return { status: 'hit', at, seen, vouched, checkedAt };
   } catch {
     return { status: 'unusable' };
   } finally {
@@ -304,6 +335,7 @@ function writeCacheFile(
     }
     renameSync(temp, file);
     syncFolder(options.dir);
+    writeStamp(file, statSync(file, { bigint: true }), true); // its checksums are those of what was written
   } catch {
     try {
       unlinkSync(temp);
@@ -336,7 +368,31 @@ function syncFolder(dir: string): void {
   }
 }
 
-/** Marks a file used now: its mtime is its last use (atime is often not kept). */
+/** Whether the file's stamp vouches for it as `seen` (unchanged since its checksums passed). */
+function stampVouches(file: string, seen: BigIntStats): boolean {
+  try {
+    const stamp = JSON.parse(readFileSync(`${file}${STAMP}`, 'utf8')) as { vouches?: unknown; file?: unknown };
+    return stamp.vouches === true && stamp.file === fileVersion(seen);
+  } catch {
+    return false; // none, or unreadable: the file is checked
+  }
+}
+
+/**
+ * Writes a file's stamp (whole: a temporary name, then a rename), marking it used now; one that
+ * cannot be written only costs a check at the next load.
+ */
+function writeStamp(file: string, seen: BigIntStats, vouches: boolean): void {
+  const temp = `${file}${STAMP}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`;
+  try {
+    writeFileSync(temp, JSON.stringify({ file: fileVersion(seen), vouches }));
+    renameSync(temp, `${file}${STAMP}`);
+  } catch {
+    remove(temp);
+  }
+}
+
+/** Marks a stamp (so its file) used now: its mtime is the file's last use (atime is often not kept). */
 function touch(file: string): void {
   try {
     const now = new Date();
@@ -357,6 +413,7 @@ function evict(dir: string, maxBytes: number, keep?: string): string[] {
   for (const f of files.filter((f) => f.temp && now - f.mtimeMs > STALE_TEMP_MS)) {
     if (remove(f.path)) removed.push(f.path);
   }
+  removed.push(...removeOrphanStamps(dir));
   const cached = files.filter((f) => !f.temp).sort((a, b) => a.mtimeMs - b.mtimeMs);
   let total = cached.reduce((n, f) => n + f.bytes, 0);
   for (const f of cached) {
@@ -380,8 +437,9 @@ function listFiles(dir: string): Array<{ path: string; bytes: number; mtimeMs: n
     const temp = name.endsWith('.tmp') && name.includes(SUFFIX);
     if (!temp && !name.endsWith(SUFFIX)) continue;
     try {
-      const s = statSync(join(dir, name));
-      out.push({ path: join(dir, name), bytes: s.size, mtimeMs: s.mtimeMs, temp });
+      const path = join(dir, name);
+      const s = statSync(path);
+      out.push({ path, bytes: s.size, mtimeMs: temp ? s.mtimeMs : Math.max(s.mtimeMs, lastUse(path)), temp });
     } catch {
       // removed meanwhile
     }
@@ -389,7 +447,31 @@ function listFiles(dir: string): Array<{ path: string; bytes: number; mtimeMs: n
   return out;
 }
 
+/** Removes the stamps whose cache file is gone (removed by hand). */
+function removeOrphanStamps(dir: string): string[] {
+  let names: string[];
+  try {
+    names = readdirSync(dir);
+  } catch {
+    return [];
+  }
+  const stamps = names.filter((n) => n.endsWith(`${SUFFIX}${STAMP}`));
+  const orphans = stamps.filter((n) => !names.includes(n.slice(0, -STAMP.length))).map((n) => join(dir, n));
+  return orphans.filter(remove);
+}
+
+/** When a cache file was last used: its stamp's mtime (0 without one). */
+function lastUse(file: string): number {
+  try {
+    return statSync(`${file}${STAMP}`).mtimeMs;
+  } catch {
+    return 0;
+  }
+}
+
+/** Removes a file (a cache file with its stamp). */
 function remove(path: string): boolean {
+  if (path.endsWith(SUFFIX)) rmSync(`${path}${STAMP}`, { force: true });
   try {
     unlinkSync(path);
     return true;
@@ -426,7 +508,7 @@ export function listCache(dir: string): CacheEntryInfo[] {
 /** Removes cache files by id (or a unique prefix of one); all of them (temporary files too) with `all`. */
 export function removeFromCache(dir: string, ids: readonly string[], all = false): string[] {
   const files = listFiles(dir);
-  if (all) return files.filter((f) => remove(f.path)).map((f) => f.path);
+  if (all) return [...files.filter((f) => remove(f.path)).map((f) => f.path), ...removeOrphanStamps(dir)];
   const chosen = ids.map((id) => {
     const matches = files.filter((f) => !f.temp && f.path.slice(join(dir, '/').length).startsWith(id));
     if (matches.length === 0) throw new Error(`no cache entry "${id}" (see versa cache ls)`);

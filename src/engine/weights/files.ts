@@ -1,4 +1,4 @@
-import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
+import { closeSync, fstatSync, openSync, readSync, type BigIntStats } from 'node:fs';
 import { parseHeader, headerLength, SafetensorsError, type SafetensorsHeader, type TensorInfo } from './safetensors.ts';
 import type { StoredTensor, WeightDtype } from './stored.ts';
 
@@ -70,4 +70,13 @@ export function readExact(fd: number, position: number, length: number, path: st
     done += n;
   }
   return out;
+}
+
+/**
+ * A file's version as a stat sees it (device, inode, size, mtime and ctime in ns): a fact computed
+ * from its bytes holds while this is unchanged, since any write through the file system sets its
+ * ctime to the time of the write.
+ */
+export function fileVersion(s: BigIntStats): string {
+  return [s.dev, s.ino, s.size, s.mtimeNs, s.ctimeNs].join(':');
 }

@@ -3,6 +3,7 @@ import { createReadStream, mkdirSync, readFileSync, renameSync, statSync, writeF
 import { basename, join, resolve } from 'node:path';
 import { manifestText } from '../adapters/manifest.ts';
 import { inspectModel } from '../loaders/load.ts';
+import { fileVersion } from './files.ts';
 
 /**
  * What identifies a model's weights: the sha256 of each of its files and of their manifest, computed
@@ -69,10 +70,9 @@ export async function modelSha256(path: string, options: { cacheDir?: string } =
   return manifestSha256(await hashFiles(inspectModel(path).files, options));
 }
 
-/** What a cached digest is valid for: the file as it is now (any write changes its size or ctime). */
+/** What a cached digest is valid for: the file as it is now (see fileVersion). */
 function fileKey(path: string): string {
-  const s = statSync(path);
-  return `${resolve(path)}\u0000${s.size}\u0000${s.ino}\u0000${s.mtimeMs}\u0000${s.ctimeMs}`;
+  return `${resolve(path)}\u0000${fileVersion(statSync(path, { bigint: true }))}`;
 }
 
 const cachePath = (dir: string, path: string) =>
