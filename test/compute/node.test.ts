@@ -60,6 +60,10 @@ describe('compute node', () => {
       expect(r.end).toMatchObject({ type: 'done', finish_reason: 'length', usage: { completion_tokens: 120 } });
     });
     expect(await metric(node.url, 'versa_adapter_cache_loads_total', 'adapter="vlm-max@1"')).toBe(1);
+    // The engine thread's step figures reach the node: decode steps of several rows at once.
+    const steps = await metric(node.url, 'versa_batch_size_count');
+    expect(steps).toBeGreaterThanOrEqual(120);
+    expect((await metric(node.url, 'versa_batch_size_sum')) / steps).toBeGreaterThan(1);
   });
 
   it('a client that disconnects frees its row', async () => {

@@ -156,10 +156,8 @@ export class EngineClient {
         this.calls.get(msg.call)?.resolve(msg);
         this.calls.delete(msg.call);
         return;
-      case 'step':
-        this.onStep?.(msg.stats, { queued: msg.queued, active: msg.active });
-        return;
       case 'batch':
+        for (const { stats, queued, active } of msg.steps) this.onStep?.(stats, { queued, active });
         for (const [id, events] of msg.tokens) for (const e of events) this.running.get(id)?.queue.push(e);
         for (const [id, result] of msg.done) {
           const r = this.running.get(id);

@@ -8,7 +8,8 @@ import { TokenizerThread } from './tokenizer-thread.ts';
 /**
  * The engine's thread: session.run blocks its event loop, so it must not share one with HTTP.
  * Prompts are tokenized in a thread of their own (tokenizer-thread.ts), so this one only runs
- * steps. Results are coalesced into one message per scheduler step.
+ * steps. Results, and the step's own figures, are coalesced into one message per scheduler step
+ * (each message wakes the receiving thread: on a busy machine, a turn on a core).
  */
 const port = parentPort!;
 let engine: Engine | undefined;
@@ -16,6 +17,7 @@ const outbox = {
   tokens: [] as Array<[string, TokenEvent[]]>,
   done: [] as Array<[string, GenerateResult]>,
   errors: [] as Array<[string, WireError]>,
+  steps: [] as Extract<FromWorker, { type: 'batch' }>['steps'],
 };
 let flushScheduled = false;
 /** Requests whose prompts are being tokenized; a cancel that comes meanwhile is kept for when they start. */
@@ -35,6 +37,7 @@ function flushSoon(): void {
     outbox.tokens = [];
     outbox.done = [];
     outbox.errors = [];
+    outbox.steps = [];
   });
 }
 
@@ -43,7 +46,10 @@ port.on('message', async (msg: ToWorker) => {
     case 'load':
       try {
         engine = await Engine.load(msg.options, (path, vocab) => new TokenizerThread(path, vocab));
-        engine.onStep = (stats) => post({ type: 'step', stats, ...engine!.load });
+        engine.onStep = (stats) => {
+          outbox.steps.push({ stats, ...engine!.load });
+          flushSoon();
+        };
         post({ type: 'ready', info: engine.info });
       } catch (e) {
         post({ type: 'load-failed', error: toWire(e) });

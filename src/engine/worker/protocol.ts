@@ -44,8 +44,9 @@ export type FromWorker =
       tokens: Array<[string, TokenEvent[]]>;
       done: Array<[string, GenerateResult]>;
       errors: Array<[string, WireError]>;
-    }
-  | { type: 'step'; stats: StepStats; queued: number; active: number };
+      /** The scheduler steps' figures, each with the queue's length and the rows running after it. */
+      steps: Array<{ stats: StepStats; queued: number; active: number }>;
+    };
 
 export function toWire(e: unknown): WireError {
   const err = e instanceof Error ? e : new Error(String(e));
