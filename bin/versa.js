@@ -15,14 +15,16 @@ import { buildFor, ensureBuilt } from '../scripts/build.mjs';
 // asks the kernel for transparent huge pages on its large allocations only when told so at start
 // (GLIBC_TUNABLES=glibc.malloc.hugetlb=1; the kernel's THP mode "madvise", the common default): so
 // those commands run in a child process started with it, which this one waits for, forwarding the
-// stop signals (src/cli/stop-signals.ts takes a signal that comes both ways for one). TinyLlama-1.1B
-// int4, second start: 3.9 s -> 2.8-3.4 s; 8 tokens of the 110M Llama: 2.7-2.9 s -> 1.8-1.9 s.
-// VERSA_HUGE_PAGES=0 turns it off.
+// stop signals (src/cli/stop-signals.ts takes a signal that comes both ways for one). Only with
+// VERSA_HUGE_PAGES=1: whether it pays depends on the host. On one of this project's machines it took
+// 8 tokens of the 110M Llama from 2.7-2.9 s to 1.8-1.9 s; on another, freshly booted, it cost
+// 0.2-0.5 s (the hypervisor backs each new huge page on first touch), and once the page cache had
+// filled memory, 2-3 s on a TinyLlama float32 start (the kernel compacts memory to make huge pages).
 const MODEL_COMMANDS = new Set(['generate', 'compute', 'start', 'bench', 'eval']);
 const HUGE_PAGES = 'glibc.malloc.hugetlb=1';
 if (
   MODEL_COMMANDS.has(process.argv[2]) &&
-  process.env.VERSA_HUGE_PAGES !== '0' &&
+  process.env.VERSA_HUGE_PAGES === '1' &&
   !process.env.GLIBC_TUNABLES?.includes('glibc.malloc.hugetlb') &&
   thpOnRequest()
 ) {

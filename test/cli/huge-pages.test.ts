@@ -17,13 +17,13 @@ const alive = (pid: number) => {
   }
 };
 
-/** `versa compute` as an operator starts it: through the launcher where there are huge pages to ask for. */
+/** `versa compute` as an operator asking for huge pages starts it: through the launcher where they can be had. */
 const startCompute = (env: Record<string, string> = {}) =>
-  spawnComputeNode([], { VERSA_HUGE_PAGES: '', GLIBC_TUNABLES: '', ...env });
+  spawnComputeNode([], { VERSA_HUGE_PAGES: '1', GLIBC_TUNABLES: '', ...env });
 
 /**
- * bin/versa.js runs the commands that load a model in a child process started with glibc's huge
- * pages (GLIBC_TUNABLES), when the kernel gives them on request; it forwards the stop signals, and
+ * With VERSA_HUGE_PAGES=1, bin/versa.js runs the commands that load a model in a child process started
+ * with glibc's huge pages (GLIBC_TUNABLES), when the kernel gives them on request; it forwards the stop signals, and
  * a stop that reaches the child both directly and through it is one stop.
  */
 describe('the launcher of model commands', () => {
@@ -63,8 +63,9 @@ describe('the launcher of model commands', () => {
     for (const pid of kids) expect(alive(pid)).toBe(false);
   });
 
-  it('leaves the command in its own process with VERSA_HUGE_PAGES=0, or GLIBC_TUNABLES already set', async () => {
+  it('leaves the command in its own process by default, or with GLIBC_TUNABLES already set', async () => {
     const envs: Array<Record<string, string>> = [
+      { VERSA_HUGE_PAGES: '' },
       { VERSA_HUGE_PAGES: '0' },
       { GLIBC_TUNABLES: 'glibc.malloc.hugetlb=0' },
     ];
