@@ -1,5 +1,5 @@
 import type { PrecisionOptions } from './model/precision.ts';
-import type { ProviderChoice } from './runtime/session.ts';
+import type { ProviderChoice } from './runtime/providers.ts';
 import type { WeightCacheOptions } from './weights/cache.ts';
 
 /** How an engine runs its model: provider, threads, weight precision and longest sequence. */

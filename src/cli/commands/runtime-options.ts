@@ -1,5 +1,5 @@
 import { InvalidArgumentError, Option, type Command } from 'commander';
-import { EXECUTION_PROVIDERS } from '../../engine/runtime/session.ts';
+import { EXECUTION_PROVIDERS } from '../../engine/runtime/providers.ts';
 import { DTYPES } from '../../engine/model/precision.ts';
 import { BLOCK_SIZES, DEFAULT_BLOCK, isBlockSize, QUANTIZATIONS } from '../../engine/weights/quantize.ts';
 import type { EngineRuntime } from '../../engine/runtime-options.ts';

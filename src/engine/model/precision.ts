@@ -13,7 +13,7 @@ import {
   type WeightFormat,
 } from '../weights/quantize.ts';
 import type { WeightDtype } from '../weights/stored.ts';
-import type { ExecutionProvider } from '../runtime/session.ts';
+import type { ExecutionProvider } from '../runtime/providers.ts';
 
 /** What a user may ask for as the serving dtype of float weights. */
 export type DtypeChoice = 'auto' | 'float32' | 'float16' | 'bfloat16';

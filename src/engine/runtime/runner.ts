@@ -8,7 +8,8 @@ import { ALL_FEATURES, type GraphFeatures } from '../graph/adapters.ts';
 import { IN, LOGITS, NEW_KV, pastKey, pastValue } from '../graph/io.ts';
 import { AdapterBank } from './adapter-bank.ts';
 import { KvCache } from './kv-cache.ts';
-import { createSession, type ExecutionProvider, type ProviderChoice } from './session.ts';
+import { createSession } from './session.ts';
+import type { ExecutionProvider, ProviderChoice } from './providers.ts';
 
 /** One row of a run: new tokens of a sequence whose first `position` tokens are in the cache. */
 export interface RunRow {

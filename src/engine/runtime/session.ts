@@ -4,11 +4,7 @@ import { availableParallelism } from 'node:os';
 import ort from 'onnxruntime-node';
 import { GraphBuilder, referencingFile, type EncodedGraph } from '../graph/onnx.ts';
 import { readExact } from '../weights/files.ts';
-
-export type ExecutionProvider = 'cpu' | 'webgpu' | 'cuda';
-/** What a user may ask for: a provider, or `auto` (the first of cuda, webgpu, cpu that loads). */
-export type ProviderChoice = ExecutionProvider | 'auto';
-export const EXECUTION_PROVIDERS: readonly ProviderChoice[] = ['cpu', 'webgpu', 'cuda', 'auto'];
+import type { ExecutionProvider, ProviderChoice } from './providers.ts';
 
 // Failures surface as exceptions with our own message; onnxruntime's own log would repeat them.
 ort.env.logLevel = 'fatal';
