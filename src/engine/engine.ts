@@ -13,7 +13,8 @@ import type { EngineRuntime } from './runtime-options.ts';
 import { AdapterFormatError, type AdapterKind, type AdapterManifest } from './adapters/format.ts';
 import { ModelRunner } from './runtime/runner.ts';
 import type { BuiltGraph } from './graph/onnx.ts';
-import { resolveProvider, type ExecutionProvider } from './runtime/session.ts';
+import { resolveProvider } from './runtime/session.ts';
+import type { ExecutionProvider } from './runtime/providers.ts';
 import { Scheduler, type SchedulerOptions, type StepStats } from './generation/scheduler.ts';
 import { Sequence, type SequenceSink } from './generation/sequence.ts';
 import type { SamplingParams } from './generation/sampler.ts';
@@ -118,9 +119,16 @@ export class Engine {
 
   /** Loads the model; prompts are tokenized by `encoder`'s (by default on the engine's own thread). */
   static async load(opts: EngineOptions, encoder: PromptEncoderFactory = inThreadEncoder): Promise<Engine> {
-    const { runner, tokenizer, tokenizerPath, info } = await openRuntime(opts);
-    const prompts = tokenizerPath ? encoder(tokenizerPath, info.config.vocabSize) : undefined;
-    return new Engine(runner, tokenizer, prompts, info, opts);
+    // Made as soon as the tokenizer is found: a thread of its own (when serving) then starts while the
+    // session is created, instead of beside the first steps (on two cores, 0.3 s of CPU taken from them).
+    let prompts: PromptEncoder | undefined;
+    try {
+      const { runner, tokenizer, info } = await openRuntime(opts, (path, vocab) => (prompts = encoder(path, vocab)));
+      return new Engine(runner, tokenizer, prompts, info, opts);
+    } catch (e) {
+      await prompts?.close?.();
+      throw e;
+    }
   }
 
   set onStep(fn: ((stats: StepStats) => void) | undefined) {
@@ -307,6 +315,8 @@ export class Engine {
  */
 export async function openRuntime(
   opts: EngineOptions,
+  /** Told the tokenizer's path as soon as it is found (before the weights are loaded). */
+  onTokenizer?: (path: string, vocabSize: number) => void,
 ): Promise<{ runner: ModelRunner; tokenizer?: Tokenizer; tokenizerPath?: string; info: EngineInfo }> {
   const started = performance.now();
   const model = openModel(opts.model);
@@ -322,6 +332,7 @@ export async function openRuntime(
     const format = weightFormat(config, opts, ep, storedDtype(model.weights));
     checkMemory(config, format);
     tokenizerPath = locateTokenizer(opts.model, opts.tokenizer)?.path;
+    if (tokenizerPath) onTokenizer?.(tokenizerPath, config.vocabSize);
     tokenizer = tokenizerPath ? loadTokenizer(tokenizerPath) : undefined;
     const features = { vlm: adapterKinds.includes('vlm'), lora: adapterKinds.includes('lora') };
     const cache = opts.weightCache;

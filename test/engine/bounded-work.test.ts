@@ -1,8 +1,9 @@
 import { createServer } from 'node:http';
-import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { threadId } from 'node:worker_threads';
+import ort from 'onnxruntime-node';
 import { describe, expect, it, vi } from 'vitest';
 import { fixture, readJson } from '../helpers/fixtures.ts';
 import { versa } from '../helpers/cli.ts';
@@ -138,6 +139,26 @@ describe('bounded work per request', () => {
     } finally {
       encode.mockRestore();
       await thread.close();
+    }
+  });
+
+  it('starts the prompt encoder before the session (overlapping it), and closes it if the load fails', async () => {
+    const create = vi.spyOn(ort.InferenceSession, 'create');
+    const close = vi.fn(async () => {});
+    const encoder = vi.fn<PromptEncoderFactory>(() => ({ encode: async () => [1], close }));
+    try {
+      const engine = await Engine.load({ model: fixture('stories260k/model.bin'), threads: 1 }, encoder);
+      await engine.close();
+      expect(encoder).toHaveBeenCalledTimes(1);
+      expect(encoder.mock.invocationCallOrder[0]).toBeLessThan(create.mock.invocationCallOrder[0]);
+      // A tokenizer that is found but cannot be read fails the load after the encoder started.
+      const bad = join(mkdtempSync(join(tmpdir(), 'versa-tokenizer-')), 'tokenizer.bin');
+      writeFileSync(bad, 'not a tokenizer');
+      close.mockClear();
+      await expect(Engine.load({ model: fixture('stories260k/model.bin'), tokenizer: bad }, encoder)).rejects.toThrow();
+      expect(close).toHaveBeenCalledTimes(1);
+    } finally {
+      create.mockRestore();
     }
   });
 
