@@ -321,6 +321,7 @@ function writeCacheFile(
   try {
     mkdirSync(options.dir, { recursive: true });
     const fd = openSync(temp, 'w');
+    let written: bigint;
     try {
       const length = Buffer.alloc(4);
       length.writeUInt32LE(header.length);
@@ -330,12 +331,15 @@ function writeCacheFile(
       for (const [data, offset] of offsets) writeAll(fd, data, dataStart + offset);
       writeAll(fd, END, dataStart + dataBytes);
       fsyncSync(fd);
+      written = fstatSync(fd, { bigint: true }).ino;
     } finally {
       closeSync(fd);
     }
     renameSync(temp, file);
     syncFolder(options.dir);
-    writeStamp(file, statSync(file, { bigint: true }), true); // its checksums are those of what was written
+    // Its checksums are those of what was written: vouched for, unless another writer's file came in meanwhile.
+    const now = statSync(file, { bigint: true });
+    if (now.ino === written) writeStamp(file, now, true);
   } catch {
     try {
       unlinkSync(temp);
