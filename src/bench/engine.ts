@@ -11,7 +11,7 @@ import { GPT2_SMALL, randomWeights, writeGpt2Folder, writeVlmAdapter } from '../
 import type { StructuredFigures } from './structured.ts';
 import type { GenerateRequest } from '../engine/generation/request.ts';
 
-/** Load time and batch-1 decode of float32, int8 and int4 weights (`versa bench engine --precision-only`). */
+/** Load time, and batch-1 and batch-16 decode, of float32, int8 and int4 weights (`bench engine --precision-only`). */
 export interface PrecisionBenchResult {
   model: string;
   threads: number;
@@ -24,6 +24,13 @@ export interface PrecisionBenchResult {
   decode_tps_b1_f32: number;
   decode_tps_b1_int8: number;
   decode_tps_b1_int4: number;
+  /** Batch-16 decode (aggregate) of each precision, alternating in the same run, and over its batch 1. */
+  decode_tps_b16_f32: number;
+  decode_tps_b16_int8: number;
+  decode_tps_b16_int4: number;
+  b16_over_b1_f32: number;
+  b16_over_b1_int8: number;
+  b16_over_b1_int4: number;
   int8_speedup: number;
   int4_speedup: number;
   /** Batch-1 decode against bandwidth / the bytes each precision reads per token. */
@@ -366,7 +373,14 @@ async function comparePrecisions(
       for (const q of ['none', 'int8', 'int4'] as const)
         runs[q].push(await decodeRateOf(engines[q], [undefined], 24, prompt));
     const tps = { none: median(runs.none), int8: median(runs.int8), int4: median(runs.int4) };
-    return { loadSeconds: loads.none, loadSecondsInt4: loads.int4, fileBytes, tps };
+    log('batch-16 decode: float32, int8 and int4 alternating');
+    const rows = Array<undefined>(16).fill(undefined);
+    const runs16 = { none: [] as number[], int8: [] as number[], int4: [] as number[] };
+    for (let k = 0; k < 3; k++)
+      for (const q of ['none', 'int8', 'int4'] as const)
+        runs16[q].push(await decodeRateOf(engines[q], rows, 16, prompt));
+    const tps16 = { none: median(runs16.none), int8: median(runs16.int8), int4: median(runs16.int4) };
+    return { loadSeconds: loads.none, loadSecondsInt4: loads.int4, fileBytes, tps, tps16 };
   } finally {
     await Promise.all(Object.values(engines).map((e) => e.close()));
   }
@@ -384,6 +398,12 @@ function precisionFigures(p: Precisions, c: ModelConfig, bandwidth: number, bloc
     decode_tps_b1_f32: round(p.tps.none),
     decode_tps_b1_int8: round(p.tps.int8),
     decode_tps_b1_int4: round(p.tps.int4),
+    decode_tps_b16_f32: round(p.tps16.none),
+    decode_tps_b16_int8: round(p.tps16.int8),
+    decode_tps_b16_int4: round(p.tps16.int4),
+    b16_over_b1_f32: round(p.tps16.none / p.tps.none, 2),
+    b16_over_b1_int8: round(p.tps16.int8 / p.tps.int8, 2),
+    b16_over_b1_int4: round(p.tps16.int4 / p.tps.int4, 2),
     int8_speedup: round(p.tps.int8 / p.tps.none, 2),
     int4_speedup: round(p.tps.int4 / p.tps.none, 2),
     roofline_ratio_b1_f32: round(p.tps.none / rooflineOf('none'), 3),
@@ -396,6 +416,12 @@ function speedupTargets(p: Precisions) {
   return {
     int8_speedup: { target: '>= 1.7', met: p.tps.int8 / p.tps.none >= 1.7 },
     int4_speedup: { target: '>= 2.5', met: p.tps.int4 / p.tps.none >= 2.5 },
+    ...Object.fromEntries(
+      (['none', 'int8', 'int4'] as const).map((q) => [
+        `b16_over_b1_${q === 'none' ? 'f32' : q}`,
+        { target: '>= 6', met: p.tps16[q] / p.tps[q] >= 6 },
+      ]),
+    ),
   };
 }
 

@@ -61,7 +61,7 @@ export function register(program: Command): void {
   )
     .option('--model <path>', 'measure this checkpoint (default: a GPT-2-small-sized model with random weights)')
     .option('--quantize-block <n>', 'block size of the int8/int4 runs (default 32)', quantizeBlock)
-    .option('--precision-only', 'only load time and float32/int8/int4 decode (quick on big models)')
+    .option('--precision-only', 'only load time and float32/int8/int4 decode at batch 1 and 16 (quick on big models)')
     .option('--size-classes-only', "only small adapters' decode beside a 20x larger one, with and without size classes")
     .option(
       '--structured-only',
