@@ -141,16 +141,22 @@ export function generationRoutes(gen: GenerationContext): OpenAPIHono<AppEnv> {
 
 /**
  * Refuses a body that is not valid UTF-8, as publish does: JSON parsing would otherwise turn bad
- * bytes into U+FFFD silently and generate from a prompt the client never sent.
+ * bytes into U+FFFD silently and generate from a prompt the client never sent. The text is left in
+ * hono's body cache, where the validator's `c.req.json()` finds it: otherwise hono would make it
+ * again from the cached bytes through a new web `Response` (a stream read, on the way to the first token).
  */
 const utf8Body: MiddlewareHandler<AppEnv> = async (c, next) => {
+  let text: string;
   try {
-    new TextDecoder('utf-8', { fatal: true }).decode(await c.req.arrayBuffer()); // cached for the validator
+    text = STRICT_UTF8.decode(await c.req.arrayBuffer());
   } catch {
     throw new ApiError(400, 'the request body is not valid UTF-8', 'invalid_encoding');
   }
+  // hono keeps promises there (its type says the values; every route's tests read bodies this way)
+  (c.req.bodyCache as { text?: Promise<string> }).text = Promise.resolve(text);
   await next();
 };
+const STRICT_UTF8 = new TextDecoder('utf-8', { fatal: true });
 
 /** The request's target for its caller and experiment unit (`user`, else x-versa-unit, else the request). */
 function resolve(
