@@ -20,6 +20,9 @@ const FIXTURE = join(ROOT, 'test/fixtures/stories260k');
  * workerd, wrangler's local runtime, on local D1 and R2) in front of a compute node, each its own
  * process on 127.0.0.1: the same pairs as the Node edge's, plus the D1 round trips each request
  * made before its first token (the Worker's VERSA_COUNT_D1 switch). Needs wrangler (a dev dependency).
+ * Each kind of request goes through `wrangler dev`'s address, whose proxy worker (for live reload;
+ * not there on Cloudflare) hands it on to the Worker, and also straight to the Worker in workerd
+ * (`_workerd` scenarios).
  */
 export async function benchEdgeWorker(opts: { log: (line: string) => void; pairs?: number }) {
   const pairs = opts.pairs ?? 100;
@@ -45,7 +48,8 @@ export async function benchEdgeWorker(opts: { log: (line: string) => void; pairs
       VERSA_COUNT_D1: '1',
       RATE_LIMIT_PER_MINUTE: '0',
     };
-    const { unstable_startWorker } = await import('wrangler');
+    const { unstable_startWorker, unstable_DevEnv } = await import('wrangler');
+    const ownUrl = workerdUrl(unstable_DevEnv);
     const started = await unstable_startWorker({
       config: join(ROOT, 'wrangler.toml'),
       // No custom build (dist/ui/ is built at npm install): its watcher would restart the Worker mid-run.
@@ -62,6 +66,12 @@ export async function benchEdgeWorker(opts: { log: (line: string) => void; pairs
     worker = started;
     await started.ready;
     const url = (await started.url).origin;
+    const direct = await Promise.race([
+      ownUrl,
+      new Promise<never>((_, fail) =>
+        setTimeout(() => fail(new Error('wrangler never said where workerd serves the Worker')), 10_000).unref(),
+      ),
+    ]);
     const client = new RegistryClient({ url, key });
     const readKey = await client.json<{ key: string }>('POST', '/v1/keys', {
       tenant: 'default',
@@ -89,7 +99,7 @@ export async function benchEdgeWorker(opts: { log: (line: string) => void; pairs
         { name: 'candidate', version: 1, weight: 50 },
       ],
     });
-    const scenarios: Scenario[] = [
+    const kinds: Scenario[] = [
       { name: 'base', key, model: 'stories260k', adapter: null },
       { name: 'adapter_by_alias', key, model: 'vlm-max', adapter: await adapterRef(client, 'vlm-max') },
       {
@@ -100,10 +110,14 @@ export async function benchEdgeWorker(opts: { log: (line: string) => void; pairs
         user: 'bench-unit',
       },
     ];
+    const scenarios = [
+      ...kinds,
+      ...kinds.map((s) => ({ ...s, name: `${s.name}_workerd`, user: s.user && `${s.user}-2` })),
+    ];
     const figures = await pairsOf(
       scenarios,
       (s) => nodeTtft(node.url, token, s.adapter),
-      (s) => edgeTtft(url, s),
+      (s) => edgeTtft(s.name.endsWith('_workerd') ? direct : url, s),
       pairs,
       opts.log,
       { p50: 5 },
@@ -114,6 +128,28 @@ export async function benchEdgeWorker(opts: { log: (line: string) => void; pairs
     await worker?.dispose();
     rmSync(dir, { recursive: true, force: true });
   }
+}
+
+/**
+ * Where workerd itself serves the Worker, behind `wrangler dev`'s proxy worker: wrangler tells its
+ * proxy in a `reloadComplete` event (its DevEnv's message bus), which is listened to here once.
+ */
+function workerdUrl(DevEnv: { prototype: { dispatch(event: unknown): void } }): Promise<string> {
+  const dispatch = DevEnv.prototype.dispatch;
+  return new Promise((resolve) => {
+    DevEnv.prototype.dispatch = function (this: unknown, event) {
+      const e = event as {
+        type?: string;
+        proxyData?: { userWorkerUrl?: { protocol: string; hostname: string; port: string } };
+      };
+      const own = e.type === 'reloadComplete' ? e.proxyData?.userWorkerUrl : undefined;
+      if (own) {
+        DevEnv.prototype.dispatch = dispatch;
+        resolve(`${own.protocol}//${own.hostname}:${own.port}`);
+      }
+      return dispatch.call(this, event);
+    };
+  });
 }
 
 /** A port free on 127.0.0.1 now (the node's: the Worker must know it before the node starts). */
