@@ -4,6 +4,7 @@ import type { ArmAssignment } from './assign.ts';
 import { servedCounts, servedStatements } from './aggregates.ts';
 import { evaluateExperiment } from './evaluate.ts';
 import type { EventLog } from './event-log.ts';
+import { deferredWrites } from './write-batch.ts';
 import { histogramBucket } from './stats.ts';
 import { getExperiment } from './store.ts';
 
@@ -58,7 +59,7 @@ export interface UsageRecorder {
  * Every write happens after the response is on its way.
  */
 export function usageRecorder(ctx: RecorderContext, served: ServedCompletion): UsageRecorder {
-  const { registry } = ctx;
+  const registry = deferredWrites(ctx.registry);
   const e = served.experiment;
   const base: Omit<EventInput, 'type'> = {
     tenantId: served.tenantId,
@@ -71,9 +72,8 @@ export function usageRecorder(ctx: RecorderContext, served: ServedCompletion): U
     unit: e?.unit ?? null,
     completionId: served.completionId,
   };
-  // Every write starts a macrotask after it is asked for (see afterIo), counted by the event log.
-  const writeLater = (events: number, write: () => Promise<void>) =>
-    ctx.events.write(events, () => afterIo().then(write));
+  // Every write starts a macrotask after it is asked for (see deferredWrites), counted by the event log.
+  const writeLater = (events: number, write: () => Promise<void>) => ctx.events.write(events, write);
   const record = (events: number, write: () => Promise<void>) => ctx.defer(writeLater(events, write));
   const started = Date.now();
   // The exposure is written once the first token is on its way (or the request ended without one).
@@ -148,13 +148,6 @@ async function checkGuardrails(ctx: RecorderContext, id: string): Promise<void> 
   // A guardrail killed it, or a promotion stopped it and moved its alias: served from the next request.
   if (after.status !== experiment.status || after.killed !== experiment.killed) ctx.experimentChanged();
 }
-
-/**
- * A macrotask later: the chunks the response has queued reach the socket first. Every event write
- * waits for it, since SQLite writes block the event loop (1-2 ms for a usage event and its
- * experiment aggregates): with max_tokens 1, `end` comes right behind the first token.
- */
-const afterIo = () => new Promise((done) => setTimeout(done, 0));
 
 const clientError = (data: Record<string, unknown>) =>
   typeof data.status === 'number' && data.status >= 400 && data.status < 500;

@@ -1,0 +1,52 @@
+import type { RegistryDb, Statement } from '../../registry/db/index.ts';
+
+const deferred = new WeakMap<RegistryDb, RegistryDb>();
+
+/**
+ * The registry as the edge's event writes use it: every write starts a macrotask after it is asked
+ * for, so that the chunks the response has queued reach the socket first (SQLite writes block the
+ * event loop; with max_tokens 1 a usage event is asked for right behind the first token). On SQLite
+ * the writes asked for meanwhile go together, in order, in one transaction: every transaction is a
+ * commit on the edge's one thread, 0.15-0.33 ms for a lone usage event here against 0.06 ms an event
+ * ten at a time. Each write keeps its all-or-nothing: when a batch fails, its writes run again one by
+ * one, so a bad one fails alone. On D1 each write stays its own batch, made from its own request (a
+ * Worker's I/O belongs to the request that started it).
+ */
+export function deferredWrites(registry: RegistryDb): RegistryDb {
+  let writes = deferred.get(registry);
+  if (!writes) {
+    const atomic = registry.driver === 'sqlite' ? batcher(registry) : later(registry);
+    deferred.set(registry, (writes = { ...registry, atomic }));
+  }
+  return writes;
+}
+
+const afterIo = () => new Promise((done) => setTimeout(done, 0));
+
+function later(registry: RegistryDb): (statements: Statement[]) => Promise<void> {
+  return (statements) => afterIo().then(() => registry.atomic(statements));
+}
+
+interface Write {
+  statements: Statement[];
+  resolve(): void;
+  reject(e: unknown): void;
+}
+
+function batcher(registry: RegistryDb): (statements: Statement[]) => Promise<void> {
+  let pending: Write[] = [];
+  const flush = async () => {
+    const writes = pending;
+    pending = [];
+    try {
+      await registry.atomic(writes.flatMap((w) => w.statements));
+      for (const w of writes) w.resolve();
+    } catch {
+      for (const w of writes) await registry.atomic(w.statements).then(w.resolve, w.reject);
+    }
+  };
+  return (statements) =>
+    new Promise<void>((resolve, reject) => {
+      if (pending.push({ statements, resolve, reject }) === 1) setTimeout(flush, 0);
+    });
+}
