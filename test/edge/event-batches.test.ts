@@ -1,6 +1,7 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import Database from 'better-sqlite3';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { sqliteRegistry, type SqliteRegistry } from '../../registry/db/sqlite.ts';
 import { appendEvents } from '../../registry/queries/events.ts';
@@ -49,6 +50,23 @@ describe('deferred, batched event writes', () => {
     await Promise.all(good);
     expect(atomic).toHaveBeenCalledTimes(1 + 4); // the batch, then each write alone
     expect((await r.db.select().from(events)).map((e) => e.completionId)).toEqual(['c0', 'c1', 'c2']);
+  });
+
+  it('a batch refused by a lock held past busy_timeout fails at once, without a wait per write', async () => {
+    const r = freshRegistry();
+    r.sqlite.pragma('busy_timeout = 50');
+    const other = new Database(join(dir!, 'registry.db'));
+    other.exec('BEGIN IMMEDIATE'); // another writer holds the lock
+    try {
+      const atomic = vi.spyOn(r, 'atomic');
+      const writes = deferredWrites(r);
+      const results = await Promise.allSettled([0, 1, 2].map((i) => appendEvents(writes, [usage(i)])));
+      expect(results.map((x) => x.status)).toEqual(['rejected', 'rejected', 'rejected']);
+      expect(atomic).toHaveBeenCalledTimes(1);
+    } finally {
+      other.exec('ROLLBACK');
+      other.close();
+    }
   });
 
   it('on D1 runs each write alone, a macrotask after it is asked for', async () => {
