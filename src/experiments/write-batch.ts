@@ -1,6 +1,6 @@
 import type { RegistryDb, Statement } from '../../registry/db/index.ts';
 
-const deferred = new WeakMap<RegistryDb, RegistryDb>();
+const deferred = new WeakMap<RegistryDb, { writes: RegistryDb; inFlight: Set<Promise<void>> }>();
 
 /**
  * The registry as the edge's event writes use it: every write starts a macrotask after it is asked
@@ -14,12 +14,33 @@ const deferred = new WeakMap<RegistryDb, RegistryDb>();
  * that started it).
  */
 export function deferredWrites(registry: RegistryDb): RegistryDb {
-  let writes = deferred.get(registry);
-  if (!writes) {
+  return deferredOf(registry).writes;
+}
+
+/**
+ * Resolves once the event writes this process has asked for so far are done (written or failed):
+ * feedback on a completion a client has just received must find its usage event. On SQLite only:
+ * a Worker's request must not wait on another request's I/O, and there each write is its own.
+ */
+export async function eventsWritten(registry: RegistryDb): Promise<void> {
+  if (registry.driver === 'sqlite') await Promise.allSettled(deferred.get(registry)?.inFlight ?? []);
+}
+
+function deferredOf(registry: RegistryDb) {
+  let entry = deferred.get(registry);
+  if (!entry) {
     const atomic = registry.driver === 'sqlite' ? batcher(registry) : later(registry);
-    deferred.set(registry, (writes = { ...registry, atomic }));
+    const inFlight = new Set<Promise<void>>();
+    const tracked = (statements: Statement[]) => {
+      const write = atomic(statements);
+      inFlight.add(write);
+      const settled = () => void inFlight.delete(write);
+      write.then(settled, settled);
+      return write;
+    };
+    deferred.set(registry, (entry = { writes: { ...registry, atomic: tracked }, inFlight }));
   }
-  return writes;
+  return entry;
 }
 
 const afterIo = () => new Promise((done) => setTimeout(done, 0));

@@ -6,7 +6,7 @@ import { afterEach, describe, expect, it, vi } from 'vitest';
 import { sqliteRegistry, type SqliteRegistry } from '../../registry/db/sqlite.ts';
 import { appendEvents } from '../../registry/queries/events.ts';
 import { events } from '../../registry/schema.ts';
-import { deferredWrites } from '../../src/experiments/write-batch.ts';
+import { deferredWrites, eventsWritten } from '../../src/experiments/write-batch.ts';
 
 let dir: string | undefined;
 let registry: SqliteRegistry | undefined;
@@ -67,6 +67,19 @@ describe('deferred, batched event writes', () => {
       other.exec('ROLLBACK');
       other.close();
     }
+  });
+
+  it('eventsWritten waits for the writes asked so far, written or failed (feedback finds its completion)', async () => {
+    const r = freshRegistry();
+    const writes = deferredWrites(r);
+    const asked = appendEvents(writes, [usage(0)]);
+    const failing = writes.atomic([r.db.insert(events).values({ type: null as never, createdAt: new Date() })]);
+    failing.catch(() => {}); // counted by the recorder's event log in the edge
+    expect(await r.db.select().from(events)).toEqual([]); // not yet: a macrotask later
+    await eventsWritten(r);
+    expect((await r.db.select().from(events)).map((e) => e.completionId)).toEqual(['c0']);
+    await asked;
+    await eventsWritten(r); // nothing in flight: at once
   });
 
   it('on D1 runs each write alone, a macrotask after it is asked for', async () => {

@@ -12,6 +12,7 @@ import { evaluateExperiment } from '../evaluate.ts';
 import type { EventLog } from '../event-log.ts';
 import { checkMetricValue, declaredMetric } from '../lifecycle.ts';
 import { findOwnExperiment, getExperiment } from '../store.ts';
+import { eventsWritten } from '../write-batch.ts';
 import { MAX_UNIT_CHARS } from '../units.ts';
 import { FeedbackRequest, IdParam } from './schemas.ts';
 
@@ -112,6 +113,7 @@ export function outcomeRoutes(deps: OutcomeDeps): OpenAPIHono<RegistryEnv> {
     deps.limitEvents(c, principal.keyId, 1);
     const { completion_id, score, metric: metricName } = c.req.valid('json');
     const { registry, now } = c.var.deps;
+    await eventsWritten(registry); // a completion this edge has just answered is in the registry
     const usage = await findCompletion(registry.db, completion_id, principal.tenantId);
     if (!usage)
       throw new ApiError(404, `completion "${completion_id}" not found`, 'completion_not_found', 'completion_id');
