@@ -6,16 +6,17 @@ const SAME_STOP_MS = 500;
  * SAME_STOP_MS ends the process at once (the signal's default), as an impatient operator expects.
  * One closer than that is the same stop delivered twice, and ignored: under bin/versa.js's
  * launcher (a parent process that forwards signals, see there) a terminal's Ctrl-C or systemd's
- * stop reaches this process both directly and through the launcher. So the exit waits out that
- * window too: a duplicate arriving while the process exits would find no handler and kill it.
+ * stop reaches this process both directly and through the launcher. So under it the exit waits out
+ * that window too: a duplicate arriving while the process exits would find no handler and kill it.
  */
 export function onStopSignal(stop: (signal: NodeJS.Signals) => Promise<unknown>): void {
+  const underLauncher = process.env.VERSA_LAUNCHER === String(process.ppid);
   let stoppedAt: number | undefined;
   const handle = (signal: NodeJS.Signals) => {
     const now = Date.now();
     if (stoppedAt === undefined) {
       stoppedAt = now;
-      const window = new Promise((done) => setTimeout(done, SAME_STOP_MS));
+      const window = underLauncher && new Promise((done) => setTimeout(done, SAME_STOP_MS));
       void Promise.all([stop(signal), window]).then(() => process.exit(0));
     } else if (now - stoppedAt > SAME_STOP_MS) {
       process.removeAllListeners(signal);

@@ -69,8 +69,9 @@ export async function freePort(): Promise<number> {
 
 /**
  * A compute node in its own process (`versa compute`), so that a test can stop, freeze or kill it: run
- * in place (VERSA_HUGE_PAGES=0, no launcher, see bin/versa.js) unless `env` says otherwise, so that
- * the pid is the node's and a SIGSTOP, which a launcher cannot forward, freezes it.
+ * in place (no launcher, see bin/versa.js, even where the environment sets VERSA_HUGE_PAGES=1) unless
+ * `env` says otherwise, so that the pid is the node's and a SIGSTOP, which a launcher cannot forward,
+ * freezes it.
  */
 export interface ComputeProcess {
   url: string;
