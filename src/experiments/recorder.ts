@@ -73,8 +73,7 @@ export function usageRecorder(ctx: RecorderContext, served: ServedCompletion): U
     completionId: served.completionId,
   };
   // Every write starts a macrotask after it is asked for (see deferredWrites), counted by the event log.
-  const writeLater = (events: number, write: () => Promise<void>) => ctx.events.write(events, write);
-  const record = (events: number, write: () => Promise<void>) => ctx.defer(writeLater(events, write));
+  const record = (events: number, write: () => Promise<void>) => ctx.defer(ctx.events.write(events, write));
   const started = Date.now();
   // The exposure is written once the first token is on its way (or the request ended without one).
   let exposed = !e;
@@ -125,7 +124,7 @@ export function usageRecorder(ctx: RecorderContext, served: ServedCompletion): U
         latencyBuckets: new Map(failed ? [] : [[histogramBucket(timing.total_ms), 1]]),
         ttftBuckets: new Map(failed ? [] : [[histogramBucket(timing.ttft_ms), 1]]),
       };
-      const written = writeLater(1, () =>
+      const written = ctx.events.write(1, () =>
         registry.atomic([
           countedEventStatement(registry, { ...base, type: 'usage', data: usage }, servedCounts(counted)),
           ...servedStatements(registry.db, counted),

@@ -1,6 +1,12 @@
 import type { RegistryDb, Statement } from '../../registry/db/index.ts';
 
-const deferred = new WeakMap<RegistryDb, { writes: RegistryDb; inFlight: Set<Promise<void>> }>();
+/** The registry for event writes, and what a reader waits for to see them all. */
+interface Deferred {
+  writes: RegistryDb;
+  settled(): Promise<void>;
+}
+
+const deferred = new WeakMap<RegistryDb, Deferred>();
 
 /**
  * The registry as the edge's event writes use it: every write starts a macrotask after it is asked
@@ -22,31 +28,21 @@ export function deferredWrites(registry: RegistryDb): RegistryDb {
  * feedback on a completion a client has just received must find its usage event. On SQLite only:
  * a Worker's request must not wait on another request's I/O, and there each write is its own.
  */
-export async function eventsWritten(registry: RegistryDb): Promise<void> {
-  if (registry.driver === 'sqlite') await Promise.allSettled(deferred.get(registry)?.inFlight ?? []);
+export function eventsWritten(registry: RegistryDb): Promise<void> {
+  return deferred.get(registry)?.settled() ?? Promise.resolve();
 }
 
-function deferredOf(registry: RegistryDb) {
+function deferredOf(registry: RegistryDb): Deferred {
   let entry = deferred.get(registry);
-  if (!entry) {
-    const atomic = registry.driver === 'sqlite' ? batcher(registry) : later(registry);
-    const inFlight = new Set<Promise<void>>();
-    const tracked = (statements: Statement[]) => {
-      const write = atomic(statements);
-      inFlight.add(write);
-      const settled = () => void inFlight.delete(write);
-      write.then(settled, settled);
-      return write;
-    };
-    deferred.set(registry, (entry = { writes: { ...registry, atomic: tracked }, inFlight }));
-  }
+  if (!entry) deferred.set(registry, (entry = registry.driver === 'sqlite' ? batcher(registry) : later(registry)));
   return entry;
 }
 
 const afterIo = () => new Promise((done) => setTimeout(done, 0));
 
-function later(registry: RegistryDb): (statements: Statement[]) => Promise<void> {
-  return (statements) => afterIo().then(() => registry.atomic(statements));
+function later(registry: RegistryDb): Deferred {
+  const atomic = (statements: Statement[]) => afterIo().then(() => registry.atomic(statements));
+  return { writes: { ...registry, atomic }, settled: () => Promise.resolve() };
 }
 
 interface Write {
@@ -55,8 +51,10 @@ interface Write {
   reject(e: unknown): void;
 }
 
-function batcher(registry: RegistryDb): (statements: Statement[]) => Promise<void> {
+function batcher(registry: RegistryDb): Deferred {
   let pending: Write[] = [];
+  /** The latest flush (flushes run in order, each to its end): settled once every write asked for is. */
+  let flushed: Promise<void> = Promise.resolve();
   const flush = async () => {
     const writes = pending;
     pending = [];
@@ -69,10 +67,11 @@ function batcher(registry: RegistryDb): (statements: Statement[]) => Promise<voi
       else for (const w of writes) await registry.atomic(w.statements).then(w.resolve, w.reject);
     }
   };
-  return (statements) =>
+  const atomic = (statements: Statement[]) =>
     new Promise<void>((resolve, reject) => {
-      if (pending.push({ statements, resolve, reject }) === 1) setTimeout(flush, 0);
+      if (pending.push({ statements, resolve, reject }) === 1) flushed = afterIo().then(flush);
     });
+  return { writes: { ...registry, atomic }, settled: () => flushed };
 }
 
 /** SQLITE_BUSY or SQLITE_LOCKED, on the error or a cause of it (drizzle wraps the driver's). */
