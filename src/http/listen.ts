@@ -31,7 +31,7 @@ export async function listen(
   const guarded = (request: Request, env: HttpBindings | Http2Bindings) => {
     const { incoming, outgoing } = env as HttpBindings; // HTTP/1.1: no HTTP/2 server is made here
     closeIfBodyUnread(incoming, outgoing);
-    headersWithFirstChunk(outgoing);
+    writeThrough(outgoing);
     if (!incoming.headers.authorization) closeAtDeadline(incoming, outgoing, deadline);
     return fetch(request, env as HttpBindings);
   };
@@ -64,9 +64,18 @@ function closeIfBodyUnread(incoming: IncomingMessage, outgoing: ServerResponse):
  * them alone first, which on 127.0.0.1 costs the reader a second wake-up (and a write) before the
  * first token. Every stream served here has its first chunk ready when its Response is returned
  * (the edge and the compute node answer once the first token is there), so nothing waits longer.
+ * And every write leaves at once: Node's HTTP response corks the socket at each write until the next
+ * tick, which comes only once every pending promise callback has run (on the edge: the rest of a
+ * short generation and its usage, ahead of the first token's bytes; 0.25-0.3 ms here).
  */
-function headersWithFirstChunk(outgoing: ServerResponse): void {
+function writeThrough(outgoing: ServerResponse): void {
   outgoing.flushHeaders = () => {};
+  const write = outgoing.write;
+  outgoing.write = function (this: ServerResponse, ...args: Parameters<typeof write>) {
+    const ok = write.apply(this, args);
+    this.socket?.uncork();
+    return ok;
+  } as typeof write;
 }
 
 /** Destroys the connection of a request still arriving `ms` after it began (its answer, if any, is done). */
