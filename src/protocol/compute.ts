@@ -244,10 +244,9 @@ const MAX_EVENT_LINE_BYTES = 1024 * 1024;
  * anything else (a rogue or broken one) ends the stream with an error event, and is read no further.
  */
 export async function* readEvents(
-  body: NonNullable<Response['body']>,
+  body: AsyncIterable<Uint8Array>,
   maxLineBytes = MAX_EVENT_LINE_BYTES,
 ): AsyncGenerator<ComputeEvent> {
-  const reader = body.getReader();
   const decoder = new TextDecoder('utf-8', { fatal: true });
   const failed = (message: string, code: string): ComputeEvent => ({
     type: 'error',
@@ -271,18 +270,17 @@ export async function* readEvents(
     const { message } = describeIssue(event.error);
     return failed(`the compute node sent an invalid event: ${message}`, 'compute_protocol_error');
   };
+  let end: ComputeEvent = failed('the compute node ended the stream early', 'compute_stream_broken');
   try {
-    for (;;) {
-      const { value, done } = await reader.read();
-      if (done) break;
+    // Leaving this loop before the body's end (the last event, or the caller's return) cancels the rest.
+    read: for await (const value of body) {
       let start = 0;
       for (;;) {
         const newline = value.indexOf(10, start);
         const part = value.subarray(start, newline < 0 ? value.length : newline);
         if (pendingBytes + part.length > maxLineBytes) {
-          void reader.cancel().catch(() => {});
-          yield failed(`the compute node sent a line over ${maxLineBytes} bytes`, 'compute_protocol_error');
-          return;
+          end = failed(`the compute node sent a line over ${maxLineBytes} bytes`, 'compute_protocol_error');
+          break read;
         }
         if (newline < 0) {
           if (part.length) pending.push(part);
@@ -295,18 +293,17 @@ export async function* readEvents(
         start = newline + 1;
         const event = parse(line);
         if (!event) continue;
-        yield event;
         if (event.type !== 'token') {
-          void reader.cancel().catch(() => {}); // the end: nothing after it counts
-          return;
+          end = event; // the end: nothing after it counts
+          break read;
         }
+        yield event;
       }
     }
   } catch (e) {
-    yield failed(`the compute node's stream broke: ${(e as Error).message}`, 'compute_stream_broken');
-    return;
+    end = failed(`the compute node's stream broke: ${(e as Error).message}`, 'compute_stream_broken');
   }
-  yield failed('the compute node ended the stream early', 'compute_stream_broken');
+  yield end;
 }
 
 function concat(parts: Uint8Array[], bytes: number): Uint8Array {

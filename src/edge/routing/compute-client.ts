@@ -1,6 +1,6 @@
 import { readEvents, type ComputeEvent, type GenerateBody } from '../../protocol/compute.ts';
 import { ApiError, type ErrorStatus } from '../../http/errors.ts';
-import { readJson, type NodePool } from './nodes.ts';
+import { readJson, type NodePool, type NodeResponse } from './nodes.ts';
 
 /** An error from the compute tier, with the HTTP status the edge should answer (OpenAI shape). */
 export class ComputeError extends Error {
@@ -94,7 +94,7 @@ async function firstTaker(
   token: string | undefined,
   signal: AbortSignal | undefined,
   deadlineMs?: number,
-): Promise<{ res: Response; url: string; abort: () => void }> {
+): Promise<{ res: NodeResponse; url: string; abort: () => void }> {
   if (!order.length) throw new ComputeError('no compute nodes are configured', 503, 'server_error', 'no_compute_nodes');
   const payload = JSON.stringify(body); // once, whichever node takes it
   let lastError: ComputeError | undefined;
@@ -110,7 +110,7 @@ async function firstTaker(
     };
     let taken = false;
     try {
-      let res: Response | undefined;
+      let res: NodeResponse | undefined;
       try {
         const response = pool.transport(`${url}${path}`, {
           method: 'POST',
@@ -194,7 +194,7 @@ const ERROR_MAX_BYTES = 64 * 1024;
  * first-byte timeout the node is probed, and one that answers is alive with the request queued (a
  * full node answers 429 at once), so the edge keeps waiting, up to the request's deadline.
  */
-async function headersOrTimeout(pool: NodePool, url: string, response: Promise<Response>, deadlineMs = Infinity) {
+async function headersOrTimeout(pool: NodePool, url: string, response: Promise<NodeResponse>, deadlineMs = Infinity) {
   response.catch(() => {}); // settles after the edge may have given up on it
   const started = Date.now();
   for (;;) {

@@ -24,7 +24,26 @@ export const DEFAULT_NODE_TIMEOUTS: NodeTimeouts = {
 };
 
 /** How the edge sends a request to a node: fetch's subset it uses (never following a redirect). */
-export type NodeFetch = (url: string, init: NodeRequestInit) => Promise<Response>;
+export type NodeFetch = (url: string, init: NodeRequestInit) => Promise<NodeResponse>;
+
+/**
+ * What the edge reads of a node's answer: the part of fetch's Response it uses, with the body as
+ * any async iterable of bytes (a web stream is one; node-http.ts hands over Node's own stream).
+ * Leaving a body's iteration early (break, return, throw) gives up the rest: the transport drops it
+ * (or, on Node, drains a little of it to keep the connection).
+ */
+export interface NodeResponse {
+  readonly status: number;
+  readonly ok: boolean;
+  readonly headers: { get(name: string): string | null };
+  readonly body: AsyncIterable<Uint8Array> | null;
+}
+
+/** Gives up an answer's body unread (see NodeResponse). */
+async function discard(body: AsyncIterable<Uint8Array> | null): Promise<void> {
+  await body?.[Symbol.asyncIterator]().return?.();
+}
+
 interface NodeRequestInit {
   method?: string;
   headers?: Record<string, string>;
@@ -32,8 +51,12 @@ interface NodeRequestInit {
   signal?: AbortSignal;
 }
 
-/** The default transport, global fetch: a node answers itself, so a 3xx is a failure, never followed. */
-const globalFetch: NodeFetch = (url, init) => fetch(url, { ...init, redirect: 'manual' });
+/**
+ * The default transport, global fetch: a node answers itself, so a 3xx is a failure, never followed.
+ * Its body, a web stream, is async iterable in Node and in workerd (the DOM's types do not say so).
+ */
+const globalFetch: NodeFetch = (url, init) =>
+  fetch(url, { ...init, redirect: 'manual' }) as Promise<unknown> as Promise<NodeResponse>;
 
 export interface NodePoolOptions {
   /** How long a node that failed a request is tried last (passive health). */
@@ -162,7 +185,7 @@ export class NodePool {
         signal: AbortSignal.timeout(this.timeouts.connectTimeoutMs),
       });
       if (!res.ok) {
-        await res.body?.cancel();
+        await discard(res.body);
         return false;
       }
       const ready = ReadyBody.safeParse(await readJson(res, READY_MAX_BYTES));
@@ -203,19 +226,13 @@ export class NodePool {
 const READY_MAX_BYTES = 64 * 1024;
 
 /** A response's JSON, read up to `maxBytes` (a node's answer is small; a rogue one is not read further). */
-export async function readJson(res: Response, maxBytes: number): Promise<unknown> {
-  const reader = res.body?.getReader();
-  if (!reader) return undefined;
+export async function readJson(res: NodeResponse, maxBytes: number): Promise<unknown> {
+  if (!res.body) return undefined;
   const chunks: Uint8Array[] = [];
   let bytes = 0;
-  for (;;) {
-    const { value, done } = await reader.read();
-    if (done) break;
+  for await (const value of res.body) {
     bytes += value.length;
-    if (bytes > maxBytes) {
-      await reader.cancel();
-      throw new Error(`the answer is over ${maxBytes} bytes`);
-    }
+    if (bytes > maxBytes) throw new Error(`the answer is over ${maxBytes} bytes`); // leaving the loop cancels the rest
     chunks.push(value);
   }
   return JSON.parse(await new Blob(chunks as Uint8Array<ArrayBuffer>[]).text());
