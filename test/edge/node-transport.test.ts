@@ -2,8 +2,9 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo, Socket } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import { keepAliveFetch } from '../../src/edge/routing/node-http.ts';
-import type { NodeFetch } from '../../src/edge/routing/nodes.ts';
-import { readEvents, type ComputeEvent } from '../../src/protocol/compute.ts';
+import { NodePool, type NodeFetch } from '../../src/edge/routing/nodes.ts';
+import { generateOnPool } from '../../src/edge/routing/compute-client.ts';
+import { readEvents, type ComputeEvent, type GenerateBody } from '../../src/protocol/compute.ts';
 
 const token = (text: string) => `${JSON.stringify({ type: 'token', token: 1, text })}\n`;
 const usage = { prompt_tokens: 1, completion_tokens: 1 };
@@ -121,5 +122,52 @@ describe("the edge's Node transport to its compute nodes", () => {
       await sleep(20);
     }
     expect(node.sockets).toHaveLength(1);
+  });
+
+  it('a reader holding an event past the idle timeout is not a silent node; a silent node is', async () => {
+    const node = await fakeNode(async (req, res) => {
+      res.writeHead(200, { 'content-type': 'application/x-ndjson' });
+      res.write(token('a'));
+      if (req.url?.includes('silent')) return; // sends nothing more
+      await sleep(20);
+      res.end(token('b') + DONE);
+    });
+    stop = node.close;
+    const pool = new NodePool([node.url], { timeouts: { idleTimeoutMs: 150 } });
+    pool.transport = keepAliveFetch();
+    const body = { prompt: 'x', max_tokens: 2 } as GenerateBody;
+
+    const held = generateOnPool(pool, [node.url], body, undefined);
+    const kinds = [(await held.next()).value!.type];
+    await sleep(400); // the reader holds the first token well past the idle timeout
+    for (let e = await held.next(); !e.done; e = await held.next()) kinds.push(e.value.type);
+    expect(kinds).toEqual(['token', 'token', 'done']);
+
+    const silent = new NodePool([`${node.url}/silent`], { timeouts: { idleTimeoutMs: 150 } });
+    silent.transport = keepAliveFetch();
+    const events: ComputeEvent[] = [];
+    for await (const e of generateOnPool(silent, [`${node.url}/silent`], body, undefined)) events.push(e);
+    expect(events.map((e) => e.type)).toEqual(['token', 'error']);
+    expect(events[1]).toMatchObject({ error: { code: 'compute_timeout' } });
+  });
+
+  it('a reader that stops asking mid-stream leaves no idle timer running', async () => {
+    const node = await fakeNode(async (_req, res) => {
+      res.writeHead(200, { 'content-type': 'application/x-ndjson' });
+      while (!res.destroyed) {
+        res.write(token('x'));
+        await sleep(10);
+      }
+    });
+    stop = node.close;
+    const timers = () => process.getActiveResourcesInfo().filter((r) => r === 'Timeout').length;
+    const before = timers();
+    const pool = new NodePool([node.url], { timeouts: { idleTimeoutMs: 50 } });
+    pool.transport = keepAliveFetch();
+    const events = generateOnPool(pool, [node.url], { prompt: 'x', max_tokens: 100 } as GenerateBody, undefined);
+    await events.next();
+    await events.next(); // then never again, and no return()
+    await sleep(300);
+    expect(timers()).toBe(before);
   });
 });

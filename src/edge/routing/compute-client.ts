@@ -207,24 +207,49 @@ async function headersOrTimeout(pool: NodePool, url: string, response: Promise<N
   }
 }
 
-/** The node's events, ending in an error event when it sends nothing for `idleTimeoutMs`. */
+/**
+ * The node's events, ending in an error event when it sends nothing for `idleTimeoutMs` while the
+ * edge waits for one (a reader that holds an event back is not the node's idleness). One timer for
+ * the waits of a stream, re-armed only when it fires early, and not at all once no wait is on (a
+ * reader that stops asking leaves no timer behind): a timer per event cost every token a Timeout's
+ * allocation and its timer-list updates.
+ */
 async function* withIdleTimeout(
   events: AsyncGenerator<ComputeEvent>,
   idleTimeoutMs: number,
   onIdle: () => void,
 ): AsyncGenerator<ComputeEvent> {
-  for (;;) {
-    const timeout = after(idleTimeoutMs, 'idle' as const);
-    const next = await Promise.race([events.next(), timeout.promise]).finally(timeout.clear);
-    if (next === 'idle') {
-      onIdle();
-      events.return(undefined).catch(() => {});
-      const message = `the compute node sent nothing for ${idleTimeoutMs / 1000} s`;
-      yield { type: 'error', error: { message, type: 'timeout', code: 'compute_timeout' } };
-      return;
+  let waitingSince: number | undefined;
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  let fire!: (idle: 'idle') => void;
+  const idle = new Promise<'idle'>((done) => (fire = done));
+  const check = () => {
+    timer = undefined;
+    if (waitingSince === undefined) return;
+    const waited = Date.now() - waitingSince;
+    if (waited >= idleTimeoutMs) fire('idle');
+    else (timer = setTimeout(check, idleTimeoutMs - waited)).unref?.();
+  };
+  try {
+    for (;;) {
+      waitingSince = Date.now();
+      if (!timer) (timer = setTimeout(check, idleTimeoutMs)).unref?.(); // unref: no exit waits on it (Node)
+      const next = await Promise.race([events.next(), idle]);
+      waitingSince = undefined;
+      if (next === 'idle') {
+        onIdle();
+        events.return(undefined).catch(() => {});
+        const message = `the compute node sent nothing for ${idleTimeoutMs / 1000} s`;
+        yield { type: 'error', error: { message, type: 'timeout', code: 'compute_timeout' } };
+        return;
+      }
+      if (next.done) return;
+      // The last event: no timer outlives it, though the reader may never ask for the stream's end.
+      if (next.value.type !== 'token') timer = void clearTimeout(timer);
+      yield next.value;
     }
-    if (next.done) return;
-    yield next.value;
+  } finally {
+    clearTimeout(timer);
   }
 }
 
