@@ -2,6 +2,8 @@ import { createServer, type AddressInfo } from 'node:net';
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
 import { serve, type Http2Bindings, type HttpBindings, type ServerType } from '@hono/node-server';
+import { RESPONSE_ALREADY_SENT } from '@hono/node-server/utils/response';
+import { directEventsOf, offerDirectEvents } from './sse.ts';
 
 export interface ListenOptions {
   port: number;
@@ -33,7 +35,9 @@ export async function listen(
     closeIfBodyUnread(incoming, outgoing);
     writeThrough(outgoing);
     if (!incoming.headers.authorization) closeAtDeadline(incoming, outgoing, deadline);
-    return fetch(request, env as HttpBindings);
+    offerDirectEvents(env);
+    const res = fetch(request, env as HttpBindings);
+    return res instanceof Promise ? res.then((r) => sent(r, env, outgoing)) : sent(res, env, outgoing);
   };
   const server: ServerType = await new Promise((ready, fail) => {
     const https = o.tls ? { createServer: createHttpsServer, serverOptions: { cert: o.tls.cert, key: o.tls.key } } : {};
@@ -45,6 +49,18 @@ export async function listen(
   http.headersTimeout = o.headersTimeoutMs ?? 30_000;
   http.requestTimeout = 0;
   return { server, port: (server.address() as AddressInfo).port };
+}
+
+/**
+ * An event stream (sse.ts) is written here, straight to the socket once its headers are final; any
+ * other response is @hono/node-server's to write.
+ */
+function sent(res: Response, bindings: object, outgoing: ServerResponse): Response {
+  const direct = directEventsOf(bindings, res);
+  if (!direct) return res;
+  outgoing.writeHead(res.status, direct.headers);
+  direct.events.attach(outgoing);
+  return RESPONSE_ALREADY_SENT;
 }
 
 /**
