@@ -7,7 +7,7 @@ import { sweepOrphans } from '../../registry/sweep.ts';
 import { createApp, type AppDeps } from './app.ts';
 import { embeddedDashboard } from './ui/embedded.ts';
 import { parseComputeNodes } from './routing/pools.ts';
-import { generationContext } from './generation/context.ts';
+import { generationContext, waitUntil } from './generation/context.ts';
 import { metricsToken } from './metrics.ts';
 import { nodeSettingsFrom } from './routing/settings.ts';
 
@@ -58,7 +58,7 @@ function depsFrom(env: Env, db: D1Database): AppDeps {
   return {
     registry: d1Registry(db),
     blobs: new R2BlobStore(env.BLOBS, { hasher }),
-    generationContext: generationContext(generation),
+    generationContext: generationContext(generation, waitUntil),
     metricsToken: metricsToken(env.VERSA_METRICS_TOKEN),
     ui: embeddedDashboard,
   };
