@@ -61,8 +61,7 @@ export function uiRoutes(assets: UiAssets | undefined): OpenAPIHono<AppEnv> {
       return c.body(file.body, 200, { ...SECURITY_HEADERS, 'content-type': type });
     });
   }
-  app.get('/ui/assets/:name', (c) => {
-    throw new ApiError(404, `no dashboard asset "${c.req.param('name')}"`, 'route_not_found');
-  });
+  // Any other name is the app's JSON 404. No `/ui/assets/:name` route beside the fixed ones: hono's
+  // RegExpRouter refuses that mix, and its fallback (TrieRouter) took 15-20 us of every request.
   return app;
 }
