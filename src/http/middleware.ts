@@ -5,7 +5,11 @@ import type { ZodError } from 'zod';
 import { ApiError, errorBody, storageFullError } from './errors.ts';
 import { hasScope, type Principal, type Scope } from './principal.ts';
 
-/** The variables every Versa app carries: its injected dependencies and the caller. */
+/**
+ * The variables every Versa app carries: its injected dependencies and the caller. On the path to
+ * the first token they are read with `c.get(...)`: hono builds `c.var` anew (a copy of them all) at
+ * every read.
+ */
 export type HttpEnv<Deps> = {
   Variables: {
     deps: Deps;
@@ -26,7 +30,7 @@ export function principalMiddleware<E extends WithPrincipal & Env>(
     const header = c.req.header('authorization');
     const match = header ? /^Bearer\s+(\S+)\s*$/i.exec(header) : null;
     c.set('principal', match ? await authenticate(c, match[1]) : null);
-    if (header && !c.var.principal) throw new ApiError(401, 'invalid or revoked API key', 'invalid_api_key');
+    if (header && !c.get('principal')) throw new ApiError(401, 'invalid or revoked API key', 'invalid_api_key');
     await next();
   };
 }
@@ -38,7 +42,7 @@ export function principalMiddleware<E extends WithPrincipal & Env>(
  */
 export function refuseKeylessBody<E extends WithPrincipal & Env>(): MiddlewareHandler<E> {
   return async (c, next) => {
-    if (!c.var.principal && carriesBody(c.req.raw)) principalOf(c);
+    if (!c.get('principal') && carriesBody(c.req.raw)) principalOf(c);
     await next();
   };
 }
@@ -78,7 +82,7 @@ export function requireScope<E extends WithPrincipal & Env>(...scopes: Scope[]):
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any -- any route's context (its path and input types)
 export function principalOf<E extends WithPrincipal & Env>(c: Context<E, any, any>, ...scopes: Scope[]): Principal {
-  const p = c.var.principal;
+  const p = c.get('principal');
   if (!p) throw new ApiError(401, 'missing API key: send "Authorization: Bearer vsk_..."', 'missing_api_key');
   if (scopes.length && !scopes.some((s) => hasScope(p, s))) {
     throw new ApiError(

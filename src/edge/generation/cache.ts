@@ -90,7 +90,7 @@ export class RegistryCache {
 /** The caller from its bearer key, through the cache (a revoked key is refused after clear() or ttlMs). */
 export function cachedPrincipal(cache: RegistryCache): MiddlewareHandler<AppEnv> {
   return principalMiddleware<AppEnv>((c, key) =>
-    cache.get(`key\u0000${key}`, () => authenticate(c.var.deps.registry, key)),
+    cache.get(`key\u0000${key}`, () => authenticate(c.get('deps').registry, key)),
   );
 }
 

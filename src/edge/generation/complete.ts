@@ -177,7 +177,7 @@ type Usage = ReturnType<typeof recordUsage>;
 function recordUsage(c: Context<AppEnv>, gen: GenerationContext, job: CompletionJob, release: () => void) {
   const { target, principal } = job;
   const ctx: RecorderContext = {
-    registry: c.var.deps.registry,
+    registry: c.get('deps').registry,
     events: gen.events,
     evaluatedAt: gen.evaluatedAt,
     defer: (work) => gen.defer(c, work),

@@ -168,7 +168,9 @@ function resolve(
   completionId: string,
 ): Promise<Target> {
   const unit = experimentUnit(user, c.req.header('x-versa-unit'), completionId);
-  return timed(c, 'resolve', () => resolveTarget(c.var.deps.registry.db, model, viewerOf(principal), unit, gen.cache));
+  return timed(c, 'resolve', () =>
+    resolveTarget(c.get('deps').registry.db, model, viewerOf(principal), unit, gen.cache),
+  );
 }
 
 /** Authenticates (scope generate) and applies the per-key rate limit: each of the request's `choices` counts. */

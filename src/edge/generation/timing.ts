@@ -34,7 +34,7 @@ export function serverTiming(): MiddlewareHandler<AppEnv> {
     timings.set(c, phases);
     const start = performance.now();
     await next();
-    if (!isOperator(c.var.principal)) return;
+    if (!isOperator(c.get('principal'))) return;
     const total = performance.now() - start;
     const edge = [...phases].reduce((sum, [phase, ms]) => (phase === 'node' ? sum : sum + ms), 0);
     const entries: Array<[string, number]> = PHASES.filter((p) => phases.has(p)).map((p) => [p, phases.get(p)!]);
