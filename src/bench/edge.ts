@@ -1,6 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { createApiKey, generateKey } from '../../registry/auth.ts';
@@ -126,13 +126,26 @@ export async function benchEdge(opts: { log: (line: string) => void; pairs?: num
       { name: 'bare_proxy', key: '', model: 'stories260k', adapter: null, yardstick: true },
     ];
 
-    return await pairsOf(
+    const cpu = { edge: cpuMs(edge.child.pid), bare_proxy: cpuMs(proxy.child.pid) };
+    const figures = await pairsOf(
       scenarios,
       (s) => nodeTtft(node.url, token, s.adapter),
       (s) => (s.yardstick ? proxyTtft(proxy.url, token) : edgeTtft(edge.url, s)),
       pairs,
       opts.log,
     );
+    // Each process's CPU time per request it served (warm-up included), event writes and all: a
+    // figure the machine's noise moves far less than latency.
+    const served = { edge: (WARM_UP + pairs) * (scenarios.length - 1), bare_proxy: WARM_UP + pairs };
+    const perRequest = (before: number | undefined, pid: number | undefined, requests: number) => {
+      const after = cpuMs(pid);
+      return before === undefined || after === undefined ? null : ms((after - before) / requests);
+    };
+    return {
+      ...figures,
+      edge_cpu_ms_per_request: perRequest(cpu.edge, edge.child.pid, served.edge),
+      bare_proxy_cpu_ms_per_request: perRequest(cpu.bare_proxy, proxy.child.pid, served.bare_proxy),
+    };
   } finally {
     for (const child of children) child.kill('SIGTERM');
     rmSync(dir, { recursive: true, force: true });
@@ -140,6 +153,22 @@ export async function benchEdge(opts: { log: (line: string) => void; pairs?: num
 }
 
 type Phases = Record<string, number>;
+
+/** Rounds of every scenario before the measured pairs. */
+const WARM_UP = 5;
+
+/** The CPU time (ms) a process has used so far, all its threads (Linux's /proc); undefined elsewhere. */
+function cpuMs(pid: number | undefined): number | undefined {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' '); // from field 3 (state) on
+    return ((Number(fields[11]) + Number(fields[12])) * 1000) / CLOCK_TICKS; // utime + stime
+  } catch {
+    return undefined;
+  }
+}
+/** The kernel's clock ticks per second (USER_HZ): 100 on Linux's common builds. */
+const CLOCK_TICKS = 100;
 
 /**
  * The same generation straight to the node and through the edge, `pairs` times per scenario,
@@ -156,7 +185,7 @@ export async function pairsOf(
   target: AddedTarget = NODE_TARGET,
 ) {
   log('warming up');
-  for (let i = 0; i < 5; i++) {
+  for (let i = 0; i < WARM_UP; i++) {
     for (const s of scenarios) {
       await direct(s);
       await through(s);
