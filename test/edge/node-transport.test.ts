@@ -54,10 +54,7 @@ describe("the edge's Node transport to its compute nodes", () => {
     stop = node.close;
     const fetchNode = keepAliveFetch();
     for (let i = 0; i < 5; i++) {
-      const res = await fetchNode(`${node.url}/v1/internal/generate`, { method: 'POST', body: '{}' });
-      const types = [];
-      for await (const e of readEvents(res.body!)) types.push(e.type);
-      expect(types).toEqual(['token', 'done']);
+      expect((await generate(fetchNode, node.url)).map((e) => e.type)).toEqual(['token', 'done']);
       await sleep(40);
     }
     expect(node.sockets).toHaveLength(1);

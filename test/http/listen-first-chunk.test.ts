@@ -4,6 +4,21 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ServerType } from '@hono/node-server';
 import { listen } from '../../src/http/listen.ts';
 
+/** `listen()` answering every request with an event stream that `produce` writes. */
+function serveStream(produce: (send: (text: string) => void, close: () => void) => void) {
+  const body = () =>
+    new ReadableStream<Uint8Array>({
+      start(controller) {
+        produce(
+          (text) => controller.enqueue(new TextEncoder().encode(text)),
+          () => controller.close(),
+        );
+      },
+    });
+  const headers = { 'content-type': 'text/event-stream' };
+  return listen(() => new Response(body(), { headers }), { port: 0, hostname: '127.0.0.1' });
+}
+
 /**
  * A streamed response's headers leave with its first chunk, in one write: a reader on 127.0.0.1 is
  * woken once for both (the edge's first token, the node's), not first for the headers alone.
@@ -12,22 +27,13 @@ describe('listen: headers with the first chunk', () => {
   let server: ServerType;
   let port: number;
   beforeAll(async () => {
-    ({ server, port } = await listen(
-      () =>
-        new Response(
-          new ReadableStream<Uint8Array>({
-            start(controller) {
-              // The chunk comes a little after the Response: headers written at once would arrive alone.
-              setTimeout(() => {
-                controller.enqueue(new TextEncoder().encode('data: first\n\n'));
-                controller.close();
-              }, 50);
-            },
-          }),
-          { headers: { 'content-type': 'text/event-stream' } },
-        ),
-      { port: 0, hostname: '127.0.0.1' },
-    ));
+    ({ server, port } = await serveStream((send, close) => {
+      // The chunk comes a little after the Response: headers written at once would arrive alone.
+      setTimeout(() => {
+        send('data: first\n\n');
+        close();
+      }, 50);
+    }));
   });
   afterAll(() => new Promise<void>((done) => server.close(() => done())));
 
@@ -54,26 +60,17 @@ describe('listen: a chunk leaves when written', () => {
   let spunUntil = 0;
   const SPIN_MS = 300;
   beforeAll(async () => {
-    ({ server, port } = await listen(
-      () =>
-        new Response(
-          new ReadableStream<Uint8Array>({
-            start(controller) {
-              controller.enqueue(new TextEncoder().encode('data: first\n\n'));
-              void (async () => {
-                // Promise callbacks back to back, as a producer that goes on without yielding to I/O.
-                const end = Date.now() + SPIN_MS;
-                while (Date.now() < end) await Promise.resolve();
-                spunUntil = Date.now();
-                controller.enqueue(new TextEncoder().encode('data: second\n\n'));
-                controller.close();
-              })();
-            },
-          }),
-          { headers: { 'content-type': 'text/event-stream' } },
-        ),
-      { port: 0, hostname: '127.0.0.1' },
-    ));
+    ({ server, port } = await serveStream((send, close) => {
+      send('data: first\n\n');
+      void (async () => {
+        // Promise callbacks back to back, as a producer that goes on without yielding to I/O.
+        const end = Date.now() + SPIN_MS;
+        while (Date.now() < end) await Promise.resolve();
+        spunUntil = Date.now();
+        send('data: second\n\n');
+        close();
+      })();
+    }));
   });
   afterAll(() => new Promise<void>((done) => server.close(() => done())));
 
