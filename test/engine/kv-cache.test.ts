@@ -47,7 +47,7 @@ function expected(l: number, rows: number, capacity: number, stored: Map<number,
     for (let h = 0; h < heads; h++) {
       for (let t = 0; t < Math.min(length, capacity); t++) {
         for (let i = 0; i < hd; i++) {
-          keys[((row * heads + h) * hd + i) * capacity + t] = code(l, row, h, t, i); // [row, h, i, t]
+          keys[((row * heads + h) * capacity + t) * hd + i] = code(l, row, h, t, i); // [row, h, t, i]
           values[((row * heads + h) * capacity + t) * hd + i] = -code(l, row, h, t, i); // [row, h, t, i]
         }
       }
@@ -116,7 +116,7 @@ describe('KV cache', () => {
     const cache = new KvCache(config);
     cache.ensure(1, 0); // a fresh prompt: nothing cached yet
     expect(cache.capacity).toBe(64);
-    expect(cache.slices(0, 0, 1).keyDims).toEqual([1, config.numKvHeads, config.headDim, 64]);
+    expect(cache.slices(0, 0, 1).dims).toEqual([1, config.numKvHeads, 64, config.headDim]);
     cache.shrink(0);
     expect(cache.capacity).toBe(64);
   });

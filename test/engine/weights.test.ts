@@ -113,7 +113,7 @@ describe('weights outside the graph', () => {
         last_index: new ort.Tensor('int64', BigInt64Array.of(0n, 1n, 2n), [3]),
       };
       for (let l = 0; l < c.numLayers; l++) {
-        f[`past_key.${l}`] = new ort.Tensor('float32', new Float32Array(0), [1, c.numKvHeads, c.headDim, 0]);
+        f[`past_key.${l}`] = new ort.Tensor('float32', new Float32Array(0), [1, c.numKvHeads, 0, c.headDim]);
         f[`past_value.${l}`] = new ort.Tensor('float32', new Float32Array(0), [1, c.numKvHeads, 0, c.headDim]);
       }
       return s.run(f);

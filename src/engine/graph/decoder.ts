@@ -57,12 +57,12 @@ export class DecoderGraph {
     g.input(IN.lastIndex, 'int64', ['L']);
     this.adapters.declareInputs();
     for (let l = 0; l < numLayers; l++) {
-      g.input(pastKey(l), 'float32', ['B', kvh, hd, 'P']);
+      g.input(pastKey(l), 'float32', ['B', kvh, 'P', hd]);
       g.input(pastValue(l), 'float32', ['B', kvh, 'P', hd]);
       this.adapters.declareLayerInputs(l);
     }
     this.batchShape = g.op('Shape', [IN.inputIds]);
-    const pastLen = g.op('Shape', [pastKey(0)], { start: 3 });
+    const pastLen = g.op('Shape', [pastKey(0)], { start: 2, end: 3 });
     const newLen = g.op('Shape', [IN.inputIds], { start: 1 });
     this.splitSizes = g.concat([pastLen, newLen], 0);
     this.causalBias = this.causalMask(pastLen, newLen);
@@ -105,7 +105,7 @@ export class DecoderGraph {
     if (out) return out;
     const g = this.graph;
     const queries = g.unsqueeze(IN.positionIds, [2]); // [B, S, 1]
-    const capacity = g.op('Squeeze', [g.op('Shape', [pastKey(0)], { start: 3 }), g.ints([0])]);
+    const capacity = g.op('Squeeze', [g.op('Shape', [pastKey(0)], { start: 2, end: 3 }), g.ints([0])]);
     const cached = g.op('Range', [g.intScalar(0), capacity, g.intScalar(1)]); // [P]
     const behind = [g.sub(queries, cached), g.sub(queries, g.unsqueeze(IN.positionIds, [1]))];
     const distance = g.concat(behind, 2); // [B, S, P + S]: how far each key is behind the query
@@ -273,13 +273,17 @@ export class DecoderGraph {
     const keys = perHead(headMajor(k, kvh), 'k'); // [B, Hkv, S, hd]
     const values = headMajor(v, kvh); // [B, Hkv, S, hd]
     this.newKv.push(keys, values);
-    const qGrouped = g.reshape(perHead(headMajor(q, h), 'q'), [0, kvh, -1, hd]); // [B, Hkv, G*S, hd]
-    // q @ k, then the scale: plain ops that onnxruntime's CPU optimizer fuses into one FusedMatMul
-    // each (alpha, and transB for the new keys), while a GPU provider, which has no FusedMatMul
-    // kernel (WebGPU), runs them as they are instead of sending the scores through the CPU.
+    // The queries are scaled before the score products, a Reshape away from them, so that onnxruntime's
+    // CPU optimizer does not fold the scale into the products (FusedMatMul's alpha): its one-row
+    // kernel, which reads the cached keys in place, takes only alpha = 1; any other alpha copies
+    // every cached key into a packed panel at every step. Plain ops, so that a GPU provider, which
+    // has no FusedMatMul (WebGPU), runs them as they are.
     const alpha = g.scalar(this.config.attentionScale ?? 1 / Math.sqrt(hd));
-    const scaled = (b: string) => g.mul(g.matmul(qGrouped, b), alpha);
-    let scores = g.concat([scaled(pastKey(l)), scaled(g.transpose(keys, [0, 1, 3, 2]))], 3);
+    const qGrouped = g.reshape(g.mul(perHead(headMajor(q, h), 'q'), alpha), [0, kvh, -1, hd]); // [B, Hkv, G*S, hd]
+    // q @ k^T over the cached keys, then over the new ones: the CPU optimizer makes each one
+    // FusedMatMul (transB), which reads the keys where they are.
+    const scoresOf = (k: string) => g.matmul(qGrouped, g.transpose(k, [0, 1, 3, 2]));
+    let scores = g.concat([scoresOf(pastKey(l)), scoresOf(keys)], 3);
     if (this.config.attentionSoftcap) scores = this.softcap(scores, this.config.attentionSoftcap);
     const window = this.config.slidingWindow;
     const bias = window?.layers.includes(l) ? this.windowBias(window.size) : this.bias;

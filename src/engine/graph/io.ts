@@ -23,7 +23,7 @@ export const IN = {
   loraScatter: 'lora_scatter', // int64 [N]
 } as const;
 
-export const pastKey = (l: number) => `past_key.${l}`; // float [B, Hkv, hd, P] (keys stored transposed)
+export const pastKey = (l: number) => `past_key.${l}`; // float [B, Hkv, P, hd]
 export const pastValue = (l: number) => `past_value.${l}`; // float [B, Hkv, P, hd]
 /**
  * Output float [2 * layers * B, Hkv, S, hd]: every layer's new keys (head-major, rotated), then its

@@ -4,8 +4,9 @@ import type { ModelConfig } from '../model/config.ts';
  * The KV cache, owned by JS and fed to every run as graph inputs (onnxruntime-node does not copy
  * inputs, but copies every output, so the graph only ever outputs the new positions).
  *
- * Per layer, keys are [rows, Hkv, hd, capacity] (already transposed for q @ k) and values
- * [rows, Hkv, capacity, hd]. A run over rows [r0, r1) feeds the contiguous slice of those rows.
+ * Per layer, keys and values are [rows, Hkv, capacity, hd] (BNSH, as onnxruntime's attention
+ * kernels take a past): a token's keys are hd contiguous floats per head, written as one copy. A run
+ * over rows [r0, r1) feeds the contiguous slice of those rows.
  * Capacity grows in steps of GROW positions; rows grow geometrically.
  */
 const GROW = 64;
@@ -77,8 +78,8 @@ export class KvCache {
       const keys = (this.keys[l] = roomFor(this.keys[l], size));
       const values = (this.values[l] = roomFor(this.values[l], size));
       if (capacity > oldCap) {
-        // Keys [row, h, i, t]: runs of oldCap positions; values [row, h, t, i]: blocks of oldCap * hd.
-        moveRuns(keys, rows * heads * hd, oldCap, capacity);
+        // [row, h, t, i]: each (row, h) block of oldCap * hd floats moves to its wider stride.
+        moveRuns(keys, rows * heads, oldCap * hd, capacity * hd);
         moveRuns(values, rows * heads, oldCap * hd, capacity * hd);
       }
       const used = rows * this.kvDim * capacity;
@@ -99,12 +100,12 @@ export class KvCache {
       const oldValues = this.values[l];
       if (oldKeys && keep > 0) {
         const rows = Math.min(rowCapacity, this.rowCapacity);
-        // Keys [row, h, i, t]: each (row, h, i) run of positions moves to its new stride.
-        for (let r = 0; r < rows * heads * hd; r++)
-          keys.set(oldKeys.subarray(r * this.capacity, r * this.capacity + keep), r * capacity);
-        // Values [row, h, t, i]: each (row, h) block of positions moves.
+        // [row, h, t, i]: each (row, h) block of positions moves.
+        const block = (old: Float32Array, r: number) =>
+          old.subarray(r * this.capacity * hd, (r * this.capacity + keep) * hd);
         for (let r = 0; r < rows * heads; r++) {
-          values.set(oldValues.subarray(r * this.capacity * hd, (r * this.capacity + keep) * hd), r * capacity * hd);
+          keys.set(block(oldKeys, r), r * capacity * hd);
+          values.set(block(oldValues, r), r * capacity * hd);
         }
       }
       this.keys[l] = keys;
@@ -113,18 +114,13 @@ export class KvCache {
   }
 
   /** The key and value slices of rows [r0, r1) of layer l, shaped for the graph. */
-  slices(
-    l: number,
-    r0: number,
-    r1: number,
-  ): { keys: Float32Array; values: Float32Array; keyDims: number[]; valueDims: number[] } {
+  slices(l: number, r0: number, r1: number): { keys: Float32Array; values: Float32Array; dims: number[] } {
     const { numKvHeads: heads, headDim: hd } = this.c;
     const n = this.rowSize;
     return {
       keys: this.keys[l].subarray(r0 * n, r1 * n),
       values: this.values[l].subarray(r0 * n, r1 * n),
-      keyDims: [r1 - r0, heads, hd, this.capacity],
-      valueDims: [r1 - r0, heads, this.capacity, hd],
+      dims: [r1 - r0, heads, this.capacity, hd],
     };
   }
 
@@ -148,9 +144,12 @@ export class KvCache {
     const base = row * this.rowSize;
     for (let h = 0; h < heads; h++) {
       const src = offset + h * headStride;
-      const keyAt = base + h * hd * cap + position;
-      for (let i = 0; i < hd; i++) keys[keyAt + i * cap] = k[src + i];
-      values.set(v.subarray(src, src + hd), base + (h * cap + position) * hd);
+      const at = base + (h * cap + position) * hd;
+      // A loop, not set(subarray()): hd is small, and a view per head cost more than the copy.
+      for (let i = 0; i < hd; i++) {
+        keys[at + i] = k[src + i];
+        values[at + i] = v[src + i];
+      }
     }
   }
 

@@ -156,8 +156,8 @@ export class ModelRunner {
     for (const [name, f] of shelf.feeds()) feeds[name] = new ort.Tensor('float32', f.data, f.dims);
     for (let l = 0; l < c.numLayers; l++) {
       const s = this.cache.slices(l, r0, r0 + B);
-      feeds[pastKey(l)] = new ort.Tensor('float32', s.keys, s.keyDims);
-      feeds[pastValue(l)] = new ort.Tensor('float32', s.values, s.valueDims);
+      feeds[pastKey(l)] = new ort.Tensor('float32', s.keys, s.dims);
+      feeds[pastValue(l)] = new ort.Tensor('float32', s.values, s.dims);
     }
 
     const out = await this.session.run(feeds);
