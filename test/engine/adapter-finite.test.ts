@@ -1,7 +1,12 @@
 import { describe, expect, it } from 'vitest';
-import { FiniteWeightsCheck } from '../../src/engine/adapters/finite.ts';
+import { checkFiniteWeights, FiniteWeightsCheck } from '../../src/engine/adapters/finite.ts';
 import { readAdapter } from '../../src/engine/adapters/read.ts';
-import { parseHeader, type Dtype, type TensorInfo } from '../../src/engine/weights/safetensors.ts';
+import {
+  parseHeader,
+  type Dtype,
+  type SafetensorsHeader,
+  type TensorInfo,
+} from '../../src/engine/weights/safetensors.ts';
 import { toyConfig, vlmAdapter } from '../helpers/adapters.ts';
 
 /**
@@ -42,12 +47,24 @@ function feed(tensors: Map<string, TensorInfo>, bytes: Uint8Array, chunk: number
   for (let at = 0; at < bytes.length; at += chunk) check.update(bytes.subarray(at, at + chunk));
 }
 
+/**
+ * The same data as a whole file, as an engine loading an adapter checks it: its data section `shift`
+ * bytes into the buffer, so that shift 0 reads aligned tensors through typed-array views and an odd
+ * shift takes the byte path.
+ */
+function whole(tensors: Map<string, TensorInfo>, bytes: Uint8Array, shift: number): void {
+  const file = new Uint8Array(shift + bytes.length);
+  file.set(bytes, shift);
+  checkFiniteWeights({ tensors, dataOffset: shift } as SafetensorsHeader, file);
+}
+
 describe('FiniteWeightsCheck', () => {
   for (const dtype of ['F32', 'F16', 'BF16'] as const) {
     it(`${dtype}: finite extremes pass, in any chunking`, () => {
       const bits = [...FINITE[dtype], 0, 0, 0].slice(0, 8);
       const { tensors, bytes } = data(dtype, bits);
       for (const chunk of [1, 3, 5, bytes.length]) expect(() => feed(tensors, bytes, chunk)).not.toThrow();
+      for (const shift of [0, 1, 2]) expect(() => whole(tensors, bytes, shift)).not.toThrow();
     });
 
     it(`${dtype}: NaN and infinities are refused at every position, naming the tensor and element`, () => {
@@ -57,9 +74,13 @@ describe('FiniteWeightsCheck', () => {
           bits[position] = value;
           const { tensors, bytes } = data(dtype, bits);
           const [name, element] = position < 3 ? ['a', position] : ['b', position - 3];
+          const message = `tensor "${name}" holds a non-finite value (NaN or infinity) at element ${element}`;
           for (const chunk of [1, 3, bytes.length]) {
-            expect(() => feed(tensors, bytes, chunk), `${what} at ${position}, chunks of ${chunk}`).toThrow(
-              `tensor "${name}" holds a non-finite value (NaN or infinity) at element ${element}`,
+            expect(() => feed(tensors, bytes, chunk), `${what} at ${position}, chunks of ${chunk}`).toThrow(message);
+          }
+          for (const shift of [0, 1, 2]) {
+            expect(() => whole(tensors, bytes, shift), `${what} at ${position}, whole file at ${shift}`).toThrow(
+              message,
             );
           }
         }
