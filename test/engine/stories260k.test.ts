@@ -104,6 +104,28 @@ describe('stories260k conformance', () => {
     }
   });
 
+  it("a one-row engine (a single prompt) serves float weights unpacked, with llama2.c's tokens", async () => {
+    // Packing copies every weight at start; one row reads them in place (engine.ts, prepackWeights).
+    const start = (o: { maxBatch?: number; quantize?: 'int8' }) =>
+      EngineClient.start({ model: fixture('stories260k/model.bin'), threads: 2, ...o });
+    const oneRow = await start({ maxBatch: 1 });
+    try {
+      expect(oneRow.info.prepacked).toBe(false);
+      const result = await oneRow.generate({ promptIds: [1], maxTokens: 200 }).result;
+      expect(result.tokens).toEqual(golden().tokens);
+    } finally {
+      await oneRow.close();
+    }
+    for (const [o, prepacked] of [
+      [{}, true], // batches keep packed weights
+      [{ maxBatch: 1, quantize: 'int8' }, true], // quantized products need them packed
+    ] as const) {
+      const engine = await start(o);
+      expect(engine.info.prepacked, JSON.stringify(o)).toBe(prepacked);
+      await engine.close();
+    }
+  });
+
   it('tokenizer.bin encodes and decodes the 484 cases exactly as llama2.c', () => {
     const tok = Llama2cTokenizer.fromFile(fixture('stories260k/tokenizer.bin'));
     const { cases } = readJson('stories260k/expected/tokenizer_cases.json');

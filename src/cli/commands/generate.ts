@@ -71,6 +71,7 @@ async function run(o: GenerateOptions): Promise<void> {
   const engine = await EngineClient.start({
     model: o.model,
     adapterKinds: o.adapter ? [adapterKindOf(o.adapter)] : [], // the graph carries only what is used
+    maxBatch: 1, // one prompt, one row: float weights are then served unpacked (engine.ts, prepackWeights)
     tokenizer: o.tokenizer,
     ...runtimeOf(o),
     weightCache: weightCacheFromEnv(),

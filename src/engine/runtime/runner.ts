@@ -45,6 +45,8 @@ export class ModelRunner {
     readonly ep: ExecutionProvider,
     readonly features: GraphFeatures,
     readonly format: WeightFormat,
+    /** Whether onnxruntime repacked the weights for its GEMM kernels (see ModelRunner.create's `prepack`). */
+    readonly prepacked: boolean,
   ) {
     this.cache = new KvCache(config);
     this.bank = new AdapterBank(config, features);
@@ -60,14 +62,17 @@ export class ModelRunner {
       format?: WeightFormat;
       /** Supplies the weights (e.g. from the converted-weights cache); default: made from `weights`. */
       weightBytes?: (graph: BuiltGraph) => Omit<EncodedGraph, 'model'>;
+      /** Repack the weights for batched GEMM at creation (default); see prepackWeights(). */
+      prepack?: boolean;
     } = {},
   ): Promise<ModelRunner> {
     const features = opts.features ?? ALL_FEATURES;
     const format = opts.format ?? FLOAT32;
     const built = buildDecoderGraph(config, weights, features, format);
     const graph = opts.weightBytes ? { model: built.model, ...opts.weightBytes(built) } : built;
-    const { session, ep } = await createSession(graph, opts.ep ?? 'cpu', opts.threads);
-    return new ModelRunner(session, config, ep, features, format);
+    const prepack = opts.prepack ?? true;
+    const { session, ep } = await createSession(graph, opts.ep ?? 'cpu', opts.threads, prepack);
+    return new ModelRunner(session, config, ep, features, format, prepack);
   }
 
   async run(rows: readonly RunRow[]): Promise<Float32Array[]> {

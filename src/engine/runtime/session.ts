@@ -48,8 +48,10 @@ export async function createSession(
   graph: EncodedGraph,
   choice: ProviderChoice,
   threads?: number,
+  /** Whether the CPU provider repacks constant weights for its GEMM kernels at creation (its default). */
+  prepack = true,
 ): Promise<{ session: ort.InferenceSession; ep: ExecutionProvider }> {
-  if (choice === 'auto') return createSession(graph, await resolveProvider(choice), threads);
+  if (choice === 'auto') return createSession(graph, await resolveProvider(choice), threads, prepack);
   const options: ort.InferenceSession.SessionOptions = {
     executionProviders: choice === 'cuda' ? [{ name: 'cuda', deviceId: 0 }] : [choice],
     graphOptimizationLevel: 'all',
@@ -58,6 +60,7 @@ export async function createSession(
     logSeverityLevel: 4,
     // The weights, from the buffers the loader filled (onnxruntime copies them into its own).
     externalData: graph.externalData,
+    ...(prepack ? {} : { extra: { session: { disable_prepacking: '1' } } }),
   };
   try {
     return { session: await createFrom(graph, options), ep: choice };
