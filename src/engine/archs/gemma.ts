@@ -29,10 +29,9 @@ function gemmaBlock(sandwich: boolean): DecoderSpec['block'] {
     const norm = (n: string) => ({ weight: m.weights.onePlus(m.blockWeight(l, `${n}.weight`)) });
     const proj = (module: string, x: string) => m.projection(l, module, x);
 
-    const [qp, kp, vp] = m.fusedProjections(l, ['self_attn.q_proj', 'self_attn.k_proj', 'self_attn.v_proj'], normed);
     const attended = proj(
       'self_attn.o_proj',
-      m.attention(l, qp, kp, vp, (x) => m.rope(x)),
+      m.qkvAttention(l, normed, (x) => m.rope(x)),
     );
     // In Gemma 2, post_attention_layernorm normalises the attention output; in Gemma it is the pre-MLP norm.
     const x = sandwich

@@ -23,14 +23,12 @@ export const gpt2: ArchitectureModule<'gpt2'> = {
     embed: (m, table) => m.embed(table, m.weights.float32(gpt2.positionEmbeddings!)),
     inputNorm: (m, l) => layerNorm(m, m.blockWeight(l, 'ln_1')),
     block(m, l, h, normed) {
-      const g = m.graph;
-      const d = m.config.hiddenSize;
       const weight = (module: string, n: string) => m.blockWeight(l, `${module}.${n}`);
       const proj = (module: string, x: string) =>
         m.linear(l, module, x, weight(module, 'weight'), 'in_out', weight(module, 'bias'));
 
-      const [q, k, v] = g.opN('Split', [proj('attn.c_attn', normed), g.ints([d, d, d])], 3, { axis: 1 });
-      const x = m.addNorm(h, proj('attn.c_proj', m.attention(l, q, k, v)), layerNorm(m, m.blockWeight(l, 'ln_2')));
+      const attended = m.attentionStacked(l, proj('attn.c_attn', normed));
+      const x = m.addNorm(h, proj('attn.c_proj', attended), layerNorm(m, m.blockWeight(l, 'ln_2')));
       return { residual: x.sum, delta: proj('mlp.c_proj', m.geluTanh(proj('mlp.c_fc', x.normed))) };
     },
     finalNorm: (m) => layerNorm(m, 'transformer.ln_f'),

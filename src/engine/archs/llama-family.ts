@@ -107,8 +107,7 @@ export function llamaBlock(
     const proj = (module: string, x: string) => m.projection(l, module, x);
     const rotary = (x: string, of: 'q' | 'k') => m.rope(perHead ? perHead(m, l, x, of) : x);
 
-    const qkv = m.fusedProjections(l, ['self_attn.q_proj', 'self_attn.k_proj', 'self_attn.v_proj'], normed);
-    const attended = proj('self_attn.o_proj', m.attention(l, qkv[0], qkv[1], qkv[2], rotary));
+    const attended = proj('self_attn.o_proj', m.qkvAttention(l, normed, rotary));
     const x = m.addNorm(h, attended, {
       weight: m.weights.float32(m.blockWeight(l, 'post_attention_layernorm.weight')),
     });

@@ -16,13 +16,12 @@ export const phi3: ArchitectureModule<'phi3'> = llamaFamily({
   linearModules,
   block(m, l, h, normed) {
     const g = m.graph;
-    const { q, kv, ff } = widths(m.config);
+    const { ff } = widths(m.config);
     const proj = (module: string, x: string) => m.projection(l, module, x);
 
-    const [qs, ks, vs] = g.opN('Split', [proj('self_attn.qkv_proj', normed), g.ints([q, kv, kv])], 3, { axis: 1 });
     const attended = proj(
       'self_attn.o_proj',
-      m.attention(l, qs, ks, vs, (x) => m.rope(x)),
+      m.attentionStacked(l, proj('self_attn.qkv_proj', normed), (x) => m.rope(x)),
     );
     const x = m.addNorm(h, attended, {
       weight: m.weights.float32(m.blockWeight(l, 'post_attention_layernorm.weight')),

@@ -209,9 +209,15 @@ export class DecoderGraph {
    * to rebuild its tensors for every mix of modules an adapter targets.)
    */
   fusedProjections(l: number, modules: readonly string[], x: string): string[] {
-    const g = this.graph;
-    const name = (m: string, n: string) => this.blockWeight(l, `${m}.${n}`);
     if (modules.length === 1) return [this.projection(l, modules[0], x)];
+    const { y, sizes } = this.stackedProduct(l, modules, x);
+    const slices = this.graph.opN('Split', [y, this.graph.ints(sizes)], modules.length, { axis: -1 });
+    return slices.map((slice, i) => this.adapters.lora(l, modules[i], x, slice));
+  }
+
+  /** x times the stacked weights of `modules` (with their stacked biases): [N, sum of sizes], no LoRA. */
+  private stackedProduct(l: number, modules: readonly string[], x: string): { y: string; sizes: number[] } {
+    const name = (m: string, n: string) => this.blockWeight(l, `${m}.${n}`);
     const weights = modules.map((m) => name(m, 'weight'));
     // A name of its own: the stacked bytes differ from any checkpoint tensor's (weights/cache.ts keys by name).
     const stackedName = `${this.blockWeight(l, '')}[${modules.join('+')}].weight`;
@@ -219,10 +225,23 @@ export class DecoderGraph {
     const sizes = weights.map((w) => this.weights.rows(w));
     const biases = modules.map((m) => name(m, 'bias'));
     if (biases.some((b) => this.weights.has(b))) {
-      y = g.add(y, this.weights.stackedBias(stackedName.replace(/\.weight$/, '.bias'), biases, sizes));
+      y = this.graph.add(y, this.weights.stackedBias(stackedName.replace(/\.weight$/, '.bias'), biases, sizes));
     }
-    const slices = g.opN('Split', [y, g.ints(sizes)], modules.length, { axis: -1 });
-    return slices.map((slice, i) => this.adapters.lora(l, modules[i], x, slice));
+    return { y, sizes };
+  }
+
+  /**
+   * Attention over the Hugging Face q/k/v projections of x (`self_attn.{q,k,v}_proj`), as one product
+   * over their stacked weights. LoRA adds each module's delta to its token-major slice; without LoRA
+   * in the graph the product goes head-major whole (attentionStacked), four nodes fewer a layer.
+   */
+  qkvAttention(l: number, x: string, perHead?: PerHead): string {
+    const modules = ['self_attn.q_proj', 'self_attn.k_proj', 'self_attn.v_proj'];
+    if (this.adapters.features.lora) {
+      const [q, k, v] = this.fusedProjections(l, modules, x);
+      return this.attention(l, q, k, v, perHead);
+    }
+    return this.attentionStacked(l, this.stackedProduct(l, modules, x).y, perHead);
   }
 
   /**
@@ -265,13 +284,34 @@ export class DecoderGraph {
    * queries and keys. The head-major keys and values are also the outputs the runtime writes into
    * its cache.
    */
-  attention(l: number, q: string, k: string, v: string, perHead: PerHead = (x) => x): string {
+  attention(l: number, q: string, k: string, v: string, perHead?: PerHead): string {
+    const { numHeads: h, numKvHeads: kvh } = this.config;
+    return this.attendHeadMajor(l, this.headMajor(q, h), this.headMajor(k, kvh), this.headMajor(v, kvh), perHead);
+  }
+
+  /**
+   * Attention over q, k and v as one [N, (H + 2 * Hkv) * hd] tensor (a stacked projection): one
+   * Reshape and one Transpose make all three head-major, then a Split (three nodes, where a Split
+   * then a Reshape and a Transpose per tensor took seven).
+   */
+  attentionStacked(l: number, qkv: string, perHead?: PerHead): string {
+    const { numHeads: h, numKvHeads: kvh } = this.config;
+    const heads = this.headMajor(qkv, h + 2 * kvh); // [B, H + 2 * Hkv, S, hd]
+    const [q, k, v] = this.graph.opN('Split', [heads, this.graph.ints([h, kvh, kvh])], 3, { axis: 1 });
+    return this.attendHeadMajor(l, q, k, v, perHead);
+  }
+
+  /** Token-major [N, heads * hd] as head-major [B, heads, S, hd]. */
+  private headMajor(x: string, heads: number): string {
+    const shaped = this.graph.op('Reshape', [x, this.batchShaped([heads, this.config.headDim])]);
+    return this.graph.transpose(shaped, [0, 2, 1, 3]);
+  }
+
+  /** attention() from head-major q [B, H, S, hd], k and v [B, Hkv, S, hd]. */
+  private attendHeadMajor(l: number, q: string, k: string, values: string, perHead: PerHead = (x) => x): string {
     const g = this.graph;
     const { numHeads: h, numKvHeads: kvh, headDim: hd } = this.config;
-    const headMajor = (x: string, heads: number) =>
-      g.transpose(g.op('Reshape', [x, this.batchShaped([heads, hd])]), [0, 2, 1, 3]);
-    const keys = perHead(headMajor(k, kvh), 'k'); // [B, Hkv, S, hd]
-    const values = headMajor(v, kvh); // [B, Hkv, S, hd]
+    const keys = perHead(k, 'k'); // [B, Hkv, S, hd]
     this.newKv.push(keys, values);
     // The queries are scaled before the score products, a Reshape away from them, so that onnxruntime's
     // CPU optimizer does not fold the scale into the products (FusedMatMul's alpha): its one-row
@@ -279,7 +319,7 @@ export class DecoderGraph {
     // every cached key into a packed panel at every step. Plain ops, so that a GPU provider, which
     // has no FusedMatMul (WebGPU), runs them as they are.
     const alpha = g.scalar(this.config.attentionScale ?? 1 / Math.sqrt(hd));
-    const qGrouped = g.reshape(g.mul(perHead(headMajor(q, h), 'q'), alpha), [0, kvh, -1, hd]); // [B, Hkv, G*S, hd]
+    const qGrouped = g.reshape(g.mul(perHead(q, 'q'), alpha), [0, kvh, -1, hd]); // [B, Hkv, G*S, hd]
     // q @ k^T over the cached keys, then over the new ones: the CPU optimizer makes each one
     // FusedMatMul (transB), which reads the keys where they are.
     const scoresOf = (k: string) => g.matmul(qGrouped, g.transpose(k, [0, 1, 3, 2]));
@@ -290,7 +330,8 @@ export class DecoderGraph {
     const probs = g.op('Softmax', [g.add(scores, bias)], { axis: 3 });
     const [pPast, pNew] = g.opN('Split', [probs, this.splitSizes], 2, { axis: 3 });
     const out = g.add(g.matmul(pPast, pastValue(l)), g.matmul(pNew, values)); // [B, Hkv, G*S, hd]
-    const heads = g.transpose(g.reshape(out, [0, h, -1, hd]), [0, 2, 1, 3]); // [B, S, H, hd]
+    // [B, S, H, hd] (with one query head a key head, out is [B, H, S, hd] already)
+    const heads = g.transpose(kvh === h ? out : g.reshape(out, [0, h, -1, hd]), [0, 2, 1, 3]);
     return g.reshape(heads, [-1, h * hd]);
   }
 
