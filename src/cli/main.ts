@@ -33,6 +33,8 @@ const commands: Record<string, () => Promise<{ register(program: Command): void 
 };
 
 const name = process.argv[2];
+// `generate` needs the engine's thread: started first, it loads while the command's modules do.
+if (name === 'generate') (await import('../engine/worker/client.ts')).prestartEngineThread();
 if (name && name in commands) (await commands[name]()).register(program);
 // `versa --version` needs no command: it loads none
 else if (name !== '--version' && name !== '-V')

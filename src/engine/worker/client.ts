@@ -8,6 +8,39 @@ import type { StepStats } from '../generation/scheduler.ts';
 import { RequestError, type GenerateRequest, type GenerateResult, type TokenEvent } from '../generation/request.ts';
 import type { FromWorker, ToWorker, WireError } from './protocol.ts';
 
+/** The engine's thread started ahead of its first use (prestartEngineThread), until EngineClient.start takes it. */
+let early: { worker: Worker; failed: boolean } | undefined;
+
+/**
+ * Starts the engine's thread now, before the command that will use it has loaded its own modules:
+ * the thread's (onnxruntime's addon among them, about 0.1 s) load meanwhile, on the other core.
+ * Unreferenced until EngineClient.start takes it, so a command that fails first still exits.
+ */
+export function prestartEngineThread(): void {
+  if (early) return;
+  const started = { worker: engineThread(), failed: false };
+  started.worker.once('error', () => (started.failed = true));
+  started.worker.once('exit', () => (started.failed = true));
+  started.worker.unref();
+  early = started;
+}
+
+function engineThread(): Worker {
+  return new Worker(new URL('./bootstrap.mjs', import.meta.url));
+}
+
+/** The thread started early, if it is still alive; else a new one (which reports its failure, if any, as it loads). */
+function takeEngineThread(): Worker {
+  const taken = early;
+  early = undefined;
+  if (!taken || taken.failed) {
+    if (taken) void taken.worker.terminate();
+    return engineThread();
+  }
+  taken.worker.ref();
+  return taken.worker;
+}
+
 /** A generation in flight: iterate it for tokens as they come; `result` settles at the end. */
 export interface Generation extends AsyncIterable<TokenEvent> {
   readonly id: string;
@@ -51,7 +84,7 @@ export class EngineClient {
   }
 
   static async start(options: EngineOptions): Promise<EngineClient> {
-    const worker = new Worker(new URL('./bootstrap.mjs', import.meta.url));
+    const worker = takeEngineThread();
     const info = await new Promise<EngineInfo>((resolve, reject) => {
       const onMessage = (msg: FromWorker) => {
         if (msg.type === 'ready') resolve(msg.info);
