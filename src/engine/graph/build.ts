@@ -5,6 +5,7 @@ import { architectureOf } from '../archs/index.ts';
 import { DecoderGraph } from './decoder.ts';
 import type { GraphFeatures } from './adapters.ts';
 import type { BuiltGraph } from './onnx.ts';
+import type { KvPlacement } from './io.ts';
 
 /**
  * The decoder graph of a model, as onnxruntime-genai's model builder makes it: the shared
@@ -15,9 +16,10 @@ export function buildDecoderGraph(
   weights: WeightSource,
   features?: GraphFeatures,
   format?: WeightFormat,
+  kv?: KvPlacement,
 ): BuiltGraph {
   const arch = architectureOf(c).decoder;
-  const m = new DecoderGraph(c, weights, features, format);
+  const m = new DecoderGraph(c, weights, features, format, kv);
   const embeddings = m.weights.vocabTable(arch.embeddings);
   let h = arch.embed(m, embeddings);
   let normed = m.norm(h, arch.inputNorm(m, 0));

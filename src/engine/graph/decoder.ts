@@ -3,14 +3,25 @@ import { layerPrefix } from '../model/layout.ts';
 import type { WeightSource } from '../weights/stored.ts';
 import { FLOAT32, type WeightFormat } from '../weights/quantize.ts';
 import { CONTRIB, GraphBuilder, type BuiltGraph } from './onnx.ts';
-import { IN, LOGITS, MASKED, NEW_KV, pastKey, pastValue } from './io.ts';
+import {
+  CACHE_IN,
+  IN,
+  LOGITS,
+  MASKED,
+  NEW_KV,
+  pastKey,
+  pastValue,
+  presentKey,
+  presentValue,
+  type KvPlacement,
+} from './io.ts';
 import { ALL_FEATURES, GraphAdapters, type GraphFeatures } from './adapters.ts';
 import { ropeTables } from './rope.ts';
 import { WeightMatrices, type EmbeddingTable, type MatrixLayout } from './weight-matrices.ts';
 
 /**
  * The layers every decoder-only architecture shares, on top of the I/O contract in io.ts:
- * attention over a JS-owned KV cache (its masks made in the graph), norms, activations, rotary
+ * attention over the KV cache, host or device (its masks made in the graph), norms, activations, rotary
  * positions, LoRA-adapted projections and the output head. The weights are weight-matrices.ts's,
  * the adapters adapters.ts's; each architecture's module (archs/) wires a block from these, and
  * graph/build.ts the blocks into a decoder. Activations are token-major [N, d].
@@ -46,6 +57,8 @@ export class DecoderGraph {
     /** Which adapter kinds the graph serves; an unused kind costs its ops on every step. */
     features: GraphFeatures = ALL_FEATURES,
     format: WeightFormat = FLOAT32,
+    /** Where the KV cache lives (io.ts): the run's rows fed from the host, or every row kept on the device. */
+    readonly kv: KvPlacement = 'host',
   ) {
     const g = this.graph;
     this.weights = new WeightMatrices(g, weights, format);
@@ -56,9 +69,14 @@ export class DecoderGraph {
     g.input(IN.pastLength, 'int64', ['B']);
     g.input(IN.lastIndex, 'int64', ['L']);
     this.adapters.declareInputs();
+    const cacheRows = kv === 'device' ? 'CacheRows' : 'B';
+    if (kv === 'device') {
+      g.input(CACHE_IN.rows, 'int64', ['B']);
+      g.input(CACHE_IN.index, 'int64', ['B', kvh, 'S', 3]);
+    }
     for (let l = 0; l < numLayers; l++) {
-      g.input(pastKey(l), 'float32', ['B', kvh, 'P', hd]);
-      g.input(pastValue(l), 'float32', ['B', kvh, 'P', hd]);
+      g.input(pastKey(l), 'float32', [cacheRows, kvh, 'P', hd]);
+      g.input(pastValue(l), 'float32', [cacheRows, kvh, 'P', hd]);
       this.adapters.declareLayerInputs(l);
     }
     this.batchShape = g.op('Shape', [IN.inputIds]);
@@ -323,16 +341,21 @@ export class DecoderGraph {
     // q @ k^T over the cached keys, then over the new ones: the CPU optimizer makes each one
     // FusedMatMul (transB), which reads the keys where they are.
     const scoresOf = (k: string) => g.matmul(qGrouped, g.transpose(k, [0, 1, 3, 2]));
-    let scores = g.concat([scoresOf(pastKey(l)), scoresOf(keys)], 3);
+    let scores = g.concat([scoresOf(this.past(pastKey(l))), scoresOf(keys)], 3);
     if (this.config.attentionSoftcap) scores = this.softcap(scores, this.config.attentionSoftcap);
     const window = this.config.slidingWindow;
     const bias = window?.layers.includes(l) ? this.windowBias(window.size) : this.bias;
     const probs = g.op('Softmax', [g.add(scores, bias)], { axis: 3 });
     const [pPast, pNew] = g.opN('Split', [probs, this.splitSizes], 2, { axis: 3 });
-    const out = g.add(g.matmul(pPast, pastValue(l)), g.matmul(pNew, values)); // [B, Hkv, G*S, hd]
+    const out = g.add(g.matmul(pPast, this.past(pastValue(l))), g.matmul(pNew, values)); // [B, Hkv, G*S, hd]
     // [B, S, H, hd] (with one query head a key head, out is [B, H, S, hd] already)
     const heads = g.transpose(kvh === h ? out : g.reshape(out, [0, h, -1, hd]), [0, 2, 1, 3]);
     return g.reshape(heads, [-1, h * hd]);
+  }
+
+  /** The run's rows of a past input: the input itself on the host, its CACHE_IN.rows rows on the device. */
+  private past(input: string): string {
+    return this.kv === 'device' ? this.graph.gather(input, CACHE_IN.rows) : input;
   }
 
   /**
@@ -361,9 +384,24 @@ export class DecoderGraph {
     this.graph.output(logits, LOGITS, 'float32', ['L', 'V']);
   }
 
+  /**
+   * The new keys and values out: on the host, stacked in one output; on the device, written into
+   * the cache (ScatterND at CACHE_IN.index), which comes out whole as the next run's past. (onnxruntime
+   * copies the cache into the output; a GPU does that at its memory's speed, where the host's copy
+   * would cross the bus. GroupQueryAttention's in-place shared buffer needs an output bound to an
+   * input's memory, which onnxruntime-node 1.30 does not do for device tensors.)
+   */
   encode(): BuiltGraph {
+    const g = this.graph;
     const { numKvHeads: kvh, headDim: hd } = this.config;
-    this.graph.output(this.graph.concat(this.newKv, 0), NEW_KV, 'float32', ['KV', kvh, 'S', hd]);
-    return this.graph.encode(`${this.config.architecture}-decoder`);
+    if (this.kv === 'host') g.output(g.concat(this.newKv, 0), NEW_KV, 'float32', ['KV', kvh, 'S', hd]);
+    else
+      for (let l = 0; l < this.config.numLayers; l++) {
+        const write = (past: string, present: string, x: string) =>
+          g.output(g.op('ScatterND', [past, CACHE_IN.index, x]), present, 'float32', ['CacheRows', kvh, 'P', hd]);
+        write(pastKey(l), presentKey(l), this.newKv[2 * l]);
+        write(pastValue(l), presentValue(l), this.newKv[2 * l + 1]);
+      }
+    return g.encode(`${this.config.architecture}-decoder`);
   }
 }

@@ -1,7 +1,10 @@
 /**
  * The contract between every graph the builders make and the runtime that feeds it. B rows of up
  * to S new tokens each (right-padded); N = B*S tokens, flattened token-major inside the graph.
- * P is the KV-cache capacity: the cache is JS-owned and fed as inputs, never copied out.
+ * P is the KV-cache capacity. Where the cache lives is the graph's KvPlacement: 'host', a JS-owned
+ * cache fed as inputs (the run's B rows) and never copied out, the graph outputting only the new
+ * positions (NEW_KV); or 'device', onnxruntime tensors of every cache row (GPU memory on WebGPU)
+ * that the graph returns updated (present_*), so that a step moves only ids in and logits out.
  *
  * Adapters are banks of U slots stacked per tensor; rows are grouped by slot with `*_gather`
  * [U, R] (token indices, padded) and put back with `*_scatter` [N] (index into U*R, or U*R for
@@ -23,10 +26,20 @@ export const IN = {
   loraScatter: 'lora_scatter', // int64 [N]
 } as const;
 
-export const pastKey = (l: number) => `past_key.${l}`; // float [B, Hkv, P, hd]
-export const pastValue = (l: number) => `past_value.${l}`; // float [B, Hkv, P, hd]
+export type KvPlacement = 'host' | 'device';
+
+export const pastKey = (l: number) => `past_key.${l}`; // float [B, Hkv, P, hd]; 'device': [CacheRows, Hkv, P, hd]
+export const pastValue = (l: number) => `past_value.${l}`; // float, as past_key
+/** 'device': the inputs that say where a run's rows are in the cache, and where their new positions go. */
+export const CACHE_IN = {
+  rows: 'cache_rows', // int64 [B]: the cache row of each run row
+  index: 'cache_index', // int64 [B, Hkv, S, 3]: (cache row, head, position) of each new key and value
+} as const;
+/** 'device': the cache with the run's new keys and values written: the next run's past_key / past_value. */
+export const presentKey = (l: number) => `present_key.${l}`;
+export const presentValue = (l: number) => `present_value.${l}`;
 /**
- * Output float [2 * layers * B, Hkv, S, hd]: every layer's new keys (head-major, rotated), then its
+ * 'host': output float [2 * layers * B, Hkv, S, hd]: every layer's new keys (head-major, rotated), then its
  * new values, stacked layer by layer. One output, not two a layer: a GPU provider reads each output
  * back in a round trip of its own (0.4 ms each on an H200 under WebGPU).
  */
