@@ -10,6 +10,7 @@ import { openModel } from '../../src/engine/loaders/load.ts';
 import { buildDecoderGraph } from '../../src/engine/graph/build.ts';
 import { FLOAT32, type WeightFormat } from '../../src/engine/weights/quantize.ts';
 import type { GraphFeatures } from '../../src/engine/graph/adapters.ts';
+import type { KvCache } from '../../src/engine/runtime/kv-cache.ts';
 
 /**
  * The decoder graph is built from onnxruntime's fused kernels, as onnxruntime-genai's model builder
@@ -138,7 +139,7 @@ describe('fused decoder graph', () => {
           .map(([name, t]) => [name, (t.data as ArrayBufferView).byteLength]);
       expect(otherBytes(long)).toEqual(otherBytes(short));
       for (let l = 0; l < runner.config.numLayers; l++) {
-        const own = runner.cache.slices(l, 0, 1);
+        const own = (runner.cache as KvCache).slices(l, 0, 1);
         expect((long[`past_key.${l}`].data as Float32Array).buffer).toBe(own.keys.buffer);
         expect((long[`past_value.${l}`].data as Float32Array).buffer).toBe(own.values.buffer);
       }

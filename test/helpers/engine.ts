@@ -1,15 +1,19 @@
 import { openModel } from '../../src/engine/loaders/load.ts';
 import type { WeightFormat } from '../../src/engine/weights/quantize.ts';
 import { loadAdapterFolder } from '../../src/engine/adapters/load.ts';
-import { ModelRunner } from '../../src/engine/runtime/runner.ts';
+import { ModelRunner, type RunnerOptions } from '../../src/engine/runtime/runner.ts';
 import { argmax } from '../../src/engine/generation/sampler.ts';
 import type { Adapter } from '../../src/engine/adapters/read.ts';
 
 /** A model runner in this thread, for tests that need every position's logits. */
-export async function runnerFor(modelPath: string, format?: WeightFormat): Promise<ModelRunner> {
+export async function runnerFor(
+  modelPath: string,
+  format?: WeightFormat,
+  opts: Pick<RunnerOptions, 'ep' | 'kv'> = {},
+): Promise<ModelRunner> {
   const model = openModel(modelPath);
   try {
-    return await ModelRunner.create(model.config, model.weights, { threads: 2, format });
+    return await ModelRunner.create(model.config, model.weights, { threads: 2, format, ...opts });
   } finally {
     model.close();
   }

@@ -1,4 +1,35 @@
+import ort from 'onnxruntime-node';
 import type { ModelConfig } from '../model/config.ts';
+import { NEW_KV, pastKey, pastValue } from '../graph/io.ts';
+
+/** What a run tells its cache of each of its rows (runner.ts's RunRow). */
+export interface CachedRow {
+  row: number;
+  position: number;
+  tokens: { length: number };
+}
+
+/**
+ * What the runner and the executor need of a KV cache, wherever it lives: the row operations the
+ * scheduler plans, and around each run its feeds and the storing of the new positions. KvCache keeps
+ * it in JS memory ('host' graphs), DeviceKvCache in the provider's ('device' graphs).
+ */
+export interface RunnerKvCache {
+  /** Makes room and adds the cache's inputs for a run of `rows`, right-padded to S tokens. */
+  prepare(feeds: Record<string, ort.Tensor>, rows: readonly CachedRow[], S: number): void | Promise<void>;
+  /** Keeps the run's new keys and values from its outputs. */
+  store(out: ort.InferenceSession.ReturnType, rows: readonly CachedRow[], S: number): void;
+  moveRow(from: number, to: number): void;
+  copyRow(from: number, to: number): void;
+  swapRows(a: number, b: number): void;
+  shrink(length: number): void;
+  clear(): void;
+}
+
+/** The capacity in positions (a multiple of GROW, at least one) that holds `length` positions. */
+export function capacityFor(length: number, maxPositions: number): number {
+  return Math.min(maxPositions, Math.ceil(Math.max(length, 1) / GROW) * GROW);
+}
 
 /**
  * The KV cache, owned by JS and fed to every run as graph inputs (onnxruntime-node does not copy
@@ -11,7 +42,7 @@ import type { ModelConfig } from '../model/config.ts';
  */
 const GROW = 64;
 
-export class KvCache {
+export class KvCache implements RunnerKvCache {
   private keys: Float32Array[] = [];
   private values: Float32Array[] = [];
   private rowCapacity = 0;
@@ -44,14 +75,14 @@ export class KvCache {
     const needLength = length > this.capacity;
     const needRows = rows > this.rowCapacity;
     if (!needLength && !needRows) return;
-    const capacity = needLength ? Math.min(this.c.maxPositions, Math.ceil(length / GROW) * GROW) : this.capacity;
+    const capacity = needLength ? capacityFor(length, this.c.maxPositions) : this.capacity;
     const rowCapacity = needRows ? Math.max(rows, Math.ceil(this.rowCapacity * 1.5)) : this.rowCapacity;
     this.relayout(rowCapacity, capacity);
   }
 
   /** Shrinks the position capacity (e.g. after long rows left) to hold `length` positions. */
   shrink(length: number): void {
-    const capacity = Math.ceil(Math.max(length, 1) / GROW) * GROW;
+    const capacity = capacityFor(length, this.c.maxPositions);
     if (capacity <= this.capacity / 2) this.relayout(this.rowCapacity, capacity);
   }
 
@@ -110,6 +141,37 @@ export class KvCache {
       }
       this.keys[l] = keys;
       this.values[l] = values;
+    }
+  }
+
+  /**
+   * The graph attends over the whole capacity (masked), so it grows for the past only: room for the
+   * new tokens is made after the run (store). A fresh prompt attends over masked positions only.
+   */
+  prepare(feeds: Record<string, ort.Tensor>, rows: readonly CachedRow[]): void {
+    const r0 = rows[0].row;
+    const r1 = r0 + rows.length;
+    this.ensure(r1, Math.max(...rows.map((r) => r.position)));
+    for (let l = 0; l < this.c.numLayers; l++) {
+      const s = this.slices(l, r0, r1);
+      feeds[pastKey(l)] = new ort.Tensor('float32', s.keys, s.dims);
+      feeds[pastValue(l)] = new ort.Tensor('float32', s.values, s.dims);
+    }
+  }
+
+  /** Writes the new keys and values: NEW_KV is [2 * layers * B, Hkv, S, hd], per layer keys then values. */
+  store(out: ort.InferenceSession.ReturnType, rows: readonly CachedRow[], S: number): void {
+    const { numKvHeads: kvh, headDim: hd } = this.c;
+    this.ensure(rows[0].row + rows.length, Math.max(...rows.map((r) => r.position + r.tokens.length)));
+    const kv = out[NEW_KV].data as Float32Array;
+    const block = rows.length * kvh * S * hd;
+    for (let l = 0; l < this.c.numLayers; l++) {
+      const k = kv.subarray(2 * l * block, (2 * l + 1) * block);
+      const v = kv.subarray((2 * l + 1) * block, (2 * l + 2) * block);
+      rows.forEach((r, b) => {
+        for (let j = 0; j < r.tokens.length; j++)
+          this.write(l, r.row, r.position + j, k, v, (b * kvh * S + j) * hd, S * hd);
+      });
     }
   }
 

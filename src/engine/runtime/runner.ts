@@ -5,10 +5,11 @@ import { FLOAT32, type WeightFormat } from '../weights/quantize.ts';
 import { buildDecoderGraph } from '../graph/build.ts';
 import type { BuiltGraph, EncodedGraph } from '../graph/onnx.ts';
 import { ALL_FEATURES, type GraphFeatures } from '../graph/adapters.ts';
-import { IN, LOGITS, NEW_KV, pastKey, pastValue } from '../graph/io.ts';
+import { IN, LOGITS, presentKey, presentValue, type KvPlacement } from '../graph/io.ts';
 import { AdapterBank } from './adapter-bank.ts';
-import { KvCache } from './kv-cache.ts';
-import { createSession } from './session.ts';
+import { DeviceKvCache } from './device-kv-cache.ts';
+import { KvCache, type RunnerKvCache } from './kv-cache.ts';
+import { createSession, resolveProvider } from './session.ts';
 import type { ExecutionProvider, ProviderChoice } from './providers.ts';
 
 /** One row of a run: new tokens of a sequence whose first `position` tokens are in the cache. */
@@ -21,6 +22,19 @@ export interface RunRow {
   adapter?: string;
   /** Return the logits after every new token (scoring text), not only after the last. */
   everyPosition?: boolean;
+}
+
+export interface RunnerOptions {
+  ep?: ProviderChoice;
+  threads?: number;
+  features?: GraphFeatures;
+  format?: WeightFormat;
+  /** Supplies the weights (e.g. from the converted-weights cache); default: made from `weights`. */
+  weightBytes?: (graph: BuiltGraph) => Omit<EncodedGraph, 'model'>;
+  /** Repack the weights for batched GEMM at creation (default); see prepackWeights(). */
+  prepack?: boolean;
+  /** Where the KV cache lives; default: on the device for a GPU provider (WebGPU), else the host. */
+  kv?: KvPlacement;
 }
 
 /** A shelf key no adapter is ever on. */
@@ -36,7 +50,7 @@ class InvalidTokenError extends RangeError {
  * the cache, and returns each row's last-token logits (base vocabulary + its task tokens).
  */
 export class ModelRunner {
-  readonly cache: KvCache;
+  readonly cache: RunnerKvCache;
   readonly bank: AdapterBank;
 
   private constructor(
@@ -47,32 +61,24 @@ export class ModelRunner {
     readonly format: WeightFormat,
     /** Whether onnxruntime repacked the weights for its GEMM kernels (see ModelRunner.create's `prepack`). */
     readonly prepacked: boolean,
+    /** Where the KV cache lives (graph/io.ts). */
+    readonly kv: KvPlacement,
   ) {
-    this.cache = new KvCache(config);
+    this.cache = kv === 'device' ? new DeviceKvCache(config, ep) : new KvCache(config);
     this.bank = new AdapterBank(config, features);
   }
 
-  static async create(
-    config: ModelConfig,
-    weights: WeightSource,
-    opts: {
-      ep?: ProviderChoice;
-      threads?: number;
-      features?: GraphFeatures;
-      format?: WeightFormat;
-      /** Supplies the weights (e.g. from the converted-weights cache); default: made from `weights`. */
-      weightBytes?: (graph: BuiltGraph) => Omit<EncodedGraph, 'model'>;
-      /** Repack the weights for batched GEMM at creation (default); see prepackWeights(). */
-      prepack?: boolean;
-    } = {},
-  ): Promise<ModelRunner> {
+  static async create(config: ModelConfig, weights: WeightSource, opts: RunnerOptions = {}): Promise<ModelRunner> {
     const features = opts.features ?? ALL_FEATURES;
     const format = opts.format ?? FLOAT32;
-    const built = buildDecoderGraph(config, weights, features, format);
+    const choice = await resolveProvider(opts.ep ?? 'cpu');
+    const kv = opts.kv ?? (choice === 'webgpu' ? 'device' : 'host');
+    const built = buildDecoderGraph(config, weights, features, format, kv);
     const graph = opts.weightBytes ? { model: built.model, ...opts.weightBytes(built) } : built;
     const prepack = opts.prepack ?? true;
-    const { session, ep } = await createSession(graph, opts.ep ?? 'cpu', opts.threads, prepack);
-    return new ModelRunner(session, config, ep, features, format, prepack);
+    const deviceOutputs = kv === 'device' ? presentOutputs(config.numLayers) : [];
+    const { session, ep } = await createSession(graph, choice, { threads: opts.threads, prepack, deviceOutputs });
+    return new ModelRunner(session, config, ep, features, format, prepack, kv);
   }
 
   async run(rows: readonly RunRow[]): Promise<Float32Array[]> {
@@ -85,9 +91,6 @@ export class ModelRunner {
       if (r.tokens.length === 0) throw new Error('every row needs at least one token');
     });
     const S = Math.max(...rows.map((r) => r.tokens.length));
-    // The graph attends over the whole capacity (masked), so grow it for the past only; room for
-    // the new tokens is made after the run. A fresh prompt attends over masked positions only.
-    this.cache.ensure(r0 + B, Math.max(...rows.map((r) => r.position)));
     const N = B * S;
     const V = c.vocabSize;
     // The rows' adapters share one shelf of the bank (the policy plans a run per shelf); rows of
@@ -159,27 +162,9 @@ export class ModelRunner {
       int64(IN.loraScatter, lora.scatter, [N]);
     }
     for (const [name, f] of shelf.feeds()) feeds[name] = new ort.Tensor('float32', f.data, f.dims);
-    for (let l = 0; l < c.numLayers; l++) {
-      const s = this.cache.slices(l, r0, r0 + B);
-      feeds[pastKey(l)] = new ort.Tensor('float32', s.keys, s.dims);
-      feeds[pastValue(l)] = new ort.Tensor('float32', s.values, s.dims);
-    }
-
+    await this.cache.prepare(feeds, rows, S);
     const out = await this.session.run(feeds);
-
-    // The new keys and values come out head-major, [B, Hkv, S, hd] per layer and kind (io.ts).
-    const { numKvHeads: kvh, headDim: hd } = c;
-    this.cache.ensure(r0 + B, Math.max(...rows.map((r) => r.position + r.tokens.length)));
-    const kv = out[NEW_KV].data as Float32Array; // [2 * layers * B, Hkv, S, hd], layer by layer: keys, values
-    const block = B * kvh * S * hd;
-    for (let l = 0; l < c.numLayers; l++) {
-      const k = kv.subarray(2 * l * block, (2 * l + 1) * block);
-      const v = kv.subarray((2 * l + 1) * block, (2 * l + 2) * block);
-      rows.forEach((r, b) => {
-        for (let j = 0; j < r.tokens.length; j++)
-          this.cache.write(l, r.row, r.position + j, k, v, (b * kvh * S + j) * hd, S * hd);
-      });
-    }
+    this.cache.store(out, rows, S);
     const logits = out[LOGITS].data as Float32Array;
     const width = V + K;
     return rows.map((r, b) => {
@@ -193,8 +178,14 @@ export class ModelRunner {
   }
 
   async release(): Promise<void> {
+    if (this.cache instanceof DeviceKvCache) await this.cache.release();
     await this.session.release();
   }
+}
+
+/** The outputs of a 'device' graph that stay in the provider's memory: the cache's. */
+function presentOutputs(layers: number): string[] {
+  return Array.from({ length: layers }, (_, l) => [presentKey(l), presentValue(l)]).flat();
 }
 
 /**

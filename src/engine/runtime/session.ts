@@ -34,7 +34,7 @@ export async function resolveProvider(choice: ProviderChoice): Promise<Execution
   g.output(g.op('Relu', ['x']), 'y', 'float32', [1]);
   for (const ep of ['cuda', 'webgpu'] as const) {
     try {
-      await (await createSession(g.encode(), ep, 1)).session.release();
+      await (await createSession(g.encode(), ep, { threads: 1 })).session.release();
       return ep;
     } catch {
       // not on this host: try the next one
@@ -43,15 +43,24 @@ export async function resolveProvider(choice: ProviderChoice): Promise<Execution
   return 'cpu';
 }
 
+export interface SessionOptions {
+  /** CPU threads (default: all cores). */
+  threads?: number;
+  /** Whether the CPU provider repacks constant weights for its GEMM kernels at creation (its default). */
+  prepack?: boolean;
+  /** Outputs that stay in the provider's memory (WebGPU's `gpu-buffer` tensors; elsewhere ignored). */
+  deviceOutputs?: readonly string[];
+}
+
 /** Creates the inference session, failing with a clear message when the provider cannot load. */
 export async function createSession(
   graph: EncodedGraph,
   choice: ProviderChoice,
-  threads?: number,
-  /** Whether the CPU provider repacks constant weights for its GEMM kernels at creation (its default). */
-  prepack = true,
+  opts: SessionOptions = {},
 ): Promise<{ session: ort.InferenceSession; ep: ExecutionProvider }> {
-  if (choice === 'auto') return createSession(graph, await resolveProvider(choice), threads, prepack);
+  if (choice === 'auto') return createSession(graph, await resolveProvider(choice), opts);
+  const { threads, prepack = true, deviceOutputs = [] } = opts;
+  const onDevice = choice === 'webgpu' && deviceOutputs.length > 0;
   const options: ort.InferenceSession.SessionOptions = {
     executionProviders: choice === 'cuda' ? [{ name: 'cuda', deviceId: 0 }] : [choice],
     graphOptimizationLevel: 'all',
@@ -61,6 +70,7 @@ export async function createSession(
     // The weights, from the buffers the loader filled (onnxruntime copies them into its own).
     externalData: graph.externalData,
     ...(prepack ? {} : { extra: { session: { disable_prepacking: '1' } } }),
+    ...(onDevice ? { preferredOutputLocation: Object.fromEntries(deviceOutputs.map((n) => [n, 'gpu-buffer'])) } : {}),
   };
   try {
     return { session: await createFrom(graph, options), ep: choice };
