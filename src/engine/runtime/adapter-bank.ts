@@ -106,6 +106,8 @@ export class AdapterBank {
 export class Shelf {
   private readonly vlm: VlmBank;
   private readonly lora: LoraBank;
+  /** Changes whenever the shelf's tensors do: a copy of them elsewhere (DeviceBanks) is current while it matches. */
+  version = 0;
 
   constructor(
     c: ModelConfig,
@@ -117,10 +119,12 @@ export class Shelf {
 
   add(adapter: Adapter): void {
     (adapter.kind === 'vlm' ? this.vlm : this.lora).add(adapter as never);
+    this.version++;
   }
 
   remove(id: string): void {
     if (!this.vlm.remove(id)) this.lora.remove(id);
+    this.version++;
   }
 
   slotOf(id: string): { kind: 'vlm' | 'lora'; slot: number; taskTokens: number } {

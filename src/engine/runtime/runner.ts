@@ -7,6 +7,7 @@ import type { BuiltGraph, EncodedGraph } from '../graph/onnx.ts';
 import { ALL_FEATURES, type GraphFeatures } from '../graph/adapters.ts';
 import { IN, LOGITS, presentKey, presentValue, type KvPlacement } from '../graph/io.ts';
 import { AdapterBank } from './adapter-bank.ts';
+import { DeviceBanks } from './device-banks.ts';
 import { DeviceKvCache } from './device-kv-cache.ts';
 import { KvCache, type RunnerKvCache } from './kv-cache.ts';
 import { createSession, resolveProvider } from './session.ts';
@@ -52,6 +53,8 @@ class InvalidTokenError extends RangeError {
 export class ModelRunner {
   readonly cache: RunnerKvCache;
   readonly bank: AdapterBank;
+  /** 'device': the banks' copies in the provider's memory. */
+  private readonly deviceBanks?: DeviceBanks;
 
   private constructor(
     private readonly session: ort.InferenceSession,
@@ -66,6 +69,7 @@ export class ModelRunner {
   ) {
     this.cache = kv === 'device' ? new DeviceKvCache(config, ep) : new KvCache(config);
     this.bank = new AdapterBank(config, features);
+    if (kv === 'device') this.deviceBanks = new DeviceBanks(ep);
   }
 
   static async create(config: ModelConfig, weights: WeightSource, opts: RunnerOptions = {}): Promise<ModelRunner> {
@@ -161,7 +165,8 @@ export class ModelRunner {
       int64(IN.loraGather, lora.gather, lora.dims);
       int64(IN.loraScatter, lora.scatter, [N]);
     }
-    for (const [name, f] of shelf.feeds()) feeds[name] = new ort.Tensor('float32', f.data, f.dims);
+    if (this.deviceBanks) for (const [name, t] of await this.deviceBanks.feeds(shelf)) feeds[name] = t;
+    else for (const [name, f] of shelf.feeds()) feeds[name] = new ort.Tensor('float32', f.data, f.dims);
     await this.cache.prepare(feeds, rows, S);
     const out = await this.session.run(feeds);
     this.cache.store(out, rows, S);
@@ -179,6 +184,7 @@ export class ModelRunner {
 
   async release(): Promise<void> {
     if (this.cache instanceof DeviceKvCache) await this.cache.release();
+    await this.deviceBanks?.release();
     await this.session.release();
   }
 }
