@@ -3,6 +3,8 @@ import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { fixture, maxAbsDiff, readJson } from '../helpers/fixtures.ts';
 import { adapterFor, greedyBatch, runnerFor } from '../helpers/engine.ts';
 import type { ModelRunner } from '../../src/engine/runtime/runner.ts';
+import { createSession, resolveProvider } from '../../src/engine/runtime/session.ts';
+import { GraphBuilder } from '../../src/engine/graph/onnx.ts';
 import type { ExecutionProvider } from '../../src/engine/runtime/providers.ts';
 
 /**
@@ -137,4 +139,26 @@ describe('the cache and banks on the device: the CPU provider (oracle)', () => {
       await Promise.all([host.release(), device.release()]);
     }
   });
+});
+
+/** Whether WebGPU finds an adapter here, and a one-line reason when not. */
+async function webgpu(): Promise<{ ok: boolean; why?: string }> {
+  try {
+    if ((await resolveProvider('webgpu')) !== 'webgpu') return { ok: false, why: 'not resolved' };
+    const g = new GraphBuilder();
+    g.input('x', 'float32', [1]);
+    g.output(g.op('Relu', ['x']), 'y', 'float32', [1]);
+    await (await createSession(g.encode(), 'webgpu', { threads: 1 })).session.release();
+    return { ok: true };
+  } catch (e) {
+    return { ok: false, why: (e as Error).message.split('\n')[0] };
+  }
+}
+
+const gpu = await webgpu();
+if (!gpu.ok) console.warn(`SKIPPED: the WebGPU checks of device-state.test.ts (no Vulkan device: ${gpu.why})`);
+
+describe.skipIf(!gpu.ok)('the cache and banks on the device: WebGPU', () => {
+  // Fewer steps than on the CPU: a software Vulkan device (lavapipe, in CI) takes about 70 ms a step.
+  deviceStateChecks('webgpu', { golden: 200, mixed: 40 });
 });
