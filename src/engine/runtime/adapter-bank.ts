@@ -27,6 +27,8 @@ export interface Feed {
 export class AdapterBank {
   private readonly shelves = new Map<number, Shelf>();
   private readonly users = new Map<string, { adapter: Adapter; rows: number; shelf: number }>();
+  /** What shelf() gives for a key with no adapters; never added to. */
+  private empty?: Shelf;
 
   constructor(
     private readonly c: ModelConfig,
@@ -69,14 +71,14 @@ export class AdapterBank {
     return { shelf: user.shelf, ...this.shelf(user.shelf).slotOf(id) };
   }
 
-  /** A shelf's bank tensors; an empty one for a key with no adapters (a run of base-model rows). */
+  /**
+   * A shelf's bank tensors; for a key with no adapters (a run of base-model rows), one empty shelf,
+   * the same every time, so that a copy of its tensors elsewhere (DeviceBanks) is made once.
+   */
   shelf(key = 0, create = false): Shelf {
     let shelf = this.shelves.get(key);
-    if (!shelf) {
-      shelf = new Shelf(this.c, this.features);
-      if (create) this.shelves.set(key, shelf);
-    }
-    return shelf;
+    if (!shelf && create) this.shelves.set(key, (shelf = new Shelf(this.c, this.features)));
+    return shelf ?? (this.empty ??= new Shelf(this.c, this.features));
   }
 
   private takeOff(key: number, id: string): void {
