@@ -35,7 +35,7 @@ function mixedRows(runner: ModelRunner) {
  */
 function hostBytes(feeds: Record<string, ort.Tensor>): number {
   return Object.entries(feeds)
-    .filter(([name, t]) => !name.startsWith('past_') && t.location === 'cpu')
+    .filter(([name, t]) => !/^past_(key|value)\./.test(name) && t.location === 'cpu')
     .reduce((n, [, t]) => n + (t.data as ArrayBufferView).byteLength, 0);
 }
 
@@ -84,6 +84,11 @@ function deviceStateChecks(ep: ExecutionProvider, steps: { golden: number; mixed
       if (ep !== 'cpu') {
         expect(outputs[4]['present_key.0'].location).toBe('gpu-buffer');
         expect(outputs[4].logits.location).toBe('cpu');
+        // What the runner reports sending (bench engine's host_bytes_per_step): ids and indices only.
+        const before = runner.hostBytesIn;
+        await runner.run([{ row: 0, tokens: [7], position: 152 }]);
+        expect(runner.hostBytesIn - before).toBe(hostBytes(long));
+        expect(hostBytes(long)).toBeLessThan(1024);
       }
     } finally {
       run.mockRestore();

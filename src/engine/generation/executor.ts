@@ -1,13 +1,15 @@
 import type { AdapterBank } from '../runtime/adapter-bank.ts';
-import type { KvCache } from '../runtime/kv-cache.ts';
+import type { RunnerKvCache } from '../runtime/kv-cache.ts';
 import type { RunRow } from '../runtime/runner.ts';
 import type { Relayout, Run, StepPlan } from './plan.ts';
 
 /** What the executor uses of the model runner (ModelRunner has it; tests can fake it). */
 export interface StepRunner {
-  readonly cache: Pick<KvCache, 'moveRow' | 'copyRow' | 'swapRows' | 'shrink' | 'clear'>;
+  readonly cache: Pick<RunnerKvCache, 'moveRow' | 'copyRow' | 'swapRows' | 'shrink' | 'clear'>;
   readonly bank: Pick<AdapterBank, 'acquire' | 'release' | 'regroup'>;
   run(rows: readonly RunRow[]): Promise<Float32Array[]>;
+  /** Bytes of host memory fed to runs so far (ModelRunner.hostBytesIn). */
+  readonly hostBytesIn?: number;
 }
 
 /** Applies the policy's plans to the runner's KV cache and adapter bank, and runs the runner. */

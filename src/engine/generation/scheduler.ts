@@ -14,6 +14,8 @@ export interface StepStats {
   prefillTokens: number;
   generatedTokens: number;
   ms: number;
+  /** Bytes of host memory the step's runs fed (on a GPU provider, what went to the device). */
+  hostBytesIn: number;
 }
 
 /**
@@ -27,7 +29,10 @@ export class Scheduler {
   private looping = false;
   onStep?: (stats: StepStats) => void;
 
-  constructor(runner: StepRunner, opts: SchedulerOptions) {
+  constructor(
+    private readonly runner: StepRunner,
+    opts: SchedulerOptions,
+  ) {
     this.policy = new BatchPolicy(opts);
     this.executor = new StepExecutor(runner);
   }
@@ -67,6 +72,7 @@ export class Scheduler {
 
   private async step(): Promise<void> {
     const started = performance.now();
+    const fedBefore = this.runner.hostBytesIn ?? 0;
     const plan = this.policy.plan();
     this.executor.begin(plan);
     for (const seq of plan.leave.left) seq.complete('cancelled');
@@ -97,6 +103,7 @@ export class Scheduler {
       prefillTokens,
       generatedTokens: generated,
       ms: performance.now() - started,
+      hostBytesIn: (this.runner.hostBytesIn ?? 0) - fedBefore,
     });
   }
 

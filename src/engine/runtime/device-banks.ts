@@ -19,6 +19,8 @@ export class DeviceBanks {
   private readonly copies = new WeakMap<Shelf, { version: number; tensors: Map<string, ort.Tensor> }>();
   private readonly live = new Set<Map<string, ort.Tensor>>();
   private readonly uploaders = new Map<string, Promise<ort.InferenceSession>>();
+  /** Bytes sent to the device so far. */
+  uploadedBytes = 0;
 
   constructor(private readonly ep: ExecutionProvider) {}
 
@@ -45,6 +47,7 @@ export class DeviceBanks {
     }
     if (sent.length === 0) return tensors;
     const uploader = await this.uploader(sent.map((n) => [n, shapes.get(n)!]));
+    for (const n of sent) this.uploadedBytes += (tensors.get(n)!.data as Float32Array).byteLength;
     const out = await uploader.run(Object.fromEntries(sent.map((n) => [n, tensors.get(n)!])));
     for (const name of sent) tensors.set(name, out[`${name}.device`] as ort.Tensor);
     return tensors;

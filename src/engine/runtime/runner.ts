@@ -53,6 +53,8 @@ class InvalidTokenError extends RangeError {
 export class ModelRunner {
   readonly cache: RunnerKvCache;
   readonly bank: AdapterBank;
+  /** Bytes of the runs' feeds in host memory so far; see hostBytesIn. */
+  private fedBytes = 0;
   /** 'device': the banks' copies in the provider's memory. */
   private readonly deviceBanks?: DeviceBanks;
 
@@ -168,6 +170,8 @@ export class ModelRunner {
     if (this.deviceBanks) for (const [name, t] of await this.deviceBanks.feeds(shelf)) feeds[name] = t;
     else for (const [name, f] of shelf.feeds()) feeds[name] = new ort.Tensor('float32', f.data, f.dims);
     await this.cache.prepare(feeds, rows, S);
+    for (const t of Object.values(feeds))
+      if (t.location === 'cpu') this.fedBytes += (t.data as ArrayBufferView).byteLength;
     const out = await this.session.run(feeds);
     this.cache.store(out, rows, S);
     const logits = out[LOGITS].data as Float32Array;
@@ -180,6 +184,15 @@ export class ModelRunner {
       for (let i = 0; i < r.tokens.length; i++) all.set(logits.subarray(at + i * width, at + i * width + own), i * own);
       return all;
     });
+  }
+
+  /**
+   * Bytes of host memory fed to runs so far, bank uploads included: what a GPU provider copies to its
+   * device (on the CPU provider nothing is copied). A 'device' runner's decode step feeds a few ids
+   * and indices a row, whatever the context.
+   */
+  get hostBytesIn(): number {
+    return this.fedBytes + (this.deviceBanks?.uploadedBytes ?? 0);
   }
 
   async release(): Promise<void> {
