@@ -8,6 +8,7 @@ import { FolderBlobStore } from '../../registry/blobs/folder.ts';
 import type { BlobStore } from '../../registry/blobs/store.ts';
 import { startComputeNode } from '../compute/node.ts';
 import { GPT2_SMALL, randomWeights, writeGpt2Folder, writeVlmAdapter } from '../engine/synthetic.ts';
+import type { ProviderChoice } from '../engine/runtime/providers.ts';
 
 export interface ComputeRun {
   streams: number;
@@ -48,7 +49,7 @@ interface Stream {
  * greedy output is compared with the same request run alone.
  */
 export async function benchCompute(
-  opts: { threads?: number; log?: (line: string) => void } = {},
+  opts: { threads?: number; ep?: ProviderChoice; log?: (line: string) => void } = {},
 ): Promise<ComputeBenchResult> {
   const log = opts.log ?? (() => {});
   const dir = mkdtempSync(join(tmpdir(), 'versa-bench-'));
@@ -67,6 +68,7 @@ export async function benchCompute(
     const node = await startComputeNode({
       token: TOKEN,
       model: join(dir, 'model'),
+      ep: opts.ep,
       threads: opts.threads ?? availableParallelism(),
       maxBatch: 64,
       maxQueue: 64,

@@ -1,10 +1,12 @@
-import type { Command } from 'commander';
+import { Option, type Command } from 'commander';
+import { EXECUTION_PROVIDERS, type ProviderChoice } from '../../engine/runtime/providers.ts';
 import { parse } from '../output.ts';
 import { quantizeBlock } from './runtime-options.ts';
 
 type Figures = object & { targets?: Record<string, { target: string; met: boolean }> };
 type Bench = (opts: {
   threads?: number;
+  ep?: ProviderChoice;
   log: (line: string) => void;
   model?: string;
   quantizeBlock?: number;
@@ -34,6 +36,7 @@ export function register(program: Command): void {
         async (o: {
           json?: boolean;
           threads?: number;
+          ep?: ProviderChoice;
           model?: string;
           quantizeBlock?: number;
           precisionOnly?: boolean;
@@ -59,6 +62,7 @@ export function register(program: Command): void {
     'decode/prefill speed, load time, float32 vs int8/int4, roofline ratios and adapter overheads',
     async () => (await import('../../bench/engine.ts')).benchEngine,
   )
+    .addOption(epOption())
     .option('--model <path>', 'measure this checkpoint (default: a GPT-2-small-sized model with random weights)')
     .option('--quantize-block <n>', 'block size of the int8/int4 runs (default 32)', quantizeBlock)
     .option('--precision-only', 'only load time and float32/int8/int4 decode at batch 1 and 16 (quick on big models)')
@@ -72,7 +76,7 @@ export function register(program: Command): void {
     'compute',
     'aggregate tokens/s and time to first token at 1-64 concurrent streams on one and on 16 adapters',
     async () => (await import('../../bench/compute.ts')).benchCompute,
-  );
+  ).addOption(epOption());
   add(
     'chaos',
     'the reliability load: 64 streams over mixed adapters through an edge and two nodes, one killed mid-run',
@@ -111,4 +115,9 @@ function table({ targets = {}, ...figures }: Figures): string {
       return `${key.padEnd(26)} ${typeof value === 'object' ? JSON.stringify(value) : value}${verdict}\n`;
     })
     .join('');
+}
+
+/** --ep of the benchmarks that run an engine: on a GPU provider (WebGPU) the cache and banks stay on the device. */
+function epOption(): Option {
+  return new Option('--ep <provider>', 'execution provider of the engines').choices(EXECUTION_PROVIDERS).default('cpu');
 }
