@@ -12,6 +12,8 @@
 #   speed      decode of a random 110M Llama: batch 1 per provider and precision, 16 rows on --ep
 #   steps      where a decode step's time goes on --ep (step-time.mjs), stories260K and the 110M
 #   tinyllama  a random TinyLlama-1.1B-shaped model on --ep (float16, int4)
+#   bench      `versa bench engine --ep` (GPT-2 small shape: adapters, mixed rows; --precision-only on the 110M
+#              and the TinyLlama shape: batch 1 and 16, host bytes a decode step sends) and `bench compute --ep`
 #   torch      PyTorch + transformers eager float16 on the same shapes (torch-baseline.py)
 #   bisect     where the decoder's first step fails on --ep (bisect.mjs), the provider's verbose log
 #   gdb        a backtrace of `versa generate --ep ...` (cuda-gdb, the host's only debugger)
@@ -153,6 +155,18 @@ for stage in "${stages[@]}"; do
     timeout 150 node $T/make-llama.mjs /tmp/tl tinyllama | tail -1
     tps /tmp/tl 24 152 "TinyLlama-1.1B shape, $EP, dtype auto" --ep $EP
     tps16 /tmp/tl 16 80 "TinyLlama-1.1B shape, $EP, dtype auto, 16 rows" --ep $EP ;;
+  bench)
+    m110
+    [ -f /tmp/tl/config.json ] || timeout 150 node $T/make-llama.mjs /tmp/tl tinyllama | tail -1
+    bench() { # name, then the bench's arguments: its JSON into results.jsonl
+      timeout 600 versa bench "${@:2}" --ep $EP --json > "$RESULTS/bench-$1.json" 2>> "$RESULTS/bench.err" &&
+        record "{\"check\":\"bench\",\"what\":\"$1\",\"result\":$(cat "$RESULTS/bench-$1.json")}" &&
+        echo "bench $1: $(cat "$RESULTS/bench-$1.json")" || { echo "bench $1: failed"; tail -3 "$RESULTS/bench.err"; }
+    }
+    bench engine-110m engine --precision-only --model /tmp/m110/model.bin
+    bench engine-tinyllama engine --precision-only --model /tmp/tl
+    bench engine-gpt2 engine
+    bench compute compute ;;
   torch)
     PYTHONUNBUFFERED=1 timeout 300 python3 $T/torch-baseline.py | tee "$RESULTS/torch.jsonl" ;;
   bisect)
