@@ -8,6 +8,8 @@ export default defineConfig({
     include: ['test/**/*.test.ts'],
     // The dashboard's bundle, which the edge serves (scripts/build.mjs --ui).
     globalSetup: ['test/setup/build.ts'],
+    // Before any test file: a workaround for miniflare's synchronous proxy (see the file).
+    setupFiles: ['test/setup/miniflare-sync-fetch.ts'],
     testTimeout: 60_000,
     hookTimeout: 120_000,
     // Suites start model workers, servers and wrangler: run files one at a time on 2-core CI.
