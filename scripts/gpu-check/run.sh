@@ -108,9 +108,9 @@ report() {
   echo "$1: $3 tokens in $4 ms, $tokps tokens/s"
   record "{\"check\":\"decode\",\"what\":\"$1\",\"rows\":$2,\"tokens\":$3,\"ms\":$4,\"tokensPerSecond\":$tokps}"
 }
-golden() { # the stories260K golden on one provider
+golden() { # the stories260K golden on one provider, in float32 (auto is float16 on WebGPU)
   timeout 180 versa generate --model $G/model.bin --prompt-ids 1 --max-tokens 199 --ignore-eos --json \
-    --ep $1 > "$RESULTS/gen-$1.json" 2> "$RESULTS/gen-$1.err" || tail -3 "$RESULTS/gen-$1.err"
+    --ep $1 --dtype float32 > "$RESULTS/gen-$1.json" 2> "$RESULTS/gen-$1.err" || tail -3 "$RESULTS/gen-$1.err"
   node $T/golden.mjs stories260k "$RESULTS/gen-$1.json" $1 "$RESULTS" "$APP"
 }
 m110() { [ -f /tmp/m110/model.bin ] || timeout 120 node $T/make-llama.mjs /tmp/m110 m110 --dtype f32 --format llama2c | tail -1; }
@@ -128,23 +128,23 @@ for stage in "${stages[@]}"; do
     [ $EP = cpu ] || golden $EP ;;
   quick)
     golden $EP
-    m110 && tps /tmp/m110/model.bin 40 552 "110M $EP float32" --ep $EP ;;
+    m110 && tps /tmp/m110/model.bin 40 552 "110M $EP float32" --ep $EP --dtype float32 ;;
   gpt2)
     printf '%s\n' '{"prompt_ids":[0,0,0,52],"max_tokens":6,"ignore_eos":true}' \
       '{"prompt_ids":[0,0,195,731],"max_tokens":6,"ignore_eos":true}' > "$RESULTS/gpt2.jsonl"
-    timeout 120 versa generate --model test/fixtures/tiny-gpt2 --batch "$RESULTS/gpt2.jsonl" --json --ep $EP \
+    timeout 120 versa generate --model test/fixtures/tiny-gpt2 --batch "$RESULTS/gpt2.jsonl" --json --ep $EP --dtype float32 \
       > "$RESULTS/gpt2-$EP.jsonl" 2> "$RESULTS/gpt2-$EP.err" || tail -2 "$RESULTS/gpt2-$EP.err"
     node $T/golden.mjs tiny-gpt2 "$RESULTS/gpt2-$EP.jsonl" $EP "$RESULTS" "$APP" ;;
   speed)
     m110
-    for q in '' '--dtype float16' '--quantize int4'; do for ep in cpu $EP; do
+    for q in '--dtype float32' '--dtype float16' '--quantize int4'; do for ep in cpu $EP; do
       [ "$ep$q" = 'cpu--dtype float16' ] && continue
       # shellcheck disable=SC2086 # $q is options
-      tps /tmp/m110/model.bin 40 552 "110M $ep ${q:-float32}" --ep $ep $q
+      tps /tmp/m110/model.bin 40 552 "110M $ep ${q#--dtype }" --ep $ep $q
     done; done
-    [ $EP = cpu ] || for q in '' '--dtype float16'; do
+    [ $EP = cpu ] || for q in '--dtype float32' '--dtype float16'; do
       # shellcheck disable=SC2086
-      tps16 /tmp/m110/model.bin 24 152 "110M $EP ${q:-float32}, 16 rows" --ep $EP $q
+      tps16 /tmp/m110/model.bin 24 152 "110M $EP ${q#--dtype }, 16 rows" --ep $EP $q
     done ;;
   steps)
     m110

@@ -379,6 +379,8 @@ async function comparePrecisions(
         threads,
         ep,
         adapterKinds: [],
+        // The "f32" figures are float32 on every provider (auto is float16 on WebGPU).
+        ...(quantize === 'none' ? { dtype: 'float32' as const } : {}),
         quantize,
         quantizeBlock: block,
         context: Math.min(c.maxPositions, 1024),

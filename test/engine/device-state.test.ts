@@ -1,8 +1,11 @@
+import { readFileSync } from 'node:fs';
 import ort from 'onnxruntime-node';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { fixture, maxAbsDiff, readJson } from '../helpers/fixtures.ts';
 import { adapterFor, greedyBatch, runnerFor } from '../helpers/engine.ts';
 import type { ModelRunner } from '../../src/engine/runtime/runner.ts';
+import { openRuntime } from '../../src/engine/engine.ts';
+import { perplexity } from '../../src/engine/eval/perplexity.ts';
 import { createSession, resolveProvider } from '../../src/engine/runtime/session.ts';
 import { GraphBuilder } from '../../src/engine/graph/onnx.ts';
 import type { ExecutionProvider } from '../../src/engine/runtime/providers.ts';
@@ -166,4 +169,21 @@ if (!gpu.ok) console.warn(`SKIPPED: the WebGPU checks of device-state.test.ts (n
 describe.skipIf(!gpu.ok)('the cache and banks on the device: WebGPU', () => {
   // Fewer steps than on the CPU: a software Vulkan device (lavapipe, in CI) takes about 70 ms a step.
   deviceStateChecks('webgpu', { golden: 200, mixed: 40 });
+
+  it("serves float16 by default, within 0.5 % of float32's perplexity (and float32 as the reference's)", async () => {
+    const text = readFileSync(fixture('perplexity/story.txt'), 'utf8');
+    const reference = readJson('perplexity/expected.json').full.perplexity;
+    const scored = async (dtype?: 'float32') => {
+      const { runner, tokenizer } = await openRuntime({ model: STORIES(), ep: 'webgpu', dtype, adapterKinds: [] });
+      try {
+        return { float: runner.format.float, ...(await perplexity(runner, tokenizer!.encode(text))) };
+      } finally {
+        await runner.release();
+      }
+    };
+    const [half, full] = [await scored(), await scored('float32')];
+    expect([half.float, full.float]).toEqual(['float16', 'float32']);
+    expect(Math.abs(full.perplexity / reference - 1)).toBeLessThan(1e-3);
+    expect(Math.abs(half.perplexity / full.perplexity - 1)).toBeLessThan(5e-3);
+  });
 });

@@ -148,7 +148,7 @@ describe('float types', () => {
     expect([...new Float32Array(bytesAs(f16, 'float32').buffer)]).toEqual([1, -1]);
   });
 
-  it("auto: float32 on the CPU, the checkpoint's half type on GPU providers (float16 on WebGPU)", () => {
+  it("auto: float32 on the CPU, float16 on WebGPU, the checkpoint's half type on CUDA", () => {
     const c = readJsonConfig();
     const float = (ep: 'cpu' | 'cuda' | 'webgpu', stored: 'F32' | 'F16' | 'BF16') =>
       weightFormat(c, {}, ep, stored).float;
@@ -156,9 +156,10 @@ describe('float types', () => {
       float('cpu', 'BF16'),
       float('cuda', 'BF16'),
       float('webgpu', 'BF16'),
+      float('webgpu', 'F32'),
       float('cuda', 'F16'),
       float('cuda', 'F32'),
-    ]).toEqual(['float32', 'bfloat16', 'float16', 'float16', 'float32']);
+    ]).toEqual(['float32', 'bfloat16', 'float16', 'float16', 'float16', 'float32']);
     expect(weightFormat(c, { dtype: 'float16' }, 'cpu', 'F32').float).toBe('float16');
   });
 });

@@ -14,7 +14,7 @@ export function addRuntimeOptions(command: Command): Command {
     .addOption(new Option('--ep <provider>', 'execution provider').choices(EXECUTION_PROVIDERS).default('cpu'))
     .option('--threads <n>', 'CPU threads (default: all cores)', parse.int(1))
     .addOption(
-      new Option('--dtype <dtype>', 'serving dtype of float weights (auto: float32 on CPU)')
+      new Option('--dtype <dtype>', 'serving dtype of float weights (auto: float32 on CPU, float16 on WebGPU)')
         .choices(DTYPES)
         .default('auto'),
     )

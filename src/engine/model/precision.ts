@@ -27,9 +27,10 @@ export interface PrecisionOptions {
 
 /**
  * The weight format a model is served in, checked before any weight is read. `auto` keeps float32
- * on the CPU provider (it computes in float32 fastest) and the checkpoint's half type on GPU
- * providers, where half precision is the norm (WebGPU has no bfloat16: float16 there). Linear
- * layers and the head may instead be quantized to int8/int4.
+ * on the CPU provider (it computes in float32 fastest), serves float16 on WebGPU whatever the
+ * checkpoint's type (half the bytes each step reads; WebGPU has no bfloat16), and the checkpoint's
+ * half type on CUDA (float32 for a float32 checkpoint). Linear layers and the head may instead be
+ * quantized to int8/int4.
  */
 export function weightFormat(
   c: ModelConfig,
@@ -55,8 +56,9 @@ export function weightFormat(
 
 function floatType(dtype: DtypeChoice, ep: ExecutionProvider, stored: WeightDtype): FloatType {
   if (dtype !== 'auto') return dtype;
+  if (ep === 'webgpu') return 'float16';
   if (ep === 'cpu' || stored === 'F32') return 'float32';
-  return stored === 'BF16' && ep === 'cuda' ? 'bfloat16' : 'float16';
+  return stored === 'BF16' ? 'bfloat16' : 'float16';
 }
 
 /** Bytes one weight takes in `format` (quantized: its bits, plus its share of a block's scale and zero point). */
