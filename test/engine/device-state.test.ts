@@ -1,4 +1,5 @@
 import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import ort from 'onnxruntime-node';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { fixture, maxAbsDiff, readJson } from '../helpers/fixtures.ts';
@@ -100,8 +101,33 @@ function deviceStateChecks(ep: ExecutionProvider, steps: { golden: number; mixed
   });
 }
 
+/** Every Llama-family architecture's greedy goldens (test/fixtures/archs), base and LoRA prompts in one batch. */
+function architectureGoldens(ep: ExecutionProvider) {
+  it.each(['llama3', 'qwen2', 'qwen3', 'mistral', 'phi3', 'gemma', 'gemma2'])('%s: greedy goldens', async (arch) => {
+    const dir = fixture('archs', arch);
+    const golden = readJson('archs', arch, 'expected/greedy.json');
+    const runner = await runnerFor(dir, undefined, { ep, kv: 'device' });
+    try {
+      const lora = adapterFor(runner, join(dir, 'adapters/lora'));
+      const rows = [
+        ...golden.variants.base.prompts.map((p: any) => ({ prompt: p.prompt_ids, expected: p.greedy_new_tokens })),
+        ...golden.variants.lora.prompts.map((p: any) => ({
+          prompt: p.prompt_ids,
+          adapter: lora,
+          expected: p.greedy_new_tokens,
+        })),
+      ];
+      const { tokens } = await greedyBatch(runner, rows, golden.steps);
+      rows.forEach((r, i) => expect(tokens[i], `row ${i}`).toEqual(r.expected));
+    } finally {
+      await runner.release();
+    }
+  });
+}
+
 describe('the cache and banks on the device: the CPU provider (oracle)', () => {
   deviceStateChecks('cpu', { golden: 200, mixed: 120 });
+  architectureGoldens('cpu');
 
   it('row moves, swaps, copies and shrinks give the same next logits as the host cache', async () => {
     const [host, device] = await Promise.all([
@@ -169,6 +195,7 @@ if (!gpu.ok) console.warn(`SKIPPED: the WebGPU checks of device-state.test.ts (n
 describe.skipIf(!gpu.ok)('the cache and banks on the device: WebGPU', () => {
   // Fewer steps than on the CPU: a software Vulkan device (lavapipe, in CI) takes about 70 ms a step.
   deviceStateChecks('webgpu', { golden: 200, mixed: 40 });
+  architectureGoldens('webgpu');
 
   it("serves float16 by default, within 0.5 % of float32's perplexity (and float32 as the reference's)", async () => {
     const text = readFileSync(fixture('perplexity/story.txt'), 'utf8');
