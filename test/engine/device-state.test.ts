@@ -129,6 +129,27 @@ describe('the cache and banks on the device: the CPU provider (oracle)', () => {
   deviceStateChecks('cpu', { golden: 200, mixed: 120 });
   architectureGoldens('cpu');
 
+  it("frees a bank shelf's device copy once the shelf leaves the bank, and uploads a shelf once a change", async () => {
+    const runner = await runnerFor(STORIES(), undefined, { kv: 'device' });
+    const session = (runner as unknown as { session: ort.InferenceSession }).session;
+    const run = vi.spyOn(session, 'run');
+    try {
+      const vlm = adapterFor(runner, fixture('stories260k/adapters/vlm-max'));
+      runner.bank.acquire(vlm, 1); // a shelf of its own, dropped when its last adapter leaves
+      await runner.run([{ row: 0, tokens: [1, 2], position: 0, adapter: vlm.id }]);
+      await runner.run([{ row: 0, tokens: [3], position: 2, adapter: vlm.id }]);
+      const [first, second] = run.mock.calls.map((c) => c[0] as Record<string, ort.Tensor>);
+      expect(second['vlm.0.down']).toBe(first['vlm.0.down']); // the same copy, not sent again
+      expect(first['vlm.0.down'].location).toBe('cpu'); // the CPU provider's "device"
+      runner.bank.release(vlm.id);
+      await runner.run([{ row: 0, tokens: [4], position: 3 }]);
+      expect(first['vlm.0.down'].location).toBe('none'); // disposed
+    } finally {
+      run.mockRestore();
+      await runner.release();
+    }
+  });
+
   it('row moves, swaps, copies and shrinks give the same next logits as the host cache', async () => {
     const [host, device] = await Promise.all([
       runnerFor(STORIES(), undefined, { kv: 'host' }),

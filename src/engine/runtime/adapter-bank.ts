@@ -81,6 +81,11 @@ export class AdapterBank {
     return shelf ?? (this.empty ??= new Shelf(this.c, this.features));
   }
 
+  /** Every shelf shelf() can give now: those with adapters, and the empty one. */
+  liveShelves(): Shelf[] {
+    return [...this.shelves.values(), ...(this.empty ? [this.empty] : [])];
+  }
+
   private takeOff(key: number, id: string): void {
     const shelf = this.shelves.get(key)!;
     shelf.remove(id);

@@ -16,37 +16,43 @@ const UPLOADERS = 4;
  * (a segfault in 1.30): on the device it gets rank 1, zeros, which adds the same zero delta.
  */
 export class DeviceBanks {
-  private readonly copies = new WeakMap<Shelf, { version: number; tensors: Map<string, ort.Tensor> }>();
-  private readonly live = new Set<Map<string, ort.Tensor>>();
+  /** Each shelf's copy, as of the shelf's version then. */
+  private readonly copies = new Map<Shelf, { version: number; tensors: Map<string, ort.Tensor> }>();
   private readonly uploaders = new Map<string, Promise<ort.InferenceSession>>();
   /** Bytes sent to the device so far. */
   uploadedBytes = 0;
 
   constructor(private readonly ep: ExecutionProvider) {}
 
-  /** The shelf's bank inputs, on the device as of the shelf's current version. */
-  async feeds(shelf: Shelf): Promise<Map<string, ort.Tensor>> {
+  /**
+   * The shelf's bank inputs, on the device as of the shelf's current version. The copies of shelves
+   * not in `live` (dropped from the bank since) are freed.
+   */
+  async feeds(shelf: Shelf, live: readonly Shelf[]): Promise<Map<string, ort.Tensor>> {
+    for (const [other, copy] of this.copies) {
+      if (live.includes(other)) continue;
+      this.copies.delete(other);
+      free(copy.tensors);
+    }
     const held = this.copies.get(shelf);
     if (held?.version === shelf.version) return held.tensors;
-    if (held) this.free(held.tensors);
+    if (held) free(held.tensors);
+    this.copies.delete(shelf);
     const tensors = await this.upload(shelf.feeds());
     this.copies.set(shelf, { version: shelf.version, tensors });
-    this.live.add(tensors);
     return tensors;
   }
 
   private async upload(feeds: Map<string, Feed>): Promise<Map<string, ort.Tensor>> {
     const tensors = new Map<string, ort.Tensor>();
     const sent: string[] = [];
-    const shapes = new Map<string, number>();
     for (const [name, feed] of feeds) {
       const f = name.startsWith('lora.') ? withoutEmptyRank(feed) : feed;
       tensors.set(name, new ort.Tensor('float32', f.data, f.dims));
-      shapes.set(name, f.dims.length);
       if (f.data.length > 0) sent.push(name);
     }
     if (sent.length === 0) return tensors;
-    const uploader = await this.uploader(sent.map((n) => [n, shapes.get(n)!]));
+    const uploader = await this.uploader(sent.map((n) => [n, tensors.get(n)!.dims.length]));
     for (const n of sent) this.uploadedBytes += (tensors.get(n)!.data as Float32Array).byteLength;
     const out = await uploader.run(Object.fromEntries(sent.map((n) => [n, tensors.get(n)!])));
     for (const name of sent) tensors.set(name, out[`${name}.device`] as ort.Tensor);
@@ -80,15 +86,15 @@ export class DeviceBanks {
     await (await session)?.release();
   }
 
-  private free(tensors: Map<string, ort.Tensor>): void {
-    for (const t of tensors.values()) t.dispose();
-    this.live.delete(tensors);
-  }
-
   async release(): Promise<void> {
-    for (const tensors of [...this.live]) this.free(tensors);
+    for (const copy of this.copies.values()) free(copy.tensors);
+    this.copies.clear();
     await Promise.all([...this.uploaders.keys()].map((k) => this.drop(k)));
   }
+}
+
+function free(tensors: Map<string, ort.Tensor>): void {
+  for (const t of tensors.values()) t.dispose();
 }
 
 /** A LoRA A [U, in, r] or B [U, r, out] of rank 0 with slots (U > 0) as rank 1, zeros. */

@@ -167,7 +167,8 @@ export class ModelRunner {
       int64(IN.loraGather, lora.gather, lora.dims);
       int64(IN.loraScatter, lora.scatter, [N]);
     }
-    if (this.deviceBanks) for (const [name, t] of await this.deviceBanks.feeds(shelf)) feeds[name] = t;
+    if (this.deviceBanks)
+      for (const [name, t] of await this.deviceBanks.feeds(shelf, this.bank.liveShelves())) feeds[name] = t;
     else for (const [name, f] of shelf.feeds()) feeds[name] = new ort.Tensor('float32', f.data, f.dims);
     await this.cache.prepare(feeds, rows, S);
     for (const t of Object.values(feeds))
