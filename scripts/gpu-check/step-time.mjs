@@ -1,6 +1,8 @@
 // Where a decode step's time goes on an execution provider: one decode step of a model is captured on
 // the CPU (graph, weights, feeds) after a prompt of each length given, then timed in sessions that
 // differ in what comes back to the CPU, and profiled (onnxruntime's per-node profile, summarised).
+// Then the engine's own runner on the provider, with the cache on the device ('device' graph: only
+// ids in and logits out), times decode steps after each prompt length.
 // usage: node step-time.mjs <build dir> <model> <out dir> [ep=webgpu] [prompt lengths=8,500]
 import { mkdirSync, readdirSync, readFileSync, renameSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';
@@ -53,6 +55,28 @@ await time(`${ep}, every output to the CPU`, await session(ep));
 await time(`${ep}, only the logits fetched`, await session(ep), ['logits']);
 const onDevice = Object.fromEntries(outputNames.map((n) => [n, n === 'logits' ? 'cpu' : 'gpu-buffer']));
 await time(`${ep}, new keys/values left on the device`, await session(ep, { preferredOutputLocation: onDevice }));
+
+// The engine's runner on the provider, the cache on the device: decode steps after each prompt.
+{
+  const { openModel } = await import(`${resolve(buildDir)}/src/engine/loaders/load.js`);
+  const { ModelRunner } = await import(`${resolve(buildDir)}/src/engine/runtime/runner.js`);
+  const model = openModel(modelPath);
+  const features = { vlm: false, lora: false };
+  const device = await ModelRunner.create(model.config, model.weights, { ep, kv: 'device', features });
+  model.close();
+  for (const P of lengths.split(',').map(Number)) {
+    await device.run([{ row: 0, tokens: Array.from({ length: P }, (_, i) => 1 + ((i * 31) % 500)), position: 0 }]);
+    for (let i = 0; i < 3; i++) await device.run([{ row: 0, tokens: [7], position: P + i }]);
+    const fed = device.hostBytesIn;
+    const t0 = performance.now();
+    for (let i = 3; i < 23; i++) await device.run([{ row: 0, tokens: [7], position: P + i }]);
+    const ms = (performance.now() - t0) / 20;
+    const bytes = (device.hostBytesIn - fed) / 20;
+    console.log(`${ep}, the runner, cache on the device, context ${P}: ${ms.toFixed(2)} ms a step, ${bytes} B sent`);
+    device.cache.clear();
+  }
+  await device.release();
+}
 
 // onnxruntime's profile of 5 steps at the longest context: time per op type (kernel time as the CPU sees it).
 const profiled = await session(ep, { enableProfiling: true, profileFilePrefix: `${out}/profile` });
