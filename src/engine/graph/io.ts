@@ -38,6 +38,9 @@ export const CACHE_IN = {
 /** 'device': the cache with the run's new keys and values written: the next run's past_key / past_value. */
 export const presentKey = (l: number) => `present_key.${l}`;
 export const presentValue = (l: number) => `present_value.${l}`;
+/** Every present output, layer by layer: keys, then values. */
+export const presentOutputs = (layers: number) =>
+  Array.from({ length: layers }, (_, l) => [presentKey(l), presentValue(l)]).flat();
 /**
  * 'host': output float [2 * layers * B, Hkv, S, hd]: every layer's new keys (head-major, rotated), then its
  * new values, stacked layer by layer. One output, not two a layer: a GPU provider reads each output

@@ -1,8 +1,8 @@
 import ort from 'onnxruntime-node';
 import type { ModelConfig } from '../model/config.ts';
 import { GraphBuilder } from '../graph/onnx.ts';
-import { CACHE_IN, pastKey, pastValue, presentKey, presentValue } from '../graph/io.ts';
-import { capacityFor, type CachedRow, type RunnerKvCache } from './kv-cache.ts';
+import { CACHE_IN, pastKey, pastValue, presentOutputs } from '../graph/io.ts';
+import { grownShape, shrunkCapacity, type CachedRow, type RunnerKvCache } from './kv-cache.ts';
 import { createSession } from './session.ts';
 import type { ExecutionProvider } from './providers.ts';
 
@@ -36,27 +36,15 @@ export class DeviceKvCache implements RunnerKvCache {
     private readonly ep: ExecutionProvider,
   ) {}
 
-  /** Bytes the cache tensors take on the device once the queued changes are applied. */
-  get bytes(): number {
-    return 2 * this.c.numLayers * (this.rowCapacity + 1) * this.c.numKvHeads * this.capacity * this.c.headDim * 4;
-  }
-
   /** Makes room (queued) for `rows` rows of at least `length` positions. */
   ensure(rows: number, length: number): void {
-    if (length > this.c.maxPositions)
-      throw new RangeError(`position ${length} exceeds the model's context of ${this.c.maxPositions}`);
-    const needLength = Math.max(length, 1) > this.capacity;
-    const needRows = rows > this.rowCapacity;
-    if (!needLength && !needRows) return;
-    this.resize(
-      needRows ? Math.max(rows, Math.ceil(this.rowCapacity * 1.5)) : this.rowCapacity,
-      needLength ? capacityFor(length, this.c.maxPositions) : this.capacity,
-    );
+    const shape = grownShape({ rows: this.rowCapacity, capacity: this.capacity }, rows, length, this.c.maxPositions);
+    if (shape) this.resize(shape.rows, shape.capacity);
   }
 
   shrink(length: number): void {
-    const capacity = capacityFor(length, this.c.maxPositions);
-    if (capacity <= this.capacity / 2) this.resize(this.rowCapacity, capacity);
+    const capacity = shrunkCapacity(this.capacity, length, this.c.maxPositions);
+    if (capacity !== undefined) this.resize(this.rowCapacity, capacity);
   }
 
   private resize(rows: number, capacity: number): void {
@@ -119,7 +107,7 @@ export class DeviceKvCache implements RunnerKvCache {
 
   /** The run's outputs become the cache; the tensors they were made from are freed. */
   store(out: ort.InferenceSession.ReturnType): void {
-    this.replace(Array.from({ length: this.c.numLayers }, (_, l) => [out[presentKey(l)], out[presentValue(l)]]).flat());
+    this.replace(presentOutputs(this.c.numLayers).map((name) => out[name]));
   }
 
   private replace(next: ort.OnnxValue[]): void {

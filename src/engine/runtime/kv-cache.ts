@@ -26,8 +26,43 @@ export interface RunnerKvCache {
   clear(): void;
 }
 
-/** The capacity in positions (a multiple of GROW, at least one) that holds `length` positions. */
-export function capacityFor(length: number, maxPositions: number): number {
+/** Capacity grows in steps of GROW positions; rows grow by half again. */
+const GROW = 64;
+
+/** A cache's shape: its rows, and the positions each row holds. */
+export interface CacheShape {
+  rows: number;
+  capacity: number;
+}
+
+/**
+ * The shape that holds `rows` rows of `length` positions, grown from `now`; undefined when `now`
+ * holds them. Never a capacity of 0: a zero-size past tensor cannot be bound on WebGPU (its MatMul
+ * fails in CreateBindGroup), so a fresh prompt attends over GROW masked positions instead of none.
+ */
+export function grownShape(
+  now: CacheShape,
+  rows: number,
+  length: number,
+  maxPositions: number,
+): CacheShape | undefined {
+  if (length > maxPositions) throw new RangeError(`position ${length} exceeds the model's context of ${maxPositions}`);
+  const needLength = Math.max(length, 1) > now.capacity;
+  const needRows = rows > now.rows;
+  if (!needLength && !needRows) return undefined;
+  return {
+    rows: needRows ? Math.max(rows, Math.ceil(now.rows * 1.5)) : now.rows,
+    capacity: needLength ? capacityFor(length, maxPositions) : now.capacity,
+  };
+}
+
+/** The capacity to shrink to so as to hold `length` positions; undefined unless it at least halves. */
+export function shrunkCapacity(now: number, length: number, maxPositions: number): number | undefined {
+  const capacity = capacityFor(length, maxPositions);
+  return capacity <= now / 2 ? capacity : undefined;
+}
+
+function capacityFor(length: number, maxPositions: number): number {
   return Math.min(maxPositions, Math.ceil(Math.max(length, 1) / GROW) * GROW);
 }
 
@@ -38,10 +73,7 @@ export function capacityFor(length: number, maxPositions: number): number {
  * Per layer, keys and values are [rows, Hkv, capacity, hd] (BNSH, as onnxruntime's attention
  * kernels take a past): a token's keys are hd contiguous floats per head, written as one copy. A run
  * over rows [r0, r1) feeds the contiguous slice of those rows.
- * Capacity grows in steps of GROW positions; rows grow geometrically.
  */
-const GROW = 64;
-
 export class KvCache implements RunnerKvCache {
   private keys: Float32Array[] = [];
   private values: Float32Array[] = [];
@@ -67,23 +99,14 @@ export class KvCache implements RunnerKvCache {
 
   /** Makes room for `rows` rows of at least `length` positions, keeping what is stored. */
   ensure(rows: number, length: number): void {
-    if (length > this.c.maxPositions)
-      throw new RangeError(`position ${length} exceeds the model's context of ${this.c.maxPositions}`);
-    // Never a capacity of 0: a zero-size past tensor cannot be bound on WebGPU (its MatMul fails
-    // in CreateBindGroup), so a fresh prompt attends over GROW masked positions instead of none.
-    length = Math.max(length, 1);
-    const needLength = length > this.capacity;
-    const needRows = rows > this.rowCapacity;
-    if (!needLength && !needRows) return;
-    const capacity = needLength ? capacityFor(length, this.c.maxPositions) : this.capacity;
-    const rowCapacity = needRows ? Math.max(rows, Math.ceil(this.rowCapacity * 1.5)) : this.rowCapacity;
-    this.relayout(rowCapacity, capacity);
+    const shape = grownShape({ rows: this.rowCapacity, capacity: this.capacity }, rows, length, this.c.maxPositions);
+    if (shape) this.relayout(shape.rows, shape.capacity);
   }
 
   /** Shrinks the position capacity (e.g. after long rows left) to hold `length` positions. */
   shrink(length: number): void {
-    const capacity = capacityFor(length, this.c.maxPositions);
-    if (capacity <= this.capacity / 2) this.relayout(this.rowCapacity, capacity);
+    const capacity = shrunkCapacity(this.capacity, length, this.c.maxPositions);
+    if (capacity !== undefined) this.relayout(this.rowCapacity, capacity);
   }
 
   private relayout(rowCapacity: number, capacity: number): void {

@@ -5,7 +5,7 @@ import { FLOAT32, type WeightFormat } from '../weights/quantize.ts';
 import { buildDecoderGraph } from '../graph/build.ts';
 import type { BuiltGraph, EncodedGraph } from '../graph/onnx.ts';
 import { ALL_FEATURES, type GraphFeatures } from '../graph/adapters.ts';
-import { IN, LOGITS, presentKey, presentValue, type KvPlacement } from '../graph/io.ts';
+import { IN, LOGITS, presentOutputs, type KvPlacement } from '../graph/io.ts';
 import { AdapterBank } from './adapter-bank.ts';
 import { DeviceBanks } from './device-banks.ts';
 import { DeviceKvCache } from './device-kv-cache.ts';
@@ -82,6 +82,7 @@ export class ModelRunner {
     const built = buildDecoderGraph(config, weights, features, format, kv);
     const graph = opts.weightBytes ? { model: built.model, ...opts.weightBytes(built) } : built;
     const prepack = opts.prepack ?? true;
+    // 'device': the cache's outputs stay in the provider's memory.
     const deviceOutputs = kv === 'device' ? presentOutputs(config.numLayers) : [];
     const { session, ep } = await createSession(graph, choice, { threads: opts.threads, prepack, deviceOutputs });
     return new ModelRunner(session, config, ep, features, format, prepack, kv);
@@ -201,11 +202,6 @@ export class ModelRunner {
     await this.deviceBanks?.release();
     await this.session.release();
   }
-}
-
-/** The outputs of a 'device' graph that stay in the provider's memory: the cache's. */
-function presentOutputs(layers: number): string[] {
-  return Array.from({ length: layers }, (_, l) => [presentKey(l), presentValue(l)]).flat();
 }
 
 /**
