@@ -2,9 +2,9 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parameterCount, type ModelConfig } from '../engine/model/config.ts';
-import { bytesReadPerToken } from '../engine/model/precision.ts';
+import { bytesReadPerToken, quantizeBlockFor } from '../engine/model/precision.ts';
 import { inspectModel } from '../engine/loaders/load.ts';
-import { DEFAULT_BLOCK, FLOAT32, type Quantization } from '../engine/weights/quantize.ts';
+import { FLOAT32, type Quantization } from '../engine/weights/quantize.ts';
 import { EngineClient } from '../engine/worker/client.ts';
 import { measureReadBandwidth } from './bandwidth.ts';
 import { GPT2_SMALL, randomWeights, writeGpt2Folder, writeVlmAdapter } from '../engine/synthetic.ts';
@@ -144,7 +144,7 @@ export async function benchEngine(opts: EngineBenchOptions = {}): Promise<object
     const prompt = PROMPT.map((t) => t % c.vocabSize); // ids every vocabulary has
     const decodeRate = (e: EngineClient, adapters: Array<string | undefined>, tokens: number) =>
       decodeRateOf(e, adapters, tokens, prompt);
-    const block = opts.quantizeBlock ?? DEFAULT_BLOCK;
+    const block = quantizeBlockFor(c, opts.quantizeBlock);
     const ep = opts.ep ?? 'cpu';
     const precision = await comparePrecisions(modelPath, c, { threads, ep }, block, prompt, log);
     const described = opts.model ? `${opts.model}: ${c.architecture}` : 'gpt2-small shape';

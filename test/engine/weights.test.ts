@@ -162,6 +162,15 @@ describe('float types', () => {
     ]).toEqual(['float32', 'bfloat16', 'float16', 'float16', 'float16', 'float32']);
     expect(weightFormat(c, { dtype: 'float16' }, 'cpu', 'F32').float).toBe('float16');
   });
+
+  it("quantizes in blocks of 64 by default, in the largest block a narrower model's layers take", () => {
+    const block = (hiddenSize: number, quantizeBlock?: number) =>
+      weightFormat({ ...readJsonConfig(), hiddenSize }, { quantize: 'int4', quantizeBlock }, 'cpu', 'F32').block;
+    // The 3B shape's layers take 3072 inputs and more; hidden sizes below 64 narrow the default.
+    expect([block(3072), block(64), block(48), block(32), block(16)]).toEqual([64, 64, 32, 32, 16]);
+    expect(block(3072, 32)).toBe(32);
+    expect(() => block(32, 64)).toThrow(/block size 64 is larger than the model's smallest layer input \(32\)/);
+  });
 });
 
 describe('float16 weights', () => {
@@ -316,6 +325,21 @@ describe('bad precision and model inputs fail in one line', () => {
     ).toHaveLength(1);
     expect(r.stderr).toMatch(message);
   };
+
+  it('int4 without --quantize-block on a model 32 wide (tiny GPT-2) takes blocks of 32', async () => {
+    const r = await versa([
+      'generate',
+      '--model',
+      fixture('tiny-gpt2'),
+      '--prompt-ids',
+      '5',
+      '--max-tokens',
+      '2',
+      '--quantize',
+      'int4',
+    ]);
+    expect(r.code, r.stderr).toBe(0);
+  });
 
   it('unknown quantization, bad block sizes and unsupported dtypes', async () => {
     oneLine(await gen('--quantize', 'int3'), /int3.*invalid.*none, int8, int4/);

@@ -2,6 +2,7 @@ import { Option, type Command } from 'commander';
 import { EXECUTION_PROVIDERS, type ProviderChoice } from '../../engine/runtime/providers.ts';
 import { parse } from '../output.ts';
 import { quantizeBlock } from './runtime-options.ts';
+import { DEFAULT_BLOCK } from '../../engine/weights/quantize.ts';
 
 type Figures = object & { targets?: Record<string, { target: string; met: boolean }> };
 type Bench = (opts: {
@@ -64,7 +65,7 @@ export function register(program: Command): void {
   )
     .addOption(epOption())
     .option('--model <path>', 'measure this checkpoint (default: a GPT-2-small-sized model with random weights)')
-    .option('--quantize-block <n>', 'block size of the int8/int4 runs (default 32)', quantizeBlock)
+    .option('--quantize-block <n>', `block size of the int8/int4 runs (default ${DEFAULT_BLOCK})`, quantizeBlock)
     .option('--precision-only', 'only load time and float32/int8/int4 decode at batch 1 and 16 (quick on big models)')
     .option('--size-classes-only', "only small adapters' decode beside a 20x larger one, with and without size classes")
     .option(

@@ -25,7 +25,7 @@ export function addRuntimeOptions(command: Command): Command {
     )
     .option(
       '--quantize-block <n>',
-      `inputs per quantization block, ${BLOCK_SIZES} (default ${DEFAULT_BLOCK})`,
+      `inputs per quantization block, ${BLOCK_SIZES} (default ${DEFAULT_BLOCK}, less for narrower models)`,
       quantizeBlock,
     )
     .option('--context <n>', "longest sequence to serve, prompt + output (default: the model's maximum)", parse.int(1));

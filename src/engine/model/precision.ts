@@ -6,7 +6,7 @@ import { parameterCount, type ModelConfig } from './config.ts';
 import {
   bitsOf,
   checkWeightFormat,
-  DEFAULT_BLOCK,
+  defaultBlock,
   QuantizationError,
   type FloatType,
   type Quantization,
@@ -48,11 +48,18 @@ export function weightFormat(
   const format: WeightFormat = {
     float: floatType(dtype, ep, stored),
     quantize: o.quantize ?? 'none',
-    block: o.quantizeBlock ?? DEFAULT_BLOCK,
+    block: quantizeBlockFor(c, o.quantizeBlock),
   };
-  checkWeightFormat(format, Math.min(c.hiddenSize, ...linearModules(c).map((m) => m.in)));
+  checkWeightFormat(format, smallestInput(c));
   return format;
 }
+
+/** The quantization block a model is served in: the one asked for, or the default its layers take. */
+export function quantizeBlockFor(c: ModelConfig, asked?: number): number {
+  return asked ?? defaultBlock(smallestInput(c));
+}
+
+const smallestInput = (c: ModelConfig) => Math.min(c.hiddenSize, ...linearModules(c).map((m) => m.in));
 
 function floatType(dtype: DtypeChoice, ep: ExecutionProvider, stored: WeightDtype): FloatType {
   if (dtype !== 'auto') return dtype;

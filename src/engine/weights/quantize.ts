@@ -6,7 +6,15 @@
  */
 export type Quantization = 'none' | 'int8' | 'int4';
 export const QUANTIZATIONS: readonly Quantization[] = ['none', 'int8', 'int4'];
-export const DEFAULT_BLOCK = 32;
+/**
+ * 64 inputs a block: 4.56 bits a weight at int4 and 8.63 at int8 (float32 scale, 4/8-bit zero
+ * point), llama.cpp's Q4_0 and Q8_0 take 4.5 and 8.5 (32 inputs, symmetric, float16 scale), with
+ * the same error: signal to quantization noise 20.8 / 45.4 dB on Gaussian weights, against Q4_0's
+ * 21.3 and Q8_0's 45.4 (18.5 / 43.1 against 18.7 / 42.7 on heavier-tailed Student-t(4) weights).
+ * A batch-1 int4 decode step of the 110M Llama takes about 23 % less time in blocks of 64 than in
+ * blocks of 32, which spend 14 % more bits for 0.5-1.6 dB less noise (`--quantize-block 32`).
+ */
+export const DEFAULT_BLOCK = 64;
 
 /** The element type of float weights in the graph (activations, the KV cache and adapters stay float32). */
 export type FloatType = 'float32' | 'float16' | 'bfloat16';
@@ -28,6 +36,16 @@ export class QuantizationError extends Error {
 /** What MatMulNBits takes as a block size. */
 export const BLOCK_SIZES = 'a power of two from 16 to 256';
 export const isBlockSize = (b: number) => Number.isInteger(b) && b >= 16 && b <= 256 && (b & (b - 1)) === 0;
+
+/**
+ * The block a model is quantized in unless one is asked for: DEFAULT_BLOCK, or the largest block
+ * (at least 16) that a model with narrower layers can take.
+ */
+export function defaultBlock(smallestInput: number): number {
+  let b = DEFAULT_BLOCK;
+  while (b > 16 && b > smallestInput) b /= 2;
+  return b;
+}
 
 /** Checks a format against a model's smallest input width before any work is done. */
 export function checkWeightFormat(f: WeightFormat, smallestInput: number): void {
