@@ -3,6 +3,7 @@ import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { availableParallelism, loadavg, tmpdir } from 'node:os';
 import { basename, dirname, join, resolve } from 'node:path';
+import { DEFAULT_BLOCK } from '../engine/weights/quantize.ts';
 
 const ROOT = resolve(import.meta.dirname, '../..');
 const BIN = join(ROOT, 'bin/versa.js');
@@ -24,6 +25,7 @@ export interface PeersOptions {
   rounds?: number;
   tokens?: number;
   threads?: number;
+  quantizeBlock?: number;
   log: (line: string) => void;
 }
 
@@ -83,6 +85,9 @@ function gguf(peers: string, dir: string, model: string, tokenizer: string, type
   return out;
 }
 
+/** Bits a weight of Versa's quantized matrices: the weight, and its block's float32 scale and zero point. */
+const bitsPerWeight = (bits: number, block: number) => round(bits + (32 + bits) / block);
+
 const median = (xs: number[]) => {
   const s = [...xs].sort((a, b) => a - b);
   const m = Math.floor(s.length / 2);
@@ -109,6 +114,7 @@ export async function benchPeers(o: PeersOptions) {
   const threads = o.threads ?? availableParallelism();
   const rounds = o.rounds ?? 3;
   const tokens = o.tokens ?? 256;
+  const block = o.quantizeBlock ?? DEFAULT_BLOCK;
   const lcppDir = resolve(o.llamacpp ?? '/tmp/llamacpp');
   const l2c = llama2c(peersDir, threads);
   const lcpp = llamacpp(peersDir, lcppDir);
@@ -122,6 +128,7 @@ export async function benchPeers(o: PeersOptions) {
       BIN,
       'generate',
       ...['--model', model, '--tokenizer', tokenizer, '--quantize', precision === 'float32' ? 'none' : precision],
+      ...['--quantize-block', String(block)],
       ...['--threads', String(threads), '--prompt-ids', '1', '--max-tokens', String(n), '--ignore-eos', '--json'],
     ]).wallS;
   const l2cArgs = (n: number) => [model, '-z', tokenizer, '-t', '0', '-n', String(n), '-i', ''];
@@ -166,6 +173,8 @@ export async function benchPeers(o: PeersOptions) {
   const figures: Record<string, unknown> = {
     machine: `${availableParallelism()} cores; ${busy}`,
     setup: `${basename(model)}, batch 1, greedy from BOS, threads ${threads}, ${tokens} tokens, ${rounds} rounds`,
+    // Equal footing: Q8_0 / Q4_0 take 8.5 / 4.5 bits a weight (32 weights, a float16 scale).
+    'versa bits per weight': `int8 ${bitsPerWeight(8, block)}, int4 ${bitsPerWeight(4, block)} (blocks of ${block})`,
   };
   for (const p of PRECISIONS) {
     const v = med(`versa ${p.versa}`);

@@ -105,7 +105,8 @@ export function register(program: Command): void {
     .option('--peers <dir>', 'the peer harnesses: llama2c/run.c, llamacpp/ (default ../shared/peers)')
     .option('--llamacpp <dir>', "llama.cpp's harness as llamacpp/README.md sets it up (default /tmp/llamacpp)")
     .option('--rounds <n>', 'alternating rounds; the figures are medians (default 3)', parse.int(1))
-    .option('--tokens <n>', 'decode tokens per measured run (default 256)', parse.int(1));
+    .option('--tokens <n>', 'decode tokens per measured run (default 256)', parse.int(1))
+    .option('--quantize-block <n>', `block size of Versa's int8/int4 runs (default ${DEFAULT_BLOCK})`, quantizeBlock);
 }
 
 function table({ targets = {}, ...figures }: Figures): string {
