@@ -34,43 +34,90 @@ const VERSION_ID = /^([A-Za-z0-9][A-Za-z0-9._-]{0,99})@([1-9]\d{0,9})$/;
 const FILE_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
 
 /**
+ * How long a node waits on its registry: for an answer's headers, and for the next bytes of its
+ * body. A file GET that runs past either (a request lost on the way, a stalled stream) is made once
+ * more. Both are well under the edge's wait for a node's first byte (10 s by default), which covers
+ * fetching an adapter before the first token.
+ */
+interface RegistryTimeouts {
+  headersMs: number;
+  stallMs: number;
+}
+const REGISTRY_TIMEOUTS: RegistryTimeouts = { headersMs: 4000, stallMs: 4000 };
+
+/** The registry did not answer in time, or could not be reached: worth one more try. */
+class RegistryUnreachable extends BlobFetchError {}
+
+/**
  * Downloads from the node's configured registry (its own URL and read key), by the version id the
  * edge sent (`NAME@VERSION`). Redirects are not followed (the key would go where the registry
  * points; the registry never redirects), and no more is read than the manifest's size. Errors name
  * the file, never the registry's address.
  */
-export function registrySource(registryUrl: string, key?: string): BlobSource {
+export function registrySource(registryUrl: string, key?: string, timeouts = REGISTRY_TIMEOUTS): BlobSource {
   const base = new URL(registryUrl);
   return {
     async read(ref, file) {
       const id = VERSION_ID.exec(ref.id);
       if (!id || !FILE_NAME.test(file.name))
         throw new BlobFetchError(`"${ref.id}" / "${file.name}" is not a registry file`);
-      const path = `/v1/adapters/${id[1]}/versions/${id[2]}/files/${file.name}`;
+      const url = new URL(`/v1/adapters/${id[1]}/versions/${id[2]}/files/${file.name}`, base);
       const what = `${ref.id} ${file.name}`;
-      const res = await registryFetch(new URL(path, base), key, what);
-      if (!res.ok) {
-        await res.body?.cancel();
-        throw new BlobFetchError(`the registry answered HTTP ${res.status} for ${what}`);
-      }
-      return readAtMost(res.body, file.bytes, `the registry's answer for ${what}`);
+      const download = async () => {
+        const { res, bounded } = await registryFetch(url, key, what, timeouts);
+        if (!res.ok) {
+          await res.body?.cancel();
+          throw new BlobFetchError(`the registry answered HTTP ${res.status} for ${what}`);
+        }
+        return readAtMost(res.body, file.bytes, `the registry's answer for ${what}`, bounded);
+      };
+      // A GET is safe to repeat; only once, so that a registry that is down fails fast.
+      return download().catch((e: Error) => {
+        if (e instanceof RegistryUnreachable) return download();
+        throw e;
+      });
     },
   };
 }
 
-/** A GET of the node's registry with its key; a redirect is an error, never followed. */
-async function registryFetch(url: URL, key: string | undefined, what: string): Promise<Response> {
+/**
+ * A GET of the node's registry with its key, its headers due within `timeouts.headersMs`; a
+ * redirect is an error, never followed. `bounded(read)` waits for one read of the body for at most
+ * `timeouts.stallMs`: past it the request is aborted and the read fails.
+ */
+async function registryFetch(
+  url: URL,
+  key: string | undefined,
+  what: string,
+  timeouts: RegistryTimeouts,
+): Promise<{ res: Response; bounded: <T>(read: Promise<T>) => Promise<T> }> {
+  const abort = new AbortController();
+  const due = (ms: number, why: string) => {
+    const timer = setTimeout(() => abort.abort(new RegistryUnreachable(`${why} for ${what} in ${ms / 1000} s`)), ms);
+    return () => clearTimeout(timer);
+  };
+  const disarm = due(timeouts.headersMs, 'the registry did not answer');
   const res = await fetch(url, {
     headers: key ? { authorization: `Bearer ${key}` } : {},
     redirect: 'manual',
-  }).catch((e: Error) => {
-    throw new BlobFetchError(`the registry could not be reached for ${what} (${e.name})`, { cause: e });
-  });
+    signal: abort.signal,
+  })
+    .catch((e: Error) => {
+      if (abort.signal.reason instanceof RegistryUnreachable) throw abort.signal.reason;
+      throw new RegistryUnreachable(`the registry could not be reached for ${what} (${e.name})`, { cause: e });
+    })
+    .finally(disarm);
   if (res.status >= 300 && res.status < 400) {
     await res.body?.cancel();
     throw new BlobFetchError(`the registry answered a redirect (HTTP ${res.status}) for ${what}: not followed`);
   }
-  return res;
+  const bounded = <T>(read: Promise<T>) =>
+    read
+      .catch((e: Error) => {
+        throw abort.signal.reason instanceof RegistryUnreachable ? abort.signal.reason : e;
+      })
+      .finally(due(timeouts.stallMs, 'the registry stopped sending'));
+  return { res, bounded };
 }
 
 /**
@@ -79,7 +126,8 @@ async function registryFetch(url: URL, key: string | undefined, what: string): P
  */
 export async function checkReadOnlyKey(registryUrl: string, key: string): Promise<void> {
   const refuse = (why: string) => new BlobFetchError(`cannot use the registry key: ${why}`);
-  const res = await registryFetch(new URL('/v1/whoami', registryUrl), key, 'GET /v1/whoami').catch((e: Error) => {
+  const whoami = new URL('/v1/whoami', registryUrl);
+  const { res, bounded } = await registryFetch(whoami, key, 'GET /v1/whoami', REGISTRY_TIMEOUTS).catch((e: Error) => {
     throw refuse(e.message);
   });
   if (!res.ok) {
@@ -88,7 +136,9 @@ export async function checkReadOnlyKey(registryUrl: string, key: string): Promis
   }
   let scopes: unknown;
   try {
-    scopes = JSON.parse(new TextDecoder().decode(await readAtMost(res.body, 64 * 1024, 'GET /v1/whoami'))).scopes;
+    scopes = JSON.parse(
+      new TextDecoder().decode(await readAtMost(res.body, 64 * 1024, 'GET /v1/whoami', bounded)),
+    ).scopes;
   } catch (e) {
     throw refuse(`GET /v1/whoami did not answer its scopes (${(e as Error).message})`);
   }
@@ -102,15 +152,21 @@ export async function checkReadOnlyKey(registryUrl: string, key: string): Promis
 
 /**
  * A body's bytes, refused once it passes `limit` (the size the manifest says): whatever a store or
- * registry sends, the node holds no more than that before hashing it.
+ * registry sends, the node holds no more than that before hashing it. `bounded` (registryFetch)
+ * bounds the wait for each read.
  */
-async function readAtMost(body: ReadableStream<Uint8Array> | null, limit: number, what: string): Promise<Uint8Array> {
+async function readAtMost(
+  body: ReadableStream<Uint8Array> | null,
+  limit: number,
+  what: string,
+  bounded: <T>(read: Promise<T>) => Promise<T> = (read) => read,
+): Promise<Uint8Array> {
   if (!body) return new Uint8Array(0);
   const chunks: Uint8Array[] = [];
   let total = 0;
   const reader = body.getReader();
   for (;;) {
-    const { value, done } = await reader.read();
+    const { value, done } = await bounded(reader.read());
     if (done) break;
     total += value.length;
     if (total > limit) {

@@ -76,6 +76,31 @@ describe('adapter file sources', () => {
     }
   });
 
+  it('a GET the registry does not answer, or stops answering, is made once more, then given up', async () => {
+    const fast = { headersMs: 200, stallMs: 200 };
+    // The first request is never answered (lost on the way), the second is.
+    let calls = 0;
+    const lossy = await standIn((_, res) => void (++calls === 2 && res.writeHead(200).end('0123456789')));
+    const stalling = await standIn((_, res) => res.writeHead(200).write('01234')); // half, then nothing
+    const silent = await standIn(() => {});
+    try {
+      expect(Buffer.from(await registrySource(lossy.url, 'vsk_node-read-key', fast).read(ref, file)).toString()).toBe(
+        '0123456789',
+      );
+      expect(lossy.paths).toHaveLength(2);
+      await expect(registrySource(stalling.url, 'vsk_node-read-key', fast).read(ref, file)).rejects.toThrow(
+        /^the registry stopped sending for writer@1 adapter_model\.safetensors in 0\.2 s$/,
+      );
+      expect(stalling.paths).toHaveLength(2);
+      await expect(registrySource(silent.url, 'vsk_node-read-key', fast).read(ref, file)).rejects.toThrow(
+        /^the registry did not answer for writer@1 adapter_model\.safetensors in 0\.2 s$/,
+      );
+      expect(silent.paths).toHaveLength(2);
+    } finally {
+      for (const s of [lossy, stalling, silent]) s.close();
+    }
+  });
+
   it("a blob folder's file is read no further than the manifest's size either", async () => {
     const folder = new FolderBlobStore(mkdtempSync(join(tmpdir(), 'versa-blobs-')));
     const put = await folder.put(new Uint8Array(100));
