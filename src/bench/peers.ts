@@ -3,7 +3,8 @@ import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { availableParallelism, loadavg, tmpdir } from 'node:os';
 import { basename, dirname, join, resolve } from 'node:path';
-import { DEFAULT_BLOCK } from '../engine/weights/quantize.ts';
+import { inspectModel } from '../engine/loaders/load.ts';
+import { quantizeBlockFor } from '../engine/model/precision.ts';
 
 const ROOT = resolve(import.meta.dirname, '../..');
 const BIN = join(ROOT, 'bin/versa.js');
@@ -114,7 +115,8 @@ export async function benchPeers(o: PeersOptions) {
   const threads = o.threads ?? availableParallelism();
   const rounds = o.rounds ?? 3;
   const tokens = o.tokens ?? 256;
-  const block = o.quantizeBlock ?? DEFAULT_BLOCK;
+  // The block `versa generate` takes for this model unless told (the bits per weight printed say it).
+  const block = quantizeBlockFor(inspectModel(model).config, o.quantizeBlock);
   const lcppDir = resolve(o.llamacpp ?? '/tmp/llamacpp');
   const l2c = llama2c(peersDir, threads);
   const lcpp = llamacpp(peersDir, lcppDir);
