@@ -337,8 +337,11 @@ describe('bad precision and model inputs fail in one line', () => {
       '2',
       '--quantize',
       'int4',
+      '--ignore-eos',
+      '--json',
     ]);
     expect(r.code, r.stderr).toBe(0);
+    expect(JSON.parse(r.stdout).tokens).toHaveLength(2);
   });
 
   it('unknown quantization, bad block sizes and unsupported dtypes', async () => {
